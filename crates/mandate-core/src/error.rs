@@ -1,0 +1,271 @@
+//! The one error type of mandate-core.
+//!
+//! Every variant maps to a stable code (see [`Error::code`]) that names the
+//! rule that failed. Codes are part of the wire contract: test vectors,
+//! the broker's JSON errors and the UI branch on them. Messages never carry
+//! token bytes, key material or claim values supplied by the token.
+
+use crate::jws::TokenKind;
+
+/// Where in a chain a failure happened: the index of the link, root = 0.
+pub type LinkIndex = usize;
+
+/// Why a token, chain or proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The compact token is longer than [`crate::MAX_TOKEN_BYTES`].
+    #[error("token exceeds the size limit")]
+    TokenTooLarge,
+    /// The token is not three base64url parts of JSON, or a claim has the wrong shape.
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    /// A JSON object in the header or the claims repeats a member name.
+    #[error("JSON object repeats a member name")]
+    DuplicateKey,
+    /// The `alg` header is not `EdDSA` or `Ed25519` (this covers `none` and every HMAC).
+    #[error("algorithm is not allowed")]
+    AlgNotAllowed,
+    /// The `typ` header is not the one this kind of token must carry.
+    #[error("token type is wrong: expected {expected:?}")]
+    WrongType {
+        /// The kind the caller asked for.
+        expected: TokenKind,
+    },
+    /// The header has a `crit` member; Mandate defines no critical extensions.
+    #[error("critical header extensions are not supported")]
+    CritUnsupported,
+    /// The header carries a key or key reference (`jwk`, `jku`, `x5c`, `x5u`) where keys come only from trusted sources.
+    #[error("header carries a key that is not trusted here")]
+    UntrustedHeaderKey,
+    /// The header has a member Mandate does not define.
+    #[error("header has an unknown member")]
+    UnknownHeader,
+    /// The `kid` header is missing or is not the thumbprint of the key that must sign.
+    #[error("kid does not name the expected signer")]
+    KidMismatch,
+    /// No public key with the needed thumbprint was supplied.
+    #[error("signing key is unknown")]
+    UnknownKey,
+    /// The signature does not verify (strict Ed25519) under the named key.
+    #[error("signature is invalid")]
+    BadSignature,
+    /// A public key is malformed, or a weak (small-order) point.
+    #[error("public key is invalid")]
+    BadKey,
+    /// `exp` has passed, beyond the allowed clock skew.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is still in the future, beyond the allowed clock skew.
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// The token's own times are inconsistent (`nbf` after `exp`, or `iat` after `exp`).
+    #[error("token validity window is empty")]
+    EmptyValidity,
+    /// The chain has no links.
+    #[error("chain is empty")]
+    EmptyChain,
+    /// The chain has more than [`crate::MAX_CHAIN_LINKS`] links.
+    #[error("chain has too many links")]
+    ChainTooLong,
+    /// The root's signing key is not bound to the root's `sub`.
+    #[error("root is not signed by a key bound to its principal (link {0})")]
+    RootNotBound(LinkIndex),
+    /// A link is not signed by the key the previous link's `cnf.jkt` names.
+    #[error("link {0} is not signed by its parent's grantee")]
+    WrongSigner(LinkIndex),
+    /// `prf` is missing, present at the root, or not the parent's id.
+    #[error("link {0} does not reference its parent")]
+    ParentMismatch(LinkIndex),
+    /// A link's `sub` differs from the root's.
+    #[error("link {0} changes the principal")]
+    PrincipalChanged(LinkIndex),
+    /// A link's `act.sub` is not the agent id of its `cnf.jkt`.
+    #[error("link {0} names an actor that is not its confirmation key")]
+    ActorMismatch(LinkIndex),
+    /// A token or agent key appears twice in the chain.
+    #[error("link {0} repeats an earlier link or agent")]
+    Loop(LinkIndex),
+    /// A link's `max_depth` is not strictly smaller than its parent's.
+    #[error("link {0} exceeds the delegation depth")]
+    DepthExceeded(LinkIndex),
+    /// A link expires after its parent.
+    #[error("link {0} outlives its parent")]
+    OutlivesParent(LinkIndex),
+    /// A link becomes valid before its parent.
+    #[error("link {0} starts before its parent")]
+    PrecedesParent(LinkIndex),
+    /// A link's scope has a `type` (or `identifier`) that no parent scope has.
+    #[error("link {0} adds a scope type")]
+    EscalatedType(LinkIndex),
+    /// A link's scope has an action its parent scope lacks.
+    #[error("link {0} adds an action")]
+    EscalatedAction(LinkIndex),
+    /// A link's scope has a location no parent location covers.
+    #[error("link {0} adds a location")]
+    EscalatedLocation(LinkIndex),
+    /// A link's limits are larger than (or absent where) its parent's are set.
+    #[error("link {0} raises a limit")]
+    EscalatedLimit(LinkIndex),
+    /// A link's money limit is in another currency than its parent's.
+    #[error("link {0} changes the currency of a limit")]
+    EscalatedCurrency(LinkIndex),
+    /// An `authorization_details` entry is malformed (empty, bad location, bad amount).
+    #[error("scope is malformed: {0}")]
+    BadScope(&'static str),
+    /// A link's id is in the revocation set.
+    #[error("link {0} is revoked")]
+    Revoked(LinkIndex),
+    /// No proof of possession was presented where one is required.
+    #[error("proof of possession is missing")]
+    PopMissing,
+    /// The proof is not signed by the leaf's confirmation key.
+    #[error("proof of possession is signed by the wrong key")]
+    PopWrongKey,
+    /// The proof's `iat` lies outside the freshness window.
+    #[error("proof of possession is stale")]
+    PopStale,
+    /// The proof's `jti` was seen before.
+    #[error("proof of possession was replayed")]
+    PopReplayed,
+    /// The replay cache is full of live entries and cannot accept another; fail closed.
+    #[error("replay cache is full")]
+    PopCacheFull,
+    /// The proof's `htm` is not the request method.
+    #[error("proof of possession is for another method")]
+    PopMethod,
+    /// The proof's `htu` is not the request URI.
+    #[error("proof of possession is for another URI")]
+    PopUri,
+    /// The proof's `ath` is not the hash of the presented chain.
+    #[error("proof of possession is bound to another chain")]
+    PopChain,
+    /// The call asks for an action outside the leaf's effective scope.
+    #[error("the call is outside the granted scope")]
+    OutOfScope,
+    /// The signer of a revocation is not at or above the revoked link.
+    #[error("revocation is not signed by an issuer at or above the revoked link")]
+    RevocationNotAuthorized,
+}
+
+impl Error {
+    /// The stable code that names the rule that failed.
+    ///
+    /// Codes never change once published; new rules get new codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::TokenTooLarge => "token.too_large",
+            Error::Malformed(_) => "token.malformed",
+            Error::DuplicateKey => "token.duplicate_key",
+            Error::AlgNotAllowed => "header.alg_not_allowed",
+            Error::WrongType { .. } => "header.wrong_typ",
+            Error::CritUnsupported => "header.crit_unsupported",
+            Error::UntrustedHeaderKey => "header.untrusted_key",
+            Error::UnknownHeader => "header.unknown_member",
+            Error::KidMismatch => "header.kid_mismatch",
+            Error::UnknownKey => "key.unknown",
+            Error::BadSignature => "signature.invalid",
+            Error::BadKey => "key.invalid",
+            Error::Expired => "time.expired",
+            Error::NotYetValid => "time.not_yet_valid",
+            Error::EmptyValidity => "time.empty_window",
+            Error::EmptyChain => "chain.empty",
+            Error::ChainTooLong => "chain.too_long",
+            Error::RootNotBound(_) => "chain.root_not_bound",
+            Error::WrongSigner(_) => "chain.wrong_signer",
+            Error::ParentMismatch(_) => "chain.prf_mismatch",
+            Error::PrincipalChanged(_) => "chain.sub_changed",
+            Error::ActorMismatch(_) => "chain.act_mismatch",
+            Error::Loop(_) => "chain.loop",
+            Error::DepthExceeded(_) => "chain.depth_exceeded",
+            Error::OutlivesParent(_) => "chain.outlives_parent",
+            Error::PrecedesParent(_) => "chain.precedes_parent",
+            Error::EscalatedType(_) => "scope.escalated_type",
+            Error::EscalatedAction(_) => "scope.escalated_action",
+            Error::EscalatedLocation(_) => "scope.escalated_location",
+            Error::EscalatedLimit(_) => "scope.escalated_limit",
+            Error::EscalatedCurrency(_) => "scope.escalated_currency",
+            Error::BadScope(_) => "scope.malformed",
+            Error::Revoked(_) => "chain.revoked",
+            Error::PopMissing => "pop.missing",
+            Error::PopWrongKey => "pop.wrong_key",
+            Error::PopStale => "pop.stale",
+            Error::PopReplayed => "pop.replayed",
+            Error::PopCacheFull => "pop.cache_full",
+            Error::PopMethod => "pop.htm_mismatch",
+            Error::PopUri => "pop.htu_mismatch",
+            Error::PopChain => "pop.ath_mismatch",
+            Error::OutOfScope => "call.out_of_scope",
+            Error::RevocationNotAuthorized => "revocation.not_authorized",
+        }
+    }
+
+    /// Every code, for documentation and for tests that check the table is complete.
+    pub const CODES: &'static [&'static str] = &[
+        "token.too_large",
+        "token.malformed",
+        "token.duplicate_key",
+        "header.alg_not_allowed",
+        "header.wrong_typ",
+        "header.crit_unsupported",
+        "header.untrusted_key",
+        "header.unknown_member",
+        "header.kid_mismatch",
+        "key.unknown",
+        "signature.invalid",
+        "key.invalid",
+        "time.expired",
+        "time.not_yet_valid",
+        "time.empty_window",
+        "chain.empty",
+        "chain.too_long",
+        "chain.root_not_bound",
+        "chain.wrong_signer",
+        "chain.prf_mismatch",
+        "chain.sub_changed",
+        "chain.act_mismatch",
+        "chain.loop",
+        "chain.depth_exceeded",
+        "chain.outlives_parent",
+        "chain.precedes_parent",
+        "scope.escalated_type",
+        "scope.escalated_action",
+        "scope.escalated_location",
+        "scope.escalated_limit",
+        "scope.escalated_currency",
+        "scope.malformed",
+        "chain.revoked",
+        "pop.missing",
+        "pop.wrong_key",
+        "pop.stale",
+        "pop.replayed",
+        "pop.cache_full",
+        "pop.htm_mismatch",
+        "pop.htu_mismatch",
+        "pop.ath_mismatch",
+        "call.out_of_scope",
+        "revocation.not_authorized",
+    ];
+
+    /// The index of the chain link the failure is about, when there is one.
+    pub fn link(&self) -> Option<LinkIndex> {
+        match self {
+            Error::RootNotBound(i)
+            | Error::WrongSigner(i)
+            | Error::ParentMismatch(i)
+            | Error::PrincipalChanged(i)
+            | Error::ActorMismatch(i)
+            | Error::Loop(i)
+            | Error::DepthExceeded(i)
+            | Error::OutlivesParent(i)
+            | Error::PrecedesParent(i)
+            | Error::EscalatedType(i)
+            | Error::EscalatedAction(i)
+            | Error::EscalatedLocation(i)
+            | Error::EscalatedLimit(i)
+            | Error::EscalatedCurrency(i)
+            | Error::Revoked(i) => Some(*i),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Keys, JWKs (RFC 8037), thumbprints (RFC 7638) and agent ids (RFC 9278).
+//!
+//! A [`SigningKey`] holds a secret: it has no `Debug`, no `Serialize`, and
+//! its bytes are wiped on drop. A [`PublicKey`] is a decompressed,
+//! non-weak Ed25519 point together with its thumbprint.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::{Signer as _, VerifyingKey};
+use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::{Error, b64};
+
+/// The RFC 9278 URI prefix of an agent id.
+pub const AGENT_ID_PREFIX: &str = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:";
+
+/// The RFC 7638 SHA-256 thumbprint of an Ed25519 public key.
+///
+/// Its text form (`kid`, `cnf.jkt`) is 43 characters of base64url.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Thumbprint([u8; 32]);
+
+impl Thumbprint {
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The thumbprint of an Ed25519 public key given as its 32 bytes.
+    pub fn of_ed25519(public: &[u8; 32]) -> Thumbprint {
+        // RFC 7638: the required members in lexicographic order, no whitespace.
+        let mut hasher = Sha256::new();
+        hasher.update(br#"{"crv":"Ed25519","kty":"OKP","x":""#);
+        hasher.update(b64::encode(public).as_bytes());
+        hasher.update(br#""}"#);
+        Thumbprint(hasher.finalize().into())
+    }
+}
+
+impl fmt::Display for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&b64::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Thumbprint({self})")
+    }
+}
+
+impl FromStr for Thumbprint {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        b64::decode_array::<32>(s)
+            .map(Thumbprint)
+            .ok_or(Error::Malformed("thumbprint is not 32 bytes of base64url"))
+    }
+}
+
+impl Serialize for Thumbprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Thumbprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("invalid thumbprint"))
+    }
+}
+
+/// An agent's identity: the RFC 9278 thumbprint URI of its key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentId(Thumbprint);
+
+impl AgentId {
+    /// The agent id of the key with this thumbprint.
+    pub fn from_thumbprint(jkt: Thumbprint) -> AgentId {
+        AgentId(jkt)
+    }
+
+    /// The thumbprint inside the URI.
+    pub fn thumbprint(&self) -> Thumbprint {
+        self.0
+    }
+
+    /// A short, human-comparable fingerprint: the first 16 base64url characters in groups of four.
+    pub fn fingerprint(&self) -> String {
+        let text = self.0.to_string();
+        let head: Vec<&str> = (0..4).filter_map(|i| text.get(i * 4..i * 4 + 4)).collect();
+        head.join("-")
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{AGENT_ID_PREFIX}{}", self.0)
+    }
+}
+
+impl fmt::Debug for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgentId({})", self.0)
+    }
+}
+
+impl FromStr for AgentId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let jkt = s
+            .strip_prefix(AGENT_ID_PREFIX)
+            .ok_or(Error::Malformed("agent id is not a jwk-thumbprint URI"))?;
+        Ok(AgentId(jkt.parse()?))
+    }
+}
+
+impl Serialize for AgentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AgentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("invalid agent id"))
+    }
+}
+
+/// A public OKP JWK for Ed25519 (RFC 8037), as it appears on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// Optional key id; when present it must equal the thumbprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Optional algorithm; when present it must be `EdDSA` or `Ed25519`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// Optional use; when present it must be `sig`.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+}
+
+/// A verified Ed25519 public key and its thumbprint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey {
+    key: VerifyingKey,
+    jkt: Thumbprint,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.jkt)
+    }
+}
+
+impl PublicKey {
+    /// Decompresses a 32-byte Ed25519 public key, refusing weak (small-order) points.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::BadKey)?;
+        if key.is_weak() {
+            return Err(Error::BadKey);
+        }
+        Ok(PublicKey {
+            key,
+            jkt: Thumbprint::of_ed25519(bytes),
+        })
+    }
+
+    /// Parses a public JWK. A JWK with a private part (`d`) is refused.
+    pub fn from_jwk(jwk: &Jwk) -> Result<PublicKey, Error> {
+        if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
+            return Err(Error::BadKey);
+        }
+        if jwk
+            .alg
+            .as_deref()
+            .is_some_and(|a| a != "EdDSA" && a != "Ed25519")
+        {
+            return Err(Error::BadKey);
+        }
+        if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+            return Err(Error::BadKey);
+        }
+        let bytes = b64::decode_array::<32>(&jwk.x).ok_or(Error::BadKey)?;
+        let key = PublicKey::from_bytes(&bytes)?;
+        if jwk
+            .kid
+            .as_deref()
+            .is_some_and(|kid| kid != key.jkt.to_string())
+        {
+            return Err(Error::BadKey);
+        }
+        Ok(key)
+    }
+
+    /// Parses a public JWK from JSON text.
+    pub fn from_jwk_json(json: &str) -> Result<PublicKey, Error> {
+        let jwk: Jwk = serde_json::from_str(json).map_err(|_| Error::BadKey)?;
+        PublicKey::from_jwk(&jwk)
+    }
+
+    /// The public JWK, with `kid` set to the thumbprint.
+    pub fn to_jwk(&self) -> Jwk {
+        Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: b64::encode(self.key.as_bytes()),
+            kid: Some(self.jkt.to_string()),
+            alg: None,
+            use_: None,
+        }
+    }
+
+    /// The RFC 7638 thumbprint.
+    pub fn thumbprint(&self) -> Thumbprint {
+        self.jkt
+    }
+
+    /// The agent id of this key.
+    pub fn agent_id(&self) -> AgentId {
+        AgentId(self.jkt)
+    }
+
+    /// The 32 bytes of the compressed point.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.key.as_bytes()
+    }
+
+    /// Strict Ed25519 verification (no malleable or small-order signatures).
+    pub(crate) fn verify_strict(&self, message: &[u8], signature: &[u8; 64]) -> Result<(), Error> {
+        let sig = ed25519_dalek::Signature::from_bytes(signature);
+        self.key
+            .verify_strict(message, &sig)
+            .map_err(|_| Error::BadSignature)
+    }
+}
+
+/// An Ed25519 secret key. It has no `Debug` and no `Serialize`; its bytes are wiped on drop.
+pub struct SigningKey {
+    key: ed25519_dalek::SigningKey,
+    public: PublicKey,
+}
+
+impl SigningKey {
+    /// Generates a key from a cryptographic random source.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> SigningKey {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        SigningKey::from_seed(&seed)
+    }
+
+    /// Rebuilds a key from its 32-byte seed (as stored in a keyring).
+    pub fn from_seed(seed: &[u8; 32]) -> SigningKey {
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        let public_bytes = key.verifying_key().to_bytes();
+        let public = PublicKey {
+            key: key.verifying_key(),
+            jkt: Thumbprint::of_ed25519(&public_bytes),
+        };
+        SigningKey { key, public }
+    }
+
+    /// The seed, for storage in a keyring. The buffer is wiped when dropped.
+    pub fn to_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_bytes())
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The thumbprint of the public half, used as `kid`.
+    pub fn thumbprint(&self) -> Thumbprint {
+        self.public.jkt
+    }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 8037 appendix A.1 / A.3: the Ed25519 example key and its thumbprint.
+    const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const RFC8037_JKT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+
+    #[test]
+    fn thumbprint_matches_rfc8037_example() {
+        let jwk = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}"}}"#);
+        let key = PublicKey::from_jwk_json(&jwk).unwrap();
+        assert_eq!(key.thumbprint().to_string(), RFC8037_JKT);
+        assert_eq!(
+            key.agent_id().to_string(),
+            format!("{AGENT_ID_PREFIX}{RFC8037_JKT}")
+        );
+    }
+
+    #[test]
+    fn rfc8037_seed_gives_rfc8037_public_key() {
+        let seed = b64::decode_array::<32>("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap();
+        let key = SigningKey::from_seed(&seed);
+        assert_eq!(b64::encode(key.public().as_bytes()), RFC8037_X);
+    }
+
+    #[test]
+    fn jwk_round_trips_and_refuses_private_or_foreign_keys() {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let jwk = key.public().to_jwk();
+        assert_eq!(PublicKey::from_jwk(&jwk).unwrap(), *key.public());
+        let with_d = format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"{}","d":"AAAA"}}"#,
+            jwk.x
+        );
+        assert_eq!(PublicKey::from_jwk_json(&with_d), Err(Error::BadKey));
+        let x25519 = format!(r#"{{"kty":"OKP","crv":"X25519","x":"{}"}}"#, jwk.x);
+        assert_eq!(PublicKey::from_jwk_json(&x25519), Err(Error::BadKey));
+        let wrong_kid = Jwk {
+            kid: Some(RFC8037_JKT.into()),
+            ..jwk
+        };
+        assert_eq!(PublicKey::from_jwk(&wrong_kid), Err(Error::BadKey));
+    }
+
+    #[test]
+    fn weak_keys_are_refused() {
+        // The identity point encodes as 1 followed by zeros: small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PublicKey::from_bytes(&identity), Err(Error::BadKey));
+    }
+
+    #[test]
+    fn agent_ids_parse_strictly() {
+        let key = SigningKey::from_seed(&[9; 32]);
+        let id = key.public().agent_id();
+        assert_eq!(id.to_string().parse::<AgentId>().unwrap(), id);
+        assert!("urn:x:y".parse::<AgentId>().is_err());
+        assert!(format!("{AGENT_ID_PREFIX}abc").parse::<AgentId>().is_err());
+        assert_eq!(id.fingerprint().len(), 19);
+    }
+}

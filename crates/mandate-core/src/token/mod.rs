@@ -1,0 +1,237 @@
+//! The token kinds and what they share: typed claims that sign into a
+//! compact JWS and verify back into a typed value.
+
+mod binding;
+mod denial;
+mod grant;
+mod pop;
+mod receipt;
+mod request;
+mod revocation;
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use binding::BindingClaims;
+pub use denial::DenialClaims;
+pub use grant::{Actor, Confirmation, GrantClaims};
+pub use pop::{PopClaims, chain_hash, same_htu};
+pub use receipt::{Action, Outcome, ReceiptClaims};
+pub use request::{AgentInfo, BindingCode, RequestClaims};
+pub use revocation::RevocationClaims;
+
+use crate::Error;
+use crate::jws::{self, TokenId, TokenKind};
+use crate::key::{PublicKey, SigningKey};
+
+/// Seconds since the Unix epoch, as in JWT `NumericDate` (integers only).
+pub type UnixTime = i64;
+
+/// The time rules a verifier applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How far clocks may disagree, in seconds, when checking `exp` and `nbf`.
+    pub clock_skew: i64,
+    /// How old a proof of possession may be, in seconds.
+    pub pop_max_age: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            clock_skew: 60,
+            pop_max_age: 60,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks a validity window `[nbf, exp)` against `now`, allowing the skew.
+    pub fn check_window(
+        &self,
+        iat: UnixTime,
+        nbf: UnixTime,
+        exp: UnixTime,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        if nbf >= exp || iat >= exp {
+            return Err(Error::EmptyValidity);
+        }
+        if now >= exp.saturating_add(self.clock_skew) {
+            return Err(Error::Expired);
+        }
+        if nbf > now.saturating_add(self.clock_skew) {
+            return Err(Error::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
+/// The user principal: an opaque, non-empty string naming an OIDC identity.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Principal(String);
+
+impl TryFrom<String> for Principal {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.is_empty() || s.len() > 512 || s.chars().any(char::is_control) {
+            return Err("principal is empty, longer than 512 bytes, or has control characters");
+        }
+        Ok(Principal(s))
+    }
+}
+
+impl From<Principal> for String {
+    fn from(p: Principal) -> String {
+        p.0
+    }
+}
+
+impl Principal {
+    /// The principal's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Principal({:?})", self.0)
+    }
+}
+
+/// A token id (`jti`): 1 to 128 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Jti(String);
+
+impl TryFrom<String> for Jti {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
+            return Err("jti is empty, longer than 128 bytes, or has control characters");
+        }
+        Ok(Jti(s))
+    }
+}
+
+impl From<Jti> for String {
+    fn from(j: Jti) -> String {
+        j.0
+    }
+}
+
+impl Jti {
+    /// 128 random bits as base64url.
+    pub fn random(rng: &mut impl rand_core::CryptoRngCore) -> Jti {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Jti(crate::b64::encode(bytes))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Claims of one token kind.
+pub trait Claims: Serialize + DeserializeOwned {
+    /// The kind, and so the `typ`.
+    const KIND: TokenKind;
+
+    /// Checks this token's own times against `now`.
+    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error>;
+
+    /// Signs the claims into a compact token.
+    fn sign(&self, key: &SigningKey) -> String {
+        jws::sign(Self::KIND, key, self)
+    }
+}
+
+/// A token whose signature, header and times were checked.
+#[derive(Debug, Clone)]
+pub struct Verified<C> {
+    /// The token's id.
+    pub id: TokenId,
+    /// The key that signed it.
+    pub signer: PublicKey,
+    /// The claims.
+    pub claims: C,
+}
+
+/// Verifies one token of kind `C` under `key`, chosen by the caller from a trusted source.
+///
+/// For a request, whose key travels in its header, use [`RequestClaims::verify`].
+pub fn verify<C: Claims>(
+    compact: &str,
+    key: &PublicKey,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<Verified<C>, Error> {
+    let token = jws::parse(compact, C::KIND)?;
+    if token.kid != key.thumbprint() {
+        return Err(Error::KidMismatch);
+    }
+    token.verify(key)?;
+    let claims: C = token.claims()?;
+    claims.check_time(policy, now)?;
+    Ok(Verified {
+        id: token.id,
+        signer: *key,
+        claims,
+    })
+}
+
+/// Reads a token's `kid` and claims without verifying anything but the header.
+///
+/// Use it only to choose which trusted key to verify with, never to act on the claims.
+pub fn peek<C: Claims>(compact: &str) -> Result<(crate::key::Thumbprint, C), Error> {
+    let token = jws::parse(compact, C::KIND)?;
+    let claims = token.claims()?;
+    Ok((token.kid, claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_rules() {
+        let p = Policy {
+            clock_skew: 10,
+            pop_max_age: 60,
+        };
+        assert_eq!(p.check_window(100, 100, 200, 150), Ok(()));
+        assert_eq!(p.check_window(100, 100, 200, 209), Ok(()));
+        assert_eq!(p.check_window(100, 100, 200, 210), Err(Error::Expired));
+        assert_eq!(p.check_window(100, 100, 200, 90), Ok(()));
+        assert_eq!(p.check_window(100, 100, 200, 89), Err(Error::NotYetValid));
+        assert_eq!(
+            p.check_window(100, 200, 200, 150),
+            Err(Error::EmptyValidity)
+        );
+        assert_eq!(
+            p.check_window(300, 100, 200, 150),
+            Err(Error::EmptyValidity)
+        );
+        assert_eq!(p.check_window(0, i64::MIN, i64::MAX, 0), Ok(()));
+    }
+
+    #[test]
+    fn principals_and_jtis_parse_strictly() {
+        assert!(Principal::try_from(String::new()).is_err());
+        assert!(Principal::try_from("a\nb".to_string()).is_err());
+        assert!(Principal::try_from("https://idp.example#alice".to_string()).is_ok());
+        assert!(Jti::try_from("x".repeat(129)).is_err());
+    }
+}

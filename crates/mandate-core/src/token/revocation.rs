@@ -1,0 +1,74 @@
+//! `mandate-revocation+jwt`: an issuer withdraws grants, and with them
+//! everything delegated beneath them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Claims, Jti, Policy, Principal, UnixTime};
+use crate::Error;
+use crate::chain::Link;
+use crate::jws::{TokenId, TokenKind};
+use crate::key::Thumbprint;
+
+/// The claims of a revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationClaims {
+    /// The principal whose grants these are.
+    pub sub: Principal,
+    /// The ids of the grants revoked; at least one.
+    pub revokes: Vec<TokenId>,
+    /// Why, if the issuer said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Issued at.
+    pub iat: UnixTime,
+    /// Unique id.
+    pub jti: Jti,
+}
+
+/// The most grant ids one revocation may name.
+pub const MAX_REVOKES: usize = 256;
+
+impl Claims for RevocationClaims {
+    const KIND: TokenKind = TokenKind::Revocation;
+
+    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+        if self.revokes.is_empty() || self.revokes.len() > MAX_REVOKES {
+            return Err(Error::Malformed("revokes must name 1 to 256 grants"));
+        }
+        if self.iat > now.saturating_add(policy.clock_skew) {
+            return Err(Error::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
+impl RevocationClaims {
+    /// Checks that `signer` may revoke `revoked`, given the verified chain that
+    /// leads to it, root first and ending with the revoked link.
+    ///
+    /// The user (the root's issuer) and every issuer at or above the revoked
+    /// link may revoke it; the revoked link's own grantee may not.
+    pub fn authorized(
+        &self,
+        signer: &Thumbprint,
+        revoked: &TokenId,
+        chain: &[Link],
+    ) -> Result<(), Error> {
+        let Some(pos) = chain.iter().position(|l| l.id == *revoked) else {
+            return Err(Error::RevocationNotAuthorized);
+        };
+        if !self.revokes.contains(revoked)
+            || chain
+                .first()
+                .is_some_and(|root| root.claims.sub != self.sub)
+        {
+            return Err(Error::RevocationNotAuthorized);
+        }
+        if chain[..=pos].iter().any(|l| l.issuer == *signer) {
+            Ok(())
+        } else {
+            Err(Error::RevocationNotAuthorized)
+        }
+    }
+}
