@@ -141,8 +141,11 @@ impl Unverified<'_> {
 
 /// Maps a serde_json error onto a stable code without echoing input.
 pub(crate) fn json_error(e: serde_json::Error) -> Error {
-    if e.to_string().starts_with("duplicate field") {
+    let message = e.to_string();
+    if message.starts_with("duplicate field") {
         Error::DuplicateKey
+    } else if message.starts_with("scope:") {
+        Error::BadScope("an authorization detail is malformed")
     } else {
         Error::Malformed("claims do not match the token kind")
     }

@@ -1,1 +1,15 @@
+//! mandate-core's integration tests: the vector table, properties, and
+//! journeys through the public API.
 
+mod api;
+mod properties;
+mod vectors;
+
+/// The vector generator's modules, shared with `examples/gen_vectors`.
+#[path = "../../examples/gen_vectors"]
+#[allow(dead_code)]
+mod gen_vectors {
+    pub mod fixture;
+    pub mod invalid;
+    pub mod valid;
+}
