@@ -267,14 +267,14 @@ impl Header {
         if self.crit {
             return Err(Error::CritUnsupported);
         }
+        if self.typ.as_deref() != Some(expected.typ()) {
+            return Err(Error::WrongType { expected });
+        }
         if self.key_reference || (self.jwk.is_some() || self.jwk_bad) && !expected.carries_key() {
             return Err(Error::UntrustedHeaderKey);
         }
         if self.unknown {
             return Err(Error::UnknownHeader);
-        }
-        if self.typ.as_deref() != Some(expected.typ()) {
-            return Err(Error::WrongType { expected });
         }
         if self.kid_bad {
             return Err(Error::KidMismatch);

@@ -53,7 +53,7 @@ impl RevocationClaims {
         &self,
         signer: &Thumbprint,
         revoked: &TokenId,
-        chain: &[Link],
+        chain: &[&Link],
     ) -> Result<(), Error> {
         let Some(pos) = chain.iter().position(|l| l.id == *revoked) else {
             return Err(Error::RevocationNotAuthorized);

@@ -1,6 +1,9 @@
 //! mandate-core's integration tests: the vector table, properties, and
 //! journeys through the public API.
 
+// A failed expectation in a test is a test failure, which is what we want.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod api;
 mod properties;
 mod vectors;

@@ -42,11 +42,11 @@ pub struct BindingIn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PopIn {
-    token: String,
-    htm: String,
-    htu: String,
+    pub token: String,
+    pub htm: String,
+    pub htu: String,
     #[serde(default)]
-    seen_before: bool,
+    pub seen_before: bool,
 }
 
 #[derive(Deserialize)]
