@@ -311,10 +311,8 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
         }
         links.push(link);
     }
-    Ok(VerifiedChain {
-        links,
-        ath: crate::token::chain_hash(chain),
-    })
+    let ath = crate::token::chain_hash_of_ids(links.iter().map(|l| &l.id));
+    Ok(VerifiedChain { links, ath })
 }
 
 /// The rules between a link and its parent.

@@ -33,9 +33,11 @@ impl Thumbprint {
     /// The thumbprint of an Ed25519 public key given as its 32 bytes.
     pub fn of_ed25519(public: &[u8; 32]) -> Thumbprint {
         // RFC 7638: the required members in lexicographic order, no whitespace.
+        let mut x = [0u8; 43];
+        let n = b64::encode_into(public, &mut x);
         let mut hasher = Sha256::new();
         hasher.update(br#"{"crv":"Ed25519","kty":"OKP","x":""#);
-        hasher.update(b64::encode(public).as_bytes());
+        hasher.update(&x[..n]);
         hasher.update(br#""}"#);
         Thumbprint(hasher.finalize().into())
     }

@@ -54,27 +54,45 @@ impl TryFrom<String> for Location {
 }
 
 /// The location rules, shared by scopes and by the calls checked against them.
+///
+/// One pass over the bytes: printable ASCII only (a URI's own alphabet),
+/// none of `\\ ? #`, no `*` but at the end, no percent-encoded `.`, `/`,
+/// `\\` or NUL, and no `.` or `..` segment.
 fn check_location(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() || s.len() > MAX_LOCATION_BYTES {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MAX_LOCATION_BYTES {
         return Err("scope: location length");
     }
-    if s.chars()
-        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#'))
-    {
-        return Err("scope: location character");
-    }
-    if s.find('*').is_some_and(|i| i != s.len() - 1) {
-        return Err("scope: wildcard not at the end");
-    }
-    let lower = s.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c", "%00"]
-        .iter()
-        .any(|enc| lower.contains(enc))
-    {
-        return Err("scope: encoded separator");
-    }
-    if s.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err("scope: dot segment");
+    let mut segment_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'!'..=b'~' if !matches!(c, b'\\' | b'?' | b'#') => {}
+            _ => return Err("scope: location character"),
+        }
+        if c == b'*' && i != b.len() - 1 {
+            return Err("scope: wildcard not at the end");
+        }
+        if c == b'%' {
+            let next = (
+                b.get(i + 1).copied(),
+                b.get(i + 2).map(u8::to_ascii_lowercase),
+            );
+            if matches!(
+                next,
+                (Some(b'2'), Some(b'e' | b'f'))
+                    | (Some(b'5'), Some(b'c'))
+                    | (Some(b'0'), Some(b'0'))
+            ) {
+                return Err("scope: encoded separator");
+            }
+        }
+        if c == b'/' || i == b.len() - 1 {
+            let end = if c == b'/' { i } else { i + 1 };
+            if matches!(&b[segment_start..end], b"." | b"..") {
+                return Err("scope: dot segment");
+            }
+            segment_start = i + 1;
+        }
     }
     Ok(())
 }

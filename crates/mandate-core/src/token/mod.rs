@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use binding::BindingClaims;
 pub use denial::DenialClaims;
 pub use grant::{Actor, Confirmation, GrantClaims};
+pub(crate) use pop::chain_hash_of_ids;
 pub use pop::{PopClaims, chain_hash, same_htu};
 pub use receipt::{Action, Outcome, ReceiptClaims};
 pub use request::{AgentInfo, BindingCode, RequestClaims};

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{Claims, Jti, Policy, UnixTime};
-use crate::jws::TokenKind;
+use crate::jws::{TokenId, TokenKind};
 use crate::{Error, b64};
 
 /// The claims of a proof of possession.
@@ -38,14 +38,18 @@ impl Claims for PopClaims {
 }
 
 /// The hash that binds a proof to a chain: base64url SHA-256 of the
-/// compact tokens joined by `~`, root first.
+/// concatenated 32-byte ids of the chain's tokens, root first. Each id is
+/// itself the SHA-256 of a token, so this commits to every byte of the chain.
 pub fn chain_hash<S: AsRef<str>>(chain: &[S]) -> String {
+    let ids: Vec<TokenId> = chain.iter().map(|t| TokenId::of(t.as_ref())).collect();
+    chain_hash_of_ids(&ids)
+}
+
+/// [`chain_hash`], from ids already computed.
+pub(crate) fn chain_hash_of_ids<'a>(ids: impl IntoIterator<Item = &'a TokenId>) -> String {
     let mut hasher = Sha256::new();
-    for (i, token) in chain.iter().enumerate() {
-        if i > 0 {
-            hasher.update(b"~");
-        }
-        hasher.update(token.as_ref().as_bytes());
+    for id in ids {
+        hasher.update(id.as_bytes());
     }
     b64::encode(hasher.finalize())
 }
@@ -85,9 +89,11 @@ mod tests {
     }
 
     #[test]
-    fn chain_hash_joins_with_tilde() {
-        let expected = b64::encode(Sha256::digest(b"a~b"));
-        assert_eq!(chain_hash(&["a", "b"]), expected);
+    fn chain_hash_covers_the_ids_in_order() {
+        let mut ids = Vec::new();
+        ids.extend_from_slice(TokenId::of("a").as_bytes());
+        ids.extend_from_slice(TokenId::of("b").as_bytes());
+        assert_eq!(chain_hash(&["a", "b"]), b64::encode(Sha256::digest(&ids)));
         assert_ne!(
             chain_hash(&["a", "b"]),
             chain_hash(&["b", "a"]),

@@ -1,0 +1,87 @@
+//! Paired ratios for the verification benchmarks.
+//!
+//!     cargo bench -p mandate-core --bench ratios
+//!
+//! Criterion measures each variant on its own, minutes apart, so a ratio of
+//! two of its figures carries the machine's drift. This harness interleaves
+//! the variants: each round runs a block of every variant back to back, and
+//! the reported ratio is the median over rounds of the per-round ratio, with
+//! its interquartile range. The variants are those of `verify.rs`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::time::Instant;
+
+use common::{Bench, DEPTHS, Variant};
+
+const ROUNDS: usize = 120;
+const BLOCK: usize = 12;
+
+fn time_block(bench: &Bench, run: Variant) -> f64 {
+    let start = Instant::now();
+    for _ in 0..BLOCK {
+        run(bench);
+    }
+    start.elapsed().as_secs_f64() * 1e6 / BLOCK as f64
+}
+
+fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    (q(0.25), q(0.5), q(0.75))
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing and
+    // expects a quick exit.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let pairs: [(&str, Variant, Variant); 4] = [
+        (
+            "cold chain / floor (chain)",
+            Bench::cold_chain,
+            Bench::floor_chain,
+        ),
+        (
+            "biscuit / floor (chain)",
+            Bench::biscuit,
+            Bench::floor_chain,
+        ),
+        (
+            "cold call / floor (call)",
+            Bench::cold_call,
+            Bench::floor_call,
+        ),
+        (
+            "warm call / one verify_strict",
+            Bench::warm_call,
+            Bench::one_verify_strict,
+        ),
+    ];
+    println!(
+        "Median per-round ratio [interquartile range], {ROUNDS} rounds of {BLOCK} iterations, variants interleaved.\n"
+    );
+    println!("| depth | {} |", pairs.map(|p| p.0).join(" | "));
+    println!("|---:|{}", "---:|".repeat(pairs.len()));
+    for depth in DEPTHS {
+        let bench = Bench::new(depth);
+        let mut ratios = vec![Vec::with_capacity(ROUNDS); pairs.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, a, b)) in pairs.iter().enumerate() {
+                let (ta, tb) = (time_block(&bench, *a), time_block(&bench, *b));
+                ratios[i].push(ta / tb);
+            }
+        }
+        let cells: Vec<String> = ratios
+            .into_iter()
+            .map(|r| {
+                let (lo, mid, hi) = quartiles(r);
+                format!("{mid:.3} [{lo:.3}-{hi:.3}]")
+            })
+            .collect();
+        println!("| {depth} | {} |", cells.join(" | "));
+    }
+}
