@@ -43,7 +43,7 @@ impl Receipt {
         let key = keys.get(&grantee).ok_or(Error::UnknownKey)?;
         token.verify(key)?;
         let claims: ReceiptClaims = token.claims()?;
-        claims.check_time(policy, now)?;
+        claims.check(policy, now)?;
         if claims.grant != grant.id {
             return Err(Error::Malformed("receipt names another grant"));
         }
@@ -157,31 +157,11 @@ impl<'a> Ledger<'a> {
         let mut complete = true;
         let mut missing = Vec::new();
 
-        // The causes, newest first, stopping at a request, an unknown id or a loop.
-        let mut causes: Vec<&Receipt> = Vec::new();
-        let mut seen = HashSet::from([action.id]);
-        let mut next = action.claims.cause;
-        while let Some(id) = next {
-            if causes.len() >= MAX_CAUSES || !seen.insert(id) {
-                complete = false;
-                break;
-            }
-            match self.receipts.get(&id) {
-                Some(r) => {
-                    causes.push(r);
-                    next = r.claims.cause;
-                }
-                // A cause that is not a receipt is the request the action answered.
-                None => break,
-            }
-        }
-        causes.reverse();
-
         // The grant path from the root down to the action's grant.
         let mut path: Vec<&Link> = Vec::new();
         let mut next = Some(action.claims.grant);
         while let Some(id) = next {
-            if path.len() > crate::MAX_CHAIN_LINKS || path.iter().any(|g| g.id == id) {
+            if path.len() >= crate::MAX_CHAIN_LINKS || path.iter().any(|g| g.id == id) {
                 complete = false;
                 break;
             }
@@ -198,6 +178,32 @@ impl<'a> Ledger<'a> {
             }
         }
         path.reverse();
+
+        // The causes, newest first. A chain of causes ends at the request a
+        // grant on the path answered; any other unknown id is missing.
+        let requests: HashSet<TokenId> = path.iter().filter_map(|g| g.claims.req).collect();
+        let mut causes: Vec<&Receipt> = Vec::new();
+        let mut seen = HashSet::from([action.id]);
+        let mut next = action.claims.cause;
+        while let Some(id) = next {
+            if causes.len() >= MAX_CAUSES || !seen.insert(id) {
+                complete = false;
+                break;
+            }
+            match self.receipts.get(&id) {
+                Some(r) => {
+                    causes.push(r);
+                    next = r.claims.cause;
+                }
+                None if requests.contains(&id) => break,
+                None => {
+                    complete = false;
+                    missing.push(Step::Missing { id });
+                    break;
+                }
+            }
+        }
+        causes.reverse();
 
         let mut steps = missing;
         if let Some(root) = path.first().filter(|g| g.claims.prf.is_none()) {

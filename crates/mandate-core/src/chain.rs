@@ -35,14 +35,15 @@ impl RevocationSet for BTreeSet<TokenId> {
 
 /// Answers whether a user key is bound to a principal.
 pub trait Bindings {
-    /// Whether the key with thumbprint `key` is bound to `sub`.
-    fn is_bound(&self, sub: &Principal, key: &Thumbprint) -> bool;
+    /// Whether the key with thumbprint `key` is bound to `sub` at `now`.
+    fn is_bound(&self, sub: &Principal, key: &Thumbprint, now: UnixTime) -> bool;
 }
 
-/// Key bindings held in memory: each key belongs to exactly one principal.
+/// Key bindings held in memory: each key belongs to exactly one principal,
+/// until the binding expires.
 #[derive(Debug, Default, Clone)]
 pub struct BindingSet {
-    by_key: HashMap<Thumbprint, Principal>,
+    by_key: HashMap<Thumbprint, (Principal, Option<UnixTime>)>,
 }
 
 impl BindingSet {
@@ -51,38 +52,60 @@ impl BindingSet {
         BindingSet::default()
     }
 
-    /// Records that `key` belongs to `sub`. A key already bound to another
-    /// principal keeps its first binding, and `false` is returned.
-    pub fn insert(&mut self, sub: Principal, key: Thumbprint) -> bool {
-        match self.by_key.get(&key) {
-            Some(existing) => *existing == sub,
+    /// Records that `key` belongs to `sub`, with no expiry: for bindings the
+    /// caller established itself. A key bound to another principal is
+    /// refused with [`Error::BindingRejected`].
+    pub fn insert(&mut self, sub: Principal, key: Thumbprint) -> Result<(), Error> {
+        self.put(sub, key, None)
+    }
+
+    fn put(&mut self, sub: Principal, key: Thumbprint, exp: Option<UnixTime>) -> Result<(), Error> {
+        match self.by_key.get_mut(&key) {
+            Some((existing, _)) if *existing != sub => {
+                Err(Error::BindingRejected("key is bound to another principal"))
+            }
+            Some((_, until)) => {
+                // A renewal extends the binding; it never shortens it.
+                *until = match (*until, exp) {
+                    (None, _) | (_, None) => None,
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                };
+                Ok(())
+            }
             None => {
-                self.by_key.insert(key, sub);
-                true
+                self.by_key.insert(key, (sub, exp));
+                Ok(())
             }
         }
     }
 
-    /// Verifies a broker's `mandate-binding+jwt` under the broker's key and records it.
+    /// Verifies a `mandate-binding+jwt` from the broker `issuer`, under the
+    /// broker's key, and records it until its `exp`.
     pub fn insert_token(
         &mut self,
         compact: &str,
         broker: &PublicKey,
+        issuer: &str,
         policy: &Policy,
         now: UnixTime,
     ) -> Result<(), Error> {
         let binding = crate::token::verify::<BindingClaims>(compact, broker, policy, now)?;
-        if self.insert(binding.claims.sub, binding.claims.cnf.jkt) {
-            Ok(())
-        } else {
-            Err(Error::RootNotBound(0))
+        if binding.claims.iss != issuer {
+            return Err(Error::BindingRejected("binding is from another broker"));
         }
+        self.put(
+            binding.claims.sub,
+            binding.claims.cnf.jkt,
+            Some(binding.claims.exp),
+        )
     }
 }
 
 impl Bindings for BindingSet {
-    fn is_bound(&self, sub: &Principal, key: &Thumbprint) -> bool {
-        self.by_key.get(key) == Some(sub)
+    fn is_bound(&self, sub: &Principal, key: &Thumbprint, now: UnixTime) -> bool {
+        self.by_key
+            .get(key)
+            .is_some_and(|(bound, until)| bound == sub && until.is_none_or(|exp| now < exp))
     }
 }
 
@@ -167,7 +190,6 @@ impl Link {
         keys: &KeySet,
     ) -> Result<Link, Error> {
         let token = jws::parse_with_id(compact, TokenKind::Grant, id)?;
-        let claims: GrantClaims = token.claims()?;
         let issuer = match expected {
             Some(jkt) if jkt != token.kid => return Err(Error::WrongSigner(index)),
             Some(jkt) => jkt,
@@ -175,6 +197,8 @@ impl Link {
         };
         let key = keys.get(&issuer).ok_or(Error::UnknownKey)?;
         token.verify(key)?;
+        // Claims are read only once the signature holds.
+        let claims: GrantClaims = token.claims()?;
         Ok(Link { id, issuer, claims })
     }
 }
@@ -276,6 +300,9 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
             Some(link) if expected.is_some_and(|e| e != link.issuer) => {
                 return Err(Error::WrongSigner(i));
             }
+            // The cache spares the signature check, not the key lookup: a
+            // key the caller no longer supplies fails warm as it does cold.
+            Some(link) if cx.keys.get(&link.issuer).is_none() => return Err(Error::UnknownKey),
             Some(link) => link,
             None => {
                 let link = Arc::new(Link::verify(compact, id, expected, i, cx.keys)?);
@@ -286,7 +313,7 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
             }
         };
         let claims = &link.claims;
-        claims.check_time(&cx.policy, cx.now)?;
+        claims.check(&cx.policy, cx.now)?;
         if !claims.actor_matches_key() {
             return Err(Error::ActorMismatch(i));
         }
@@ -295,7 +322,7 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
                 if claims.prf.is_some() {
                     return Err(Error::ParentMismatch(i));
                 }
-                if !cx.bindings.is_bound(&claims.sub, &link.issuer) {
+                if !cx.bindings.is_bound(&claims.sub, &link.issuer, cx.now) {
                     return Err(Error::RootNotBound(i));
                 }
                 agents.push(link.issuer);

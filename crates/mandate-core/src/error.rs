@@ -35,7 +35,7 @@ pub enum Error {
     /// The header has a `crit` member; Mandate defines no critical extensions.
     #[error("critical header extensions are not supported")]
     CritUnsupported,
-    /// The header carries a key or key reference (`jwk`, `jku`, `x5c`, `x5u`) where keys come only from trusted sources.
+    /// The header carries a key or key reference (`jwk`, `jku`, `x5c`, `x5u`, `x5t`, `x5t#S256`) where keys come only from trusted sources.
     #[error("header carries a key that is not trusted here")]
     UntrustedHeaderKey,
     /// The header has a member Mandate does not define.
@@ -59,7 +59,7 @@ pub enum Error {
     /// `nbf` is still in the future, beyond the allowed clock skew.
     #[error("token is not valid yet")]
     NotYetValid,
-    /// The token's own times are inconsistent (`nbf` after `exp`, or `iat` after `exp`).
+    /// The token's own times are inconsistent (`nbf` or `iat` at or after `exp`).
     #[error("token validity window is empty")]
     EmptyValidity,
     /// The chain has no links.
@@ -143,6 +143,9 @@ pub enum Error {
     /// The call asks for an action outside the leaf's effective scope.
     #[error("the call is outside the granted scope")]
     OutOfScope,
+    /// A key binding is from another broker, or would move a key to another principal.
+    #[error("key binding refused: {0}")]
+    BindingRejected(&'static str),
     /// The signer of a revocation is not at or above the revoked link.
     #[error("revocation is not signed by an issuer at or above the revoked link")]
     RevocationNotAuthorized,
@@ -196,6 +199,7 @@ impl Error {
             Error::PopUri => "pop.htu_mismatch",
             Error::PopChain => "pop.ath_mismatch",
             Error::OutOfScope => "call.out_of_scope",
+            Error::BindingRejected(_) => "binding.rejected",
             Error::RevocationNotAuthorized => "revocation.not_authorized",
         }
     }
@@ -244,6 +248,7 @@ impl Error {
         "pop.htu_mismatch",
         "pop.ath_mismatch",
         "call.out_of_scope",
+        "binding.rejected",
         "revocation.not_authorized",
     ];
 

@@ -139,6 +139,7 @@ impl Unverified<'_> {
         // check of every string in it.
         let text = std::str::from_utf8(&self.payload)
             .map_err(|_| Error::Malformed("claims are not UTF-8"))?;
+        crate::json::check_object(text)?;
         serde_json::from_str(text).map_err(json_error)
     }
 }
@@ -178,13 +179,13 @@ pub(crate) fn parse_with_id(
     let header_json = b64::decode(h).ok_or(Error::Malformed("header is not base64url"))?;
     let header = Header::parse(&header_json)?;
     header.check(expected)?;
-    let signature = b64::decode_array::<64>(s)
-        .ok_or(Error::Malformed("signature is not 64 bytes of base64url"))?;
-    let payload = b64::decode(p).ok_or(Error::Malformed("payload is not base64url"))?;
     let kid = header.kid.ok_or(Error::KidMismatch)?;
     if header.jwk.is_some_and(|jwk| jwk.thumbprint() != kid) {
         return Err(Error::KidMismatch);
     }
+    let signature = b64::decode_array::<64>(s)
+        .ok_or(Error::Malformed("signature is not 64 bytes of base64url"))?;
+    let payload = b64::decode(p).ok_or(Error::Malformed("payload is not base64url"))?;
     Ok(Unverified {
         id,
         kid,
@@ -280,7 +281,7 @@ impl Header {
         if self.unknown {
             return Err(Error::UnknownHeader);
         }
-        if self.kid_bad {
+        if self.kid_bad || self.kid.is_none() {
             return Err(Error::KidMismatch);
         }
         if expected.carries_key() && self.jwk.is_none() {
@@ -323,14 +324,19 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                         Err(_) => h.kid_bad = true,
                     }
                 }
-                "jwk" => match map
-                    .next_value::<Jwk>()
-                    .ok()
-                    .map(|j| PublicKey::from_jwk(&j))
-                {
-                    Some(Ok(k)) => h.jwk = Some(k),
-                    _ => h.jwk_bad = true,
-                },
+                "jwk" => {
+                    // Read the whole value first, so that a bad key cannot
+                    // leave the parser inside it.
+                    let raw = map.next_value::<&'de serde_json::value::RawValue>()?;
+                    let key = crate::json::check_object(raw.get())
+                        .ok()
+                        .and_then(|()| serde_json::from_str::<Jwk>(raw.get()).ok())
+                        .and_then(|jwk| PublicKey::from_jwk(&jwk).ok());
+                    match key {
+                        Some(k) => h.jwk = Some(k),
+                        None => h.jwk_bad = true,
+                    }
+                }
                 "crit" => {
                     map.next_value::<IgnoredAny>()?;
                     h.crit = true;

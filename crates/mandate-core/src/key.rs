@@ -174,6 +174,9 @@ impl fmt::Debug for PublicKey {
 impl PublicKey {
     /// Decompresses a 32-byte Ed25519 public key, refusing weak (small-order) points.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
+        if !canonical_y(bytes) {
+            return Err(Error::BadKey);
+        }
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::BadKey)?;
         if key.is_weak() {
             return Err(Error::BadKey);
@@ -251,6 +254,14 @@ impl PublicKey {
             .verify_strict(message, &sig)
             .map_err(|_| Error::BadSignature)
     }
+}
+
+/// Whether the y coordinate of a compressed point is below p = 2^255 - 19.
+/// A larger y names the same point as y - p, so one key would have two
+/// encodings and two thumbprints.
+fn canonical_y(bytes: &[u8; 32]) -> bool {
+    let top = bytes[31] & 0x7f;
+    !(top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
 }
 
 /// An Ed25519 secret key. It has no `Debug` and no `Serialize`; its bytes are wiped on drop.
@@ -349,6 +360,21 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         assert_eq!(PublicKey::from_bytes(&identity), Err(Error::BadKey));
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        // y = p + 1 encodes the same point as y = 1 (the identity): refused
+        // as non-canonical before it could be refused as weak.
+        let mut y = [0xffu8; 32];
+        y[0] = 0xee;
+        y[31] = 0x7f;
+        assert!(!canonical_y(&y));
+        y[0] = 0xec;
+        assert!(canonical_y(&y), "p - 1 is canonical");
+        assert!(canonical_y(
+            SigningKey::from_seed(&[3; 32]).public().as_bytes()
+        ));
     }
 
     #[test]

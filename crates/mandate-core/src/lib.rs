@@ -4,8 +4,9 @@
 //!
 //! It is pure: no IO, no async, no clock and no global randomness. The
 //! current time ([`UnixTime`]) and random sources are parameters, so every
-//! rule can be tested at any instant. It depends only on ed25519-dalek,
-//! sha2, base64, serde and zeroize, and nothing in Mandate that is higher up.
+//! rule can be tested at any instant. It depends on ed25519-dalek, sha2,
+//! base64, serde, serde_json, thiserror, rand_core (for its traits) and
+//! zeroize, and on nothing in Mandate.
 //!
 //! Terms:
 //! - A *token* is a JWS in compact form with alg EdDSA and a `typ` of its
@@ -26,6 +27,7 @@ mod b64;
 mod cache;
 pub mod chain;
 mod error;
+mod json;
 pub mod jws;
 pub mod key;
 pub mod scope;

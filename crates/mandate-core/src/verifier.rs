@@ -86,7 +86,7 @@ pub fn verify_pop(
     let key = cx.keys.get(&leaf).ok_or(Error::UnknownKey)?;
     token.verify(key)?;
     let claims: PopClaims = token.claims()?;
-    claims.check_time(&cx.policy, cx.now)?;
+    claims.check(&cx.policy, cx.now)?;
     if claims.htm != call.method {
         return Err(Error::PopMethod);
     }

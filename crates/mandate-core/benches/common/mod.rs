@@ -97,7 +97,7 @@ pub fn fixture(depth: usize) -> Fixture {
         chain.push(claims.sign(signer));
     }
     let mut bindings = BindingSet::new();
-    bindings.insert(sub, user.thumbprint());
+    bindings.insert(sub, user.thumbprint()).unwrap();
     let revoked = (0..10_000u32)
         .map(|n| TokenId::of(&n.to_string()))
         .collect();

@@ -828,6 +828,81 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "token.malformed",
     );
 
+    out.with_link(
+        "claims-member-as-array",
+        "act written as an array: serde would read a struct from it, Mandate does not",
+        2,
+        1,
+        |c| {
+            let agent = c.claims[1].act.sub.to_string();
+            let p = payload(c, 1).replace(
+                &format!(r#""act":{{"sub":"{agent}"}}"#),
+                &format!(r#""act":["{agent}"]"#),
+            );
+            cast.agents[0].raw(&cast.agents[0].header(GRANT), &p)
+        },
+        "token.malformed",
+    );
+    out.with_link(
+        "claims-as-array",
+        "The whole payload is a JSON array",
+        1,
+        0,
+        |_| a.raw(&a.header(GRANT), r#"["https://idp.example#alice"]"#),
+        "token.malformed",
+    );
+    out.with_link(
+        "duplicate-escaped-claim",
+        "exp repeated, the second spelled with a JSON escape",
+        1,
+        0,
+        |c| {
+            let p = payload(c, 0);
+            a.raw(
+                &a.header(GRANT),
+                &format!("{},\"\\u0065xp\":{}}}", &p[..p.len() - 1], NOW + 999_999),
+            )
+        },
+        "token.duplicate_key",
+    );
+    out.with_link(
+        "jwk-header-with-private-key",
+        "A jwk header that even carries a private part",
+        1,
+        0,
+        |c| {
+            let h = format!(
+                r#"{{"alg":"EdDSA","typ":"mandate-grant+jwt","kid":"{}","jwk":{{"kty":"OKP","crv":"Ed25519","x":"{}","d":"AAAA"}}}}"#,
+                a.jkt(),
+                a.jwk().x
+            );
+            a.raw(&h, &payload(c, 0))
+        },
+        "header.untrusted_key",
+    );
+    out.tweaked(
+        "empty-scope",
+        "A grant with no authorization details",
+        2,
+        1,
+        |c| c.authorization_details.clear(),
+        "scope.malformed",
+    );
+    out.with_link(
+        "malformed-scope-double-encoded",
+        "A location hiding ../ behind a double percent-encoding",
+        2,
+        1,
+        |c| {
+            let p = payload(c, 1).replace(
+                "https://files.example/v1/reports/",
+                "https://files.example/v1/reports/%252e%252e/payroll/",
+            );
+            cast.agents[0].raw(&cast.agents[0].header(GRANT), &p)
+        },
+        "scope.malformed",
+    );
+
     // Proofs of possession and calls.
     let pop_case = |out: &mut Out,
                     name: &str,

@@ -28,7 +28,7 @@ pub struct BindingClaims {
 impl Claims for BindingClaims {
     const KIND: TokenKind = TokenKind::Binding;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         policy.check_window(self.iat, self.iat, self.exp, now)
     }
 }

@@ -26,7 +26,7 @@ pub struct DenialClaims {
 impl Claims for DenialClaims {
     const KIND: TokenKind = TokenKind::Denial;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         if self.iat > now.saturating_add(policy.clock_skew) {
             return Err(Error::NotYetValid);
         }

@@ -63,7 +63,10 @@ pub struct GrantClaims {
 impl Claims for GrantClaims {
     const KIND: TokenKind = TokenKind::Grant;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+        if self.authorization_details.is_empty() {
+            return Err(Error::BadScope("a grant grants at least one scope"));
+        }
         policy.check_window(self.iat, self.nbf, self.exp, now)
     }
 }

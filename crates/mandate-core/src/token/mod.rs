@@ -150,8 +150,9 @@ pub trait Claims: Serialize + DeserializeOwned {
     /// The kind, and so the `typ`.
     const KIND: TokenKind;
 
-    /// Checks this token's own times against `now`.
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error>;
+    /// Checks the rules a token of this kind obeys on its own: its times
+    /// against `now`, and constraints between its claims.
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error>;
 
     /// Signs the claims into a compact token.
     fn sign(&self, key: &SigningKey) -> String {
@@ -185,7 +186,7 @@ pub fn verify<C: Claims>(
     }
     token.verify(key)?;
     let claims: C = token.claims()?;
-    claims.check_time(policy, now)?;
+    claims.check(policy, now)?;
     Ok(Verified {
         id: token.id,
         signer: *key,

@@ -27,7 +27,7 @@ pub struct PopClaims {
 impl Claims for PopClaims {
     const KIND: TokenKind = TokenKind::Pop;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         if now.saturating_sub(self.iat) > policy.pop_max_age
             || self.iat.saturating_sub(now) > policy.clock_skew
         {

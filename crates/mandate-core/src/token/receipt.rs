@@ -56,7 +56,7 @@ pub struct ReceiptClaims {
 impl Claims for ReceiptClaims {
     const KIND: TokenKind = TokenKind::Receipt;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         if self.iat > now.saturating_add(policy.clock_skew) {
             return Err(Error::NotYetValid);
         }

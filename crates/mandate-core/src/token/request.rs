@@ -130,7 +130,7 @@ pub struct RequestClaims {
 impl Claims for RequestClaims {
     const KIND: TokenKind = TokenKind::Request;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         if self.authorization_details.is_empty() {
             return Err(Error::BadScope("a request asks for at least one scope"));
         }
@@ -158,7 +158,7 @@ impl RequestClaims {
         let key = token.jwk.ok_or(Error::UntrustedHeaderKey)?;
         token.verify(&key)?;
         let claims: RequestClaims = token.claims()?;
-        claims.check_time(policy, now)?;
+        claims.check(policy, now)?;
         Ok(Verified {
             id: token.id,
             signer: key,

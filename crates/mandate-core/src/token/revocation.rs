@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Claims, Jti, Policy, Principal, UnixTime};
 use crate::Error;
-use crate::chain::Link;
+use crate::chain::{Bindings, Link};
 use crate::jws::{TokenId, TokenKind};
 use crate::key::Thumbprint;
 
@@ -32,7 +32,7 @@ pub const MAX_REVOKES: usize = 256;
 impl Claims for RevocationClaims {
     const KIND: TokenKind = TokenKind::Revocation;
 
-    fn check_time(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         if self.revokes.is_empty() || self.revokes.len() > MAX_REVOKES {
             return Err(Error::Malformed("revokes must name 1 to 256 grants"));
         }
@@ -44,28 +44,34 @@ impl Claims for RevocationClaims {
 }
 
 impl RevocationClaims {
-    /// Checks that `signer` may revoke `revoked`, given the verified chain that
-    /// leads to it, root first and ending with the revoked link.
+    /// Checks that `signer` may revoke `revoked`, given the verified links
+    /// that lead to it, root first and ending at or below the revoked link.
     ///
-    /// The user (the root's issuer) and every issuer at or above the revoked
-    /// link may revoke it; the revoked link's own grantee may not.
+    /// Any key bound to the principal may revoke any of its grants; an agent
+    /// may revoke what it issued and everything beneath. The revoked link's
+    /// own grantee may not revoke it.
     pub fn authorized(
         &self,
         signer: &Thumbprint,
         revoked: &TokenId,
         chain: &[&Link],
+        bindings: &dyn Bindings,
+        now: UnixTime,
     ) -> Result<(), Error> {
         let Some(pos) = chain.iter().position(|l| l.id == *revoked) else {
             return Err(Error::RevocationNotAuthorized);
         };
+        let Some(root) = chain.first() else {
+            return Err(Error::RevocationNotAuthorized);
+        };
         if !self.revokes.contains(revoked)
-            || chain
-                .first()
-                .is_some_and(|root| root.claims.sub != self.sub)
+            || root.claims.sub != self.sub
+            || root.claims.prf.is_some()
         {
             return Err(Error::RevocationNotAuthorized);
         }
-        if chain[..=pos].iter().any(|l| l.issuer == *signer) {
+        let by_user = bindings.is_bound(&self.sub, signer, now);
+        if by_user || chain[1..=pos].iter().any(|l| l.issuer == *signer) {
             Ok(())
         } else {
             Err(Error::RevocationNotAuthorized)

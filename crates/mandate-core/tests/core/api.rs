@@ -18,6 +18,8 @@ use rand_core::SeedableRng;
 use crate::gen_vectors::fixture::{ALICE, Cast, Chain, NOW};
 use crate::vectors::{Inputs, load_all, run};
 
+const ISSUER: &str = "http://127.0.0.1:7700";
+
 fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(7)
 }
@@ -45,7 +47,7 @@ impl World {
             .map(|p| *p.key.public())
             .collect();
         let mut bindings = BindingSet::new();
-        bindings.insert(alice(), cast.alice.jkt());
+        bindings.insert(alice(), cast.alice.jkt()).expect("binding");
         World {
             cast,
             keys,
@@ -196,20 +198,34 @@ fn broker_bindings_admit_a_user_key() {
             jkt: w.cast.alice_laptop.jkt(),
         },
         iat: NOW - 10,
-        exp: NOW + 86_400,
+        exp: NOW + 1200,
         jti: jti("b1"),
     };
     let mut bindings = BindingSet::new();
     let p = Policy::default();
     assert_eq!(
         bindings
-            .insert_token(&binding.sign(&w.cast.mallory.key), broker.public(), &p, NOW)
+            .insert_token(
+                &binding.sign(&w.cast.mallory.key),
+                broker.public(),
+                ISSUER,
+                &p,
+                NOW
+            )
             .err(),
         Some(Error::KidMismatch)
     );
     bindings
-        .insert_token(&binding.sign(&broker), broker.public(), &p, NOW)
+        .insert_token(&binding.sign(&broker), broker.public(), ISSUER, &p, NOW)
         .expect("binding");
+    let foreign = bindings.insert_token(
+        &binding.sign(&broker),
+        broker.public(),
+        "http://127.0.0.1:9999",
+        &p,
+        NOW,
+    );
+    assert_eq!(foreign.err().map(|e| e.code()), Some("binding.rejected"));
     let expired = BindingClaims {
         exp: NOW - 3600,
         iat: NOW - 7200,
@@ -217,7 +233,7 @@ fn broker_bindings_admit_a_user_key() {
     };
     assert_eq!(
         bindings
-            .insert_token(&expired.sign(&broker), broker.public(), &p, NOW)
+            .insert_token(&expired.sign(&broker), broker.public(), ISSUER, &p, NOW)
             .err(),
         Some(Error::Expired)
     );
@@ -228,7 +244,7 @@ fn broker_bindings_admit_a_user_key() {
     };
     assert!(
         bindings
-            .insert_token(&to_bob.sign(&broker), broker.public(), &p, NOW)
+            .insert_token(&to_bob.sign(&broker), broker.public(), ISSUER, &p, NOW)
             .is_err()
     );
 
@@ -246,6 +262,15 @@ fn broker_bindings_admit_a_user_key() {
     };
     let verified = verify_chain(&chain.tokens, &cx).expect("bound key");
     assert_eq!(verified.principal(), &alice());
+    // Once the binding lapses, the same root no longer verifies.
+    let later = Context {
+        now: NOW + 1800,
+        ..cx
+    };
+    assert_eq!(
+        verify_chain(&chain.tokens, &later).err(),
+        Some(Error::RootNotBound(0))
+    );
 }
 
 #[test]
@@ -266,7 +291,7 @@ fn revocation_authority_is_the_user_and_issuers_above() {
     let check = |signer: &SigningKey, at: usize| {
         let r = revocation(ids[at]);
         let path: Vec<&mandate_core::Link> = links[..=at].to_vec();
-        r.authorized(&signer.thumbprint(), &ids[at], &path)
+        r.authorized(&signer.thumbprint(), &ids[at], &path, &w.bindings, NOW)
     };
     let (user, a0, a1, a2) = (
         &w.cast.alice.key,
@@ -294,6 +319,26 @@ fn revocation_authority_is_the_user_and_issuers_above() {
     assert_eq!(
         check(&w.cast.mallory.key, 2),
         Err(Error::RevocationNotAuthorized)
+    );
+    // The user's second device may revoke too, once its key is bound.
+    assert_eq!(
+        check(&w.cast.alice_laptop.key, 1),
+        Err(Error::RevocationNotAuthorized)
+    );
+    let mut two_devices = w.bindings.clone();
+    two_devices
+        .insert(alice(), w.cast.alice_laptop.jkt())
+        .expect("binding");
+    let r = revocation(ids[1]);
+    assert_eq!(
+        r.authorized(
+            &w.cast.alice_laptop.jkt(),
+            &ids[1],
+            &links[..=1],
+            &two_devices,
+            NOW
+        ),
+        Ok(())
     );
 }
 
@@ -485,12 +530,8 @@ fn attribution_traces_a_sub_agent_action_to_the_user_intent() {
         Receipt::verify(&compact, links[at], &w.keys, &Policy::default(), NOW)
             .expect("receipt verifies")
     };
-    let r0 = receipt(
-        0,
-        "delegate",
-        Some(TokenId::of("the request")),
-        "needs market data",
-    );
+    // The first decision answers the request the root grant answered.
+    let r0 = receipt(0, "delegate", chain.claims[0].req, "needs market data");
     let r1 = receipt(1, "delegate", Some(r0.id), "vendor list is stale");
     let r2 = receipt(
         2,
@@ -531,6 +572,17 @@ fn attribution_traces_a_sub_agent_action_to_the_user_intent() {
         }
         other => panic!("expected intent, got {other:?}"),
     }
+    // A cause that is neither a known receipt nor the request is missing.
+    let stray = receipt(2, "read", Some(TokenId::of("unknown")), "why not");
+    let with_stray = [r0.clone(), stray.clone()];
+    let c = Ledger::new(links.iter().copied(), with_stray.iter())
+        .attribute(&stray.id)
+        .expect("known");
+    assert!(!c.complete);
+    assert!(c.steps.contains(&Step::Missing {
+        id: TokenId::of("unknown")
+    }));
+
     // Without the middle grant, the trace says what is missing.
     let partial = Ledger::new([links[2]], receipts.iter());
     let b = partial.attribute(&r2.id).expect("known receipt");

@@ -209,7 +209,9 @@ fn sign_chain(scopes: &[Vec<AuthorizationDetail>]) -> Signed {
         tokens.push(claims.sign(signer));
     }
     let mut bindings = BindingSet::new();
-    bindings.insert(sub, user.thumbprint());
+    bindings
+        .insert(sub, user.thumbprint())
+        .expect("fresh binding");
     let keys = std::iter::once(*user.public())
         .chain(agents.iter().map(|a| *a.public()))
         .collect();

@@ -102,10 +102,12 @@ impl Inputs {
         }
         let mut bindings = BindingSet::new();
         for b in &v.user_bindings {
-            bindings.insert(
-                b.sub.clone().try_into().expect("principal"),
-                b.jkt.parse().expect("jkt"),
-            );
+            bindings
+                .insert(
+                    b.sub.clone().try_into().expect("principal"),
+                    b.jkt.parse().expect("jkt"),
+                )
+                .expect("consistent bindings");
         }
         let revoked = v
             .revoked

@@ -1,0 +1,185 @@
+//! A strictness pass over JSON, run before typed deserialization.
+//!
+//! serde accepts a struct written as a JSON array of its fields, and keeps
+//! the last of two members with one name. Either would give a token a
+//! second encoding of the same claims. This pass refuses both: objects must
+//! be objects, arrays may appear only as the value of a member Mandate
+//! defines as a list, never nested, and no object repeats a member name
+//! (compared after unescaping).
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use crate::Error;
+
+/// The members whose values are lists, in every token kind.
+const LIST_MEMBERS: &[&str] = &[
+    "authorization_details",
+    "actions",
+    "locations",
+    "revokes",
+    "parent_chain",
+];
+
+/// Checks that `text` is one JSON object that obeys the rules above.
+pub(crate) fn check_object(text: &str) -> Result<(), Error> {
+    let failure = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let walked = Walk {
+        slot: Slot::Top,
+        failure: &failure,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (walked, failure.take()) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(rule)) => Err(rule),
+        (Err(_), None) => Err(Error::Malformed("not valid JSON")),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The whole document: an object.
+    Top,
+    /// The value of a member; `true` if the member is a list.
+    Member(bool),
+    /// An element of a list: an object or a scalar.
+    Element,
+}
+
+struct Walk<'a> {
+    slot: Slot,
+    failure: &'a Cell<Option<Error>>,
+}
+
+impl Walk<'_> {
+    fn fail<E: serde::de::Error>(&self, rule: Error) -> E {
+        self.failure.set(Some(rule));
+        E::custom("strictness rule")
+    }
+
+    fn scalar<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.slot == Slot::Top {
+            return Err(self.fail(Error::Malformed("claims are not a JSON object")));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: Vec<Cow<'de, str>> = Vec::with_capacity(16);
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            if seen.contains(&name) {
+                return Err(self.fail(Error::DuplicateKey));
+            }
+            let list = LIST_MEMBERS.contains(&name.as_ref());
+            map.next_value_seed(Walk {
+                slot: Slot::Member(list),
+                failure: self.failure,
+            })?;
+            seen.push(name);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.slot != Slot::Member(true) {
+            return Err(self.fail(Error::Malformed("a JSON array where Mandate defines none")));
+        }
+        while seq
+            .next_element_seed(Walk {
+                slot: Slot::Element,
+                failure: self.failure,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> Option<&'static str> {
+        check_object(text).err().map(|e| e.code())
+    }
+
+    #[test]
+    fn objects_lists_and_duplicates() {
+        assert_eq!(
+            code(r#"{"a":1,"b":{"c":"d"},"actions":["x","y"],"authorization_details":[{"t":1}]}"#),
+            None
+        );
+        assert_eq!(
+            code(r#"["sub","act"]"#),
+            Some("token.malformed"),
+            "a struct as an array"
+        );
+        assert_eq!(
+            code(r#"{"act":["urn:x"]}"#),
+            Some("token.malformed"),
+            "a member that is not a list"
+        );
+        assert_eq!(
+            code(r#"{"actions":[["read"]]}"#),
+            Some("token.malformed"),
+            "nested arrays"
+        );
+        assert_eq!(code(r#"{"a":1,"a":2}"#), Some("token.duplicate_key"));
+        assert_eq!(code(r#"{"a":{"b":1,"b":1}}"#), Some("token.duplicate_key"));
+        assert_eq!(
+            code(r#"{"act":1,"\u0061ct":2}"#),
+            Some("token.duplicate_key"),
+            "escaped names compare unescaped"
+        );
+        assert_eq!(
+            code(r#"{"authorization_details":[{"x":1,"x":2}]}"#),
+            Some("token.duplicate_key")
+        );
+        assert_eq!(code("17"), Some("token.malformed"));
+        assert_eq!(
+            code(r#"{"a":1} {}"#),
+            Some("token.malformed"),
+            "trailing data"
+        );
+        assert_eq!(code(r#"{"a":"#), Some("token.malformed"));
+    }
+}
