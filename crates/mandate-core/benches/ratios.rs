@@ -33,6 +33,80 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     (q(0.25), q(0.5), q(0.75))
 }
 
+/// Microseconds per call of `f`, the median of 31 runs of `n` calls.
+fn per_call(n: usize, mut f: impl FnMut()) -> f64 {
+    let mut runs: Vec<f64> = (0..31)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            start.elapsed().as_secs_f64() * 1e6 / n as f64
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[15]
+}
+
+/// Where the cold path's time goes, per grant of the depth-4 chain.
+fn components() {
+    use std::hint::black_box;
+    let bench = Bench::new(4);
+    let token = bench.f.chain[1].clone();
+    let key = bench.f.key_bytes[1];
+    let (input, sig) = &bench.f.signed[1];
+    let rows: [(&str, f64); 5] = [
+        (
+            "token id (SHA-256 of the compact form)",
+            per_call(2000, || {
+                black_box(mandate_core::TokenId::of(black_box(&token)));
+            }),
+        ),
+        (
+            "parse: header, base64, strictness pass, typed claims",
+            per_call(2000, || {
+                black_box(
+                    mandate_core::token::peek::<mandate_core::token::GrantClaims>(black_box(
+                        &token,
+                    ))
+                    .unwrap(),
+                );
+            }),
+        ),
+        (
+            "PublicKey::from_bytes (decompress, checks, thumbprint)",
+            per_call(2000, || {
+                black_box(mandate_core::PublicKey::from_bytes(black_box(&key)).unwrap());
+            }),
+        ),
+        (
+            "  of which ed25519-dalek VerifyingKey::from_bytes",
+            per_call(2000, || {
+                black_box(ed25519_dalek::VerifyingKey::from_bytes(black_box(&key)).unwrap());
+            }),
+        ),
+        (
+            "verify_strict",
+            per_call(500, || {
+                let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+                vk.verify_strict(black_box(input), &ed25519_dalek::Signature::from_bytes(sig))
+                    .unwrap();
+            }) - per_call(2000, || {
+                black_box(ed25519_dalek::VerifyingKey::from_bytes(black_box(&key)).unwrap());
+            }),
+        ),
+    ];
+    println!(
+        "\nPer grant of the depth-4 chain ({} bytes), median µs:\n",
+        token.len()
+    );
+    println!("| step | µs |");
+    println!("|---|---:|");
+    for (name, us) in rows {
+        println!("| {name} | {us:.2} |");
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing and
     // expects a quick exit.
@@ -84,4 +158,5 @@ fn main() {
             .collect();
         println!("| {depth} | {} |", cells.join(" | "));
     }
+    components();
 }
