@@ -1,0 +1,52 @@
+# Mandate: `make test` runs every check; see README.md.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/mandate/target
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/mandate/fuzz-target
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGETS := parse_token verify_chain
+LOGS := $(CARGO_TARGET_DIR)/test-logs
+
+.PHONY: setup test lint unit interop fuzz fuzz-smoke bench vectors
+
+setup:
+	@scripts/setup.sh
+
+## Everything CI runs.
+test: setup lint unit interop fuzz-smoke
+	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/interop.log
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	@mkdir -p $(LOGS)
+	set -o pipefail; cargo test --workspace --all-targets --locked 2>&1 | tee $(LOGS)/unit.log
+
+interop:
+	@mkdir -p $(LOGS)
+	set -o pipefail; cd tests/interop && timeout 300 node --test 2>&1 | tee $(LOGS)/interop.log
+
+## Each fuzz target for FUZZ_SECONDS (default 60).
+fuzz: setup
+	@python3 fuzz/seed-corpus.py
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 timeout $$(( $(FUZZ_SECONDS) + 600 )) cargo fuzz run $$t \
+	    --target-dir $(FUZZ_TARGET_DIR) corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
+
+## A short fuzz run of each target, as part of `make test`.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+## Criterion times, then paired ratios over separate processes.
+bench:
+	cargo bench -p mandate-core --bench verify
+	python3 scripts/bench-report.py
+	python3 scripts/bench-ratios.py 9
+
+## Regenerates tests/vectors from the generator.
+vectors:
+	cargo run -p mandate-core --example gen_vectors -- tests/vectors

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, and only what is missing.
+# Safe to run again. Run as root to let it install system packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { ! command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "setup: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "setup: please run: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+# The toolchain: cargo and rustup come with the machine.
+if need cargo; then
+    echo "setup: cargo is missing; install Rust with rustup first" >&2
+    exit 1
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+# C toolchain for libFuzzer and -sys crates; Node for the interop test.
+apt_install build-essential pkg-config
+if need node || need npm; then
+    apt_install nodejs npm
+fi
+
+# The interop test's npm packages, exactly as locked.
+if [ ! -d tests/interop/node_modules/jose ]; then
+    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# cargo-fuzz, for `make fuzz` and the fuzz smoke in `make test`.
+if need cargo-fuzz; then
+    cargo install cargo-fuzz --locked --quiet
+fi
