@@ -17,15 +17,27 @@ use crate::token::{Action, Claims as _, Outcome, Policy, Principal, ReceiptClaim
 /// A receipt whose signature verified under the key of the grant it names.
 #[derive(Debug, Clone)]
 pub struct Receipt {
-    /// The receipt's id.
-    pub id: TokenId,
-    /// The acting agent.
-    pub agent: AgentId,
-    /// Its claims.
-    pub claims: ReceiptClaims,
+    id: TokenId,
+    agent: AgentId,
+    claims: ReceiptClaims,
 }
 
 impl Receipt {
+    /// The receipt's id.
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+
+    /// The acting agent.
+    pub fn agent(&self) -> AgentId {
+        self.agent
+    }
+
+    /// Its claims.
+    pub fn claims(&self) -> &ReceiptClaims {
+        &self.claims
+    }
+
     /// Verifies a receipt made under `grant`: it must name that grant and be
     /// signed by the grant's grantee.
     pub fn verify(

@@ -171,15 +171,27 @@ pub struct Context<'a> {
 /// only a [`VerifiedChain`] does.
 #[derive(Debug)]
 pub struct Link {
-    /// The grant's id.
-    pub id: TokenId,
-    /// The thumbprint of the key that signed it.
-    pub issuer: Thumbprint,
-    /// Its claims.
-    pub claims: GrantClaims,
+    pub(crate) id: TokenId,
+    pub(crate) issuer: Thumbprint,
+    pub(crate) claims: GrantClaims,
 }
 
 impl Link {
+    /// The grant's id.
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+
+    /// The thumbprint of the key that signed it.
+    pub fn issuer(&self) -> Thumbprint {
+        self.issuer
+    }
+
+    /// Its claims.
+    pub fn claims(&self) -> &GrantClaims {
+        &self.claims
+    }
+
     /// Parses a grant and verifies its signature. `expected` is the key that
     /// must sign it, or `None` at the root, where the header names the user key.
     fn verify(

@@ -147,9 +147,9 @@ impl Unverified<'_> {
 /// Maps a serde_json error onto a stable code without echoing input.
 pub(crate) fn json_error(e: serde_json::Error) -> Error {
     let message = e.to_string();
-    if message.starts_with("duplicate field") {
-        Error::DuplicateKey
-    } else if message.starts_with("scope:") {
+    // The strictness pass has already refused repeated members; what is
+    // left to tell apart are the scope rules, whose messages are ours.
+    if message.starts_with("scope:") {
         Error::BadScope("an authorization detail is malformed")
     } else {
         Error::Malformed("claims do not match the token kind")

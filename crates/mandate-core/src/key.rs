@@ -216,6 +216,7 @@ impl PublicKey {
 
     /// Parses a public JWK from JSON text.
     pub fn from_jwk_json(json: &str) -> Result<PublicKey, Error> {
+        crate::json::check_object(json).map_err(|_| Error::BadKey)?;
         let jwk: Jwk = serde_json::from_str(json).map_err(|_| Error::BadKey)?;
         PublicKey::from_jwk(&jwk)
     }

@@ -77,13 +77,24 @@ fn check_location(s: &str) -> Result<(), &'static str> {
                 b.get(i + 1).copied(),
                 b.get(i + 2).map(u8::to_ascii_lowercase),
             );
-            // %25 too: a location that a server decodes twice must not hide a separator.
-            let encoded = matches!(
-                next,
-                (Some(b'2'), Some(b'e' | b'f' | b'5'))
-                    | (Some(b'5'), Some(b'c'))
-                    | (Some(b'0'), Some(b'0'))
-            );
+            // %25 too: a location that a server decodes twice must not hide a
+            // separator; and overlong UTF-8 (%c0 %c1, %e0%8x %e0%9x, %f0%8x),
+            // which lenient decoders turn into `.` or `/`.
+            let hex = |j: usize| b.get(j).map(u8::to_ascii_lowercase);
+            let overlong = matches!((hex(i + 1), hex(i + 2)), (Some(b'c'), Some(b'0' | b'1')))
+                || (matches!((hex(i + 1), hex(i + 2)), (Some(b'e'), Some(b'0')))
+                    && hex(i + 3) == Some(b'%')
+                    && matches!(hex(i + 4), Some(b'8' | b'9')))
+                || (matches!((hex(i + 1), hex(i + 2)), (Some(b'f'), Some(b'0')))
+                    && hex(i + 3) == Some(b'%')
+                    && hex(i + 4) == Some(b'8'));
+            let encoded = overlong
+                || matches!(
+                    next,
+                    (Some(b'2'), Some(b'e' | b'f' | b'5'))
+                        | (Some(b'5'), Some(b'c'))
+                        | (Some(b'0'), Some(b'0'))
+                );
             if encoded {
                 return Err("scope: encoded separator");
             }

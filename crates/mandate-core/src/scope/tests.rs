@@ -59,6 +59,10 @@ fn locations_refuse_ambiguous_forms() {
         assert!(Location::try_from(bad.to_string()).is_err(), "{bad:?}");
     }
     assert!(Location::try_from("a..b/c".to_string()).is_ok());
+    assert!(
+        Location::try_from("caf%C3%A9/%20x".to_string()).is_ok(),
+        "ordinary escapes pass"
+    );
     assert!(Location::try_from("*".to_string()).is_ok());
 }
 

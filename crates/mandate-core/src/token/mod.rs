@@ -160,15 +160,35 @@ pub trait Claims: Serialize + DeserializeOwned {
     }
 }
 
-/// A token whose signature, header and times were checked.
+/// A token whose signature, header and own rules were checked. Only
+/// verification makes one.
 #[derive(Debug, Clone)]
 pub struct Verified<C> {
+    pub(crate) id: TokenId,
+    pub(crate) signer: PublicKey,
+    pub(crate) claims: C,
+}
+
+impl<C> Verified<C> {
     /// The token's id.
-    pub id: TokenId,
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+
     /// The key that signed it.
-    pub signer: PublicKey,
+    pub fn signer(&self) -> &PublicKey {
+        &self.signer
+    }
+
     /// The claims.
-    pub claims: C,
+    pub fn claims(&self) -> &C {
+        &self.claims
+    }
+
+    /// The claims, taking them.
+    pub fn into_claims(self) -> C {
+        self.claims
+    }
 }
 
 /// Verifies one token of kind `C` under `key`, chosen by the caller from a trusted source.

@@ -155,7 +155,9 @@ impl RequestClaims {
         now: UnixTime,
     ) -> Result<Verified<RequestClaims>, Error> {
         let token = jws::parse(compact, TokenKind::Request)?;
-        let key = token.jwk.ok_or(Error::UntrustedHeaderKey)?;
+        let key = token
+            .jwk
+            .ok_or(Error::Malformed("request header lacks its jwk"))?;
         token.verify(&key)?;
         let claims: RequestClaims = token.claims()?;
         claims.check(policy, now)?;

@@ -70,7 +70,17 @@ impl RevocationClaims {
         {
             return Err(Error::RevocationNotAuthorized);
         }
-        let by_user = bindings.is_bound(&self.sub, signer, now);
+        // The links must form one chain: each signed by its parent's grantee
+        // and naming its parent.
+        let linked = chain
+            .windows(2)
+            .all(|w| w[1].claims.prf == Some(w[0].id) && w[1].issuer == w[0].claims.cnf.jkt);
+        if !linked {
+            return Err(Error::RevocationNotAuthorized);
+        }
+        // The user: any key bound to the principal, or the key that signed
+        // the root even after its binding lapsed.
+        let by_user = root.issuer == *signer || bindings.is_bound(&self.sub, signer, now);
         if by_user || chain[1..=pos].iter().any(|l| l.issuer == *signer) {
             Ok(())
         } else {

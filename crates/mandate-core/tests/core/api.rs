@@ -95,10 +95,10 @@ fn a_request_verifies_under_the_key_it_carries() {
     let claims = request();
     let compact = claims.sign(&agent);
     let verified = RequestClaims::verify(&compact, &Policy::default(), NOW).expect("valid request");
-    assert_eq!(verified.signer, *agent.public());
-    assert_eq!(verified.claims, claims);
-    assert_eq!(verified.id, TokenId::of(&compact));
-    assert_eq!(verified.claims.binding_code.as_str().len(), 9);
+    assert_eq!(verified.signer(), agent.public());
+    assert_eq!(verified.claims(), &claims);
+    assert_eq!(verified.id(), TokenId::of(&compact));
+    assert_eq!(verified.claims().binding_code.as_str().len(), 9);
 
     // The same request with the header key swapped for Mallory's fails.
     let mallory = SigningKey::from_seed(&[66; 32]);
@@ -155,7 +155,7 @@ fn denials_receipts_and_revocations_round_trip() {
     };
     let v =
         token::verify::<DenialClaims>(&denial.sign(&user), user.public(), &p, NOW).expect("denial");
-    assert_eq!(v.claims, denial);
+    assert_eq!(v.claims(), &denial);
     let revocation = RevocationClaims {
         sub: alice(),
         revokes: vec![TokenId::of("g")],
@@ -165,7 +165,7 @@ fn denials_receipts_and_revocations_round_trip() {
     };
     let v = token::verify::<RevocationClaims>(&revocation.sign(&user), user.public(), &p, NOW)
         .expect("revocation");
-    assert_eq!(v.claims, revocation);
+    assert_eq!(v.claims(), &revocation);
     let empty = RevocationClaims {
         revokes: vec![],
         ..revocation
@@ -280,7 +280,7 @@ fn revocation_authority_is_the_user_and_issuers_above() {
     let revoked = HashSet::new();
     let verified = verify_chain(&chain.tokens, &w.cx(&revoked, NOW)).expect("valid");
     let links: Vec<_> = verified.links().collect();
-    let ids: Vec<TokenId> = links.iter().map(|l| l.id).collect();
+    let ids: Vec<TokenId> = links.iter().map(|l| l.id()).collect();
     let revocation = |id| RevocationClaims {
         sub: alice(),
         revokes: vec![id],
@@ -330,6 +330,32 @@ fn revocation_authority_is_the_user_and_issuers_above() {
         .insert(alice(), w.cast.alice_laptop.jkt())
         .expect("binding");
     let r = revocation(ids[1]);
+    // The key that signed the root may revoke even with no binding in force.
+    assert_eq!(
+        r.authorized(
+            &w.cast.alice.jkt(),
+            &ids[1],
+            &links[..=1],
+            &BindingSet::new(),
+            NOW
+        ),
+        Ok(())
+    );
+    // Links that do not form one chain authorize nothing.
+    let other = Chain::straight(&w.cast, 2, "authority-other");
+    let other = verify_chain(&other.tokens, &w.cx(&revoked, NOW)).expect("valid");
+    let mixed = [links[0], other.leaf()];
+    let r2 = revocation(other.leaf().id());
+    assert_eq!(
+        r2.authorized(
+            &w.cast.agents[0].jkt(),
+            &other.leaf().id(),
+            &mixed,
+            &w.bindings,
+            NOW
+        ),
+        Err(Error::RevocationNotAuthorized)
+    );
     assert_eq!(
         r.authorized(
             &w.cast.alice_laptop.jkt(),
@@ -514,7 +540,7 @@ fn attribution_traces_a_sub_agent_action_to_the_user_intent() {
     let links: Vec<_> = verified.links().collect();
     let receipt = |at: usize, kind: &str, cause: Option<TokenId>, why: &str| {
         let claims = ReceiptClaims {
-            grant: links[at].id,
+            grant: links[at].id(),
             action: Action {
                 kind: kind.into(),
                 target: format!("t{at}"),
@@ -532,16 +558,16 @@ fn attribution_traces_a_sub_agent_action_to_the_user_intent() {
     };
     // The first decision answers the request the root grant answered.
     let r0 = receipt(0, "delegate", chain.claims[0].req, "needs market data");
-    let r1 = receipt(1, "delegate", Some(r0.id), "vendor list is stale");
+    let r1 = receipt(1, "delegate", Some(r0.id()), "vendor list is stale");
     let r2 = receipt(
         2,
         "purchase_order.create",
-        Some(r1.id),
+        Some(r1.id()),
         "cheapest compliant vendor",
     );
     let receipts = [r0.clone(), r1.clone(), r2.clone()];
     let ledger = Ledger::new(links.iter().copied(), receipts.iter());
-    let a = ledger.attribute(&r2.id).expect("known receipt");
+    let a = ledger.attribute(&r2.id()).expect("known receipt");
     assert!(a.complete);
     let kinds: Vec<&str> = a
         .steps
@@ -576,7 +602,7 @@ fn attribution_traces_a_sub_agent_action_to_the_user_intent() {
     let stray = receipt(2, "read", Some(TokenId::of("unknown")), "why not");
     let with_stray = [r0.clone(), stray.clone()];
     let c = Ledger::new(links.iter().copied(), with_stray.iter())
-        .attribute(&stray.id)
+        .attribute(&stray.id())
         .expect("known");
     assert!(!c.complete);
     assert!(c.steps.contains(&Step::Missing {
@@ -585,14 +611,14 @@ fn attribution_traces_a_sub_agent_action_to_the_user_intent() {
 
     // Without the middle grant, the trace says what is missing.
     let partial = Ledger::new([links[2]], receipts.iter());
-    let b = partial.attribute(&r2.id).expect("known receipt");
+    let b = partial.attribute(&r2.id()).expect("known receipt");
     assert!(!b.complete);
-    assert!(matches!(b.steps[0], Step::Missing { id } if id == links[1].id));
+    assert!(matches!(b.steps[0], Step::Missing { id } if id == links[1].id()));
 
     // A receipt signed by another agent, or naming another grant, is refused.
     let forged = ReceiptClaims {
-        grant: links[2].id,
-        action: r2.claims.action.clone(),
+        grant: links[2].id(),
+        action: r2.claims().action.clone(),
         outcome: Outcome::Succeeded,
         rationale: None,
         cause: None,
