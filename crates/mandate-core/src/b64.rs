@@ -22,6 +22,51 @@ pub fn encode_into(bytes: &[u8], out: &mut [u8]) -> usize {
     URL_SAFE_NO_PAD.encode_slice(bytes, out).unwrap_or(0)
 }
 
+/// Gives a `[u8; 32]` newtype its text form, 43 characters of base64url:
+/// `Display`, `Debug`, `FromStr` (strict) and serde as a string.
+macro_rules! digest_text {
+    ($name:ident, $what:literal) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$crate::b64::encode(self.0))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::Error;
+            fn from_str(s: &str) -> Result<Self, $crate::Error> {
+                $crate::b64::decode_array::<32>(s)
+                    .map($name)
+                    .ok_or($crate::Error::Malformed(concat!(
+                        $what,
+                        " is not 32 bytes of base64url"
+                    )))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                s.parse()
+                    .map_err(|_| serde::de::Error::custom(concat!("invalid ", $what)))
+            }
+        }
+    };
+}
+pub(crate) use digest_text;
+
 const INVALID: u8 = 0xff;
 
 /// Maps each byte to its 6-bit value, or to [`INVALID`].

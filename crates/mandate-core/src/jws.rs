@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -77,40 +76,7 @@ impl TokenId {
     }
 }
 
-impl fmt::Display for TokenId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&b64::encode(self.0))
-    }
-}
-
-impl fmt::Debug for TokenId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenId({self})")
-    }
-}
-
-impl FromStr for TokenId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        b64::decode_array::<32>(s)
-            .map(TokenId)
-            .ok_or(Error::Malformed("token id is not 32 bytes of base64url"))
-    }
-}
-
-impl Serialize for TokenId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <Cow<'de, str>>::deserialize(d)?;
-        s.parse()
-            .map_err(|_| serde::de::Error::custom("invalid token id"))
-    }
-}
+b64::digest_text!(TokenId, "token id");
 
 /// A token whose header passed the checks and whose parts are decoded,
 /// but whose signature is not verified yet.

@@ -43,40 +43,7 @@ impl Thumbprint {
     }
 }
 
-impl fmt::Display for Thumbprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&b64::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Thumbprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Thumbprint({self})")
-    }
-}
-
-impl FromStr for Thumbprint {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        b64::decode_array::<32>(s)
-            .map(Thumbprint)
-            .ok_or(Error::Malformed("thumbprint is not 32 bytes of base64url"))
-    }
-}
-
-impl Serialize for Thumbprint {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Thumbprint {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse()
-            .map_err(|_| serde::de::Error::custom("invalid thumbprint"))
-    }
-}
+b64::digest_text!(Thumbprint, "thumbprint");
 
 /// An agent's identity: the RFC 9278 thumbprint URI of its key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
