@@ -1,5 +1,5 @@
-//! A bounded cache of grants whose signatures already verified, keyed by
-//! token id. It lets a resource server skip the signature checks of a chain
+//! A bounded cache of grants whose signatures already verified, as links
+//! of a chain that passed every rule, keyed by token id. It lets a resource server skip the signature checks of a chain
 //! it has seen; it never skips the time, binding, linkage, attenuation or
 //! revocation checks, which run on every verification.
 

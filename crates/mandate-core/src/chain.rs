@@ -296,6 +296,9 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
         return Err(Error::ChainTooLong);
     }
     let mut links: Vec<Arc<Link>> = Vec::with_capacity(chain.len());
+    // Links verified now, cached only if the whole chain verifies, so that
+    // chains that fail (a self-signed root, say) cannot evict good entries.
+    let mut fresh: Vec<Arc<Link>> = Vec::new();
     let mut agents: Vec<Thumbprint> = Vec::with_capacity(chain.len() + 1);
     for (i, compact) in chain.iter().enumerate() {
         let compact = compact.as_ref();
@@ -318,8 +321,8 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
             Some(link) => link,
             None => {
                 let link = Arc::new(Link::verify(compact, id, expected, i, cx.keys)?);
-                if let Some(cache) = cache {
-                    cache.insert(Arc::clone(&link));
+                if cache.is_some() {
+                    fresh.push(Arc::clone(&link));
                 }
                 link
             }
@@ -349,6 +352,11 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
             return Err(Error::Revoked(i));
         }
         links.push(link);
+    }
+    if let Some(cache) = cache {
+        for link in fresh {
+            cache.insert(link);
+        }
     }
     let ath = crate::token::chain_hash_of_ids(links.iter().map(|l| &l.id));
     Ok(VerifiedChain { links, ath })

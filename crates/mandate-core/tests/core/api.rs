@@ -412,6 +412,29 @@ fn the_cache_never_skips_time_or_revocation() {
 }
 
 #[test]
+fn only_chains_that_verify_fill_the_cache() {
+    let w = World::new();
+    let verifier = Verifier::new(64);
+    let none = HashSet::new();
+    // Mallory's self-signed root: its signature holds, its binding does not.
+    let chain = Chain::straight(&w.cast, 2, "pollute");
+    let mut forged = Chain::default();
+    let claims = crate::gen_vectors::fixture::root_claims(ALICE, &w.cast.agents[0], "pollute-root");
+    forged.push(claims.sign(&w.cast.mallory.key), claims);
+    assert_eq!(
+        verifier
+            .verify_chain(&forged.tokens, &w.cx(&none, NOW))
+            .err(),
+        Some(Error::RootNotBound(0))
+    );
+    assert!(verifier.cache().is_empty());
+    verifier
+        .verify_chain(&chain.tokens, &w.cx(&none, NOW))
+        .expect("valid");
+    assert_eq!(verifier.cache().len(), 2);
+}
+
+#[test]
 fn the_link_cache_stays_bounded() {
     let w = World::new();
     let verifier = Verifier::new(6);
