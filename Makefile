@@ -20,9 +20,12 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The store's tests run on SQLite and on a throwaway Postgres on 127.0.0.1,
+# started here and stopped however the tests end.
 unit:
 	@mkdir -p $(LOGS)
-	set -o pipefail; cargo test --workspace --all-targets --locked 2>&1 | tee $(LOGS)/unit.log
+	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
+	  MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 cargo test --workspace --all-targets --locked 2>&1 | tee $(LOGS)/unit.log
 
 interop:
 	@mkdir -p $(LOGS)

@@ -1,0 +1,132 @@
+//! The event log: one row per change, appended in the change's own
+//! transaction, read back in sequence order by followers.
+
+use crate::{Store, StoreError, on_pool};
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A request was filed.
+    RequestCreated,
+    /// A request was approved or denied.
+    RequestDecided,
+    /// A request lapsed without a decision.
+    RequestExpired,
+    /// A grant was stored.
+    GrantStored,
+    /// Grants were revoked.
+    Revoked,
+    /// A receipt was stored.
+    ReceiptStored,
+    /// A user key binding was stored.
+    BindingStored,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RequestCreated => "request.created",
+            EventKind::RequestDecided => "request.decided",
+            EventKind::RequestExpired => "request.expired",
+            EventKind::GrantStored => "grant.stored",
+            EventKind::Revoked => "revoked",
+            EventKind::ReceiptStored => "receipt.stored",
+            EventKind::BindingStored => "binding.stored",
+        }
+    }
+
+    fn parse(s: &str) -> Result<EventKind, StoreError> {
+        Ok(match s {
+            "request.created" => EventKind::RequestCreated,
+            "request.decided" => EventKind::RequestDecided,
+            "request.expired" => EventKind::RequestExpired,
+            "grant.stored" => EventKind::GrantStored,
+            "revoked" => EventKind::Revoked,
+            "receipt.stored" => EventKind::ReceiptStored,
+            "binding.stored" => EventKind::BindingStored,
+            _ => return Err(StoreError::Corrupt("event kind")),
+        })
+    }
+}
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its place in the log; strictly increasing.
+    pub seq: i64,
+    /// What changed.
+    pub kind: EventKind,
+    /// The user it concerns, if any.
+    pub principal: Option<String>,
+    /// The agent it concerns, if any (a thumbprint).
+    pub agent: Option<String>,
+    /// The id of the changed row.
+    pub subject: String,
+    /// When.
+    pub created_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    kind: String,
+    principal: Option<String>,
+    agent_jkt: Option<String>,
+    subject: String,
+    created_at: i64,
+}
+
+/// Appends an event inside the transaction `$tx` and evaluates to its sequence number.
+macro_rules! append_event {
+    ($tx:expr, $kind:expr, $principal:expr, $agent:expr, $subject:expr, $now:expr) => {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO events (kind, principal, agent_jkt, subject, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind($crate::EventKind::as_str($kind))
+        .bind($principal)
+        .bind($agent)
+        .bind($subject)
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await
+    };
+}
+pub(crate) use append_event;
+
+impl Store {
+    /// Events after `after`, oldest first, at most `limit`.
+    pub async fn events_since(&self, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let rows: Vec<EventRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT seq, kind, principal, agent_jkt, subject, created_at FROM events \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: r.seq,
+                    kind: EventKind::parse(&r.kind)?,
+                    principal: r.principal,
+                    agent: r.agent_jkt,
+                    subject: r.subject,
+                    created_at: r.created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// The sequence number of the newest event, or 0.
+    pub async fn last_event(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(pool).await?
+        });
+        Ok(seq.unwrap_or(0))
+    }
+}

@@ -1,0 +1,146 @@
+//! mandate-store is Mandate's persistence, through sqlx, on SQLite (the
+//! default, one file) or Postgres (a broker that outgrows one machine).
+//!
+//! It holds the broker's key bindings, requests and their decisions,
+//! grants, revocations, receipts and idempotency keys. Every change also
+//! appends an [`Event`] in the same transaction; followers (SSE streams,
+//! other broker instances) resume from an event's sequence number.
+//!
+//! It depends on mandate-core for its id types and on sqlx; nothing in it
+//! verifies a token. Callers store only what they have verified. Each
+//! backend has its own migrations under `migrations/`; the SQL of the
+//! queries is shared, with `$n` placeholders, which both backends read.
+//!
+//! Terms: a *principal* is a user (`sub` of the grants); an *agent* is
+//! named by its key thumbprint (`jkt`); times are Unix seconds.
+
+#![forbid(unsafe_code)]
+
+mod bindings;
+mod error;
+mod events;
+mod grants;
+mod idempotency;
+mod receipts;
+mod requests;
+mod revocations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use bindings::Binding;
+pub use error::StoreError;
+pub use events::{Event, EventKind};
+pub use grants::GrantRecord;
+pub use idempotency::Idempotency;
+pub use receipts::ReceiptRecord;
+pub use requests::{NewRequest, RequestRecord, RequestStatus};
+pub use revocations::{RevocationRecord, RevokedGrant};
+
+/// How long a SQLite writer waits for the lock before giving up.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker's storage, on either backend.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool. The body is
+/// compiled once per backend, so the same SQL text serves both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file, in WAL mode.
+    Sqlite,
+    /// A Postgres server.
+    Postgres,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path` or `postgres://...`),
+    /// creating a SQLite file if needed, and applies the migrations.
+    ///
+    /// SQLite runs in WAL mode with `synchronous = NORMAL`, foreign keys on,
+    /// and a busy timeout of [`SQLITE_BUSY_TIMEOUT`].
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(StoreError::from_connect)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(StoreError::from_connect)?;
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(StoreError::Migrate)?;
+            Pool::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::from_connect)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(StoreError::from_connect)?;
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&pool)
+                .await
+                .map_err(StoreError::Migrate)?;
+            Pool::Sqlite(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Store { pool })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The Postgres pool, for LISTEN/NOTIFY; `None` on SQLite.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}

@@ -1,0 +1,98 @@
+//! Receipts agents reported, for their users to review.
+
+use mandate_core::{Principal, Thumbprint, TokenId};
+
+use crate::error::parse;
+use crate::events::append_event;
+use crate::{EventKind, Store, StoreError, on_pool};
+
+/// A stored receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    /// Its place in the feed; assigned by the store, ignored on insert.
+    pub seq: i64,
+    /// The receipt token's id.
+    pub id: TokenId,
+    /// The grant the agent acted under.
+    pub grant_id: TokenId,
+    /// The agent.
+    pub agent: Thumbprint,
+    /// The user it acted for.
+    pub principal: Principal,
+    /// The compact token.
+    pub token: String,
+    /// When the broker stored it.
+    pub created_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ReceiptRow {
+    seq: i64,
+    id: String,
+    grant_id: String,
+    agent_jkt: String,
+    principal: String,
+    token: String,
+    created_at: i64,
+}
+
+impl TryFrom<ReceiptRow> for ReceiptRecord {
+    type Error = StoreError;
+    fn try_from(r: ReceiptRow) -> Result<ReceiptRecord, StoreError> {
+        Ok(ReceiptRecord {
+            seq: r.seq,
+            id: parse(&r.id, "receipt id")?,
+            grant_id: parse(&r.grant_id, "receipt grant id")?,
+            agent: parse(&r.agent_jkt, "receipt agent")?,
+            principal: r
+                .principal
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("receipt principal"))?,
+            token: r.token,
+            created_at: r.created_at,
+        })
+    }
+}
+
+impl Store {
+    /// Stores a receipt; the same receipt again is [`StoreError::Conflict`].
+    /// Returns its feed position.
+    pub async fn insert_receipt(&self, r: &ReceiptRecord) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+            )
+            .bind(r.id.to_string())
+            .bind(r.grant_id.to_string())
+            .bind(r.agent.to_string())
+            .bind(r.principal.as_str())
+            .bind(&r.token)
+            .bind(r.created_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            append_event!(tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// A user's receipts after feed position `after`, oldest first, at most `limit`.
+    pub async fn receipts_since(
+        &self,
+        principal: &Principal,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ReceiptRecord>, StoreError> {
+        let rows: Vec<ReceiptRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, created_at FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                .bind(principal.as_str())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(ReceiptRecord::try_from).collect()
+    }
+}

@@ -1,0 +1,288 @@
+//! Requests from agents, and the users' decisions on them.
+
+use mandate_core::{Principal, Thumbprint, TokenId};
+
+use crate::error::parse;
+use crate::events::append_event;
+use crate::grants::insert_grant_in;
+use crate::{EventKind, GrantRecord, Store, StoreError, on_pool};
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user approved it; the decision is a grant.
+    Approved,
+    /// The user denied it; the decision is a denial.
+    Denied,
+    /// It lapsed undecided.
+    Expired,
+}
+
+impl RequestStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Denied => "denied",
+            RequestStatus::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<RequestStatus, StoreError> {
+        Ok(match s {
+            "pending" => RequestStatus::Pending,
+            "approved" => RequestStatus::Approved,
+            "denied" => RequestStatus::Denied,
+            "expired" => RequestStatus::Expired,
+            _ => return Err(StoreError::Corrupt("request status")),
+        })
+    }
+}
+
+/// A request to store, already verified by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRequest<'a> {
+    /// The request token's id.
+    pub id: TokenId,
+    /// The requesting agent's key.
+    pub agent: Thumbprint,
+    /// The user it is routed to.
+    pub principal: &'a Principal,
+    /// The compact request token.
+    pub token: &'a str,
+    /// For a sub-agent's request, the chain it extends, root first.
+    pub parent_chain: &'a [String],
+    /// When the broker received it.
+    pub created_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+}
+
+/// A stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The request token's id.
+    pub id: TokenId,
+    /// The requesting agent's key.
+    pub agent: Thumbprint,
+    /// The user it is routed to.
+    pub principal: Principal,
+    /// The compact request token.
+    pub token: String,
+    /// The chain it extends, root first; empty for a first-hop request.
+    pub parent_chain: Vec<String>,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// When the broker received it.
+    pub created_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+    /// The signed grant or denial, once decided.
+    pub decision: Option<String>,
+    /// When it was decided.
+    pub decided_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RequestRow {
+    id: String,
+    agent_jkt: String,
+    principal: String,
+    token: String,
+    parent_chain: String,
+    status: String,
+    created_at: i64,
+    expires_at: i64,
+    decision: Option<String>,
+    decided_at: Option<i64>,
+}
+
+impl TryFrom<RequestRow> for RequestRecord {
+    type Error = StoreError;
+    fn try_from(r: RequestRow) -> Result<RequestRecord, StoreError> {
+        Ok(RequestRecord {
+            id: parse(&r.id, "request id")?,
+            agent: parse(&r.agent_jkt, "request agent")?,
+            principal: r
+                .principal
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("request principal"))?,
+            token: r.token,
+            // Compact tokens never contain a newline, so it separates them.
+            parent_chain: r
+                .parent_chain
+                .split('\n')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            status: RequestStatus::parse(&r.status)?,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            decision: r.decision,
+            decided_at: r.decided_at,
+        })
+    }
+}
+
+/// Why a decision found no pending request `$id`: it does not exist
+/// ([`StoreError::NotFound`]) or was decided or lapsed ([`StoreError::Conflict`]).
+macro_rules! not_pending {
+    ($tx:expr, $id:expr) => {{
+        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM requests WHERE id = $1")
+            .bind($id.to_string())
+            .fetch_one(&mut *$tx)
+            .await?;
+        if exists == 0 {
+            StoreError::NotFound
+        } else {
+            StoreError::Conflict
+        }
+    }};
+}
+
+impl Store {
+    /// Stores a pending request. The same id again is [`StoreError::Conflict`]:
+    /// a replayed request is refused, not stored twice.
+    pub async fn insert_request(&self, r: &NewRequest<'_>) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
+            )
+            .bind(r.id.to_string())
+            .bind(r.agent.to_string())
+            .bind(r.principal.as_str())
+            .bind(r.token)
+            .bind(r.parent_chain.join("\n"))
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            let seq = append_event!(tx, EventKind::RequestCreated, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// One request.
+    pub async fn request(&self, id: &TokenId) -> Result<Option<RequestRecord>, StoreError> {
+        let row: Option<RequestRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at, decision, decided_at FROM requests WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(RequestRecord::try_from).transpose()
+    }
+
+    /// A user's pending requests that have not lapsed at `now`, oldest first.
+    pub async fn pending_requests(
+        &self,
+        principal: &Principal,
+        now: i64,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        let rows: Vec<RequestRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at, decision, decided_at FROM requests WHERE principal = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id")
+                .bind(principal.as_str())
+                .bind(now)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(RequestRecord::try_from).collect()
+    }
+
+    /// How many requests wait for a user at `now`.
+    pub async fn count_pending(&self, principal: &Principal, now: i64) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM requests WHERE principal = $1 AND status = 'pending' AND expires_at > $2")
+                .bind(principal.as_str())
+                .bind(now)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// Approves a pending request: stores the grant and marks the request
+    /// approved, in one transaction. A request that is not pending at
+    /// `now` (decided, lapsed or unknown) is [`StoreError::Conflict`] or
+    /// [`StoreError::NotFound`], and nothing is stored.
+    pub async fn approve_request(
+        &self,
+        id: &TokenId,
+        grant: &GrantRecord,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE requests SET status = 'approved', decision = $1, decided_at = $2 \
+                 WHERE id = $3 AND status = 'pending' AND expires_at > $2",
+            )
+            .bind(&grant.token)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(not_pending!(tx, id));
+            }
+            insert_grant_in!(tx, grant);
+            let seq = append_event!(tx, EventKind::RequestDecided, Some(grant.principal.as_str()), Some(grant.grantee.to_string()), id.to_string(), now)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// Denies a pending request with a signed denial; the same rules as
+    /// [`Store::approve_request`].
+    pub async fn deny_request(
+        &self,
+        id: &TokenId,
+        denial: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row: Option<(String, String)> = sqlx::query_as(
+                "UPDATE requests SET status = 'denied', decision = $1, decided_at = $2 \
+                 WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal, agent_jkt",
+            )
+            .bind(denial)
+            .bind(now)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((principal, agent)) = row else {
+                return Err(not_pending!(tx, id));
+            };
+            let seq = append_event!(tx, EventKind::RequestDecided, Some(principal), Some(agent), id.to_string(), now)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// Marks every pending request that lapsed by `now` as expired, with
+    /// one event each; returns how many.
+    pub async fn expire_requests(&self, now: i64) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let lapsed: Vec<(String, String, String)> = sqlx::query_as(
+                "UPDATE requests SET status = 'expired', decided_at = $1 \
+                 WHERE status = 'pending' AND expires_at <= $1 RETURNING id, principal, agent_jkt",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, principal, agent) in &lapsed {
+                append_event!(tx, EventKind::RequestExpired, Some(principal.as_str()), Some(agent.as_str()), id.as_str(), now)?;
+            }
+            tx.commit().await?;
+            Ok(lapsed.len() as u64)
+        })
+    }
+}

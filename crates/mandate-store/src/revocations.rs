@@ -1,0 +1,117 @@
+//! Revocations: the signed tokens, and the grant ids they revoked, in the
+//! order the broker learned them.
+
+use mandate_core::{Principal, Thumbprint, TokenId};
+
+use crate::error::parse;
+use crate::events::append_event;
+use crate::{EventKind, Store, StoreError, on_pool};
+
+/// A revocation to store, already verified and authorized by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// The revocation token's id.
+    pub id: TokenId,
+    /// The user whose grants these are.
+    pub principal: Principal,
+    /// Who signed it.
+    pub signer: Thumbprint,
+    /// The compact token.
+    pub token: String,
+    /// When the broker stored it.
+    pub created_at: i64,
+}
+
+/// One revoked grant, as followers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedGrant {
+    /// Its place in the revocation feed.
+    pub seq: i64,
+    /// The grant revoked.
+    pub grant_id: TokenId,
+    /// The revocation that revoked it first.
+    pub revocation_id: TokenId,
+    /// When.
+    pub revoked_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RevokedRow {
+    seq: i64,
+    grant_id: String,
+    revocation_id: String,
+    revoked_at: i64,
+}
+
+impl Store {
+    /// Stores a revocation and the grant ids it revokes. An id revoked
+    /// before keeps its first revocation. The same revocation again is
+    /// [`StoreError::Conflict`].
+    pub async fn insert_revocation(
+        &self,
+        r: &RevocationRecord,
+        revoked: &[TokenId],
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(r.id.to_string())
+                .bind(r.principal.as_str())
+                .bind(r.signer.to_string())
+                .bind(&r.token)
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+            for grant in revoked {
+                sqlx::query(
+                    "INSERT INTO revoked_grants (grant_id, revocation_id, revoked_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (grant_id) DO NOTHING",
+                )
+                .bind(grant.to_string())
+                .bind(r.id.to_string())
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let seq = append_event!(tx, EventKind::Revoked, Some(r.principal.as_str()), None::<String>, r.id.to_string(), r.created_at)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// Revoked grants after feed position `after`, oldest first, at most `limit`.
+    pub async fn revoked_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RevokedGrant>, StoreError> {
+        let rows: Vec<RevokedRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, grant_id, revocation_id, revoked_at FROM revoked_grants WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                Ok(RevokedGrant {
+                    seq: r.seq,
+                    grant_id: parse(&r.grant_id, "revoked grant id")?,
+                    revocation_id: parse(&r.revocation_id, "revocation id")?,
+                    revoked_at: r.revoked_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a grant is revoked.
+    pub async fn is_revoked(&self, grant: &TokenId) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_grants WHERE grant_id = $1")
+                .bind(grant.to_string())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n > 0)
+    }
+}

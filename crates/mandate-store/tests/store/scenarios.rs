@@ -1,0 +1,396 @@
+//! Scenarios that run unchanged on every backend.
+
+use mandate_core::{Principal, SigningKey, Thumbprint, TokenId};
+use mandate_store::{
+    Binding, EventKind, GrantRecord, Idempotency, NewRequest, ReceiptRecord, RequestStatus,
+    RevocationRecord, Store, StoreError,
+};
+
+const NOW: i64 = 1_767_225_600;
+
+fn alice() -> Principal {
+    "https://idp.example#alice".to_string().try_into().unwrap()
+}
+
+fn bob() -> Principal {
+    "https://idp.example#bob".to_string().try_into().unwrap()
+}
+
+fn key(n: u8) -> Thumbprint {
+    SigningKey::from_seed(&[n; 32]).thumbprint()
+}
+
+pub fn request_id(n: u32) -> TokenId {
+    TokenId::of(&format!("request-{n}"))
+}
+
+fn grant_id(n: u32) -> TokenId {
+    TokenId::of(&format!("grant-{n}"))
+}
+
+fn new_request(n: u32, principal: &Principal, expires_at: i64) -> NewRequest<'_> {
+    NewRequest {
+        id: request_id(n),
+        agent: key(10),
+        principal,
+        token: "request.token.compact",
+        parent_chain: &[],
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+fn grant(n: u32, parent: Option<TokenId>, request: Option<TokenId>) -> GrantRecord {
+    GrantRecord {
+        id: grant_id(n),
+        principal: alice(),
+        request_id: request,
+        parent_id: parent,
+        issuer: key(1),
+        grantee: key(10 + n as u8),
+        token: format!("grant.token.{n}"),
+        expires_at: NOW + 3600,
+        created_at: NOW,
+    }
+}
+
+pub async fn insert_one_request(store: &Store) {
+    store
+        .insert_request(&new_request(0, &alice(), NOW + 300))
+        .await
+        .unwrap();
+}
+
+pub async fn requests_flow(store: &Store) {
+    let (a, b) = (alice(), bob());
+    let chain = [
+        "parent.token.one".to_string(),
+        "parent.token.two".to_string(),
+    ];
+    let mut sub_request = new_request(1, &a, NOW + 300);
+    sub_request.parent_chain = &chain;
+    store
+        .insert_request(&new_request(0, &a, NOW + 300))
+        .await
+        .unwrap();
+    store.insert_request(&sub_request).await.unwrap();
+    store
+        .insert_request(&new_request(2, &a, NOW + 10))
+        .await
+        .unwrap();
+    store
+        .insert_request(&new_request(3, &b, NOW + 300))
+        .await
+        .unwrap();
+
+    // A replayed request is refused and changes nothing.
+    let replay = store.insert_request(&new_request(0, &a, NOW + 999)).await;
+    assert!(matches!(replay, Err(StoreError::Conflict)), "{replay:?}");
+    assert_eq!(store.count_pending(&a, NOW).await.unwrap(), 3);
+    assert_eq!(store.count_pending(&b, NOW).await.unwrap(), 1);
+    let stored = store.request(&request_id(1)).await.unwrap().unwrap();
+    assert_eq!(stored.parent_chain, chain);
+    assert_eq!(stored.status, RequestStatus::Pending);
+    assert_eq!(
+        store
+            .request(&request_id(0))
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
+        NOW + 300
+    );
+
+    // Users see only their own pending requests.
+    let pending: Vec<TokenId> = store
+        .pending_requests(&a, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(pending.len(), 3);
+    assert!(!pending.contains(&request_id(3)));
+
+    // Approve stores the grant with the decision, once.
+    let g = grant(0, None, Some(request_id(0)));
+    store
+        .approve_request(&request_id(0), &g, NOW + 5)
+        .await
+        .unwrap();
+    let decided = store.request(&request_id(0)).await.unwrap().unwrap();
+    assert_eq!(decided.status, RequestStatus::Approved);
+    assert_eq!(decided.decision.as_deref(), Some(g.token.as_str()));
+    assert_eq!(store.grant(&g.id).await.unwrap(), Some(g.clone()));
+    let again = store
+        .approve_request(&request_id(0), &grant(9, None, None), NOW + 6)
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(
+        store.grant(&grant_id(9)).await.unwrap(),
+        None,
+        "nothing half-written"
+    );
+    assert!(matches!(
+        store.deny_request(&request_id(0), "denial", NOW + 6).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.deny_request(&request_id(77), "denial", NOW).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Deny; a lapsed request can no longer be decided and expires.
+    store
+        .deny_request(&request_id(1), "denial.token", NOW + 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.request(&request_id(1)).await.unwrap().unwrap().status,
+        RequestStatus::Denied
+    );
+    let late = store
+        .approve_request(
+            &request_id(2),
+            &grant(2, None, Some(request_id(2))),
+            NOW + 11,
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict)), "{late:?}");
+    assert_eq!(store.expire_requests(NOW + 11).await.unwrap(), 1);
+    assert_eq!(
+        store.request(&request_id(2)).await.unwrap().unwrap().status,
+        RequestStatus::Expired
+    );
+    assert_eq!(store.count_pending(&a, NOW + 11).await.unwrap(), 0);
+
+    // Every change is in the event log, in order.
+    let kinds: Vec<EventKind> = store
+        .events_since(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    use EventKind::*;
+    assert_eq!(
+        kinds,
+        [
+            RequestCreated,
+            RequestCreated,
+            RequestCreated,
+            RequestCreated,
+            GrantStored,
+            RequestDecided,
+            RequestDecided,
+            RequestExpired
+        ]
+    );
+    let last = store.last_event().await.unwrap();
+    assert!(store.events_since(last, 10).await.unwrap().is_empty());
+
+    // Grants form trees.
+    store
+        .insert_grant(&grant(1, Some(g.id), None))
+        .await
+        .unwrap();
+    store
+        .insert_grant(&grant(3, Some(g.id), None))
+        .await
+        .unwrap();
+    assert_eq!(store.children_of(&g.id).await.unwrap().len(), 2);
+    assert_eq!(store.grants_of(&a).await.unwrap().len(), 3);
+    assert!(matches!(
+        store.insert_grant(&grant(1, Some(g.id), None)).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+pub async fn bindings_stay_with_their_principal(store: &Store) {
+    let b = Binding {
+        jkt: key(1),
+        principal: alice(),
+        token: "binding.1".into(),
+        issued_at: NOW,
+        expires_at: NOW + 100,
+    };
+    store.put_binding(&b).await.unwrap();
+    let renewed = Binding {
+        token: "binding.2".into(),
+        expires_at: NOW + 200,
+        ..b.clone()
+    };
+    store.put_binding(&renewed).await.unwrap();
+    assert_eq!(store.binding(&key(1)).await.unwrap(), Some(renewed.clone()));
+    let stolen = Binding {
+        principal: bob(),
+        ..b.clone()
+    };
+    assert!(matches!(
+        store.put_binding(&stolen).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.binding(&key(1)).await.unwrap(),
+        Some(renewed),
+        "unchanged"
+    );
+    assert_eq!(store.bindings_of(&alice()).await.unwrap().len(), 1);
+    assert!(store.bindings_of(&bob()).await.unwrap().is_empty());
+    assert_eq!(store.binding(&key(2)).await.unwrap(), None);
+}
+
+pub async fn revocations_feed(store: &Store) {
+    let rev = |n: u32| RevocationRecord {
+        id: TokenId::of(&format!("revocation-{n}")),
+        principal: alice(),
+        signer: key(1),
+        token: format!("revocation.token.{n}"),
+        created_at: NOW + i64::from(n),
+    };
+    store
+        .insert_revocation(&rev(1), &[grant_id(1), grant_id(2)])
+        .await
+        .unwrap();
+    store
+        .insert_revocation(&rev(2), &[grant_id(2), grant_id(3)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_revocation(&rev(1), &[grant_id(4)]).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        !store.is_revoked(&grant_id(4)).await.unwrap(),
+        "a refused revocation stores nothing"
+    );
+    let feed = store.revoked_since(0, 100).await.unwrap();
+    let ids: Vec<TokenId> = feed.iter().map(|r| r.grant_id).collect();
+    assert_eq!(ids, [grant_id(1), grant_id(2), grant_id(3)]);
+    assert_eq!(
+        feed[1].revocation_id,
+        rev(1).id,
+        "the first revocation of a grant stands"
+    );
+    assert!(store.is_revoked(&grant_id(3)).await.unwrap());
+    let rest = store.revoked_since(feed[0].seq, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+}
+
+pub async fn receipts_feed(store: &Store) {
+    let receipt = |n: u32, principal: Principal| ReceiptRecord {
+        seq: 0,
+        id: TokenId::of(&format!("receipt-{n}")),
+        grant_id: grant_id(1),
+        agent: key(11),
+        principal,
+        token: format!("receipt.token.{n}"),
+        created_at: NOW,
+    };
+    let first = store.insert_receipt(&receipt(1, alice())).await.unwrap();
+    store.insert_receipt(&receipt(2, bob())).await.unwrap();
+    store.insert_receipt(&receipt(3, alice())).await.unwrap();
+    assert!(matches!(
+        store.insert_receipt(&receipt(1, alice())).await,
+        Err(StoreError::Conflict)
+    ));
+    let mine = store.receipts_since(&alice(), 0, 100).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.token.as_str()).collect::<Vec<_>>(),
+        ["receipt.token.1", "receipt.token.3"]
+    );
+    assert_eq!(
+        store
+            .receipts_since(&alice(), first, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn idempotency_keys(store: &Store) {
+    let a = alice();
+    assert_eq!(
+        store
+            .begin_idempotent(&a, "k1", "hash-a", NOW)
+            .await
+            .unwrap(),
+        Idempotency::Proceed
+    );
+    assert_eq!(
+        store
+            .begin_idempotent(&a, "k1", "hash-a", NOW)
+            .await
+            .unwrap(),
+        Idempotency::InFlight
+    );
+    assert_eq!(
+        store
+            .begin_idempotent(&a, "k1", "hash-b", NOW)
+            .await
+            .unwrap(),
+        Idempotency::Mismatch
+    );
+    store
+        .finish_idempotent(&a, "k1", "{\"ok\":true}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .begin_idempotent(&a, "k1", "hash-a", NOW)
+            .await
+            .unwrap(),
+        Idempotency::Replay("{\"ok\":true}".into())
+    );
+    assert!(matches!(
+        store.finish_idempotent(&a, "k1", "other").await,
+        Err(StoreError::Conflict)
+    ));
+    // Keys are per principal.
+    assert_eq!(
+        store
+            .begin_idempotent(&bob(), "k1", "hash-z", NOW)
+            .await
+            .unwrap(),
+        Idempotency::Proceed
+    );
+    // A failed call gives its key back.
+    assert_eq!(
+        store.begin_idempotent(&a, "k2", "h", NOW).await.unwrap(),
+        Idempotency::Proceed
+    );
+    store.abandon_idempotent(&a, "k2").await.unwrap();
+    assert_eq!(
+        store.begin_idempotent(&a, "k2", "h", NOW).await.unwrap(),
+        Idempotency::Proceed
+    );
+}
+
+/// Many writers at once: every write lands once, and the log has no gaps.
+pub async fn concurrent_writers(store: &Store) {
+    let principal = alice();
+    let tasks: Vec<_> = (0..8u32)
+        .map(|t| {
+            let store = store.clone();
+            let principal = principal.clone();
+            tokio::spawn(async move {
+                for i in 0..25u32 {
+                    let n = t * 1000 + i;
+                    store
+                        .insert_request(&new_request(n, &principal, NOW + 300))
+                        .await
+                        .expect("concurrent insert");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(store.count_pending(&principal, NOW).await.unwrap(), 200);
+    let events = store.events_since(0, 1000).await.unwrap();
+    assert_eq!(events.len(), 200);
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+}
