@@ -44,7 +44,7 @@ pub use jws::{MAX_TOKEN_BYTES, TokenId, TokenKind};
 pub use key::{AgentId, Jwk, PublicKey, SigningKey, Thumbprint};
 pub use scope::{AuthorizationDetail, Call};
 pub use token::{Claims, Policy, Principal, UnixTime, Verified};
-pub use verifier::{HttpCall, MemoryReplayCache, ReplayCache, Verifier, verify_pop};
+pub use verifier::{HttpCall, MemoryReplayCache, ReplayCache, Verifier, verify_pop, verify_proof};
 
 /// The most links a chain may have.
 pub const MAX_CHAIN_LINKS: usize = 16;

@@ -8,8 +8,9 @@ use crate::Error;
 use crate::cache::LinkCache;
 use crate::chain::{self, Context, VerifiedChain};
 use crate::jws::{self, TokenKind};
+use crate::key::PublicKey;
 use crate::scope::{self, Call};
-use crate::token::{Claims as _, PopClaims, UnixTime, same_htu};
+use crate::token::{Claims as _, Policy, PopClaims, UnixTime, same_htu};
 
 /// Remembers proof ids until they can no longer be fresh.
 pub trait ReplayCache {
@@ -78,33 +79,46 @@ pub fn verify_pop(
     cx: &Context<'_>,
     replay: &dyn ReplayCache,
 ) -> Result<PopClaims, Error> {
-    let token = jws::parse(pop, TokenKind::Pop)?;
     let leaf = chain.leaf_key();
-    if token.kid != leaf {
+    let key = cx.keys.get(&leaf).ok_or(Error::UnknownKey)?;
+    verify_proof(pop, key, chain.ath(), call, &cx.policy, cx.now, replay)
+}
+
+/// Checks a proof of possession made by `key` for `call`, bound to `ath`,
+/// and records its `jti`. [`verify_pop`] is this with the leaf's key and
+/// the chain's hash; a broker uses it directly, with the key of the agent
+/// that filed a request and [`crate::token::chain_hash`] of that request.
+pub fn verify_proof(
+    pop: &str,
+    key: &PublicKey,
+    ath: &str,
+    call: &HttpCall<'_>,
+    policy: &Policy,
+    now: UnixTime,
+    replay: &dyn ReplayCache,
+) -> Result<PopClaims, Error> {
+    let token = jws::parse(pop, TokenKind::Pop)?;
+    let jkt = key.thumbprint();
+    if token.kid != jkt {
         return Err(Error::PopWrongKey);
     }
-    let key = cx.keys.get(&leaf).ok_or(Error::UnknownKey)?;
     token.verify(key)?;
     let claims: PopClaims = token.claims()?;
-    claims.check(&cx.policy, cx.now)?;
+    claims.check(policy, now)?;
     if claims.htm != call.method {
         return Err(Error::PopMethod);
     }
     if !same_htu(&claims.htu, call.uri) {
         return Err(Error::PopUri);
     }
-    if claims.ath != chain.ath() {
+    if claims.ath != ath {
         return Err(Error::PopChain);
     }
     let keep_until = claims
         .iat
-        .saturating_add(cx.policy.pop_max_age)
-        .saturating_add(cx.policy.clock_skew);
-    replay.first_use(
-        &format!("{leaf}:{}", claims.jti.as_str()),
-        keep_until,
-        cx.now,
-    )?;
+        .saturating_add(policy.pop_max_age)
+        .saturating_add(policy.clock_skew);
+    replay.first_use(&format!("{jkt}:{}", claims.jti.as_str()), keep_until, now)?;
     Ok(claims)
 }
 
