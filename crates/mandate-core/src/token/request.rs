@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Claims, Jti, Policy, UnixTime, Verified};
 use crate::jws::{self, TokenId, TokenKind};
+use crate::key::PublicKey;
 use crate::scope::AuthorizationDetail;
 use crate::{Error, MAX_CHAIN_LINKS};
 
@@ -147,6 +148,18 @@ impl Claims for RequestClaims {
 }
 
 impl RequestClaims {
+    /// The requesting agent's key, from a request whose signature holds
+    /// under it, whatever its times. A broker uses it to check the agent's
+    /// proofs of possession for a request it stored.
+    pub fn agent_key(compact: &str) -> Result<PublicKey, Error> {
+        let token = jws::parse(compact, TokenKind::Request)?;
+        let key = token
+            .jwk
+            .ok_or(Error::Malformed("request header lacks its jwk"))?;
+        token.verify(&key)?;
+        Ok(key)
+    }
+
     /// Verifies a request under the key in its own header. The signer is the
     /// requesting agent: its id is that key's thumbprint URI.
     pub fn verify(

@@ -1,0 +1,83 @@
+//! Thin HTTP adapters: extract, call one service function, map the error.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use mandate_core::TokenId;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ApiError, AppState, service};
+
+/// The header that carries an agent's proof of possession.
+pub const POP_HEADER: &str = "mandate-pop";
+
+pub async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
+    let s = &state.inner;
+    Json(json!({
+        "issuer": s.public_url,
+        "jwks": { "keys": [s.key.public().to_jwk()] },
+        "oidc_issuers": s.issuers,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    request: String,
+}
+
+/// Reads a JSON body, answering in the broker's error format when it is
+/// too large or not the expected JSON.
+fn json_body<T: for<'de> Deserialize<'de>>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body.too_large",
+                "the body is too large",
+            )
+        } else {
+            ApiError::bad_request("body.unreadable", "the body could not be read")
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::bad_request("body.malformed_json", "the body is not the expected JSON")
+    })
+}
+
+pub async fn submit_request(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: SubmitBody = json_body(body)?;
+    let submitted = service::submit_request(&state, &body.request).await?;
+    Ok((StatusCode::CREATED, Json(submitted)))
+}
+
+pub async fn poll_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: TokenId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))?;
+    let pop =
+        match headers.get(POP_HEADER) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ApiError::bad_request("auth.pop_malformed", "the proof is not text")
+            })?),
+        };
+    Ok(Json(service::poll_request(&state, &id, pop).await?))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

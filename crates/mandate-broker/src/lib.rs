@@ -1,0 +1,42 @@
+//! mandate-broker is Mandate's rendezvous service. Agents file signed
+//! requests; users see them, decide, and revoke; agents collect grants and
+//! report receipts. [`router`] is the library entry point, testable without
+//! a socket; the `mandate-broker` binary serves it.
+//!
+//! It depends on mandate-core for every token rule and on mandate-store
+//! for persistence. Handlers are thin: they extract their input, call one
+//! function of the service layer ([`service`]), and map its error to a
+//! JSON body with a stable code ([`ApiError`]). Nothing here returns a 500
+//! for bad input, and no response echoes a token or a secret.
+//!
+//! Terms: a *principal* is a user, `issuer#subject` of an OIDC identity;
+//! an agent is named by its key's thumbprint.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod handlers;
+pub mod service;
+mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use state::{AppState, Clock, Limits};
+
+/// The largest request body accepted, in bytes: a request plus a chain of
+/// 16 grants, each at most 16 KiB, with room for JSON.
+pub const MAX_BODY_BYTES: usize = 320 * 1024;
+
+/// The broker's HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/.well-known/mandate", get(handlers::metadata))
+        .route("/v1/requests", post(handlers::submit_request))
+        .route("/v1/requests/{id}", get(handlers::poll_request))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

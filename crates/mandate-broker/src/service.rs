@@ -1,0 +1,182 @@
+//! The broker's rules, one function per operation. Handlers call these;
+//! these call mandate-core to verify and mandate-store to persist.
+
+use axum::http::StatusCode;
+use mandate_core::token::{RequestClaims, chain_hash};
+use mandate_core::{Error as TokenError, HttpCall, Principal, TokenId, verify_proof};
+use mandate_store::{NewRequest, RequestStatus, StoreError};
+use serde::Serialize;
+
+use crate::{ApiError, AppState};
+
+/// The answer to a filed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Submitted {
+    /// The request's id, for polling.
+    pub id: TokenId,
+    /// Always `pending` for a new request.
+    pub status: &'static str,
+    /// The code the agent shows its user, as the app will show it.
+    pub binding_code: String,
+    /// When the request lapses undecided.
+    pub expires_at: i64,
+}
+
+/// A request as its agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestView {
+    /// The request's id.
+    pub id: TokenId,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: &'static str,
+    /// When it lapses (or lapsed) undecided.
+    pub expires_at: i64,
+    /// The grant, once approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// The denial, once denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denial: Option<String>,
+}
+
+/// Files an agent's signed request in its user's inbox.
+///
+/// The request must verify (signature under the key in its header, times,
+/// scopes) and name, in `principal_hint`, a principal with an enrolled key.
+/// The same request twice is refused as a replay. A user with too many
+/// pending requests gets no more until some are decided, so that agents
+/// cannot wear the user down with prompts.
+pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted, ApiError> {
+    let now = state.now();
+    let s = &state.inner;
+    let request = RequestClaims::verify(compact, &s.policy, now).map_err(ApiError::token)?;
+    let claims = request.claims();
+    let principal: Principal = claims
+        .principal_hint
+        .clone()
+        .ok_or_else(|| {
+            unprocessable(
+                "request.no_principal",
+                "the request names no principal_hint",
+            )
+        })?
+        .try_into()
+        .map_err(|_| unprocessable("request.no_principal", "principal_hint is not a principal"))?;
+    if s.store.bindings_of(&principal).await?.is_empty() {
+        return Err(unprocessable(
+            "request.unknown_principal",
+            "no user with an enrolled key has that principal",
+        ));
+    }
+    if !claims.parent_chain.is_empty() {
+        return Err(unprocessable(
+            "request.parent_chain_unsupported",
+            "this broker does not accept sub-agent requests yet",
+        ));
+    }
+    if s.store.count_pending(&principal, now).await? >= s.limits.max_pending_per_user {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request.too_many_pending",
+            "the user has too many pending requests",
+        ));
+    }
+    let expires_at = claims
+        .exp
+        .min(now.saturating_add(s.limits.max_request_wait));
+    let new = NewRequest {
+        id: request.id(),
+        agent: request.signer().thumbprint(),
+        principal: &principal,
+        token: compact,
+        parent_chain: &[],
+        created_at: now,
+        expires_at,
+    };
+    match s.store.insert_request(&new).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request.replayed",
+                "this request was filed before",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(request = %request.id(), agent = %request.signer().thumbprint(), "request filed");
+    Ok(Submitted {
+        id: request.id(),
+        status: "pending",
+        binding_code: claims.binding_code.to_string(),
+        expires_at,
+    })
+}
+
+/// Answers an agent polling its request. `pop` must be a proof of
+/// possession by the agent that filed it, for `GET` on the request's URL,
+/// with `ath` the hash of the request token.
+pub async fn poll_request(
+    state: &AppState,
+    id: &TokenId,
+    pop: Option<&str>,
+) -> Result<RequestView, ApiError> {
+    let now = state.now();
+    let s = &state.inner;
+    let record = s.store.request(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "request.not_found",
+            "no such request",
+        )
+    })?;
+    let pop = pop.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "auth.pop_missing",
+            "a Mandate-PoP header is required",
+        )
+    })?;
+    let key = RequestClaims::agent_key(&record.token).map_err(|e| {
+        tracing::error!(request = %id, error = %e, "stored request no longer verifies");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store.corrupt",
+            "stored request is unreadable",
+        )
+    })?;
+    let uri = format!("{}/v1/requests/{id}", s.public_url);
+    let ath = chain_hash(&[record.token.as_str()]);
+    let call = HttpCall {
+        method: "GET",
+        uri: &uri,
+    };
+    verify_proof(pop, &key, &ath, &call, &s.policy, now, &s.replay).map_err(|e| match e {
+        TokenError::PopWrongKey => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth.not_your_request",
+            "the request belongs to another agent",
+        ),
+        other => ApiError::new(StatusCode::UNAUTHORIZED, other.code(), other.to_string()),
+    })?;
+    let status = match record.status {
+        RequestStatus::Pending if record.expires_at <= now => RequestStatus::Expired,
+        other => other,
+    };
+    let decision = |wanted| {
+        (record.status == wanted)
+            .then(|| record.decision.clone())
+            .flatten()
+    };
+    Ok(RequestView {
+        id: record.id,
+        status: status.as_str(),
+        expires_at: record.expires_at,
+        grant: decision(RequestStatus::Approved),
+        denial: decision(RequestStatus::Denied),
+    })
+}
+
+fn unprocessable(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}

@@ -1,0 +1,381 @@
+//! The broker's router, driven with `oneshot` on a real SQLite store.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use mandate_broker::{AppState, Limits, router};
+use mandate_core::scope::AuthorizationDetail;
+use mandate_core::token::{AgentInfo, PopClaims, RequestClaims, chain_hash};
+use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
+use mandate_store::{Binding, GrantRecord, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const NOW: i64 = 1_767_225_600;
+const URL: &str = "http://127.0.0.1:7700";
+const ALICE: &str = "https://idp.example#alice";
+
+struct Harness {
+    app: Router,
+    store: Store,
+    clock: Arc<AtomicI64>,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/broker.db", dir.path().display()))
+        .await
+        .unwrap();
+    let alice: Principal = ALICE.to_string().try_into().unwrap();
+    let user = SigningKey::from_seed(&[1; 32]);
+    let binding = Binding {
+        jkt: user.thumbprint(),
+        principal: alice,
+        token: "b".into(),
+        issued_at: NOW,
+        expires_at: NOW + 86_400,
+    };
+    store.put_binding(&binding).await.unwrap();
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let tick = Arc::clone(&clock);
+    let limits = Limits {
+        max_pending_per_user: 3,
+        max_request_wait: 600,
+    };
+    let state = AppState::new(
+        store.clone(),
+        SigningKey::from_seed(&[90; 32]),
+        URL,
+        vec!["https://idp.example".into()],
+        Arc::new(move || tick.load(Ordering::SeqCst)),
+        limits,
+    );
+    Harness {
+        app: router(state),
+        store,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn agent(n: u8) -> SigningKey {
+    SigningKey::from_seed(&[100 + n; 32])
+}
+
+fn request_token(agent: &SigningKey, jti: &str, hint: &str) -> String {
+    RequestClaims {
+        principal_hint: Some(hint.into()),
+        agent: AgentInfo {
+            name: "Report bot".into(),
+            publisher: None,
+            version: None,
+        },
+        authorization_details: vec![
+            AuthorizationDetail::new("files", ["read"], ["https://f/r/"]).unwrap(),
+        ],
+        purpose: "Read the Q3 reports".into(),
+        intent: Some("Summarize Q3".into()),
+        lifetime: 3600,
+        max_depth: 1,
+        parent_chain: vec![],
+        binding_code: "ABCD-EF12".to_string().try_into().unwrap(),
+        jti: jti.to_string().try_into().unwrap(),
+        iat: NOW,
+        exp: NOW + 300,
+    }
+    .sign(agent)
+}
+
+fn pop(agent: &SigningKey, request: &str, uri: &str, jti: &str) -> String {
+    PopClaims {
+        htm: "GET".into(),
+        htu: uri.into(),
+        iat: NOW,
+        jti: jti.to_string().try_into().unwrap(),
+        ath: chain_hash(&[request]),
+    }
+    .sign(agent)
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes) }));
+    (status, body)
+}
+
+fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+fn get(path: &str, pop: Option<&str>) -> Request<Body> {
+    let mut r = Request::get(path);
+    if let Some(p) = pop {
+        r = r.header("mandate-pop", p);
+    }
+    r.body(Body::empty()).unwrap()
+}
+
+async fn submit(app: &Router, token: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        post("/v1/requests", json!({ "request": token }).to_string()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn metadata_publishes_the_broker_key() {
+    let h = harness().await;
+    let (status, body) = call(&h.app, get("/.well-known/mandate", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["issuer"], URL);
+    let jwk = &body["jwks"]["keys"][0];
+    assert_eq!(
+        jwk["kid"],
+        SigningKey::from_seed(&[90; 32]).thumbprint().to_string()
+    );
+    assert!(jwk.get("d").is_none(), "no private part");
+}
+
+#[tokio::test]
+async fn an_agent_files_a_request_once() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "r1", ALICE);
+    let (status, body) = submit(&h.app, &token).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["id"], TokenId::of(&token).to_string());
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["binding_code"], "ABCD-EF12");
+    let (status, body) = submit(&h.app, &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("request.replayed"))
+    );
+    assert_eq!(
+        h.store.events_since(0, 10).await.unwrap().len(),
+        2,
+        "the binding and one request"
+    );
+}
+
+#[tokio::test]
+async fn hostile_submissions_get_a_stable_code_and_store_nothing() {
+    let h = harness().await;
+    // A token of another kind, signed by the same agent.
+    let pop_as_request = pop(&agent(1), &request_token(&agent(1), "x", ALICE), URL, "p");
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            post("/v1/requests", "{not json"),
+            StatusCode::BAD_REQUEST,
+            "body.malformed_json",
+        ),
+        (
+            post(
+                "/v1/requests",
+                json!({"request": "a.b.c", "x": 1}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "body.malformed_json",
+        ),
+        (
+            post("/v1/requests", json!({"request": "a.b"}).to_string()),
+            StatusCode::BAD_REQUEST,
+            "token.malformed",
+        ),
+        (
+            post(
+                "/v1/requests",
+                json!({"request": pop_as_request}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "header.wrong_typ",
+        ),
+        (
+            post(
+                "/v1/requests",
+                json!({"request": "x".repeat(400_000)}).to_string(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body.too_large",
+        ),
+        (
+            post(
+                "/v1/requests",
+                json!({"request": request_token(&agent(1), "bob", "https://idp.example#bob")})
+                    .to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request.unknown_principal",
+        ),
+        (
+            post("/v1/nothing", "{}"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let (got, body) = call(&h.app, req).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+        assert!(
+            !body.to_string().contains("eyJ"),
+            "no token is echoed: {body}"
+        );
+    }
+    // A tampered request: one character of the signature changed.
+    let mut tampered = request_token(&agent(1), "t", ALICE);
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, body) = submit(&h.app, &tampered).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        h.store.events_since(0, 10).await.unwrap().len(),
+        1,
+        "only the binding"
+    );
+}
+
+#[tokio::test]
+async fn a_user_cannot_be_flooded_with_prompts() {
+    let h = harness().await;
+    for n in 0..3 {
+        let (status, _) = submit(&h.app, &request_token(&agent(1), &format!("f{n}"), ALICE)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = submit(&h.app, &request_token(&agent(2), "f3", ALICE)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("request.too_many_pending")
+        )
+    );
+}
+
+#[tokio::test]
+async fn only_the_filing_agent_may_poll() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "p1", ALICE);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let path = format!("/v1/requests/{id}");
+    let uri = format!("{URL}{path}");
+
+    let (status, body) = call(&h.app, get(&path, Some(&pop(&agent(1), &token, &uri, "a")))).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{body}"
+    );
+    assert!(body.get("grant").is_none());
+
+    let cases: Vec<(Option<String>, StatusCode, &str)> = vec![
+        (None, StatusCode::UNAUTHORIZED, "auth.pop_missing"),
+        (
+            Some(pop(&agent(2), &token, &uri, "b")),
+            StatusCode::FORBIDDEN,
+            "auth.not_your_request",
+        ),
+        (
+            Some(pop(&agent(1), &token, &uri, "a")),
+            StatusCode::UNAUTHORIZED,
+            "pop.replayed",
+        ),
+        (
+            Some(pop(&agent(1), &token, &format!("{URL}/v1/requests"), "c")),
+            StatusCode::UNAUTHORIZED,
+            "pop.htu_mismatch",
+        ),
+        (
+            Some(pop(&agent(1), "another request", &uri, "d")),
+            StatusCode::UNAUTHORIZED,
+            "pop.ath_mismatch",
+        ),
+        (
+            Some("garbage".into()),
+            StatusCode::UNAUTHORIZED,
+            "token.malformed",
+        ),
+    ];
+    for (p, status, code) in cases {
+        let (got, body) = call(&h.app, get(&path, p.as_deref())).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    let (status, body) = call(&h.app, get("/v1/requests/not-an-id", None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("request.bad_id"))
+    );
+    let unknown = format!("/v1/requests/{}", TokenId::of("unknown"));
+    let (status, body) = call(&h.app, get(&unknown, None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("request.not_found"))
+    );
+}
+
+#[tokio::test]
+async fn the_agent_collects_its_grant_and_lapsed_requests_expire() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "g1", ALICE);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let grant = GrantRecord {
+        id: TokenId::of("grant"),
+        principal: ALICE.to_string().try_into().unwrap(),
+        request_id: Some(id),
+        parent_id: None,
+        issuer: SigningKey::from_seed(&[1; 32]).thumbprint(),
+        grantee: agent(1).thumbprint(),
+        token: "the.grant.token".into(),
+        expires_at: NOW + 3600,
+        created_at: NOW,
+    };
+    h.store.approve_request(&id, &grant, NOW + 1).await.unwrap();
+    let path = format!("/v1/requests/{id}");
+    let (status, body) = call(
+        &h.app,
+        get(
+            &path,
+            Some(&pop(&agent(1), &token, &format!("{URL}{path}"), "g")),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["status"].as_str(), body["grant"].as_str()),
+        (Some("approved"), Some("the.grant.token"))
+    );
+
+    let lapsing = request_token(&agent(1), "g2", ALICE);
+    submit(&h.app, &lapsing).await;
+    h.clock.store(NOW + 301, Ordering::SeqCst);
+    let path = format!("/v1/requests/{}", TokenId::of(&lapsing));
+    // The proof is made at NOW; 301 s later it is stale, so make a fresh one.
+    let fresh = PopClaims {
+        htm: "GET".into(),
+        htu: format!("{URL}{path}"),
+        iat: NOW + 301,
+        jti: "late".to_string().try_into().unwrap(),
+        ath: chain_hash(&[lapsing.as_str()]),
+    }
+    .sign(&agent(1));
+    let (status, body) = call(&h.app, get(&path, Some(&fresh))).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("expired")),
+        "{body}"
+    );
+}
