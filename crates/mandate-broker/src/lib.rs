@@ -16,6 +16,7 @@
 
 mod error;
 mod handlers;
+pub mod keyfile;
 pub mod service;
 mod state;
 

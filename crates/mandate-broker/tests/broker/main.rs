@@ -2,6 +2,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[cfg(unix)]
+mod binary;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
