@@ -17,6 +17,7 @@
 mod error;
 mod handlers;
 pub mod keyfile;
+pub mod oidc;
 pub mod service;
 mod state;
 

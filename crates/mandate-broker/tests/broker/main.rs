@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod binary;
+mod oidc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
