@@ -68,6 +68,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Maps a store conflict to a 409 with its own code, and any other store
+/// error as usual.
+pub(crate) fn on_conflict(
+    code: &'static str,
+    message: &'static str,
+) -> impl Fn(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::Conflict => ApiError::new(StatusCode::CONFLICT, code, message),
+        other => other.into(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

@@ -6,11 +6,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use mandate_core::TokenId;
+use mandate_core::{Jwk, TokenId};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, AppState, service};
+use crate::user_service::{self, Decision};
+use crate::{ApiError, AppState, User, service};
 
 /// The header that carries an agent's proof of possession.
 pub const POP_HEADER: &str = "mandate-pop";
@@ -20,7 +21,7 @@ pub async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({
         "issuer": s.public_url,
         "jwks": { "keys": [s.key.public().to_jwk()] },
-        "oidc_issuers": s.issuers,
+        "oidc_issuers": s.oidc.issuers().iter().map(|i| &i.issuer).collect::<Vec<_>>(),
     }))
 }
 
@@ -76,6 +77,65 @@ pub async fn poll_request(
             })?),
         };
     Ok(Json(service::poll_request(&state, &id, pop).await?))
+}
+
+pub async fn inbox(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        json!({ "requests": user_service::inbox(&state, &user).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    jwk: Jwk,
+    proof: String,
+}
+
+pub async fn enroll(
+    State(state): State<AppState>,
+    user: User,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: EnrollBody = json_body(body)?;
+    let enrolled = user_service::enroll(&state, &user, &body.jwk, &body.proof).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    grant: Option<String>,
+    #[serde(default)]
+    denial: Option<String>,
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: User,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: TokenId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))?;
+    let body: DecisionBody = json_body(body)?;
+    let decision = match (&body.grant, &body.denial) {
+        (Some(grant), None) => Decision::Approve(grant),
+        (None, Some(denial)) => Decision::Deny(denial),
+        _ => {
+            return Err(ApiError::bad_request(
+                "decision.malformed",
+                "send exactly one of grant and denial",
+            ));
+        }
+    };
+    let status = user_service::decide(&state, &user, &id, decision).await?;
+    Ok(Json(json!({ "id": id, "status": status })))
 }
 
 pub async fn not_found() -> ApiError {

@@ -20,6 +20,8 @@ pub mod keyfile;
 pub mod oidc;
 pub mod service;
 mod state;
+mod user;
+pub mod user_service;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -27,6 +29,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use state::{AppState, Clock, Limits};
+pub use user::User;
 
 /// The largest request body accepted, in bytes: a request plus a chain of
 /// 16 grants, each at most 16 KiB, with room for JSON.
@@ -38,6 +41,9 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/mandate", get(handlers::metadata))
         .route("/v1/requests", post(handlers::submit_request))
         .route("/v1/requests/{id}", get(handlers::poll_request))
+        .route("/v1/requests/{id}/decision", post(handlers::decide))
+        .route("/v1/inbox", get(handlers::inbox))
+        .route("/v1/keys", post(handlers::enroll))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

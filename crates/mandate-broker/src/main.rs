@@ -1,7 +1,7 @@
 //! `mandate-broker`: serves the broker on a socket.
 //!
 //!     mandate-broker --listen 127.0.0.1:7700 --data-dir /var/lib/mandate \
-//!         --issuer https://idp.example
+//!         --issuer https://idp.example=mandate-app
 //!
 //! On start it prints one line to standard output,
 //! `mandate-broker listening on http://ADDR`, so that scripts and tests can
@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser;
+use mandate_broker::oidc::{OidcVerifier, TrustedIssuer};
 use mandate_broker::{AppState, Limits, keyfile, router};
 use mandate_store::Store;
 
@@ -38,8 +39,9 @@ struct Args {
     /// The URL agents and users reach the broker at [default: http://LISTEN].
     #[arg(long, env = "MANDATE_BROKER_PUBLIC_URL")]
     public_url: Option<String>,
-    /// An OIDC issuer whose users may sign in; repeat for several.
-    #[arg(long = "issuer", env = "MANDATE_BROKER_ISSUERS", value_delimiter = ',')]
+    /// An OIDC issuer whose users may sign in, with the client ids its
+    /// tokens may be for: `ISSUER=CLIENT_ID[,CLIENT_ID...]`. Repeat for several.
+    #[arg(long = "issuer", env = "MANDATE_BROKER_ISSUER")]
     issuers: Vec<String>,
     /// The broker's signing key [default: broker-key in the data directory].
     #[arg(long, env = "MANDATE_BROKER_KEY_FILE")]
@@ -84,11 +86,20 @@ async fn main() -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
+    let issuers = args
+        .issuers
+        .iter()
+        .map(|spec| {
+            TrustedIssuer::parse(spec)
+                .with_context(|| format!("--issuer {spec:?} is not ISSUER=CLIENT_ID"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let oidc = OidcVerifier::new(issuers).context("building the HTTP client")?;
     let state = AppState::new(
         store.clone(),
         key,
         &public_url,
-        args.issuers.clone(),
+        oidc,
         Arc::new(now),
         Limits::default(),
     );

@@ -4,9 +4,10 @@
 use axum::http::StatusCode;
 use mandate_core::token::{RequestClaims, chain_hash};
 use mandate_core::{Error as TokenError, HttpCall, Principal, TokenId, verify_proof};
-use mandate_store::{NewRequest, RequestStatus, StoreError};
+use mandate_store::{NewRequest, RequestStatus};
 use serde::Serialize;
 
+use crate::error::on_conflict;
 use crate::{ApiError, AppState};
 
 /// The answer to a filed request.
@@ -93,17 +94,10 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         created_at: now,
         expires_at,
     };
-    match s.store.insert_request(&new).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "request.replayed",
-                "this request was filed before",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    s.store.insert_request(&new).await.map_err(on_conflict(
+        "request.replayed",
+        "this request was filed before",
+    ))?;
     tracing::info!(request = %request.id(), agent = %request.signer().thumbprint(), "request filed");
     Ok(Submitted {
         id: request.id(),

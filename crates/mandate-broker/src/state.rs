@@ -6,6 +6,8 @@ use std::sync::Arc;
 use mandate_core::{MemoryReplayCache, Policy, SigningKey, UnixTime};
 use mandate_store::Store;
 
+use crate::oidc::OidcVerifier;
+
 /// The current time, as Unix seconds. Tests pass a fixed or stepped clock.
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 
@@ -37,7 +39,7 @@ pub(crate) struct Inner {
     pub store: Store,
     pub key: SigningKey,
     pub public_url: String,
-    pub issuers: Vec<String>,
+    pub oidc: OidcVerifier,
     pub clock: Clock,
     pub policy: Policy,
     pub limits: Limits,
@@ -51,7 +53,7 @@ impl AppState {
         store: Store,
         key: SigningKey,
         public_url: &str,
-        issuers: Vec<String>,
+        oidc: OidcVerifier,
         clock: Clock,
         limits: Limits,
     ) -> AppState {
@@ -60,7 +62,7 @@ impl AppState {
                 store,
                 key,
                 public_url: public_url.trim_end_matches('/').to_owned(),
-                issuers,
+                oidc,
                 clock,
                 policy: Policy::default(),
                 limits,

@@ -1,6 +1,6 @@
 //! User key bindings: which principal a user key belongs to, and until when.
 
-use mandate_core::{Principal, Thumbprint};
+use mandate_core::{Principal, PublicKey, Thumbprint};
 
 use crate::error::parse;
 use crate::events::append_event;
@@ -11,6 +11,8 @@ use crate::{EventKind, Store, StoreError, on_pool};
 pub struct Binding {
     /// The user key's thumbprint.
     pub jkt: Thumbprint,
+    /// The user key, which verifies the user's decisions and revocations.
+    pub key: PublicKey,
     /// The principal it belongs to.
     pub principal: Principal,
     /// The `mandate-binding+jwt` the broker issued.
@@ -24,6 +26,7 @@ pub struct Binding {
 #[derive(sqlx::FromRow)]
 struct BindingRow {
     jkt: String,
+    public_key: String,
     principal: String,
     token: String,
     issued_at: i64,
@@ -33,8 +36,17 @@ struct BindingRow {
 impl TryFrom<BindingRow> for Binding {
     type Error = StoreError;
     fn try_from(r: BindingRow) -> Result<Binding, StoreError> {
+        let key = mandate_core::base64url::decode(&r.public_key)
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .and_then(|b| PublicKey::from_bytes(&b).ok())
+            .ok_or(StoreError::Corrupt("binding key"))?;
+        let jkt: Thumbprint = parse(&r.jkt, "binding jkt")?;
+        if key.thumbprint() != jkt {
+            return Err(StoreError::Corrupt("binding key"));
+        }
         Ok(Binding {
-            jkt: parse(&r.jkt, "binding jkt")?,
+            jkt,
+            key,
             principal: r
                 .principal
                 .try_into()
@@ -53,11 +65,12 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
-                "INSERT INTO bindings (jkt, principal, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO bindings (jkt, public_key, principal, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (jkt) DO UPDATE SET token = excluded.token, issued_at = excluded.issued_at, \
                  expires_at = excluded.expires_at WHERE bindings.principal = excluded.principal",
             )
             .bind(b.jkt.to_string())
+            .bind(mandate_core::base64url::encode(b.key.as_bytes()))
             .bind(b.principal.as_str())
             .bind(&b.token)
             .bind(b.issued_at)
@@ -77,7 +90,7 @@ impl Store {
     /// The binding of a user key.
     pub async fn binding(&self, jkt: &Thumbprint) -> Result<Option<Binding>, StoreError> {
         let row: Option<BindingRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT jkt, principal, token, issued_at, expires_at FROM bindings WHERE jkt = $1")
+            sqlx::query_as("SELECT jkt, public_key, principal, token, issued_at, expires_at FROM bindings WHERE jkt = $1")
                 .bind(jkt.to_string())
                 .fetch_optional(pool)
                 .await?
@@ -89,7 +102,7 @@ impl Store {
     pub async fn bindings_of(&self, principal: &Principal) -> Result<Vec<Binding>, StoreError> {
         let rows: Vec<BindingRow> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT jkt, principal, token, issued_at, expires_at FROM bindings WHERE principal = $1 ORDER BY issued_at",
+                "SELECT jkt, public_key, principal, token, issued_at, expires_at FROM bindings WHERE principal = $1 ORDER BY issued_at",
             )
             .bind(principal.as_str())
             .fetch_all(pool)

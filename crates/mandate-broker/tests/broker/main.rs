@@ -5,6 +5,7 @@
 #[cfg(unix)]
 mod binary;
 mod oidc;
+mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,26 +22,30 @@ use mandate_store::{Binding, GrantRecord, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-const NOW: i64 = 1_767_225_600;
-const URL: &str = "http://127.0.0.1:7700";
-const ALICE: &str = "https://idp.example#alice";
-
-struct Harness {
-    app: Router,
-    store: Store,
-    clock: Arc<AtomicI64>,
+pub const NOW: i64 = 1_767_225_600;
+pub const URL: &str = "http://127.0.0.1:7700";
+pub struct Harness {
+    pub app: Router,
+    pub store: Store,
+    pub clock: Arc<AtomicI64>,
+    pub idp: oidc::TestIssuer,
+    /// Alice's principal at the test issuer; her key (seed 1) is enrolled.
+    pub alice: String,
     _dir: tempfile::TempDir,
 }
 
-async fn harness() -> Harness {
+pub async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/broker.db", dir.path().display()))
         .await
         .unwrap();
-    let alice: Principal = ALICE.to_string().try_into().unwrap();
+    let idp = oidc::TestIssuer::start().await;
+    let alice_text = format!("{}#alice", idp.url);
+    let alice: Principal = alice_text.clone().try_into().unwrap();
     let user = SigningKey::from_seed(&[1; 32]);
     let binding = Binding {
         jkt: user.thumbprint(),
+        key: *user.public(),
         principal: alice,
         token: "b".into(),
         issued_at: NOW,
@@ -57,7 +62,7 @@ async fn harness() -> Harness {
         store.clone(),
         SigningKey::from_seed(&[90; 32]),
         URL,
-        vec!["https://idp.example".into()],
+        mandate_broker::oidc::OidcVerifier::new(vec![idp.trusted()]).unwrap(),
         Arc::new(move || tick.load(Ordering::SeqCst)),
         limits,
     );
@@ -65,15 +70,17 @@ async fn harness() -> Harness {
         app: router(state),
         store,
         clock,
+        idp,
+        alice: alice_text,
         _dir: dir,
     }
 }
 
-fn agent(n: u8) -> SigningKey {
+pub fn agent(n: u8) -> SigningKey {
     SigningKey::from_seed(&[100 + n; 32])
 }
 
-fn request_token(agent: &SigningKey, jti: &str, hint: &str) -> String {
+pub fn request_token(agent: &SigningKey, jti: &str, hint: &str) -> String {
     RequestClaims {
         principal_hint: Some(hint.into()),
         agent: AgentInfo {
@@ -97,7 +104,7 @@ fn request_token(agent: &SigningKey, jti: &str, hint: &str) -> String {
     .sign(agent)
 }
 
-fn pop(agent: &SigningKey, request: &str, uri: &str, jti: &str) -> String {
+pub fn pop(agent: &SigningKey, request: &str, uri: &str, jti: &str) -> String {
     PopClaims {
         htm: "GET".into(),
         htu: uri.into(),
@@ -108,7 +115,7 @@ fn pop(agent: &SigningKey, request: &str, uri: &str, jti: &str) -> String {
     .sign(agent)
 }
 
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+pub async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
@@ -117,14 +124,14 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     (status, body)
 }
 
-fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
+pub fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(path)
         .header("content-type", "application/json")
         .body(body.into())
         .unwrap()
 }
 
-fn get(path: &str, pop: Option<&str>) -> Request<Body> {
+pub fn get(path: &str, pop: Option<&str>) -> Request<Body> {
     let mut r = Request::get(path);
     if let Some(p) = pop {
         r = r.header("mandate-pop", p);
@@ -132,7 +139,7 @@ fn get(path: &str, pop: Option<&str>) -> Request<Body> {
     r.body(Body::empty()).unwrap()
 }
 
-async fn submit(app: &Router, token: &str) -> (StatusCode, Value) {
+pub async fn submit(app: &Router, token: &str) -> (StatusCode, Value) {
     call(
         app,
         post("/v1/requests", json!({ "request": token }).to_string()),
@@ -157,7 +164,7 @@ async fn metadata_publishes_the_broker_key() {
 #[tokio::test]
 async fn an_agent_files_a_request_once() {
     let h = harness().await;
-    let token = request_token(&agent(1), "r1", ALICE);
+    let token = request_token(&agent(1), "r1", &h.alice);
     let (status, body) = submit(&h.app, &token).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["id"], TokenId::of(&token).to_string());
@@ -179,7 +186,12 @@ async fn an_agent_files_a_request_once() {
 async fn hostile_submissions_get_a_stable_code_and_store_nothing() {
     let h = harness().await;
     // A token of another kind, signed by the same agent.
-    let pop_as_request = pop(&agent(1), &request_token(&agent(1), "x", ALICE), URL, "p");
+    let pop_as_request = pop(
+        &agent(1),
+        &request_token(&agent(1), "x", &h.alice),
+        URL,
+        "p",
+    );
     let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
         (
             post("/v1/requests", "{not json"),
@@ -239,7 +251,7 @@ async fn hostile_submissions_get_a_stable_code_and_store_nothing() {
         );
     }
     // A tampered request: one character of the signature changed.
-    let mut tampered = request_token(&agent(1), "t", ALICE);
+    let mut tampered = request_token(&agent(1), "t", &h.alice);
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let (status, body) = submit(&h.app, &tampered).await;
@@ -255,10 +267,14 @@ async fn hostile_submissions_get_a_stable_code_and_store_nothing() {
 async fn a_user_cannot_be_flooded_with_prompts() {
     let h = harness().await;
     for n in 0..3 {
-        let (status, _) = submit(&h.app, &request_token(&agent(1), &format!("f{n}"), ALICE)).await;
+        let (status, _) = submit(
+            &h.app,
+            &request_token(&agent(1), &format!("f{n}"), &h.alice),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, body) = submit(&h.app, &request_token(&agent(2), "f3", ALICE)).await;
+    let (status, body) = submit(&h.app, &request_token(&agent(2), "f3", &h.alice)).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (
@@ -271,7 +287,7 @@ async fn a_user_cannot_be_flooded_with_prompts() {
 #[tokio::test]
 async fn only_the_filing_agent_may_poll() {
     let h = harness().await;
-    let token = request_token(&agent(1), "p1", ALICE);
+    let token = request_token(&agent(1), "p1", &h.alice);
     submit(&h.app, &token).await;
     let id = TokenId::of(&token);
     let path = format!("/v1/requests/{id}");
@@ -333,12 +349,12 @@ async fn only_the_filing_agent_may_poll() {
 #[tokio::test]
 async fn the_agent_collects_its_grant_and_lapsed_requests_expire() {
     let h = harness().await;
-    let token = request_token(&agent(1), "g1", ALICE);
+    let token = request_token(&agent(1), "g1", &h.alice);
     submit(&h.app, &token).await;
     let id = TokenId::of(&token);
     let grant = GrantRecord {
         id: TokenId::of("grant"),
-        principal: ALICE.to_string().try_into().unwrap(),
+        principal: h.alice.clone().try_into().unwrap(),
         request_id: Some(id),
         parent_id: None,
         issuer: SigningKey::from_seed(&[1; 32]).thumbprint(),
@@ -363,7 +379,7 @@ async fn the_agent_collects_its_grant_and_lapsed_requests_expire() {
         (Some("approved"), Some("the.grant.token"))
     );
 
-    let lapsing = request_token(&agent(1), "g2", ALICE);
+    let lapsing = request_token(&agent(1), "g2", &h.alice);
     submit(&h.app, &lapsing).await;
     h.clock.store(NOW + 301, Ordering::SeqCst);
     let path = format!("/v1/requests/{}", TokenId::of(&lapsing));

@@ -4,6 +4,7 @@
 
 CREATE TABLE bindings (
     jkt        TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
     principal  TEXT NOT NULL,
     token      TEXT NOT NULL,
     issued_at  INTEGER NOT NULL,

@@ -207,8 +207,10 @@ pub async fn requests_flow(store: &Store) {
 }
 
 pub async fn bindings_stay_with_their_principal(store: &Store) {
+    let user = SigningKey::from_seed(&[1; 32]);
     let b = Binding {
-        jkt: key(1),
+        jkt: user.thumbprint(),
+        key: *user.public(),
         principal: alice(),
         token: "binding.1".into(),
         issued_at: NOW,
@@ -221,7 +223,10 @@ pub async fn bindings_stay_with_their_principal(store: &Store) {
         ..b.clone()
     };
     store.put_binding(&renewed).await.unwrap();
-    assert_eq!(store.binding(&key(1)).await.unwrap(), Some(renewed.clone()));
+    assert_eq!(
+        store.binding(&user.thumbprint()).await.unwrap(),
+        Some(renewed.clone())
+    );
     let stolen = Binding {
         principal: bob(),
         ..b.clone()

@@ -1,0 +1,52 @@
+//! The signed-in user, as an extractor: a verified OIDC bearer token.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use mandate_core::Principal;
+
+use crate::oidc::AuthError;
+use crate::{ApiError, AppState};
+
+/// The principal of a request's bearer token, verified.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// `issuer#subject`.
+    pub principal: Principal,
+    /// The bearer token itself, to bind key enrollment to this sign-in.
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<User, ApiError> {
+        let unauthorized = |e: AuthError| match e {
+            AuthError::IssuerUnavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+            }
+            e => ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+        };
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)
+            .map_err(unauthorized)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AuthError::Malformed)
+            .map_err(unauthorized)?;
+        let principal = state
+            .inner
+            .oidc
+            .verify(token, state.now())
+            .await
+            .map_err(unauthorized)?;
+        Ok(User {
+            principal,
+            token: token.to_owned(),
+        })
+    }
+}

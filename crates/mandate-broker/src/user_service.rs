@@ -1,0 +1,280 @@
+//! What signed-in users do: read their inbox, enroll a signing key, and
+//! decide requests.
+
+use axum::http::StatusCode;
+use mandate_core::scope::within;
+use mandate_core::token::{
+    self, BindingClaims, Claims as _, Confirmation, DenialClaims, Jti, RequestClaims, chain_hash,
+};
+use mandate_core::{
+    BindingSet, Context, HttpCall, Jwk, KeySet, PublicKey, TokenId, verify_chain, verify_proof,
+};
+use mandate_store::{Binding, GrantRecord, RequestRecord};
+use serde::Serialize;
+
+use crate::error::on_conflict;
+use crate::{ApiError, AppState, User};
+
+/// How long a key binding lasts before the app renews it: 30 days.
+pub const BINDING_LIFETIME: i64 = 30 * 24 * 3600;
+
+/// One pending request, as the user's inbox shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxItem {
+    /// The request's id.
+    pub id: TokenId,
+    /// The compact request token; the app verifies and renders it itself.
+    pub request: String,
+    /// For a sub-agent's request, the chain it extends.
+    pub parent_chain: Vec<String>,
+    /// When the broker received it.
+    pub received_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+}
+
+/// The user's pending requests, oldest first.
+pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<InboxItem>, ApiError> {
+    let pending = state
+        .store()
+        .pending_requests(&user.principal, state.now())
+        .await?;
+    Ok(pending
+        .into_iter()
+        .map(|r| InboxItem {
+            id: r.id,
+            request: r.token,
+            parent_chain: r.parent_chain,
+            received_at: r.created_at,
+            expires_at: r.expires_at,
+        })
+        .collect())
+}
+
+/// A new binding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrolled {
+    /// The `mandate-binding+jwt` the broker signed.
+    pub binding: String,
+    /// The enrolled key's thumbprint.
+    pub jkt: String,
+    /// When the binding lapses.
+    pub expires_at: i64,
+}
+
+/// Binds the user key `jwk` to the signed-in user. `proof` must be a proof
+/// of possession by that key, for `POST` on `/v1/keys`, whose `ath` is the
+/// [`chain_hash`] of the bearer token, so that a key is enrolled only by
+/// someone who holds it, in this sign-in.
+pub async fn enroll(
+    state: &AppState,
+    user: &User,
+    jwk: &Jwk,
+    proof: &str,
+) -> Result<Enrolled, ApiError> {
+    let now = state.now();
+    let s = &state.inner;
+    let key = PublicKey::from_jwk(jwk).map_err(ApiError::token)?;
+    let uri = format!("{}/v1/keys", s.public_url);
+    let call = HttpCall {
+        method: "POST",
+        uri: &uri,
+    };
+    verify_proof(
+        proof,
+        &key,
+        &chain_hash(&[user.token.as_str()]),
+        &call,
+        &s.policy,
+        now,
+        &s.replay,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
+    let expires_at = now.saturating_add(BINDING_LIFETIME);
+    let claims = BindingClaims {
+        iss: s.public_url.clone(),
+        sub: user.principal.clone(),
+        cnf: Confirmation {
+            jkt: key.thumbprint(),
+        },
+        iat: now,
+        exp: expires_at,
+        jti: Jti::random(&mut rand_core::OsRng),
+    };
+    let binding = claims.sign(&s.key);
+    let record = Binding {
+        jkt: key.thumbprint(),
+        key,
+        principal: user.principal.clone(),
+        token: binding.clone(),
+        issued_at: now,
+        expires_at,
+    };
+    s.store.put_binding(&record).await.map_err(on_conflict(
+        "key.bound_elsewhere",
+        "the key belongs to another user",
+    ))?;
+    tracing::info!(jkt = %key.thumbprint(), "user key enrolled");
+    Ok(Enrolled {
+        binding,
+        jkt: key.thumbprint().to_string(),
+        expires_at,
+    })
+}
+
+/// A user's signed decision.
+#[derive(Debug, Clone)]
+pub enum Decision<'a> {
+    /// A root grant answering the request.
+    Approve(&'a str),
+    /// A denial of the request.
+    Deny(&'a str),
+}
+
+/// The user's own request, or 404: other users' requests do not exist for them.
+async fn own_request(
+    state: &AppState,
+    user: &User,
+    id: &TokenId,
+) -> Result<RequestRecord, ApiError> {
+    match state.store().request(id).await? {
+        Some(r) if r.principal == user.principal => Ok(r),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "request.not_found",
+            "no such request",
+        )),
+    }
+}
+
+fn unprocessable(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+/// Records the user's decision on a pending request.
+///
+/// A grant must verify as a root signed by one of the user's bound keys,
+/// answer this request (`req`), go to the requesting agent's key, and stay
+/// within what was asked: scopes, depth and lifetime. A denial must be
+/// signed by one of the user's bound keys and name this request.
+pub async fn decide(
+    state: &AppState,
+    user: &User,
+    id: &TokenId,
+    decision: Decision<'_>,
+) -> Result<&'static str, ApiError> {
+    let now = state.now();
+    let s = &state.inner;
+    let request = own_request(state, user, id).await?;
+    let asked =
+        RequestClaims::verify(&request.token, &s.policy, request.created_at).map_err(|e| {
+            tracing::error!(request = %id, error = %e, "stored request no longer verifies");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store.corrupt",
+                "stored request is unreadable",
+            )
+        })?;
+    // The user's keys in force now: the only keys a root grant or a
+    // denial may be signed with.
+    let mut keys = KeySet::new();
+    let mut bindings = BindingSet::new();
+    for b in s
+        .store
+        .bindings_of(&user.principal)
+        .await?
+        .into_iter()
+        .filter(|b| b.expires_at > now)
+    {
+        keys.insert(b.key);
+        bindings
+            .insert(user.principal.clone(), b.jkt)
+            .map_err(ApiError::token)?;
+    }
+    let already = on_conflict(
+        "request.already_decided",
+        "the request was decided or has lapsed",
+    );
+    match decision {
+        Decision::Approve(grant) => {
+            // The context borrows trait objects that are not Send: keep it
+            // out of the awaits below.
+            let chain = {
+                let revoked = std::collections::HashSet::new();
+                let cx = Context {
+                    now,
+                    policy: s.policy,
+                    keys: &keys,
+                    bindings: &bindings,
+                    revoked: &revoked,
+                };
+                verify_chain(&[grant], &cx).map_err(ApiError::token)?
+            };
+            let g = chain.root().claims();
+            let a = asked.claims();
+            if g.req != Some(*id) {
+                return Err(unprocessable(
+                    "decision.wrong_request",
+                    "the grant answers another request",
+                ));
+            }
+            if g.cnf.jkt != request.agent {
+                return Err(unprocessable(
+                    "decision.wrong_agent",
+                    "the grant goes to another agent",
+                ));
+            }
+            if within(&g.authorization_details, &a.authorization_details).is_err()
+                || g.max_depth > a.max_depth
+                || g.exp
+                    > now
+                        .saturating_add(i64::from(a.lifetime))
+                        .saturating_add(s.policy.clock_skew)
+            {
+                return Err(unprocessable(
+                    "decision.exceeds_request",
+                    "the grant gives more than the agent asked for",
+                ));
+            }
+            let record = GrantRecord {
+                id: chain.root().id(),
+                principal: user.principal.clone(),
+                request_id: Some(*id),
+                parent_id: None,
+                issuer: chain.root().issuer(),
+                grantee: g.cnf.jkt,
+                token: grant.to_owned(),
+                expires_at: g.exp,
+                created_at: now,
+            };
+            s.store
+                .approve_request(id, &record, now)
+                .await
+                .map_err(already)?;
+            Ok("approved")
+        }
+        Decision::Deny(denial) => {
+            let (kid, _) = token::peek::<DenialClaims>(denial).map_err(ApiError::token)?;
+            let key = keys.get(&kid).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "decision.key_not_enrolled",
+                    "the signing key is not enrolled for this user",
+                )
+            })?;
+            let verified = token::verify::<DenialClaims>(denial, key, &s.policy, now)
+                .map_err(ApiError::token)?;
+            if verified.claims().req != *id || verified.claims().sub != user.principal {
+                return Err(unprocessable(
+                    "decision.wrong_request",
+                    "the denial names another request or user",
+                ));
+            }
+            s.store
+                .deny_request(id, denial, now)
+                .await
+                .map_err(already)?;
+            Ok("denied")
+        }
+    }
+}

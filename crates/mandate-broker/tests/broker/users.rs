@@ -1,0 +1,379 @@
+//! Signed-in users: the inbox, key enrollment and decisions, with bearer
+//! tokens from a real HTTP issuer on loopback.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use mandate_core::scope::AuthorizationDetail;
+use mandate_core::token::{Actor, Confirmation, DenialClaims, GrantClaims, PopClaims, chain_hash};
+use mandate_core::{BindingSet, Claims as _, Policy, SigningKey, TokenId};
+use serde_json::{Value, json};
+
+use crate::{Harness, NOW, URL, agent, call, get, harness, pop, request_token, submit};
+
+fn with_bearer(mut req: Request<Body>, token: &str) -> Request<Body> {
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+fn post_json(path: &str, body: Value, bearer: &str) -> Request<Body> {
+    with_bearer(crate::post(path, body.to_string()), bearer)
+}
+
+/// A root grant from Alice's key (seed 1) to `grantee` for request `req`.
+fn grant(
+    h: &Harness,
+    req: TokenId,
+    grantee: &SigningKey,
+    actions: &[&str],
+    exp: i64,
+) -> GrantClaims {
+    GrantClaims {
+        sub: h.alice.clone().try_into().unwrap(),
+        act: Actor {
+            sub: grantee.public().agent_id(),
+        },
+        cnf: Confirmation {
+            jkt: grantee.thumbprint(),
+        },
+        authorization_details: vec![
+            AuthorizationDetail::new("files", actions.iter().copied(), ["https://f/r/"]).unwrap(),
+        ],
+        purpose: "Read the Q3 reports".into(),
+        intent: Some("Summarize Q3".into()),
+        iat: NOW,
+        nbf: NOW,
+        exp,
+        jti: format!("g-{exp}-{}", actions.len()).try_into().unwrap(),
+        max_depth: 1,
+        prf: None,
+        req: Some(req),
+    }
+}
+
+fn alice_key() -> SigningKey {
+    SigningKey::from_seed(&[1; 32])
+}
+
+#[tokio::test]
+async fn the_inbox_shows_a_user_only_their_own_pending_requests() {
+    let h = harness().await;
+    submit(&h.app, &request_token(&agent(1), "i1", &h.alice)).await;
+    submit(&h.app, &request_token(&agent(2), "i2", &h.alice)).await;
+    let (status, body) = call(
+        &h.app,
+        with_bearer(get("/v1/inbox", None), &h.idp.token("alice", json!({}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["requests"].as_array().unwrap().len(), 2);
+    let (_, body) = call(
+        &h.app,
+        with_bearer(get("/v1/inbox", None), &h.idp.token("bob", json!({}))),
+    )
+    .await;
+    assert_eq!(
+        body["requests"].as_array().unwrap().len(),
+        0,
+        "bob sees none of alice's requests"
+    );
+
+    let cases: Vec<(Request<Body>, &str)> = vec![
+        (get("/v1/inbox", None), "auth.missing"),
+        (
+            with_bearer(get("/v1/inbox", None), "not.a.jwt"),
+            "auth.malformed",
+        ),
+        (
+            with_bearer(
+                get("/v1/inbox", None),
+                &h.idp.token("alice", json!({ "exp": NOW - 120 })),
+            ),
+            "auth.expired",
+        ),
+        (
+            with_bearer(
+                get("/v1/inbox", None),
+                &h.idp.token("alice", json!({ "aud": "other" })),
+            ),
+            "auth.audience",
+        ),
+    ];
+    for (req, code) in cases {
+        let (status, body) = call(&h.app, req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code)),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_enrolls_a_key_they_hold_in_this_sign_in() {
+    let h = harness().await;
+    let bearer = h.idp.token("carol", json!({}));
+    let key = SigningKey::from_seed(&[3; 32]);
+    let proof = |bearer: &str, jti: &str| {
+        PopClaims {
+            htm: "POST".into(),
+            htu: format!("{URL}/v1/keys"),
+            iat: NOW,
+            jti: jti.to_string().try_into().unwrap(),
+            ath: chain_hash(&[bearer]),
+        }
+        .sign(&key)
+    };
+    let body = |proof: String| json!({ "jwk": key.public().to_jwk(), "proof": proof });
+
+    // A proof made for another sign-in does not enroll the key.
+    let other = h.idp.token("carol", json!({ "iat": NOW - 1 }));
+    let (status, res) = call(
+        &h.app,
+        post_json("/v1/keys", body(proof(&other, "p0")), &bearer),
+    )
+    .await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("pop.ath_mismatch")),
+        "{res}"
+    );
+    // Nor a proof by another key.
+    let by_other = PopClaims {
+        htm: "POST".into(),
+        htu: format!("{URL}/v1/keys"),
+        iat: NOW,
+        jti: "px".to_string().try_into().unwrap(),
+        ath: chain_hash(&[bearer.as_str()]),
+    }
+    .sign(&SigningKey::from_seed(&[4; 32]));
+    let (status, res) = call(&h.app, post_json("/v1/keys", body(by_other), &bearer)).await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("pop.wrong_key")),
+        "{res}"
+    );
+
+    let (status, res) = call(
+        &h.app,
+        post_json("/v1/keys", body(proof(&bearer, "p1")), &bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{res}");
+    // The binding verifies under the broker's published key.
+    let broker = SigningKey::from_seed(&[90; 32]);
+    let mut bindings = BindingSet::new();
+    bindings
+        .insert_token(
+            res["binding"].as_str().unwrap(),
+            broker.public(),
+            URL,
+            &Policy::default(),
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(res["jkt"], key.thumbprint().to_string());
+
+    // The same key cannot be enrolled by someone else.
+    let dave = h.idp.token("dave", json!({}));
+    let (status, res) = call(
+        &h.app,
+        post_json("/v1/keys", body(proof(&dave, "p2")), &dave),
+    )
+    .await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (StatusCode::CONFLICT, Some("key.bound_elsewhere")),
+        "{res}"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_must_answer_the_request_as_asked() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "d1", &h.alice);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let path = format!("/v1/requests/{id}/decision");
+    let bearer = h.idp.token("alice", json!({}));
+    let decide = |grant: &GrantClaims, key: &SigningKey| json!({ "grant": grant.sign(key) });
+
+    let other_request = TokenId::of("another request");
+    let wrong: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            decide(
+                &grant(&h, other_request, &agent(1), &["read"], NOW + 600),
+                &alice_key(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.wrong_request",
+        ),
+        (
+            decide(
+                &grant(&h, id, &agent(2), &["read"], NOW + 600),
+                &alice_key(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.wrong_agent",
+        ),
+        (
+            decide(
+                &grant(&h, id, &agent(1), &["read", "write"], NOW + 600),
+                &alice_key(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.exceeds_request",
+        ),
+        (
+            decide(
+                &grant(&h, id, &agent(1), &["read"], NOW + 86_400),
+                &alice_key(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.exceeds_request",
+        ),
+        (
+            decide(
+                &grant(&h, id, &agent(1), &["read"], NOW + 600),
+                &SigningKey::from_seed(&[66; 32]),
+            ),
+            StatusCode::BAD_REQUEST,
+            "key.unknown",
+        ),
+        (
+            json!({ "grant": "a", "denial": "b" }),
+            StatusCode::BAD_REQUEST,
+            "decision.malformed",
+        ),
+        (
+            json!({ "grant": "not.a.token" }),
+            StatusCode::BAD_REQUEST,
+            "token.malformed",
+        ),
+    ];
+    for (body, status, code) in wrong {
+        let (got, res) = call(&h.app, post_json(&path, body, &bearer)).await;
+        assert_eq!((got, res["code"].as_str()), (status, Some(code)), "{res}");
+    }
+    // Bob cannot decide Alice's request, nor learn that it exists.
+    let good = decide(
+        &grant(&h, id, &agent(1), &["read"], NOW + 600),
+        &alice_key(),
+    );
+    let (status, res) = call(
+        &h.app,
+        post_json(&path, good.clone(), &h.idp.token("bob", json!({}))),
+    )
+    .await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("request.not_found"))
+    );
+    assert!(
+        h.store
+            .grants_of(&h.alice.clone().try_into().unwrap())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing stored"
+    );
+
+    let (status, res) = call(&h.app, post_json(&path, good.clone(), &bearer)).await;
+    assert_eq!(
+        (status, res["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{res}"
+    );
+    let (status, res) = call(&h.app, post_json(&path, good, &bearer)).await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (StatusCode::CONFLICT, Some("request.already_decided"))
+    );
+
+    // The agent collects exactly the grant the user signed.
+    let poll_path = format!("/v1/requests/{id}");
+    let (_, res) = call(
+        &h.app,
+        get(
+            &poll_path,
+            Some(&pop(&agent(1), &token, &format!("{URL}{poll_path}"), "c")),
+        ),
+    )
+    .await;
+    let expected = grant(&h, id, &agent(1), &["read"], NOW + 600).sign(&alice_key());
+    assert_eq!(res["grant"].as_str(), Some(expected.as_str()));
+}
+
+#[tokio::test]
+async fn a_user_denies_with_a_signature() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "n1", &h.alice);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let denial = |req: TokenId, key: &SigningKey| {
+        DenialClaims {
+            sub: h.alice.clone().try_into().unwrap(),
+            req,
+            reason: Some("not now".into()),
+            iat: NOW,
+            jti: "deny".to_string().try_into().unwrap(),
+        }
+        .sign(key)
+    };
+    let bearer = h.idp.token("alice", json!({}));
+    let path = format!("/v1/requests/{id}/decision");
+    let (status, res) = call(
+        &h.app,
+        post_json(
+            &path,
+            json!({ "denial": denial(TokenId::of("x"), &alice_key()) }),
+            &bearer,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("decision.wrong_request")
+        )
+    );
+    let stranger = SigningKey::from_seed(&[66; 32]);
+    let (status, res) = call(
+        &h.app,
+        post_json(&path, json!({ "denial": denial(id, &stranger) }), &bearer),
+    )
+    .await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("decision.key_not_enrolled"))
+    );
+    let (status, res) = call(
+        &h.app,
+        post_json(
+            &path,
+            json!({ "denial": denial(id, &alice_key()) }),
+            &bearer,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, res["status"].as_str()),
+        (StatusCode::OK, Some("denied")),
+        "{res}"
+    );
+    let poll_path = format!("/v1/requests/{id}");
+    let (_, res) = call(
+        &h.app,
+        get(
+            &poll_path,
+            Some(&pop(&agent(1), &token, &format!("{URL}{poll_path}"), "d")),
+        ),
+    )
+    .await;
+    assert_eq!(res["status"], "denied");
+    assert_eq!(
+        res["denial"].as_str(),
+        Some(denial(id, &alice_key()).as_str())
+    );
+}
