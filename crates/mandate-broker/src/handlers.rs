@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use mandate_core::{Jwk, TokenId};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::user_service::{self, Decision};
-use crate::{ApiError, AppState, User, service};
+use crate::{ApiError, AppState, User, revocation_service, service};
 
 /// The header that carries an agent's proof of possession.
 pub const POP_HEADER: &str = "mandate-pop";
@@ -136,6 +136,48 @@ pub async fn decide(
     };
     let status = user_service::decide(&state, &user, &id, decision).await?;
     Ok(Json(json!({ "id": id, "status": status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    revocation: String,
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: RevokeBody = json_body(body)?;
+    let accepted = revocation_service::revoke(&state, &body.revocation).await?;
+    Ok((StatusCode::CREATED, Json(accepted)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Since {
+    #[serde(default)]
+    since: i64,
+}
+
+pub async fn revocation_feed(
+    State(state): State<AppState>,
+    query: Result<Query<Since>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(since) =
+        query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
+    let revoked = revocation_service::feed(&state, since.since).await?;
+    let next = revoked.last().map_or(since.since, |r| r.seq);
+    Ok(Json(json!({ "revoked": revoked, "next": next })))
+}
+
+pub async fn grants(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        json!({ "grants": revocation_service::grants(&state, &user).await? }),
+    ))
 }
 
 pub async fn not_found() -> ApiError {

@@ -18,6 +18,7 @@ mod error;
 mod handlers;
 pub mod keyfile;
 pub mod oidc;
+pub mod revocation_service;
 pub mod service;
 mod state;
 mod user;
@@ -44,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}/decision", post(handlers::decide))
         .route("/v1/inbox", get(handlers::inbox))
         .route("/v1/keys", post(handlers::enroll))
+        .route(
+            "/v1/revocations",
+            post(handlers::revoke).get(handlers::revocation_feed),
+        )
+        .route("/v1/grants", get(handlers::grants))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

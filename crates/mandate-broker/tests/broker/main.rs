@@ -5,6 +5,7 @@
 #[cfg(unix)]
 mod binary;
 mod oidc;
+mod revocations;
 mod users;
 
 use std::sync::Arc;

@@ -10,18 +10,18 @@ use serde_json::{Value, json};
 
 use crate::{Harness, NOW, URL, agent, call, get, harness, pop, request_token, submit};
 
-fn with_bearer(mut req: Request<Body>, token: &str) -> Request<Body> {
+pub fn with_bearer(mut req: Request<Body>, token: &str) -> Request<Body> {
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     req
 }
 
-fn post_json(path: &str, body: Value, bearer: &str) -> Request<Body> {
+pub fn post_json(path: &str, body: Value, bearer: &str) -> Request<Body> {
     with_bearer(crate::post(path, body.to_string()), bearer)
 }
 
 /// A root grant from Alice's key (seed 1) to `grantee` for request `req`.
-fn grant(
+pub fn grant(
     h: &Harness,
     req: TokenId,
     grantee: &SigningKey,
@@ -51,7 +51,7 @@ fn grant(
     }
 }
 
-fn alice_key() -> SigningKey {
+pub fn alice_key() -> SigningKey {
     SigningKey::from_seed(&[1; 32])
 }
 

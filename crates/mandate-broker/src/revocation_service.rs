@@ -1,0 +1,139 @@
+//! Revocations and the feed resource servers follow, and the user's grants.
+
+use axum::http::StatusCode;
+use mandate_core::TokenId;
+use mandate_core::token::{self, RevocationClaims};
+use mandate_store::{RevocationRecord, RevokedGrant};
+use serde::Serialize;
+
+use crate::error::on_conflict;
+use crate::{ApiError, AppState, User};
+
+/// A revocation the broker accepted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    /// The revocation token's id.
+    pub id: TokenId,
+    /// The grants it names.
+    pub revoked: Vec<TokenId>,
+}
+
+/// Accepts a signed revocation.
+///
+/// It must be signed by a key bound, now, to its `sub`, and every grant it
+/// names must be a grant the broker holds for that principal: nobody can
+/// revoke another user's grants. Grants delegated beneath a revoked one
+/// fall with it at every verifier, because their chains pass through it.
+pub async fn revoke(state: &AppState, compact: &str) -> Result<Accepted, ApiError> {
+    let now = state.now();
+    let s = &state.inner;
+    let (kid, peeked) = token::peek::<RevocationClaims>(compact).map_err(ApiError::token)?;
+    let forbidden = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "revocation.not_authorized",
+            "the signer may not revoke these grants",
+        )
+    };
+    let binding = s
+        .store
+        .binding(&kid)
+        .await?
+        .filter(|b| b.principal == peeked.sub && b.expires_at > now)
+        .ok_or_else(forbidden)?;
+    let verified = token::verify::<RevocationClaims>(compact, &binding.key, &s.policy, now)
+        .map_err(ApiError::token)?;
+    let claims = verified.claims();
+    for id in &claims.revokes {
+        match s.store.grant(id).await? {
+            Some(g) if g.principal == claims.sub => {}
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "revocation.unknown_grant",
+                    "a revoked id is not one of this user's grants",
+                ));
+            }
+        }
+    }
+    let record = RevocationRecord {
+        id: verified.id(),
+        principal: claims.sub.clone(),
+        signer: kid,
+        token: compact.to_owned(),
+        created_at: now,
+    };
+    s.store
+        .insert_revocation(&record, &claims.revokes)
+        .await
+        .map_err(on_conflict(
+            "revocation.replayed",
+            "this revocation was posted before",
+        ))?;
+    tracing::info!(revocation = %verified.id(), grants = claims.revokes.len(), "revoked");
+    Ok(Accepted {
+        id: verified.id(),
+        revoked: claims.revokes.clone(),
+    })
+}
+
+/// One entry of the revocation feed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedEntry {
+    /// Its position; pass the last one as `since` to resume.
+    pub seq: i64,
+    /// The revoked grant.
+    pub grant: TokenId,
+    /// The revocation that revoked it.
+    pub revocation: TokenId,
+    /// When.
+    pub revoked_at: i64,
+}
+
+/// The most entries one feed page holds.
+pub const FEED_PAGE: i64 = 1000;
+
+/// Revoked grants after position `since`, oldest first.
+pub async fn feed(state: &AppState, since: i64) -> Result<Vec<FeedEntry>, ApiError> {
+    let rows: Vec<RevokedGrant> = state.store().revoked_since(since, FEED_PAGE).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| FeedEntry {
+            seq: r.seq,
+            grant: r.grant_id,
+            revocation: r.revocation_id,
+            revoked_at: r.revoked_at,
+        })
+        .collect())
+}
+
+/// One of the user's grants.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantItem {
+    /// The grant's id.
+    pub id: TokenId,
+    /// The compact grant.
+    pub grant: String,
+    /// Its parent, for sub-delegations.
+    pub parent: Option<TokenId>,
+    /// When it expires.
+    pub expires_at: i64,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
+/// The signed-in user's grants, oldest first.
+pub async fn grants(state: &AppState, user: &User) -> Result<Vec<GrantItem>, ApiError> {
+    let mut out = Vec::new();
+    for g in state.store().grants_of(&user.principal).await? {
+        let revoked = state.store().is_revoked(&g.id).await?;
+        out.push(GrantItem {
+            id: g.id,
+            grant: g.token,
+            parent: g.parent_id,
+            expires_at: g.expires_at,
+            revoked,
+        });
+    }
+    Ok(out)
+}

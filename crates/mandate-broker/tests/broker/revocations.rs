@@ -1,0 +1,162 @@
+//! Revocations: who may post one, and the feed resource servers follow.
+
+use axum::http::StatusCode;
+use mandate_core::token::RevocationClaims;
+use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
+use mandate_store::Binding;
+use serde_json::json;
+
+use crate::users::{alice_key, grant, post_json, with_bearer};
+use crate::{Harness, NOW, agent, call, get, harness, request_token, submit};
+
+/// Files a request from agent 1 and approves it; returns the grant's id.
+async fn approved(h: &Harness, jti: &str) -> TokenId {
+    let token = request_token(&agent(1), jti, &h.alice);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let g = grant(h, id, &agent(1), &["read"], NOW + 600).sign(&alice_key());
+    let bearer = h.idp.token("alice", json!({}));
+    let (status, body) = call(
+        &h.app,
+        post_json(
+            &format!("/v1/requests/{id}/decision"),
+            json!({ "grant": g }),
+            &bearer,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    TokenId::of(&g)
+}
+
+fn revocation(sub: &str, revokes: Vec<TokenId>, key: &SigningKey, jti: &str) -> String {
+    RevocationClaims {
+        sub: sub.to_string().try_into().unwrap(),
+        revokes,
+        reason: Some("done".into()),
+        iat: NOW,
+        jti: jti.to_string().try_into().unwrap(),
+    }
+    .sign(key)
+}
+
+#[tokio::test]
+async fn a_user_revokes_and_resource_servers_follow_the_feed() {
+    let h = harness().await;
+    let g1 = approved(&h, "rv1").await;
+    let g2 = approved(&h, "rv2").await;
+    let post = |token: String| {
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": token }).to_string(),
+        )
+    };
+
+    let (status, body) = call(
+        &h.app,
+        post(revocation(&h.alice, vec![g1], &alice_key(), "r1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(
+        &h.app,
+        post(revocation(&h.alice, vec![g1], &alice_key(), "r1")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("revocation.replayed"))
+    );
+
+    let (status, feed) = call(&h.app, get("/v1/revocations", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = feed["revoked"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["grant"], g1.to_string());
+    let next = feed["next"].as_i64().unwrap();
+    let (_, later) = call(&h.app, get(&format!("/v1/revocations?since={next}"), None)).await;
+    assert!(later["revoked"].as_array().unwrap().is_empty());
+    assert_eq!(later["next"], next);
+
+    let bearer = h.idp.token("alice", json!({}));
+    let (_, grants) = call(&h.app, with_bearer(get("/v1/grants", None), &bearer)).await;
+    let revoked: Vec<(String, bool)> = grants["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["id"].as_str().unwrap().to_owned(),
+                g["revoked"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(revoked, [(g1.to_string(), true), (g2.to_string(), false)]);
+    let (status, body) = call(&h.app, get("/v1/revocations?since=soon", None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("query.malformed"))
+    );
+}
+
+#[tokio::test]
+async fn nobody_revokes_another_users_grants() {
+    let h = harness().await;
+    let g = approved(&h, "rx").await;
+    let bob_key = SigningKey::from_seed(&[2; 32]);
+    let bob = format!("{}#bob", h.idp.url);
+    let bob_principal: Principal = bob.clone().try_into().unwrap();
+    h.store
+        .put_binding(&Binding {
+            jkt: bob_key.thumbprint(),
+            key: *bob_key.public(),
+            principal: bob_principal,
+            token: "b".into(),
+            issued_at: NOW,
+            expires_at: NOW + 86_400,
+        })
+        .await
+        .unwrap();
+    let post = |token: String| {
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": token }).to_string(),
+        )
+    };
+    let cases = vec![
+        (
+            revocation(&bob, vec![g], &bob_key, "b1"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "revocation.unknown_grant",
+        ),
+        (
+            revocation(&h.alice, vec![g], &bob_key, "b2"),
+            StatusCode::FORBIDDEN,
+            "revocation.not_authorized",
+        ),
+        (
+            revocation(&h.alice, vec![g], &SigningKey::from_seed(&[66; 32]), "b3"),
+            StatusCode::FORBIDDEN,
+            "revocation.not_authorized",
+        ),
+        (
+            revocation(&h.alice, vec![TokenId::of("unknown")], &alice_key(), "b4"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "revocation.unknown_grant",
+        ),
+        (
+            "not.a.token".into(),
+            StatusCode::BAD_REQUEST,
+            "token.malformed",
+        ),
+    ];
+    for (token, status, code) in cases {
+        let (got, body) = call(&h.app, post(token)).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    let (_, feed) = call(&h.app, get("/v1/revocations", None)).await;
+    assert!(
+        feed["revoked"].as_array().unwrap().is_empty(),
+        "nothing was revoked"
+    );
+}
