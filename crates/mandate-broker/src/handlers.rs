@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::user_service::{self, Decision};
-use crate::{ApiError, AppState, User, revocation_service, service};
+use crate::{ApiError, AppState, User, receipt_service, revocation_service, service};
 
 /// The header that carries an agent's proof of possession.
 pub const POP_HEADER: &str = "mandate-pop";
@@ -178,6 +178,36 @@ pub async fn grants(
     Ok(Json(
         json!({ "grants": revocation_service::grants(&state, &user).await? }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    receipt: String,
+    chain: Vec<String>,
+    #[serde(default)]
+    keys: Vec<Jwk>,
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: ReportBody = json_body(body)?;
+    let accepted = receipt_service::report(&state, &body.receipt, &body.chain, &body.keys).await?;
+    Ok((StatusCode::CREATED, Json(accepted)))
+}
+
+pub async fn receipts(
+    State(state): State<AppState>,
+    user: User,
+    query: Result<Query<Since>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(since) =
+        query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
+    let receipts = receipt_service::receipts(&state, &user, since.since).await?;
+    let next = receipts.last().map_or(since.since, |r| r.seq);
+    Ok(Json(json!({ "receipts": receipts, "next": next })))
 }
 
 pub async fn not_found() -> ApiError {

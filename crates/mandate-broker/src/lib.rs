@@ -18,6 +18,7 @@ mod error;
 mod handlers;
 pub mod keyfile;
 pub mod oidc;
+pub mod receipt_service;
 pub mod revocation_service;
 pub mod service;
 mod state;
@@ -50,6 +51,10 @@ pub fn router(state: AppState) -> Router {
             post(handlers::revoke).get(handlers::revocation_feed),
         )
         .route("/v1/grants", get(handlers::grants))
+        .route(
+            "/v1/receipts",
+            post(handlers::report).get(handlers::receipts),
+        )
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -5,6 +5,7 @@
 #[cfg(unix)]
 mod binary;
 mod oidc;
+mod receipts;
 mod revocations;
 mod users;
 

@@ -10,7 +10,7 @@ use crate::users::{alice_key, grant, post_json, with_bearer};
 use crate::{Harness, NOW, agent, call, get, harness, request_token, submit};
 
 /// Files a request from agent 1 and approves it; returns the grant's id.
-async fn approved(h: &Harness, jti: &str) -> TokenId {
+pub async fn approved(h: &Harness, jti: &str) -> TokenId {
     let token = request_token(&agent(1), jti, &h.alice);
     submit(&h.app, &token).await;
     let id = TokenId::of(&token);
@@ -29,7 +29,7 @@ async fn approved(h: &Harness, jti: &str) -> TokenId {
     TokenId::of(&g)
 }
 
-fn revocation(sub: &str, revokes: Vec<TokenId>, key: &SigningKey, jti: &str) -> String {
+pub fn revocation(sub: &str, revokes: Vec<TokenId>, key: &SigningKey, jti: &str) -> String {
     RevocationClaims {
         sub: sub.to_string().try_into().unwrap(),
         revokes,
