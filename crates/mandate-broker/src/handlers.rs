@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::user_service::{self, Decision};
-use crate::{ApiError, AppState, User, receipt_service, revocation_service, service};
+use crate::{ApiError, AppState, User, receipt_service, revocation_service, service, streams};
 
 /// The header that carries an agent's proof of possession.
 pub const POP_HEADER: &str = "mandate-pop";
@@ -208,6 +208,41 @@ pub async fn receipts(
     let receipts = receipt_service::receipts(&state, &user, since.since).await?;
     let next = receipts.last().map_or(since.since, |r| r.seq);
     Ok(Json(json!({ "receipts": receipts, "next": next })))
+}
+
+/// The `Last-Event-ID` a reconnecting SSE client sends.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|v| v.to_str().ok().and_then(|s| s.parse().ok()))
+        .map(|n| {
+            n.ok_or_else(|| {
+                ApiError::bad_request("sse.bad_last_event_id", "Last-Event-ID must be an integer")
+            })
+        })
+        .transpose()
+}
+
+pub async fn inbox_events(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let last = last_event_id(&headers)?;
+    streams::stream(
+        state,
+        streams::Filter::Inbox(user.principal.as_str().to_owned()),
+        last,
+    )
+    .await
+}
+
+pub async fn revocation_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let last = last_event_id(&headers)?;
+    streams::stream(state, streams::Filter::Revocations, last).await
 }
 
 pub async fn not_found() -> ApiError {

@@ -16,12 +16,14 @@
 
 mod error;
 mod handlers;
+mod hub;
 pub mod keyfile;
 pub mod oidc;
 pub mod receipt_service;
 pub mod revocation_service;
 pub mod service;
 mod state;
+mod streams;
 mod user;
 pub mod user_service;
 
@@ -45,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}", get(handlers::poll_request))
         .route("/v1/requests/{id}/decision", post(handlers::decide))
         .route("/v1/inbox", get(handlers::inbox))
+        .route("/v1/inbox/events", get(handlers::inbox_events))
+        .route("/v1/revocations/events", get(handlers::revocation_events))
         .route("/v1/keys", post(handlers::enroll))
         .route(
             "/v1/revocations",

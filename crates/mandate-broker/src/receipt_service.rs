@@ -113,6 +113,7 @@ pub async fn report(
         "receipt.replayed",
         "this receipt was reported before",
     ))?;
+    state.inner.hub.wake();
     Ok(Accepted {
         id: receipt_v.id(),
         seq,

@@ -98,6 +98,7 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         "request.replayed",
         "this request was filed before",
     ))?;
+    state.inner.hub.wake();
     tracing::info!(request = %request.id(), agent = %request.signer().thumbprint(), "request filed");
     Ok(Submitted {
         id: request.id(),

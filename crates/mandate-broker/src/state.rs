@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mandate_core::{MemoryReplayCache, Policy, SigningKey, UnixTime};
 use mandate_store::Store;
 
+use crate::hub::Hub;
 use crate::oidc::OidcVerifier;
 
 /// The current time, as Unix seconds. Tests pass a fixed or stepped clock.
@@ -44,6 +45,7 @@ pub(crate) struct Inner {
     pub policy: Policy,
     pub limits: Limits,
     pub replay: MemoryReplayCache,
+    pub hub: Hub,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
                 policy: Policy::default(),
                 limits,
                 replay: MemoryReplayCache::new(100_000),
+                hub: Hub::default(),
             }),
         }
     }

@@ -114,6 +114,7 @@ pub async fn enroll(
         "key.bound_elsewhere",
         "the key belongs to another user",
     ))?;
+    state.inner.hub.wake();
     tracing::info!(jkt = %key.thumbprint(), "user key enrolled");
     Ok(Enrolled {
         binding,
@@ -251,6 +252,7 @@ pub async fn decide(
                 .approve_request(id, &record, now)
                 .await
                 .map_err(already)?;
+            state.inner.hub.wake();
             Ok("approved")
         }
         Decision::Deny(denial) => {
@@ -274,6 +276,7 @@ pub async fn decide(
                 .deny_request(id, denial, now)
                 .await
                 .map_err(already)?;
+            state.inner.hub.wake();
             Ok("denied")
         }
     }

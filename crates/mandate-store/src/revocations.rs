@@ -104,6 +104,17 @@ impl Store {
             .collect()
     }
 
+    /// The grants a revocation revoked first, in feed order.
+    pub async fn revoked_by(&self, revocation: &TokenId) -> Result<Vec<TokenId>, StoreError> {
+        let ids: Vec<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT grant_id FROM revoked_grants WHERE revocation_id = $1 ORDER BY seq")
+                .bind(revocation.to_string())
+                .fetch_all(pool)
+                .await?
+        });
+        ids.iter().map(|id| parse(id, "revoked grant id")).collect()
+    }
+
     /// Whether a grant is revoked.
     pub async fn is_revoked(&self, grant: &TokenId) -> Result<bool, StoreError> {
         let n: i64 = on_pool!(self, pool => {

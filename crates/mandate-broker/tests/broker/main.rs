@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod binary;
+mod events;
 mod oidc;
 mod receipts;
 mod revocations;

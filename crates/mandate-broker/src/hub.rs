@@ -1,0 +1,76 @@
+//! The event hub: follows the store's event log and fans events out to
+//! live streams. Writes on this instance wake it at once; otherwise it
+//! polls every [`POLL`], which is also how events written by another broker
+//! instance on the same Postgres reach this one.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use mandate_store::{Event, Store};
+use tokio::sync::{Notify, broadcast};
+
+/// How often the hub looks for events it was not woken for.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The hub; cheap to share.
+#[derive(Debug)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Event>>,
+    wake: Arc<Notify>,
+    started: OnceLock<()>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        let (tx, _) = broadcast::channel(4096);
+        Hub {
+            tx,
+            wake: Arc::new(Notify::new()),
+            started: OnceLock::new(),
+        }
+    }
+}
+
+impl Hub {
+    /// Tells the hub that this instance wrote events.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A live feed of events from now on. Starts the follower on first use;
+    /// call from within the Tokio runtime.
+    pub async fn subscribe(
+        &self,
+        store: &Store,
+    ) -> Result<broadcast::Receiver<Arc<Event>>, mandate_store::StoreError> {
+        let rx = self.tx.subscribe();
+        if self.started.get().is_none() {
+            let from = store.last_event().await?;
+            if self.started.set(()).is_ok() {
+                tokio::spawn(follow(
+                    store.clone(),
+                    self.tx.clone(),
+                    Arc::clone(&self.wake),
+                    from,
+                ));
+            }
+        }
+        Ok(rx)
+    }
+}
+
+async fn follow(store: Store, tx: broadcast::Sender<Arc<Event>>, wake: Arc<Notify>, mut last: i64) {
+    loop {
+        let _ = tokio::time::timeout(POLL, wake.notified()).await;
+        match store.events_since(last, 500).await {
+            Ok(events) => {
+                for event in events {
+                    last = event.seq;
+                    // No receivers is fine: nobody is listening right now.
+                    let _ = tx.send(Arc::new(event));
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "reading the event log failed"),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Live streams: a request reaches the user's inbox stream, a revocation
+//! reaches the revocation stream, and a client that reconnects with
+//! Last-Event-ID gets what it missed.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use mandate_core::{Principal, SigningKey, TokenId};
+use mandate_store::Binding;
+use serde_json::json;
+use tower::ServiceExt as _;
+
+use crate::revocations::{approved, revocation};
+use crate::users::{alice_key, with_bearer};
+use crate::{NOW, agent, get, harness, request_token, submit};
+
+/// An open SSE response body.
+struct Stream {
+    body: Body,
+    seen: String,
+}
+
+impl Stream {
+    async fn open(app: &Router, req: Request<Body>) -> Stream {
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Stream {
+            body: res.into_body(),
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `needle` appears, or fails after 5 s.
+    async fn until(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.seen.contains(needle) {
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("{needle:?} did not arrive; got {:?}", self.seen))
+                .expect("stream open")
+                .expect("frame");
+            if let Ok(data) = frame.into_data() {
+                self.seen.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+        std::mem::take(&mut self.seen)
+    }
+}
+
+#[tokio::test]
+async fn a_filed_request_reaches_only_its_users_inbox_stream() {
+    let h = harness().await;
+    let bob_key = SigningKey::from_seed(&[2; 32]);
+    let bob = format!("{}#bob", h.idp.url);
+    let bob_principal: Principal = bob.clone().try_into().unwrap();
+    let binding = Binding {
+        jkt: bob_key.thumbprint(),
+        key: *bob_key.public(),
+        principal: bob_principal,
+        token: "b".into(),
+        issued_at: NOW,
+        expires_at: NOW + 86_400,
+    };
+    h.store.put_binding(&binding).await.unwrap();
+
+    let mut alice_stream = Stream::open(
+        &h.app,
+        with_bearer(
+            get("/v1/inbox/events", None),
+            &h.idp.token("alice", json!({})),
+        ),
+    )
+    .await;
+    let mut bob_stream = Stream::open(
+        &h.app,
+        with_bearer(
+            get("/v1/inbox/events", None),
+            &h.idp.token("bob", json!({})),
+        ),
+    )
+    .await;
+    let for_alice = request_token(&agent(1), "e1", &h.alice);
+    let for_bob = request_token(&agent(1), "e2", &bob);
+    submit(&h.app, &for_alice).await;
+    submit(&h.app, &for_bob).await;
+    let seen = alice_stream
+        .until(&TokenId::of(&for_alice).to_string())
+        .await;
+    assert!(seen.contains("request.created"));
+    let seen = bob_stream.until(&TokenId::of(&for_bob).to_string()).await;
+    assert!(
+        !seen.contains(&TokenId::of(&for_alice).to_string()),
+        "bob never sees alice's request"
+    );
+}
+
+#[tokio::test]
+async fn revocations_stream_live_and_resume_after_a_disconnect() {
+    let h = harness().await;
+    let g = approved(&h, "ev").await;
+    let mut live = Stream::open(&h.app, get("/v1/revocations/events", None)).await;
+    let token = revocation(&h.alice, vec![g], &alice_key(), "ev1");
+    let (status, _) = crate::call(
+        &h.app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": token }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let seen = live.until(&g.to_string()).await;
+    assert!(seen.contains("event: revoked"), "{seen}");
+    let id: i64 = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .and_then(|s| s.trim().parse().ok())
+        .expect("an event id");
+
+    // A follower that saw everything before `id` gets the revocation again
+    // from the backlog; one that saw `id` gets nothing old.
+    let mut resumed = Stream::open(
+        &h.app,
+        get("/v1/revocations/events", None).with_last_event_id(id - 1),
+    )
+    .await;
+    assert!(resumed.until(&g.to_string()).await.contains("revoked"));
+    let bad = get("/v1/revocations/events", None).with_header("last-event-id", "soon");
+    let (status, body) = crate::call(&h.app, bad).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("sse.bad_last_event_id"))
+    );
+}
+
+trait WithHeader {
+    fn with_header(self, name: &'static str, value: &str) -> Self;
+    fn with_last_event_id(self, id: i64) -> Self;
+}
+
+impl WithHeader for Request<Body> {
+    fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers_mut().insert(name, value.parse().unwrap());
+        self
+    }
+
+    fn with_last_event_id(self, id: i64) -> Self {
+        self.with_header("last-event-id", &id.to_string())
+    }
+}
