@@ -1,7 +1,7 @@
 //! The event hub: follows the store's event log and fans events out to
-//! live streams. Writes on this instance wake it at once; otherwise it
-//! polls every [`POLL`], which is also how events written by another broker
-//! instance on the same Postgres reach this one.
+//! live streams. Writes on this instance wake it at once; on Postgres,
+//! writes on other instances wake it through LISTEN/NOTIFY; and it polls
+//! every [`POLL`] in case an announcement was lost.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,9 +32,14 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// Tells the hub that this instance wrote events.
-    pub fn wake(&self) {
+    /// Tells this hub, and through the store every other instance's hub,
+    /// that events were written.
+    pub async fn wake(&self, store: &Store) {
         self.wake.notify_one();
+        if let Err(e) = store.announce().await {
+            // Other instances still find the events within one poll.
+            tracing::warn!(error = ?e, "announcing events failed");
+        }
     }
 
     /// A live feed of events from now on. Starts the follower on first use;
@@ -53,9 +58,26 @@ impl Hub {
                     Arc::clone(&self.wake),
                     from,
                 ));
+                tokio::spawn(listen(store.clone(), Arc::clone(&self.wake)));
             }
         }
         Ok(rx)
+    }
+}
+
+/// Turns announcements from other instances (Postgres LISTEN/NOTIFY) into
+/// wake-ups; reconnects after a failure.
+async fn listen(store: Store, wake: Arc<Notify>) {
+    loop {
+        match store.listen().await {
+            Ok(mut listener) => {
+                while listener.changed().await.is_ok() {
+                    wake.notify_one();
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "listening for events failed"),
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

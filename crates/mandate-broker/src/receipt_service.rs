@@ -113,7 +113,7 @@ pub async fn report(
         "receipt.replayed",
         "this receipt was reported before",
     ))?;
-    state.inner.hub.wake();
+    state.inner.hub.wake(state.store()).await;
     Ok(Accepted {
         id: receipt_v.id(),
         seq,

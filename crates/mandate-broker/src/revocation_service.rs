@@ -70,7 +70,7 @@ pub async fn revoke(state: &AppState, compact: &str) -> Result<Accepted, ApiErro
             "revocation.replayed",
             "this revocation was posted before",
         ))?;
-    state.inner.hub.wake();
+    state.inner.hub.wake(state.store()).await;
     tracing::info!(revocation = %verified.id(), grants = claims.revokes.len(), "revoked");
     Ok(Accepted {
         id: verified.id(),

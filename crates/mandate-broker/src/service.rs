@@ -98,7 +98,7 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         "request.replayed",
         "this request was filed before",
     ))?;
-    state.inner.hub.wake();
+    state.inner.hub.wake(state.store()).await;
     tracing::info!(request = %request.id(), agent = %request.signer().thumbprint(), "request filed");
     Ok(Submitted {
         id: request.id(),

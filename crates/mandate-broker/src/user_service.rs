@@ -114,7 +114,7 @@ pub async fn enroll(
         "key.bound_elsewhere",
         "the key belongs to another user",
     ))?;
-    state.inner.hub.wake();
+    state.inner.hub.wake(state.store()).await;
     tracing::info!(jkt = %key.thumbprint(), "user key enrolled");
     Ok(Enrolled {
         binding,
@@ -252,7 +252,7 @@ pub async fn decide(
                 .approve_request(id, &record, now)
                 .await
                 .map_err(already)?;
-            state.inner.hub.wake();
+            state.inner.hub.wake(state.store()).await;
             Ok("approved")
         }
         Decision::Deny(denial) => {
@@ -276,7 +276,7 @@ pub async fn decide(
                 .deny_request(id, denial, now)
                 .await
                 .map_err(already)?;
-            state.inner.hub.wake();
+            state.inner.hub.wake(state.store()).await;
             Ok("denied")
         }
     }

@@ -1,7 +1,39 @@
 //! The event log: one row per change, appended in the change's own
 //! transaction, read back in sequence order by followers.
 
-use crate::{Store, StoreError, on_pool};
+use sqlx::postgres::PgListener;
+
+use crate::{Pool, Store, StoreError, on_pool};
+
+/// The Postgres channel on which writers announce new events.
+pub const CHANNEL: &str = "mandate_events";
+
+/// Wakes when another connection announces events. On SQLite, where one
+/// process owns the file, it never wakes; followers poll.
+pub struct EventListener {
+    inner: Option<PgListener>,
+}
+
+impl std::fmt::Debug for EventListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventListener")
+            .field("postgres", &self.inner.is_some())
+            .finish()
+    }
+}
+
+impl EventListener {
+    /// Waits for the next announcement.
+    pub async fn changed(&mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Some(listener) => {
+                listener.recv().await?;
+                Ok(())
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +152,32 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Tells every listener, on every instance, that events were written.
+    /// A no-op on SQLite.
+    pub async fn announce(&self) -> Result<(), StoreError> {
+        if let Pool::Postgres(pool) = &self.pool {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A listener for announcements (see [`Store::announce`]).
+    pub async fn listen(&self) -> Result<EventListener, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut listener = PgListener::connect_with(pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok(EventListener {
+                    inner: Some(listener),
+                })
+            }
+            Pool::Sqlite(_) => Ok(EventListener { inner: None }),
+        }
     }
 
     /// The sequence number of the newest event, or 0.

@@ -35,7 +35,7 @@ use sqlx::sqlite::{
 
 pub use bindings::Binding;
 pub use error::StoreError;
-pub use events::{Event, EventKind};
+pub use events::{Event, EventKind, EventListener};
 pub use grants::GrantRecord;
 pub use idempotency::Idempotency;
 pub use receipts::ReceiptRecord;

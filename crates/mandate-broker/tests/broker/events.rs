@@ -18,13 +18,13 @@ use crate::users::{alice_key, with_bearer};
 use crate::{NOW, agent, get, harness, request_token, submit};
 
 /// An open SSE response body.
-struct Stream {
+pub struct Stream {
     body: Body,
     seen: String,
 }
 
 impl Stream {
-    async fn open(app: &Router, req: Request<Body>) -> Stream {
+    pub async fn open(app: &Router, req: Request<Body>) -> Stream {
         let res = app.clone().oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
@@ -35,7 +35,7 @@ impl Stream {
     }
 
     /// Reads until `needle` appears, or fails after 5 s.
-    async fn until(&mut self, needle: &str) -> String {
+    pub async fn until(&mut self, needle: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self.seen.contains(needle) {
             let frame = tokio::time::timeout_at(deadline, self.body.frame())

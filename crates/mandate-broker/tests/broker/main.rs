@@ -5,6 +5,7 @@
 #[cfg(unix)]
 mod binary;
 mod events;
+mod instances;
 mod oidc;
 mod receipts;
 mod revocations;

@@ -28,8 +28,19 @@ pub fn grant(
     actions: &[&str],
     exp: i64,
 ) -> GrantClaims {
+    grant_for(&h.alice, req, grantee, actions, exp)
+}
+
+/// A root grant for principal `sub` to `grantee` for request `req`.
+pub fn grant_for(
+    sub: &str,
+    req: TokenId,
+    grantee: &SigningKey,
+    actions: &[&str],
+    exp: i64,
+) -> GrantClaims {
     GrantClaims {
-        sub: h.alice.clone().try_into().unwrap(),
+        sub: sub.to_string().try_into().unwrap(),
         act: Actor {
             sub: grantee.public().agent_id(),
         },
