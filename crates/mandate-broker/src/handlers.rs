@@ -61,11 +61,23 @@ pub async fn submit_request(
     Ok((StatusCode::CREATED, Json(submitted)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    /// Seconds to hold the poll open while the request is pending.
+    #[serde(default)]
+    wait: u64,
+}
+
 pub async fn poll_request(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<Wait>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Query(wait) = query.map_err(|_| {
+        ApiError::bad_request("query.malformed", "wait must be a number of seconds")
+    })?;
     let id: TokenId = id
         .parse()
         .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))?;
@@ -76,7 +88,8 @@ pub async fn poll_request(
                 ApiError::bad_request("auth.pop_malformed", "the proof is not text")
             })?),
         };
-    Ok(Json(service::poll_request(&state, &id, pop).await?))
+    let wait = std::time::Duration::from_secs(wait.wait).min(service::MAX_WAIT);
+    Ok(Json(service::poll_request(&state, &id, pop, wait).await?))
 }
 
 pub async fn inbox(

@@ -1,6 +1,8 @@
 //! The broker's rules, one function per operation. Handlers call these;
 //! these call mandate-core to verify and mandate-store to persist.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use mandate_core::token::{RequestClaims, chain_hash};
 use mandate_core::{Error as TokenError, HttpCall, Principal, TokenId, verify_proof};
@@ -115,6 +117,7 @@ pub async fn poll_request(
     state: &AppState,
     id: &TokenId,
     pop: Option<&str>,
+    wait: Duration,
 ) -> Result<RequestView, ApiError> {
     let now = state.now();
     let s = &state.inner;
@@ -154,6 +157,12 @@ pub async fn poll_request(
         ),
         other => ApiError::new(StatusCode::UNAUTHORIZED, other.code(), other.to_string()),
     })?;
+    let record = if record.status == RequestStatus::Pending && !wait.is_zero() {
+        wait_for_decision(state, id, wait).await?.unwrap_or(record)
+    } else {
+        record
+    };
+    let now = state.now();
     let status = match record.status {
         RequestStatus::Pending if record.expires_at <= now => RequestStatus::Expired,
         other => other,
@@ -170,6 +179,46 @@ pub async fn poll_request(
         grant: decision(RequestStatus::Approved),
         denial: decision(RequestStatus::Denied),
     })
+}
+
+/// The longest an agent may hold a poll open.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits up to `wait` for the request to leave `pending`, woken by the
+/// event hub; returns the request as it then stands.
+async fn wait_for_decision(
+    state: &AppState,
+    id: &TokenId,
+    wait: Duration,
+) -> Result<Option<mandate_store::RequestRecord>, ApiError> {
+    let mut events = state.inner.hub.subscribe(state.store()).await?;
+    let subject = id.to_string();
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+    loop {
+        // Re-read after subscribing, so that a decision in between is not missed.
+        let record = state.store().request(id).await?;
+        if record
+            .as_ref()
+            .is_none_or(|r| r.status != RequestStatus::Pending || r.expires_at <= state.now())
+        {
+            return Ok(record);
+        }
+        let changed = async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.subject == subject => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending().await
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return Ok(state.store().request(id).await?);
+        }
+    }
 }
 
 fn unprocessable(code: &'static str, message: &str) -> ApiError {

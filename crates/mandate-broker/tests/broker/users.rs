@@ -388,3 +388,42 @@ async fn a_user_denies_with_a_signature() {
         Some(denial(id, &alice_key()).as_str())
     );
 }
+
+#[tokio::test]
+async fn a_long_poll_returns_as_soon_as_the_user_decides() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "lp", &h.alice);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let path = format!("/v1/requests/{id}");
+    let proof = pop(&agent(1), &token, &format!("{URL}{path}"), "lp");
+    let app = h.app.clone();
+    let poll_path = format!("{path}?wait=30");
+    let waiting = tokio::spawn(async move { call(&app, get(&poll_path, Some(&proof))).await });
+
+    let bearer = h.idp.token("alice", json!({}));
+    let g = grant(&h, id, &agent(1), &["read"], NOW + 600).sign(&alice_key());
+    let (status, _) = call(
+        &h.app,
+        post_json(&format!("{path}/decision"), json!({ "grant": g }), &bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The poll may wait 30 s; it must return well before, woken by the decision.
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the long poll is woken by the decision")
+        .expect("task");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{body}"
+    );
+    assert_eq!(body["grant"].as_str(), Some(g.as_str()));
+
+    let (status, body) = call(&h.app, get(&format!("{path}?wait=soon"), None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("query.malformed"))
+    );
+}
