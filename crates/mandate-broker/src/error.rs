@@ -68,6 +68,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// 429 for a caller over its rate.
+pub(crate) fn too_fast(code: &'static str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        code,
+        "too many calls; slow down",
+    )
+}
+
 /// Maps a store conflict to a 409 with its own code, and any other store
 /// error as usual.
 pub(crate) fn on_conflict(

@@ -19,6 +19,7 @@ mod handlers;
 mod hub;
 pub mod keyfile;
 pub mod oidc;
+pub mod ratelimit;
 pub mod receipt_service;
 pub mod revocation_service;
 pub mod service;

@@ -9,7 +9,7 @@ use mandate_core::{Error as TokenError, HttpCall, Principal, TokenId, verify_pro
 use mandate_store::{NewRequest, RequestStatus};
 use serde::Serialize;
 
-use crate::error::on_conflict;
+use crate::error::{on_conflict, too_fast};
 use crate::{ApiError, AppState};
 
 /// The answer to a filed request.
@@ -65,6 +65,13 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         })?
         .try_into()
         .map_err(|_| unprocessable("request.no_principal", "principal_hint is not a principal"))?;
+    if !s
+        .limiters
+        .agent_requests
+        .allow(&request.signer().thumbprint().to_string())
+    {
+        return Err(too_fast("rate.agent"));
+    }
     if s.store.bindings_of(&principal).await?.is_empty() {
         return Err(unprocessable(
             "request.unknown_principal",
@@ -76,6 +83,9 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
             "request.parent_chain_unsupported",
             "this broker does not accept sub-agent requests yet",
         ));
+    }
+    if !s.limiters.user_prompts.allow(principal.as_str()) {
+        return Err(too_fast("rate.user_prompts"));
     }
     if s.store.count_pending(&principal, now).await? >= s.limits.max_pending_per_user {
         return Err(ApiError::new(
@@ -157,6 +167,9 @@ pub async fn poll_request(
         ),
         other => ApiError::new(StatusCode::UNAUTHORIZED, other.code(), other.to_string()),
     })?;
+    if !s.limiters.agent_calls.allow(&key.thumbprint().to_string()) {
+        return Err(too_fast("rate.agent"));
+    }
     let record = if record.status == RequestStatus::Pending && !wait.is_zero() {
         wait_for_decision(state, id, wait).await?.unwrap_or(record)
     } else {

@@ -8,17 +8,26 @@ use mandate_store::Store;
 
 use crate::hub::Hub;
 use crate::oidc::OidcVerifier;
+use crate::ratelimit::{Limiter, Rate};
 
 /// The current time, as Unix seconds. Tests pass a fixed or stepped clock.
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 
 /// The guards' numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// The most pending requests one user may have.
     pub max_pending_per_user: i64,
     /// The longest a request may wait for a decision, in seconds.
     pub max_request_wait: i64,
+    /// Requests one agent key may file.
+    pub agent_requests: Rate,
+    /// Requests that may be filed to one user, by all agents together.
+    pub user_prompts: Rate,
+    /// Calls one agent key may make otherwise (polls).
+    pub agent_calls: Rate,
+    /// Calls one signed-in user may make.
+    pub user_calls: Rate,
 }
 
 impl Default for Limits {
@@ -26,6 +35,42 @@ impl Default for Limits {
         Limits {
             max_pending_per_user: 50,
             max_request_wait: 3600,
+            agent_requests: Rate {
+                burst: 20,
+                per_second: 1.0 / 3.0,
+            },
+            user_prompts: Rate {
+                burst: 30,
+                per_second: 0.1,
+            },
+            agent_calls: Rate {
+                burst: 120,
+                per_second: 10.0,
+            },
+            user_calls: Rate {
+                burst: 240,
+                per_second: 20.0,
+            },
+        }
+    }
+}
+
+/// One limiter per kind of call.
+#[derive(Debug)]
+pub(crate) struct Limiters {
+    pub agent_requests: Limiter,
+    pub user_prompts: Limiter,
+    pub agent_calls: Limiter,
+    pub user_calls: Limiter,
+}
+
+impl Limiters {
+    fn new(l: &Limits) -> Limiters {
+        Limiters {
+            agent_requests: Limiter::new(l.agent_requests),
+            user_prompts: Limiter::new(l.user_prompts),
+            agent_calls: Limiter::new(l.agent_calls),
+            user_calls: Limiter::new(l.user_calls),
         }
     }
 }
@@ -46,6 +91,7 @@ pub(crate) struct Inner {
     pub limits: Limits,
     pub replay: MemoryReplayCache,
     pub hub: Hub,
+    pub limiters: Limiters,
 }
 
 impl AppState {
@@ -70,6 +116,7 @@ impl AppState {
                 limits,
                 replay: MemoryReplayCache::new(100_000),
                 hub: Hub::default(),
+                limiters: Limiters::new(&limits),
             }),
         }
     }

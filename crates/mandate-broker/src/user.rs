@@ -44,6 +44,9 @@ impl FromRequestParts<AppState> for User {
             .verify(token, state.now())
             .await
             .map_err(unauthorized)?;
+        if !state.inner.limiters.user_calls.allow(principal.as_str()) {
+            return Err(crate::error::too_fast("rate.user"));
+        }
         Ok(User {
             principal,
             token: token.to_owned(),

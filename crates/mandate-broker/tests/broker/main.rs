@@ -7,6 +7,7 @@ mod binary;
 mod events;
 mod instances;
 mod oidc;
+mod rates;
 mod receipts;
 mod revocations;
 mod users;
@@ -39,6 +40,15 @@ pub struct Harness {
 }
 
 pub async fn harness() -> Harness {
+    harness_with(Limits {
+        max_pending_per_user: 3,
+        max_request_wait: 600,
+        ..Limits::default()
+    })
+    .await
+}
+
+pub async fn harness_with(limits: Limits) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/broker.db", dir.path().display()))
         .await
@@ -58,10 +68,6 @@ pub async fn harness() -> Harness {
     store.put_binding(&binding).await.unwrap();
     let clock = Arc::new(AtomicI64::new(NOW));
     let tick = Arc::clone(&clock);
-    let limits = Limits {
-        max_pending_per_user: 3,
-        max_request_wait: 600,
-    };
     let state = AppState::new(
         store.clone(),
         SigningKey::from_seed(&[90; 32]),
