@@ -82,17 +82,28 @@ async fn listen(store: Store, wake: Arc<Notify>) {
 }
 
 async fn follow(store: Store, tx: broadcast::Sender<Arc<Event>>, wake: Arc<Notify>, mut last: i64) {
+    const PAGE: i64 = 500;
     loop {
         let _ = tokio::time::timeout(POLL, wake.notified()).await;
-        match store.events_since(last, 500).await {
-            Ok(events) => {
-                for event in events {
-                    last = event.seq;
-                    // No receivers is fine: nobody is listening right now.
-                    let _ = tx.send(Arc::new(event));
+        // Drain everything written since the last look, page by page.
+        loop {
+            match store.events_since(last, PAGE).await {
+                Ok(events) => {
+                    let full = events.len() as i64 == PAGE;
+                    for event in events {
+                        last = event.seq;
+                        // No receivers is fine: nobody is listening right now.
+                        let _ = tx.send(Arc::new(event));
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "reading the event log failed");
+                    break;
                 }
             }
-            Err(e) => tracing::warn!(error = ?e, "reading the event log failed"),
         }
     }
 }
