@@ -3,7 +3,7 @@
 use mandate_core::{Principal, PublicKey, Thumbprint};
 
 use crate::error::parse;
-use crate::events::append_event;
+use crate::events::{append_event, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
 /// A user key bound to a principal, with the broker's binding token.
@@ -64,6 +64,7 @@ impl Store {
     pub async fn put_binding(&self, b: &Binding) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             let changed = sqlx::query(
                 "INSERT INTO bindings (jkt, public_key, principal, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (jkt) DO UPDATE SET token = excluded.token, issued_at = excluded.issued_at, \

@@ -109,20 +109,40 @@ struct EventRow {
     created_at: i64,
 }
 
-/// Appends an event inside the transaction `$tx` and evaluates to its sequence number.
+/// Locks the log clock for the transaction `$tx`. Every writing
+/// transaction does this first, so that transactions commit in the order
+/// of the sequence numbers they draw.
+macro_rules! lock_log {
+    ($tx:expr) => {
+        sqlx::query("UPDATE log_clock SET seq = seq WHERE id = 1")
+            .execute(&mut *$tx)
+            .await
+    };
+}
+pub(crate) use lock_log;
+
+/// Appends an event inside the transaction `$tx` (which holds the log
+/// clock) and evaluates to its sequence number.
 macro_rules! append_event {
     ($tx:expr, $kind:expr, $principal:expr, $agent:expr, $subject:expr, $now:expr) => {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO events (kind, principal, agent_jkt, subject, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-        )
-        .bind($crate::EventKind::as_str($kind))
-        .bind($principal)
-        .bind($agent)
-        .bind($subject)
-        .bind($now)
-        .fetch_one(&mut *$tx)
-        .await
+        match sqlx::query_scalar::<_, i64>("UPDATE log_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut *$tx)
+            .await
+        {
+            Ok(seq) => sqlx::query(
+                "INSERT INTO events (seq, kind, principal, agent_jkt, subject, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(seq)
+            .bind($crate::EventKind::as_str($kind))
+            .bind($principal)
+            .bind($agent)
+            .bind($subject)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await
+            .map(|_| seq),
+            Err(e) => Err(e),
+        }
     };
 }
 pub(crate) use append_event;

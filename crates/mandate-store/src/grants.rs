@@ -4,7 +4,7 @@
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use crate::events::append_event;
+use crate::events::{append_event, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
 /// A stored grant.
@@ -100,6 +100,7 @@ impl Store {
     pub async fn insert_grant(&self, g: &GrantRecord) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             let seq = insert_grant_in!(tx, g);
             tx.commit().await?;
             Ok(seq)

@@ -3,7 +3,7 @@
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use crate::events::append_event;
+use crate::events::{append_event, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
 /// A stored receipt.
@@ -60,6 +60,7 @@ impl Store {
     pub async fn insert_receipt(&self, r: &ReceiptRecord) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             let seq: i64 = sqlx::query_scalar(
                 "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",

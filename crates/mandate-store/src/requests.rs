@@ -3,7 +3,7 @@
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use crate::events::append_event;
+use crate::events::{append_event, lock_log};
 use crate::grants::insert_grant_in;
 use crate::{EventKind, GrantRecord, Store, StoreError, on_pool};
 
@@ -149,6 +149,7 @@ impl Store {
     pub async fn insert_request(&self, r: &NewRequest<'_>) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             sqlx::query(
                 "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
@@ -218,6 +219,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             let changed = sqlx::query(
                 "UPDATE requests SET status = 'approved', decision = $1, decided_at = $2 \
                  WHERE id = $3 AND status = 'pending' AND expires_at > $2",
@@ -248,6 +250,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             let row: Option<(String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'denied', decision = $1, decided_at = $2 \
                  WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal, agent_jkt",
@@ -271,6 +274,7 @@ impl Store {
     pub async fn expire_requests(&self, now: i64) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             let lapsed: Vec<(String, String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'expired', decided_at = $1 \
                  WHERE status = 'pending' AND expires_at <= $1 RETURNING id, principal, agent_jkt",

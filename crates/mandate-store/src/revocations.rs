@@ -4,7 +4,7 @@
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use crate::events::append_event;
+use crate::events::{append_event, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
 /// A revocation to store, already verified and authorized by the caller.
@@ -54,6 +54,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_log!(tx)?;
             sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(r.id.to_string())
                 .bind(r.principal.as_str())

@@ -1,6 +1,16 @@
 -- The broker's tables. Ids and thumbprints are base64url text; times are
 -- Unix seconds. Every change the broker makes also appends to `events`,
 -- in the same transaction, so followers can resume from a sequence number.
+--
+-- Every writing transaction first locks the one row of `log_clock` and
+-- draws event numbers from it, so transactions commit in the order of
+-- their numbers (and of the receipt and revocation feeds' numbers): a
+-- follower reading "everything after N" can never skip a late commit.
+CREATE TABLE log_clock (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL
+);
+INSERT INTO log_clock (id, seq) VALUES (1, 0);
 
 CREATE TABLE bindings (
     jkt        TEXT PRIMARY KEY,
@@ -77,7 +87,7 @@ CREATE TABLE idempotency (
 );
 
 CREATE TABLE events (
-    seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq        BIGINT PRIMARY KEY,
     kind       TEXT NOT NULL,
     principal  TEXT,
     agent_jkt  TEXT,
