@@ -20,10 +20,13 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
+/// Every error's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The stable code, such as `request.replayed` or `chain.revoked`.
+    code: String,
+    /// A short explanation for people.
+    message: String,
 }
 
 impl ApiError {
@@ -91,9 +94,9 @@ pub(crate) fn on_conflict(
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            code: self.code,
-            message: &self.message,
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
         };
         (self.status, Json(body)).into_response()
     }

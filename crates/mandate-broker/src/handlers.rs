@@ -1,4 +1,5 @@
 //! Thin HTTP adapters: extract, call one service function, map the error.
+//! Each carries its OpenAPI description ([`crate::openapi`]).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,29 +8,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use mandate_core::{Jwk, TokenId};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::user_service::{self, Decision};
-use crate::{ApiError, AppState, User, receipt_service, revocation_service, service, streams};
+use crate::error::ErrorBody;
+use crate::receipt_service::{self, ReceiptItem};
+use crate::revocation_service::{self, FeedEntry, GrantItem};
+use crate::service::{self, RequestView, Submitted};
+use crate::user_service::{self, Decision, Enrolled, InboxItem};
+use crate::{ApiError, AppState, User, streams};
 
 /// The header that carries an agent's proof of possession.
 pub const POP_HEADER: &str = "mandate-pop";
-
-pub async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
-    let s = &state.inner;
-    Json(json!({
-        "issuer": s.public_url,
-        "jwks": { "keys": [s.key.public().to_jwk()] },
-        "oidc_issuers": s.oidc.issuers().iter().map(|i| &i.issuer).collect::<Vec<_>>(),
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    request: String,
-}
 
 /// Reads a JSON body, answering in the broker's error format when it is
 /// too large or not the expected JSON.
@@ -52,35 +42,96 @@ fn json_body<T: for<'de> Deserialize<'de>>(
     })
 }
 
+fn request_id(id: &str) -> Result<TokenId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))
+}
+
+/// The broker's public key set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Jwks {
+    /// The broker's signing keys, as OKP JWKs.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<Jwk>,
+}
+
+/// The broker's metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Metadata {
+    /// The broker's URL, the `iss` of the bindings it signs.
+    pub issuer: String,
+    /// The keys that verify its bindings.
+    pub jwks: Jwks,
+    /// The OIDC issuers whose users may sign in.
+    pub oidc_issuers: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/.well-known/mandate", tag = "broker", responses((status = 200, body = Metadata)))]
+pub async fn metadata(State(state): State<AppState>) -> Json<Metadata> {
+    let s = &state.inner;
+    Json(Metadata {
+        issuer: s.public_url.clone(),
+        jwks: Jwks {
+            keys: vec![s.key.public().to_jwk()],
+        },
+        oidc_issuers: s.oidc.issuers().iter().map(|i| i.issuer.clone()).collect(),
+    })
+}
+
+/// An agent's request, as filed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    /// A compact `mandate-request+jwt`.
+    request: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/requests", tag = "agents", request_body = SubmitBody,
+    responses(
+        (status = 201, body = Submitted),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+    )
+)]
 pub async fn submit_request(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let body: SubmitBody = json_body(body)?;
     let submitted = service::submit_request(&state, &body.request).await?;
     Ok((StatusCode::CREATED, Json(submitted)))
 }
 
-#[derive(Deserialize)]
+/// How long to hold a poll open.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
-    /// Seconds to hold the poll open while the request is pending.
+    /// Seconds to hold the poll open while the request is pending (at most 30).
     #[serde(default)]
     wait: u64,
 }
 
+#[utoipa::path(
+    get, path = "/v1/requests/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The request's id"), Wait,
+           ("mandate-pop" = String, Header, description = "A proof of possession by the filing agent")),
+    responses(
+        (status = 200, body = RequestView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+    )
+)]
 pub async fn poll_request(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<Wait>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<RequestView>, ApiError> {
     let Query(wait) = query.map_err(|_| {
         ApiError::bad_request("query.malformed", "wait must be a number of seconds")
     })?;
-    let id: TokenId = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))?;
+    let id = request_id(&id)?;
     let pop =
         match headers.get(POP_HEADER) {
             None => None,
@@ -92,50 +143,89 @@ pub async fn poll_request(
     Ok(Json(service::poll_request(&state, &id, pop, wait).await?))
 }
 
-pub async fn inbox(
-    State(state): State<AppState>,
-    user: User,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        json!({ "requests": user_service::inbox(&state, &user).await? }),
-    ))
+/// The user's pending requests.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inbox {
+    /// Oldest first.
+    pub requests: Vec<InboxItem>,
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(
+    get, path = "/v1/inbox", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Inbox), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
+)]
+pub async fn inbox(State(state): State<AppState>, user: User) -> Result<Json<Inbox>, ApiError> {
+    Ok(Json(Inbox {
+        requests: user_service::inbox(&state, &user).await?,
+    }))
+}
+
+/// A user key to enroll, with a proof that the caller holds it.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrollBody {
+pub struct EnrollBody {
+    /// The public OKP JWK.
+    #[schema(value_type = Object)]
     jwk: Jwk,
+    /// A `mandate-pop+jwt` by that key for `POST /v1/keys`, bound to the bearer token.
     proof: String,
 }
 
+#[utoipa::path(
+    post, path = "/v1/keys", tag = "users", security(("bearer" = [])), request_body = EnrollBody,
+    responses(
+        (status = 201, body = Enrolled),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+    )
+)]
 pub async fn enroll(
     State(state): State<AppState>,
     user: User,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let body: EnrollBody = json_body(body)?;
     let enrolled = user_service::enroll(&state, &user, &body.jwk, &body.proof).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
-#[derive(Deserialize)]
+/// A signed decision: exactly one of the two.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecisionBody {
+pub struct DecisionBody {
+    /// A root `mandate-grant+jwt` answering the request.
     #[serde(default)]
     grant: Option<String>,
+    /// A `mandate-denial+jwt` naming the request.
     #[serde(default)]
     denial: Option<String>,
 }
 
+/// The recorded decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Decided {
+    /// The request's id.
+    #[schema(value_type = String)]
+    pub id: TokenId,
+    /// `approved` or `denied`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    post, path = "/v1/requests/{id}/decision", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")), request_body = DecisionBody,
+    responses(
+        (status = 200, body = Decided),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    )
+)]
 pub async fn decide(
     State(state): State<AppState>,
     Path(id): Path<String>,
     user: User,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let id: TokenId = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))?;
+) -> Result<Json<Decided>, ApiError> {
+    let id = request_id(&id)?;
     let body: DecisionBody = json_body(body)?;
     let decision = match (&body.grant, &body.denial) {
         (Some(grant), None) => Decision::Approve(grant),
@@ -148,79 +238,137 @@ pub async fn decide(
         }
     };
     let status = user_service::decide(&state, &user, &id, decision).await?;
-    Ok(Json(json!({ "id": id, "status": status })))
+    Ok(Json(Decided { id, status }))
 }
 
-#[derive(Deserialize)]
+/// A signed revocation.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeBody {
+pub struct RevokeBody {
+    /// A compact `mandate-revocation+jwt`.
     revocation: String,
 }
 
+#[utoipa::path(
+    post, path = "/v1/revocations", tag = "revocations", request_body = RevokeBody,
+    responses(
+        (status = 201, body = revocation_service::Accepted),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<revocation_service::Accepted>), ApiError> {
     let body: RevokeBody = json_body(body)?;
     let accepted = revocation_service::revoke(&state, &body.revocation).await?;
     Ok((StatusCode::CREATED, Json(accepted)))
 }
 
-#[derive(Deserialize)]
+/// Where to resume a feed.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct Since {
+    /// The last position seen; 0 for the start.
     #[serde(default)]
     since: i64,
 }
 
+/// A page of the revocation feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Feed {
+    /// Oldest first.
+    pub revoked: Vec<FeedEntry>,
+    /// Pass as `since` for the next page.
+    pub next: i64,
+}
+
+#[utoipa::path(
+    get, path = "/v1/revocations", tag = "revocations", params(Since),
+    responses((status = 200, body = Feed), (status = 400, body = ErrorBody))
+)]
 pub async fn revocation_feed(
     State(state): State<AppState>,
     query: Result<Query<Since>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<Feed>, ApiError> {
     let Query(since) =
         query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
     let revoked = revocation_service::feed(&state, since.since).await?;
     let next = revoked.last().map_or(since.since, |r| r.seq);
-    Ok(Json(json!({ "revoked": revoked, "next": next })))
+    Ok(Json(Feed { revoked, next }))
 }
 
-pub async fn grants(
-    State(state): State<AppState>,
-    user: User,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        json!({ "grants": revocation_service::grants(&state, &user).await? }),
-    ))
+/// The user's grants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Grants {
+    /// Oldest first.
+    pub grants: Vec<GrantItem>,
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(
+    get, path = "/v1/grants", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Grants), (status = 401, body = ErrorBody))
+)]
+pub async fn grants(State(state): State<AppState>, user: User) -> Result<Json<Grants>, ApiError> {
+    Ok(Json(Grants {
+        grants: revocation_service::grants(&state, &user).await?,
+    }))
+}
+
+/// A receipt and the chain it was made under.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReportBody {
+pub struct ReportBody {
+    /// A compact `mandate-receipt+jwt` by the leaf agent.
     receipt: String,
+    /// The grants, root first.
     chain: Vec<String>,
+    /// The agents' public OKP JWKs.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     keys: Vec<Jwk>,
 }
 
+#[utoipa::path(
+    post, path = "/v1/receipts", tag = "agents", request_body = ReportBody,
+    responses(
+        (status = 201, body = receipt_service::Accepted),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<receipt_service::Accepted>), ApiError> {
     let body: ReportBody = json_body(body)?;
     let accepted = receipt_service::report(&state, &body.receipt, &body.chain, &body.keys).await?;
     Ok((StatusCode::CREATED, Json(accepted)))
 }
 
+/// A page of the user's receipts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Receipts {
+    /// Oldest first.
+    pub receipts: Vec<ReceiptItem>,
+    /// Pass as `since` for the next page.
+    pub next: i64,
+}
+
+#[utoipa::path(
+    get, path = "/v1/receipts", tag = "users", security(("bearer" = [])), params(Since),
+    responses((status = 200, body = Receipts), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
 pub async fn receipts(
     State(state): State<AppState>,
     user: User,
     query: Result<Query<Since>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<Receipts>, ApiError> {
     let Query(since) =
         query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
     let receipts = receipt_service::receipts(&state, &user, since.since).await?;
     let next = receipts.last().map_or(since.since, |r| r.seq);
-    Ok(Json(json!({ "receipts": receipts, "next": next })))
+    Ok(Json(Receipts { receipts, next }))
 }
 
 /// The `Last-Event-ID` a reconnecting SSE client sends.
@@ -236,6 +384,12 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
+#[utoipa::path(
+    get, path = "/v1/inbox/events", tag = "users", security(("bearer" = [])),
+    params(("last-event-id" = Option<i64>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "A text/event-stream of request events", content_type = "text/event-stream"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
 pub async fn inbox_events(
     State(state): State<AppState>,
     user: User,
@@ -250,6 +404,12 @@ pub async fn inbox_events(
     .await
 }
 
+#[utoipa::path(
+    get, path = "/v1/revocations/events", tag = "revocations",
+    params(("last-event-id" = Option<i64>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "A text/event-stream of revocations", content_type = "text/event-stream"),
+              (status = 400, body = ErrorBody))
+)]
 pub async fn revocation_events(
     State(state): State<AppState>,
     headers: HeaderMap,

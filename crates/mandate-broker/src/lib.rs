@@ -15,10 +15,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
-mod handlers;
+pub mod handlers;
 mod hub;
 pub mod keyfile;
 pub mod oidc;
+pub mod openapi;
 pub mod ratelimit;
 pub mod receipt_service;
 pub mod revocation_service;
@@ -44,6 +45,7 @@ pub const MAX_BODY_BYTES: usize = 320 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/.well-known/mandate", get(handlers::metadata))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/requests", post(handlers::submit_request))
         .route("/v1/requests/{id}", get(handlers::poll_request))
         .route("/v1/requests/{id}/decision", post(handlers::decide))

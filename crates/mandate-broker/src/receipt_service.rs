@@ -10,9 +10,10 @@ use crate::error::on_conflict;
 use crate::{ApiError, AppState, User};
 
 /// A receipt the broker accepted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The receipt's id.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// Its position in the user's receipt feed.
     pub seq: i64,
@@ -121,15 +122,17 @@ pub async fn report(
 }
 
 /// One receipt, as the user's feed shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReceiptItem {
     /// Its position; pass the last as `since` to resume.
     pub seq: i64,
     /// The receipt's id.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// The compact receipt.
     pub receipt: String,
     /// The grant the agent acted under.
+    #[schema(value_type = String)]
     pub grant: TokenId,
     /// When the broker received it.
     pub received_at: i64,

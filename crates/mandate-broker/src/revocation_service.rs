@@ -10,11 +10,13 @@ use crate::error::on_conflict;
 use crate::{ApiError, AppState, User};
 
 /// A revocation the broker accepted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The revocation token's id.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// The grants it names.
+    #[schema(value_type = Vec<String>)]
     pub revoked: Vec<TokenId>,
 }
 
@@ -79,13 +81,15 @@ pub async fn revoke(state: &AppState, compact: &str) -> Result<Accepted, ApiErro
 }
 
 /// One entry of the revocation feed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeedEntry {
     /// Its position; pass the last one as `since` to resume.
     pub seq: i64,
     /// The revoked grant.
+    #[schema(value_type = String)]
     pub grant: TokenId,
     /// The revocation that revoked it.
+    #[schema(value_type = String)]
     pub revocation: TokenId,
     /// When.
     pub revoked_at: i64,
@@ -109,13 +113,15 @@ pub async fn feed(state: &AppState, since: i64) -> Result<Vec<FeedEntry>, ApiErr
 }
 
 /// One of the user's grants.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GrantItem {
     /// The grant's id.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// The compact grant.
     pub grant: String,
     /// Its parent, for sub-delegations.
+    #[schema(value_type = Option<String>)]
     pub parent: Option<TokenId>,
     /// When it expires.
     pub expires_at: i64,

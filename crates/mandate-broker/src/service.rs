@@ -13,9 +13,10 @@ use crate::error::{on_conflict, too_fast};
 use crate::{ApiError, AppState};
 
 /// The answer to a filed request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Submitted {
     /// The request's id, for polling.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// Always `pending` for a new request.
     pub status: &'static str,
@@ -26,9 +27,10 @@ pub struct Submitted {
 }
 
 /// A request as its agent sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RequestView {
     /// The request's id.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// `pending`, `approved`, `denied` or `expired`.
     pub status: &'static str,

@@ -19,9 +19,10 @@ use crate::{ApiError, AppState, User};
 pub const BINDING_LIFETIME: i64 = 30 * 24 * 3600;
 
 /// One pending request, as the user's inbox shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboxItem {
     /// The request's id.
+    #[schema(value_type = String)]
     pub id: TokenId,
     /// The compact request token; the app verifies and renders it itself.
     pub request: String,
@@ -52,7 +53,7 @@ pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<InboxItem>, ApiE
 }
 
 /// A new binding.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Enrolled {
     /// The `mandate-binding+jwt` the broker signed.
     pub binding: String,

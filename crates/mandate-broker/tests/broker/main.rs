@@ -409,3 +409,61 @@ async fn the_agent_collects_its_grant_and_lapsed_requests_expire() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let h = harness().await;
+    let (status, doc) = call(&h.app, get("/openapi.json", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("/.well-known/mandate", "get"),
+        ("/v1/requests", "post"),
+        ("/v1/requests/{id}", "get"),
+        ("/v1/requests/{id}/decision", "post"),
+        ("/v1/inbox", "get"),
+        ("/v1/inbox/events", "get"),
+        ("/v1/keys", "post"),
+        ("/v1/revocations", "post"),
+        ("/v1/revocations", "get"),
+        ("/v1/revocations/events", "get"),
+        ("/v1/grants", "get"),
+        ("/v1/receipts", "post"),
+        ("/v1/receipts", "get"),
+    ];
+    for (path, method) in routes {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "nothing documented that the router does not serve"
+    );
+    for schema in [
+        "ErrorBody",
+        "Submitted",
+        "RequestView",
+        "Inbox",
+        "Feed",
+        "Receipts",
+        "Metadata",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is described"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
