@@ -272,7 +272,25 @@ pub async fn revoke(
 pub struct Since {
     /// The last position seen; 0 for the start.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     since: i64,
+}
+
+/// The largest position accepted: 2^53 - 1, which every JSON client can
+/// represent exactly. The store's positions will never come near it.
+const MAX_POSITION: i64 = 9_007_199_254_740_991;
+
+impl Since {
+    /// The position, which may not be negative.
+    fn position(&self) -> Result<i64, ApiError> {
+        if !(0..=MAX_POSITION).contains(&self.since) {
+            return Err(ApiError::bad_request(
+                "query.malformed",
+                "since must be between 0 and 2^53 - 1",
+            ));
+        }
+        Ok(self.since)
+    }
 }
 
 /// A page of the revocation feed.
@@ -294,8 +312,9 @@ pub async fn revocation_feed(
 ) -> Result<Json<Feed>, ApiError> {
     let Query(since) =
         query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
-    let revoked = revocation_service::feed(&state, since.since).await?;
-    let next = revoked.last().map_or(since.since, |r| r.seq);
+    let position = since.position()?;
+    let revoked = revocation_service::feed(&state, position).await?;
+    let next = revoked.last().map_or(position, |r| r.seq);
     Ok(Json(Feed { revoked, next }))
 }
 
@@ -366,27 +385,34 @@ pub async fn receipts(
 ) -> Result<Json<Receipts>, ApiError> {
     let Query(since) =
         query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
-    let receipts = receipt_service::receipts(&state, &user, since.since).await?;
-    let next = receipts.last().map_or(since.since, |r| r.seq);
+    let position = since.position()?;
+    let receipts = receipt_service::receipts(&state, &user, position).await?;
+    let next = receipts.last().map_or(position, |r| r.seq);
     Ok(Json(Receipts { receipts, next }))
 }
 
 /// The `Last-Event-ID` a reconnecting SSE client sends.
 fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    headers
-        .get("last-event-id")
-        .map(|v| v.to_str().ok().and_then(|s| s.parse().ok()))
-        .map(|n| {
-            n.ok_or_else(|| {
-                ApiError::bad_request("sse.bad_last_event_id", "Last-Event-ID must be an integer")
-            })
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| (0..=MAX_POSITION).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "sse.bad_last_event_id",
+                "Last-Event-ID must be an integer from 0 to 2^53 - 1",
+            )
         })
-        .transpose()
 }
 
 #[utoipa::path(
     get, path = "/v1/inbox/events", tag = "users", security(("bearer" = [])),
-    params(("last-event-id" = Option<i64>, Header, description = "Resume after this event")),
+    params(("last-event-id" = Option<i64>, Header, description = "Resume after this event", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
     responses((status = 200, description = "A text/event-stream of request events", content_type = "text/event-stream"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
 )]
@@ -406,7 +432,7 @@ pub async fn inbox_events(
 
 #[utoipa::path(
     get, path = "/v1/revocations/events", tag = "revocations",
-    params(("last-event-id" = Option<i64>, Header, description = "Resume after this event")),
+    params(("last-event-id" = Option<i64>, Header, description = "Resume after this event", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
     responses((status = 200, description = "A text/event-stream of revocations", content_type = "text/event-stream"),
               (status = 400, body = ErrorBody))
 )]
