@@ -7,7 +7,7 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain
 LOGS := $(CARGO_TARGET_DIR)/test-logs
 
-.PHONY: setup test lint unit interop fuzz fuzz-smoke bench vectors
+.PHONY: setup test lint unit interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
 	@scripts/setup.sh
@@ -49,6 +49,10 @@ bench:
 	cargo bench -p mandate-core --bench verify
 	python3 scripts/bench-report.py
 	python3 scripts/bench-ratios.py 9
+
+## schemathesis against the real broker (not yet part of `make test`).
+api-fuzz:
+	scripts/api-fuzz.sh
 
 ## Regenerates tests/vectors from the generator.
 vectors:
