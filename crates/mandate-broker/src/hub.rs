@@ -6,16 +6,54 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use mandate_store::{Event, Store};
+use mandate_core::TokenId;
+use mandate_store::{Event, EventKind, Store};
 use tokio::sync::{Notify, broadcast};
 
 /// How often the hub looks for events it was not woken for.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// An event as the hub publishes it, with what the streams need looked up
+/// once here rather than once per subscriber.
+#[derive(Debug)]
+pub struct Published {
+    /// The event.
+    pub event: Event,
+    /// For a revocation, the grants it revoked first; `None` for other
+    /// events, or when they could not be read.
+    pub revoked: Option<Vec<TokenId>>,
+}
+
+impl Published {
+    /// Wraps `event`, looking up what a revocation revoked.
+    pub async fn resolve(store: &Store, event: Event) -> Published {
+        let revoked = match event.kind {
+            EventKind::Revoked => match event.subject.parse() {
+                Ok(id) => store
+                    .revoked_by(&id)
+                    .await
+                    .map_err(|e| tracing::warn!(error = ?e, "reading a revocation failed"))
+                    .ok(),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        Published { event, revoked }
+    }
+
+    /// Wraps `event` without looking anything up.
+    pub fn bare(event: Event) -> Published {
+        Published {
+            event,
+            revoked: None,
+        }
+    }
+}
+
 /// The hub; cheap to share.
 #[derive(Debug)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Published>>,
     wake: Arc<Notify>,
     started: OnceLock<()>,
 }
@@ -47,7 +85,7 @@ impl Hub {
     pub async fn subscribe(
         &self,
         store: &Store,
-    ) -> Result<broadcast::Receiver<Arc<Event>>, mandate_store::StoreError> {
+    ) -> Result<broadcast::Receiver<Arc<Published>>, mandate_store::StoreError> {
         let rx = self.tx.subscribe();
         if self.started.get().is_none() {
             let from = store.last_event().await?;
@@ -81,7 +119,12 @@ async fn listen(store: Store, wake: Arc<Notify>) {
     }
 }
 
-async fn follow(store: Store, tx: broadcast::Sender<Arc<Event>>, wake: Arc<Notify>, mut last: i64) {
+async fn follow(
+    store: Store,
+    tx: broadcast::Sender<Arc<Published>>,
+    wake: Arc<Notify>,
+    mut last: i64,
+) {
     const PAGE: i64 = 500;
     loop {
         let _ = tokio::time::timeout(POLL, wake.notified()).await;
@@ -93,7 +136,7 @@ async fn follow(store: Store, tx: broadcast::Sender<Arc<Event>>, wake: Arc<Notif
                     for event in events {
                         last = event.seq;
                         // No receivers is fine: nobody is listening right now.
-                        let _ = tx.send(Arc::new(event));
+                        let _ = tx.send(Arc::new(Published::resolve(&store, event).await));
                     }
                     if !full {
                         break;

@@ -221,7 +221,7 @@ async fn wait_for_decision(
         let changed = async {
             loop {
                 match events.recv().await {
-                    Ok(e) if e.subject == subject => return,
+                    Ok(p) if p.event.subject == subject => return,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {

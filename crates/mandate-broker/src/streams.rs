@@ -4,16 +4,14 @@
 //! that reconnects with `Last-Event-ID` gets what it missed, then live
 //! events, with nothing repeated.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use mandate_core::TokenId;
 use mandate_store::{Event, EventKind};
 use serde_json::json;
+use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 
+use crate::hub::Published;
 use crate::{ApiError, AppState};
 
 /// Which events a stream carries, and how each is written.
@@ -41,17 +39,16 @@ impl Filter {
         }
     }
 
-    /// The SSE event for `e`, if this stream carries it.
-    async fn emit(&self, state: &AppState, e: &Event) -> Option<SseEvent> {
+    /// The SSE event for `p`, if this stream carries it.
+    fn emit(&self, p: &Published) -> Option<SseEvent> {
+        let e = &p.event;
         if !self.wants(e) {
             return None;
         }
         let data = match self {
             Filter::Inbox(_) => json!({ "type": e.kind.as_str(), "request": e.subject }),
             Filter::Revocations => {
-                let id: TokenId = e.subject.parse().ok()?;
-                let grants = state.store().revoked_by(&id).await.ok()?;
-                json!({ "type": "revoked", "revocation": e.subject, "grants": grants })
+                json!({ "type": "revoked", "revocation": e.subject, "grants": p.revoked.as_ref()? })
             }
         };
         Some(
@@ -71,31 +68,39 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Subscribe before reading the backlog, so that nothing falls between.
     let mut live = state.inner.hub.subscribe(state.store()).await?;
-    let mut backlog: Vec<Arc<Event>> = Vec::new();
+    let mut backlog: Vec<Published> = Vec::new();
     if let Some(mut cursor) = last_seen {
         loop {
             let page = state.store().events_since(cursor, 500).await?;
             let Some(tail) = page.last() else { break };
             cursor = tail.seq;
-            backlog.extend(page.into_iter().map(Arc::new));
+            for event in page {
+                // Look up only what this stream will show.
+                let published = if filter.wants(&event) {
+                    Published::resolve(state.store(), event).await
+                } else {
+                    Published::bare(event)
+                };
+                backlog.push(published);
+            }
         }
     }
     let stream = async_stream::stream! {
         let mut sent = last_seen.unwrap_or(0);
-        for e in backlog {
-            if let Some(ev) = filter.emit(&state, &e).await {
+        for p in backlog {
+            if let Some(ev) = filter.emit(&p) {
                 yield Ok(ev);
             }
-            sent = e.seq;
+            sent = p.event.seq;
         }
         loop {
             match live.recv().await {
-                Ok(e) => {
-                    if e.seq <= sent {
+                Ok(p) => {
+                    if p.event.seq <= sent {
                         continue;
                     }
-                    sent = e.seq;
-                    if let Some(ev) = filter.emit(&state, &e).await {
+                    sent = p.event.seq;
+                    if let Some(ev) = filter.emit(&p) {
                 yield Ok(ev);
             }
                 }
