@@ -297,26 +297,26 @@ impl OidcVerifier {
         if !fetchable(&discovery_url) {
             return Err(AuthError::IssuerUnavailable);
         }
-        let unavailable = |e: reqwest::Error| {
-            tracing::warn!(%issuer, error = %e, "fetching the issuer's keys failed");
-            AuthError::IssuerUnavailable
-        };
-        let discovery: Discovery = self
-            .http
-            .get(&discovery_url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
+        let discovery: Discovery = self.get_json(issuer, &discovery_url).await?;
         if discovery.issuer != issuer || !fetchable(&discovery.jwks_uri) {
             tracing::warn!(%issuer, "discovery names another issuer or an unsafe jwks_uri");
             return Err(AuthError::IssuerUnavailable);
         }
+        self.get_json(issuer, &discovery.jwks_uri).await
+    }
+
+    /// GETs `url` and reads its JSON body; any failure is the issuer being unavailable.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        issuer: &str,
+        url: &str,
+    ) -> Result<T, AuthError> {
+        let unavailable = |e: reqwest::Error| {
+            tracing::warn!(%issuer, error = %e, "fetching the issuer's keys failed");
+            AuthError::IssuerUnavailable
+        };
         self.http
-            .get(&discovery.jwks_uri)
+            .get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
