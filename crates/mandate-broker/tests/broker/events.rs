@@ -8,14 +8,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use mandate_core::{Principal, SigningKey, TokenId};
-use mandate_store::Binding;
+use mandate_core::{SigningKey, TokenId};
 use serde_json::json;
 use tower::ServiceExt as _;
 
 use crate::revocations::{approved, revocation};
 use crate::users::{alice_key, with_bearer};
-use crate::{NOW, agent, get, harness, request_token, submit};
+use crate::{agent, get, harness, request_token, submit};
 
 /// An open SSE response body.
 pub struct Stream {
@@ -56,16 +55,7 @@ async fn a_filed_request_reaches_only_its_users_inbox_stream() {
     let h = harness().await;
     let bob_key = SigningKey::from_seed(&[2; 32]);
     let bob = format!("{}#bob", h.idp.url);
-    let bob_principal: Principal = bob.clone().try_into().unwrap();
-    let binding = Binding {
-        jkt: bob_key.thumbprint(),
-        key: *bob_key.public(),
-        principal: bob_principal,
-        token: "b".into(),
-        issued_at: NOW,
-        expires_at: NOW + 86_400,
-    };
-    h.store.put_binding(&binding).await.unwrap();
+    crate::enroll(&h.store, &bob, &bob_key).await;
 
     let mut alice_stream = Stream::open(
         &h.app,

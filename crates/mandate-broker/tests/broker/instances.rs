@@ -8,8 +8,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use mandate_broker::oidc::OidcVerifier;
 use mandate_broker::{AppState, Limits, router};
-use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
-use mandate_store::{Binding, Store};
+use mandate_core::{Claims as _, SigningKey, TokenId};
+use mandate_store::Store;
 use serde_json::json;
 
 use crate::events::Stream;
@@ -66,17 +66,8 @@ async fn what_one_instance_accepts_reaches_followers_of_the_other() {
     let (a, store) = instance(&url, &idp).await;
     let (b, _) = instance(&url, &idp).await;
     let alice = format!("{}#alice", idp.url);
-    let principal: Principal = alice.clone().try_into().unwrap();
     let key = alice_key();
-    let binding = Binding {
-        jkt: key.thumbprint(),
-        key: *key.public(),
-        principal,
-        token: "b".into(),
-        issued_at: NOW,
-        expires_at: NOW + 86_400,
-    };
-    store.put_binding(&binding).await.unwrap();
+    crate::enroll(&store, &alice, &key).await;
 
     let bearer = idp.token("alice", json!({}));
     let mut inbox_on_b =

@@ -39,6 +39,20 @@ pub struct Harness {
     _dir: tempfile::TempDir,
 }
 
+/// Records, as the broker would after enrollment, that `key` belongs to `principal`.
+pub async fn enroll(store: &Store, principal: &str, key: &SigningKey) {
+    let principal: Principal = principal.to_string().try_into().unwrap();
+    let binding = Binding {
+        jkt: key.thumbprint(),
+        key: *key.public(),
+        principal,
+        token: "b".into(),
+        issued_at: NOW,
+        expires_at: NOW + 86_400,
+    };
+    store.put_binding(&binding).await.unwrap();
+}
+
 pub async fn harness() -> Harness {
     harness_with(Limits {
         max_pending_per_user: 3,
@@ -55,17 +69,7 @@ pub async fn harness_with(limits: Limits) -> Harness {
         .unwrap();
     let idp = oidc::TestIssuer::start().await;
     let alice_text = format!("{}#alice", idp.url);
-    let alice: Principal = alice_text.clone().try_into().unwrap();
-    let user = SigningKey::from_seed(&[1; 32]);
-    let binding = Binding {
-        jkt: user.thumbprint(),
-        key: *user.public(),
-        principal: alice,
-        token: "b".into(),
-        issued_at: NOW,
-        expires_at: NOW + 86_400,
-    };
-    store.put_binding(&binding).await.unwrap();
+    enroll(&store, &alice_text, &SigningKey::from_seed(&[1; 32])).await;
     let clock = Arc::new(AtomicI64::new(NOW));
     let tick = Arc::clone(&clock);
     let state = AppState::new(

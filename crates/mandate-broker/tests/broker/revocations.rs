@@ -2,8 +2,7 @@
 
 use axum::http::StatusCode;
 use mandate_core::token::RevocationClaims;
-use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
-use mandate_store::Binding;
+use mandate_core::{Claims as _, SigningKey, TokenId};
 use serde_json::json;
 
 use crate::users::{alice_key, grant, post_json, with_bearer};
@@ -110,18 +109,7 @@ async fn nobody_revokes_another_users_grants() {
     let g = approved(&h, "rx").await;
     let bob_key = SigningKey::from_seed(&[2; 32]);
     let bob = format!("{}#bob", h.idp.url);
-    let bob_principal: Principal = bob.clone().try_into().unwrap();
-    h.store
-        .put_binding(&Binding {
-            jkt: bob_key.thumbprint(),
-            key: *bob_key.public(),
-            principal: bob_principal,
-            token: "b".into(),
-            issued_at: NOW,
-            expires_at: NOW + 86_400,
-        })
-        .await
-        .unwrap();
+    crate::enroll(&h.store, &bob, &bob_key).await;
     let post = |token: String| {
         crate::post(
             "/v1/revocations",
