@@ -131,16 +131,16 @@ pub struct GrantItem {
 
 /// The signed-in user's grants, oldest first.
 pub async fn grants(state: &AppState, user: &User) -> Result<Vec<GrantItem>, ApiError> {
-    let mut out = Vec::new();
-    for g in state.store().grants_of(&user.principal).await? {
-        let revoked = state.store().is_revoked(&g.id).await?;
-        out.push(GrantItem {
+    let revoked = state.store().revoked_grants_of(&user.principal).await?;
+    let grants = state.store().grants_of(&user.principal).await?;
+    Ok(grants
+        .into_iter()
+        .map(|g| GrantItem {
+            revoked: revoked.contains(&g.id),
             id: g.id,
             grant: g.token,
             parent: g.parent_id,
             expires_at: g.expires_at,
-            revoked,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }

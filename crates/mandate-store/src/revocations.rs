@@ -116,6 +116,22 @@ impl Store {
         ids.iter().map(|id| parse(id, "revoked grant id")).collect()
     }
 
+    /// Which of a principal's grants are revoked.
+    pub async fn revoked_grants_of(
+        &self,
+        principal: &Principal,
+    ) -> Result<std::collections::HashSet<TokenId>, StoreError> {
+        let ids: Vec<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT r.grant_id FROM revoked_grants r JOIN grants g ON g.id = r.grant_id WHERE g.principal = $1",
+            )
+            .bind(principal.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        ids.iter().map(|id| parse(id, "revoked grant id")).collect()
+    }
+
     /// Whether a grant is revoked.
     pub async fn is_revoked(&self, grant: &TokenId) -> Result<bool, StoreError> {
         let n: i64 = on_pool!(self, pool => {

@@ -278,6 +278,11 @@ pub async fn revocations_feed(store: &Store) {
         "the first revocation of a grant stands"
     );
     assert!(store.is_revoked(&grant_id(3)).await.unwrap());
+    // Only revoked grants the store holds for the principal are listed.
+    store.insert_grant(&grant(1, None, None)).await.unwrap();
+    store.insert_grant(&grant(4, None, None)).await.unwrap();
+    let mine = store.revoked_grants_of(&alice()).await.unwrap();
+    assert_eq!(mine, [grant_id(1)].into_iter().collect());
     let rest = store.revoked_since(feed[0].seq, 100).await.unwrap();
     assert_eq!(rest.len(), 2);
 }
