@@ -17,7 +17,6 @@
 mod error;
 pub mod handlers;
 mod hub;
-pub mod keyfile;
 pub mod oidc;
 pub mod openapi;
 pub mod ratelimit;

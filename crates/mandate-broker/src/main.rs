@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Parser;
 use mandate_broker::oidc::{OidcVerifier, TrustedIssuer};
-use mandate_broker::{AppState, Limits, keyfile, router};
+use mandate_broker::ratelimit::Rate;
+use mandate_broker::{AppState, Limits, router};
+use mandate_keyfile as keyfile;
 use mandate_store::Store;
 
 /// Mandate's broker: agents file signed requests, users decide.
@@ -46,6 +48,55 @@ struct Args {
     /// The broker's signing key [default: broker-key in the data directory].
     #[arg(long, env = "MANDATE_BROKER_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// The most pending requests one user may have.
+    #[arg(long, default_value_t = Limits::default().max_pending_per_user)]
+    max_pending_per_user: i64,
+    /// Overrides one rate limit: `KIND=BURST:PER_SECOND`, where KIND is
+    /// agent_requests, user_prompts, agent_calls or user_calls. Repeatable.
+    #[arg(long = "rate", value_parser = parse_rate)]
+    rates: Vec<(String, Rate)>,
+    /// Seconds between keep-alive comments on idle SSE streams.
+    #[arg(long, default_value_t = 5)]
+    sse_keepalive: u64,
+}
+
+fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
+    let bad = || format!("{spec:?} is not KIND=BURST:PER_SECOND");
+    let (kind, rate) = spec.split_once('=').ok_or_else(bad)?;
+    let (burst, per_second) = rate.split_once(':').ok_or_else(bad)?;
+    let rate = Rate {
+        burst: burst.parse().map_err(|_| bad())?,
+        per_second: per_second.parse().map_err(|_| bad())?,
+    };
+    if !(rate.per_second.is_finite() && rate.per_second >= 0.0) {
+        return Err(bad());
+    }
+    match kind {
+        "agent_requests" | "user_prompts" | "agent_calls" | "user_calls" => {
+            Ok((kind.to_owned(), rate))
+        }
+        _ => Err(format!("{kind:?} is not a rate limit")),
+    }
+}
+
+impl Args {
+    fn limits(&self) -> Limits {
+        let mut limits = Limits {
+            max_pending_per_user: self.max_pending_per_user,
+            sse_keepalive: Duration::from_secs(self.sse_keepalive.max(1)),
+            ..Limits::default()
+        };
+        for (kind, rate) in &self.rates {
+            let slot = match kind.as_str() {
+                "agent_requests" => &mut limits.agent_requests,
+                "user_prompts" => &mut limits.user_prompts,
+                "agent_calls" => &mut limits.agent_calls,
+                _ => &mut limits.user_calls,
+            };
+            *slot = *rate;
+        }
+        limits
+    }
 }
 
 fn now() -> i64 {
@@ -101,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         &public_url,
         oidc,
         Arc::new(now),
-        Limits::default(),
+        args.limits(),
     );
     tokio::spawn(expire_requests(store.clone()));
     tracing::info!(%bound, %public_url, backend = ?store.backend(), "serving");
@@ -110,10 +161,21 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|()| out.flush())
         .context("writing to stdout")?;
     drop(out);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving")?;
+    // SSE followers never hang up by themselves, so a graceful shutdown
+    // waits for them only briefly.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown().await;
+        let _ = stopping.send(true);
+    });
+    let mut stopped = stopped;
+    tokio::select! {
+        served = serve => served.context("serving")?,
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        } => tracing::info!("closing the streams still open"),
+    }
     store.close().await;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use mandate_core::token::{RequestClaims, chain_hash};
+use mandate_core::token::{GrantClaims, RequestClaims, chain_hash};
 use mandate_core::{Error as TokenError, HttpCall, Principal, TokenId, verify_proof};
 use mandate_store::{NewRequest, RequestStatus};
 use serde::Serialize;
@@ -39,6 +39,14 @@ pub struct RequestView {
     /// The grant, once approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// The broker's `mandate-binding+jwt` for the key that signed the
+    /// grant, once approved, so that resource servers can trust the root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    /// That user key, as an OKP JWK, once approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_key: Option<mandate_core::Jwk>,
     /// The denial, once denied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denial: Option<String>,
@@ -187,11 +195,24 @@ pub async fn poll_request(
             .then(|| record.decision.clone())
             .flatten()
     };
+    let grant = decision(RequestStatus::Approved);
+    let signer = match &grant {
+        Some(grant) => match mandate_core::token::peek::<GrantClaims>(grant) {
+            Ok((kid, _)) => s.store.binding(&kid).await?,
+            Err(e) => {
+                tracing::error!(request = %id, error = %e, "stored grant no longer parses");
+                None
+            }
+        },
+        None => None,
+    };
     Ok(RequestView {
         id: record.id,
         status: status.as_str(),
         expires_at: record.expires_at,
-        grant: decision(RequestStatus::Approved),
+        grant,
+        binding: signer.as_ref().map(|b| b.token.clone()),
+        user_key: signer.map(|b| b.key.to_jwk()),
         denial: decision(RequestStatus::Denied),
     })
 }

@@ -28,6 +28,9 @@ pub struct Limits {
     pub agent_calls: Rate,
     /// Calls one signed-in user may make.
     pub user_calls: Rate,
+    /// How often an idle SSE stream sends a comment, so that followers can
+    /// tell a quiet stream from a dead one.
+    pub sse_keepalive: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
                 burst: 240,
                 per_second: 20.0,
             },
+            sse_keepalive: std::time::Duration::from_secs(5),
         }
     }
 }

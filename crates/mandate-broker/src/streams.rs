@@ -114,5 +114,6 @@ pub async fn stream(
             }
         }
     };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let keepalive = KeepAlive::new().interval(state.inner.limits.sse_keepalive);
+    Ok(Sse::new(stream).keep_alive(keepalive))
 }

@@ -31,6 +31,7 @@ fn tight() -> Limits {
             burst: 2,
             per_second: NEVER,
         },
+        sse_keepalive: std::time::Duration::from_secs(5),
     }
 }
 

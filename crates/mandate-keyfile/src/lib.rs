@@ -1,6 +1,6 @@
-//! The broker's signing key on disk: 32 bytes of seed as base64url, in a
-//! file only its owner may read. Made on first start; a file that others
-//! can read or write is refused rather than used.
+//! A signing key on disk: 32 bytes of seed as base64url, in a file only its
+//! owner may read. The broker keeps its key this way, and so does each
+//! agent. A file that others can read or write is refused rather than used.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,8 +16,14 @@ pub enum KeyFileError {
     #[error("{0} is readable or writable by others; run: chmod 600 {0}")]
     TooOpen(PathBuf),
     /// The file does not hold a key.
-    #[error("{0} does not hold a broker key")]
+    #[error("{0} does not hold a signing key")]
     Malformed(PathBuf),
+    /// [`load`] found no file.
+    #[error("no key at {0}")]
+    Missing(PathBuf),
+    /// [`create`] found a file already there.
+    #[error("{0} already exists; it is not overwritten")]
+    Exists(PathBuf),
     /// Reading or writing failed.
     #[error("cannot use the key file {path}")]
     Io {
@@ -31,32 +37,66 @@ pub enum KeyFileError {
 
 /// Loads the key at `path`, or makes one there (mode 0600) if none exists.
 pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyFileError> {
+    match load(path) {
+        Err(KeyFileError::Missing(_)) => match create(path) {
+            // Another process made it between the two steps: use theirs.
+            Err(KeyFileError::Exists(_)) => load(path),
+            made => made,
+        },
+        loaded => loaded,
+    }
+}
+
+/// Loads the key at `path`, refusing a file others may read or write.
+pub fn load(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyFileError::Missing(path.to_owned()));
+        }
+        Err(source) => {
+            return Err(KeyFileError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    check_private(path, &meta)?;
+    let text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+                path: path.to_owned(),
+                source,
+            })?,
+        );
+    let seed = mandate_core::base64url::decode(text.trim())
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
+        .map(Zeroizing::new)
+        .ok_or_else(|| KeyFileError::Malformed(path.to_owned()))?;
+    Ok(SigningKey::from_seed(&seed))
+}
+
+/// Makes a new key at `path` (mode 0600). An existing file is never
+/// overwritten.
+pub fn create(path: &Path) -> Result<SigningKey, KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_owned(),
         source,
     };
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            check_private(path, &meta)?;
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
-            let seed = mandate_core::base64url::decode(text.trim())
-                .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
-                .map(Zeroizing::new)
-                .ok_or_else(|| KeyFileError::Malformed(path.to_owned()))?;
-            Ok(SigningKey::from_seed(&seed))
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let mut file = match create_private(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(KeyFileError::Exists(path.to_owned()));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate(&mut rand_core::OsRng);
-            let mut file = create_private(path).map_err(io)?;
-            let text = Zeroizing::new(mandate_core::base64url::encode(key.to_seed().as_ref()));
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.write_all(b"\n"))
-                .map_err(io)?;
-            file.sync_all().map_err(io)?;
-            Ok(key)
-        }
-        Err(e) => Err(io(e)),
-    }
+        Err(e) => return Err(io(e)),
+    };
+    let text = Zeroizing::new(mandate_core::base64url::encode(key.to_seed().as_ref()));
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    Ok(key)
 }
 
 #[cfg(unix)]
@@ -100,8 +140,10 @@ mod tests {
     #[test]
     fn made_once_private_then_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("broker-key");
+        let path = dir.path().join("key");
+        assert!(matches!(load(&path), Err(KeyFileError::Missing(_))));
         let first = load_or_create(&path).unwrap();
+        assert!(matches!(create(&path), Err(KeyFileError::Exists(_))));
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600

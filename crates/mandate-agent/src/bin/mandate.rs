@@ -1,0 +1,448 @@
+//! `mandate`: the agent SDK and the verifier from a shell.
+//!
+//!     mandate agent init
+//!     mandate agent request --principal ISS#SUB --scope files:read:https://files.example/q3/ \
+//!         --purpose "Summarize the Q3 reports" --intent "Summarize Q3" --wait --out mandate.json
+//!     mandate agent delegate --mandate mandate.json --to AGENT_ID --purpose ... --out sub.json
+//!     mandate agent call --mandate sub.json GET https://files.example/q3/a.txt
+//!     mandate agent report --mandate mandate.json --action files.read --target ... --summary ...
+//!     mandate verify --mandate sub.json
+//!     mandate revocations follow
+//!
+//! Output is JSON on standard output; messages for people go to standard
+//! error. A failure prints `error CODE: message` and exits with 1.
+
+// A command-line tool: standard output is where its answers go.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mandate_agent::{
+    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Mandate, Outcome, Report,
+    Revocations,
+};
+use mandate_core::scope::AuthorizationDetail;
+use mandate_core::{AgentId, TokenId};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Mandate for agents: ask, delegate, prove, report, verify"
+)]
+struct Cli {
+    /// The broker's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_BROKER",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    broker: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// What an agent does.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Verifies a mandate as a resource server would.
+    Verify {
+        /// The mandate file (JSON), or `-` for standard input.
+        #[arg(long)]
+        mandate: PathBuf,
+    },
+    /// Follows the broker's revocations.
+    #[command(subcommand)]
+    Revocations(RevocationsCommand),
+}
+
+#[derive(Debug, Args)]
+struct KeyArg {
+    /// The agent's key file (mode 0600).
+    #[arg(long, env = "MANDATE_AGENT_KEY", default_value = "mandate-agent.key")]
+    key: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Makes the agent's key, and prints its id.
+    Init {
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Prints the agent's id and public key.
+    Id {
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Asks the user for authority.
+    Request {
+        #[command(flatten)]
+        key: KeyArg,
+        /// The user, as `ISSUER#SUBJECT`.
+        #[arg(long, env = "MANDATE_PRINCIPAL")]
+        principal: String,
+        /// A scope: `TYPE:ACTION[,ACTION...]:LOCATION`, or a JSON
+        /// authorization detail. Repeatable.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// What the agent understood it is to do.
+        #[arg(long)]
+        purpose: String,
+        /// The user's instruction, as the agent received it.
+        #[arg(long)]
+        intent: Option<String>,
+        /// The grant's lifetime asked for, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        lifetime: u32,
+        /// Hops the agent may delegate further.
+        #[arg(long, default_value_t = 1)]
+        max_depth: u8,
+        /// The agent's display name (self-asserted).
+        #[arg(long, default_value = "mandate CLI")]
+        name: String,
+        /// Wait for the decision and write the mandate.
+        #[arg(long)]
+        wait: bool,
+        /// How long to wait, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Where to write the mandate [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Passes part of a mandate to a sub-agent.
+    Delegate {
+        #[command(flatten)]
+        key: KeyArg,
+        /// This agent's mandate.
+        #[arg(long)]
+        mandate: PathBuf,
+        /// The sub-agent's id (as `mandate agent id` prints it).
+        #[arg(long)]
+        to: AgentId,
+        /// Narrower scopes [default: the mandate's own].
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// What the sub-agent is to do.
+        #[arg(long)]
+        purpose: String,
+        /// The instruction given to the sub-agent.
+        #[arg(long)]
+        intent: Option<String>,
+        /// Lifetime in seconds, capped at the mandate's expiry.
+        #[arg(long, default_value_t = 900)]
+        lifetime: u32,
+        /// Hops the sub-agent may delegate further.
+        #[arg(long, default_value_t = 0)]
+        max_depth: u8,
+        /// Where to write the sub-agent's mandate [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Calls a resource server under a mandate, and prints its answer.
+    Call {
+        #[command(flatten)]
+        key: KeyArg,
+        /// The mandate.
+        #[arg(long)]
+        mandate: PathBuf,
+        /// The HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+    },
+    /// Signs a receipt and sends it to the broker.
+    Report {
+        #[command(flatten)]
+        key: KeyArg,
+        /// The mandate the action was done under.
+        #[arg(long)]
+        mandate: PathBuf,
+        /// The kind of action, such as `files.read`.
+        #[arg(long)]
+        action: String,
+        /// What it was done to.
+        #[arg(long)]
+        target: String,
+        /// A one-line summary.
+        #[arg(long)]
+        summary: String,
+        /// succeeded, failed or refused.
+        #[arg(long, default_value = "succeeded")]
+        outcome: String,
+        /// Why the agent decided to do it.
+        #[arg(long)]
+        rationale: Option<String>,
+        /// The receipt or request id that caused it.
+        #[arg(long)]
+        cause: Option<TokenId>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RevocationsCommand {
+    /// Prints each revoked grant id as a JSON line, as it is revoked.
+    Follow,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error {}: {e}", e.code());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agent(broker: &str, key: &Path, name: &str) -> Result<Agent, AgentError> {
+    let key = mandate_keyfile::load(key)?;
+    Ok(Agent::new(
+        key,
+        Broker::new(broker)?,
+        AgentInfo {
+            name: name.to_owned(),
+            publisher: None,
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        },
+    ))
+}
+
+async fn run(cli: Cli) -> Result<(), AgentError> {
+    let broker = cli.broker.as_str();
+    match cli.command {
+        Command::Agent(AgentCommand::Init { key }) => {
+            let signing = mandate_keyfile::create(&key.key)?;
+            eprintln!("made {}", key.key.display());
+            print_json(&identity(signing.public()));
+        }
+        Command::Agent(AgentCommand::Id { key }) => {
+            print_json(&identity(mandate_keyfile::load(&key.key)?.public()));
+        }
+        Command::Agent(AgentCommand::Request {
+            key,
+            principal,
+            scopes,
+            purpose,
+            intent,
+            lifetime,
+            max_depth,
+            name,
+            wait,
+            timeout,
+            out,
+        }) => {
+            let agent = agent(broker, &key.key, &name)?;
+            let ask = Ask {
+                principal,
+                scopes: parse_scopes(&scopes)?,
+                purpose,
+                intent,
+                lifetime,
+                max_depth,
+                expires_in: u32::try_from(timeout).unwrap_or(u32::MAX).max(60),
+            };
+            let pending = agent.request(&ask).await?;
+            eprintln!(
+                "Request {} filed. Check that the Mandate app shows the code {}",
+                pending.id, pending.binding_code
+            );
+            if !wait {
+                print_json(&json!({
+                    "id": pending.id,
+                    "binding_code": pending.binding_code,
+                    "expires_at": pending.expires_at,
+                }));
+                return Ok(());
+            }
+            let mandate = agent.wait(&pending, Duration::from_secs(timeout)).await?;
+            eprintln!("Approved.");
+            write_mandate(&mandate, out.as_deref())?;
+        }
+        Command::Agent(AgentCommand::Delegate {
+            key,
+            mandate,
+            to,
+            scopes,
+            purpose,
+            intent,
+            lifetime,
+            max_depth,
+            out,
+        }) => {
+            let agent = agent(broker, &key.key, "mandate CLI")?;
+            let mandate = read_mandate(&mandate)?;
+            let scopes = (!scopes.is_empty())
+                .then(|| parse_scopes(&scopes))
+                .transpose()?;
+            let delegation = Delegation {
+                scopes,
+                purpose,
+                intent,
+                lifetime,
+                max_depth,
+            };
+            let sub = agent.delegate(&mandate, &to, &delegation)?;
+            write_mandate(&sub, out.as_deref())?;
+        }
+        Command::Agent(AgentCommand::Call {
+            key,
+            mandate,
+            method,
+            url,
+        }) => {
+            let agent = agent(broker, &key.key, "mandate CLI")?;
+            let mandate = read_mandate(&mandate)?;
+            let method = reqwest::Method::from_bytes(method.as_bytes())
+                .map_err(|_| AgentError::Invalid(format!("{method:?} is not an HTTP method")))?;
+            let mut req = reqwest::Client::new().request(method.clone(), &url);
+            for (name, value) in agent.present(&mandate, method.as_str(), &url)? {
+                req = req.header(name, value);
+            }
+            let res = req
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))?;
+            let status = res.status().as_u16();
+            let body = res
+                .text()
+                .await
+                .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))?;
+            let body: serde_json::Value =
+                serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+            print_json(&json!({ "status": status, "body": body }));
+            if !(200..300).contains(&status) {
+                return Err(AgentError::Refused {
+                    status,
+                    code: body["code"].as_str().unwrap_or("http.error").to_owned(),
+                    message: "the resource server refused the call".into(),
+                });
+            }
+        }
+        Command::Agent(AgentCommand::Report {
+            key,
+            mandate,
+            action,
+            target,
+            summary,
+            outcome,
+            rationale,
+            cause,
+        }) => {
+            let agent = agent(broker, &key.key, "mandate CLI")?;
+            let mandate = read_mandate(&mandate)?;
+            let outcome = match outcome.as_str() {
+                "succeeded" => Outcome::Succeeded,
+                "failed" => Outcome::Failed,
+                "refused" => Outcome::Refused,
+                other => {
+                    return Err(AgentError::Invalid(format!(
+                        "{other:?} is not succeeded, failed or refused"
+                    )));
+                }
+            };
+            let report = Report {
+                action: Action {
+                    kind: action,
+                    target,
+                    summary,
+                },
+                outcome,
+                rationale,
+                cause,
+            };
+            let id = agent.report(&mandate, &report).await?;
+            print_json(&json!({ "receipt": id }));
+        }
+        Command::Verify { mandate } => {
+            let mandate = read_mandate(&mandate)?;
+            let verified =
+                mandate_agent::verify_online(&Broker::new(broker)?, &mandate, true).await?;
+            print_json(&verified);
+        }
+        Command::Revocations(RevocationsCommand::Follow) => {
+            let _follow = Revocations::follow_with(Broker::new(broker)?, |id| {
+                print_json(&json!({ "revoked": id }));
+            });
+            tokio::signal::ctrl_c()
+                .await
+                .map_err(|e| AgentError::Invalid(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn identity(key: &mandate_core::PublicKey) -> serde_json::Value {
+    json!({ "agent_id": key.agent_id(), "jwk": key.to_jwk() })
+}
+
+/// Parses `TYPE:ACTION[,ACTION]:LOCATION` or a JSON detail.
+fn parse_scopes(specs: &[String]) -> Result<Vec<AuthorizationDetail>, AgentError> {
+    specs
+        .iter()
+        .map(|spec| {
+            if spec.trim_start().starts_with('{') {
+                return serde_json::from_str(spec)
+                    .map_err(|e| AgentError::Invalid(format!("scope {spec:?}: {e}")));
+            }
+            let mut parts = spec.splitn(3, ':');
+            let (Some(kind), Some(actions), Some(location)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(AgentError::Invalid(format!(
+                    "scope {spec:?} is not TYPE:ACTION[,ACTION...]:LOCATION"
+                )));
+            };
+            AuthorizationDetail::new(kind, actions.split(','), [location])
+                .map_err(|e| AgentError::Invalid(format!("scope {spec:?}: {e}")))
+        })
+        .collect()
+}
+
+fn read_mandate(path: &Path) -> Result<Mandate, AgentError> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| AgentError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| AgentError::Invalid(format!("{} is not a mandate: {e}", path.display())))
+}
+
+fn write_mandate(mandate: &Mandate, out: Option<&Path>) -> Result<(), AgentError> {
+    let text =
+        serde_json::to_string_pretty(mandate).map_err(|e| AgentError::Invalid(e.to_string()))?;
+    match out {
+        Some(path) => std::fs::write(path, text + "\n")
+            .map_err(|e| AgentError::Invalid(format!("cannot write {}: {e}", path.display()))),
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("cannot print: {e}"),
+    }
+}

@@ -1,0 +1,214 @@
+//! The broker's HTTP API, as agents and verifiers use it.
+
+use std::time::Duration;
+
+use mandate_core::{Jwk, TokenId};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::AgentError;
+
+/// How long one HTTP exchange may take, besides a long-poll's wait.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A broker, by its base URL.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    url: String,
+    http: reqwest::Client,
+}
+
+/// The broker's answer to a filed request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Submitted {
+    /// The request's id.
+    pub id: TokenId,
+    /// `pending`.
+    pub status: String,
+    /// The code to show the user.
+    pub binding_code: String,
+    /// When the request lapses undecided.
+    pub expires_at: i64,
+}
+
+/// A request as the broker reports it to its agent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestView {
+    /// The request's id.
+    pub id: TokenId,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    /// When it lapses.
+    pub expires_at: i64,
+    /// The root grant, once approved.
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// The binding of the user key that signed it.
+    #[serde(default)]
+    pub binding: Option<String>,
+    /// That user key.
+    #[serde(default)]
+    pub user_key: Option<Jwk>,
+    /// The denial, once denied.
+    #[serde(default)]
+    pub denial: Option<String>,
+}
+
+/// The broker's metadata.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    /// The broker's URL, the `iss` of its bindings.
+    pub issuer: String,
+    /// Its signing keys.
+    pub jwks: Jwks,
+}
+
+/// A JWK set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Jwks {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// One revoked grant in the feed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Revoked {
+    /// Its position in the feed.
+    pub seq: i64,
+    /// The grant.
+    pub grant: TokenId,
+}
+
+#[derive(Deserialize)]
+struct Feed {
+    revoked: Vec<Revoked>,
+    next: i64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct ReceiptAccepted {
+    id: TokenId,
+}
+
+impl Broker {
+    /// A client for the broker at `url` (no trailing `/`).
+    pub fn new(url: &str) -> Result<Broker, AgentError> {
+        // reqwest is built without a default TLS crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        Ok(Broker {
+            url: url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The broker's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying HTTP client, for streams.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Fetches the broker's metadata.
+    pub async fn metadata(&self) -> Result<Metadata, AgentError> {
+        let req = self.http.get(format!("{}/.well-known/mandate", self.url));
+        read(req.timeout(TIMEOUT)).await
+    }
+
+    /// Files a signed request.
+    pub async fn submit(&self, request: &str) -> Result<Submitted, AgentError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/requests", self.url))
+            .json(&json!({ "request": request }));
+        read(req.timeout(TIMEOUT)).await
+    }
+
+    /// The URL of a request, which its polls prove possession for.
+    pub fn request_url(&self, id: &TokenId) -> String {
+        format!("{}/v1/requests/{id}", self.url)
+    }
+
+    /// Polls a request, holding the poll open up to `wait` for a decision.
+    pub async fn poll(
+        &self,
+        id: &TokenId,
+        pop: &str,
+        wait: Duration,
+    ) -> Result<RequestView, AgentError> {
+        let req = self
+            .http
+            .get(format!("{}?wait={}", self.request_url(id), wait.as_secs()))
+            .header(crate::mandate::POP_HEADER, pop)
+            .timeout(TIMEOUT + wait);
+        read(req).await
+    }
+
+    /// Sends a receipt with the chain it was made under.
+    pub async fn report(
+        &self,
+        receipt: &str,
+        chain: &[String],
+        keys: &[Jwk],
+    ) -> Result<TokenId, AgentError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/receipts", self.url))
+            .json(&json!({ "receipt": receipt, "chain": chain, "keys": keys }));
+        Ok(read::<ReceiptAccepted>(req.timeout(TIMEOUT)).await?.id)
+    }
+
+    /// One page of the revocation feed after `since`, and where to resume.
+    pub async fn revocations(&self, since: i64) -> Result<(Vec<Revoked>, i64), AgentError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/revocations?since={since}", self.url));
+        let feed: Feed = read(req.timeout(TIMEOUT)).await?;
+        Ok((feed.revoked, feed.next))
+    }
+}
+
+/// Sends a request and reads a JSON answer, or the broker's error.
+async fn read<T: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, AgentError> {
+    let res = req
+        .send()
+        .await
+        .map_err(|e| AgentError::Unreachable(without_url(e)))?;
+    let status = res.status();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| AgentError::Unreachable(without_url(e)))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|_| {
+            AgentError::Unreachable("the broker's answer is not the expected JSON".into())
+        });
+    }
+    let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+    Err(AgentError::Refused {
+        status: status.as_u16(),
+        code: body
+            .as_ref()
+            .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
+        message: body.map_or_else(|| status.to_string(), |b| b.message),
+    })
+}
+
+/// A transport error's text, without the URL (whose query may carry data).
+pub(crate) fn without_url(e: reqwest::Error) -> String {
+    e.without_url().to_string()
+}

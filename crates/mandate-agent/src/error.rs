@@ -1,0 +1,60 @@
+//! What can go wrong for an agent, each with a stable code.
+
+use mandate_keyfile::KeyFileError;
+
+/// Why an agent operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The broker could not be reached, or its answer could not be read.
+    #[error("cannot reach the broker: {0}")]
+    Unreachable(String),
+    /// The broker refused, with its stable code.
+    #[error("the broker refused ({status} {code}): {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The broker's stable error code.
+        code: String,
+        /// The broker's explanation.
+        message: String,
+    },
+    /// A token failed verification.
+    #[error("{0}")]
+    Token(#[from] mandate_core::Error),
+    /// The user denied the request.
+    #[error("the user denied the request{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Denied(Option<String>),
+    /// The request lapsed undecided.
+    #[error("the request expired undecided")]
+    Expired,
+    /// Waiting took longer than allowed.
+    #[error("no decision within the time allowed")]
+    TimedOut,
+    /// The mandate allows no further hops; escalate to the user instead.
+    #[error("the mandate allows no further delegation (max_depth is 0); ask the user instead")]
+    DepthExhausted,
+    /// The agent's key file could not be used.
+    #[error("{0}")]
+    Key(#[from] KeyFileError),
+    /// An input was not usable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl AgentError {
+    /// A stable code naming the failure, for scripts.
+    pub fn code(&self) -> &str {
+        match self {
+            AgentError::Unreachable(_) => "broker.unreachable",
+            AgentError::Refused { code, .. } => code,
+            AgentError::Token(e) => e.code(),
+            AgentError::Denied(_) => "request.denied",
+            AgentError::Expired => "request.expired",
+            AgentError::TimedOut => "request.timed_out",
+            AgentError::DepthExhausted => "delegate.depth_exhausted",
+            AgentError::Key(_) => "agent.key_file",
+            AgentError::Invalid(_) => "input.invalid",
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Mandate for agents and for the resource servers they call.
+//!
+//! An agent holds its own Ed25519 key ([`mandate_keyfile`]). It asks its
+//! user for authority through a broker ([`Agent::request`]), waits for the
+//! signed decision ([`Agent::wait`]), passes narrower authority to
+//! sub-agents ([`Agent::delegate`]), proves possession on each call
+//! ([`Agent::present`]) and reports what it did ([`Agent::report`]).
+//!
+//! A resource server embeds a [`ResourceVerifier`] as axum middleware
+//! ([`require_mandate`]). It verifies chains offline and keeps its
+//! revocation set current from the broker's stream ([`Revocations`]),
+//! refusing every call while that set is stale.
+//!
+//! `docs/agents.md` walks through both sides, with the `mandate` CLI.
+
+#![forbid(unsafe_code)]
+
+mod agent;
+pub mod client;
+mod error;
+mod mandate;
+pub mod revocations;
+pub mod verifier;
+
+pub use agent::{Agent, Ask, Delegation, Pending, Report, Summary, unix_now, verify_online};
+pub use client::Broker;
+pub use error::AgentError;
+pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
+pub use mandate_core::token::{Action, AgentInfo, Outcome};
+pub use revocations::Revocations;
+pub use verifier::{Mandated, Need, Refusal, ResourceVerifier, VerifierConfig, require_mandate};
