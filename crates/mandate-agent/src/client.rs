@@ -100,13 +100,7 @@ struct ReceiptAccepted {
 impl Broker {
     /// A client for the broker at `url` (no trailing `/`).
     pub fn new(url: &str) -> Result<Broker, AgentError> {
-        // reqwest is built without a default TLS crypto provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let http = http_client()?;
         Ok(Broker {
             url: url.trim_end_matches('/').to_owned(),
             http,
@@ -180,6 +174,18 @@ impl Broker {
         let feed: Feed = read(req.timeout(TIMEOUT)).await?;
         Ok((feed.revoked, feed.next))
     }
+}
+
+/// An HTTP client as the SDK uses it: rustls with ring, a connect
+/// timeout, no redirects.
+pub fn http_client() -> Result<reqwest::Client, AgentError> {
+    // reqwest is built without a default TLS crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))
 }
 
 /// Sends a request and reads a JSON answer, or the broker's error.

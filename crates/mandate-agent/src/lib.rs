@@ -20,6 +20,7 @@ pub mod client;
 mod error;
 mod mandate;
 pub mod revocations;
+pub mod sse;
 pub mod verifier;
 
 pub use agent::{Agent, Ask, Delegation, Pending, Report, Summary, unix_now, verify_online};

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::AgentError;
 use crate::client::{Broker, without_url};
+use crate::sse::SseParser;
 
 /// How long the stream may stay silent before it is taken for dead and
 /// reopened. The broker's keep-alive is 5 s by default.
@@ -202,84 +203,4 @@ struct Cursor {
     event: Option<String>,
     /// The feed position read up to.
     feed: i64,
-}
-
-/// One server-sent event.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct SseEvent {
-    pub(crate) id: Option<String>,
-    pub(crate) name: String,
-    pub(crate) data: String,
-}
-
-/// An incremental `text/event-stream` parser (the WHATWG rules this
-/// broker uses: `id`, `event`, `data` and comments; LF line ends).
-#[derive(Debug, Default)]
-pub(crate) struct SseParser {
-    line: Vec<u8>,
-    event: SseEvent,
-    has_data: bool,
-}
-
-impl SseParser {
-    /// Feeds bytes; returns the events they complete.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        let mut done = Vec::new();
-        for &b in bytes {
-            if b != b'\n' {
-                self.line.push(b);
-                continue;
-            }
-            let line = std::mem::take(&mut self.line);
-            let line =
-                String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line)).into_owned();
-            if line.is_empty() {
-                if self.has_data {
-                    done.push(std::mem::take(&mut self.event));
-                }
-                self.event = SseEvent::default();
-                self.has_data = false;
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => self.event.id = Some(value.to_owned()),
-                "event" => self.event.name = value.to_owned(),
-                "data" => {
-                    if self.has_data {
-                        self.event.data.push('\n');
-                    }
-                    self.event.data.push_str(value);
-                    self.has_data = true;
-                }
-                _ => {}
-            }
-        }
-        done
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_split_across_chunks_are_reassembled() {
-        let mut p = SseParser::default();
-        assert!(p.feed(b": keep-alive\n\nid: 7\nevent: rev").is_empty());
-        let events = p.feed(b"oked\ndata: {\"a\":1}\ndata: x\n\n");
-        assert_eq!(
-            events,
-            vec![SseEvent {
-                id: Some("7".into()),
-                name: "revoked".into(),
-                data: "{\"a\":1}\nx".into(),
-            }]
-        );
-        assert!(p.feed(b"event: none\n\n").is_empty(), "no data, no event");
-    }
 }

@@ -311,7 +311,7 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             let mandate = read_mandate(&mandate)?;
             let method = reqwest::Method::from_bytes(method.as_bytes())
                 .map_err(|_| AgentError::Invalid(format!("{method:?} is not an HTTP method")))?;
-            let mut req = reqwest::Client::new().request(method.clone(), &url);
+            let mut req = mandate_agent::client::http_client()?.request(method.clone(), &url);
             for (name, value) in agent.present(&mandate, method.as_str(), &url)? {
                 req = req.header(name, value);
             }

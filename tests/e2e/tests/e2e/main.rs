@@ -1,1 +1,13 @@
+//! End-to-end tests across Mandate's parts, all real processes: the OIDC
+//! provider (`oidc-provider` on Node), `mandate-broker` on SQLite and on
+//! Postgres, the example resource server, and agents using the SDK and the
+//! `mandate` CLI.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod cli;
+mod hostile;
+mod instances;
+mod journey;
+mod procs;
+mod user;

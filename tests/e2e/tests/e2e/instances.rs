@@ -1,0 +1,65 @@
+//! Two broker processes on one Postgres database work as one: a
+//! revocation posted to one reaches a follower connected to the other,
+//! through LISTEN/NOTIFY.
+
+use std::time::Duration;
+
+use mandate_core::TokenId;
+
+use crate::journey::{agent, approved, call};
+use crate::procs;
+use crate::user::{Events, User};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_posted_to_one_broker_reaches_followers_of_another() {
+    let Some(db) = procs::postgres("instances").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let idp = procs::idp().await;
+    // Both instances share the database and the signing key.
+    let data = dir.path().join("shared");
+    let one = procs::broker(&db, &idp.url, &data, &[]).await;
+    let public = ["--public-url", one.url.as_str()];
+    let two = procs::broker(&db, &idp.url, &data, &public).await;
+
+    // A follower of the second instance: the raw stream, and a resource
+    // server whose verifier follows it.
+    let mut follower = Events::open(
+        mandate_agent::client::http_client()
+            .unwrap()
+            .get(format!("{}/v1/revocations/events", two.url)),
+    )
+    .await;
+    let files_server = procs::resource_server(&two.url, 5).await;
+
+    // Everything else goes through the first.
+    let alice = User::enrolled(&idp.url, "alice", &one.url).await;
+    let planner = agent(&one.url, "planner", dir.path());
+    let mandate = approved(&alice, &planner).await;
+    let url = format!("{}/files/reports/a.txt", files_server.url);
+    assert_eq!(call(&planner, &mandate, &url).await.0, 200);
+
+    let root = TokenId::of(&mandate.chain[0]);
+    let (status, body) = alice.revoke(&[root]).await;
+    assert_eq!(status, 201, "{body}");
+    let event = follower.next_named("revoked", Duration::from_secs(5)).await;
+    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(data["grants"], serde_json::json!([root.to_string()]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = call(&planner, &mandate, &url).await;
+        if status != 200 {
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (403, Some("chain.revoked"))
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for p in [files_server, two, one, idp] {
+        p.kill().await;
+    }
+}

@@ -1,0 +1,305 @@
+//! The whole journey, on SQLite and on Postgres: an agent asks, the user
+//! approves a narrower scope, the agent sub-delegates, the sub-agent calls
+//! a resource server, the user revokes, the next call fails, and the
+//! receipts come back.
+
+use std::time::{Duration, Instant};
+
+use mandate_agent::{
+    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Mandate, Outcome, Report,
+};
+use mandate_core::TokenId;
+use mandate_core::scope::AuthorizationDetail;
+use serde_json::{Value, json};
+
+use crate::procs;
+use crate::user::User;
+
+pub fn agent(broker: &str, name: &str, dir: &std::path::Path) -> Agent {
+    let key = mandate_keyfile::create(&dir.join(format!("{name}.key"))).unwrap();
+    Agent::new(
+        key,
+        Broker::new(broker).unwrap(),
+        AgentInfo {
+            name: name.into(),
+            publisher: Some("Mandate tests".into()),
+            version: None,
+        },
+    )
+}
+
+pub fn files(actions: &[&str], location: &str) -> AuthorizationDetail {
+    AuthorizationDetail::new("files", actions.iter().copied(), [location]).unwrap()
+}
+
+/// One call to the resource server under `mandate`; the status and body.
+pub async fn call(agent: &Agent, mandate: &Mandate, url: &str) -> (u16, Value) {
+    let mut req = mandate_agent::client::http_client()
+        .unwrap()
+        .get(url)
+        .timeout(Duration::from_secs(10));
+    for (name, value) in agent.present(mandate, "GET", url).unwrap() {
+        req = req.header(name, value);
+    }
+    let res = req.send().await.unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn journey(database: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = procs::idp().await;
+    let broker = procs::broker(database, &idp.url, &dir.path().join("broker"), &[]).await;
+    let files_server = procs::resource_server(&broker.url, 5).await;
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    let mut inbox = alice.inbox_events().await;
+
+    // 1. An agent requests a delegation.
+    let planner = agent(&broker.url, "planner", dir.path());
+    let ask = Ask {
+        principal: alice.principal.clone(),
+        scopes: vec![files(&["read", "write"], "https://files.example/reports/")],
+        purpose: "Summarize the Q3 reports and file the summary".into(),
+        intent: Some("Summarize Q3 for me".into()),
+        lifetime: 3600,
+        max_depth: 1,
+        expires_in: 600,
+    };
+    let pending = planner.request(&ask).await.unwrap();
+
+    // 2. It appears on the user's SSE inbox.
+    let event = inbox
+        .next_named("request.created", Duration::from_secs(10))
+        .await;
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(data["request"], pending.id.to_string());
+    let request = alice.pending(&pending.id.to_string()).await;
+
+    // 3. The user approves a narrower scope, signed by her enrolled key.
+    let narrowed = vec![files(&["read"], "https://files.example/reports/q3/")];
+    let grant = alice.grant(&request, narrowed.clone());
+    let (status, body) = alice
+        .decide(&pending.id.to_string(), json!({ "grant": grant }))
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+
+    // 4. The agent receives the grant.
+    let mandate = planner
+        .wait(&pending, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(mandate.chain, vec![grant.clone()]);
+    assert_eq!(mandate.leaf().unwrap().authorization_details, narrowed);
+
+    // 5. The agent sub-delegates to a sub-agent, narrower still.
+    let reader = agent(&broker.url, "reader", dir.path());
+    let sub = planner
+        .delegate(
+            &mandate,
+            &reader.id(),
+            &Delegation {
+                scopes: Some(vec![files(&["read"], "https://files.example/reports/q3/")]),
+                purpose: "Read the Q3 reports".into(),
+                intent: Some("Fetch every Q3 report".into()),
+                lifetime: 600,
+                max_depth: 0,
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        reader.delegate(
+            &sub,
+            &planner.id(),
+            &Delegation {
+                scopes: None,
+                purpose: "loop back".into(),
+                intent: None,
+                lifetime: 60,
+                max_depth: 0,
+            }
+        ),
+        Err(AgentError::DepthExhausted)
+    ));
+
+    // 6. The sub-agent calls the resource server, and the call is accepted.
+    let url = format!("{}/files/reports/q3/revenue.txt", files_server.url);
+    let (status, body) = call(&reader, &sub, &url).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agent"], reader.id().to_string());
+    assert_eq!(body["for"], alice.principal);
+    assert_eq!(body["chain_length"], 2);
+    // Outside the delegated scope, and by the wrong agent, it is refused.
+    let (status, body) = call(
+        &reader,
+        &sub,
+        &format!("{}/files/reports/q4/revenue.txt", files_server.url),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("call.out_of_scope"))
+    );
+    assert!(
+        planner.present(&sub, "GET", &url).is_err(),
+        "not the planner's mandate"
+    );
+
+    // Receipts: the planner's decision, then the reader's action it caused.
+    let delegated = planner
+        .report(
+            &mandate,
+            &Report {
+                action: Action {
+                    kind: "delegate".into(),
+                    target: reader.id().to_string(),
+                    summary: "Asked the reader to fetch the Q3 reports".into(),
+                },
+                outcome: Outcome::Succeeded,
+                rationale: Some("Reading is a separate, narrower task".into()),
+                cause: Some(pending.id),
+            },
+        )
+        .await
+        .unwrap();
+    let read = reader
+        .report(
+            &sub,
+            &Report {
+                action: Action {
+                    kind: "files.read".into(),
+                    target: "https://files.example/reports/q3/revenue.txt".into(),
+                    summary: "Read the Q3 revenue report".into(),
+                },
+                outcome: Outcome::Succeeded,
+                rationale: None,
+                cause: Some(delegated),
+            },
+        )
+        .await
+        .unwrap();
+
+    // 7. The user revokes the root grant.
+    let root = TokenId::of(&grant);
+    let (status, body) = alice.revoke(&[root]).await;
+    assert_eq!(status, 201, "{body}");
+    let revoked_at = Instant::now();
+
+    // 8. The sub-agent's next call is rejected within 1 s.
+    let deadline = revoked_at + Duration::from_secs(1);
+    let refusal = loop {
+        let (status, body) = call(&reader, &sub, &url).await;
+        if status != 200 {
+            break (status, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "calls were still accepted 1 s after the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = revoked_at.elapsed();
+    assert_eq!(
+        (refusal.0, refusal.1["code"].as_str()),
+        (403, Some("chain.revoked"))
+    );
+    assert!(took < Duration::from_secs(1));
+    eprintln!("revocation reached the resource server in {took:?}");
+
+    // 9. The agents' receipts come back through GET /v1/receipts.
+    let (status, body) = alice
+        .send(reqwest::Method::GET, "/v1/receipts?since=0", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![delegated.to_string(), read.to_string()]);
+
+    for p in [files_server, broker, idp] {
+        p.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    journey(&format!("sqlite://{}/broker.db", dir.path().display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_on_postgres() {
+    if let Some(url) = procs::postgres("journey").await {
+        journey(&url).await;
+    }
+}
+
+/// A resource server refuses every call once it has heard nothing from
+/// the broker for longer than its bound: it fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_server_cut_off_from_its_broker_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = procs::idp().await;
+    let db = format!("sqlite://{}/broker.db", dir.path().display());
+    let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+    let files_server = procs::resource_server(&broker.url, 3).await;
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    let planner = agent(&broker.url, "planner", dir.path());
+    let mandate = approved(&alice, &planner).await;
+    let url = format!("{}/files/reports/q3/a.txt", files_server.url);
+    assert_eq!(call(&planner, &mandate, &url).await.0, 200);
+
+    broker.kill().await;
+    let stopped = Instant::now();
+    let refusal = loop {
+        let (status, body) = call(&planner, &mandate, &url).await;
+        if status != 200 {
+            break (status, body);
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "still accepting calls 20 s after the broker went away"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (refusal.0, refusal.1["code"].as_str()),
+        (503, Some("revocation.stale"))
+    );
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "refused before the bound could have passed: {:?}",
+        stopped.elapsed()
+    );
+    files_server.kill().await;
+    idp.kill().await;
+}
+
+/// Files a request for `agent` and approves it as asked.
+pub async fn approved(user: &User, agent: &Agent) -> Mandate {
+    let ask = Ask {
+        principal: user.principal.clone(),
+        scopes: vec![files(&["read"], "https://files.example/reports/")],
+        purpose: "Read the reports".into(),
+        intent: None,
+        lifetime: 3600,
+        max_depth: 1,
+        expires_in: 600,
+    };
+    let pending = agent.request(&ask).await.unwrap();
+    let request = user.pending(&pending.id.to_string()).await;
+    let grant = user.grant(&request, ask.scopes.clone());
+    let (status, body) = user
+        .decide(&pending.id.to_string(), json!({ "grant": grant }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    agent.wait(&pending, Duration::from_secs(10)).await.unwrap()
+}

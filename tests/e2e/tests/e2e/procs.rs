@@ -1,0 +1,184 @@
+//! The real processes a test runs: the OIDC provider (Node), brokers,
+//! resource servers and the `mandate` CLI. Each is killed by its PID when
+//! its handle drops, and every wait on one has a timeout.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a process may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A binary built from this workspace, next to the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running child process, killed when dropped.
+pub struct Proc {
+    child: Child,
+    /// The URL it printed.
+    pub url: String,
+}
+
+impl Proc {
+    /// Starts `cmd` and waits for a stdout line `PREFIX URL`.
+    pub async fn start(name: &'static str, mut cmd: Command, prefix: &str) -> Proc {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{name} printed nothing within {START_TIMEOUT:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} exited before printing its address"));
+        let url = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{name} printed {line:?}"))
+            .trim()
+            .to_owned();
+        // Keep draining stdout so that the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Proc { child, url }
+    }
+
+    /// Kills the process now and waits for it to go.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// The OIDC provider: `oidc-provider` on Node, on loopback.
+pub async fn idp() -> Proc {
+    let dir = repo().join("tests/idp");
+    assert!(
+        dir.join("node_modules/oidc-provider").exists(),
+        "run `npm ci` in tests/idp (scripts/setup.sh does)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("server.mjs")).args(["--port", "0"]);
+    Proc::start("oidc-provider", cmd, "issuer ").await
+}
+
+/// Signs `user` in at the provider, as a person would through the
+/// browser, and returns the ID token.
+pub async fn sign_in(issuer: &str, user: &str, client: &str) -> String {
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join("tests/idp/signin.mjs"))
+        .args(["--issuer", issuer, "--user", user, "--client", client])
+        .args(["--scope", "openid email profile"])
+        .kill_on_drop(true)
+        .stdin(Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("sign-in timed out")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sign-in failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    tokens["id_token"].as_str().unwrap().to_owned()
+}
+
+/// A broker process on `database`, trusting `issuer` for `mandate-desktop`.
+pub async fn broker(database: &str, issuer: &str, data: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(binary("mandate-broker"));
+    cmd.args(["--listen", "127.0.0.1:0", "--database", database])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--issuer", &format!("{issuer}=mandate-desktop")])
+        .args(["--sse-keepalive", "1"])
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    Proc::start("mandate-broker", cmd, "mandate-broker listening on ").await
+}
+
+/// The example resource server, trusting `broker`.
+pub async fn resource_server(broker: &str, max_staleness: u64) -> Proc {
+    let mut cmd = Command::new(binary("mandate-resource-example"));
+    cmd.args(["--listen", "127.0.0.1:0", "--broker", broker])
+        .args(["--max-staleness", &max_staleness.to_string()])
+        .env("RUST_LOG", "warn");
+    Proc::start(
+        "mandate-resource-example",
+        cmd,
+        "mandate-resource-example listening on ",
+    )
+    .await
+}
+
+/// A fresh database on the test Postgres server, or `None` when there is
+/// none (and none is required).
+pub async fn postgres(name: &str) -> Option<String> {
+    let Ok(base) = std::env::var("MANDATE_TEST_PG_URL") else {
+        assert!(
+            std::env::var_os("MANDATE_REQUIRE_PG").is_none(),
+            "MANDATE_REQUIRE_PG is set but MANDATE_TEST_PG_URL is not"
+        );
+        eprintln!(
+            "skipped on Postgres: MANDATE_TEST_PG_URL is not set (scripts/pg.sh start prints one)"
+        );
+        return None;
+    };
+    let db = format!("e2e_{name}_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await;
+    let (server, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{server}/{db}"))
+}
+
+/// Runs the `mandate` CLI with `args`; returns its exit status success,
+/// stdout and stderr.
+pub async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(binary("mandate"));
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the CLI timed out")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

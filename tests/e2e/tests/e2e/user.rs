@@ -1,0 +1,203 @@
+//! The user's side, as the desktop app will do it: a real sign-in, an
+//! enrolled key, the live inbox, signed decisions and revocations.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use mandate_agent::sse::{SseEvent, SseParser};
+use mandate_agent::unix_now;
+use mandate_core::scope::AuthorizationDetail;
+use mandate_core::token::{
+    Actor, Confirmation, GrantClaims, Jti, PopClaims, RequestClaims, RevocationClaims, chain_hash,
+};
+use mandate_core::{Claims as _, Policy, SigningKey, TokenId};
+use rand_core::OsRng;
+use serde_json::{Value, json};
+
+use crate::procs::sign_in;
+
+pub struct User {
+    pub key: SigningKey,
+    pub bearer: String,
+    pub principal: String,
+    pub broker: String,
+    pub http: reqwest::Client,
+}
+
+impl User {
+    /// Signs `name` in at `issuer` and enrolls a fresh user key at `broker`.
+    pub async fn enrolled(issuer: &str, name: &str, broker: &str) -> User {
+        let bearer = sign_in(issuer, name, "mandate-desktop").await;
+        let user = User {
+            key: SigningKey::generate(&mut OsRng),
+            bearer,
+            principal: format!("{issuer}#{name}"),
+            broker: broker.to_owned(),
+            http: mandate_agent::client::http_client().unwrap(),
+        };
+        let (status, body) = user.enroll().await;
+        assert_eq!(status, 201, "{body}");
+        user
+    }
+
+    /// Posts the key enrollment; returns the status and body.
+    pub async fn enroll(&self) -> (u16, Value) {
+        let proof = PopClaims {
+            htm: "POST".into(),
+            htu: format!("{}/v1/keys", self.broker),
+            iat: unix_now(),
+            jti: Jti::random(&mut OsRng),
+            ath: chain_hash(&[self.bearer.as_str()]),
+        }
+        .sign(&self.key);
+        self.send(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(json!({ "jwk": self.key.public().to_jwk(), "proof": proof })),
+        )
+        .await
+    }
+
+    /// An authenticated call; returns the status and the JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.broker))
+            .bearer_auth(&self.bearer)
+            .timeout(Duration::from_secs(15));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Opens the live inbox.
+    pub async fn inbox_events(&self) -> Events {
+        Events::open(
+            self.http
+                .get(format!("{}/v1/inbox/events", self.broker))
+                .bearer_auth(&self.bearer),
+        )
+        .await
+    }
+
+    /// The pending request `id` from the inbox, as the app fetches it.
+    pub async fn pending(&self, id: &str) -> String {
+        let (status, body) = self.send(reqwest::Method::GET, "/v1/inbox", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not in the inbox: {body}"))["request"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Signs a root grant answering `request`, with `scopes` in place of
+    /// what it asked for.
+    pub fn grant(&self, request: &str, scopes: Vec<AuthorizationDetail>) -> String {
+        let asked = RequestClaims::verify(request, &Policy::default(), unix_now()).unwrap();
+        let claims = asked.claims();
+        let now = unix_now();
+        GrantClaims {
+            sub: self.principal.clone().try_into().unwrap(),
+            act: Actor {
+                sub: asked.signer().agent_id(),
+            },
+            cnf: Confirmation {
+                jkt: asked.signer().thumbprint(),
+            },
+            authorization_details: scopes,
+            purpose: claims.purpose.clone(),
+            intent: claims.intent.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + i64::from(claims.lifetime),
+            jti: Jti::random(&mut OsRng),
+            max_depth: claims.max_depth,
+            prf: None,
+            req: Some(asked.id()),
+        }
+        .sign(&self.key)
+    }
+
+    /// Posts a decision; returns the status and body.
+    pub async fn decide(&self, id: &str, decision: Value) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/requests/{id}/decision"),
+            Some(decision),
+        )
+        .await
+    }
+
+    /// Signs and posts a revocation of `grants`.
+    pub async fn revoke(&self, grants: &[TokenId]) -> (u16, Value) {
+        let revocation = RevocationClaims {
+            sub: self.principal.clone().try_into().unwrap(),
+            revokes: grants.to_vec(),
+            reason: Some("no longer needed".into()),
+            iat: unix_now(),
+            jti: Jti::random(&mut OsRng),
+        }
+        .sign(&self.key);
+        self.send(
+            reqwest::Method::POST,
+            "/v1/revocations",
+            Some(json!({ "revocation": revocation })),
+        )
+        .await
+    }
+}
+
+/// A server-sent event stream being read.
+pub struct Events {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    parser: SseParser,
+    ready: std::collections::VecDeque<SseEvent>,
+}
+
+impl Events {
+    pub async fn open(req: reqwest::RequestBuilder) -> Events {
+        let res = tokio::time::timeout(Duration::from_secs(10), req.send())
+            .await
+            .expect("the stream did not open")
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        Events {
+            stream: Box::pin(res.bytes_stream()),
+            parser: SseParser::default(),
+            ready: Default::default(),
+        }
+    }
+
+    /// The next event named `name`, waiting at most `within`.
+    pub async fn next_named(&mut self, name: &str, within: Duration) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(event) = self.ready.pop_front() {
+                if event.name == name {
+                    return event;
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event within {within:?}"))
+                .expect("the stream ended")
+                .unwrap();
+            self.ready.extend(self.parser.feed(&chunk));
+        }
+    }
+}
