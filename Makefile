@@ -13,8 +13,8 @@ setup:
 	@scripts/setup.sh
 
 ## Everything CI runs.
-test: setup lint unit interop fuzz-smoke
-	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/interop.log
+test: setup lint unit interop api-fuzz fuzz-smoke
+	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
 
 lint:
 	cargo fmt --all --check
@@ -27,9 +27,11 @@ unit:
 	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
 	  MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 cargo test --workspace --all-targets --locked 2>&1 | tee $(LOGS)/unit.log
 
+# The jose interop test, and the test OIDC provider's own checks.
 interop:
 	@mkdir -p $(LOGS)
-	set -o pipefail; cd tests/interop && timeout 300 node --test 2>&1 | tee $(LOGS)/interop.log
+	set -o pipefail; (cd tests/interop && timeout 300 node --test && \
+	  cd ../idp && timeout 120 node selftest.mjs) 2>&1 | tee $(LOGS)/interop.log
 
 ## Each fuzz target for FUZZ_SECONDS (default 60).
 fuzz: setup
@@ -50,9 +52,11 @@ bench:
 	python3 scripts/bench-report.py
 	python3 scripts/bench-ratios.py 9
 
-## schemathesis against the real broker (not yet part of `make test`).
+## schemathesis against the real broker, signed in at the real provider.
+API_FUZZ_EXAMPLES ?= 20
 api-fuzz:
-	scripts/api-fuzz.sh
+	@mkdir -p $(LOGS)
+	set -o pipefail; scripts/api-fuzz.sh $(API_FUZZ_EXAMPLES) 2>&1 | tee $(LOGS)/api-fuzz.log
 
 ## Regenerates tests/vectors from the generator.
 vectors:

@@ -41,6 +41,15 @@ if [ ! -d tests/interop/node_modules/jose ]; then
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The test OIDC provider (oidc-provider on Node), exactly as locked.
+if [ ! -d tests/idp/node_modules/oidc-provider ]; then
+    (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Python's venv, for schemathesis (scripts/api-fuzz.sh installs it).
+if need python3; then apt_install python3; fi
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+
 # cargo-fuzz, for `make fuzz` and the fuzz smoke in `make test`.
 if need cargo-fuzz; then
     cargo install cargo-fuzz --locked --quiet

@@ -11,6 +11,17 @@ for path in sys.argv[1:]:
         if m:
             passed += int(m.group(1))
             failed += int(m.group(2))
+        # tests/idp/selftest.mjs
+        m = re.match(r"^# all (\d+) checks passed$", line.strip())
+        if m:
+            passed += int(m.group(1))
+        # schemathesis: each generated case is a check
+        m = re.match(r"^(\d+) generated, (\d+) passed", line.strip())
+        if m:
+            passed += int(m.group(2))
+        m = re.search(r"(\d+) unique failures?", line)
+        if m:
+            failed += int(m.group(1))
         m = re.match(r"^# (pass|fail) (\d+)$", line.strip())
         if m:
             if m.group(1) == "pass":

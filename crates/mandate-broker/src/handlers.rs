@@ -105,10 +105,12 @@ pub async fn submit_request(
 
 /// How long to hold a poll open.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
     /// Seconds to hold the poll open while the request is pending (at most 30).
     #[serde(default)]
+    #[param(required = false, minimum = 0, maximum = 30)]
     wait: u64,
 }
 
@@ -139,7 +141,13 @@ pub async fn poll_request(
                 ApiError::bad_request("auth.pop_malformed", "the proof is not text")
             })?),
         };
-    let wait = std::time::Duration::from_secs(wait.wait).min(service::MAX_WAIT);
+    let wait = std::time::Duration::from_secs(wait.wait);
+    if wait > service::MAX_WAIT {
+        return Err(ApiError::bad_request(
+            "query.malformed",
+            "wait is at most 30 seconds",
+        ));
+    }
     Ok(Json(service::poll_request(&state, &id, pop, wait).await?))
 }
 
@@ -268,11 +276,12 @@ pub async fn revoke(
 
 /// Where to resume a feed.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Since {
     /// The last position seen; 0 for the start.
     #[serde(default)]
-    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    #[param(required = false, minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     since: i64,
 }
 
