@@ -1,7 +1,9 @@
 # Mandate: `make test` runs every check; see README.md.
 SHELL := /bin/bash
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/mandate/target
-FUZZ_TARGET_DIR ?= $(HOME)/.cache/mandate/fuzz-target
+# The build cache, outside the clone and keyed by its path (scripts/env.sh).
+CHECKOUT_ID := $(shell pwd -P | sha256sum | cut -c1-12)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/mandate/target-$(CHECKOUT_ID)
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/mandate/fuzz-target-$(CHECKOUT_ID)
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain
@@ -21,10 +23,12 @@ lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The store's tests run on SQLite and on a throwaway Postgres on 127.0.0.1,
-# started here and stopped however the tests end.
+# started here and stopped however the tests end. The end-to-end tests
+# (tests/e2e) run the workspace's binaries, so those are built first.
 unit:
 	@mkdir -p $(LOGS)
 	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
+	  cargo build --workspace --bins --locked && \
 	  MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 cargo test --workspace --all-targets --locked 2>&1 | tee $(LOGS)/unit.log
 
 # The jose interop test, and the test OIDC provider's own checks.

@@ -9,8 +9,7 @@
 # shape but not its signature, so schema-valid bodies are rightly refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${CARGO_TARGET_DIR:=$HOME/.cache/mandate/target}"
-export CARGO_TARGET_DIR
+source scripts/env.sh
 VENV=${VENV:-$HOME/.cache/mandate/venv}
 if [ ! -x "$VENV/bin/st" ]; then
     python3 -m venv "$VENV"

@@ -97,13 +97,6 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
     if !s.limiters.user_prompts.allow(principal.as_str()) {
         return Err(too_fast("rate.user_prompts"));
     }
-    if s.store.count_pending(&principal, now).await? >= s.limits.max_pending_per_user {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "request.too_many_pending",
-            "the user has too many pending requests",
-        ));
-    }
     let expires_at = claims
         .exp
         .min(now.saturating_add(s.limits.max_request_wait));
@@ -115,11 +108,16 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         parent_chain: &[],
         created_at: now,
         expires_at,
+        max_pending: s.limits.max_pending_per_user,
     };
-    s.store.insert_request(&new).await.map_err(on_conflict(
-        "request.replayed",
-        "this request was filed before",
-    ))?;
+    s.store.insert_request(&new).await.map_err(|e| match e {
+        mandate_store::StoreError::Full => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request.too_many_pending",
+            "the user has too many pending requests",
+        ),
+        other => on_conflict("request.replayed", "this request was filed before")(other),
+    })?;
     state.inner.hub.wake(state.store()).await;
     tracing::info!(request = %request.id(), agent = %request.signer().thumbprint(), "request filed");
     Ok(Submitted {

@@ -63,8 +63,9 @@ impl Store {
     /// principal is refused with [`StoreError::Conflict`] and nothing changes.
     pub async fn put_binding(&self, b: &Binding) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
+            lock_log!(self, tx)?;
             let changed = sqlx::query(
                 "INSERT INTO bindings (jkt, public_key, principal, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (jkt) DO UPDATE SET token = excluded.token, issued_at = excluded.issued_at, \
@@ -82,7 +83,7 @@ impl Store {
             if changed == 0 {
                 return Err(StoreError::Conflict);
             }
-            let seq = append_event!(tx, EventKind::BindingStored, Some(b.principal.as_str()), None::<String>, b.jkt.to_string(), b.issued_at)?;
+            let seq = append_event!(self, tx, EventKind::BindingStored, Some(b.principal.as_str()), None::<String>, b.jkt.to_string(), b.issued_at)?;
             tx.commit().await?;
             Ok(seq)
         })

@@ -8,6 +8,9 @@ pub enum StoreError {
     /// A row with the same key exists (an id, or an idempotency key).
     #[error("already exists")]
     Conflict,
+    /// The principal already has as many pending requests as allowed.
+    #[error("too many pending requests")]
+    Full,
     /// The row does not exist.
     #[error("not found")]
     NotFound,
@@ -23,6 +26,13 @@ pub enum StoreError {
     /// A migration failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The batch this write was stored with failed (another caller got
+    /// the cause); nothing of it was stored.
+    #[error("database error in a batched write")]
+    Batch,
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
     /// Any other database failure.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -37,12 +47,14 @@ impl StoreError {
     pub fn code(&self) -> &'static str {
         match self {
             StoreError::Conflict => "store.conflict",
+            StoreError::Full => "store.full",
             StoreError::NotFound => "store.not_found",
             StoreError::UnsupportedUrl => "store.unsupported_url",
             StoreError::Corrupt(_) => "store.corrupt",
             StoreError::Connect(_) => "store.unavailable",
             StoreError::Migrate(_) => "store.migration_failed",
-            StoreError::Database(_) => "store.database",
+            StoreError::Database(_) | StoreError::Batch => "store.database",
+            StoreError::Closed => "store.closed",
         }
     }
 }

@@ -113,36 +113,48 @@ struct EventRow {
 /// transaction does this first, so that transactions commit in the order
 /// of the sequence numbers they draw.
 macro_rules! lock_log {
-    ($tx:expr) => {
-        sqlx::query("UPDATE log_clock SET seq = seq WHERE id = 1")
-            .execute(&mut *$tx)
-            .await
+    ($store:expr, $tx:expr) => {
+        // SQLite writers already take turns (`Store::writing`), one at a
+        // time for the whole database; only Postgres needs the row lock.
+        if $store.backend() == $crate::Backend::Postgres {
+            sqlx::query("UPDATE log_clock SET seq = seq WHERE id = 1")
+                .execute(&mut *$tx)
+                .await
+                .map(|_| ())
+        } else {
+            Ok(())
+        }
     };
 }
 pub(crate) use lock_log;
 
+/// Appends an event (kind, principal, agent, subject, time) on Postgres.
+pub(crate) const APPEND_POSTGRES: &str = "WITH c AS (UPDATE log_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq) \
+     INSERT INTO events (seq, kind, principal, agent_jkt, subject, created_at) \
+     SELECT seq, $1, $2, $3, $4, $5 FROM c RETURNING seq";
+
+/// Appends an event on SQLite; a trigger advances the clock.
+pub(crate) const APPEND_SQLITE: &str = "INSERT INTO events (seq, kind, principal, agent_jkt, subject, created_at) \
+     SELECT seq + 1, $1, $2, $3, $4, $5 FROM log_clock WHERE id = 1 RETURNING seq";
+
 /// Appends an event inside the transaction `$tx` (which holds the log
-/// clock) and evaluates to its sequence number.
+/// clock) and evaluates to its sequence number. One statement: on
+/// Postgres the clock advances in a CTE; on SQLite a trigger advances it
+/// (migration 20261123000003).
 macro_rules! append_event {
-    ($tx:expr, $kind:expr, $principal:expr, $agent:expr, $subject:expr, $now:expr) => {
-        match sqlx::query_scalar::<_, i64>("UPDATE log_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
-            .fetch_one(&mut *$tx)
-            .await
-        {
-            Ok(seq) => sqlx::query(
-                "INSERT INTO events (seq, kind, principal, agent_jkt, subject, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(seq)
-            .bind($crate::EventKind::as_str($kind))
-            .bind($principal)
-            .bind($agent)
-            .bind($subject)
-            .bind($now)
-            .execute(&mut *$tx)
-            .await
-            .map(|_| seq),
-            Err(e) => Err(e),
-        }
+    ($store:expr, $tx:expr, $kind:expr, $principal:expr, $agent:expr, $subject:expr, $now:expr) => {
+        sqlx::query_scalar::<_, i64>(if $store.backend() == $crate::Backend::Postgres {
+            $crate::events::APPEND_POSTGRES
+        } else {
+            $crate::events::APPEND_SQLITE
+        })
+        .bind($crate::EventKind::as_str($kind))
+        .bind($principal)
+        .bind($agent)
+        .bind($subject)
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await
     };
 }
 pub(crate) use append_event;

@@ -73,7 +73,7 @@ impl TryFrom<GrantRow> for GrantRecord {
 
 /// Inserts a grant and its event inside the transaction `$tx`.
 macro_rules! insert_grant_in {
-    ($tx:expr, $g:expr) => {{
+    ($store:expr, $tx:expr, $g:expr) => {{
         let g: &$crate::GrantRecord = $g;
         sqlx::query(
             "INSERT INTO grants (id, principal, request_id, parent_id, issuer_jkt, grantee_jkt, token, expires_at, created_at) \
@@ -90,7 +90,7 @@ macro_rules! insert_grant_in {
         .bind(g.created_at)
         .execute(&mut *$tx)
         .await?;
-        append_event!($tx, EventKind::GrantStored, Some(g.principal.as_str()), Some(g.grantee.to_string()), g.id.to_string(), g.created_at)?
+        append_event!($store, $tx, EventKind::GrantStored, Some(g.principal.as_str()), Some(g.grantee.to_string()), g.id.to_string(), g.created_at)?
     }};
 }
 pub(crate) use insert_grant_in;
@@ -99,9 +99,10 @@ impl Store {
     /// Stores a grant. A grant with the same id is [`StoreError::Conflict`].
     pub async fn insert_grant(&self, g: &GrantRecord) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
-            let seq = insert_grant_in!(tx, g);
+            lock_log!(self, tx)?;
+            let seq = insert_grant_in!(self, tx, g);
             tx.commit().await?;
             Ok(seq)
         })

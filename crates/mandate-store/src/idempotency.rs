@@ -27,6 +27,7 @@ impl Store {
         body_hash: &str,
         now: i64,
     ) -> Result<Idempotency, StoreError> {
+        let writing = self.writing().await;
         let claimed = on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO idempotency (principal, key, body_hash, created_at) VALUES ($1, $2, $3, $4) \
@@ -40,6 +41,7 @@ impl Store {
             .await?
             .rows_affected()
         });
+        drop(writing);
         if claimed == 1 {
             return Ok(Idempotency::Proceed);
         }
@@ -64,6 +66,7 @@ impl Store {
         key: &str,
         response: &str,
     ) -> Result<(), StoreError> {
+        let writing = self.writing().await;
         let changed = on_pool!(self, pool => {
             sqlx::query("UPDATE idempotency SET response = $1 WHERE principal = $2 AND key = $3 AND response IS NULL")
                 .bind(response)
@@ -73,6 +76,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
+        drop(writing);
         if changed == 1 {
             Ok(())
         } else {
@@ -86,6 +90,7 @@ impl Store {
         principal: &Principal,
         key: &str,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing().await;
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND key = $2 AND response IS NULL")
                 .bind(principal.as_str())

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod bindings;
 mod error;
 mod events;
@@ -26,6 +27,7 @@ mod requests;
 mod revocations;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -49,6 +51,12 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite allows one writer at a time. Write transactions queue here,
+    /// in the process, rather than spinning in SQLite's busy handler,
+    /// which sleeps for milliseconds at a time under contention.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// On SQLite, where filed requests go to be stored together.
+    batch: Option<tokio::sync::mpsc::Sender<batch::Job>>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,9 +113,15 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                // Read pages through a shared mapping rather than a copy
+                // per connection and per read.
+                .pragma("mmap_size", "268435456");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                // A local file does not drop connections; a ping per
+                // acquire would cost a thread round trip per query.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
@@ -120,7 +134,25 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { pool })
+        let writer = Arc::default();
+        let batch = match &pool {
+            Pool::Sqlite(p) => Some(batch::start(p.clone(), Arc::clone(&writer))),
+            Pool::Postgres(_) => None,
+        };
+        Ok(Store {
+            pool,
+            writer,
+            batch,
+        })
+    }
+
+    /// Waits for this process's turn to write, on SQLite; Postgres needs no
+    /// turn (its transactions serialize on the log clock's row lock).
+    pub(crate) async fn writing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.writer.lock().await),
+            Pool::Postgres(_) => None,
+        }
     }
 
     /// Which database this store runs on.

@@ -59,8 +59,9 @@ impl Store {
     /// Returns its feed position.
     pub async fn insert_receipt(&self, r: &ReceiptRecord) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
+            lock_log!(self, tx)?;
             let seq: i64 = sqlx::query_scalar(
                 "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
@@ -73,7 +74,7 @@ impl Store {
             .bind(r.created_at)
             .fetch_one(&mut *tx)
             .await?;
-            append_event!(tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
+            append_event!(self, tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
             tx.commit().await?;
             Ok(seq)
         })

@@ -7,6 +7,17 @@ use crate::events::{append_event, lock_log};
 use crate::grants::insert_grant_in;
 use crate::{EventKind, GrantRecord, Store, StoreError, on_pool};
 
+/// Takes `$n` requests off `$principal`'s pending count, inside `$tx`.
+macro_rules! uncount {
+    ($tx:expr, $principal:expr, $n:expr) => {
+        sqlx::query("UPDATE pending_counts SET n = n - $1 WHERE principal = $2")
+            .bind($n)
+            .bind($principal)
+            .execute(&mut *$tx)
+            .await?
+    };
+}
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestStatus {
@@ -59,6 +70,10 @@ pub struct NewRequest<'a> {
     pub created_at: i64,
     /// When it lapses.
     pub expires_at: i64,
+    /// The most pending requests the principal may have; beyond it the
+    /// insert is [`StoreError::Full`]. Lapsed requests count until
+    /// [`Store::expire_requests`] marks them.
+    pub max_pending: i64,
 }
 
 /// A stored request.
@@ -147,9 +162,27 @@ impl Store {
     /// Stores a pending request. The same id again is [`StoreError::Conflict`]:
     /// a replayed request is refused, not stored twice.
     pub async fn insert_request(&self, r: &NewRequest<'_>) -> Result<i64, StoreError> {
+        if let Some(batch) = &self.batch {
+            let (job, answer) = crate::batch::Job::new(r);
+            batch.send(job).await.map_err(|_| StoreError::Closed)?;
+            return answer.await.map_err(|_| StoreError::Closed)?;
+        }
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
+            lock_log!(self, tx)?;
+            let counted = sqlx::query(
+                "INSERT INTO pending_counts (principal, n) VALUES ($1, 1) \
+                 ON CONFLICT (principal) DO UPDATE SET n = pending_counts.n + 1 WHERE pending_counts.n < $2",
+            )
+            .bind(r.principal.as_str())
+            .bind(r.max_pending)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if counted == 0 || r.max_pending <= 0 {
+                return Err(StoreError::Full);
+            }
             sqlx::query(
                 "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
@@ -163,7 +196,7 @@ impl Store {
             .bind(r.expires_at)
             .execute(&mut *tx)
             .await?;
-            let seq = append_event!(tx, EventKind::RequestCreated, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
+            let seq = append_event!(self, tx, EventKind::RequestCreated, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
             tx.commit().await?;
             Ok(seq)
         })
@@ -218,23 +251,24 @@ impl Store {
         now: i64,
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
-            let changed = sqlx::query(
+            lock_log!(self, tx)?;
+            let principal: Option<String> = sqlx::query_scalar(
                 "UPDATE requests SET status = 'approved', decision = $1, decided_at = $2 \
-                 WHERE id = $3 AND status = 'pending' AND expires_at > $2",
+                 WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal",
             )
             .bind(&grant.token)
             .bind(now)
             .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(principal) = principal else {
                 return Err(not_pending!(tx, id));
-            }
-            insert_grant_in!(tx, grant);
-            let seq = append_event!(tx, EventKind::RequestDecided, Some(grant.principal.as_str()), Some(grant.grantee.to_string()), id.to_string(), now)?;
+            };
+            uncount!(tx, &principal, 1_i64);
+            insert_grant_in!(self, tx, grant);
+            let seq = append_event!(self, tx, EventKind::RequestDecided, Some(grant.principal.as_str()), Some(grant.grantee.to_string()), id.to_string(), now)?;
             tx.commit().await?;
             Ok(seq)
         })
@@ -249,8 +283,9 @@ impl Store {
         now: i64,
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
+            lock_log!(self, tx)?;
             let row: Option<(String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'denied', decision = $1, decided_at = $2 \
                  WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal, agent_jkt",
@@ -263,7 +298,8 @@ impl Store {
             let Some((principal, agent)) = row else {
                 return Err(not_pending!(tx, id));
             };
-            let seq = append_event!(tx, EventKind::RequestDecided, Some(principal), Some(agent), id.to_string(), now)?;
+            uncount!(tx, &principal, 1_i64);
+            let seq = append_event!(self, tx, EventKind::RequestDecided, Some(principal), Some(agent), id.to_string(), now)?;
             tx.commit().await?;
             Ok(seq)
         })
@@ -273,8 +309,9 @@ impl Store {
     /// one event each; returns how many.
     pub async fn expire_requests(&self, now: i64) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
+            lock_log!(self, tx)?;
             let lapsed: Vec<(String, String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'expired', decided_at = $1 \
                  WHERE status = 'pending' AND expires_at <= $1 RETURNING id, principal, agent_jkt",
@@ -282,8 +319,13 @@ impl Store {
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
+            let mut per_principal = std::collections::BTreeMap::<&str, i64>::new();
             for (id, principal, agent) in &lapsed {
-                append_event!(tx, EventKind::RequestExpired, Some(principal.as_str()), Some(agent.as_str()), id.as_str(), now)?;
+                append_event!(self, tx, EventKind::RequestExpired, Some(principal.as_str()), Some(agent.as_str()), id.as_str(), now)?;
+                *per_principal.entry(principal.as_str()).or_default() += 1;
+            }
+            for (principal, n) in per_principal {
+                uncount!(tx, principal, n);
             }
             tx.commit().await?;
             Ok(lapsed.len() as u64)

@@ -53,8 +53,9 @@ impl Store {
         revoked: &[TokenId],
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
+            let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
-            lock_log!(tx)?;
+            lock_log!(self, tx)?;
             sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(r.id.to_string())
                 .bind(r.principal.as_str())
@@ -74,7 +75,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            let seq = append_event!(tx, EventKind::Revoked, Some(r.principal.as_str()), None::<String>, r.id.to_string(), r.created_at)?;
+            let seq = append_event!(self, tx, EventKind::Revoked, Some(r.principal.as_str()), None::<String>, r.id.to_string(), r.created_at)?;
             tx.commit().await?;
             Ok(seq)
         })

@@ -95,7 +95,8 @@ on_both!(
     revocations_feed,
     receipts_feed,
     idempotency_keys,
-    concurrent_writers
+    concurrent_writers,
+    pending_cap
 );
 
 #[tokio::test]

@@ -37,6 +37,7 @@ fn new_request(n: u32, principal: &Principal, expires_at: i64) -> NewRequest<'_>
         parent_chain: &[],
         created_at: NOW,
         expires_at,
+        max_pending: 1000,
     }
 }
 
@@ -404,4 +405,61 @@ pub async fn concurrent_writers(store: &Store) {
     // The log clock hands out numbers in commit order, with no gaps.
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
+}
+
+/// The pending cap holds atomically with the insert, and decisions and
+/// expiry make room again.
+pub async fn pending_cap(store: &Store) {
+    let a = alice();
+    let capped = |n: u32, expires_at: i64| NewRequest {
+        max_pending: 2,
+        ..new_request(n, &a, expires_at)
+    };
+    store.insert_request(&capped(1, NOW + 300)).await.unwrap();
+    store.insert_request(&capped(2, NOW + 10)).await.unwrap();
+    let events = store.events_since(0, 100).await.unwrap().len();
+    assert!(matches!(
+        store.insert_request(&capped(3, NOW + 300)).await,
+        Err(StoreError::Full)
+    ));
+    assert!(
+        store.request(&request_id(3)).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert_eq!(store.events_since(0, 100).await.unwrap().len(), events);
+    // A replay does not count twice, and is refused as a replay.
+    store
+        .deny_request(&request_id(1), "denial", NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_request(&capped(2, NOW + 10)).await,
+        Err(StoreError::Conflict)
+    ));
+    store.insert_request(&capped(3, NOW + 300)).await.unwrap();
+    assert!(matches!(
+        store.insert_request(&capped(4, NOW + 300)).await,
+        Err(StoreError::Full)
+    ));
+    // Request 2 lapses; once marked expired, it no longer counts.
+    assert_eq!(store.expire_requests(NOW + 11).await.unwrap(), 1);
+    store.insert_request(&capped(4, NOW + 300)).await.unwrap();
+    // Other users have their own count.
+    store
+        .insert_request(&NewRequest {
+            max_pending: 2,
+            ..new_request(5, &bob(), NOW + 300)
+        })
+        .await
+        .unwrap();
+    // A cap of zero admits nothing.
+    assert!(matches!(
+        store
+            .insert_request(&NewRequest {
+                max_pending: 0,
+                ..new_request(6, &bob(), NOW + 300)
+            })
+            .await,
+        Err(StoreError::Full)
+    ));
 }

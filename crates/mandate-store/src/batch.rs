@@ -1,0 +1,146 @@
+//! Group commit for filed requests on SQLite.
+//!
+//! Filing a request is the broker's hottest write. On SQLite each commit
+//! writes every page it touched to the WAL, and the writers take turns, so
+//! requests filed at the same moment are stored together: one task takes
+//! whatever is queued (up to [`MAX_BATCH`]), stores each in one
+//! transaction, and answers each caller with its own outcome. A request
+//! arriving when nothing is queued is stored at once, alone. Each request
+//! is decided exactly as [`crate::Store::insert_request`] documents: a
+//! replay is a conflict, a full inbox is refused, and neither leaves a
+//! trace. A database failure fails the whole batch, and nothing of it is
+//! stored.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::events::APPEND_SQLITE;
+use crate::{EventKind, NewRequest, StoreError};
+
+/// The most requests stored in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// A request to store, owned so that it can cross to the batch task.
+pub(crate) struct Job {
+    id: String,
+    agent: String,
+    principal: String,
+    token: String,
+    parent_chain: String,
+    created_at: i64,
+    expires_at: i64,
+    max_pending: i64,
+    reply: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+impl Job {
+    pub(crate) fn new(r: &NewRequest<'_>) -> (Job, oneshot::Receiver<Result<i64, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            id: r.id.to_string(),
+            agent: r.agent.to_string(),
+            principal: r.principal.as_str().to_owned(),
+            token: r.token.to_owned(),
+            parent_chain: r.parent_chain.join("\n"),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            max_pending: r.max_pending,
+            reply,
+        };
+        (job, answer)
+    }
+}
+
+/// Starts the batch task; it ends when every sender is dropped.
+pub(crate) fn start(pool: SqlitePool, writer: Arc<Mutex<()>>) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let turn = writer.lock().await;
+            let outcome = store(&pool, &batch).await;
+            drop(turn);
+            match outcome {
+                Ok(results) => {
+                    for (job, result) in batch.drain(..).zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    // The first caller gets the cause, for its logs; all
+                    // learn that nothing of the batch was stored.
+                    let mut cause = Some(e);
+                    for job in batch.drain(..) {
+                        let _ = job
+                            .reply
+                            .send(Err(cause.take().unwrap_or(StoreError::Batch)));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// Stores `jobs` in one transaction; each gets its own result.
+async fn store(
+    pool: &SqlitePool,
+    jobs: &[Job],
+) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        if j.max_pending <= 0 {
+            results.push(Err(StoreError::Full));
+            continue;
+        }
+        let counted = sqlx::query(
+            "INSERT INTO pending_counts (principal, n) VALUES ($1, 1) \
+             ON CONFLICT (principal) DO UPDATE SET n = pending_counts.n + 1 WHERE pending_counts.n < $2",
+        )
+        .bind(&j.principal)
+        .bind(j.max_pending)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if counted == 0 {
+            results.push(Err(StoreError::Full));
+            continue;
+        }
+        let stored = sqlx::query(
+            "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&j.id)
+        .bind(&j.agent)
+        .bind(&j.principal)
+        .bind(&j.token)
+        .bind(&j.parent_chain)
+        .bind(j.created_at)
+        .bind(j.expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if stored == 0 {
+            sqlx::query("UPDATE pending_counts SET n = n - 1 WHERE principal = $1")
+                .bind(&j.principal)
+                .execute(&mut *tx)
+                .await?;
+            results.push(Err(StoreError::Conflict));
+            continue;
+        }
+        let seq = sqlx::query_scalar::<_, i64>(APPEND_SQLITE)
+            .bind(EventKind::RequestCreated.as_str())
+            .bind(&j.principal)
+            .bind(&j.agent)
+            .bind(&j.id)
+            .bind(j.created_at)
+            .fetch_one(&mut *tx)
+            .await?;
+        results.push(Ok(seq));
+    }
+    tx.commit().await?;
+    Ok(results)
+}
