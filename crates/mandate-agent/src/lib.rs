@@ -23,6 +23,11 @@ pub mod revocations;
 pub mod sse;
 pub mod verifier;
 
+/// `docs/agents.md`: the guide for agents and resource servers. Its Rust
+/// examples compile as doctests.
+#[doc = include_str!("../../../docs/agents.md")]
+pub mod guide {}
+
 pub use agent::{Agent, Ask, Delegation, Pending, Report, Summary, unix_now, verify_online};
 pub use client::Broker;
 pub use error::AgentError;
