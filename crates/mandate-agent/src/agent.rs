@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mandate_core::scope::{self, AuthorizationDetail};
 use mandate_core::token::{
     Action, Actor, AgentInfo, BindingCode, Confirmation, DenialClaims, GrantClaims, Jti, Outcome,
-    PopClaims, ReceiptClaims, RequestClaims, chain_hash, peek,
+    PopClaims, ReceiptClaims, RequestClaims, RevocationClaims, chain_hash, peek,
 };
 use mandate_core::{
     AgentId, BindingSet, Claims as _, Context, Policy, PublicKey, SigningKey, TokenId, UnixTime,
@@ -128,22 +128,7 @@ impl Agent {
     /// Signs and files a request. Show the returned binding code to the
     /// user: the app shows the same code beside the request.
     pub async fn request(&self, ask: &Ask) -> Result<Pending, AgentError> {
-        let now = unix_now();
-        let request = RequestClaims {
-            principal_hint: Some(ask.principal.clone()),
-            agent: self.info.clone(),
-            authorization_details: ask.scopes.clone(),
-            purpose: ask.purpose.clone(),
-            intent: ask.intent.clone(),
-            lifetime: ask.lifetime,
-            max_depth: ask.max_depth,
-            parent_chain: vec![],
-            binding_code: BindingCode::random(&mut OsRng),
-            jti: Jti::random(&mut OsRng),
-            iat: now,
-            exp: now.saturating_add(i64::from(ask.expires_in)),
-        }
-        .sign(&self.key);
+        let request = self.sign_request(ask, vec![]);
         let submitted = self.broker.submit(&request).await?;
         Ok(Pending {
             id: submitted.id,
@@ -151,6 +136,84 @@ impl Agent {
             expires_at: submitted.expires_at,
             request,
         })
+    }
+
+    /// Signs a sub-agent's request: this agent asks the user directly, in
+    /// the context of `parent`, the delegating agent's mandate. The
+    /// delegating agent must [`Agent::endorse`] it before it is filed with
+    /// [`Agent::file_sub_request`].
+    pub fn sub_request(&self, ask: &Ask, parent: &Mandate) -> Result<String, AgentError> {
+        parent.leaf()?;
+        let ids = parent.chain.iter().map(|g| TokenId::of(g)).collect();
+        Ok(self.sign_request(ask, ids))
+    }
+
+    /// Endorses a sub-agent's `request` made under this agent's `mandate`:
+    /// a proof of possession by this agent over the mandate's chain and
+    /// the request, so that only the holder of the chain can put a
+    /// sub-agent in front of the user under it.
+    pub fn endorse(&self, mandate: &Mandate, request: &str) -> Result<String, AgentError> {
+        self.own_leaf(mandate)?;
+        let mut covered: Vec<&str> = mandate.chain.iter().map(String::as_str).collect();
+        covered.push(request);
+        let url = format!("{}/v1/requests", self.broker.url());
+        Ok(self.proof("POST", &url, &chain_hash(&covered)))
+    }
+
+    /// Files a sub-agent's request signed by [`Agent::sub_request`] with
+    /// its endorsement. The user sees the parent chain behind it; an
+    /// approval is a grant from the user to this agent directly.
+    pub async fn file_sub_request(
+        &self,
+        request: &str,
+        parent: &Mandate,
+        endorsement: &str,
+    ) -> Result<Pending, AgentError> {
+        let submitted = self
+            .broker
+            .submit_sub(request, &parent.chain, &parent.keys, endorsement)
+            .await?;
+        Ok(Pending {
+            id: submitted.id,
+            binding_code: submitted.binding_code,
+            expires_at: submitted.expires_at,
+            request: request.to_owned(),
+        })
+    }
+
+    /// When this agent cannot delegate locally (its depth is used up, or
+    /// the sub-agent needs more than it holds): asks the user, on behalf
+    /// of `sub`, for `ask`. `sub` then waits for its own grant with
+    /// [`Agent::wait`].
+    pub async fn escalate(
+        &self,
+        mandate: &Mandate,
+        sub: &Agent,
+        ask: &Ask,
+    ) -> Result<Pending, AgentError> {
+        let mandate = mandate.clone().with_key(self.key.public());
+        let request = sub.sub_request(ask, &mandate)?;
+        let endorsement = self.endorse(&mandate, &request)?;
+        sub.file_sub_request(&request, &mandate, &endorsement).await
+    }
+
+    fn sign_request(&self, ask: &Ask, parent_chain: Vec<TokenId>) -> String {
+        let now = unix_now();
+        RequestClaims {
+            principal_hint: Some(ask.principal.clone()),
+            agent: self.info.clone(),
+            authorization_details: ask.scopes.clone(),
+            purpose: ask.purpose.clone(),
+            intent: ask.intent.clone(),
+            lifetime: ask.lifetime,
+            max_depth: ask.max_depth,
+            parent_chain,
+            binding_code: BindingCode::random(&mut OsRng),
+            jti: Jti::random(&mut OsRng),
+            iat: now,
+            exp: now.saturating_add(i64::from(ask.expires_in)),
+        }
+        .sign(&self.key)
     }
 
     /// One poll of a request, held open up to `wait` for a decision.
@@ -276,6 +339,40 @@ impl Agent {
             binding: mandate.binding.clone(),
             keys: mandate.keys.clone(),
         })
+    }
+
+    /// Revokes the grant this agent signed at the end of `delegated` (a
+    /// mandate it made with [`Agent::delegate`]), and with it everything the
+    /// sub-agent delegated further.
+    pub async fn revoke(
+        &self,
+        delegated: &Mandate,
+        reason: Option<&str>,
+    ) -> Result<TokenId, AgentError> {
+        let leaf = delegated
+            .chain
+            .last()
+            .ok_or_else(|| AgentError::Invalid("the mandate has no grants".into()))?;
+        let (issuer, claims) = peek::<GrantClaims>(leaf)?;
+        if issuer != self.key.thumbprint() {
+            return Err(AgentError::Invalid(
+                "this agent did not sign the mandate's last grant".into(),
+            ));
+        }
+        let id = TokenId::of(leaf);
+        let revocation = RevocationClaims {
+            sub: claims.sub,
+            revokes: vec![id],
+            reason: reason.map(str::to_owned),
+            iat: unix_now(),
+            jti: Jti::random(&mut OsRng),
+        }
+        .sign(&self.key);
+        let delegated = delegated.clone().with_key(self.key.public());
+        self.broker
+            .revoke(&revocation, &delegated.chain, &delegated.keys)
+            .await?;
+        Ok(id)
     }
 
     /// The headers for one HTTP call under `mandate`: the chain, the

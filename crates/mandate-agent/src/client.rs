@@ -132,6 +132,27 @@ impl Broker {
         read(req.timeout(TIMEOUT)).await
     }
 
+    /// Files a sub-agent's signed request with the chain it extends, the
+    /// keys along it and the delegating agent's endorsement.
+    pub async fn submit_sub(
+        &self,
+        request: &str,
+        parent_chain: &[String],
+        keys: &[Jwk],
+        endorsement: &str,
+    ) -> Result<Submitted, AgentError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/requests", self.url))
+            .json(&json!({
+                "request": request,
+                "parent_chain": parent_chain,
+                "keys": keys,
+                "endorsement": endorsement,
+            }));
+        read(req.timeout(TIMEOUT)).await
+    }
+
     /// The URL of a request, which its polls prove possession for.
     pub fn request_url(&self, id: &TokenId) -> String {
         format!("{}/v1/requests/{id}", self.url)
@@ -164,6 +185,27 @@ impl Broker {
             .post(format!("{}/v1/receipts", self.url))
             .json(&json!({ "receipt": receipt, "chain": chain, "keys": keys }));
         Ok(read::<ReceiptAccepted>(req.timeout(TIMEOUT)).await?.id)
+    }
+
+    /// Posts a signed revocation, with the chain that shows the signer's
+    /// authority when the signer is an agent.
+    pub async fn revoke(
+        &self,
+        revocation: &str,
+        chain: &[String],
+        keys: &[Jwk],
+    ) -> Result<(), AgentError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/revocations", self.url))
+            .json(&json!({
+                "revocation": revocation,
+                "chain": chain,
+                "keys": keys,
+            }));
+        read::<serde_json::Value>(req.timeout(TIMEOUT))
+            .await
+            .map(drop)
     }
 
     /// One page of the revocation feed after `since`, and where to resume.

@@ -84,6 +84,19 @@ pub async fn metadata(State(state): State<AppState>) -> Json<Metadata> {
 pub struct SubmitBody {
     /// A compact `mandate-request+jwt`.
     request: String,
+    /// For a sub-agent's request: the grants of the chain it extends, root
+    /// first (the request's `parent_chain` names their ids).
+    #[serde(default)]
+    parent_chain: Vec<String>,
+    /// The public OKP JWKs of the agents along that chain.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<Jwk>,
+    /// For a sub-agent's request: a `mandate-pop+jwt` by the parent
+    /// chain's leaf agent for `POST /v1/requests`, its `ath` the chain hash
+    /// of the parent chain followed by the request.
+    #[serde(default)]
+    endorsement: Option<String>,
 }
 
 #[utoipa::path(
@@ -99,7 +112,12 @@ pub async fn submit_request(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let body: SubmitBody = json_body(body)?;
-    let submitted = service::submit_request(&state, &body.request).await?;
+    let parent = service::Parent {
+        chain: &body.parent_chain,
+        keys: &body.keys,
+        endorsement: body.endorsement.as_deref(),
+    };
+    let submitted = service::submit_request(&state, &body.request, parent).await?;
     Ok((StatusCode::CREATED, Json(submitted)))
 }
 
@@ -255,6 +273,15 @@ pub async fn decide(
 pub struct RevokeBody {
     /// A compact `mandate-revocation+jwt`.
     revocation: String,
+    /// For a revocation signed by an agent: a chain, root first, that
+    /// passes through every grant revoked, with the agent among its issuers
+    /// at or above each.
+    #[serde(default)]
+    chain: Vec<String>,
+    /// The public OKP JWKs of the agents along that chain.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<Jwk>,
 }
 
 #[utoipa::path(
@@ -270,7 +297,8 @@ pub async fn revoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<revocation_service::Accepted>), ApiError> {
     let body: RevokeBody = json_body(body)?;
-    let accepted = revocation_service::revoke(&state, &body.revocation).await?;
+    let accepted =
+        revocation_service::revoke(&state, &body.revocation, &body.chain, &body.keys).await?;
     Ok((StatusCode::CREATED, Json(accepted)))
 }
 

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chains;
 mod error;
 pub mod handlers;
 mod hub;

@@ -1,13 +1,11 @@
 //! Receipts: agents report what they did under a chain; users read them.
 
-use std::collections::HashSet;
-
-use mandate_core::{BindingSet, Context, Jwk, KeySet, Receipt, TokenId, verify_chain};
-use mandate_store::{GrantRecord, ReceiptRecord, StoreError};
+use mandate_core::{Jwk, Receipt, TokenId};
+use mandate_store::ReceiptRecord;
 use serde::Serialize;
 
 use crate::error::on_conflict;
-use crate::{ApiError, AppState, User};
+use crate::{ApiError, AppState, User, chains};
 
 /// A receipt the broker accepted.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -34,73 +32,11 @@ pub async fn report(
 ) -> Result<Accepted, ApiError> {
     let now = state.now();
     let s = &state.inner;
-    if chain.is_empty()
-        || chain.len() > mandate_core::MAX_CHAIN_LINKS
-        || keys.len() > 2 * mandate_core::MAX_CHAIN_LINKS
-    {
-        return Err(ApiError::bad_request(
-            "receipt.malformed",
-            "a receipt comes with its chain, root first",
-        ));
-    }
-    let (_, root) = mandate_core::token::peek::<mandate_core::token::GrantClaims>(&chain[0])
+    let checked = chains::check(state, chain, keys, "receipt.malformed").await?;
+    let receipt_v = Receipt::verify(receipt, checked.chain.leaf(), &checked.keys, &s.policy, now)
         .map_err(ApiError::token)?;
-    let mut key_set = KeySet::new();
-    for jwk in keys {
-        key_set.insert_jwk(jwk).map_err(ApiError::token)?;
-    }
-    let mut bindings = BindingSet::new();
-    for b in s
-        .store
-        .bindings_of(&root.sub)
-        .await?
-        .into_iter()
-        .filter(|b| b.expires_at > now)
-    {
-        key_set.insert(b.key);
-        bindings
-            .insert(root.sub.clone(), b.jkt)
-            .map_err(ApiError::token)?;
-    }
-    let mut revoked = HashSet::new();
-    for token in chain {
-        let id = TokenId::of(token);
-        if s.store.is_revoked(&id).await? {
-            revoked.insert(id);
-        }
-    }
-    // Verification is synchronous and borrows non-Send trait objects: keep
-    // it out of the awaits.
-    let (verified, receipt_v) = {
-        let cx = Context {
-            now,
-            policy: s.policy,
-            keys: &key_set,
-            bindings: &bindings,
-            revoked: &revoked,
-        };
-        let verified = verify_chain(chain, &cx).map_err(ApiError::token)?;
-        let receipt_v = Receipt::verify(receipt, verified.leaf(), &key_set, &s.policy, now)
-            .map_err(ApiError::token)?;
-        (verified, receipt_v)
-    };
-    for (link, token) in verified.links().zip(chain) {
-        let record = GrantRecord {
-            id: link.id(),
-            principal: verified.principal().clone(),
-            request_id: link.claims().req,
-            parent_id: link.claims().prf,
-            issuer: link.issuer(),
-            grantee: link.claims().cnf.jkt,
-            token: token.clone(),
-            expires_at: link.claims().exp,
-            created_at: now,
-        };
-        match s.store.insert_grant(&record).await {
-            Ok(_) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let verified = &checked.chain;
+    chains::record_links(state, &checked, chain).await?;
     let record = ReceiptRecord {
         seq: 0,
         id: receipt_v.id(),

@@ -1,13 +1,13 @@
 //! Revocations and the feed resource servers follow, and the user's grants.
 
 use axum::http::StatusCode;
-use mandate_core::TokenId;
 use mandate_core::token::{self, RevocationClaims};
+use mandate_core::{Jwk, Link, TokenId};
 use mandate_store::{RevocationRecord, RevokedGrant};
 use serde::Serialize;
 
 use crate::error::on_conflict;
-use crate::{ApiError, AppState, User};
+use crate::{ApiError, AppState, User, chains};
 
 /// A revocation the broker accepted.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -22,11 +22,20 @@ pub struct Accepted {
 
 /// Accepts a signed revocation.
 ///
-/// It must be signed by a key bound, now, to its `sub`, and every grant it
-/// names must be a grant the broker holds for that principal: nobody can
-/// revoke another user's grants. Grants delegated beneath a revoked one
-/// fall with it at every verifier, because their chains pass through it.
-pub async fn revoke(state: &AppState, compact: &str) -> Result<Accepted, ApiError> {
+/// A user revokes with a key bound, now, to the revocation's `sub`: every
+/// grant it names must be a grant the broker holds for that principal, so
+/// nobody can revoke another user's grants. An agent revokes what it
+/// delegated: it sends `chain`, a chain that verifies here and passes
+/// through each revoked grant, with `keys`, and must be an issuer at or
+/// above each revoked link (`RevocationClaims::authorized`). Grants
+/// delegated beneath a revoked one fall with it at every verifier,
+/// because their chains pass through it.
+pub async fn revoke(
+    state: &AppState,
+    compact: &str,
+    chain: &[String],
+    keys: &[Jwk],
+) -> Result<Accepted, ApiError> {
     let now = state.now();
     let s = &state.inner;
     let (kid, peeked) = token::peek::<RevocationClaims>(compact).map_err(ApiError::token)?;
@@ -41,10 +50,41 @@ pub async fn revoke(state: &AppState, compact: &str) -> Result<Accepted, ApiErro
         .store
         .binding(&kid)
         .await?
-        .filter(|b| b.principal == peeked.sub && b.expires_at > now)
-        .ok_or_else(forbidden)?;
-    let verified = token::verify::<RevocationClaims>(compact, &binding.key, &s.policy, now)
-        .map_err(ApiError::token)?;
+        .filter(|b| b.principal == peeked.sub && b.expires_at > now);
+    let verified = match binding {
+        Some(binding) => {
+            let verified = token::verify::<RevocationClaims>(compact, &binding.key, &s.policy, now)
+                .map_err(ApiError::token)?;
+            if !chain.is_empty() {
+                // The user revokes sub-delegations the broker has not seen.
+                let checked = chains::check(state, chain, keys, "revocation.malformed").await?;
+                if *checked.chain.principal() != verified.claims().sub {
+                    return Err(forbidden());
+                }
+                chains::record_links(state, &checked, chain).await?;
+            }
+            verified
+        }
+        None if chain.is_empty() => return Err(forbidden()),
+        None => {
+            let checked = chains::check(state, chain, keys, "revocation.malformed").await?;
+            let key = checked.keys.get(&kid).ok_or_else(forbidden)?;
+            let verified = token::verify::<RevocationClaims>(compact, key, &s.policy, now)
+                .map_err(ApiError::token)?;
+            let claims = verified.claims();
+            if claims.sub != *checked.chain.principal() {
+                return Err(forbidden());
+            }
+            let links: Vec<&Link> = checked.chain.links().collect();
+            for id in &claims.revokes {
+                claims
+                    .authorized(&kid, id, &links, &checked.bindings, now)
+                    .map_err(|_| forbidden())?;
+            }
+            chains::record_links(state, &checked, chain).await?;
+            verified
+        }
+    };
     let claims = verified.claims();
     for id in &claims.revokes {
         match s.store.grant(id).await? {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use mandate_core::token::{GrantClaims, RequestClaims, chain_hash};
-use mandate_core::{Error as TokenError, HttpCall, Principal, TokenId, verify_proof};
+use mandate_core::{Error as TokenError, HttpCall, Jwk, Principal, TokenId, verify_proof};
 use mandate_store::{NewRequest, RequestStatus};
 use serde::Serialize;
 
@@ -52,6 +52,22 @@ pub struct RequestView {
     pub denial: Option<String>,
 }
 
+/// What travels beside a sub-agent's request: the chain it extends and
+/// the delegating agent's endorsement.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parent<'a> {
+    /// The parent chain's grants, root first; their ids are the request's
+    /// `parent_chain`.
+    pub chain: &'a [String],
+    /// The agents' public keys along that chain.
+    pub keys: &'a [Jwk],
+    /// A `mandate-pop+jwt` by the parent chain's leaf agent, for `POST` on
+    /// `/v1/requests`, whose `ath` is the chain hash of the parent chain
+    /// followed by the request: the delegating agent asks for this exact
+    /// request on its sub-agent's behalf.
+    pub endorsement: Option<&'a str>,
+}
+
 /// Files an agent's signed request in its user's inbox.
 ///
 /// The request must verify (signature under the key in its header, times,
@@ -59,7 +75,15 @@ pub struct RequestView {
 /// The same request twice is refused as a replay. A user with too many
 /// pending requests gets no more until some are decided, so that agents
 /// cannot wear the user down with prompts.
-pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted, ApiError> {
+///
+/// A sub-agent's request names the grants of the chain it extends in
+/// `parent_chain`; `parent` carries them, and they must verify here, for
+/// the same principal, with the chain's leaf agent endorsing the request.
+pub async fn submit_request(
+    state: &AppState,
+    compact: &str,
+    parent: Parent<'_>,
+) -> Result<Submitted, ApiError> {
     let now = state.now();
     let s = &state.inner;
     let request = RequestClaims::verify(compact, &s.policy, now).map_err(ApiError::token)?;
@@ -88,12 +112,7 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
             "no user with an enrolled key has that principal",
         ));
     }
-    if !claims.parent_chain.is_empty() {
-        return Err(unprocessable(
-            "request.parent_chain_unsupported",
-            "this broker does not accept sub-agent requests yet",
-        ));
-    }
+    check_parent(state, compact, &claims.parent_chain, &principal, parent).await?;
     if !s.limiters.user_prompts.allow(principal.as_str()) {
         return Err(too_fast("rate.user_prompts"));
     }
@@ -105,7 +124,7 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         agent: request.signer().thumbprint(),
         principal: &principal,
         token: compact,
-        parent_chain: &[],
+        parent_chain: parent.chain,
         created_at: now,
         expires_at,
         max_pending: s.limits.max_pending_per_user,
@@ -126,6 +145,76 @@ pub async fn submit_request(state: &AppState, compact: &str) -> Result<Submitted
         binding_code: claims.binding_code.to_string(),
         expires_at,
     })
+}
+
+/// Checks what a sub-agent's request stands on; nothing for a plain request.
+async fn check_parent(
+    state: &AppState,
+    compact: &str,
+    ids: &[TokenId],
+    principal: &Principal,
+    parent: Parent<'_>,
+) -> Result<(), ApiError> {
+    let mismatch = |message| unprocessable("request.parent_chain_mismatch", message);
+    if ids.is_empty() {
+        if !parent.chain.is_empty() || parent.endorsement.is_some() {
+            return Err(mismatch(
+                "a parent chain came with a request that names none",
+            ));
+        }
+        return Ok(());
+    }
+    if parent.chain.len() != ids.len()
+        || parent
+            .chain
+            .iter()
+            .zip(ids)
+            .any(|(t, id)| TokenId::of(t) != *id)
+    {
+        return Err(mismatch(
+            "the parent chain sent is not the one the request names",
+        ));
+    }
+    let checked = crate::chains::check(
+        state,
+        parent.chain,
+        parent.keys,
+        "request.parent_chain_mismatch",
+    )
+    .await?;
+    if checked.chain.principal() != principal {
+        return Err(mismatch("the parent chain is another user's"));
+    }
+    let endorsement = parent.endorsement.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "request.endorsement_missing",
+            "a sub-agent's request needs its delegating agent's endorsement",
+        )
+    })?;
+    let leaf = checked
+        .keys
+        .get(&checked.chain.leaf_key())
+        .ok_or_else(|| ApiError::token(TokenError::UnknownKey))?;
+    let mut covered: Vec<&str> = parent.chain.iter().map(String::as_str).collect();
+    covered.push(compact);
+    let uri = format!("{}/v1/requests", state.inner.public_url);
+    let call = HttpCall {
+        method: "POST",
+        uri: &uri,
+    };
+    let s = &state.inner;
+    verify_proof(
+        endorsement,
+        leaf,
+        &chain_hash(&covered),
+        &call,
+        &s.policy,
+        state.now(),
+        &s.replay,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
+    Ok(())
 }
 
 /// Answers an agent polling its request. `pop` must be a proof of

@@ -50,7 +50,7 @@ struct Cli {
 enum Command {
     /// What an agent does.
     #[command(subcommand)]
-    Agent(AgentCommand),
+    Agent(Box<AgentCommand>),
     /// Verifies a mandate as a resource server would.
     Verify {
         /// The mandate file (JSON), or `-` for standard input.
@@ -116,6 +116,14 @@ enum AgentCommand {
         /// Where to write the mandate [default: standard output].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// For a sub-agent whose delegating agent cannot delegate locally:
+        /// the delegating agent's mandate, shown to the user behind this
+        /// request.
+        #[arg(long, requires = "endorse_key")]
+        parent: Option<PathBuf>,
+        /// The delegating agent's key file, to endorse the request.
+        #[arg(long, requires = "parent")]
+        endorse_key: Option<PathBuf>,
     },
     /// Passes part of a mandate to a sub-agent.
     Delegate {
@@ -227,15 +235,36 @@ fn agent(broker: &str, key: &Path, name: &str) -> Result<Agent, AgentError> {
 async fn run(cli: Cli) -> Result<(), AgentError> {
     let broker = cli.broker.as_str();
     match cli.command {
-        Command::Agent(AgentCommand::Init { key }) => {
+        Command::Agent(command) => run_agent(broker, *command).await,
+        Command::Verify { mandate } => {
+            let mandate = read_mandate(&mandate)?;
+            let verified =
+                mandate_agent::verify_online(&Broker::new(broker)?, &mandate, true).await?;
+            print_json(&verified);
+            Ok(())
+        }
+        Command::Revocations(RevocationsCommand::Follow) => {
+            let _follow = Revocations::follow_with(Broker::new(broker)?, |id| {
+                print_json(&json!({ "revoked": id }));
+            });
+            tokio::signal::ctrl_c()
+                .await
+                .map_err(|e| AgentError::Invalid(e.to_string()))
+        }
+    }
+}
+
+async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError> {
+    match command {
+        AgentCommand::Init { key } => {
             let signing = mandate_keyfile::create(&key.key)?;
             eprintln!("made {}", key.key.display());
             print_json(&identity(signing.public()));
         }
-        Command::Agent(AgentCommand::Id { key }) => {
+        AgentCommand::Id { key } => {
             print_json(&identity(mandate_keyfile::load(&key.key)?.public()));
         }
-        Command::Agent(AgentCommand::Request {
+        AgentCommand::Request {
             key,
             principal,
             scopes,
@@ -247,7 +276,9 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             wait,
             timeout,
             out,
-        }) => {
+            parent,
+            endorse_key,
+        } => {
             let agent = agent(broker, &key.key, &name)?;
             let ask = Ask {
                 principal,
@@ -258,7 +289,15 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
                 max_depth,
                 expires_in: u32::try_from(timeout).unwrap_or(u32::MAX).max(60),
             };
-            let pending = agent.request(&ask).await?;
+            let pending = match (parent, endorse_key) {
+                (Some(parent), Some(endorser)) => {
+                    let endorser = self::agent(broker, &endorser, "mandate CLI")?;
+                    endorser
+                        .escalate(&read_mandate(&parent)?, &agent, &ask)
+                        .await?
+                }
+                _ => agent.request(&ask).await?,
+            };
             eprintln!(
                 "Request {} filed. Check that the Mandate app shows the code {}",
                 pending.id, pending.binding_code
@@ -275,7 +314,7 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             eprintln!("Approved.");
             write_mandate(&mandate, out.as_deref())?;
         }
-        Command::Agent(AgentCommand::Delegate {
+        AgentCommand::Delegate {
             key,
             mandate,
             to,
@@ -285,7 +324,7 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             lifetime,
             max_depth,
             out,
-        }) => {
+        } => {
             let agent = agent(broker, &key.key, "mandate CLI")?;
             let mandate = read_mandate(&mandate)?;
             let scopes = (!scopes.is_empty())
@@ -301,12 +340,12 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             let sub = agent.delegate(&mandate, &to, &delegation)?;
             write_mandate(&sub, out.as_deref())?;
         }
-        Command::Agent(AgentCommand::Call {
+        AgentCommand::Call {
             key,
             mandate,
             method,
             url,
-        }) => {
+        } => {
             let agent = agent(broker, &key.key, "mandate CLI")?;
             let mandate = read_mandate(&mandate)?;
             let method = reqwest::Method::from_bytes(method.as_bytes())
@@ -336,7 +375,7 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
                 });
             }
         }
-        Command::Agent(AgentCommand::Report {
+        AgentCommand::Report {
             key,
             mandate,
             action,
@@ -345,7 +384,7 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             outcome,
             rationale,
             cause,
-        }) => {
+        } => {
             let agent = agent(broker, &key.key, "mandate CLI")?;
             let mandate = read_mandate(&mandate)?;
             let outcome = match outcome.as_str() {
@@ -370,20 +409,6 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             };
             let id = agent.report(&mandate, &report).await?;
             print_json(&json!({ "receipt": id }));
-        }
-        Command::Verify { mandate } => {
-            let mandate = read_mandate(&mandate)?;
-            let verified =
-                mandate_agent::verify_online(&Broker::new(broker)?, &mandate, true).await?;
-            print_json(&verified);
-        }
-        Command::Revocations(RevocationsCommand::Follow) => {
-            let _follow = Revocations::follow_with(Broker::new(broker)?, |id| {
-                print_json(&json!({ "revoked": id }));
-            });
-            tokio::signal::ctrl_c()
-                .await
-                .map_err(|e| AgentError::Invalid(e.to_string()))?;
         }
     }
     Ok(())

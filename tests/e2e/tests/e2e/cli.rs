@@ -190,6 +190,54 @@ async fn the_cli_asks_delegates_calls_reports_verifies_and_follows() {
     assert_eq!(verified["links"], 2);
     assert_eq!(verified["principal"], alice.principal);
 
+    // mandate agent request --parent ... --endorse-key ...: the reader's
+    // depth is used up, so its own sub-agent asks the user, endorsed.
+    let helper_key = path("helper.key");
+    let (ok, _, err) = cli(&["agent", "init", "--key", &helper_key], &env).await;
+    assert!(ok, "{err}");
+    let escalate = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "agent",
+            "request",
+            "--key",
+            helper_key.as_str(),
+            "--principal",
+            alice.principal.as_str(),
+            "--scope",
+            "files:read:https://files.example/reports/q3/",
+            "--purpose",
+            "Help the reader",
+        ];
+        args.extend_from_slice(extra);
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let reader_mandate = path("reader.json");
+    let mut args = escalate(&[]);
+    args.extend([
+        "--parent".into(),
+        reader_mandate.clone(),
+        "--endorse-key".into(),
+        reader_key.clone(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&args, &env).await;
+    assert!(ok, "{err}");
+    let escalated = json_of(&out)["id"].as_str().unwrap().to_owned();
+    let (_, inbox) = alice.send(reqwest::Method::GET, "/v1/inbox", None).await;
+    let item = inbox["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == escalated)
+        .expect("the escalated request is in the inbox");
+    assert_eq!(
+        item["parent_chain"].as_array().unwrap().len(),
+        2,
+        "user, planner, reader"
+    );
+
     // mandate revocations follow, while the user revokes the root.
     let mut follow = tokio::process::Command::new(binary("mandate"));
     follow
@@ -214,6 +262,9 @@ async fn the_cli_asks_delegates_calls_reports_verifies_and_follows() {
     let _ = tokio::time::timeout(Duration::from_secs(5), following.wait()).await;
 
     let (ok, _, err) = cli(&["verify", "--mandate", &path("reader.json")], &env).await;
+    assert!(!ok && err.starts_with("error chain.revoked"), "{err}");
+    // A revoked chain can no longer put a sub-agent in front of the user.
+    let (ok, _, err) = cli(&args, &env).await;
     assert!(!ok && err.starts_with("error chain.revoked"), "{err}");
 
     for p in [files_server, broker, idp] {

@@ -150,6 +150,78 @@ async fn journey(database: &str) {
         "not the planner's mandate"
     );
 
+    // The planner revokes a grant it signed: a second sub-agent's.
+    let scratch = agent(&broker.url, "scratch", dir.path());
+    let scratch_mandate = planner
+        .delegate(
+            &mandate,
+            &scratch.id(),
+            &Delegation {
+                scopes: None,
+                purpose: "Scratch work".into(),
+                intent: None,
+                lifetime: 600,
+                max_depth: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(call(&scratch, &scratch_mandate, &url).await.0, 200);
+    // Its grantee may not revoke it; only an issuer at or above may.
+    let own = mandate_core::token::RevocationClaims {
+        sub: alice.principal.clone().try_into().unwrap(),
+        revokes: vec![TokenId::of(scratch_mandate.chain.last().unwrap())],
+        reason: None,
+        iat: mandate_agent::unix_now(),
+        jti: mandate_core::token::Jti::random(&mut rand_core::OsRng),
+    };
+    let own = mandate_core::Claims::sign(
+        &own,
+        &mandate_keyfile::load(&dir.path().join("scratch.key")).unwrap(),
+    );
+    let mut keys = scratch_mandate.keys.clone();
+    keys.push(planner.public_key().to_jwk());
+    keys.push(scratch.public_key().to_jwk());
+    let refused = planner
+        .broker()
+        .revoke(&own, &scratch_mandate.chain, &keys)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "revocation.not_authorized");
+    assert!(
+        scratch.revoke(&scratch_mandate, None).await.is_err(),
+        "the SDK knows it too"
+    );
+    planner
+        .revoke(&scratch_mandate, Some("done"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, body) = call(&scratch, &scratch_mandate, &url).await;
+        if status != 200 {
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (403, Some("chain.revoked"))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scratch grant still works 1 s after its revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        call(&reader, &sub, &url).await.0,
+        200,
+        "the sibling is untouched"
+    );
+    let (_, grants) = alice.send(reqwest::Method::GET, "/v1/grants", None).await;
+    assert!(
+        grants["grants"].as_array().unwrap().len() >= 2,
+        "the user sees the sub-grant the planner revoked: {grants}"
+    );
+
     // Receipts: the planner's decision, then the reader's action it caused.
     let delegated = planner
         .report(
@@ -302,4 +374,174 @@ pub async fn approved(user: &User, agent: &Agent) -> Mandate {
         .await;
     assert_eq!(status, 200, "{body}");
     agent.wait(&pending, Duration::from_secs(10)).await.unwrap()
+}
+
+/// An agent whose mandate allows no further hop puts its sub-agent in
+/// front of the user: the sub-agent's request carries the parent chain and
+/// the parent's endorsement, the user sees the chain behind it, and an
+/// approval is the user's own grant to the sub-agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_agent_asks_the_user_when_its_parent_cannot_delegate() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = procs::idp().await;
+    let db = format!("sqlite://{}/broker.db", dir.path().display());
+    let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+    let files_server = procs::resource_server(&broker.url, 5).await;
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    let planner = agent(&broker.url, "planner", dir.path());
+    let reader = agent(&broker.url, "reader", dir.path());
+
+    // The planner holds a mandate with no depth left.
+    let ask = Ask {
+        principal: alice.principal.clone(),
+        scopes: vec![files(&["read"], "https://files.example/reports/")],
+        purpose: "Summarize the reports".into(),
+        intent: Some("Summarize the reports".into()),
+        lifetime: 3600,
+        max_depth: 0,
+        expires_in: 600,
+    };
+    let pending = planner.request(&ask).await.unwrap();
+    let request = alice.pending(&pending.id.to_string()).await;
+    let grant = alice.grant(&request, ask.scopes.clone());
+    assert_eq!(
+        alice
+            .decide(&pending.id.to_string(), json!({ "grant": grant }))
+            .await
+            .0,
+        200
+    );
+    let mandate = planner
+        .wait(&pending, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let narrower = Delegation {
+        scopes: None,
+        purpose: "Read the Q3 reports".into(),
+        intent: None,
+        lifetime: 600,
+        max_depth: 0,
+    };
+    assert!(matches!(
+        planner.delegate(&mandate, &reader.id(), &narrower),
+        Err(AgentError::DepthExhausted)
+    ));
+
+    // So the reader asks the user, under the planner's chain.
+    let for_reader = Ask {
+        scopes: vec![files(&["read"], "https://files.example/reports/q3/")],
+        purpose: "Read the Q3 reports for the planner".into(),
+        intent: Some("The planner asked me to read Q3".into()),
+        max_depth: 0,
+        lifetime: 600,
+        ..ask.clone()
+    };
+
+    // Hostile variants first: each refused with a stable code, none stored.
+    let sub = reader.sub_request(&for_reader, &mandate).unwrap();
+    let b = planner.broker();
+    let refused =
+        |r: Result<mandate_agent::client::Submitted, AgentError>| r.unwrap_err().code().to_owned();
+    // No endorsement at all.
+    let raw = mandate_agent::client::http_client()
+        .unwrap()
+        .post(format!("{}/v1/requests", broker.url))
+        .json(&json!({ "request": sub, "parent_chain": mandate.chain, "keys": mandate.keys }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 401);
+    let body: Value = raw.json().await.unwrap();
+    assert_eq!(body["code"], "request.endorsement_missing");
+    // Endorsed by the sub-agent itself, not by the chain's leaf.
+    let mut keys = mandate.keys.clone();
+    keys.push(planner.public_key().to_jwk());
+    let self_endorsed = reader.endorse(&mandate, &sub);
+    assert!(
+        self_endorsed.is_err(),
+        "the SDK refuses to endorse another's chain"
+    );
+    let forged = {
+        // Hand-made: the reader signs the endorsement proof anyway.
+        let covered: Vec<&str> = mandate
+            .chain
+            .iter()
+            .map(String::as_str)
+            .chain([sub.as_str()])
+            .collect();
+        mandate_core::token::PopClaims {
+            htm: "POST".into(),
+            htu: format!("{}/v1/requests", broker.url),
+            iat: mandate_agent::unix_now(),
+            jti: mandate_core::token::Jti::random(&mut rand_core::OsRng),
+            ath: mandate_core::token::chain_hash(&covered),
+        }
+        .sign(&mandate_keyfile::load(&dir.path().join("reader.key")).unwrap())
+    };
+    use mandate_core::Claims as _;
+    assert_eq!(
+        refused(b.submit_sub(&sub, &mandate.chain, &keys, &forged).await),
+        "pop.wrong_key"
+    );
+    // An endorsement of another request.
+    let other = reader.sub_request(&for_reader, &mandate).unwrap();
+    let endorsement = planner.endorse(&mandate, &other).unwrap();
+    assert_eq!(
+        refused(
+            b.submit_sub(&sub, &mandate.chain, &keys, &endorsement)
+                .await
+        ),
+        "pop.ath_mismatch"
+    );
+    // A parent chain other than the one the request names.
+    let endorsement = planner.endorse(&mandate, &sub).unwrap();
+    assert_eq!(
+        refused(b.submit_sub(&sub, &[], &keys, &endorsement).await),
+        "request.parent_chain_mismatch"
+    );
+    // A plain request dressed up with a parent chain.
+    let plain = reader.sub_request(
+        &for_reader,
+        &Mandate {
+            chain: vec![],
+            ..mandate.clone()
+        },
+    );
+    assert!(plain.is_err(), "no chain, no sub-request");
+    let (_, inbox) = alice.send(reqwest::Method::GET, "/v1/inbox", None).await;
+    assert_eq!(inbox["requests"], json!([]), "nothing was filed");
+
+    // The real thing: the planner endorses, the reader files.
+    let escalated = planner
+        .escalate(&mandate, &reader, &for_reader)
+        .await
+        .unwrap();
+    let (_, inbox) = alice.send(reqwest::Method::GET, "/v1/inbox", None).await;
+    let item = &inbox["requests"][0];
+    assert_eq!(item["id"], escalated.id.to_string());
+    assert_eq!(
+        item["parent_chain"],
+        json!(mandate.chain),
+        "the user sees the chain behind it"
+    );
+
+    // The user approves: her own grant, to the reader.
+    let grant = alice.grant(item["request"].as_str().unwrap(), for_reader.scopes.clone());
+    let (status, body) = alice
+        .decide(&escalated.id.to_string(), json!({ "grant": grant }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let reader_mandate = reader
+        .wait(&escalated, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reader_mandate.chain, vec![grant]);
+    let url = format!("{}/files/reports/q3/revenue.txt", files_server.url);
+    let (status, body) = call(&reader, &reader_mandate, &url).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agent"], reader.id().to_string());
+
+    for p in [files_server, broker, idp] {
+        p.kill().await;
+    }
 }

@@ -1,0 +1,113 @@
+//! Chains presented to the broker (with a receipt, or behind a sub-agent's
+//! request), verified against the broker's own bindings and revocations.
+
+use std::collections::HashSet;
+
+use mandate_core::{BindingSet, Context, Jwk, KeySet, TokenId, VerifiedChain, verify_chain};
+
+use mandate_store::{GrantRecord, StoreError};
+
+use crate::{ApiError, AppState};
+
+/// A chain that verified now, with the keys it was checked under.
+pub struct Checked {
+    /// The verified chain.
+    pub chain: VerifiedChain,
+    /// The agents' keys as presented, and the principal's bound user keys.
+    pub keys: KeySet,
+    /// The principal's bindings, as checked.
+    pub bindings: BindingSet,
+}
+
+/// Verifies `chain` (root first) at the broker's time: rooted in a key
+/// bound here to its principal, linked, attenuated, unexpired, and with no
+/// link revoked here. `keys` carries the agents' public keys; the users'
+/// keys come from the broker's bindings. `malformed` names the error for
+/// a chain of the wrong length.
+pub async fn check(
+    state: &AppState,
+    chain: &[String],
+    keys: &[Jwk],
+    malformed: &'static str,
+) -> Result<Checked, ApiError> {
+    let now = state.now();
+    let s = &state.inner;
+    if chain.is_empty()
+        || chain.len() > mandate_core::MAX_CHAIN_LINKS
+        || keys.len() > 2 * mandate_core::MAX_CHAIN_LINKS
+    {
+        return Err(ApiError::bad_request(
+            malformed,
+            "a chain of 1 to 16 grants, root first, and at most 32 keys",
+        ));
+    }
+    let (_, root) = mandate_core::token::peek::<mandate_core::token::GrantClaims>(&chain[0])
+        .map_err(ApiError::token)?;
+    let mut key_set = KeySet::new();
+    for jwk in keys {
+        key_set.insert_jwk(jwk).map_err(ApiError::token)?;
+    }
+    let mut bindings = BindingSet::new();
+    for b in s
+        .store
+        .bindings_of(&root.sub)
+        .await?
+        .into_iter()
+        .filter(|b| b.expires_at > now)
+    {
+        key_set.insert(b.key);
+        bindings
+            .insert(root.sub.clone(), b.jkt)
+            .map_err(ApiError::token)?;
+    }
+    let mut revoked = HashSet::new();
+    for token in chain {
+        let id = TokenId::of(token);
+        if s.store.is_revoked(&id).await? {
+            revoked.insert(id);
+        }
+    }
+    let cx = Context {
+        now,
+        policy: s.policy,
+        keys: &key_set,
+        bindings: &bindings,
+        revoked: &revoked,
+    };
+    let verified = verify_chain(chain, &cx).map_err(ApiError::token)?;
+    Ok(Checked {
+        chain: verified,
+        keys: key_set,
+        bindings,
+    })
+}
+
+/// Records the links of a verified chain that the broker did not hold
+/// (sub-delegations agents signed), so that their user sees them and can
+/// revoke them.
+pub async fn record_links(
+    state: &AppState,
+    checked: &Checked,
+    chain: &[String],
+) -> Result<(), ApiError> {
+    let now = state.now();
+    let verified = &checked.chain;
+    for (link, token) in verified.links().zip(chain) {
+        let record = GrantRecord {
+            id: link.id(),
+            principal: verified.principal().clone(),
+            request_id: link.claims().req,
+            parent_id: link.claims().prf,
+            issuer: link.issuer(),
+            grantee: link.claims().cnf.jkt,
+            token: token.clone(),
+            expires_at: link.claims().exp,
+            created_at: now,
+        };
+        match state.store().insert_grant(&record).await {
+            Ok(_) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
