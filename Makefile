@@ -29,7 +29,8 @@ unit:
 	@mkdir -p $(LOGS)
 	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
 	  cargo build --workspace --bins --locked && \
-	  MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 cargo test --workspace --all-targets --locked 2>&1 | tee $(LOGS)/unit.log
+	  (MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 cargo test --workspace --all-targets --locked && \
+	   cargo test --workspace --doc --locked) 2>&1 | tee $(LOGS)/unit.log
 
 # The jose interop test, and the test OIDC provider's own checks.
 interop:

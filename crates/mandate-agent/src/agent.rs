@@ -7,14 +7,12 @@ use mandate_core::token::{
     Action, Actor, AgentInfo, BindingCode, Confirmation, DenialClaims, GrantClaims, Jti, Outcome,
     PopClaims, ReceiptClaims, RequestClaims, RevocationClaims, chain_hash, peek,
 };
-use mandate_core::{
-    AgentId, BindingSet, Claims as _, Context, Policy, PublicKey, SigningKey, TokenId, UnixTime,
-    verify_chain,
-};
+use mandate_core::{AgentId, Claims as _, PublicKey, SigningKey, TokenId, UnixTime};
 use rand_core::OsRng;
 
 use crate::client::{Broker, RequestView};
 use crate::mandate::POP_HEADER;
+use crate::online::verify_online;
 use crate::{AgentError, Mandate};
 
 /// The longest one long-poll is held open; the broker caps it at 30 s.
@@ -89,8 +87,8 @@ pub struct Report {
 
 /// An agent with its own key, talking to one broker.
 pub struct Agent {
-    key: SigningKey,
-    broker: Broker,
+    pub(crate) key: SigningKey,
+    pub(crate) broker: Broker,
     info: AgentInfo,
 }
 
@@ -138,66 +136,7 @@ impl Agent {
         })
     }
 
-    /// Signs a sub-agent's request: this agent asks the user directly, in
-    /// the context of `parent`, the delegating agent's mandate. The
-    /// delegating agent must [`Agent::endorse`] it before it is filed with
-    /// [`Agent::file_sub_request`].
-    pub fn sub_request(&self, ask: &Ask, parent: &Mandate) -> Result<String, AgentError> {
-        parent.leaf()?;
-        let ids = parent.chain.iter().map(|g| TokenId::of(g)).collect();
-        Ok(self.sign_request(ask, ids))
-    }
-
-    /// Endorses a sub-agent's `request` made under this agent's `mandate`:
-    /// a proof of possession by this agent over the mandate's chain and
-    /// the request, so that only the holder of the chain can put a
-    /// sub-agent in front of the user under it.
-    pub fn endorse(&self, mandate: &Mandate, request: &str) -> Result<String, AgentError> {
-        self.own_leaf(mandate)?;
-        let mut covered: Vec<&str> = mandate.chain.iter().map(String::as_str).collect();
-        covered.push(request);
-        let url = format!("{}/v1/requests", self.broker.url());
-        Ok(self.proof("POST", &url, &chain_hash(&covered)))
-    }
-
-    /// Files a sub-agent's request signed by [`Agent::sub_request`] with
-    /// its endorsement. The user sees the parent chain behind it; an
-    /// approval is a grant from the user to this agent directly.
-    pub async fn file_sub_request(
-        &self,
-        request: &str,
-        parent: &Mandate,
-        endorsement: &str,
-    ) -> Result<Pending, AgentError> {
-        let submitted = self
-            .broker
-            .submit_sub(request, &parent.chain, &parent.keys, endorsement)
-            .await?;
-        Ok(Pending {
-            id: submitted.id,
-            binding_code: submitted.binding_code,
-            expires_at: submitted.expires_at,
-            request: request.to_owned(),
-        })
-    }
-
-    /// When this agent cannot delegate locally (its depth is used up, or
-    /// the sub-agent needs more than it holds): asks the user, on behalf
-    /// of `sub`, for `ask`. `sub` then waits for its own grant with
-    /// [`Agent::wait`].
-    pub async fn escalate(
-        &self,
-        mandate: &Mandate,
-        sub: &Agent,
-        ask: &Ask,
-    ) -> Result<Pending, AgentError> {
-        let mandate = mandate.clone().with_key(self.key.public());
-        let request = sub.sub_request(ask, &mandate)?;
-        let endorsement = self.endorse(&mandate, &request)?;
-        sub.file_sub_request(&request, &mandate, &endorsement).await
-    }
-
-    fn sign_request(&self, ask: &Ask, parent_chain: Vec<TokenId>) -> String {
+    pub(crate) fn sign_request(&self, ask: &Ask, parent_chain: Vec<TokenId>) -> String {
         let now = unix_now();
         RequestClaims {
             principal_hint: Some(ask.principal.clone()),
@@ -412,7 +351,7 @@ impl Agent {
     }
 
     /// The leaf's claims, if the leaf is this agent.
-    fn own_leaf(&self, mandate: &Mandate) -> Result<GrantClaims, AgentError> {
+    pub(crate) fn own_leaf(&self, mandate: &Mandate) -> Result<GrantClaims, AgentError> {
         let leaf = mandate.leaf()?;
         if leaf.cnf.jkt != self.key.thumbprint() {
             return Err(AgentError::Invalid(
@@ -422,7 +361,7 @@ impl Agent {
         Ok(leaf)
     }
 
-    fn proof(&self, method: &str, url: &str, ath: &str) -> String {
+    pub(crate) fn proof(&self, method: &str, url: &str, ath: &str) -> String {
         PopClaims {
             htm: method.to_owned(),
             htu: url.to_owned(),
@@ -432,84 +371,4 @@ impl Agent {
         }
         .sign(&self.key)
     }
-}
-
-/// What a verified mandate grants.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    /// The user.
-    pub principal: mandate_core::Principal,
-    /// The leaf agent.
-    pub agent: AgentId,
-    /// The leaf grant's id.
-    pub grant: TokenId,
-    /// The effective scopes.
-    pub scopes: Vec<AuthorizationDetail>,
-    /// When the first link lapses.
-    pub expires_at: UnixTime,
-    /// Hops still allowed below the leaf.
-    pub depth_left: u8,
-    /// The grants in the chain.
-    pub links: usize,
-}
-
-/// Verifies `mandate` against `broker`'s published keys, as a resource
-/// server would, and, when `revocation` is set, against its revocation
-/// feed read now. No proof of possession is involved.
-pub async fn verify_online(
-    broker: &Broker,
-    mandate: &Mandate,
-    revocation: bool,
-) -> Result<Summary, AgentError> {
-    let metadata = broker.metadata().await?;
-    let mut revoked = std::collections::HashSet::new();
-    if revocation {
-        let mut since = 0;
-        loop {
-            let (page, next) = broker.revocations(since).await?;
-            if page.is_empty() {
-                break;
-            }
-            revoked.extend(page.into_iter().map(|r| r.grant));
-            since = next;
-        }
-    }
-    let now = unix_now();
-    let policy = Policy::default();
-    let mut bindings = BindingSet::new();
-    let mut bound = Err(mandate_core::Error::BindingRejected(
-        "the broker has no key",
-    ));
-    for jwk in &metadata.jwks.keys {
-        let broker_key = PublicKey::from_jwk(jwk)?;
-        bound = bindings.insert_token(
-            &mandate.binding,
-            &broker_key,
-            &metadata.issuer,
-            &policy,
-            now,
-        );
-        if bound.is_ok() {
-            break;
-        }
-    }
-    bound?;
-    let keys = mandate.key_set()?;
-    let cx = Context {
-        now,
-        policy,
-        keys: &keys,
-        bindings: &bindings,
-        revoked: &revoked,
-    };
-    let verified = verify_chain(&mandate.chain, &cx)?;
-    Ok(Summary {
-        principal: verified.principal().clone(),
-        agent: verified.leaf_agent(),
-        grant: verified.leaf().id(),
-        scopes: verified.scopes().to_vec(),
-        expires_at: verified.expires_at(),
-        depth_left: verified.depth_left(),
-        links: verified.links().len(),
-    })
 }

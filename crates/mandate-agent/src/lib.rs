@@ -18,7 +18,9 @@
 mod agent;
 pub mod client;
 mod error;
+mod escalate;
 mod mandate;
+mod online;
 pub mod revocations;
 pub mod sse;
 pub mod verifier;
@@ -28,10 +30,11 @@ pub mod verifier;
 #[doc = include_str!("../../../docs/agents.md")]
 pub mod guide {}
 
-pub use agent::{Agent, Ask, Delegation, Pending, Report, Summary, unix_now, verify_online};
+pub use agent::{Agent, Ask, Delegation, Pending, Report, unix_now};
 pub use client::Broker;
 pub use error::AgentError;
 pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
+pub use online::{Summary, verify_online};
 pub use revocations::Revocations;
 pub use verifier::{Mandated, Need, Refusal, ResourceVerifier, VerifierConfig, require_mandate};

@@ -55,6 +55,9 @@ struct Args {
     /// agent_requests, user_prompts, agent_calls or user_calls. Repeatable.
     #[arg(long = "rate", value_parser = parse_rate)]
     rates: Vec<(String, Rate)>,
+    /// Seconds of clock skew allowed on OIDC tokens' exp, nbf and iat.
+    #[arg(long, default_value_t = mandate_broker::oidc::LEEWAY)]
+    oidc_leeway: i64,
     /// Seconds between keep-alive comments on idle SSE streams.
     #[arg(long, default_value_t = 5)]
     sse_keepalive: u64,
@@ -145,7 +148,9 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("--issuer {spec:?} is not ISSUER=CLIENT_ID"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let oidc = OidcVerifier::new(issuers).context("building the HTTP client")?;
+    let oidc = OidcVerifier::new(issuers)
+        .context("building the HTTP client")?
+        .with_leeway(args.oidc_leeway);
     let state = AppState::new(
         store.clone(),
         key,

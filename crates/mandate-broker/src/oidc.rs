@@ -6,7 +6,8 @@
 //! fetched over HTTPS (plain HTTP only on loopback), cached, and fetched
 //! again when a token names a key the cache lacks, at most once every
 //! [`REFETCH_AFTER`]. Only asymmetric algorithms are accepted. Times are
-//! checked against the broker's clock, with [`LEEWAY`] seconds of skew.
+//! checked against the broker's clock, with [`LEEWAY`] seconds of skew by
+//! default ([`OidcVerifier::with_leeway`]).
 //! The principal is `issuer#subject`.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use mandate_core::{Principal, UnixTime};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-/// Skew allowed on `exp`, `nbf` and `iat`, in seconds.
+/// Skew allowed on `exp`, `nbf` and `iat` by default, in seconds.
 pub const LEEWAY: i64 = 60;
 /// How long a fetched JWKS is used before it is fetched again.
 pub const JWKS_TTL: Duration = Duration::from_secs(300);
@@ -142,6 +143,7 @@ pub struct OidcVerifier {
     issuers: Vec<TrustedIssuer>,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Fetched>>,
+    leeway: i64,
 }
 
 impl std::fmt::Debug for OidcVerifier {
@@ -179,7 +181,14 @@ impl OidcVerifier {
             issuers,
             http,
             cache: Mutex::new(HashMap::new()),
+            leeway: LEEWAY,
         })
+    }
+
+    /// The same verifier allowing `seconds` of clock skew (negative is 0).
+    pub fn with_leeway(mut self, seconds: i64) -> OidcVerifier {
+        self.leeway = seconds.max(0);
+        self
     }
 
     /// The trusted issuers.
@@ -227,11 +236,13 @@ impl OidcVerifier {
             }
         })?;
         let c = data.claims;
-        if now >= c.exp.saturating_add(LEEWAY) {
+        if now >= c.exp.saturating_add(self.leeway) {
             return Err(AuthError::Expired);
         }
-        if c.nbf.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY))
-            || c.iat.is_some_and(|iat| iat > now.saturating_add(LEEWAY))
+        if c.nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+            || c.iat
+                .is_some_and(|iat| iat > now.saturating_add(self.leeway))
         {
             return Err(AuthError::NotYetValid);
         }

@@ -199,3 +199,41 @@ async fn hostile_input_gets_a_stable_4xx_and_stores_nothing() {
         p.kill().await;
     }
 }
+
+/// An ID token past its `exp` is refused. The provider issues 3-second
+/// tokens and the broker allows no clock skew, so the test need not wait
+/// out the default minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_id_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = procs::idp_with(&["--id-token-ttl", "3"]).await;
+    let db = format!("sqlite://{}/broker.db", dir.path().display());
+    let broker = procs::broker(
+        &db,
+        &idp.url,
+        &dir.path().join("broker"),
+        &["--oidc-leeway", "0"],
+    )
+    .await;
+    let inbox = format!("{}/v1/inbox", broker.url);
+    let token = sign_in(&idp.url, "alice", "mandate-desktop").await;
+    let claims: Value = {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&mandate_core::base64url::decode(payload).unwrap()).unwrap()
+    };
+    let exp = claims["exp"].as_i64().unwrap();
+    assert_eq!(exp - claims["iat"].as_i64().unwrap(), 3);
+    if mandate_agent::unix_now() < exp {
+        // Still valid: accepted (unless the sign-in itself took 3 s).
+        let r = raw(reqwest::Method::GET, &inbox, Some(&token), vec![]).await;
+        assert!(r.0 == 200 || mandate_agent::unix_now() >= exp, "{:?}", r);
+    }
+    while mandate_agent::unix_now() < exp + 1 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = raw(reqwest::Method::GET, &inbox, Some(&token), vec![]).await;
+    assert_eq!(code(&r), (401, "auth.expired"));
+    for p in [broker, idp] {
+        p.kill().await;
+    }
+}

@@ -76,13 +76,20 @@ impl Proc {
 
 /// The OIDC provider: `oidc-provider` on Node, on loopback.
 pub async fn idp() -> Proc {
+    idp_with(&[]).await
+}
+
+/// The OIDC provider with extra options, such as `--id-token-ttl`.
+pub async fn idp_with(extra: &[&str]) -> Proc {
     let dir = repo().join("tests/idp");
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
         "run `npm ci` in tests/idp (scripts/setup.sh does)"
     );
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("server.mjs")).args(["--port", "0"]);
+    cmd.arg(dir.join("server.mjs"))
+        .args(["--port", "0"])
+        .args(extra);
     Proc::start("oidc-provider", cmd, "issuer ").await
 }
 
