@@ -8,8 +8,8 @@ use mandate_core::TokenId;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::procs::{self, binary, cli};
 use crate::user::User;
+use mandate_e2e::procs::{self, binary, cli};
 
 fn json_of(out: &str) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))

@@ -10,9 +10,9 @@ use rand_core::OsRng;
 use serde_json::{Value, json};
 
 use crate::journey::{agent, files};
-use crate::procs::{self, sign_in};
 use crate::user::User;
 use mandate_agent::Ask;
+use mandate_e2e::procs::{self, sign_in};
 
 async fn raw(
     method: reqwest::Method,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use mandate_core::TokenId;
 
 use crate::journey::{agent, approved, call};
-use crate::procs;
 use crate::user::{Events, User};
+use mandate_e2e::procs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_posted_to_one_broker_reaches_followers_of_another() {

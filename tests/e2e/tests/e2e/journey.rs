@@ -12,8 +12,8 @@ use mandate_core::TokenId;
 use mandate_core::scope::AuthorizationDetail;
 use serde_json::{Value, json};
 
-use crate::procs;
 use crate::user::User;
+use mandate_e2e::procs;
 
 pub fn agent(broker: &str, name: &str, dir: &std::path::Path) -> Agent {
     let key = mandate_keyfile::create(&dir.join(format!("{name}.key"))).unwrap();

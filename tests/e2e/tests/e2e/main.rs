@@ -9,5 +9,4 @@ mod cli;
 mod hostile;
 mod instances;
 mod journey;
-mod procs;
 mod user;

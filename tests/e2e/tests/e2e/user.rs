@@ -14,7 +14,7 @@ use mandate_core::{Claims as _, Policy, SigningKey, TokenId};
 use rand_core::OsRng;
 use serde_json::{Value, json};
 
-use crate::procs::sign_in;
+use mandate_e2e::procs::sign_in;
 
 pub struct User {
     pub key: SigningKey,

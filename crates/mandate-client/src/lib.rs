@@ -1,0 +1,16 @@
+//! The Mandate desktop app's engine, with no Tauri dependency, so that it
+//! runs and is tested headless.
+//!
+//! It depends on mandate-core and talks to an OpenID Provider and a
+//! broker over HTTP. So far it holds the sign-in ([`signin`]): OIDC
+//! Authorization Code with PKCE through the system browser and a
+//! loopback redirect (RFC 8252), with `state`, `nonce` and the ID token
+//! checked, and refresh. A [`Session`]'s ID token is the user's bearer
+//! token at the broker; its refresh token belongs in the OS keyring.
+
+#![forbid(unsafe_code)]
+
+mod http;
+pub mod signin;
+
+pub use signin::{Browser, Provider, Session, SignInError};

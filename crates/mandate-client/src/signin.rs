@@ -1,0 +1,408 @@
+//! OIDC sign-in for a native app (RFC 8252): Authorization Code with PKCE
+//! (S256) in the system browser, a loopback redirect on an ephemeral port
+//! of 127.0.0.1, `state` and `nonce` checked, the ID token validated
+//! (signature under the provider's JWKS, `iss`, `aud`, `exp`), refresh.
+
+use std::time::Duration;
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClaimsVerificationError, ClientId, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse as _, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope,
+    TokenResponse as _,
+};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use zeroize::Zeroizing;
+
+use crate::http::Http;
+
+/// Opens a URL for the person signing in. The app opens the system
+/// browser; tests complete the provider's login over HTTP.
+pub trait Browser: Send + Sync {
+    /// Starts showing `url`; returns once it is handed over.
+    fn open(&self, url: &str) -> Result<(), String>;
+}
+
+/// Why a sign-in failed. Each has a stable [`SignInError::code`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignInError {
+    /// The provider's discovery document or keys could not be read.
+    #[error("cannot read the provider's configuration: {0}")]
+    Discovery(String),
+    /// The loopback listener could not be opened.
+    #[error("cannot listen for the provider's answer on 127.0.0.1: {0}")]
+    Listener(String),
+    /// The browser could not be opened.
+    #[error("cannot open the browser: {0}")]
+    Browser(String),
+    /// No answer came from the browser in time.
+    #[error("the sign-in was not completed in time")]
+    TimedOut,
+    /// The answer's `state` is not the one sent: it belongs to another
+    /// sign-in, or was forged.
+    #[error("the provider's answer does not belong to this sign-in (state mismatch)")]
+    StateMismatch,
+    /// The provider refused, with an OAuth error code.
+    #[error("the provider refused the sign-in: {0}")]
+    Refused(String),
+    /// The answer carried no code.
+    #[error("the provider's answer is malformed")]
+    Malformed,
+    /// Exchanging the code (or a refresh token) failed.
+    #[error("the provider did not issue tokens: {0}")]
+    Exchange(String),
+    /// The token response had no ID token.
+    #[error("the provider issued no ID token")]
+    NoIdToken,
+    /// The ID token's nonce is not this sign-in's.
+    #[error("the ID token belongs to another sign-in (nonce mismatch)")]
+    NonceMismatch,
+    /// The ID token has expired.
+    #[error("the ID token has expired")]
+    Expired,
+    /// The ID token failed validation otherwise (signature, issuer,
+    /// audience, subject).
+    #[error("the ID token is not valid: {0}")]
+    InvalidIdToken(String),
+}
+
+impl SignInError {
+    /// A stable code for the UI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignInError::Discovery(_) => "signin.discovery",
+            SignInError::Listener(_) => "signin.listener",
+            SignInError::Browser(_) => "signin.browser",
+            SignInError::TimedOut => "signin.timed_out",
+            SignInError::StateMismatch => "signin.state_mismatch",
+            SignInError::Refused(_) => "signin.refused",
+            SignInError::Malformed => "signin.malformed",
+            SignInError::Exchange(_) => "signin.exchange",
+            SignInError::NoIdToken => "signin.no_id_token",
+            SignInError::NonceMismatch => "signin.nonce_mismatch",
+            SignInError::Expired => "signin.expired",
+            SignInError::InvalidIdToken(_) => "signin.id_token_invalid",
+        }
+    }
+
+    fn from_claims(e: ClaimsVerificationError) -> SignInError {
+        match e {
+            ClaimsVerificationError::Expired(_) => SignInError::Expired,
+            ClaimsVerificationError::InvalidNonce(_) => SignInError::NonceMismatch,
+            other => SignInError::InvalidIdToken(other.to_string()),
+        }
+    }
+}
+
+/// A signed-in user.
+pub struct Session {
+    /// The provider (`iss`).
+    pub issuer: String,
+    /// The user at the provider (`sub`).
+    pub subject: String,
+    /// `issuer#subject`, the broker's name for the user.
+    pub principal: String,
+    /// The e-mail address, if the provider gave one.
+    pub email: Option<String>,
+    /// The display name, if the provider gave one.
+    pub name: Option<String>,
+    /// The ID token: the bearer token for the broker.
+    pub id_token: Zeroizing<String>,
+    /// When the ID token expires.
+    pub expires_at: i64,
+    refresh_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("principal", &self.principal)
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The refresh token, if the provider issued one. Keep it in the
+    /// keyring, nowhere else.
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.refresh_token.as_deref().map(String::as_str)
+    }
+}
+
+/// An OpenID Provider, discovered, and this app's client id at it.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    metadata: CoreProviderMetadata,
+    client_id: String,
+    http: Http,
+}
+
+/// How long one sign-in may take, from opening the browser.
+pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Provider {
+    /// Reads the provider's discovery document and keys. The issuer must
+    /// be HTTPS, or HTTP on loopback.
+    pub async fn discover(issuer: &str, client_id: &str) -> Result<Provider, SignInError> {
+        let http = Http::new().map_err(SignInError::Discovery)?;
+        let issuer =
+            IssuerUrl::new(issuer.to_owned()).map_err(|e| SignInError::Discovery(e.to_string()))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+            .await
+            .map_err(|e| SignInError::Discovery(e.to_string()))?;
+        Ok(Provider {
+            metadata,
+            client_id: client_id.to_owned(),
+            http,
+        })
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        self.metadata.issuer().as_str()
+    }
+
+    fn client(&self, redirect: &str) -> Result<CoreClientSet, SignInError> {
+        let redirect = RedirectUrl::new(redirect.to_owned())
+            .map_err(|e| SignInError::Listener(e.to_string()))?;
+        Ok(CoreClient::from_provider_metadata(
+            self.metadata.clone(),
+            ClientId::new(self.client_id.clone()),
+            None,
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// Signs a person in through `browser`, asking for `scopes` besides
+    /// `openid`. With `offline_access` among them the provider is asked
+    /// for consent, so that it issues a refresh token.
+    pub async fn sign_in(
+        &self,
+        browser: &dyn Browser,
+        scopes: &[&str],
+        timeout: Duration,
+    ) -> Result<Session, SignInError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| SignInError::Listener(e.to_string()))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| SignInError::Listener(e.to_string()))?
+            .port();
+        let redirect = format!("http://127.0.0.1:{port}/callback");
+        let client = self.client(&redirect)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in scopes {
+            request = request.add_scope(Scope::new((*scope).to_owned()));
+        }
+        if scopes.contains(&"offline_access") {
+            request = request.add_prompt(openidconnect::core::CoreAuthPrompt::Consent);
+        }
+        let (url, state, nonce) = request.url();
+        browser.open(url.as_str()).map_err(SignInError::Browser)?;
+        let answer = tokio::time::timeout(timeout, callback(&listener))
+            .await
+            .map_err(|_| SignInError::TimedOut)??;
+        if digest(&answer.state) != digest(state.secret()) {
+            return Err(SignInError::StateMismatch);
+        }
+        if let Some(error) = answer.error {
+            return Err(SignInError::Refused(error));
+        }
+        let code = answer.code.ok_or(SignInError::Malformed)?;
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| SignInError::Exchange(e.to_string()))?
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .map_err(|e| SignInError::Exchange(e.to_string()))?;
+        let id_token = tokens.id_token().ok_or(SignInError::NoIdToken)?;
+        let claims = id_token
+            .claims(&client.id_token_verifier(), &nonce)
+            .map_err(SignInError::from_claims)?;
+        Ok(self.session(
+            id_token.to_string(),
+            claims,
+            tokens.refresh_token().map(|t| t.secret().clone()),
+        ))
+    }
+
+    /// Exchanges a refresh token for a fresh session. The new ID token is
+    /// validated as at sign-in (a refreshed token keeps its original
+    /// `nonce`, which is not checked again) and must name `subject`.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        subject: &str,
+    ) -> Result<Session, SignInError> {
+        let client = self.client("http://127.0.0.1/callback")?;
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let tokens = client
+            .exchange_refresh_token(&token)
+            .map_err(|e| SignInError::Exchange(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| SignInError::Exchange(e.to_string()))?;
+        let id_token = tokens.id_token().ok_or(SignInError::NoIdToken)?;
+        let claims = id_token
+            .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+            .map_err(SignInError::from_claims)?;
+        if claims.subject().as_str() != subject {
+            return Err(SignInError::InvalidIdToken(
+                "the refreshed token names another user".into(),
+            ));
+        }
+        let rotated = tokens
+            .refresh_token()
+            .map_or_else(|| refresh_token.to_owned(), |t| t.secret().clone());
+        Ok(self.session(id_token.to_string(), claims, Some(rotated)))
+    }
+
+    /// Checks a stored ID token now: signature, issuer, audience, expiry.
+    pub fn check(&self, id_token: &str) -> Result<(), SignInError> {
+        let client = self.client("http://127.0.0.1/callback")?;
+        let token: openidconnect::core::CoreIdToken = id_token
+            .parse()
+            .map_err(|e: serde_json::Error| SignInError::InvalidIdToken(e.to_string()))?;
+        token
+            .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+            .map_err(SignInError::from_claims)?;
+        Ok(())
+    }
+
+    fn session(
+        &self,
+        id_token: String,
+        claims: &openidconnect::core::CoreIdTokenClaims,
+        refresh_token: Option<String>,
+    ) -> Session {
+        let issuer = claims.issuer().as_str().to_owned();
+        let subject = claims.subject().as_str().to_owned();
+        Session {
+            principal: format!("{issuer}#{subject}"),
+            email: claims.email().map(|e| e.as_str().to_owned()),
+            name: claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
+            expires_at: claims.expiration().timestamp(),
+            issuer,
+            subject,
+            id_token: Zeroizing::new(id_token),
+            refresh_token: refresh_token.map(Zeroizing::new),
+        }
+    }
+}
+
+type CoreClientSet = openidconnect::core::CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// What the browser brought back to the loopback listener.
+struct Answer {
+    state: String,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Serves the loopback listener until the browser arrives at `/callback`.
+async fn callback(listener: &TcpListener) -> Result<Answer, SignInError> {
+    loop {
+        let (mut stream, _) = listener
+            .accept()
+            .await
+            .map_err(|e| SignInError::Listener(e.to_string()))?;
+        let Some(target) = request_target(&mut stream).await else {
+            continue;
+        };
+        let Some(query) = target.strip_prefix("/callback?") else {
+            respond(&mut stream, "404 Not Found", "Not found.").await;
+            continue;
+        };
+        let mut answer = Answer {
+            state: String::new(),
+            code: None,
+            error: None,
+        };
+        for (key, value) in openidconnect::url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "state" => answer.state = value.into_owned(),
+                "code" => answer.code = Some(value.into_owned()),
+                // Only the code: a description is the provider's free text.
+                "error" => {
+                    answer.error = Some(
+                        value
+                            .chars()
+                            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .take(64)
+                            .collect(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let page = if answer.error.is_some() {
+            "Sign-in was not completed. You can close this window and return to Mandate."
+        } else {
+            "Signed in. You can close this window and return to Mandate."
+        };
+        respond(&mut stream, "200 OK", page).await;
+        return Ok(answer);
+    }
+}
+
+/// Reads one HTTP request head (at most 16 KiB) and returns its target.
+async fn request_target(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 || head.len() + n > 16 * 1024 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|b| *b == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some("GET"), Some(target)) => Some(target.to_owned()),
+        _ => None,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, text: &str) {
+    let body = format!("<!doctype html><meta charset=utf-8><title>Mandate</title><p>{text}</p>");
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
