@@ -2,15 +2,26 @@
 //! runs and is tested headless.
 //!
 //! It depends on mandate-core and talks to an OpenID Provider and a
-//! broker over HTTP. So far it holds the sign-in ([`signin`]): OIDC
-//! Authorization Code with PKCE through the system browser and a
-//! loopback redirect (RFC 8252), with `state`, `nonce` and the ID token
-//! checked, and refresh. A [`Session`]'s ID token is the user's bearer
-//! token at the broker; its refresh token belongs in the OS keyring.
+//! broker over HTTP. So far it holds:
+//! - the sign-in ([`signin`]): OIDC Authorization Code with PKCE through
+//!   the system browser and a loopback redirect (RFC 8252), with `state`,
+//!   `nonce` and the ID token checked, and refresh. A [`Session`]'s ID
+//!   token is the user's bearer token at the broker; its refresh token
+//!   belongs in the OS keyring;
+//! - what the user signs ([`decision`]): grants, narrowed or as asked,
+//!   denials and revocations;
+//! - the broker's user API ([`broker`]): key enrollment, the inbox,
+//!   decisions, revocations.
 
 #![forbid(unsafe_code)]
 
+pub mod broker;
+pub mod decision;
+mod error;
 mod http;
 pub mod signin;
 
+pub use broker::{BrokerClient, Enrollment, InboxItem};
+pub use decision::Narrowing;
+pub use error::ClientError;
 pub use signin::{Browser, Provider, Session, SignInError};

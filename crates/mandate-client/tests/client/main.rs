@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod browser;
+mod journey;
 
 use std::time::Duration;
 
@@ -119,7 +120,7 @@ async fn tampered_and_expired_id_tokens_are_refused() {
         "signin.id_token_invalid"
     );
     // And once its two seconds are over, the real one is expired.
-    while mandate_core_now() <= session.expires_at {
+    while unix_now() <= session.expires_at {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
@@ -137,7 +138,7 @@ async fn a_provider_that_is_not_there_fails_discovery_clearly() {
     assert_eq!(e.code(), "signin.discovery");
 }
 
-fn mandate_core_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -7,10 +7,7 @@ use futures_util::StreamExt as _;
 use mandate_agent::sse::{SseEvent, SseParser};
 use mandate_agent::unix_now;
 use mandate_core::scope::AuthorizationDetail;
-use mandate_core::token::{
-    Actor, Confirmation, GrantClaims, Jti, PopClaims, RequestClaims, RevocationClaims, chain_hash,
-};
-use mandate_core::{Claims as _, Policy, SigningKey, TokenId};
+use mandate_core::{SigningKey, TokenId};
 use rand_core::OsRng;
 use serde_json::{Value, json};
 
@@ -35,27 +32,12 @@ impl User {
             broker: broker.to_owned(),
             http: mandate_agent::client::http_client().unwrap(),
         };
-        let (status, body) = user.enroll().await;
-        assert_eq!(status, 201, "{body}");
+        mandate_client::BrokerClient::new(broker)
+            .unwrap()
+            .enroll(&user.bearer, &user.key, unix_now(), &mut OsRng)
+            .await
+            .unwrap();
         user
-    }
-
-    /// Posts the key enrollment; returns the status and body.
-    pub async fn enroll(&self) -> (u16, Value) {
-        let proof = PopClaims {
-            htm: "POST".into(),
-            htu: format!("{}/v1/keys", self.broker),
-            iat: unix_now(),
-            jti: Jti::random(&mut OsRng),
-            ath: chain_hash(&[self.bearer.as_str()]),
-        }
-        .sign(&self.key);
-        self.send(
-            reqwest::Method::POST,
-            "/v1/keys",
-            Some(json!({ "jwk": self.key.public().to_jwk(), "proof": proof })),
-        )
-        .await
     }
 
     /// An authenticated call; returns the status and the JSON body.
@@ -107,29 +89,20 @@ impl User {
     /// Signs a root grant answering `request`, with `scopes` in place of
     /// what it asked for.
     pub fn grant(&self, request: &str, scopes: Vec<AuthorizationDetail>) -> String {
-        let asked = RequestClaims::verify(request, &Policy::default(), unix_now()).unwrap();
-        let claims = asked.claims();
-        let now = unix_now();
-        GrantClaims {
-            sub: self.principal.clone().try_into().unwrap(),
-            act: Actor {
-                sub: asked.signer().agent_id(),
-            },
-            cnf: Confirmation {
-                jkt: asked.signer().thumbprint(),
-            },
-            authorization_details: scopes,
-            purpose: claims.purpose.clone(),
-            intent: claims.intent.clone(),
-            iat: now,
-            nbf: now,
-            exp: now + i64::from(claims.lifetime),
-            jti: Jti::random(&mut OsRng),
-            max_depth: claims.max_depth,
-            prf: None,
-            req: Some(asked.id()),
-        }
-        .sign(&self.key)
+        let narrowing = mandate_client::Narrowing {
+            scopes: Some(scopes),
+            ..Default::default()
+        };
+        let principal = self.principal.clone().try_into().unwrap();
+        mandate_client::decision::grant_for(
+            request,
+            &principal,
+            &self.key,
+            &narrowing,
+            unix_now(),
+            &mut OsRng,
+        )
+        .unwrap()
     }
 
     /// Posts a decision; returns the status and body.
@@ -144,14 +117,15 @@ impl User {
 
     /// Signs and posts a revocation of `grants`.
     pub async fn revoke(&self, grants: &[TokenId]) -> (u16, Value) {
-        let revocation = RevocationClaims {
-            sub: self.principal.clone().try_into().unwrap(),
-            revokes: grants.to_vec(),
-            reason: Some("no longer needed".into()),
-            iat: unix_now(),
-            jti: Jti::random(&mut OsRng),
-        }
-        .sign(&self.key);
+        let principal = self.principal.clone().try_into().unwrap();
+        let revocation = mandate_client::decision::revocation_for(
+            grants,
+            &principal,
+            &self.key,
+            Some("no longer needed"),
+            unix_now(),
+            &mut OsRng,
+        );
         self.send(
             reqwest::Method::POST,
             "/v1/revocations",

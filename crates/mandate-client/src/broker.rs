@@ -1,0 +1,196 @@
+//! The broker, as the signed-in user talks to it: enroll the user key,
+//! read the inbox, post decisions and revocations. Every call carries the
+//! session's ID token as its bearer.
+
+use std::time::Duration;
+
+use mandate_core::token::{PopClaims, chain_hash};
+use mandate_core::{Claims as _, Jwk, SigningKey, TokenId, UnixTime};
+use rand_core::CryptoRngCore;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::ClientError;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A broker, by its base URL.
+#[derive(Debug, Clone)]
+pub struct BrokerClient {
+    url: String,
+    http: reqwest::Client,
+}
+
+/// A user key's binding, as the broker signed it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Enrollment {
+    /// The `mandate-binding+jwt`.
+    pub binding: String,
+    /// The key's thumbprint.
+    pub jkt: String,
+    /// When the binding lapses.
+    pub expires_at: i64,
+}
+
+/// A pending request in the user's inbox.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboxItem {
+    /// The request's id.
+    pub id: TokenId,
+    /// The compact request; verify it before showing it.
+    pub request: String,
+    /// For a sub-agent's request, the chain behind it, root first.
+    #[serde(default)]
+    pub parent_chain: Vec<String>,
+    /// When the broker received it.
+    pub received_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct Inbox {
+    requests: Vec<InboxItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+impl BrokerClient {
+    /// A client for the broker at `url` (no trailing `/`).
+    pub fn new(url: &str) -> Result<BrokerClient, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        Ok(BrokerClient {
+            url: url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The broker's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Enrolls `key` for the signed-in user, proving possession of it for
+    /// this very sign-in (the proof's `ath` is the hash of the bearer).
+    pub async fn enroll(
+        &self,
+        bearer: &str,
+        key: &SigningKey,
+        now: UnixTime,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Enrollment, ClientError> {
+        let proof = PopClaims {
+            htm: "POST".into(),
+            htu: format!("{}/v1/keys", self.url),
+            iat: now,
+            jti: mandate_core::token::Jti::random(rng),
+            ath: chain_hash(&[bearer]),
+        }
+        .sign(key);
+        let jwk: Jwk = key.public().to_jwk();
+        self.send(
+            reqwest::Method::POST,
+            "/v1/keys",
+            bearer,
+            Some(json!({ "jwk": jwk, "proof": proof })),
+        )
+        .await
+    }
+
+    /// The user's pending requests, oldest first.
+    pub async fn inbox(&self, bearer: &str) -> Result<Vec<InboxItem>, ClientError> {
+        let inbox: Inbox = self
+            .send(reqwest::Method::GET, "/v1/inbox", bearer, None)
+            .await?;
+        Ok(inbox.requests)
+    }
+
+    /// Posts a signed grant (from [`crate::decision::grant_for`]) answering
+    /// the request `id`.
+    pub async fn approve(
+        &self,
+        bearer: &str,
+        id: &TokenId,
+        grant: &str,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/requests/{id}/decision");
+        self.send::<Value>(
+            reqwest::Method::POST,
+            &path,
+            bearer,
+            Some(json!({ "grant": grant })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Posts a signed denial of the request `id`.
+    pub async fn deny(&self, bearer: &str, id: &TokenId, denial: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/requests/{id}/decision");
+        self.send::<Value>(
+            reqwest::Method::POST,
+            &path,
+            bearer,
+            Some(json!({ "denial": denial })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Posts a signed revocation.
+    pub async fn revoke(&self, bearer: &str, revocation: &str) -> Result<(), ClientError> {
+        let body = json!({ "revocation": revocation });
+        self.send::<Value>(reqwest::Method::POST, "/v1/revocations", bearer, Some(body))
+            .await
+            .map(drop)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> Result<T, ClientError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(bearer)
+            .timeout(TIMEOUT);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        let status = res.status();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| {
+                ClientError::Unreachable("the broker's answer is not the expected JSON".into())
+            });
+        }
+        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            code: body
+                .as_ref()
+                .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
+            message: body.map_or_else(|| status.to_string(), |b| b.message),
+        })
+    }
+}
