@@ -9,7 +9,7 @@ use mandate_core::token::{
 use mandate_core::{
     BindingSet, Context, HttpCall, Jwk, KeySet, PublicKey, TokenId, verify_chain, verify_proof,
 };
-use mandate_store::{Binding, GrantRecord, RequestRecord};
+use mandate_store::{Binding, GrantRecord, RequestRecord, RequestStatus};
 use serde::Serialize;
 
 use crate::error::on_conflict;
@@ -158,7 +158,10 @@ fn unprocessable(code: &'static str, message: &str) -> ApiError {
 /// A grant must verify as a root signed by one of the user's bound keys,
 /// answer this request (`req`), go to the requesting agent's key, and stay
 /// within what was asked: scopes, depth and lifetime. A denial must be
-/// signed by one of the user's bound keys and name this request.
+/// signed by one of the user's bound keys and name this request. Posting
+/// the decision already recorded again succeeds and changes nothing, so a
+/// client may retry until it hears back; any other decision on a decided
+/// request is `request.already_decided`.
 pub async fn decide(
     state: &AppState,
     user: &User,
@@ -168,6 +171,16 @@ pub async fn decide(
     let now = state.now();
     let s = &state.inner;
     let request = own_request(state, user, id).await?;
+    // The very decision already recorded, sent again (an outbox retrying
+    // after a crash or a lost answer): accepted, and nothing changes. The
+    // signed token is its own idempotency key.
+    let (posted, kind, status) = match decision {
+        Decision::Approve(grant) => (grant, RequestStatus::Approved, "approved"),
+        Decision::Deny(denial) => (denial, RequestStatus::Denied, "denied"),
+    };
+    if request.status == kind && request.decision.as_deref() == Some(posted) {
+        return Ok(status);
+    }
     let asked =
         RequestClaims::verify(&request.token, &s.policy, request.created_at).map_err(|e| {
             tracing::error!(request = %id, error = %e, "stored request no longer verifies");

@@ -295,7 +295,21 @@ async fn a_decision_must_answer_the_request_as_asked() {
         (StatusCode::OK, Some("approved")),
         "{res}"
     );
+    // The same signed decision again (an outbox resending after a crash)
+    // is accepted and changes nothing; any other decision is refused.
+    let events = h.store.events_since(0, 1000).await.unwrap().len();
     let (status, res) = call(&h.app, post_json(&path, good, &bearer)).await;
+    assert_eq!(
+        (status, res["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{res}"
+    );
+    assert_eq!(h.store.events_since(0, 1000).await.unwrap().len(), events);
+    let other = decide(
+        &grant(&h, id, &agent(1), &["read"], NOW + 500),
+        &alice_key(),
+    );
+    let (status, res) = call(&h.app, post_json(&path, other, &bearer)).await;
     assert_eq!(
         (status, res["code"].as_str()),
         (StatusCode::CONFLICT, Some("request.already_decided"))

@@ -197,8 +197,18 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
         "{stderr}"
     );
     assert!(!dir.path().join("denied.json").exists(), "nothing written");
-    // Deciding it again is refused: it is no longer pending.
-    let again = broker.deny(bearer, &item.id, &denial).await.unwrap_err();
+    // The same signed denial again (a retry) is accepted and changes
+    // nothing; a different decision is refused: it is no longer pending.
+    broker.deny(bearer, &item.id, &denial).await.unwrap();
+    let other = denial_for(
+        item.id,
+        &principal,
+        &key,
+        Some("never"),
+        unix_now(),
+        &mut OsRng,
+    );
+    let again = broker.deny(bearer, &item.id, &other).await.unwrap_err();
     assert_eq!(again.code(), "request.already_decided", "{again}");
 
     broker_proc.kill().await;
