@@ -23,6 +23,8 @@
 
 #![allow(clippy::print_stdout)]
 
+mod measure;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,8 +32,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use futures_util::StreamExt as _;
-use mandate_agent::sse::SseParser;
 use mandate_agent::unix_now;
 use mandate_core::scope::AuthorizationDetail;
 use mandate_core::token::{
@@ -39,8 +39,9 @@ use mandate_core::token::{
     RevocationClaims, chain_hash,
 };
 use mandate_core::{Claims as _, SigningKey, TokenId};
+use measure::{Arrivals, follow, missing, now_ms, percentiles, request_key, revocation_key};
 use rand_core::OsRng;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -76,8 +77,6 @@ struct Args {
     phases: Vec<String>,
 }
 
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
 struct Ctx {
     args: Args,
     http: reqwest::Client,
@@ -112,26 +111,6 @@ async fn main() -> anyhow::Result<()> {
         fan_out(&cx).await?;
     }
     Ok(())
-}
-
-fn now_ms(t0: Instant, t: Instant) -> f64 {
-    t.duration_since(t0).as_secs_f64() * 1000.0
-}
-
-fn percentiles(mut ms: Vec<f64>) -> String {
-    if ms.is_empty() {
-        return "no samples".into();
-    }
-    ms.sort_by(f64::total_cmp);
-    let at = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
-    format!(
-        "n={} p50={:.1} ms p90={:.1} ms p99={:.1} ms max={:.1} ms",
-        ms.len(),
-        at(0.50),
-        at(0.90),
-        at(0.99),
-        at(1.0)
-    )
 }
 
 async fn enroll(cx: &Ctx) -> anyhow::Result<()> {
@@ -202,78 +181,6 @@ async fn submit(http: &reqwest::Client, broker: &str, token: &str) -> u16 {
     }
 }
 
-/// Reads an SSE stream into `arrivals`, keyed by `key(data)`, resuming
-/// with Last-Event-ID whenever the stream drops; runs until aborted.
-fn follow(
-    http: reqwest::Client,
-    url: String,
-    bearer: Option<String>,
-    key: fn(&Value) -> Vec<String>,
-    arrivals: Arrivals,
-    connected: Arc<AtomicUsize>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last: Option<String> = None;
-        let mut first = true;
-        loop {
-            let mut req = http.get(&url);
-            if let Some(b) = &bearer {
-                req = req.bearer_auth(b);
-            }
-            if let Some(id) = &last {
-                req = req.header("last-event-id", id.as_str());
-            }
-            let Ok(res) = req.send().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            if first {
-                connected.fetch_add(1, Ordering::SeqCst);
-                first = false;
-            }
-            let mut stream = res.bytes_stream();
-            let mut parser = SseParser::default();
-            while let Some(Ok(chunk)) = stream.next().await {
-                let at = Instant::now();
-                for event in parser.feed(&chunk) {
-                    if let Ok(data) = serde_json::from_str::<Value>(&event.data) {
-                        let mut map = arrivals.lock().unwrap_or_else(PoisonError::into_inner);
-                        for k in key(&data) {
-                            map.entry(k).or_insert(at);
-                        }
-                    }
-                    if event.id.is_some() {
-                        last = event.id;
-                    }
-                }
-            }
-        }
-    })
-}
-
-fn request_key(data: &Value) -> Vec<String> {
-    if data["type"] == "request.created" {
-        data["request"]
-            .as_str()
-            .map(str::to_owned)
-            .into_iter()
-            .collect()
-    } else {
-        vec![]
-    }
-}
-
-fn revocation_key(data: &Value) -> Vec<String> {
-    data["grants"]
-        .as_array()
-        .map(|g| {
-            g.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn inbox_follower(cx: &Ctx) -> (tokio::task::JoinHandle<()>, Arrivals) {
     let arrivals: Arrivals = Arc::default();
     let connected = Arc::new(AtomicUsize::new(0));
@@ -289,21 +196,6 @@ async fn inbox_follower(cx: &Ctx) -> (tokio::task::JoinHandle<()>, Arrivals) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     (task, arrivals)
-}
-
-/// Waits up to `grace` for every id in `wanted` to arrive; returns how many never did.
-async fn missing(arrivals: &Arrivals, wanted: &[String], grace: Duration) -> usize {
-    let deadline = Instant::now() + grace;
-    loop {
-        let lost = {
-            let map = arrivals.lock().unwrap_or_else(PoisonError::into_inner);
-            wanted.iter().filter(|id| !map.contains_key(*id)).count()
-        };
-        if lost == 0 || Instant::now() >= deadline {
-            return lost;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn ingest(cx: &Ctx) -> anyhow::Result<()> {

@@ -15,16 +15,17 @@
 // A command-line tool: standard output is where its answers go.
 #![allow(clippy::print_stdout)]
 
+mod io;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use io::{identity, parse_scopes, print_json, read_mandate, write_mandate};
 use mandate_agent::{
-    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Mandate, Outcome, Report,
-    Revocations,
+    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Outcome, Report, Revocations,
 };
-use mandate_core::scope::AuthorizationDetail;
 use mandate_core::{AgentId, TokenId};
 use serde_json::json;
 
@@ -412,62 +413,4 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
         }
     }
     Ok(())
-}
-
-fn identity(key: &mandate_core::PublicKey) -> serde_json::Value {
-    json!({ "agent_id": key.agent_id(), "jwk": key.to_jwk() })
-}
-
-/// Parses `TYPE:ACTION[,ACTION]:LOCATION` or a JSON detail.
-fn parse_scopes(specs: &[String]) -> Result<Vec<AuthorizationDetail>, AgentError> {
-    specs
-        .iter()
-        .map(|spec| {
-            if spec.trim_start().starts_with('{') {
-                return serde_json::from_str(spec)
-                    .map_err(|e| AgentError::Invalid(format!("scope {spec:?}: {e}")));
-            }
-            let mut parts = spec.splitn(3, ':');
-            let (Some(kind), Some(actions), Some(location)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(AgentError::Invalid(format!(
-                    "scope {spec:?} is not TYPE:ACTION[,ACTION...]:LOCATION"
-                )));
-            };
-            AuthorizationDetail::new(kind, actions.split(','), [location])
-                .map_err(|e| AgentError::Invalid(format!("scope {spec:?}: {e}")))
-        })
-        .collect()
-}
-
-fn read_mandate(path: &Path) -> Result<Mandate, AgentError> {
-    let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(path)
-    }
-    .map_err(|e| AgentError::Invalid(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| AgentError::Invalid(format!("{} is not a mandate: {e}", path.display())))
-}
-
-fn write_mandate(mandate: &Mandate, out: Option<&Path>) -> Result<(), AgentError> {
-    let text =
-        serde_json::to_string_pretty(mandate).map_err(|e| AgentError::Invalid(e.to_string()))?;
-    match out {
-        Some(path) => std::fs::write(path, text + "\n")
-            .map_err(|e| AgentError::Invalid(format!("cannot write {}: {e}", path.display()))),
-        None => {
-            println!("{text}");
-            Ok(())
-        }
-    }
-}
-
-fn print_json(value: &impl serde::Serialize) {
-    match serde_json::to_string(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("cannot print: {e}"),
-    }
 }
