@@ -153,7 +153,10 @@ impl ResourceVerifier {
             .collect();
         let binding = header(BINDING_HEADER)?.ok_or_else(Refusal::missing)?;
         let mut keys = KeySet::new();
-        for raw in header(KEYS_HEADER)?.unwrap_or_default().split(',') {
+        for raw in header(KEYS_HEADER)?
+            .ok_or_else(Refusal::missing)?
+            .split(',')
+        {
             let key = mandate_core::base64url::decode(raw.trim())
                 .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
                 .ok_or_else(|| Refusal::malformed(KEYS_HEADER))

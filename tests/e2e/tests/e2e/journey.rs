@@ -134,6 +134,26 @@ async fn journey(database: &str) {
     assert_eq!(body["agent"], reader.id().to_string());
     assert_eq!(body["for"], alice.principal);
     assert_eq!(body["chain_length"], 2);
+    // Without a mandate, or with part of one, it is refused.
+    let bare = mandate_agent::client::http_client()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+    let body: Value = bare.json().await.unwrap();
+    assert_eq!(body["code"], "mandate.missing");
+    let mut partial = mandate_agent::client::http_client().unwrap().get(&url);
+    for (name, value) in reader.present(&sub, "GET", &url).unwrap() {
+        if name != mandate_agent::KEYS_HEADER {
+            partial = partial.header(name, value);
+        }
+    }
+    let partial = partial.send().await.unwrap();
+    assert_eq!(partial.status(), 401);
+    let body: Value = partial.json().await.unwrap();
+    assert_eq!(body["code"], "mandate.missing");
     // Outside the delegated scope, and by the wrong agent, it is refused.
     let (status, body) = call(
         &reader,
