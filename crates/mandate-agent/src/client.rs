@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mandate_core::{Jwk, TokenId};
+use mandate_core::{Jwk, PublicKey, TokenId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -62,6 +62,13 @@ pub struct Metadata {
     pub issuer: String,
     /// Its signing keys.
     pub jwks: Jwks,
+}
+
+impl Metadata {
+    /// The broker's signing keys, refusing an unusable one.
+    pub fn keys(&self) -> Result<Vec<PublicKey>, mandate_core::Error> {
+        self.jwks.keys.iter().map(PublicKey::from_jwk).collect()
+    }
 }
 
 /// A JWK set.
@@ -228,6 +235,22 @@ pub fn http_client() -> Result<reqwest::Client, AgentError> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))
+}
+
+impl Broker {
+    /// Every grant revoked after feed position `since`, reading page after
+    /// page to the end, and the position to resume from.
+    pub async fn revocations_after(&self, since: i64) -> Result<(Vec<TokenId>, i64), AgentError> {
+        let (mut revoked, mut since) = (Vec::new(), since);
+        loop {
+            let (page, next) = self.revocations(since).await?;
+            if page.is_empty() {
+                return Ok((revoked, since));
+            }
+            revoked.extend(page.into_iter().map(|r| r.grant));
+            since = next;
+        }
+    }
 }
 
 /// Sends a request and reads a JSON answer, or the broker's error.

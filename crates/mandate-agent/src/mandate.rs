@@ -2,7 +2,7 @@
 //! it offline, and how it travels on an HTTP call.
 
 use mandate_core::token::{GrantClaims, chain_hash, peek};
-use mandate_core::{Jwk, KeySet, PublicKey, Thumbprint, TokenId};
+use mandate_core::{BindingSet, Jwk, KeySet, Policy, PublicKey, Thumbprint, TokenId, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
@@ -92,4 +92,26 @@ impl Mandate {
             (KEYS_HEADER, keys.join(",")),
         ])
     }
+}
+
+/// The bindings a mandate's `binding` token establishes, checked under
+/// the first of the broker's `keys` that verifies it and for `issuer`.
+pub(crate) fn bindings_of(
+    binding: &str,
+    keys: &[PublicKey],
+    issuer: &str,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<BindingSet, mandate_core::Error> {
+    let mut bindings = BindingSet::new();
+    let mut bound = Err(mandate_core::Error::BindingRejected(
+        "the broker has no key",
+    ));
+    for key in keys {
+        bound = bindings.insert_token(binding, key, issuer, policy, now);
+        if bound.is_ok() {
+            break;
+        }
+    }
+    bound.map(|()| bindings)
 }

@@ -3,11 +3,10 @@
 use std::collections::HashSet;
 
 use mandate_core::scope::AuthorizationDetail;
-use mandate_core::{
-    AgentId, BindingSet, Context, Policy, Principal, PublicKey, TokenId, UnixTime, verify_chain,
-};
+use mandate_core::{AgentId, Context, Policy, Principal, TokenId, UnixTime, verify_chain};
 use serde::Serialize;
 
+use crate::mandate::bindings_of;
 use crate::{AgentError, Broker, Mandate, unix_now};
 
 /// What a verified mandate grants.
@@ -40,36 +39,17 @@ pub async fn verify_online(
     let metadata = broker.metadata().await?;
     let mut revoked = HashSet::new();
     if revocation {
-        let mut since = 0;
-        loop {
-            let (page, next) = broker.revocations(since).await?;
-            if page.is_empty() {
-                break;
-            }
-            revoked.extend(page.into_iter().map(|r| r.grant));
-            since = next;
-        }
+        revoked.extend(broker.revocations_after(0).await?.0);
     }
     let now = unix_now();
     let policy = Policy::default();
-    let mut bindings = BindingSet::new();
-    let mut bound = Err(mandate_core::Error::BindingRejected(
-        "the broker has no key",
-    ));
-    for jwk in &metadata.jwks.keys {
-        let broker_key = PublicKey::from_jwk(jwk)?;
-        bound = bindings.insert_token(
-            &mandate.binding,
-            &broker_key,
-            &metadata.issuer,
-            &policy,
-            now,
-        );
-        if bound.is_ok() {
-            break;
-        }
-    }
-    bound?;
+    let bindings = bindings_of(
+        &mandate.binding,
+        &metadata.keys()?,
+        &metadata.issuer,
+        &policy,
+        now,
+    )?;
     let keys = mandate.key_set()?;
     let cx = Context {
         now,

@@ -156,14 +156,9 @@ impl Revocations {
         }
         // The stream is subscribed: whatever was accepted before it is in
         // the feed, whatever comes after arrives on the stream.
-        loop {
-            let (page, next) = broker.revocations(cursor.feed).await?;
-            if page.is_empty() {
-                break;
-            }
-            cursor.feed = next;
-            self.add(page.into_iter().map(|r| r.grant), seen);
-        }
+        let (caught_up, next) = broker.revocations_after(cursor.feed).await?;
+        cursor.feed = next;
+        self.add(caught_up, seen);
         self.touch();
         let mut bytes = res.bytes_stream();
         let mut parser = SseParser::default();

@@ -24,14 +24,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mandate_core::scope::AuthorizationDetail;
 use mandate_core::{
-    AgentId, BindingSet, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal,
-    PublicKey, TokenId, Verifier,
+    AgentId, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal, PublicKey,
+    TokenId, Verifier,
 };
 use serde_json::json;
 
 use crate::agent::unix_now;
 use crate::client::Metadata;
-use crate::mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, POP_HEADER};
+use crate::mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, POP_HEADER, bindings_of};
 use crate::revocations::Revocations;
 
 /// What one call needs: a detail of this type, permitting this action on
@@ -109,12 +109,7 @@ impl ResourceVerifier {
         metadata: &Metadata,
         revocations: Revocations,
     ) -> Result<ResourceVerifier, mandate_core::Error> {
-        let broker_keys = metadata
-            .jwks
-            .keys
-            .iter()
-            .map(PublicKey::from_jwk)
-            .collect::<Result<_, _>>()?;
+        let broker_keys = metadata.keys()?;
         Ok(ResourceVerifier {
             inner: Arc::new(Inner {
                 config,
@@ -165,15 +160,8 @@ impl ResourceVerifier {
         }
         let pop = header(POP_HEADER)?;
         let now = unix_now();
-        let mut bindings = BindingSet::new();
-        let mut bound = Err(mandate_core::Error::BindingRejected("no broker key"));
-        for key in &s.broker_keys {
-            bound = bindings.insert_token(binding, key, &s.issuer, &s.policy, now);
-            if bound.is_ok() {
-                break;
-            }
-        }
-        bound.map_err(Refusal::token)?;
+        let bindings = bindings_of(binding, &s.broker_keys, &s.issuer, &s.policy, now)
+            .map_err(Refusal::token)?;
         let uri = format!("{}{path}", s.config.origin);
         let http = HttpCall {
             method: method.as_str(),
