@@ -2,8 +2,6 @@
 //! read the inbox, post decisions and revocations. Every call carries the
 //! session's ID token as its bearer.
 
-use std::time::Duration;
-
 use mandate_core::token::{PopClaims, chain_hash};
 use mandate_core::{Claims as _, Jwk, SigningKey, TokenId, UnixTime};
 use rand_core::CryptoRngCore;
@@ -12,8 +10,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::ClientError;
-
-const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A broker, by its base URL.
 #[derive(Debug, Clone)]
@@ -63,12 +59,7 @@ struct ErrorBody {
 impl BrokerClient {
     /// A client for the broker at `url` (no trailing `/`).
     pub fn new(url: &str) -> Result<BrokerClient, ClientError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        let http = crate::http::client().map_err(ClientError::Unreachable)?;
         Ok(BrokerClient {
             url: url.trim_end_matches('/').to_owned(),
             http,
@@ -165,8 +156,7 @@ impl BrokerClient {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
-            .bearer_auth(bearer)
-            .timeout(TIMEOUT);
+            .bearer_auth(bearer);
         if let Some(body) = body {
             req = req.json(&body);
         }

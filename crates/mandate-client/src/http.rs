@@ -17,18 +17,23 @@ pub struct Http(reqwest::Client);
 #[error("{0}")]
 pub struct HttpError(String);
 
+/// The engine's HTTP client, for providers and brokers alike: rustls with
+/// ring, no redirects, a timeout on every exchange.
+pub(crate) fn client() -> Result<reqwest::Client, String> {
+    // reqwest is built without a default TLS crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.without_url().to_string())
+}
+
 impl Http {
     /// A client for talking to providers.
     pub fn new() -> Result<Http, String> {
-        // reqwest is built without a default TLS crypto provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map(Http)
-            .map_err(|e| e.without_url().to_string())
+        client().map(Http)
     }
 }
 

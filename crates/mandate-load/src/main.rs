@@ -33,12 +33,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use mandate_agent::unix_now;
+use mandate_client::BrokerClient;
+use mandate_client::decision::{Narrowing, grant_for, revocation_for};
 use mandate_core::scope::AuthorizationDetail;
-use mandate_core::token::{
-    Actor, AgentInfo, BindingCode, Confirmation, GrantClaims, Jti, PopClaims, RequestClaims,
-    RevocationClaims, chain_hash,
-};
-use mandate_core::{Claims as _, SigningKey, TokenId};
+use mandate_core::token::{AgentInfo, BindingCode, Jti, RequestClaims};
+use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
 use measure::{Arrivals, follow, missing, now_ms, percentiles, request_key, revocation_key};
 use rand_core::OsRng;
 use serde_json::json;
@@ -80,6 +79,8 @@ struct Args {
 struct Ctx {
     args: Args,
     http: reqwest::Client,
+    broker: BrokerClient,
+    principal: Principal,
     user: SigningKey,
     agents: Vec<SigningKey>,
 }
@@ -89,6 +90,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let http = mandate_agent::client::http_client()?;
     let cx = Ctx {
+        broker: BrokerClient::new(&args.broker)?,
+        principal: args
+            .principal
+            .clone()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--principal is not ISSUER#SUBJECT"))?,
         user: SigningKey::generate(&mut OsRng),
         agents: (0..256).map(|_| SigningKey::generate(&mut OsRng)).collect(),
         args,
@@ -114,28 +121,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn enroll(cx: &Ctx) -> anyhow::Result<()> {
-    let proof = PopClaims {
-        htm: "POST".into(),
-        htu: format!("{}/v1/keys", cx.args.broker),
-        iat: unix_now(),
-        jti: Jti::random(&mut OsRng),
-        ath: chain_hash(&[cx.args.bearer.as_str()]),
-    }
-    .sign(&cx.user);
-    let res = cx
-        .http
-        .post(format!("{}/v1/keys", cx.args.broker))
-        .bearer_auth(&cx.args.bearer)
-        .json(&json!({ "jwk": cx.user.public().to_jwk(), "proof": proof }))
-        .send()
-        .await?;
-    if res.status() != 201 {
-        bail!(
-            "enrolling the user key: {} {}",
-            res.status(),
-            res.text().await?
-        );
-    }
+    cx.broker
+        .enroll(&cx.args.bearer, &cx.user, unix_now(), &mut OsRng)
+        .await
+        .context("enrolling the user key")?;
     Ok(())
 }
 
@@ -301,54 +290,22 @@ async fn fan_out(cx: &Ctx) -> anyhow::Result<()> {
     // Grants to revoke: the user approves that many requests.
     let tokens = sign_requests(cx, cx.args.revocations);
     let mut grants = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
+    for token in &tokens {
         if submit(&cx.http, &cx.args.broker, token).await != 201 {
             bail!("filing a request to approve failed");
         }
-        let agent = &cx.agents[i % cx.agents.len()];
-        let now = unix_now();
-        let grant = GrantClaims {
-            sub: cx
-                .args
-                .principal
-                .clone()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("bad principal"))?,
-            act: Actor {
-                sub: agent.public().agent_id(),
-            },
-            cnf: Confirmation {
-                jkt: agent.thumbprint(),
-            },
-            authorization_details: vec![
-                AuthorizationDetail::new("files", ["read"], ["https://files.example/load/"])
-                    .map_err(anyhow::Error::msg)?,
-            ],
-            purpose: "Load test".into(),
-            intent: None,
-            iat: now,
-            nbf: now,
-            exp: now + 3600,
-            jti: Jti::random(&mut OsRng),
-            max_depth: 1,
-            prf: None,
-            req: Some(TokenId::of(token)),
-        }
-        .sign(&cx.user);
-        let res = cx
-            .http
-            .post(format!(
-                "{}/v1/requests/{}/decision",
-                cx.args.broker,
-                TokenId::of(token)
-            ))
-            .bearer_auth(&cx.args.bearer)
-            .json(&json!({ "grant": grant }))
-            .send()
-            .await?;
-        if res.status() != 200 {
-            bail!("approving: {} {}", res.status(), res.text().await?);
-        }
+        let grant = grant_for(
+            token,
+            &cx.principal,
+            &cx.user,
+            &Narrowing::default(),
+            unix_now(),
+            &mut OsRng,
+        )?;
+        cx.broker
+            .approve(&cx.args.bearer, &TokenId::of(token), &grant)
+            .await
+            .context("approving")?;
         grants.push(TokenId::of(&grant));
     }
     let arrivals: Vec<Arrivals> = (0..cx.args.followers)
@@ -380,29 +337,19 @@ async fn fan_out(cx: &Ctx) -> anyhow::Result<()> {
     }
     let mut posted = Vec::new();
     for grant in &grants {
-        let revocation = RevocationClaims {
-            sub: cx
-                .args
-                .principal
-                .clone()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("bad principal"))?,
-            revokes: vec![*grant],
-            reason: None,
-            iat: unix_now(),
-            jti: Jti::random(&mut OsRng),
-        }
-        .sign(&cx.user);
+        let revocation = revocation_for(
+            &[*grant],
+            &cx.principal,
+            &cx.user,
+            None,
+            unix_now(),
+            &mut OsRng,
+        );
         let start = Instant::now();
-        let res = cx
-            .http
-            .post(format!("{}/v1/revocations", cx.args.broker))
-            .json(&json!({ "revocation": revocation }))
-            .send()
-            .await?;
-        if res.status() != 201 {
-            bail!("revoking: {} {}", res.status(), res.text().await?);
-        }
+        cx.broker
+            .revoke(&cx.args.bearer, &revocation)
+            .await
+            .context("revoking")?;
         posted.push((grant.to_string(), start));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
