@@ -18,32 +18,6 @@ use crate::revocations::revocation;
 use crate::users::{alice_key, grant_for, post_json, with_bearer};
 use crate::{NOW, URL, agent, call, get, request_token, submit};
 
-/// A fresh database on the test server, or `None` when there is none.
-async fn database(name: &str) -> Option<String> {
-    let Ok(base) = std::env::var("MANDATE_TEST_PG_URL") else {
-        assert!(
-            std::env::var_os("MANDATE_REQUIRE_PG").is_none(),
-            "MANDATE_REQUIRE_PG is set but MANDATE_TEST_PG_URL is not"
-        );
-        eprintln!("skipped: MANDATE_TEST_PG_URL is not set (scripts/pg.sh start prints one)");
-        return None;
-    };
-    let db = format!("broker_{name}_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(&base).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (server, _) = base.rsplit_once('/').unwrap();
-    Some(format!("{server}/{db}"))
-}
-
 async fn instance(url: &str, idp: &TestIssuer) -> (Router, Store) {
     let store = Store::connect(url).await.unwrap();
     let state = AppState::new(
@@ -59,7 +33,7 @@ async fn instance(url: &str, idp: &TestIssuer) -> (Router, Store) {
 
 #[tokio::test]
 async fn what_one_instance_accepts_reaches_followers_of_the_other() {
-    let Some(url) = database("instances").await else {
+    let Some(url) = mandate_e2e::procs::postgres("broker_instances").await else {
         return;
     };
     let idp = TestIssuer::start().await;
