@@ -23,13 +23,16 @@ lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The store's tests run on SQLite and on a throwaway Postgres on 127.0.0.1,
-# started here and stopped however the tests end. The end-to-end tests
+# started here and stopped however the tests end. The desktop engine's
+# tests use the real OS keyring: Secret Service on a private D-Bus session
+# (scripts/with-keyring.sh). The end-to-end tests
 # (tests/e2e) run the workspace's binaries, so those are built first.
 unit:
 	@mkdir -p $(LOGS)
 	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
 	  cargo build --workspace --bins --locked && \
-	  (MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 cargo test --workspace --all-targets --locked && \
+	  (MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 MANDATE_REQUIRE_KEYRING=1 \
+	     timeout 2400 scripts/with-keyring.sh cargo test --workspace --all-targets --locked && \
 	   cargo test --workspace --doc --locked) 2>&1 | tee $(LOGS)/unit.log
 
 # The jose interop test, and the test OIDC provider's own checks.

@@ -32,6 +32,12 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 
 # C toolchain for libFuzzer and -sys crates; Node for the interop test.
 apt_install build-essential pkg-config
+# The desktop app (Tauri on WebKitGTK), and what its tests run under: the OS
+# keyring (Secret Service from gnome-keyring on a private D-Bus session, and
+# keyutils), a virtual screen, WebKit's WebDriver and screenshots.
+apt_install libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev \
+    libssl-dev file xvfb xauth webkit2gtk-driver imagemagick \
+    dbus dbus-x11 gnome-keyring libsecret-tools libdbus-1-dev keyutils
 if need node || need npm; then
     apt_install nodejs npm
 fi

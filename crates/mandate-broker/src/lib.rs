@@ -17,6 +17,7 @@
 pub mod chains;
 mod error;
 pub mod handlers;
+pub mod host;
 mod hub;
 pub mod oidc;
 pub mod openapi;

@@ -10,16 +10,14 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mandate_broker::oidc::{OidcVerifier, TrustedIssuer};
+use mandate_broker::Limits;
+use mandate_broker::host::{HostConfig, Hosted};
+use mandate_broker::oidc::TrustedIssuer;
 use mandate_broker::ratelimit::Rate;
-use mandate_broker::{AppState, Limits, router};
-use mandate_keyfile as keyfile;
-use mandate_store::Store;
 
 /// Mandate's broker: agents file signed requests, users decide.
 #[derive(Debug, Parser)]
@@ -102,13 +100,6 @@ impl Args {
     }
 }
 
-fn now() -> i64 {
-    // A clock before 1970 is a broken machine; treat it as the epoch.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -118,28 +109,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let key_file = args
-        .key_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("broker-key"));
-    let key = keyfile::load_or_create(&key_file)?;
-    let database = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("broker.db").display()));
-    let store = Store::connect(&database)
-        .await
-        .context("opening the database")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{bound}"));
     let issuers = args
         .issuers
         .iter()
@@ -148,52 +117,22 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("--issuer {spec:?} is not ISSUER=CLIENT_ID"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let oidc = OidcVerifier::new(issuers)
-        .context("building the HTTP client")?
-        .with_leeway(args.oidc_leeway);
-    let state = AppState::new(
-        store.clone(),
-        key,
-        &public_url,
-        oidc,
-        Arc::new(now),
-        args.limits(),
-    );
-    tokio::spawn(expire_requests(store.clone()));
-    tracing::info!(%bound, %public_url, backend = ?store.backend(), "serving");
+    let config = HostConfig {
+        database: args.database.clone(),
+        public_url: args.public_url.clone(),
+        key_file: args.key_file.clone(),
+        limits: args.limits(),
+        oidc_leeway: args.oidc_leeway,
+        ..HostConfig::new(args.listen, args.data_dir.clone(), issuers)
+    };
+    let hosted = Hosted::start(config).await?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "mandate-broker listening on http://{bound}")
+    writeln!(out, "mandate-broker listening on http://{}", hosted.bound())
         .and_then(|()| out.flush())
         .context("writing to stdout")?;
     drop(out);
-    // SSE followers never hang up by themselves, so a graceful shutdown
-    // waits for them only briefly.
-    let (stopping, stopped) = tokio::sync::watch::channel(false);
-    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown().await;
-        let _ = stopping.send(true);
-    });
-    let mut stopped = stopped;
-    tokio::select! {
-        served = serve => served.context("serving")?,
-        () = async {
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        } => tracing::info!("closing the streams still open"),
-    }
-    store.close().await;
-    Ok(())
-}
-
-/// Marks lapsed requests expired, every few seconds.
-async fn expire_requests(store: Store) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        if let Err(e) = store.expire_requests(now()).await {
-            tracing::warn!(error = ?e, "expiring requests failed");
-        }
-    }
+    shutdown().await;
+    hosted.stop().await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -16,6 +16,8 @@ use crate::ClientError;
 pub struct BrokerClient {
     url: String,
     http: reqwest::Client,
+    /// For event streams: no overall timeout.
+    streaming: reqwest::Client,
 }
 
 /// A user key's binding, as the broker signed it.
@@ -60,9 +62,11 @@ impl BrokerClient {
     /// A client for the broker at `url` (no trailing `/`).
     pub fn new(url: &str) -> Result<BrokerClient, ClientError> {
         let http = crate::http::client().map_err(ClientError::Unreachable)?;
+        let streaming = crate::http::streaming_client().map_err(ClientError::Unreachable)?;
         Ok(BrokerClient {
             url: url.trim_end_matches('/').to_owned(),
             http,
+            streaming,
         })
     }
 
@@ -104,6 +108,36 @@ impl BrokerClient {
             .send(reqwest::Method::GET, "/v1/inbox", bearer, None)
             .await?;
         Ok(inbox.requests)
+    }
+
+    /// Opens the user's inbox stream (server-sent events), resuming after
+    /// the event `last` when given. The caller reads the body's chunks.
+    pub async fn inbox_events(
+        &self,
+        bearer: &str,
+        last: Option<&str>,
+    ) -> Result<
+        impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin + use<>,
+        ClientError,
+    > {
+        let mut req = self
+            .streaming
+            .get(format!("{}/v1/inbox/events", self.url))
+            .bearer_auth(bearer)
+            .header("accept", "text/event-stream");
+        if let Some(last) = last {
+            req = req.header("last-event-id", last);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        let status = res.status();
+        if !status.is_success() {
+            let bytes = res.bytes().await.unwrap_or_default();
+            return Err(refusal(status, &bytes));
+        }
+        Ok(res.bytes_stream())
     }
 
     /// Posts a signed grant (from [`crate::decision::grant_for`]) answering
@@ -174,13 +208,18 @@ impl BrokerClient {
                 ClientError::Unreachable("the broker's answer is not the expected JSON".into())
             });
         }
-        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
-        Err(ClientError::Refused {
-            status: status.as_u16(),
-            code: body
-                .as_ref()
-                .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
-            message: body.map_or_else(|| status.to_string(), |b| b.message),
-        })
+        Err(refusal(status, &bytes))
+    }
+}
+
+/// The broker's refusal, from its status and JSON error body.
+fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
+    let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
+    ClientError::Refused {
+        status: status.as_u16(),
+        code: body
+            .as_ref()
+            .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
+        message: body.map_or_else(|| status.to_string(), |b| b.message),
     }
 }

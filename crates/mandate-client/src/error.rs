@@ -23,6 +23,25 @@ pub enum ClientError {
     /// The user's choice is not possible (approving more than was asked).
     #[error("{0}")]
     Invalid(String),
+    /// The OS keyring refused or is unavailable.
+    #[error("the OS keyring: {0}")]
+    Keyring(String),
+    /// The local history could not be read or written.
+    #[error("the local history: {0}")]
+    History(String),
+    /// The local history does not verify: a row was changed, removed or
+    /// added outside the app.
+    #[error("the local history was tampered with: {0}")]
+    Tampered(String),
+    /// Signing in failed.
+    #[error(transparent)]
+    SignIn(#[from] crate::SignInError),
+    /// The operation needs a signed-in user.
+    #[error("sign in first")]
+    SignedOut,
+    /// No such request.
+    #[error("no such request")]
+    NotFound,
 }
 
 impl ClientError {
@@ -33,6 +52,12 @@ impl ClientError {
             ClientError::Refused { code, .. } => code,
             ClientError::Token(e) => e.code(),
             ClientError::Invalid(_) => "input.invalid",
+            ClientError::Keyring(_) => "keyring.unavailable",
+            ClientError::History(_) => "history.unavailable",
+            ClientError::Tampered(_) => "history.tampered",
+            ClientError::SignIn(e) => e.code(),
+            ClientError::SignedOut => "session.signed_out",
+            ClientError::NotFound => "request.not_found",
         }
     }
 }

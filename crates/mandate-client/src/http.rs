@@ -30,6 +30,17 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.without_url().to_string())
 }
 
+/// Like [`client`], but with no overall timeout, for event streams that
+/// stay open (the reader times out an idle stream itself).
+pub(crate) fn streaming_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.without_url().to_string())
+}
+
 impl Http {
     /// A client for talking to providers.
     pub fn new() -> Result<Http, String> {

@@ -17,11 +17,15 @@
 
 pub mod broker;
 pub mod decision;
+pub mod engine;
 mod error;
+pub mod history;
 mod http;
 pub mod signin;
+pub mod vault;
 
 pub use broker::{BrokerClient, Enrollment, InboxItem};
 pub use decision::Narrowing;
+pub use engine::{Account, BrokerMode, Config, Engine, Update};
 pub use error::ClientError;
-pub use signin::{Browser, Provider, Session, SignInError};
+pub use signin::{Browser, CommandBrowser, Provider, Session, SignInError};

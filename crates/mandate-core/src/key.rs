@@ -215,6 +215,17 @@ impl PublicKey {
         self.key.as_bytes()
     }
 
+    /// Checks a signature from [`SigningKey::sign_detached`] for the same
+    /// `context` and `message`, strictly.
+    pub fn verify_detached(
+        &self,
+        context: &str,
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<(), Error> {
+        self.verify_strict(&detached_input(context, message), signature)
+    }
+
     /// Strict Ed25519 verification (no malleable or small-order signatures).
     pub(crate) fn verify_strict(&self, message: &[u8], signature: &[u8; 64]) -> Result<(), Error> {
         let sig = ed25519_dalek::Signature::from_bytes(signature);
@@ -275,6 +286,30 @@ impl SigningKey {
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }
+
+    /// A detached signature over `message` for one purpose, named by
+    /// `context` (such as `mandate-history-head/v1`). What is signed is
+    /// `mandate-context:`, the context's length in bytes (4 bytes, big
+    /// endian), the context, then the message: it can never be read as a
+    /// JWS signing input (base64url has no `:`), nor as a message of
+    /// another context.
+    pub fn sign_detached(&self, context: &str, message: &[u8]) -> [u8; 64] {
+        self.sign(&detached_input(context, message))
+    }
+}
+
+fn detached_input(context: &str, message: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(20 + context.len() + message.len());
+    input.extend_from_slice(b"mandate-context:");
+    // A context longer than 4 GiB cannot exist in memory alongside this.
+    input.extend_from_slice(
+        &u32::try_from(context.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    input.extend_from_slice(context.as_bytes());
+    input.extend_from_slice(message);
+    input
 }
 
 #[cfg(test)]
@@ -284,6 +319,38 @@ mod tests {
     // RFC 8037 appendix A.1 / A.3: the Ed25519 example key and its thumbprint.
     const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
     const RFC8037_JKT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+
+    #[test]
+    fn detached_signatures_are_bound_to_their_context_and_message() {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let sig = key.sign_detached("mandate-test/v1", b"message");
+        let public = key.public();
+        assert!(
+            public
+                .verify_detached("mandate-test/v1", b"message", &sig)
+                .is_ok()
+        );
+        assert!(matches!(
+            public.verify_detached("mandate-test/v2", b"message", &sig),
+            Err(Error::BadSignature)
+        ));
+        assert!(matches!(
+            public.verify_detached("mandate-test/v1", b"messagf", &sig),
+            Err(Error::BadSignature)
+        ));
+        // The length prefix keeps context and message apart.
+        assert!(matches!(
+            public.verify_detached("mandate-test/v1mess", b"age", &sig),
+            Err(Error::BadSignature)
+        ));
+        let other = SigningKey::from_seed(&[8; 32]);
+        assert!(matches!(
+            other
+                .public()
+                .verify_detached("mandate-test/v1", b"message", &sig),
+            Err(Error::BadSignature)
+        ));
+    }
 
     #[test]
     fn thumbprint_matches_rfc8037_example() {

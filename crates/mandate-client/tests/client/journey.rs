@@ -17,7 +17,12 @@ use crate::browser::{Tamper, TestBrowser};
 use crate::{CLIENT, SCOPES, unix_now};
 
 /// Starts `mandate agent request ... --wait` in the background.
-fn request(broker: &str, key: &str, principal: &str, out: &str) -> tokio::process::Child {
+pub(crate) fn request(
+    broker: &str,
+    key: &str,
+    principal: &str,
+    out: &str,
+) -> tokio::process::Child {
     tokio::process::Command::new(binary("mandate"))
         .args(["agent", "request", "--key", key, "--principal", principal])
         .args(["--scope", "files:read,write:https://files.example/reports/"])
@@ -36,6 +41,30 @@ fn request(broker: &str, key: &str, principal: &str, out: &str) -> tokio::proces
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// Waits for the agent's `request --wait` to end with its grant.
+pub(crate) async fn agent_got_grant(waiting: tokio::process::Child) {
+    let done = tokio::time::timeout(Duration::from_secs(30), waiting.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+}
+
+/// Waits for the agent's `request --wait` to end with a denial for `reason`.
+pub(crate) async fn agent_got_denial(waiting: tokio::process::Child, reason: &str) {
+    let done = tokio::time::timeout(Duration::from_secs(30), waiting.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success());
+    assert!(
+        stderr.contains("error request.denied") && stderr.contains(reason),
+        "{stderr}"
+    );
 }
 
 /// Waits for one more request than `seen` in the inbox; returns the newest.
@@ -145,15 +174,7 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
     )
     .unwrap();
     broker.approve(bearer, &item.id, &grant).await.unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(30), waiting.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    agent_got_grant(waiting).await;
 
     // The agent holds exactly the narrowed grant, and it verifies.
     let mandate: mandate_agent::Mandate =
@@ -186,16 +207,7 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
         &mut OsRng,
     );
     broker.deny(bearer, &item.id, &denial).await.unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(30), waiting.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&done.stderr);
-    assert!(!done.status.success());
-    assert!(
-        stderr.contains("error request.denied") && stderr.contains("not now"),
-        "{stderr}"
-    );
+    agent_got_denial(waiting, "not now").await;
     assert!(!dir.path().join("denied.json").exists(), "nothing written");
     // The same signed denial again (a retry) is accepted and changes
     // nothing; a different decision is refused: it is no longer pending.

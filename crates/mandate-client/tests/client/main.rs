@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod browser;
+mod engine;
 mod journey;
 
 use std::time::Duration;

@@ -1,0 +1,171 @@
+//! Hosting the broker on a socket: the key file, the database, the
+//! listener, the expiry sweep and a graceful stop. The `mandate-broker`
+//! binary and the desktop app (which hosts a broker in-process on
+//! 127.0.0.1 by default) both start it through [`Hosted::start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use mandate_keyfile as keyfile;
+use mandate_store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::oidc::{OidcVerifier, TrustedIssuer};
+use crate::{AppState, Limits, router};
+
+/// How long a stop waits for open SSE streams, which never hang up by
+/// themselves.
+const STREAM_GRACE: Duration = Duration::from_secs(2);
+
+/// What a hosted broker needs.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where the key file and the default SQLite database live.
+    pub data_dir: PathBuf,
+    /// `sqlite://FILE` or `postgres://...` (default: a SQLite file in
+    /// `data_dir`).
+    pub database: Option<String>,
+    /// The URL agents and users reach the broker at (default:
+    /// `http://` and the bound address).
+    pub public_url: Option<String>,
+    /// The OIDC issuers whose users may sign in.
+    pub issuers: Vec<TrustedIssuer>,
+    /// The broker's signing key (default: `broker-key` in `data_dir`).
+    pub key_file: Option<PathBuf>,
+    /// The guards.
+    pub limits: Limits,
+    /// Seconds of clock skew allowed on OIDC tokens.
+    pub oidc_leeway: i64,
+}
+
+impl HostConfig {
+    /// A broker on `listen` with its files in `data_dir`, trusting
+    /// `issuers`, with the default limits.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf, issuers: Vec<TrustedIssuer>) -> HostConfig {
+        HostConfig {
+            listen,
+            data_dir,
+            database: None,
+            public_url: None,
+            issuers,
+            key_file: None,
+            limits: Limits::default(),
+            oidc_leeway: crate::oidc::LEEWAY,
+        }
+    }
+}
+
+/// A broker serving on a socket, until [`Hosted::stop`].
+#[derive(Debug)]
+pub struct Hosted {
+    url: String,
+    bound: SocketAddr,
+    stop: watch::Sender<bool>,
+    served: JoinHandle<anyhow::Result<()>>,
+    sweep: JoinHandle<()>,
+    store: Store,
+}
+
+/// Now, in unix seconds. A clock before 1970 is a broken machine; treat it
+/// as the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Hosted {
+    /// Opens (or creates) the key and the database and starts serving.
+    pub async fn start(config: HostConfig) -> anyhow::Result<Hosted> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let key_file = config
+            .key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("broker-key"));
+        let key = keyfile::load_or_create(&key_file)?;
+        let database = config
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("broker.db").display()));
+        let store = Store::connect(&database)
+            .await
+            .context("opening the database")?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let bound = listener.local_addr().context("reading the bound address")?;
+        let url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let oidc = OidcVerifier::new(config.issuers.clone())
+            .context("building the HTTP client")?
+            .with_leeway(config.oidc_leeway);
+        let state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits);
+        let sweep = tokio::spawn(expire_requests(store.clone()));
+        let (stop, mut stopping) = watch::channel(false);
+        let mut stopped = stopping.clone();
+        let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+        let served = tokio::spawn(async move {
+            tokio::select! {
+                served = serve => served.context("serving"),
+                () = async {
+                    let _ = stopped.wait_for(|s| *s).await;
+                    tokio::time::sleep(STREAM_GRACE).await;
+                } => {
+                    tracing::info!("closing the streams still open");
+                    Ok(())
+                }
+            }
+        });
+        tracing::info!(%bound, %url, backend = ?store.backend(), "serving");
+        Ok(Hosted {
+            url,
+            bound,
+            stop,
+            served,
+            sweep,
+            store,
+        })
+    }
+
+    /// The URL agents and users reach the broker at.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub fn bound(&self) -> SocketAddr {
+        self.bound
+    }
+
+    /// Stops accepting, lets requests in flight finish (streams get a short
+    /// grace), and closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let served = self.served.await.context("the server task failed")?;
+        self.sweep.abort();
+        self.store.close().await;
+        served
+    }
+}
+
+/// Marks lapsed requests expired, every few seconds.
+async fn expire_requests(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.expire_requests(now()).await {
+            tracing::warn!(error = ?e, "expiring requests failed");
+        }
+    }
+}

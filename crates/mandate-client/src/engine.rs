@@ -1,0 +1,789 @@
+//! The engine: one signed-in user, their key in the OS keyring, their
+//! history in SQLite, and a broker (hosted in-process on 127.0.0.1 by
+//! default, or remote). The desktop app's commands are thin calls into it.
+//!
+//! A decision is signed, then recorded locally with its event and signed
+//! head in one transaction (the outbox), then delivered to the broker. The
+//! signed token is the delivery's idempotency key: the broker accepts the
+//! same decision again without change. Undelivered decisions are retried
+//! with backoff, and on every start, until the broker accepts or refuses
+//! them for good.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use mandate_broker::host::{HostConfig, Hosted};
+use mandate_broker::oidc::TrustedIssuer;
+use mandate_core::token::RequestClaims;
+use mandate_core::{Policy, PublicKey, SigningKey, TokenId};
+use serde::Serialize;
+use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+use crate::decision::{Narrowing, denial_for, grant_for};
+use crate::history::{History, NewDecision, Profile, StoredDecision, StoredRequest, Verified};
+use crate::vault::{StoredSession, Vault};
+use crate::{BrokerClient, Browser, ClientError, Provider, Session};
+
+/// The scopes the app asks the provider for: a refresh token
+/// (`offline_access`) keeps the user signed in across restarts.
+pub const SCOPES: &[&str] = &["openid", "email", "profile", "offline_access"];
+/// A bearer this close to its expiry is refreshed before use.
+const REFRESH_MARGIN: i64 = 60;
+/// The longest pause between delivery attempts, and between reconnects.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where the broker is.
+#[derive(Debug, Clone)]
+pub enum BrokerMode {
+    /// Host one in this process, listening on `listen` (127.0.0.1), with
+    /// its files under the engine's data directory.
+    InProcess {
+        /// The address to listen on; port 0 picks a free one.
+        listen: SocketAddr,
+    },
+    /// A shared broker.
+    Remote {
+        /// Its base URL.
+        url: String,
+    },
+}
+
+/// How to start the engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the history (and an in-process broker's files) live.
+    pub data_dir: PathBuf,
+    /// The organization's OIDC issuer.
+    pub issuer: String,
+    /// The app's client id at the provider.
+    pub client_id: String,
+    /// The broker.
+    pub broker: BrokerMode,
+    /// The OS keyring service the secrets are kept under.
+    pub keyring_service: String,
+}
+
+/// A change the UI should show.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    /// The inbox changed; `pending` requests wait.
+    Inbox {
+        /// How many.
+        pending: usize,
+        /// The requests that arrived with this change.
+        new: Vec<String>,
+    },
+    /// A decision reached the broker, or was refused by it for good.
+    Delivery {
+        /// The request decided.
+        request_id: String,
+        /// Whether the broker accepted it.
+        delivered: bool,
+    },
+    /// The live connection to the broker went up or down.
+    Connection {
+        /// Whether it is up.
+        online: bool,
+    },
+}
+
+/// The signed-in user, as the UI shows them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Account {
+    /// `issuer#subject`.
+    pub principal: String,
+    /// The display name, if any.
+    pub name: Option<String>,
+    /// The email address, if any.
+    pub email: Option<String>,
+    /// The user key's fingerprint.
+    pub key_fingerprint: String,
+    /// The broker's URL.
+    pub broker_url: String,
+}
+
+/// The engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("broker", &self.inner.broker.url())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: Config,
+    history: History,
+    vault: Vault,
+    broker: BrokerClient,
+    hosted: StdMutex<Option<Hosted>>,
+    provider: OnceCell<Provider>,
+    active: RwLock<Option<Arc<Active>>>,
+    updates: broadcast::Sender<Update>,
+    delivering: Mutex<()>,
+    tasks: StdMutex<Vec<JoinHandle<()>>>,
+}
+
+/// A signed-in user's working set. The key and the bearer never leave
+/// the process except to the broker (the bearer) and the keyring.
+struct Active {
+    profile: Profile,
+    key: SigningKey,
+    bearer: Zeroizing<String>,
+    expires_at: i64,
+}
+
+fn now() -> i64 {
+    mandate_broker::host::now()
+}
+
+impl Engine {
+    /// Opens the history and, in the default mode, starts the in-process
+    /// broker. Nobody is signed in yet: see [`Engine::resume`] and
+    /// [`Engine::sign_in`].
+    pub async fn start(config: Config) -> Result<Engine, ClientError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| ClientError::History(format!("creating the data directory: {e}")))?;
+        let history = History::open(&config.data_dir.join("history.sqlite")).await?;
+        let (hosted, url) = match &config.broker {
+            BrokerMode::Remote { url } => (None, url.clone()),
+            BrokerMode::InProcess { listen } => {
+                let issuer = TrustedIssuer {
+                    issuer: config.issuer.trim_end_matches('/').to_owned(),
+                    audiences: vec![config.client_id.clone()],
+                };
+                let hosted = Hosted::start(HostConfig::new(
+                    *listen,
+                    config.data_dir.join("broker"),
+                    vec![issuer],
+                ))
+                .await
+                .map_err(|e| ClientError::Unreachable(format!("starting the broker: {e:#}")))?;
+                let url = hosted.url().to_owned();
+                (Some(hosted), url)
+            }
+        };
+        let broker = BrokerClient::new(&url)?;
+        let (updates, _) = broadcast::channel(256);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                vault: Vault::new(&config.keyring_service),
+                config,
+                history,
+                broker,
+                hosted: StdMutex::new(hosted),
+                provider: OnceCell::new(),
+                active: RwLock::new(None),
+                updates,
+                delivering: Mutex::new(()),
+                tasks: StdMutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The broker's URL.
+    pub fn broker_url(&self) -> &str {
+        self.inner.broker.url()
+    }
+
+    /// The local history.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// Changes for the UI, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.inner.updates.subscribe()
+    }
+
+    async fn provider(&self) -> Result<&Provider, ClientError> {
+        let c = &self.inner.config;
+        self.inner
+            .provider
+            .get_or_try_init(|| Provider::discover(&c.issuer, &c.client_id))
+            .await
+            .map_err(ClientError::from)
+    }
+
+    /// The issuer the engine signs in with.
+    pub fn issuer(&self) -> &str {
+        &self.inner.config.issuer
+    }
+
+    /// Picks up the last sign-in from the keyring, refreshing it if it has
+    /// expired. `None` when nobody is
+    /// signed in (or the sign-in can no longer be refreshed).
+    pub async fn resume(&self) -> Result<Option<Account>, ClientError> {
+        let Some(profile) = self.inner.history.last_profile().await? else {
+            return Ok(None);
+        };
+        let Some(stored) = self.inner.vault.session(&profile.principal).await? else {
+            return Ok(None);
+        };
+        let Some(key) = self.inner.vault.user_key(&profile.principal).await? else {
+            return Ok(None);
+        };
+        if jwk_json(key.public()) != profile.user_jwk {
+            return Err(ClientError::Keyring(
+                "the keyring's user key is not the one this history was signed with".into(),
+            ));
+        }
+        let (bearer, expires_at) = if stored.expires_at - REFRESH_MARGIN > now() {
+            (Zeroizing::new(stored.id_token.clone()), stored.expires_at)
+        } else {
+            let Some(refresh) = stored.refresh_token.as_deref() else {
+                return Ok(None);
+            };
+            match self
+                .provider()
+                .await?
+                .refresh(refresh, &profile.subject)
+                .await
+            {
+                Ok(session) => {
+                    self.keep_session(&profile.principal, &session).await?;
+                    (session.id_token.clone(), session.expires_at)
+                }
+                Err(e) => {
+                    tracing::info!(code = e.code(), "the stored sign-in could not be refreshed");
+                    return Ok(None);
+                }
+            }
+        };
+        let account = account_of(&profile, &key);
+        self.activate(Active {
+            profile,
+            key,
+            bearer,
+            expires_at,
+        })
+        .await;
+        Ok(Some(account))
+    }
+
+    /// Signs in through `browser`: the provider's page, then back to a
+    /// loopback listener. Generates the user key on first sign-in (it goes
+    /// straight to the keyring), and enrolls it with the broker.
+    pub async fn sign_in(&self, browser: &dyn Browser) -> Result<Account, ClientError> {
+        let provider = self.provider().await?;
+        let session = provider
+            .sign_in(browser, SCOPES, crate::signin::SIGN_IN_TIMEOUT)
+            .await?;
+        self.sign_in_with(session).await
+    }
+
+    /// Completes a sign-in: the key, its enrollment, the profile.
+    async fn sign_in_with(&self, session: Session) -> Result<Account, ClientError> {
+        let principal = session.principal.clone();
+        let key = match self.inner.vault.user_key(&principal).await? {
+            Some(key) => key,
+            None => {
+                let key = SigningKey::generate(&mut rand_core::OsRng);
+                self.inner.vault.store_user_key(&principal, &key).await?;
+                // Read it back: a keyring that quietly drops writes must
+                // not leave the user with a key nobody kept.
+                match self.inner.vault.user_key(&principal).await? {
+                    Some(kept) if kept.thumbprint() == key.thumbprint() => key,
+                    _ => {
+                        return Err(ClientError::Keyring(
+                            "the keyring did not keep the new user key".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        let enrollment = self
+            .inner
+            .broker
+            .enroll(&session.id_token, &key, now(), &mut rand_core::OsRng)
+            .await?;
+        self.keep_session(&principal, &session).await?;
+        let profile = Profile {
+            principal: principal.clone(),
+            issuer: session.issuer.clone(),
+            subject: session.subject.clone(),
+            name: session.name.clone(),
+            email: session.email.clone(),
+            user_jwk: jwk_json(key.public()),
+            binding: enrollment.binding,
+            broker_url: self.inner.broker.url().to_owned(),
+            signed_in_at: now(),
+        };
+        self.inner.history.save_profile(&profile, &key).await?;
+        let account = account_of(&profile, &key);
+        self.activate(Active {
+            profile,
+            key,
+            bearer: session.id_token.clone(),
+            expires_at: session.expires_at,
+        })
+        .await;
+        Ok(account)
+    }
+
+    async fn keep_session(&self, principal: &str, session: &Session) -> Result<(), ClientError> {
+        let stored = StoredSession {
+            id_token: session.id_token.to_string(),
+            expires_at: session.expires_at,
+            refresh_token: session.refresh_token().map(str::to_owned),
+        };
+        self.inner.vault.store_session(principal, &stored).await
+    }
+
+    /// Forgets the sign-in (the keyring's tokens) and stops syncing. The
+    /// user key and the history stay.
+    pub async fn sign_out(&self) -> Result<(), ClientError> {
+        self.stop_tasks();
+        let active = self.inner.active.write().await.take();
+        if let Some(active) = active {
+            self.inner
+                .vault
+                .forget_session(&active.profile.principal)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The signed-in user, if any.
+    pub async fn account(&self) -> Option<Account> {
+        let active = self.inner.active.read().await;
+        active.as_ref().map(|a| account_of(&a.profile, &a.key))
+    }
+
+    async fn activate(&self, active: Active) {
+        *self.inner.active.write().await = Some(Arc::new(active));
+    }
+
+    /// Keeps the signed-in user in step with the broker, in the
+    /// background, until sign-out or shutdown: follows the inbox stream
+    /// (each change re-reads the inbox and is announced on
+    /// [`Engine::subscribe`]) and retries the outbox with backoff.
+    pub fn follow(&self) {
+        self.stop_tasks();
+        let outbox = tokio::spawn(self.clone().run_outbox());
+        let sync = tokio::spawn(self.clone().run_sync());
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.push(outbox);
+            tasks.push(sync);
+        }
+    }
+
+    fn stop_tasks(&self) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    async fn active(&self) -> Result<Arc<Active>, ClientError> {
+        let current = self
+            .inner
+            .active
+            .read()
+            .await
+            .clone()
+            .ok_or(ClientError::SignedOut)?;
+        if current.expires_at - REFRESH_MARGIN > now() {
+            return Ok(current);
+        }
+        // The bearer is about to lapse: refresh it, once, for everyone.
+        let mut slot = self.inner.active.write().await;
+        let Some(current) = slot.clone() else {
+            return Err(ClientError::SignedOut);
+        };
+        if current.expires_at - REFRESH_MARGIN > now() {
+            return Ok(current);
+        }
+        let principal = &current.profile.principal;
+        let stored = self.inner.vault.session(principal).await?;
+        let refresh = stored
+            .as_ref()
+            .and_then(|s| s.refresh_token.as_deref())
+            .ok_or(ClientError::SignedOut)?;
+        let session = self
+            .provider()
+            .await?
+            .refresh(refresh, &current.profile.subject)
+            .await?;
+        self.keep_session(principal, &session).await?;
+        let renewed = Arc::new(Active {
+            profile: current.profile.clone(),
+            key: SigningKey::from_seed(&current.key.to_seed()),
+            bearer: session.id_token.clone(),
+            expires_at: session.expires_at,
+        });
+        *slot = Some(Arc::clone(&renewed));
+        Ok(renewed)
+    }
+
+    /// Reads the broker's inbox into the history, and returns the pending
+    /// requests, newest first. Offline, it returns what the history holds.
+    pub async fn inbox(&self) -> Result<Vec<StoredRequest>, ClientError> {
+        let active = self.active().await?;
+        match self.fetch_inbox(&active).await {
+            Ok(_) => {}
+            Err(ClientError::Unreachable(e)) => {
+                tracing::info!(error = %e, "the broker is unreachable; showing the local inbox");
+            }
+            Err(e) => return Err(e),
+        }
+        self.inner
+            .history
+            .requests(&active.profile.principal, Some("pending"))
+            .await
+    }
+
+    /// Fetches the inbox, records what is new (verified first), and marks
+    /// what the broker no longer lists. Returns the new requests' ids.
+    async fn fetch_inbox(&self, active: &Active) -> Result<Vec<String>, ClientError> {
+        let items = self.inner.broker.inbox(&active.bearer).await?;
+        let principal = &active.profile.principal;
+        let mut new = Vec::new();
+        let mut listed = Vec::with_capacity(items.len());
+        for item in &items {
+            listed.push(item.id.to_string());
+            // A request that does not verify is never shown.
+            if let Err(e) =
+                RequestClaims::verify(&item.request, &Policy::default(), item.received_at)
+            {
+                tracing::warn!(request = %item.id, code = e.code(), "skipping a request that does not verify");
+                continue;
+            }
+            if self
+                .inner
+                .history
+                .record_request(&active.key, principal, item, now())
+                .await?
+            {
+                new.push(item.id.to_string());
+            }
+        }
+        self.inner
+            .history
+            .expire_missing(principal, &listed)
+            .await?;
+        let pending = self
+            .inner
+            .history
+            .requests(principal, Some("pending"))
+            .await?
+            .len();
+        let _ = self.inner.updates.send(Update::Inbox {
+            pending,
+            new: new.clone(),
+        });
+        Ok(new)
+    }
+
+    /// One request of the signed-in user, as recorded.
+    pub async fn request(&self, id: &str) -> Result<StoredRequest, ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .history
+            .request(&active.profile.principal, id)
+            .await?
+            .ok_or(ClientError::NotFound)
+    }
+
+    /// Approves the request `id`, narrowed as the user chose: signs the
+    /// grant, records it, and delivers it.
+    pub async fn approve(
+        &self,
+        id: &str,
+        narrowing: &Narrowing,
+    ) -> Result<StoredDecision, ClientError> {
+        let active = self.active().await?;
+        let request = self.pending(&active, id).await?;
+        let grant = grant_for(
+            &request.request,
+            &principal_of(&active)?,
+            &active.key,
+            narrowing,
+            now(),
+            &mut rand_core::OsRng,
+        )?;
+        self.decide(&active, id, "grant", &grant).await
+    }
+
+    /// Denies the request `id`, with an optional reason: signs the
+    /// denial, records it, and delivers it.
+    pub async fn deny(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<StoredDecision, ClientError> {
+        let active = self.active().await?;
+        let request = self.pending(&active, id).await?;
+        let request_id = TokenId::of(&request.request);
+        let denial = denial_for(
+            request_id,
+            &principal_of(&active)?,
+            &active.key,
+            reason,
+            now(),
+            &mut rand_core::OsRng,
+        );
+        self.decide(&active, id, "denial", &denial).await
+    }
+
+    async fn pending(&self, active: &Active, id: &str) -> Result<StoredRequest, ClientError> {
+        let request = self
+            .inner
+            .history
+            .request(&active.profile.principal, id)
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        if request.state != "pending" {
+            return Err(ClientError::Invalid(format!(
+                "this request is already {}",
+                request.state
+            )));
+        }
+        Ok(request)
+    }
+
+    async fn decide(
+        &self,
+        active: &Active,
+        id: &str,
+        kind: &str,
+        token: &str,
+    ) -> Result<StoredDecision, ClientError> {
+        let token_id = TokenId::of(token).to_string();
+        self.inner
+            .history
+            .record_decision(
+                &active.key,
+                &active.profile.principal,
+                id,
+                NewDecision {
+                    kind,
+                    token,
+                    token_id: &token_id,
+                },
+                now(),
+            )
+            .await?;
+        tracing::info!(request = %id, kind, "decision recorded");
+        // Delivery failures leave it in the outbox; the caller sees its
+        // state in the returned row.
+        if let Err(e) = self.deliver().await {
+            tracing::info!(code = e.code(), "delivery deferred");
+        }
+        self.inner
+            .history
+            .decision(id)
+            .await?
+            .ok_or(ClientError::NotFound)
+    }
+
+    /// Delivers every decision in the outbox. Returns how many are still
+    /// waiting (the broker unreachable, or busy).
+    pub async fn deliver(&self) -> Result<usize, ClientError> {
+        let _one_at_a_time = self.inner.delivering.lock().await;
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        let mut waiting = 0;
+        for d in self.inner.history.outbox(principal).await? {
+            let Ok(id) = d.request_id.parse::<TokenId>() else {
+                // Cannot happen for rows this engine wrote.
+                self.inner
+                    .history
+                    .settle(
+                        &active.key,
+                        principal,
+                        &d.request_id,
+                        Some("request.malformed"),
+                        now(),
+                    )
+                    .await?;
+                continue;
+            };
+            let sent = if d.kind == "grant" {
+                self.inner
+                    .broker
+                    .approve(&active.bearer, &id, &d.token)
+                    .await
+            } else {
+                self.inner.broker.deny(&active.bearer, &id, &d.token).await
+            };
+            match sent {
+                Ok(()) => {
+                    self.inner.history.note_attempt(&d.request_id, None).await?;
+                    self.inner
+                        .history
+                        .settle(&active.key, principal, &d.request_id, None, now())
+                        .await?;
+                    let _ = self.inner.updates.send(Update::Delivery {
+                        request_id: d.request_id.clone(),
+                        delivered: true,
+                    });
+                }
+                Err(ClientError::Refused { status, code, .. }) if final_refusal(status) => {
+                    tracing::warn!(request = %d.request_id, %code, "the broker refused a decision");
+                    self.inner
+                        .history
+                        .note_attempt(&d.request_id, Some(&code))
+                        .await?;
+                    self.inner
+                        .history
+                        .settle(&active.key, principal, &d.request_id, Some(&code), now())
+                        .await?;
+                    let _ = self.inner.updates.send(Update::Delivery {
+                        request_id: d.request_id.clone(),
+                        delivered: false,
+                    });
+                }
+                Err(e) => {
+                    self.inner
+                        .history
+                        .note_attempt(&d.request_id, Some(e.code()))
+                        .await?;
+                    waiting += 1;
+                }
+            }
+        }
+        Ok(waiting)
+    }
+
+    /// Checks the signed-in user's history: every link, and the head's
+    /// signature.
+    pub async fn verify_history(&self) -> Result<Verified, ClientError> {
+        let active = self.active().await?;
+        let key = PublicKey::from_jwk_json(&active.profile.user_jwk)?;
+        self.inner
+            .history
+            .verify(&active.profile.principal, &key)
+            .await
+    }
+
+    /// The signed-in user's decisions, newest first.
+    pub async fn decisions(&self) -> Result<Vec<StoredDecision>, ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .history
+            .decisions(&active.profile.principal)
+            .await
+    }
+
+    /// Retries the outbox with backoff while it holds anything.
+    async fn run_outbox(self) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match self.deliver().await {
+                Ok(0) => pause = Duration::from_secs(1),
+                Ok(_) | Err(_) => pause = (pause * 2).min(MAX_BACKOFF),
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Follows the broker's inbox stream; each change re-reads the inbox.
+    /// Reconnects with backoff, resuming after the last event seen.
+    async fn run_sync(self) {
+        let mut last: Option<String> = None;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.follow_once(&mut last).await {
+                Ok(()) => pause = Duration::from_millis(250),
+                Err(e) => {
+                    tracing::info!(code = e.code(), "the inbox stream dropped");
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+            }
+            let _ = self
+                .inner
+                .updates
+                .send(Update::Connection { online: false });
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn follow_once(&self, last: &mut Option<String>) -> Result<(), ClientError> {
+        use futures_util::StreamExt as _;
+        let active = self.active().await?;
+        let mut res = self
+            .inner
+            .broker
+            .inbox_events(&active.bearer, last.as_deref())
+            .await?;
+        let _ = self.inner.updates.send(Update::Connection { online: true });
+        // Whatever happened while disconnected.
+        self.fetch_inbox(&active).await?;
+        let mut parser = mandate_agent::sse::SseParser::default();
+        loop {
+            let chunk = tokio::time::timeout(STREAM_IDLE, res.next())
+                .await
+                .map_err(|_| ClientError::Unreachable("the inbox stream went quiet".into()))?;
+            let Some(chunk) = chunk else {
+                return Ok(());
+            };
+            let chunk = chunk.map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+            let mut changed = false;
+            for event in parser.feed(&chunk) {
+                if let Some(id) = event.id {
+                    *last = Some(id);
+                }
+                changed |= event.name.starts_with("request.");
+            }
+            if changed {
+                // The bearer may have been refreshed since the stream began.
+                let active = self.active().await?;
+                self.fetch_inbox(&active).await?;
+            }
+        }
+    }
+
+    /// Stops syncing and the in-process broker, and closes the history.
+    pub async fn shutdown(&self) {
+        self.stop_tasks();
+        let hosted = self.inner.hosted.lock().ok().and_then(|mut h| h.take());
+        if let Some(hosted) = hosted
+            && let Err(e) = hosted.stop().await
+        {
+            tracing::warn!(error = %e, "stopping the broker");
+        }
+        self.inner.history.close().await;
+    }
+}
+
+/// The broker sends a keep-alive every few seconds; this long without
+/// anything means the connection is gone.
+const STREAM_IDLE: Duration = Duration::from_secs(30);
+
+/// Whether a refusal is final (retrying the same token cannot succeed):
+/// any 4xx but an expired bearer (401) and a rate limit (429).
+fn final_refusal(status: u16) -> bool {
+    (400..500).contains(&status) && status != 401 && status != 429
+}
+
+fn principal_of(active: &Active) -> Result<mandate_core::Principal, ClientError> {
+    mandate_core::Principal::try_from(active.profile.principal.clone())
+        .map_err(|_| ClientError::Invalid("the signed-in principal is malformed".into()))
+}
+
+fn jwk_json(key: &PublicKey) -> String {
+    // A JWK of four short strings always encodes.
+    serde_json::to_string(&key.to_jwk()).unwrap_or_default()
+}
+
+fn account_of(profile: &Profile, key: &SigningKey) -> Account {
+    Account {
+        principal: profile.principal.clone(),
+        name: profile.name.clone(),
+        email: profile.email.clone(),
+        key_fingerprint: key.public().agent_id().fingerprint(),
+        broker_url: profile.broker_url.clone(),
+    }
+}

@@ -1,0 +1,755 @@
+//! The local history, in SQLite: the requests the user was shown, the
+//! decisions they signed (which double as the outbox), and an append-only
+//! event log that is tamper-evident.
+//!
+//! Each event's hash covers the event and the hash of the one before it
+//! (one chain per principal), and the head of the chain is signed with the
+//! user key. [`History::verify`] walks a chain and checks every link and
+//! the head's signature. Deleting, editing or reordering a row, or cutting
+//! the tail off, breaks it.
+//!
+//! A decision is written in one transaction with its event and the new
+//! head, so after a crash it was either made (and will be delivered) or
+//! never made. Nothing here holds a secret.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use mandate_core::base64url as b64;
+use mandate_core::{PublicKey, SigningKey};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row as _, SqliteConnection};
+
+use crate::ClientError;
+use crate::broker::InboxItem;
+
+/// What signs a chain's head: the detached-signature context.
+const HEAD_CONTEXT: &str = "mandate-history-head/v1";
+/// What each event hash starts with.
+const EVENT_DOMAIN: &[u8] = b"mandate-history-event/v1";
+
+/// The local history database.
+#[derive(Debug, Clone)]
+pub struct History {
+    pool: SqlitePool,
+}
+
+/// Who signed in on this machine (no secrets).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Profile {
+    /// `issuer#subject`.
+    pub principal: String,
+    /// The OIDC issuer.
+    pub issuer: String,
+    /// The OIDC subject.
+    pub subject: String,
+    /// The display name, if the provider gave one.
+    pub name: Option<String>,
+    /// The email address, if the provider gave one.
+    pub email: Option<String>,
+    /// The user key's public JWK (JSON).
+    pub user_jwk: String,
+    /// The broker's binding of the user key.
+    pub binding: String,
+    /// The broker the user signed in to.
+    pub broker_url: String,
+    /// When (unix seconds).
+    pub signed_in_at: i64,
+}
+
+/// A request as kept locally.
+#[derive(Debug, Clone)]
+pub struct StoredRequest {
+    /// The request's token id.
+    pub id: String,
+    /// The compact request.
+    pub request: String,
+    /// The chain behind a sub-agent's request, root first.
+    pub parent_chain: Vec<String>,
+    /// When the broker received it.
+    pub received_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub state: String,
+}
+
+/// A decision the user signed, and how its delivery went.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredDecision {
+    /// The request it answers.
+    pub request_id: String,
+    /// `grant` or `denial`.
+    pub kind: String,
+    /// The signed token.
+    pub token: String,
+    /// The token's id: the idempotency key of its delivery.
+    pub token_id: String,
+    /// When it was signed.
+    pub decided_at: i64,
+    /// How many deliveries were tried.
+    pub attempts: i64,
+    /// When the broker accepted it.
+    pub delivered_at: Option<i64>,
+    /// The broker's code, if it refused the decision for good.
+    pub refused_code: Option<String>,
+}
+
+/// One event of the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Its position in the database.
+    pub seq: i64,
+    /// When (unix seconds).
+    pub at: i64,
+    /// What happened: `key.enrolled`, `request.seen`, `grant.signed`,
+    /// `denial.signed`, `decision.delivered`, `decision.refused`.
+    pub kind: String,
+    /// What it is about: a request or token id.
+    pub subject: String,
+    /// The signed token, if the event carries one.
+    pub token: Option<String>,
+    /// The base64url hash of the event before, or of 32 zero bytes.
+    pub prev: String,
+    /// The base64url hash of this event.
+    pub hash: String,
+}
+
+/// The outcome of [`History::verify`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Verified {
+    /// How many events the chain holds.
+    pub events: i64,
+    /// The head's hash.
+    pub head: String,
+}
+
+/// A decision to record: its kind, the signed token, and its id.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDecision<'a> {
+    /// `grant` or `denial`.
+    pub kind: &'a str,
+    /// The signed token.
+    pub token: &'a str,
+    /// Its id.
+    pub token_id: &'a str,
+}
+
+fn db_error(e: sqlx::Error) -> ClientError {
+    ClientError::History(e.to_string())
+}
+
+impl History {
+    /// Opens (creating if needed) the history at `path`, and migrates it.
+    pub async fn open(path: &Path) -> Result<History, ClientError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(db_error)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A decision is durable once recorded, even across power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| ClientError::History(e.to_string()))?;
+        Ok(History { pool })
+    }
+
+    /// Closes the database.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Saves (or replaces) the profile of a signed-in user, and logs the
+    /// key's enrollment when the key is new.
+    pub async fn save_profile(
+        &self,
+        profile: &Profile,
+        key: &SigningKey,
+    ) -> Result<(), ClientError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT user_jwk FROM profiles WHERE principal = ?")
+                .bind(&profile.principal)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO profiles (principal, issuer, subject, name, email, user_jwk, binding, broker_url, signed_in_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (principal) DO UPDATE SET name = excluded.name, email = excluded.email,
+               user_jwk = excluded.user_jwk, binding = excluded.binding,
+               broker_url = excluded.broker_url, signed_in_at = excluded.signed_in_at",
+        )
+        .bind(&profile.principal)
+        .bind(&profile.issuer)
+        .bind(&profile.subject)
+        .bind(&profile.name)
+        .bind(&profile.email)
+        .bind(&profile.user_jwk)
+        .bind(&profile.binding)
+        .bind(&profile.broker_url)
+        .bind(profile.signed_in_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if before.as_deref() != Some(profile.user_jwk.as_str()) {
+            let jkt = key.thumbprint().to_string();
+            append(
+                &mut tx,
+                key,
+                &profile.principal,
+                profile.signed_in_at,
+                "key.enrolled",
+                &jkt,
+                Some(&profile.binding),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// The profile of `principal`.
+    pub async fn profile(&self, principal: &str) -> Result<Option<Profile>, ClientError> {
+        let row = sqlx::query("SELECT * FROM profiles WHERE principal = ?")
+            .bind(principal)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.map(|r| profile_of(&r)).transpose()
+    }
+
+    /// The user who signed in last, if anyone has.
+    pub async fn last_profile(&self) -> Result<Option<Profile>, ClientError> {
+        let row = sqlx::query("SELECT * FROM profiles ORDER BY signed_in_at DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.map(|r| profile_of(&r)).transpose()
+    }
+
+    /// Records a request from the inbox, once. Returns whether it was new.
+    pub async fn record_request(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        item: &InboxItem,
+        now: i64,
+    ) -> Result<bool, ClientError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let chain = serde_json::to_string(&item.parent_chain)
+            .map_err(|e| ClientError::History(e.to_string()))?;
+        let id = item.id.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO requests (id, principal, request, parent_chain, received_at, expires_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(principal)
+        .bind(&item.request)
+        .bind(&chain)
+        .bind(item.received_at)
+        .bind(item.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+            == 1;
+        if inserted {
+            append(
+                &mut tx,
+                key,
+                principal,
+                now,
+                "request.seen",
+                &id,
+                Some(&item.request),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(inserted)
+    }
+
+    /// The requests of `principal`, newest first; only those in `state`
+    /// if given.
+    pub async fn requests(
+        &self,
+        principal: &str,
+        state: Option<&str>,
+    ) -> Result<Vec<StoredRequest>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT * FROM requests WHERE principal = ? AND (? IS NULL OR state = ?)
+             ORDER BY received_at DESC, id",
+        )
+        .bind(principal)
+        .bind(state)
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(request_of).collect()
+    }
+
+    /// One request of `principal`.
+    pub async fn request(
+        &self,
+        principal: &str,
+        id: &str,
+    ) -> Result<Option<StoredRequest>, ClientError> {
+        let row = sqlx::query("SELECT * FROM requests WHERE principal = ? AND id = ?")
+            .bind(principal)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(request_of).transpose()
+    }
+
+    /// Marks the pending requests of `principal` that the broker no longer
+    /// lists as pending (they lapsed, or were decided on another device)
+    /// expired, keeping those in `still_pending`.
+    pub async fn expire_missing(
+        &self,
+        principal: &str,
+        still_pending: &[String],
+    ) -> Result<(), ClientError> {
+        for r in self.requests(principal, Some("pending")).await? {
+            if !still_pending.contains(&r.id) {
+                sqlx::query(
+                    "UPDATE requests SET state = 'expired' WHERE id = ? AND state = 'pending'",
+                )
+                .bind(&r.id)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a signed decision on the pending request `request_id`, with
+    /// its event and the new head, in one transaction. From then on it is
+    /// in the outbox. A request already decided, or not pending, is
+    /// refused.
+    pub async fn record_decision(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        request_id: &str,
+        decision: NewDecision<'_>,
+        now: i64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let state = if decision.kind == "grant" {
+            "approved"
+        } else {
+            "denied"
+        };
+        let updated = sqlx::query(
+            "UPDATE requests SET state = ? WHERE id = ? AND principal = ? AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(request_id)
+        .bind(principal)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if updated != 1 {
+            return Err(ClientError::Invalid(
+                "this request is no longer pending".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO decisions (request_id, principal, kind, token, token_id, decided_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(request_id)
+        .bind(principal)
+        .bind(decision.kind)
+        .bind(decision.token)
+        .bind(decision.token_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let kind = if decision.kind == "grant" {
+            "grant.signed"
+        } else {
+            "denial.signed"
+        };
+        append(
+            &mut tx,
+            key,
+            principal,
+            now,
+            kind,
+            request_id,
+            Some(decision.token),
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// The decision on `request_id`, if one was made.
+    pub async fn decision(&self, request_id: &str) -> Result<Option<StoredDecision>, ClientError> {
+        let row = sqlx::query("SELECT * FROM decisions WHERE request_id = ?")
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(decision_of).transpose()
+    }
+
+    /// The decisions of `principal` not yet delivered nor refused: the
+    /// outbox, oldest first.
+    pub async fn outbox(&self, principal: &str) -> Result<Vec<StoredDecision>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT * FROM decisions WHERE principal = ? AND delivered_at IS NULL
+             AND refused_code IS NULL ORDER BY decided_at, request_id",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(decision_of).collect()
+    }
+
+    /// Counts one delivery attempt, and what went wrong if it failed.
+    pub async fn note_attempt(
+        &self,
+        request_id: &str,
+        error: Option<&str>,
+    ) -> Result<(), ClientError> {
+        sqlx::query(
+            "UPDATE decisions SET attempts = attempts + 1, last_error = ? WHERE request_id = ?",
+        )
+        .bind(error)
+        .bind(request_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)
+        .map(drop)
+    }
+
+    /// Marks the decision on `request_id` delivered (the broker accepted
+    /// it), or refused for good with the broker's `code`, and logs it.
+    pub async fn settle(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        request_id: &str,
+        refused: Option<&str>,
+        now: i64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let updated = sqlx::query(
+            "UPDATE decisions SET delivered_at = CASE WHEN ? IS NULL THEN ? END, refused_code = ?
+             WHERE request_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
+        )
+        .bind(refused)
+        .bind(now)
+        .bind(refused)
+        .bind(request_id)
+        .bind(principal)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if updated == 1 {
+            let kind = if refused.is_some() {
+                "decision.refused"
+            } else {
+                "decision.delivered"
+            };
+            append(&mut tx, key, principal, now, kind, request_id, None).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// The decisions of `principal`, newest first.
+    pub async fn decisions(&self, principal: &str) -> Result<Vec<StoredDecision>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT * FROM decisions WHERE principal = ? ORDER BY decided_at DESC, request_id",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(decision_of).collect()
+    }
+
+    /// The event log of `principal`, oldest first.
+    pub async fn events(&self, principal: &str) -> Result<Vec<Event>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, subject, token, prev, hash FROM events WHERE principal = ? ORDER BY seq",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: r.try_get("seq").map_err(db_error)?,
+                    at: r.try_get("at").map_err(db_error)?,
+                    kind: r.try_get("kind").map_err(db_error)?,
+                    subject: r.try_get("subject").map_err(db_error)?,
+                    token: r.try_get("token").map_err(db_error)?,
+                    prev: r.try_get("prev").map_err(db_error)?,
+                    hash: r.try_get("hash").map_err(db_error)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the whole chain of `principal`: every event's hash and link,
+    /// and the head's signature under `user_key`. The first break is an
+    /// error naming the event.
+    pub async fn verify(
+        &self,
+        principal: &str,
+        user_key: &PublicKey,
+    ) -> Result<Verified, ClientError> {
+        let events = self.events(principal).await?;
+        let mut prev = [0u8; 32];
+        for e in &events {
+            let broken = |what: &str| ClientError::Tampered(format!("event {}: {what}", e.seq));
+            if decode_hash(&e.prev) != Some(prev) {
+                return Err(broken("does not follow the event before it"));
+            }
+            let hash = event_hash(
+                &prev,
+                e.seq,
+                principal,
+                e.at,
+                &e.kind,
+                &e.subject,
+                e.token.as_deref(),
+            );
+            if decode_hash(&e.hash) != Some(hash) {
+                return Err(broken("its content does not match its hash"));
+            }
+            prev = hash;
+        }
+        let head = sqlx::query("SELECT seq, hash, signature FROM heads WHERE principal = ?")
+            .bind(principal)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some(head) = head else {
+            return if events.is_empty() {
+                Ok(Verified {
+                    events: 0,
+                    head: b64::encode(prev),
+                })
+            } else {
+                Err(ClientError::Tampered("the signed head is missing".into()))
+            };
+        };
+        let seq: i64 = head.try_get("seq").map_err(db_error)?;
+        let hash: String = head.try_get("hash").map_err(db_error)?;
+        let signature: String = head.try_get("signature").map_err(db_error)?;
+        let last = events.last().map_or(0, |e| e.seq);
+        if seq != last || decode_hash(&hash) != Some(prev) {
+            return Err(ClientError::Tampered(
+                "the signed head is not the last event (events were added or cut off)".into(),
+            ));
+        }
+        let signature: [u8; 64] = b64::decode(&signature)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| ClientError::Tampered("the head's signature is malformed".into()))?;
+        user_key
+            .verify_detached(
+                HEAD_CONTEXT,
+                &head_message(principal, seq, &prev),
+                &signature,
+            )
+            .map_err(|_| ClientError::Tampered("the head's signature does not verify".into()))?;
+        Ok(Verified {
+            events: events.len() as i64,
+            head: hash,
+        })
+    }
+}
+
+/// Appends an event to `principal`'s chain and signs the new head, inside
+/// the caller's transaction.
+async fn append(
+    tx: &mut SqliteConnection,
+    key: &SigningKey,
+    principal: &str,
+    at: i64,
+    kind: &str,
+    subject: &str,
+    token: Option<&str>,
+) -> Result<(), ClientError> {
+    let last: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM events WHERE principal = ? ORDER BY seq DESC LIMIT 1")
+            .bind(principal)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let prev = match last {
+        Some(h) => decode_hash(&h)
+            .ok_or_else(|| ClientError::Tampered("the last event's hash is malformed".into()))?,
+        None => [0u8; 32],
+    };
+    let seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) + 1 FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let hash = event_hash(&prev, seq, principal, at, kind, subject, token);
+    let hash_text = b64::encode(hash);
+    sqlx::query(
+        "INSERT INTO events (seq, principal, at, kind, subject, token, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(principal)
+    .bind(at)
+    .bind(kind)
+    .bind(subject)
+    .bind(token)
+    .bind(b64::encode(prev))
+    .bind(&hash_text)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let signature = key.sign_detached(HEAD_CONTEXT, &head_message(principal, seq, &hash));
+    sqlx::query(
+        "INSERT INTO heads (principal, seq, hash, signature) VALUES (?, ?, ?, ?)
+         ON CONFLICT (principal) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, signature = excluded.signature",
+    )
+    .bind(principal)
+    .bind(seq)
+    .bind(&hash_text)
+    .bind(b64::encode(signature))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)
+    .map(drop)
+}
+
+/// The hash of one event: SHA-256 over a domain tag, the previous hash,
+/// the sequence number and time (8 bytes each, big endian), and each text
+/// field with a 4-byte length (the token with a presence byte first).
+fn event_hash(
+    prev: &[u8; 32],
+    seq: i64,
+    principal: &str,
+    at: i64,
+    kind: &str,
+    subject: &str,
+    token: Option<&str>,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(EVENT_DOMAIN);
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(at.to_be_bytes());
+    for field in [principal, kind, subject] {
+        field_into(&mut h, field);
+    }
+    match token {
+        Some(t) => {
+            h.update([1]);
+            field_into(&mut h, t);
+        }
+        None => h.update([0]),
+    }
+    h.finalize().into()
+}
+
+fn field_into(h: &mut Sha256, field: &str) {
+    h.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(field.as_bytes());
+}
+
+/// What the head's signature covers: the principal, the head's sequence
+/// number and its hash.
+fn head_message(principal: &str, seq: i64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(principal.len() + 44);
+    m.extend_from_slice(
+        &u32::try_from(principal.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    m.extend_from_slice(principal.as_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
+fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    b64::decode(text)?.try_into().ok()
+}
+
+fn profile_of(r: &sqlx::sqlite::SqliteRow) -> Result<Profile, ClientError> {
+    Ok(Profile {
+        principal: r.try_get("principal").map_err(db_error)?,
+        issuer: r.try_get("issuer").map_err(db_error)?,
+        subject: r.try_get("subject").map_err(db_error)?,
+        name: r.try_get("name").map_err(db_error)?,
+        email: r.try_get("email").map_err(db_error)?,
+        user_jwk: r.try_get("user_jwk").map_err(db_error)?,
+        binding: r.try_get("binding").map_err(db_error)?,
+        broker_url: r.try_get("broker_url").map_err(db_error)?,
+        signed_in_at: r.try_get("signed_in_at").map_err(db_error)?,
+    })
+}
+
+fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {
+    let chain: String = r.try_get("parent_chain").map_err(db_error)?;
+    Ok(StoredRequest {
+        id: r.try_get("id").map_err(db_error)?,
+        request: r.try_get("request").map_err(db_error)?,
+        parent_chain: serde_json::from_str(&chain)
+            .map_err(|e| ClientError::History(e.to_string()))?,
+        received_at: r.try_get("received_at").map_err(db_error)?,
+        expires_at: r.try_get("expires_at").map_err(db_error)?,
+        state: r.try_get("state").map_err(db_error)?,
+    })
+}
+
+fn decision_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredDecision, ClientError> {
+    Ok(StoredDecision {
+        request_id: r.try_get("request_id").map_err(db_error)?,
+        kind: r.try_get("kind").map_err(db_error)?,
+        token: r.try_get("token").map_err(db_error)?,
+        token_id: r.try_get("token_id").map_err(db_error)?,
+        decided_at: r.try_get("decided_at").map_err(db_error)?,
+        attempts: r.try_get("attempts").map_err(db_error)?,
+        delivered_at: r.try_get("delivered_at").map_err(db_error)?,
+        refused_code: r.try_get("refused_code").map_err(db_error)?,
+    })
+}

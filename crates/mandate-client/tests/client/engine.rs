@@ -1,0 +1,357 @@
+//! The whole engine, headless, with the OS keyring (Secret Service under a
+//! private D-Bus session, see scripts/with-keyring.sh), its SQLite
+//! history, the real provider, a real broker process and agents using the
+//! `mandate` CLI.
+
+use std::time::Duration;
+
+use mandate_client::engine::{BrokerMode, Config, Engine, Update};
+use mandate_client::history::History;
+use mandate_client::vault::Vault;
+use mandate_client::{ClientError, Narrowing};
+use mandate_core::scope::AuthorizationDetail;
+use mandate_e2e::procs::{self, Proc, cli};
+use tokio::sync::broadcast;
+
+use crate::browser::{Tamper, TestBrowser};
+use crate::journey::{agent_got_denial, agent_got_grant, request};
+
+/// Whether the real keyring is there. `make test` runs the tests under
+/// scripts/with-keyring.sh and sets MANDATE_REQUIRE_KEYRING, so there a
+/// missing keyring fails instead of skipping.
+pub fn keyring_ready() -> bool {
+    if std::env::var("MANDATE_KEYRING").as_deref() == Ok("secret-service") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("MANDATE_REQUIRE_KEYRING").is_none(),
+        "MANDATE_REQUIRE_KEYRING is set but no keyring session is: run under scripts/with-keyring.sh"
+    );
+    eprintln!("skipped: no OS keyring session (run under scripts/with-keyring.sh)");
+    false
+}
+
+/// A keyring service of this test's own.
+pub fn service() -> String {
+    use rand_core::RngCore as _;
+    format!("mandate-test-{:016x}", rand_core::OsRng.next_u64())
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub idp: Proc,
+    pub broker: Proc,
+    pub service: String,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let idp = procs::idp().await;
+        let db = format!("sqlite://{}", dir.path().join("broker.db").display());
+        let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+        Stack {
+            dir,
+            idp,
+            broker,
+            service: service(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            data_dir: self.dir.path().join("app"),
+            issuer: self.idp.url.clone(),
+            client_id: crate::CLIENT.into(),
+            broker: BrokerMode::Remote {
+                url: self.broker.url.clone(),
+            },
+            keyring_service: self.service.clone(),
+        }
+    }
+
+    pub async fn stop(self, principal: Option<&str>) {
+        if let Some(p) = principal {
+            let vault = Vault::new(&self.service);
+            vault.forget_session(p).await.unwrap();
+            vault.forget_user_key(p).await.unwrap();
+        }
+        self.broker.kill().await;
+        self.idp.kill().await;
+    }
+}
+
+/// Waits for an inbox update announcing a new request; returns its id.
+pub async fn next_new(updates: &mut broadcast::Receiver<Update>) -> String {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Update::Inbox { new, .. } = updates.recv().await.unwrap()
+                && let Some(id) = new.into_iter().next()
+            {
+                return id;
+            }
+        }
+    })
+    .await
+    .expect("a new request is announced")
+}
+
+fn files(actions: &[&str], location: &str) -> AuthorizationDetail {
+    AuthorizationDetail::new("files", actions.iter().copied(), [location]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
+    if !keyring_ready() {
+        return;
+    }
+    let stack = Stack::start().await;
+    let engine = Engine::start(stack.config()).await.unwrap();
+    assert_eq!(engine.resume().await.unwrap(), None, "nobody signed in yet");
+    assert_eq!(
+        engine.inbox().await.unwrap_err().code(),
+        "session.signed_out"
+    );
+
+    // Sign in: the key is generated into the keyring and enrolled.
+    let account = engine
+        .sign_in(&TestBrowser::new("alice", Tamper::None))
+        .await
+        .unwrap();
+    let principal = account.principal.clone();
+    assert_eq!(principal, format!("{}#alice", stack.idp.url));
+    let vault = Vault::new(&stack.service);
+    let key = vault
+        .user_key(&principal)
+        .await
+        .unwrap()
+        .expect("key in the keyring");
+    assert_eq!(
+        account.key_fingerprint,
+        key.public().agent_id().fingerprint()
+    );
+    let stored = vault
+        .session(&principal)
+        .await
+        .unwrap()
+        .expect("session in the keyring");
+    assert!(stored.refresh_token.is_some());
+
+    // Requests arrive live: the engine follows the broker's stream.
+    let mut updates = engine.subscribe();
+    engine.follow();
+    let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
+    let (ok, _, err) = cli(&["agent", "init", "--key", &stack.path("agent.key")], &env).await;
+    assert!(ok, "{err}");
+    let waiting = request(
+        &stack.broker.url,
+        &stack.path("agent.key"),
+        &principal,
+        &stack.path("mandate.json"),
+    );
+    let id = next_new(&mut updates).await;
+    let shown = engine.request(&id).await.unwrap();
+    assert_eq!(shown.state, "pending");
+
+    // Approve narrowed: read only, Q3 only, ten minutes, no further hops.
+    let narrowed = vec![files(&["read"], "https://files.example/reports/q3/")];
+    let wider = Narrowing {
+        scopes: Some(vec![files(
+            &["read", "delete"],
+            "https://files.example/reports/",
+        )]),
+        ..Narrowing::default()
+    };
+    assert_eq!(
+        engine.approve(&id, &wider).await.unwrap_err().code(),
+        "input.invalid"
+    );
+    let decision = engine
+        .approve(
+            &id,
+            &Narrowing {
+                scopes: Some(narrowed.clone()),
+                lifetime: Some(600),
+                max_depth: Some(0),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(decision.kind, "grant");
+    assert!(
+        decision.delivered_at.is_some(),
+        "delivered at once: {decision:?}"
+    );
+    agent_got_grant(waiting).await;
+    let mandate: mandate_agent::Mandate =
+        serde_json::from_str(&std::fs::read_to_string(stack.path("mandate.json")).unwrap())
+            .unwrap();
+    assert_eq!(mandate.chain, vec![decision.token.clone()]);
+    assert_eq!(mandate.leaf().unwrap().authorization_details, narrowed);
+    let (ok, _, err) = cli(&["verify", "--mandate", &stack.path("mandate.json")], &env).await;
+    assert!(ok, "{err}");
+    // Decided is decided.
+    assert_eq!(
+        engine.deny(&id, None).await.unwrap_err().code(),
+        "input.invalid"
+    );
+
+    // Deny another: the agent sees the denial and the reason.
+    let waiting = request(
+        &stack.broker.url,
+        &stack.path("agent.key"),
+        &principal,
+        &stack.path("denied.json"),
+    );
+    let denied = next_new(&mut updates).await;
+    let decision = engine.deny(&denied, Some("not now")).await.unwrap();
+    assert_eq!(decision.kind, "denial");
+    agent_got_denial(waiting, "not now").await;
+
+    // The history: sign-in, two requests seen, two decisions signed and
+    // delivered; it verifies.
+    let verified = engine.verify_history().await.unwrap();
+    assert_eq!(
+        verified.events,
+        7,
+        "{:?}",
+        engine.history().events(&principal).await.unwrap()
+    );
+    let kinds: Vec<String> = engine
+        .history()
+        .events(&principal)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "key.enrolled",
+            "request.seen",
+            "grant.signed",
+            "decision.delivered",
+            "request.seen",
+            "denial.signed",
+            "decision.delivered"
+        ]
+    );
+
+    // Another start picks the sign-in up from the keyring, no browser.
+    engine.shutdown().await;
+    let again = Engine::start(stack.config()).await.unwrap();
+    assert_eq!(again.resume().await.unwrap(), Some(account.clone()));
+    assert_eq!(again.decisions().await.unwrap().len(), 2);
+
+    // Sign-out forgets the tokens, keeps the key and the history.
+    again.sign_out().await.unwrap();
+    assert!(vault.session(&principal).await.unwrap().is_none());
+    assert!(vault.user_key(&principal).await.unwrap().is_some());
+    assert_eq!(again.resume().await.unwrap(), None);
+    again.shutdown().await;
+    stack.stop(Some(&principal)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_changed_behind_the_apps_back_fails_verification() {
+    if !keyring_ready() {
+        return;
+    }
+    let stack = Stack::start().await;
+    let engine = Engine::start(stack.config()).await.unwrap();
+    let account = engine
+        .sign_in(&TestBrowser::new("bob", Tamper::None))
+        .await
+        .unwrap();
+    let principal = account.principal.clone();
+    let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
+    let (ok, _, err) = cli(&["agent", "init", "--key", &stack.path("agent.key")], &env).await;
+    assert!(ok, "{err}");
+    for n in 0..2 {
+        let waiting = request(
+            &stack.broker.url,
+            &stack.path("agent.key"),
+            &principal,
+            &stack.path(&format!("m{n}.json")),
+        );
+        let id = loop {
+            let inbox = engine.inbox().await.unwrap();
+            if let Some(r) = inbox.first() {
+                break r.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        engine.approve(&id, &Narrowing::default()).await.unwrap();
+        drop(waiting);
+    }
+    let good = engine.verify_history().await.unwrap();
+    assert_eq!(good.events, 7);
+    engine.shutdown().await;
+
+    let db_path = stack.dir.path().join("app/history.sqlite");
+    let raw = |sql: &'static str| {
+        let db_path = db_path.clone();
+        async move {
+            let url = format!("sqlite://{}", db_path.display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let r = sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .map(|r| r.rows_affected());
+            pool.close().await;
+            r
+        }
+    };
+    let verify = || async {
+        let history = History::open(&db_path).await.unwrap();
+        let key = mandate_core::PublicKey::from_jwk_json(
+            &history.profile(&principal).await.unwrap().unwrap().user_jwk,
+        )
+        .unwrap();
+        let r = history.verify(&principal, &key).await;
+        history.close().await;
+        r
+    };
+
+    // The log refuses edits and deletions outright.
+    let e = raw("UPDATE events SET subject = 'x' WHERE seq = 2")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let e = raw("DELETE FROM events WHERE seq = 7").await.unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    // Dropping the guards and editing a row is caught by the hashes.
+    raw("DROP TRIGGER events_append_only_update").await.unwrap();
+    raw("DROP TRIGGER events_append_only_delete").await.unwrap();
+    raw("UPDATE events SET at = at + 1 WHERE seq = 3")
+        .await
+        .unwrap();
+    let e = verify().await.unwrap_err();
+    assert!(matches!(e, ClientError::Tampered(_)), "{e}");
+    assert_eq!(e.code(), "history.tampered");
+    assert!(e.to_string().contains("event 3"), "{e}");
+    raw("UPDATE events SET at = at - 1 WHERE seq = 3")
+        .await
+        .unwrap();
+    assert_eq!(verify().await.unwrap(), good, "restored, it verifies again");
+    // Cutting the tail off is caught by the signed head.
+    raw("DELETE FROM events WHERE seq = 7").await.unwrap();
+    let e = verify().await.unwrap_err();
+    assert!(e.to_string().contains("head"), "{e}");
+    // Rewriting the head to the new tail needs the user's signature.
+    raw("UPDATE heads SET seq = 6, hash = (SELECT hash FROM events WHERE seq = 6)")
+        .await
+        .unwrap();
+    let e = verify().await.unwrap_err();
+    assert!(e.to_string().contains("signature"), "{e}");
+    // Removing a row from the middle breaks the next link.
+    raw("DELETE FROM events WHERE seq = 4").await.unwrap();
+    let e = verify().await.unwrap_err();
+    assert!(e.to_string().contains("event 5"), "{e}");
+    stack.stop(Some(&principal)).await;
+}
