@@ -46,10 +46,15 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_with(&[]).await
+    }
+
+    /// With extra broker flags.
+    pub async fn start_with(broker_args: &[&str]) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let idp = procs::idp().await;
         let db = format!("sqlite://{}", dir.path().join("broker.db").display());
-        let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+        let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), broker_args).await;
         Stack {
             dir,
             idp,

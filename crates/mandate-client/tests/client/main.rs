@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod browser;
+mod crash;
 mod engine;
 mod journey;
 
