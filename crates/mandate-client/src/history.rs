@@ -63,7 +63,7 @@ pub struct Profile {
 }
 
 /// A request as kept locally.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StoredRequest {
     /// The request's token id.
     pub id: String,

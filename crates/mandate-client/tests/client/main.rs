@@ -8,6 +8,7 @@ mod browser;
 mod crash;
 mod engine;
 mod journey;
+mod secrets;
 
 use std::time::Duration;
 
