@@ -19,12 +19,17 @@ CREATE TABLE requests (
     id            TEXT PRIMARY KEY,          -- the request's token id
     principal     TEXT NOT NULL REFERENCES profiles (principal),
     request       TEXT NOT NULL,             -- the compact request
+    agent_id      TEXT NOT NULL,             -- the requesting agent's key
+    agent_name    TEXT NOT NULL,             -- the name it gives itself
+    agent_skeleton TEXT NOT NULL,            -- that name folded for look-alikes
     parent_chain  TEXT NOT NULL,             -- JSON array of compact grants, root first
     received_at   INTEGER NOT NULL,
     expires_at    INTEGER NOT NULL,
     state         TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired'))
 );
 CREATE INDEX requests_by_state ON requests (principal, state, received_at);
+CREATE INDEX requests_by_agent ON requests (principal, agent_id);
+CREATE INDEX requests_by_name ON requests (principal, agent_skeleton);
 
 -- The decisions the user signed. This is also the outbox: a row is written
 -- in the same transaction as the decision itself, and is delivered to the

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use mandate_broker::host::{HostConfig, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
-use mandate_core::token::RequestClaims;
-use mandate_core::{Policy, PublicKey, SigningKey, TokenId};
+use mandate_core::{PublicKey, SigningKey, TokenId};
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
 use tokio::task::JoinHandle;
@@ -26,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::decision::{Narrowing, denial_for, grant_for};
 use crate::history::{History, NewDecision, Profile, StoredDecision, StoredRequest, Verified};
 use crate::vault::{StoredSession, Vault};
+use crate::view::RequestDetail;
 use crate::{BrokerClient, Browser, ClientError, Provider, Session};
 
 /// The scopes the app asks the provider for: a refresh token
@@ -453,20 +453,19 @@ impl Engine {
         let mut listed = Vec::with_capacity(items.len());
         for item in &items {
             listed.push(item.id.to_string());
-            // A request that does not verify is never shown.
-            if let Err(e) =
-                RequestClaims::verify(&item.request, &Policy::default(), item.received_at)
-            {
-                tracing::warn!(request = %item.id, code = e.code(), "skipping a request that does not verify");
-                continue;
-            }
-            if self
+            match self
                 .inner
                 .history
                 .record_request(&active.key, principal, item, now())
-                .await?
+                .await
             {
-                new.push(item.id.to_string());
+                Ok(true) => new.push(item.id.to_string()),
+                Ok(false) => {}
+                // A request that does not verify is never shown.
+                Err(ClientError::Token(e)) => {
+                    tracing::warn!(request = %item.id, code = e.code(), "skipping a request that does not verify");
+                }
+                Err(e) => return Err(e),
             }
         }
         self.inner
@@ -484,6 +483,35 @@ impl Engine {
             new: new.clone(),
         });
         Ok(new)
+    }
+
+    /// One request of the signed-in user, ready to show: the agent, the
+    /// scopes in plain language, the chain behind it, the decision.
+    pub async fn detail(&self, id: &str) -> Result<RequestDetail, ClientError> {
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        let history = &self.inner.history;
+        let request = history
+            .request(principal, id)
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        let (known, name_reused) = history.agent_record(principal, id).await?;
+        let names = history.agent_names(principal).await?;
+        let user = active
+            .profile
+            .email
+            .clone()
+            .or_else(|| active.profile.name.clone())
+            .unwrap_or_else(|| principal.clone());
+        crate::view::detail(
+            &request,
+            history.decision(id).await?,
+            &user,
+            active.key.public(),
+            &names,
+            known,
+            name_reused,
+        )
     }
 
     /// One request of the signed-in user, as recorded.

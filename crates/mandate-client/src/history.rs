@@ -17,7 +17,8 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use mandate_core::base64url as b64;
-use mandate_core::{PublicKey, SigningKey};
+use mandate_core::token::RequestClaims;
+use mandate_core::{Policy, PublicKey, SigningKey};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use sqlx::sqlite::{
@@ -253,6 +254,10 @@ impl History {
         item: &InboxItem,
         now: i64,
     ) -> Result<bool, ClientError> {
+        // Only a request that verifies is kept (and ever shown).
+        let asked = RequestClaims::verify(&item.request, &Policy::default(), item.received_at)?;
+        let agent_id = asked.signer().agent_id().to_string();
+        let agent_name = asked.claims().agent.name.clone();
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -262,12 +267,16 @@ impl History {
             .map_err(|e| ClientError::History(e.to_string()))?;
         let id = item.id.to_string();
         let inserted = sqlx::query(
-            "INSERT INTO requests (id, principal, request, parent_chain, received_at, expires_at, state)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO requests (id, principal, request, agent_id, agent_name, agent_skeleton,
+               parent_chain, received_at, expires_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(principal)
         .bind(&item.request)
+        .bind(&agent_id)
+        .bind(&agent_name)
+        .bind(crate::view::skeleton(&agent_name))
         .bind(&chain)
         .bind(item.received_at)
         .bind(item.expires_at)
@@ -325,6 +334,57 @@ impl History {
             .await
             .map_err(db_error)?;
         row.as_ref().map(request_of).transpose()
+    }
+
+    /// What the history knows of the agent behind request `id`: whether
+    /// its key asked before, and, for a key that did not, whether another
+    /// key used a look-alike name before (a known name with a new key).
+    pub async fn agent_record(
+        &self,
+        principal: &str,
+        id: &str,
+    ) -> Result<(bool, bool), ClientError> {
+        let row = sqlx::query(
+            "SELECT
+               EXISTS (SELECT 1 FROM requests o WHERE o.principal = r.principal
+                       AND o.agent_id = r.agent_id AND o.received_at <= r.received_at AND o.id <> r.id),
+               EXISTS (SELECT 1 FROM requests o WHERE o.principal = r.principal
+                       AND o.agent_skeleton = r.agent_skeleton AND o.agent_id <> r.agent_id
+                       AND o.received_at <= r.received_at)
+             FROM requests r WHERE r.principal = ? AND r.id = ?",
+        )
+        .bind(principal)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .ok_or(ClientError::NotFound)?;
+        let known = row.try_get::<bool, _>(0).map_err(db_error)?;
+        let name_taken = row.try_get::<bool, _>(1).map_err(db_error)?;
+        Ok((known, name_taken && !known))
+    }
+
+    /// The names agents gave themselves, by agent id (the latest name of
+    /// each).
+    pub async fn agent_names(
+        &self,
+        principal: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, agent_name FROM requests WHERE principal = ? ORDER BY received_at",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("agent_id").map_err(db_error)?,
+                    r.try_get("agent_name").map_err(db_error)?,
+                ))
+            })
+            .collect()
     }
 
     /// Marks the pending requests of `principal` that the broker no longer

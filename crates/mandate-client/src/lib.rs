@@ -23,6 +23,7 @@ pub mod history;
 mod http;
 pub mod signin;
 pub mod vault;
+pub mod view;
 
 pub use broker::{BrokerClient, Enrollment, InboxItem};
 pub use decision::Narrowing;

@@ -360,3 +360,170 @@ async fn a_history_changed_behind_the_apps_back_fails_verification() {
     assert!(e.to_string().contains("event 5"), "{e}");
     stack.stop(Some(&principal)).await;
 }
+
+/// `mandate agent request` in the background, with the given extra flags.
+fn ask(
+    stack: &Stack,
+    principal: &str,
+    key: &str,
+    name: &str,
+    scope: &str,
+    extra: &[&str],
+) -> tokio::process::Child {
+    tokio::process::Command::new(procs::binary("mandate"))
+        .args([
+            "agent",
+            "request",
+            "--key",
+            &stack.path(key),
+            "--principal",
+            principal,
+        ])
+        .args([
+            "--scope",
+            scope,
+            "--purpose",
+            "Tidy the Q3 reports",
+            "--name",
+            name,
+        ])
+        .args([
+            "--intent",
+            "Clean up my reports folder",
+            "--lifetime",
+            "3600",
+        ])
+        .args(extra)
+        .env("MANDATE_BROKER", &stack.broker.url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detail_shows_the_chain_and_flags_deceptive_names() {
+    if !keyring_ready() {
+        return;
+    }
+    let stack = Stack::start().await;
+    let engine = Engine::start(stack.config()).await.unwrap();
+    let principal = engine
+        .sign_in(&TestBrowser::new("carol", Tamper::None))
+        .await
+        .unwrap()
+        .principal;
+    let mut updates = engine.subscribe();
+    engine.follow();
+    let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
+    for key in ["a.key", "b.key", "c.key"] {
+        let (ok, _, err) = cli(&["agent", "init", "--key", &stack.path(key)], &env).await;
+        assert!(ok, "{err}");
+    }
+    let reports = "files:read,write:https://files.example/reports/";
+
+    // Agent A, first time: unknown, no warnings; the chain is user, agent.
+    let mandate = stack.path("a.json");
+    let waiting = ask(
+        &stack,
+        &principal,
+        "a.key",
+        "Report Bot",
+        reports,
+        &["--wait", "--out", &mandate, "--max-depth", "1"],
+    );
+    let id = next_new(&mut updates).await;
+    let d = engine.detail(&id).await.unwrap();
+    assert_eq!(d.agent.name, "Report Bot");
+    assert!(!d.agent.known);
+    assert!(d.agent.warnings.is_empty(), "{:?}", d.agent.warnings);
+    assert_eq!(d.intent.as_deref(), Some("Clean up my reports folder"));
+    assert_eq!(d.interpretation, "Tidy the Q3 reports");
+    assert_eq!(d.binding_code.len(), 9);
+    assert_eq!(d.lifetime, 3600);
+    assert_eq!(d.scopes[0].label.as_deref(), Some("Files"));
+    assert_eq!(d.risk, mandate_client::view::Risk::Medium);
+    let roles: Vec<&str> = d.chain.iter().map(|h| h.role.as_str()).collect();
+    assert_eq!(roles, ["user", "agent"]);
+    assert_eq!(d.chain[0].who, "carol@example.test");
+    engine.approve(&id, &Narrowing::default()).await.unwrap();
+    agent_got_grant(waiting).await;
+
+    // Sub-agent B asks the user for more than A holds, endorsed by A: the
+    // chain is user, agent A, sub-agent B, and B's hop shows what it adds
+    // (delete) and loses.
+    let _b = ask(
+        &stack,
+        &principal,
+        "b.key",
+        "Shredder",
+        "files:read,delete:https://files.example/reports/q3/",
+        &[
+            "--parent",
+            &mandate,
+            "--endorse-key",
+            &stack.path("a.key"),
+            "--max-depth",
+            "0",
+        ],
+    );
+    let id = next_new(&mut updates).await;
+    let d = engine.detail(&id).await.unwrap();
+    let roles: Vec<&str> = d.chain.iter().map(|h| h.role.as_str()).collect();
+    assert_eq!(roles, ["user", "agent", "sub-agent"]);
+    assert_eq!(
+        d.chain[1].who, "Report Bot",
+        "the agent's name as it gave it before"
+    );
+    assert_eq!(d.chain[2].who, "Shredder");
+    assert_eq!(
+        d.chain[2].adds,
+        ["files: delete at https://files.example/reports/q3/"]
+    );
+    assert_eq!(
+        d.chain[2].loses,
+        [
+            "files: read at https://files.example/reports/",
+            "files: write at https://files.example/reports/"
+        ]
+    );
+    assert_eq!(d.risk, mandate_client::view::Risk::High);
+    assert!(
+        d.scopes[0]
+            .actions
+            .iter()
+            .any(|a| a.name == "delete" && a.irreversible)
+    );
+
+    // Key C calls itself "Report Bot" with Cyrillic letters: flagged twice.
+    let _c = ask(
+        &stack,
+        &principal,
+        "c.key",
+        "R\u{0435}p\u{043e}rt Bot",
+        reports,
+        &[],
+    );
+    let id = next_new(&mut updates).await;
+    let d = engine.detail(&id).await.unwrap();
+    assert!(!d.agent.known);
+    assert_eq!(d.agent.warnings.len(), 2, "{:?}", d.agent.warnings);
+    assert!(d.agent.warnings.iter().any(|w| w.contains("alphabets")));
+    assert!(
+        d.agent
+            .warnings
+            .iter()
+            .any(|w| w.contains("another key used this name"))
+    );
+
+    // A again: known now.
+    let _a = ask(&stack, &principal, "a.key", "Report Bot", reports, &[]);
+    let id = next_new(&mut updates).await;
+    let d = engine.detail(&id).await.unwrap();
+    assert!(d.agent.known);
+    assert!(d.agent.warnings.is_empty());
+    engine.shutdown().await;
+    stack.stop(Some(&principal)).await;
+}

@@ -1,0 +1,551 @@
+//! What the app shows of a request, computed here so that the UI only
+//! renders: the agent (its self-asserted name, its key's fingerprint, and
+//! warnings about the name), each scope in plain language from the scope
+//! catalog with its risk, and the chain of agents behind the request, hop
+//! by hop, with what each hop adds or loses.
+//!
+//! Every string an agent supplied is data: the UI renders it as text,
+//! never as HTML.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use mandate_core::scope::{self, AuthorizationDetail};
+use mandate_core::token::{GrantClaims, RequestClaims};
+use mandate_core::{Policy, PublicKey};
+use serde::{Deserialize, Serialize};
+
+use crate::history::{StoredDecision, StoredRequest};
+
+/// How much harm an action can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reading, mostly.
+    Low,
+    /// Changes that can be undone.
+    Medium,
+    /// Not in the catalog: shown raw, with a warning.
+    Unknown,
+    /// Acting in the user's name, spending, deleting.
+    High,
+}
+
+#[derive(Deserialize)]
+struct CatalogType {
+    label: String,
+    actions: BTreeMap<String, CatalogAction>,
+}
+
+#[derive(Deserialize)]
+struct CatalogAction {
+    label: String,
+    risk: Risk,
+    #[serde(default)]
+    irreversible: bool,
+}
+
+fn catalog() -> &'static BTreeMap<String, CatalogType> {
+    static CATALOG: OnceLock<BTreeMap<String, CatalogType>> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        // Checked by a unit test; an unreadable catalog shows every scope raw.
+        serde_json::from_str(include_str!("../catalog/scopes.json")).unwrap_or_default()
+    })
+}
+
+/// A request, ready to show.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestDetail {
+    /// The request's id.
+    pub id: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub state: String,
+    /// When the broker received it.
+    pub received_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+    /// Who asks.
+    pub agent: AgentView,
+    /// The code the agent shows its user, to compare.
+    pub binding_code: String,
+    /// The user's instruction, as the agent received it.
+    pub intent: Option<String>,
+    /// The agent's interpretation of it.
+    pub interpretation: String,
+    /// What it asks for.
+    pub scopes: Vec<ScopeView>,
+    /// The highest risk among the scopes.
+    pub risk: Risk,
+    /// From the user to the agent asking, root first.
+    pub chain: Vec<Hop>,
+    /// The grant's lifetime asked for, in seconds.
+    pub lifetime: u32,
+    /// The delegation depth asked for.
+    pub max_depth: u8,
+    /// The decision, once made.
+    pub decision: Option<StoredDecision>,
+}
+
+/// An agent, as it describes itself and as its key identifies it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    /// Its id: the thumbprint URI of its key.
+    pub id: String,
+    /// A short form of the id, to compare by eye.
+    pub fingerprint: String,
+    /// The name it gives itself. Self-asserted: anyone can claim any name.
+    pub name: String,
+    /// Who it says publishes it.
+    pub publisher: Option<String>,
+    /// Its version, as it says.
+    pub version: Option<String>,
+    /// Whether this key asked before.
+    pub known: bool,
+    /// What is suspicious about the name.
+    pub warnings: Vec<String>,
+}
+
+/// One scope in plain language.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScopeView {
+    /// The scope type, raw.
+    pub kind: String,
+    /// The type's name, if the catalog knows it.
+    pub label: Option<String>,
+    /// The actions.
+    pub actions: Vec<ActionView>,
+    /// Where.
+    pub locations: Vec<String>,
+    /// One resource, if named.
+    pub identifier: Option<String>,
+    /// The most calls, if limited.
+    pub max_calls: Option<u64>,
+    /// The most money, if limited: amount and currency.
+    pub max_amount: Option<String>,
+    /// The highest risk among the actions.
+    pub risk: Risk,
+    /// The scope as JSON, for "show raw".
+    pub raw: String,
+}
+
+/// One action of a scope.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionView {
+    /// The action, raw.
+    pub name: String,
+    /// What it means, if the catalog knows it.
+    pub label: Option<String>,
+    /// Its risk.
+    pub risk: Risk,
+    /// Whether its effects cannot be undone.
+    pub irreversible: bool,
+}
+
+/// One hop of the chain behind a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hop {
+    /// `user`, `agent` or `sub-agent`.
+    pub role: String,
+    /// The user's principal, or the agent's self-asserted name (or its
+    /// fingerprint when the name is not known).
+    pub who: String,
+    /// The agent's fingerprint; `None` for the user.
+    pub fingerprint: Option<String>,
+    /// What this hop is for, as its delegator put it.
+    pub purpose: Option<String>,
+    /// What this hop holds (or asks for, at the last hop), one line each.
+    pub scopes: Vec<String>,
+    /// What it holds that the hop before did not.
+    pub adds: Vec<String>,
+    /// What the hop before held that it does not.
+    pub loses: Vec<String>,
+}
+
+/// Builds the detail of `request`. `user` names the principal; `user_key`
+/// tells whether the chain's root grant was signed by this user; `names`
+/// maps agent ids seen before to the names they gave; `name_reused` says
+/// whether another key used this agent's name before.
+pub fn detail(
+    request: &StoredRequest,
+    decision: Option<StoredDecision>,
+    user: &str,
+    user_key: &PublicKey,
+    names: &BTreeMap<String, String>,
+    known: bool,
+    name_reused: bool,
+) -> Result<RequestDetail, crate::ClientError> {
+    let asked = RequestClaims::verify(&request.request, &Policy::default(), request.received_at)?;
+    let claims = asked.claims();
+    let agent_id = asked.signer().agent_id();
+    let mut warnings = name_warnings(&claims.agent.name);
+    if name_reused {
+        warnings
+            .push("another key used this name before: this may not be the agent you know".into());
+    }
+    let agent = AgentView {
+        id: agent_id.to_string(),
+        fingerprint: agent_id.fingerprint(),
+        name: claims.agent.name.clone(),
+        publisher: claims.agent.publisher.clone(),
+        version: claims.agent.version.clone(),
+        known,
+        warnings,
+    };
+    let scopes: Vec<ScopeView> = claims
+        .authorization_details
+        .iter()
+        .map(scope_view)
+        .collect();
+    let risk = scopes.iter().map(|s| s.risk).max().unwrap_or(Risk::Low);
+    let chain = chain(request, claims, &agent, user, user_key, names);
+    Ok(RequestDetail {
+        id: request.id.clone(),
+        state: request.state.clone(),
+        received_at: request.received_at,
+        expires_at: request.expires_at,
+        agent,
+        binding_code: claims.binding_code.to_string(),
+        intent: claims.intent.clone(),
+        interpretation: claims.purpose.clone(),
+        scopes,
+        risk,
+        chain,
+        lifetime: claims.lifetime,
+        max_depth: claims.max_depth,
+        decision,
+    })
+}
+
+fn scope_view(d: &AuthorizationDetail) -> ScopeView {
+    let known = catalog().get(&d.kind);
+    let actions: Vec<ActionView> = d
+        .actions
+        .iter()
+        .map(|a| match known.and_then(|t| t.actions.get(a)) {
+            Some(c) => ActionView {
+                name: a.clone(),
+                label: Some(c.label.clone()),
+                risk: c.risk,
+                irreversible: c.irreversible,
+            },
+            None => ActionView {
+                name: a.clone(),
+                label: None,
+                risk: Risk::Unknown,
+                irreversible: false,
+            },
+        })
+        .collect();
+    ScopeView {
+        kind: d.kind.clone(),
+        label: known.map(|t| t.label.clone()),
+        risk: actions
+            .iter()
+            .map(|a| a.risk)
+            .max()
+            .unwrap_or(Risk::Unknown),
+        actions,
+        locations: d.locations.iter().map(|l| l.as_str().to_owned()).collect(),
+        identifier: d.identifier.clone(),
+        max_calls: d.limits.max_calls,
+        max_amount: d.limits.max_amount.as_ref().and_then(|m| {
+            let v = serde_json::to_value(m).ok()?;
+            Some(format!(
+                "{} {}",
+                v.get("amount")?.as_str()?,
+                v.get("currency")?.as_str()?
+            ))
+        }),
+        raw: serde_json::to_string(d).unwrap_or_default(),
+    }
+}
+
+/// What is suspicious about a self-asserted name: invisible or
+/// direction-changing characters, and letters from several scripts (a
+/// homoglyph attack such as Cyrillic `а` in `pаypal`).
+pub fn name_warnings(name: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if name.chars().any(|c| {
+        matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    }) {
+        warnings.push("the name holds characters that reverse how text reads".into());
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'))
+    {
+        warnings.push("the name holds invisible characters".into());
+    }
+    let mut scripts = name.chars().filter_map(script_of).collect::<Vec<_>>();
+    scripts.sort_unstable();
+    scripts.dedup();
+    if scripts.len() > 1 {
+        warnings.push(
+            "the name mixes alphabets (Latin, Cyrillic, Greek): letters may only look alike".into(),
+        );
+    }
+    warnings
+}
+
+/// The alphabet of a letter, for the scripts homoglyph attacks use.
+fn script_of(c: char) -> Option<&'static str> {
+    match c {
+        'a'..='z' | 'A'..='Z' | '\u{00c0}'..='\u{024f}' => Some("latin"),
+        '\u{0370}'..='\u{03ff}' => Some("greek"),
+        '\u{0400}'..='\u{052f}' => Some("cyrillic"),
+        '\u{0530}'..='\u{058f}' => Some("armenian"),
+        _ => None,
+    }
+}
+
+/// A name folded for comparison: lowercase, with the common Cyrillic and
+/// Greek look-alikes mapped to the Latin letters they imitate, and
+/// invisible characters dropped. Two names with one skeleton look the same.
+pub fn skeleton(name: &str) -> String {
+    name.chars()
+        .filter(|c| {
+            !(c.is_control()
+                || matches!(*c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'))
+        })
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'а' | 'α' => 'a',
+            'е' | 'ε' => 'e',
+            'о' | 'ο' | '0' => 'o',
+            'р' | 'ρ' => 'p',
+            'с' | 'ϲ' => 'c',
+            'у' | 'γ' => 'y',
+            'х' | 'χ' => 'x',
+            'і' | 'ι' | 'l' | '1' => 'i',
+            'ѕ' => 's',
+            'ј' => 'j',
+            'ԁ' => 'd',
+            'ɡ' => 'g',
+            'к' | 'κ' => 'k',
+            'м' => 'm',
+            'н' | 'η' => 'n',
+            'т' | 'τ' => 't',
+            'в' | 'β' => 'b',
+            'ν' => 'v',
+            other => other,
+        })
+        .collect()
+}
+
+fn chain(
+    request: &StoredRequest,
+    claims: &RequestClaims,
+    agent: &AgentView,
+    user: &str,
+    user_key: &PublicKey,
+    names: &BTreeMap<String, String>,
+) -> Vec<Hop> {
+    let mut hops = vec![Hop {
+        role: "user".into(),
+        who: user.to_owned(),
+        fingerprint: None,
+        purpose: None,
+        scopes: Vec::new(),
+        adds: Vec::new(),
+        loses: Vec::new(),
+    }];
+    let mut before: Option<Vec<AuthorizationDetail>> = None;
+    for (n, compact) in request.parent_chain.iter().enumerate() {
+        // The broker verified the chain when it accepted the request; the
+        // root, at least, must be this user's own signature.
+        let grant = mandate_core::token::peek::<GrantClaims>(compact).ok();
+        let Some((_, g)) = grant else {
+            hops.push(unreadable_hop(n));
+            continue;
+        };
+        if n == 0
+            && mandate_core::token::verify::<GrantClaims>(
+                compact,
+                user_key,
+                &Policy::default(),
+                g.iat,
+            )
+            .is_err()
+        {
+            hops.push(unreadable_hop(n));
+            continue;
+        }
+        let id = g.act.sub.to_string();
+        hops.push(Hop {
+            role: if n == 0 { "agent" } else { "sub-agent" }.into(),
+            who: names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| g.act.sub.fingerprint()),
+            fingerprint: Some(g.act.sub.fingerprint()),
+            purpose: Some(g.purpose.clone()),
+            scopes: lines(&g.authorization_details),
+            adds: difference(&g.authorization_details, before.as_deref()),
+            loses: before
+                .as_deref()
+                .map(|b| difference(b, Some(&g.authorization_details)))
+                .unwrap_or_default(),
+        });
+        before = Some(g.authorization_details);
+    }
+    hops.push(Hop {
+        role: if request.parent_chain.is_empty() {
+            "agent"
+        } else {
+            "sub-agent"
+        }
+        .into(),
+        who: agent.name.clone(),
+        fingerprint: Some(agent.fingerprint.clone()),
+        purpose: Some(claims.purpose.clone()),
+        scopes: lines(&claims.authorization_details),
+        adds: difference(&claims.authorization_details, before.as_deref()),
+        loses: before
+            .as_deref()
+            .map(|b| difference(b, Some(&claims.authorization_details)))
+            .unwrap_or_default(),
+    });
+    hops
+}
+
+fn unreadable_hop(n: usize) -> Hop {
+    Hop {
+        role: if n == 0 { "agent" } else { "sub-agent" }.into(),
+        who: "(a grant that does not verify)".into(),
+        fingerprint: None,
+        purpose: None,
+        scopes: Vec::new(),
+        adds: Vec::new(),
+        loses: Vec::new(),
+    }
+}
+
+/// Each action at each location, on one line: `files: read at https://…`.
+fn lines(details: &[AuthorizationDetail]) -> Vec<String> {
+    details
+        .iter()
+        .flat_map(atoms)
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// The atoms of `these` (one action at one location) that `within` does
+/// not cover, limits aside. With no `within` (the user), none is new.
+fn difference(
+    these: &[AuthorizationDetail],
+    within: Option<&[AuthorizationDetail]>,
+) -> Vec<String> {
+    let Some(within) = within else {
+        return Vec::new();
+    };
+    let bare: Vec<AuthorizationDetail> = within.iter().map(without_limits).collect();
+    these
+        .iter()
+        .flat_map(atoms)
+        .filter(|(_, atom)| scope::within(std::slice::from_ref(atom), &bare).is_err())
+        .map(|(line, _)| line)
+        .collect()
+}
+
+fn without_limits(d: &AuthorizationDetail) -> AuthorizationDetail {
+    AuthorizationDetail {
+        limits: Default::default(),
+        ..d.clone()
+    }
+}
+
+fn atoms(d: &AuthorizationDetail) -> Vec<(String, AuthorizationDetail)> {
+    let mut out = Vec::new();
+    for action in &d.actions {
+        for location in &d.locations {
+            let atom = AuthorizationDetail {
+                actions: [action.clone()].into(),
+                locations: vec![location.clone()],
+                limits: Default::default(),
+                ..d.clone()
+            };
+            let what = match &d.identifier {
+                Some(id) => format!("{}: {action} {id} at {}", d.kind, location.as_str()),
+                None => format!("{}: {action} at {}", d.kind, location.as_str()),
+            };
+            out.push((what, atom));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_reads() {
+        let c = catalog();
+        assert!(c.len() >= 5);
+        assert!(c["files"].actions["delete"].irreversible);
+        assert_eq!(c["payments"].actions["create"].risk, Risk::High);
+    }
+
+    #[test]
+    fn unknown_types_and_actions_are_raw_and_flagged() {
+        let d =
+            AuthorizationDetail::new("files", ["read", "shred"], ["https://f.example/"]).unwrap();
+        let v = scope_view(&d);
+        assert_eq!(v.label.as_deref(), Some("Files"));
+        assert_eq!(
+            (v.actions[0].name.as_str(), v.actions[0].risk),
+            ("read", Risk::Low)
+        );
+        assert_eq!(
+            (v.actions[1].name.as_str(), v.actions[1].risk),
+            ("shred", Risk::Unknown)
+        );
+        assert_eq!(v.actions[1].label, None);
+        assert_eq!(v.risk, Risk::Unknown);
+        let d = AuthorizationDetail::new("k8s.pods", ["exec"], ["https://k8s.example/"]).unwrap();
+        let v = scope_view(&d);
+        assert_eq!((v.label, v.risk), (None, Risk::Unknown));
+        assert!(v.raw.contains("k8s.pods"));
+        let d = AuthorizationDetail::new("payments", ["create"], ["https://pay.example/"]).unwrap();
+        let v = scope_view(&d);
+        assert_eq!(v.risk, Risk::High);
+        assert!(v.actions[0].irreversible);
+    }
+
+    #[test]
+    fn names_that_deceive_are_flagged() {
+        assert!(name_warnings("Report Bot").is_empty());
+        assert_eq!(
+            name_warnings("p\u{0430}ypal").len(),
+            1,
+            "Cyrillic a among Latin"
+        );
+        assert!(name_warnings("evil\u{202e}gpj.exe")[0].contains("reverse"));
+        assert!(name_warnings("a\u{200b}b")[0].contains("invisible"));
+        assert_eq!(skeleton("P\u{0430}yPal"), skeleton("paypal"));
+        assert_ne!(skeleton("paypal"), skeleton("payment"));
+    }
+
+    #[test]
+    fn differences_are_per_action_and_location() {
+        let parent = vec![
+            AuthorizationDetail::new("files", ["read", "write"], ["https://f.example/a/"]).unwrap(),
+        ];
+        let child = vec![
+            AuthorizationDetail::new("files", ["read", "delete"], ["https://f.example/a/x/"])
+                .unwrap(),
+        ];
+        assert_eq!(
+            difference(&child, Some(&parent)),
+            ["files: delete at https://f.example/a/x/"]
+        );
+        assert_eq!(
+            difference(&parent, Some(&child)),
+            [
+                "files: read at https://f.example/a/",
+                "files: write at https://f.example/a/"
+            ]
+        );
+        assert!(difference(&child, None).is_empty());
+    }
+}
