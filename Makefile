@@ -9,7 +9,7 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain
 LOGS := $(CARGO_TARGET_DIR)/test-logs
 
-.PHONY: setup test lint unit interop fuzz fuzz-smoke bench vectors api-fuzz
+.PHONY: setup test ui lint unit interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
 	@scripts/setup.sh
@@ -18,7 +18,13 @@ setup:
 test: setup lint unit interop api-fuzz fuzz-smoke
 	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
 
-lint:
+## The interface: type-checked, built into ui/dist (which the app embeds),
+## and never rendering HTML from data.
+ui:
+	cd ui && npm run --silent check && npm run --silent build
+	@if grep -rn '{@html' ui/src; then echo "ui: {@html} renders text as HTML; agents' text must stay text" >&2; exit 1; fi
+
+lint: ui
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -27,7 +33,7 @@ lint:
 # tests use the real OS keyring: Secret Service on a private D-Bus session
 # (scripts/with-keyring.sh). The end-to-end tests
 # (tests/e2e) run the workspace's binaries, so those are built first.
-unit:
+unit: ui
 	@mkdir -p $(LOGS)
 	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
 	  cargo build --workspace --bins --locked && \

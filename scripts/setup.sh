@@ -52,6 +52,11 @@ if [ ! -d tests/idp/node_modules/oidc-provider ]; then
     (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The desktop app's interface (Svelte, Vite), exactly as locked.
+if [ ! -d ui/node_modules/svelte ]; then
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Python's venv, for schemathesis (scripts/api-fuzz.sh installs it).
 if need python3; then apt_install python3; fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv

@@ -14,8 +14,7 @@
 import { createHash, createPublicKey, createVerify, randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
-class SignInError extends Error {}
-const fail = (msg) => { throw new SignInError(msg); };
+import { SignInError, browser, describe, fail, walkToCallback } from './flow.mjs';
 
 let args;
 try {
@@ -43,84 +42,7 @@ if (!args.issuer || !args.user) {
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
-// --- a minimal cookie jar (name/path aware, honours deletion) -----------------
-class CookieJar {
-  #cookies = new Map(); // key `${path}\0${name}` -> { name, value, path }
-
-  store(response, requestUrl) {
-    for (const header of response.headers.getSetCookie()) {
-      const [pair, ...attrs] = header.split(';');
-      const eq = pair.indexOf('=');
-      if (eq < 1) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      let path = new URL(requestUrl).pathname.replace(/\/[^/]*$/, '') || '/';
-      let expired = false;
-      for (const attr of attrs) {
-        const [k, ...v] = attr.split('=');
-        const key = k.trim().toLowerCase();
-        const val = v.join('=').trim();
-        if (key === 'path') path = val || '/';
-        if (key === 'max-age' && Number(val) <= 0) expired = true;
-        if (key === 'expires' && Date.parse(val) <= Date.now()) expired = true;
-      }
-      const id = `${path}\0${name}`;
-      if (expired || value === '') this.#cookies.delete(id);
-      else this.#cookies.set(id, { name, value, path });
-    }
-  }
-
-  header(url) {
-    const { pathname } = new URL(url);
-    const matches = [...this.#cookies.values()].filter(({ path }) => (
-      pathname === path || pathname.startsWith(path.endsWith('/') ? path : `${path}/`)
-    ));
-    // Longer paths first (RFC 6265 §5.4).
-    matches.sort((a, b) => b.path.length - a.path.length);
-    return matches.map(({ name, value }) => `${name}=${value}`).join('; ');
-  }
-}
-
-const jar = new CookieJar();
-let signal;
-
-async function request(url, { method = 'GET', form } = {}) {
-  const headers = { accept: 'text/html,application/json' };
-  const cookie = jar.header(url);
-  if (cookie) headers.cookie = cookie;
-  let body;
-  if (form) {
-    headers['content-type'] = 'application/x-www-form-urlencoded';
-    body = new URLSearchParams(form).toString();
-  }
-  let res;
-  try {
-    res = await fetch(url, { method, headers, body, redirect: 'manual', signal });
-  } catch (err) {
-    fail(`${method} ${url} failed: ${err.cause?.message || err.message}`);
-  }
-  jar.store(res, url);
-  const text = await res.text();
-  return { res, text, url };
-}
-
-const isRedirect = (status) => [301, 302, 303, 307, 308].includes(status);
-
-function describe({ res, text, url }) {
-  return `${res.status} from ${url}: ${text.replace(/\s+/g, ' ').slice(0, 400)}`;
-}
-
-function formAction(html, baseUrl) {
-  const m = html.match(/<form[^>]*\saction="([^"]+)"[^>]*method="post"/i)
-    || html.match(/<form[^>]*method="post"[^>]*\saction="([^"]+)"/i);
-  if (!m) return undefined;
-  const action = m[1].replace(/&amp;/g, '&').replace(/&#x2F;/gi, '/').replace(/&#47;/g, '/');
-  return new URL(action, baseUrl).href;
-}
-
-function hiddenPrompt(html) {
-  return html.match(/<input[^>]*name="prompt"[^>]*value="([^"]+)"/i)?.[1];
-}
+let request;
 
 function decodeJwt(jwt) {
   const parts = String(jwt).split('.');
@@ -170,40 +92,9 @@ async function main() {
   if (args.scope.split(' ').includes('offline_access') && !args['no-consent-prompt']) params.prompt = 'consent';
   for (const [k, v] of Object.entries(params)) authz.searchParams.set(k, v);
 
-  // 3. Walk redirects and the devInteractions forms until we are sent back to redirect_uri.
-  let step = await request(authz.href);
-  let callbackUrl;
-  const seenPrompts = [];
-  for (let hops = 0; hops < 20 && !callbackUrl; hops += 1) {
-    const { res, text, url } = step;
-    if (isRedirect(res.status)) {
-      const location = res.headers.get('location');
-      if (!location) fail(`redirect without Location: ${describe(step)}`);
-      const next = new URL(location, url);
-      if (next.origin === `http://127.0.0.1:${redirectPort}` && next.pathname === '/callback') {
-        callbackUrl = next;
-        break;
-      }
-      step = await request(next.href);
-      continue;
-    }
-    if (res.status !== 200) fail(`unexpected response: ${describe(step)}`);
-    const prompt = hiddenPrompt(text);
-    const action = formAction(text, url);
-    if (!prompt || !action) fail(`no interaction form found: ${describe(step)}`);
-    if (prompt === 'login') {
-      if (seenPrompts.includes('login')) fail(`login prompt shown twice (sign-in for ${args.user} not accepted)`);
-      step = await request(action, { method: 'POST', form: { prompt: 'login', login: args.user, password: args.password } });
-      if (step.res.status === 403) fail(`login rejected: ${describe(step)}`);
-    } else if (prompt === 'consent') {
-      if (seenPrompts.filter((p) => p === 'consent').length > 2) fail('consent prompt loops');
-      step = await request(action, { method: 'POST', form: { prompt: 'consent' } });
-    } else {
-      fail(`unknown interaction prompt ${JSON.stringify(prompt)}`);
-    }
-    seenPrompts.push(prompt);
-  }
-  if (!callbackUrl) fail('never redirected back to the redirect_uri');
+  // 3. Walk the provider's pages until it sends us back to redirect_uri.
+  const callbackUrl = await walkToCallback(request, authz.href, { user: args.user, password: args.password },
+    (next) => next.origin === `http://127.0.0.1:${redirectPort}` && next.pathname === '/callback');
 
   const q = callbackUrl.searchParams;
   if (q.get('error')) fail(`authorization error: ${q.get('error')}: ${q.get('error_description') ?? ''}`);
@@ -225,7 +116,7 @@ async function main() {
         client_id: args.client,
         code_verifier: verifier,
       }).toString(),
-      signal,
+      signal: controller.signal,
     });
   } catch (err) {
     fail(`token request failed: ${err.cause?.message || err.message}`);
@@ -256,7 +147,7 @@ async function main() {
 
 const seconds = Number(args.timeout);
 const controller = new AbortController();
-signal = controller.signal;
+request = browser(controller.signal);
 const timer = setTimeout(() => {
   controller.abort();
   process.stderr.write(`signin: timed out after ${seconds}s\n`);

@@ -485,6 +485,11 @@ impl Engine {
         Ok(new)
     }
 
+    /// The inbox as the list shows it: pending requests, newest first.
+    pub async fn inbox_rows(&self) -> Result<Vec<crate::view::InboxRow>, ClientError> {
+        self.inbox().await?.iter().map(crate::view::row).collect()
+    }
+
     /// One request of the signed-in user, ready to show: the agent, the
     /// scopes in plain language, the chain behind it, the decision.
     pub async fn detail(&self, id: &str) -> Result<RequestDetail, ClientError> {

@@ -216,6 +216,92 @@ pub fn detail(
     })
 }
 
+/// A request as one row of the inbox list.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxRow {
+    /// The request's id.
+    pub id: String,
+    /// The agent's self-asserted name.
+    pub agent_name: String,
+    /// Its key's fingerprint.
+    pub fingerprint: String,
+    /// What it says it will do.
+    pub interpretation: String,
+    /// The highest risk among its scopes.
+    pub risk: Risk,
+    /// How many agents stand between the user and the requester.
+    pub hops: usize,
+    /// Whether its name raises warnings.
+    pub suspicious_name: bool,
+    /// When the broker received it.
+    pub received_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
+}
+
+/// The inbox row of `request`.
+pub fn row(request: &StoredRequest) -> Result<InboxRow, crate::ClientError> {
+    let asked = RequestClaims::verify(&request.request, &Policy::default(), request.received_at)?;
+    let claims = asked.claims();
+    let agent_id = asked.signer().agent_id();
+    Ok(InboxRow {
+        id: request.id.clone(),
+        agent_name: claims.agent.name.clone(),
+        fingerprint: agent_id.fingerprint(),
+        interpretation: claims.purpose.clone(),
+        risk: claims
+            .authorization_details
+            .iter()
+            .map(|d| scope_view(d).risk)
+            .max()
+            .unwrap_or(Risk::Low),
+        hops: request.parent_chain.len() + 1,
+        suspicious_name: !name_warnings(&claims.agent.name).is_empty(),
+        received_at: request.received_at,
+        expires_at: request.expires_at,
+    })
+}
+
+/// What the user kept of one scope when narrowing: the scope's position
+/// in the request, and the actions kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScopeChoice {
+    /// The scope's index in the request.
+    pub index: usize,
+    /// The actions kept; at least one.
+    pub actions: Vec<String>,
+}
+
+/// The scopes of `request` narrowed to `choices`: whole scopes dropped,
+/// actions unticked. Anything not in the request is refused.
+pub fn narrowed(
+    request: &str,
+    choices: &[ScopeChoice],
+) -> Result<Vec<AuthorizationDetail>, crate::ClientError> {
+    let (_, claims) = mandate_core::token::peek::<RequestClaims>(request)?;
+    let asked = &claims.authorization_details;
+    let invalid = |m: &str| crate::ClientError::Invalid(m.to_owned());
+    let mut kept = Vec::with_capacity(choices.len());
+    for choice in choices {
+        let detail = asked
+            .get(choice.index)
+            .ok_or_else(|| invalid("no such scope"))?;
+        if choice.actions.is_empty() {
+            return Err(invalid(
+                "keep at least one action of a scope, or drop the scope",
+            ));
+        }
+        if choice.actions.iter().any(|a| !detail.actions.contains(a)) {
+            return Err(invalid("an action the agent did not ask for"));
+        }
+        kept.push(AuthorizationDetail {
+            actions: choice.actions.iter().cloned().collect(),
+            ..detail.clone()
+        });
+    }
+    Ok(kept)
+}
+
 fn scope_view(d: &AuthorizationDetail) -> ScopeView {
     let known = catalog().get(&d.kind);
     let actions: Vec<ActionView> = d

@@ -1,0 +1,22 @@
+//! Tauri's build step: the config, the capabilities, and the app's own
+//! commands, each of which a capability must allow by name.
+
+fn main() {
+    let commands = tauri_build::AppManifest::new().commands(mandate_commands());
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(commands))
+        .unwrap_or_else(|e| panic!("tauri build step: {e:#}"));
+}
+
+/// The commands `src/lib.rs` registers; keep the two lists in step.
+fn mandate_commands() -> &'static [&'static str] {
+    &[
+        "app_state",
+        "sign_in",
+        "sign_out",
+        "inbox",
+        "detail",
+        "approve",
+        "deny",
+        "history",
+    ]
+}

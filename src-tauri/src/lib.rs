@@ -1,0 +1,339 @@
+//! The Mandate desktop app: a thin Tauri v2 shell over the engine
+//! (`mandate-client`). Each command is one engine call; errors reach the
+//! page as `{ code, message }`. The user key and the sign-in tokens stay in
+//! the engine (and the OS keyring): no command returns them.
+//!
+//! Configuration comes from the environment, so that `make run` and the
+//! tests can point the app at their own provider and broker:
+//! `MANDATE_ISSUER` (the OIDC provider), `MANDATE_CLIENT_ID`
+//! (default `mandate-desktop`), `MANDATE_BROKER` (a shared broker; without
+//! it a broker is hosted in-process on `MANDATE_BROKER_LISTEN`, default
+//! 127.0.0.1:7700), `MANDATE_DATA_DIR` (default: the app's data directory),
+//! `MANDATE_KEYRING_SERVICE`, and `MANDATE_BROWSER` (a command that opens
+//! the sign-in page instead of the system browser).
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use mandate_client::engine::{Account, BrokerMode, Config, Engine, Update};
+use mandate_client::view::{InboxRow, RequestDetail, ScopeChoice};
+use mandate_client::{Browser, ClientError, CommandBrowser, Narrowing};
+use serde::{Deserialize, Serialize};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Emitter as _, Manager as _, State};
+use tauri_plugin_notification::NotificationExt as _;
+use tauri_plugin_opener::OpenerExt as _;
+use tokio::sync::OnceCell;
+
+/// The event the page listens to for engine updates.
+pub const UPDATE_EVENT: &str = "mandate://update";
+
+/// An error as the page sees it: a stable code and a sentence.
+#[derive(Debug, Serialize)]
+pub struct CommandError {
+    code: String,
+    message: String,
+}
+
+impl From<ClientError> for CommandError {
+    fn from(e: ClientError) -> CommandError {
+        CommandError {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, CommandError>;
+
+/// What the app holds: the engine once started.
+pub struct App {
+    config: Option<Config>,
+    engine: OnceCell<Engine>,
+}
+
+impl App {
+    async fn engine(&self) -> Result<&Engine> {
+        let config = self.config.clone().ok_or_else(|| CommandError {
+            code: "config.missing".into(),
+            message: "no OIDC provider is configured: set MANDATE_ISSUER".into(),
+        })?;
+        self.engine
+            .get_or_try_init(|| Engine::start(config))
+            .await
+            .map_err(CommandError::from)
+    }
+}
+
+/// What the page needs first.
+#[derive(Debug, Serialize)]
+pub struct AppState {
+    /// The signed-in user, if any.
+    account: Option<Account>,
+    /// The OIDC provider the app signs in with.
+    issuer: String,
+    /// The broker the app talks to.
+    broker_url: String,
+}
+
+/// The config from the environment; `None` without an issuer.
+pub fn config_from_env(default_data_dir: PathBuf) -> Option<Config> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let issuer = var("MANDATE_ISSUER")?;
+    let broker = match var("MANDATE_BROKER") {
+        Some(url) => BrokerMode::Remote { url },
+        None => BrokerMode::InProcess {
+            listen: var("MANDATE_BROKER_LISTEN")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 7700))),
+        },
+    };
+    Some(Config {
+        data_dir: var("MANDATE_DATA_DIR").map_or(default_data_dir, PathBuf::from),
+        issuer,
+        client_id: var("MANDATE_CLIENT_ID").unwrap_or_else(|| "mandate-desktop".into()),
+        broker,
+        keyring_service: var("MANDATE_KEYRING_SERVICE")
+            .unwrap_or_else(|| mandate_client::vault::SERVICE.into()),
+    })
+}
+
+#[tauri::command]
+async fn app_state(app: AppHandle, state: State<'_, App>) -> Result<AppState> {
+    let engine = state.engine().await?;
+    let account = match engine.account().await {
+        Some(account) => Some(account),
+        None => engine.resume().await?,
+    };
+    if account.is_some() {
+        start_following(&app, engine);
+    }
+    Ok(AppState {
+        account,
+        issuer: engine.issuer().to_owned(),
+        broker_url: engine.broker_url().to_owned(),
+    })
+}
+
+/// Opens the sign-in page: in `MANDATE_BROWSER` if set (tests), else in
+/// the system browser through the opener plugin.
+struct AppBrowser(AppHandle);
+
+impl Browser for AppBrowser {
+    fn open(&self, url: &str) -> std::result::Result<(), String> {
+        if std::env::var_os("MANDATE_BROWSER").is_some() {
+            return CommandBrowser::from_env().open(url);
+        }
+        self.0
+            .opener()
+            .open_url(url, None::<&str>)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[tauri::command]
+async fn sign_in(app: AppHandle, state: State<'_, App>) -> Result<Account> {
+    let engine = state.engine().await?;
+    let account = engine.sign_in(&AppBrowser(app.clone())).await?;
+    start_following(&app, engine);
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.set_focus();
+    }
+    Ok(account)
+}
+
+#[tauri::command]
+async fn sign_out(app: AppHandle, state: State<'_, App>) -> Result<()> {
+    state.engine().await?.sign_out().await?;
+    set_pending(&app, 0);
+    Ok(())
+}
+
+#[tauri::command]
+async fn inbox(app: AppHandle, state: State<'_, App>) -> Result<Vec<InboxRow>> {
+    let rows = state.engine().await?.inbox_rows().await?;
+    set_pending(&app, rows.len());
+    Ok(rows)
+}
+
+#[tauri::command]
+async fn detail(state: State<'_, App>, id: String) -> Result<RequestDetail> {
+    Ok(state.engine().await?.detail(&id).await?)
+}
+
+/// How the user narrowed a request: `None` keeps what was asked.
+#[derive(Debug, Deserialize)]
+pub struct ApproveInput {
+    scopes: Option<Vec<ScopeChoice>>,
+    lifetime: Option<u32>,
+    max_depth: Option<u8>,
+}
+
+#[tauri::command]
+async fn approve(state: State<'_, App>, id: String, input: ApproveInput) -> Result<RequestDetail> {
+    let engine = state.engine().await?;
+    let scopes = match &input.scopes {
+        Some(choices) => {
+            let request = engine.request(&id).await?;
+            Some(mandate_client::view::narrowed(&request.request, choices)?)
+        }
+        None => None,
+    };
+    let narrowing = Narrowing {
+        scopes,
+        lifetime: input.lifetime,
+        max_depth: input.max_depth,
+    };
+    engine.approve(&id, &narrowing).await?;
+    Ok(engine.detail(&id).await?)
+}
+
+#[tauri::command]
+async fn deny(state: State<'_, App>, id: String, reason: Option<String>) -> Result<RequestDetail> {
+    let engine = state.engine().await?;
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    engine.deny(&id, reason.as_deref()).await?;
+    Ok(engine.detail(&id).await?)
+}
+
+/// The signed history: every decision, the event log, and whether it
+/// verifies.
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    decisions: Vec<mandate_client::history::StoredDecision>,
+    events: Vec<mandate_client::history::Event>,
+    verified: std::result::Result<mandate_client::history::Verified, CommandError>,
+}
+
+#[tauri::command]
+async fn history(state: State<'_, App>) -> Result<HistoryView> {
+    let engine = state.engine().await?;
+    let account = engine.account().await.ok_or(ClientError::SignedOut)?;
+    Ok(HistoryView {
+        decisions: engine.decisions().await?,
+        events: engine.history().events(&account.principal).await?,
+        verified: engine.verify_history().await.map_err(CommandError::from),
+    })
+}
+
+/// Follows the broker and forwards each update to the page, the tray and,
+/// for new requests, a desktop notification.
+fn start_following(app: &AppHandle, engine: &Engine) {
+    let mut updates = engine.subscribe();
+    engine.follow();
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let update = match updates.recv().await {
+                Ok(update) => update,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if let Update::Inbox { pending, new } = &update {
+                set_pending(&app, *pending);
+                if !new.is_empty() {
+                    notify(&app, new.len());
+                }
+            }
+            let _ = app.emit(UPDATE_EVENT, &update);
+        }
+    });
+}
+
+fn notify(app: &AppHandle, new: usize) {
+    let body = if new == 1 {
+        "An agent asks for your authority.".to_owned()
+    } else {
+        format!("{new} agents ask for your authority.")
+    };
+    // No notification server (a bare session) is not an error worth more
+    // than a log line.
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title("Mandate")
+        .body(body)
+        .show()
+    {
+        tracing::debug!(error = %e, "no desktop notification");
+    }
+}
+
+/// The tray shows how many requests wait.
+fn set_pending(app: &AppHandle, pending: usize) {
+    let Some(tray) = app.try_state::<TrayIcon>() else {
+        return;
+    };
+    let text = match pending {
+        0 => "Mandate: nothing waiting".to_owned(),
+        1 => "Mandate: 1 request waiting".to_owned(),
+        n => format!("Mandate: {n} requests waiting"),
+    };
+    let _ = tray.set_tooltip(Some(&text));
+    let _ = tray.set_title(if pending == 0 {
+        None
+    } else {
+        Some(pending.to_string())
+    });
+}
+
+/// Builds and runs the app.
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tauri::Builder::default()
+        // A second start focuses the first window instead.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.unminimize();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_notification::init())
+        .setup(|app| {
+            let data_dir = app
+                .path()
+                .app_data_dir()
+                .unwrap_or_else(|_| PathBuf::from("mandate-data"));
+            app.manage(App {
+                config: config_from_env(data_dir),
+                engine: OnceCell::new(),
+            });
+            let mut tray = TrayIconBuilder::with_id("main").tooltip("Mandate");
+            if let Some(icon) = app.default_window_icon() {
+                tray = tray.icon(icon.clone());
+            }
+            match tray.build(app) {
+                Ok(tray) => {
+                    app.manage(tray);
+                }
+                // No tray host (a bare X server): the app works without.
+                Err(e) => tracing::info!(error = %e, "no tray icon"),
+            }
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            app_state, sign_in, sign_out, inbox, detail, approve, deny, history
+        ])
+        .build(tauri::generate_context!());
+    match result {
+        Ok(app) => app.run(|app, event| {
+            if let tauri::RunEvent::Exit = event
+                && let Some(state) = app.try_state::<App>()
+                && let Some(engine) = state.engine.get()
+            {
+                tauri::async_runtime::block_on(engine.shutdown());
+            }
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "the app could not start");
+            std::process::exit(1);
+        }
+    }
+}
