@@ -9,14 +9,14 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain
 LOGS := $(CARGO_TARGET_DIR)/test-logs
 
-.PHONY: setup test ui lint unit interop fuzz fuzz-smoke bench vectors api-fuzz
+.PHONY: setup test ui lint unit webdriver interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
 	@scripts/setup.sh
 
 ## Everything CI runs.
-test: setup lint unit interop api-fuzz fuzz-smoke
-	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
+test: setup lint unit webdriver interop api-fuzz fuzz-smoke
+	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/webdriver.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
 
 ## The interface: type-checked, built into ui/dist (which the app embeds),
 ## and never rendering HTML from data.
@@ -40,6 +40,15 @@ unit: ui
 	  (MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 MANDATE_REQUIRE_KEYRING=1 \
 	     timeout 2400 scripts/with-keyring.sh cargo test --workspace --all-targets --locked && \
 	   cargo test --workspace --doc --locked) 2>&1 | tee $(LOGS)/unit.log
+
+# The real app (WebKitGTK) under a virtual screen and a keyring session,
+# driven over WebDriver (tauri-driver); screenshots go to target/e2e-shots/.
+# Needs the binaries `unit` builds.
+webdriver:
+	@mkdir -p $(LOGS)
+	set -o pipefail; cargo build --workspace --bins --locked && \
+	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
+	    node --test --test-concurrency=1 --test-force-exit tests/webdriver/ 2>&1 | tee $(LOGS)/webdriver.log
 
 # The jose interop test, and the test OIDC provider's own checks.
 interop:

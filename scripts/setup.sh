@@ -57,6 +57,15 @@ if [ ! -d ui/node_modules/svelte ]; then
     (cd ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The WebDriver tests: webdriverio, and tauri-driver (WebKitWebDriver comes
+# from the webkit2gtk-driver package above).
+if [ ! -d tests/webdriver/node_modules/webdriverio ]; then
+    (cd tests/webdriver && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if need tauri-driver; then
+    cargo install tauri-driver --version 2.1.0 --locked --quiet
+fi
+
 # Python's venv, for schemathesis (scripts/api-fuzz.sh installs it).
 if need python3; then apt_install python3; fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv

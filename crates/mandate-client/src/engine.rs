@@ -468,7 +468,8 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        self.inner
+        let expired = self
+            .inner
             .history
             .expire_missing(principal, &listed)
             .await?;
@@ -478,10 +479,14 @@ impl Engine {
             .requests(principal, Some("pending"))
             .await?
             .len();
-        let _ = self.inner.updates.send(Update::Inbox {
-            pending,
-            new: new.clone(),
-        });
+        // Only a change is announced: a page that re-reads the inbox on
+        // each announcement must not set off another.
+        if !new.is_empty() || expired > 0 {
+            let _ = self.inner.updates.send(Update::Inbox {
+                pending,
+                new: new.clone(),
+            });
+        }
         Ok(new)
     }
 

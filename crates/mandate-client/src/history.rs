@@ -389,24 +389,26 @@ impl History {
 
     /// Marks the pending requests of `principal` that the broker no longer
     /// lists as pending (they lapsed, or were decided on another device)
-    /// expired, keeping those in `still_pending`.
+    /// expired, keeping those in `still_pending`. Returns how many.
     pub async fn expire_missing(
         &self,
         principal: &str,
         still_pending: &[String],
-    ) -> Result<(), ClientError> {
+    ) -> Result<usize, ClientError> {
+        let mut expired = 0;
         for r in self.requests(principal, Some("pending")).await? {
             if !still_pending.contains(&r.id) {
-                sqlx::query(
+                expired += sqlx::query(
                     "UPDATE requests SET state = 'expired' WHERE id = ? AND state = 'pending'",
                 )
                 .bind(&r.id)
                 .execute(&self.pool)
                 .await
-                .map_err(db_error)?;
+                .map_err(db_error)?
+                .rows_affected() as usize;
             }
         }
-        Ok(())
+        Ok(expired)
     }
 
     /// Records a signed decision on the pending request `request_id`, with

@@ -1,0 +1,277 @@
+// The real desktop app (mandate-app, WebKitGTK) driven over WebDriver
+// (tauri-driver -> WebKitWebDriver), against the real test provider, with
+// its broker in-process and agents using the `mandate` CLI. Run it under
+// a display and a keyring session:
+//
+//   scripts/with-keyring.sh xvfb-run -a node --test tests/webdriver/
+//
+// Each screen is saved as a PNG under target/e2e-shots/.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '../..');
+const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target');
+const bin = (name) => join(TARGET, 'debug', name);
+const SHOTS = join(ROOT, 'target', 'e2e-shots');
+const WAIT = 30_000;
+
+const children = new Set();
+// Each child leads its own process group, so that what it starts in turn
+// (tauri-driver starts WebKitWebDriver, which starts the app) ends with it.
+function start(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  children.add(child);
+  child.output = '';
+  child.stdout.on('data', (d) => { child.output += d; });
+  child.stderr.on('data', (d) => { child.output += d; });
+  child.ended = new Promise((res) => child.on('exit', (code, signal) => { children.delete(child); res({ code, signal }); }));
+  return child;
+}
+function killAll() {
+  for (const child of children) {
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+process.on('exit', killAll);
+
+async function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
+    s.on('error', rej);
+  });
+}
+
+async function until(what, f, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Runs the `mandate` CLI to its end. */
+async function cli(args) {
+  const child = start(bin('mandate'), args, { MANDATE_BROKER: ctx.broker });
+  const { code } = await withTimeout(child.ended, WAIT, `mandate ${args.join(' ')}`);
+  return { code, output: child.output };
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms); }),
+  ]);
+}
+
+/** `mandate agent request` in the background. */
+function ask(key, name, scope, extra = [], purpose = 'Tidy the Q3 reports') {
+  return start(bin('mandate'), [
+    'agent', 'request', '--key', join(ctx.dir, key), '--principal', ctx.principal,
+    '--scope', scope, '--name', name, '--purpose', purpose,
+    '--intent', 'Clean up my reports folder', '--lifetime', '3600', ...extra,
+  ], { MANDATE_BROKER: ctx.broker });
+}
+
+const ctx = {};
+let browser;
+
+async function shot(name) {
+  await browser.saveScreenshot(join(SHOTS, `${name}.png`));
+}
+
+/** Waits for the inbox row whose text holds `text`, and returns it. */
+async function rowWith(text, timeout = WAIT) {
+  let found;
+  await until(`a row with ${JSON.stringify(text)}`, async () => {
+    for (const row of await browser.$$('[data-testid="inbox-row"]')) {
+      if ((await row.getText()).includes(text)) { found = row; return true; }
+    }
+    return false;
+  }, timeout);
+  return found;
+}
+
+/** Waits until the pending count reads `n`. */
+async function pending(n) {
+  await until(`${n} pending`, async () => (await browser.$('[data-testid="pending-count"]').getText()) === String(n));
+}
+
+/** Presses Tab until the element with `testid` has the focus. */
+async function tabTo(testid, limit = 80) {
+  for (let i = 0; i < limit; i += 1) {
+    const focused = await browser.execute(() => document.activeElement?.getAttribute('data-testid'));
+    if (focused === testid) return;
+    await browser.keys(['Tab']);
+  }
+  throw new Error(`Tab never reached ${testid}`);
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  ctx.dir = mkdtempSync(join(tmpdir(), 'mandate-webdriver-'));
+  const idp = start(process.execPath, [join(ROOT, 'tests/idp/server.mjs'), '--port', '0']);
+  ctx.issuer = await until('the provider', () => idp.output.match(/^issuer (\S+)$/m)?.[1]);
+  ctx.principal = `${ctx.issuer}#alice`;
+  const brokerPort = await freePort();
+  ctx.broker = `http://127.0.0.1:${brokerPort}`;
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], {
+    MANDATE_ISSUER: ctx.issuer,
+    MANDATE_DATA_DIR: join(ctx.dir, 'app'),
+    MANDATE_BROKER_LISTEN: `127.0.0.1:${brokerPort}`,
+    MANDATE_KEYRING_SERVICE: `mandate-webdriver-${process.pid}`,
+    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
+  });
+  ctx.driver = driver;
+  // tauri-driver logs "connection refused" while WebKitWebDriver starts.
+  await until('tauri-driver', async () => {
+    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
+  });
+  browser = await remote({
+    hostname: '127.0.0.1',
+    port: driverPort,
+    logLevel: 'warn',
+    connectionRetryTimeout: WAIT,
+    capabilities: { 'tauri:options': { application: bin('mandate-app') } },
+  });
+  for (const key of ['a.key', 'b.key', 'h.key']) {
+    const { code, output } = await cli(['agent', 'init', '--key', join(ctx.dir, key)]);
+    assert.equal(code, 0, output);
+  }
+});
+
+after(async () => {
+  try {
+    await withTimeout(browser?.deleteSession() ?? Promise.resolve(), 10_000, 'closing the session');
+  } catch { /* the app may be gone; the kill below ends it */ }
+  killAll();
+  if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+test('sign in, see a sub-agent request live, approve it narrowed by keyboard, deny another', { timeout: 240_000 }, async () => {
+  // 1. Sign in through the real provider (the test browser hook).
+  const signIn = await browser.$('[data-testid="sign-in"]');
+  await signIn.waitForDisplayed({ timeout: WAIT });
+  assert.equal(await browser.$('[data-testid="provider"]').getText(), ctx.issuer);
+  await shot('01-sign-in');
+  await signIn.click();
+  const count = await browser.$('[data-testid="pending-count"]');
+  await count.waitForDisplayed({ timeout: WAIT });
+  assert.equal(await count.getText(), '0');
+  await shot('02-inbox-empty');
+
+  // Agent A asks and is approved as asked: it can now delegate.
+  const a = ask('a.key', 'Report Bot', 'files:read,write:https://files.example/reports/',
+    ['--max-depth', '1', '--wait', '--timeout', '120', '--out', join(ctx.dir, 'a.json')]);
+  const rowA = await rowWith('Tidy the Q3 reports')
+    .catch((e) => { throw new Error(`${e.message}\nagent A: ${a.output}\napp: ${ctx.driver.output.slice(-3000)}`); });
+  await rowA.click();
+  await browser.$('[data-testid="approve"]').waitForDisplayed({ timeout: WAIT });
+  await browser.$('[data-testid="approve"]').click();
+  assert.equal((await withTimeout(a.ended, WAIT, 'agent A')).code, 0, a.output);
+  await pending(0);
+
+  // 2-3. Sub-agent B asks the user, endorsed by A: user, agent, sub-agent.
+  // The request appears without a refresh (the inbox stream).
+  const b = ask('b.key', 'Shredder', 'files:read,delete:https://files.example/reports/q3/',
+    ['--parent', join(ctx.dir, 'a.json'), '--endorse-key', join(ctx.dir, 'a.key'), '--max-depth', '0',
+      '--wait', '--timeout', '120', '--out', join(ctx.dir, 'b.json')], 'Shred the Q3 drafts');
+  await rowWith('Shred the Q3 drafts');
+  await pending(1);
+  await shot('03-inbox-sub-agent-request');
+
+  // 4. Approve narrowed, by keyboard alone: open it, untick "delete".
+  await browser.execute(() => document.activeElement instanceof HTMLElement && document.activeElement.blur());
+  await tabTo('inbox-row');
+  await browser.keys(['Enter']);
+  await browser.$('[data-testid="chain"]').waitForDisplayed({ timeout: WAIT });
+  const hops = await browser.$$('[data-testid="chain"] > li');
+  assert.equal(hops.length, 3, 'user, agent, sub-agent');
+  assert.match(await hops[1].getText(), /Report Bot/);
+  assert.match(await hops[2].getText(), /Shredder[\s\S]*\+ files: delete/);
+  await shot('04-detail-chain');
+  await tabTo('action-0-delete');
+  await browser.keys([' ']);
+  assert.equal(await browser.$('[data-testid="approve"]').getText(), 'Approve narrowed');
+  await tabTo('approve');
+  await browser.keys(['Enter']);
+  await browser.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
+  await shot('05-approved-narrowed');
+
+  // 5. The sub-agent gets exactly the narrowed grant.
+  assert.equal((await withTimeout(b.ended, WAIT, 'sub-agent B')).code, 0, b.output);
+  const mandate = JSON.parse(readFileSync(join(ctx.dir, 'b.json'), 'utf8'));
+  const leaf = JSON.parse(Buffer.from(mandate.chain.at(-1).split('.')[1], 'base64url'));
+  assert.deepEqual(leaf.authorization_details, [
+    { type: 'files', actions: ['read'], locations: ['https://files.example/reports/q3/'] },
+  ]);
+  const verified = await cli(['verify', '--mandate', join(ctx.dir, 'b.json')]);
+  assert.equal(verified.code, 0, verified.output);
+
+  // 6. A second request is denied, with a reason the agent sees.
+  await pending(0);
+  const c = ask('a.key', 'Report Bot', 'files:read:https://files.example/reports/',
+    ['--wait', '--timeout', '120', '--out', join(ctx.dir, 'c.json')], 'Read the reports again');
+  await (await rowWith('Read the reports again')).click();
+  await browser.$('[data-testid="deny"]').waitForDisplayed({ timeout: WAIT });
+  await browser.$('[data-testid="deny"]').click();
+  await browser.$('[data-testid="deny-reason"]').setValue('Not this week');
+  await browser.$('[data-testid="confirm-deny"]').click();
+  await browser.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
+  await shot('06-denied');
+  const denied = await withTimeout(c.ended, WAIT, 'agent A, denied');
+  assert.notEqual(denied.code, 0);
+  assert.match(c.output, /request\.denied/);
+  assert.match(c.output, /Not this week/);
+
+  // The history verifies.
+  await browser.$('button=History').click();
+  await browser.$('[data-testid="history-verified"]').waitForDisplayed({ timeout: WAIT });
+  await shot('07-history');
+  await browser.$('button*=Inbox').click();
+});
+
+test('a hostile request renders as inert text, and its fingerprint stays visible', { timeout: 120_000 }, async () => {
+  const name = 'R\u0435p\u043ert Bot <img src=x onerror="document.title=\'pwned\'"><script>document.title=\'pwned\'</script>\u202Egpj.exe';
+  const h = ask('h.key', name, 'files:read:https://files.example/reports/', [],
+    '<b>bold</b> <a href="https://evil.example">click</a>');
+  await (await rowWith('<b>bold</b>')).click();
+  const shown = await browser.$('[data-testid="agent-name"]');
+  await shown.waitForDisplayed({ timeout: WAIT });
+  const text = await browser.execute(() => document.querySelector('[data-testid="agent-name"]').textContent);
+  assert.equal(text, name, 'the name is text, exactly as sent');
+  const injected = await browser.execute(() => ({
+    img: document.querySelectorAll('[data-testid="detail"] img, [data-testid="inbox"] img').length,
+    script: document.querySelectorAll('body script').length,
+    links: document.querySelectorAll('[data-testid="detail"] a, [data-testid="inbox"] a').length,
+    bold: document.querySelectorAll('[data-testid="detail"] b, [data-testid="inbox"] b').length,
+    title: document.title,
+  }));
+  assert.deepEqual(injected, { img: 0, script: 0, links: 0, bold: 0, title: 'Mandate' });
+  assert.equal(
+    await browser.execute(() => document.querySelector('[data-testid="interpretation"]').textContent),
+    '<b>bold</b> <a href="https://evil.example">click</a>',
+  );
+  const fingerprint = await browser.$('[data-testid="agent-fingerprint"]');
+  assert.ok(await fingerprint.isDisplayed());
+  assert.match(await fingerprint.getText(), /^[A-Za-z0-9_-]{4}(-[A-Za-z0-9_-]{4}){3}$/);
+  const warnings = await browser.$$('[data-testid="agent-warning"]').map((w) => w.getText());
+  assert.ok(warnings.some((w) => /reverse/.test(w)), warnings.join(' | '));
+  assert.ok(warnings.some((w) => /alphabets/.test(w)), warnings.join(' | '));
+  await shot('08-hostile-request');
+  assert.equal((await withTimeout(h.ended, WAIT, 'the hostile agent')).code, 0, h.output);
+});
