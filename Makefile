@@ -9,7 +9,7 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain
 LOGS := $(CARGO_TARGET_DIR)/test-logs
 
-.PHONY: setup test ui lint unit webdriver interop fuzz fuzz-smoke bench vectors api-fuzz
+.PHONY: setup test ui lint unit webdriver bench-app interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
 	@scripts/setup.sh
@@ -74,6 +74,13 @@ bench:
 	cargo bench -p mandate-core --bench verify
 	python3 scripts/bench-report.py
 	python3 scripts/bench-ratios.py 9
+
+## The desktop app's start-up, memory and latency (tests/webdriver/bench.mjs):
+## the release app in a real WebKit window, over WebDriver.
+bench-app: ui
+	cargo build --release -p mandate-app --locked
+	cargo build --workspace --bins --locked
+	timeout 900 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench.mjs
 
 ## schemathesis against the real broker, signed in at the real provider.
 API_FUZZ_EXAMPLES ?= 20

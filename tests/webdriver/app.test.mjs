@@ -9,81 +9,15 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { remote } from 'webdriverio';
+import { ROOT, WAIT, bin, freePort, killAll, start, until, withTimeout, cli as cliAt, ask as askFor } from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '../..');
-const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target');
-const bin = (name) => join(TARGET, 'debug', name);
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
-const WAIT = 30_000;
-
-const children = new Set();
-// Each child leads its own process group, so that what it starts in turn
-// (tauri-driver starts WebKitWebDriver, which starts the app) ends with it.
-function start(cmd, args, env = {}) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  children.add(child);
-  child.output = '';
-  child.stdout.on('data', (d) => { child.output += d; });
-  child.stderr.on('data', (d) => { child.output += d; });
-  child.ended = new Promise((res) => child.on('exit', (code, signal) => { children.delete(child); res({ code, signal }); }));
-  return child;
-}
-function killAll() {
-  for (const child of children) {
-    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
-}
-process.on('exit', killAll);
-
-async function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
-    s.on('error', rej);
-  });
-}
-
-async function until(what, f, timeout = WAIT) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Runs the `mandate` CLI to its end. */
-async function cli(args) {
-  const child = start(bin('mandate'), args, { MANDATE_BROKER: ctx.broker });
-  const { code } = await withTimeout(child.ended, WAIT, `mandate ${args.join(' ')}`);
-  return { code, output: child.output };
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms); }),
-  ]);
-}
-
-/** `mandate agent request` in the background. */
-function ask(key, name, scope, extra = [], purpose = 'Tidy the Q3 reports') {
-  return start(bin('mandate'), [
-    'agent', 'request', '--key', join(ctx.dir, key), '--principal', ctx.principal,
-    '--scope', scope, '--name', name, '--purpose', purpose,
-    '--intent', 'Clean up my reports folder', '--lifetime', '3600', ...extra,
-  ], { MANDATE_BROKER: ctx.broker });
-}
+const cli = (args) => cliAt(ctx.broker, args);
+const ask = (...args) => askFor(ctx, ...args);
 
 const ctx = {};
 let browser;

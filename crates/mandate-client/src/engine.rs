@@ -451,8 +451,14 @@ impl Engine {
         let principal = &active.profile.principal;
         let mut new = Vec::new();
         let mut listed = Vec::with_capacity(items.len());
+        // Each new request is one durable transaction; known ones cost none.
+        let known = self.inner.history.request_ids(principal).await?;
         for item in &items {
-            listed.push(item.id.to_string());
+            let id = item.id.to_string();
+            listed.push(id.clone());
+            if known.contains(&id) {
+                continue;
+            }
             match self
                 .inner
                 .history
@@ -490,9 +496,19 @@ impl Engine {
         Ok(new)
     }
 
-    /// The inbox as the list shows it: pending requests, newest first.
+    /// The inbox as the list shows it: the pending requests the history
+    /// holds, newest first. It reads nothing from the broker: while the
+    /// engine follows the broker ([`Engine::follow`]), the history is
+    /// current.
     pub async fn inbox_rows(&self) -> Result<Vec<crate::view::InboxRow>, ClientError> {
-        self.inbox().await?.iter().map(crate::view::row).collect()
+        let active = self.active().await?;
+        self.inner
+            .history
+            .requests(&active.profile.principal, Some("pending"))
+            .await?
+            .iter()
+            .map(crate::view::row)
+            .collect()
     }
 
     /// One request of the signed-in user, ready to show: the agent, the

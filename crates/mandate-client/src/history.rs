@@ -301,6 +301,19 @@ impl History {
         Ok(inserted)
     }
 
+    /// The ids of every request of `principal` the history holds.
+    pub async fn request_ids(
+        &self,
+        principal: &str,
+    ) -> Result<std::collections::HashSet<String>, ClientError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM requests WHERE principal = ?")
+            .bind(principal)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// The requests of `principal`, newest first; only those in `state`
     /// if given.
     pub async fn requests(

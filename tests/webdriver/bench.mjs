@@ -1,0 +1,200 @@
+// Measures the real desktop app (mandate-app in WebKitGTK, driven over
+// WebDriver) against the real provider and a real broker process:
+//
+// - cold start to the inbox rendered, signed in (the sign-in resumed from
+//   the keyring), with an empty inbox and with 500 pending requests;
+// - idle resident memory with 500 pending requests, of the app's process
+//   and of the app with its WebKit processes;
+// - a new request's way from the broker to a painted row, bounded from
+//   above: from starting the agent's CLI (its start-up, signing and HTTP
+//   exchange included) to the first animation frame after the row is in
+//   the page, with an empty inbox and with 500 pending.
+//
+//   make bench-app      (or: scripts/with-keyring.sh xvfb-run -a node tests/webdriver/bench.mjs)
+//
+// The broker runs as its own process with its guards raised (a user may
+// have 500 pending requests), so the app's memory excludes the broker's.
+
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { remote } from 'webdriverio';
+import { ROOT, TARGET, WAIT, ask, bin, cli, freePort, killAll, start, until, withTimeout } from './harness.mjs';
+
+// The app as built for users (`cargo build --release -p mandate-app`), or
+// the debug build with BENCH_PROFILE=debug.
+const APP = process.env.BENCH_PROFILE === 'debug'
+  ? bin('mandate-app')
+  : join(TARGET, 'release', 'mandate-app');
+const PENDING = 500;
+const STARTS = 5;
+const LATENCY_SAMPLES = 15;
+
+const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-')) };
+let browser;
+let driverPort;
+
+const idp = start(process.execPath, [join(ROOT, 'tests/idp/server.mjs'), '--port', '0']);
+ctx.issuer = await until('the provider', () => idp.output.match(/^issuer (\S+)$/m)?.[1]);
+ctx.principal = `${ctx.issuer}#alice`;
+const broker = start(bin('mandate-broker'), [
+  '--listen', '127.0.0.1:0', '--data-dir', join(ctx.dir, 'broker'),
+  '--issuer', `${ctx.issuer}=mandate-desktop`, '--max-pending-per-user', '2000',
+  '--rate', 'agent_requests=5000:5000', '--rate', 'user_prompts=5000:5000',
+  '--rate', 'user_calls=5000:5000', '--rate', 'agent_calls=5000:5000',
+], { RUST_LOG: 'warn' });
+ctx.broker = await until('the broker', () => broker.output.match(/listening on (http:\/\/\S+)/)?.[1]);
+
+async function startDriver() {
+  driverPort = await freePort();
+  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(await freePort())], {
+    MANDATE_ISSUER: ctx.issuer,
+    MANDATE_BROKER: ctx.broker,
+    MANDATE_DATA_DIR: join(ctx.dir, 'app'),
+    MANDATE_KEYRING_SERVICE: `mandate-bench-${process.pid}`,
+    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
+    RUST_LOG: 'warn',
+  });
+  await until('tauri-driver', async () => {
+    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
+  });
+  return driver;
+}
+
+async function open() {
+  return remote({
+    hostname: '127.0.0.1', port: driverPort, logLevel: 'error', connectionRetryTimeout: WAIT,
+    capabilities: { 'tauri:options': { application: APP } },
+  });
+}
+
+async function countIs(n, timeout = WAIT) {
+  await until(`${n} pending`, async () => {
+    try { return (await browser.$('[data-testid="pending-count"]').getText()) === String(n); } catch { return false; }
+  }, timeout);
+}
+
+/** Cold starts: a new app process each time, until the count reads `n`. */
+async function coldStarts(n) {
+  const wall = [];
+  const page = [];
+  for (let i = 0; i < STARTS; i += 1) {
+    await withTimeout(browser.deleteSession(), 15_000, 'closing the app');
+    const t0 = Date.now();
+    browser = await open();
+    await countIs(n);
+    wall.push(Date.now() - t0);
+    // From the page's navigation start to now: the page's own share.
+    page.push(await browser.execute(() => Math.round(performance.now())));
+  }
+  return { wall, page };
+}
+
+/** Broker-to-painted-row latencies, one request at a time. */
+async function latencies(label) {
+  const samples = [];
+  for (let i = 0; i < LATENCY_SAMPLES; i += 1) {
+    const purpose = `latency ${label} ${i}`;
+    await browser.execute((p) => {
+      window.__painted = undefined;
+      const seen = () => [...document.querySelectorAll('[data-testid="inbox-row"]')].some((r) => r.textContent.includes(p));
+      const observer = new MutationObserver(() => {
+        if (seen()) {
+          observer.disconnect();
+          requestAnimationFrame(() => { window.__painted = performance.timeOrigin + performance.now(); });
+        }
+      });
+      observer.observe(document.body, { childList: true, subtree: true, characterData: true });
+    }, purpose);
+    const spawned = Date.now();
+    const agent = ask(ctx, 'agent.key', 'Bench Bot', 'files:read:https://files.example/reports/', [], purpose);
+    const painted = await until('the painted row', async () => browser.execute(() => window.__painted));
+    // From starting the agent's CLI (so including its start-up, signing
+    // and the HTTP exchange): an upper bound on the broker-to-row time.
+    samples.push(Math.round(painted - spawned));
+    await withTimeout(agent.ended, WAIT, 'the agent');
+  }
+  return samples;
+}
+
+/** Resident memory (KiB) of a process and of the processes under it. */
+function rss(pid) {
+  const status = (p) => { try { return readFileSync(`/proc/${p}/status`, 'utf8'); } catch { return ''; } };
+  const kib = (p) => Number(status(p).match(/^VmRSS:\s+(\d+) kB/m)?.[1] ?? 0);
+  const children = new Map();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    const ppid = status(p).match(/^PPid:\s+(\d+)/m)?.[1];
+    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), p]);
+  }
+  let total = 0;
+  const stack = [String(pid)];
+  while (stack.length) {
+    const p = stack.pop();
+    total += kib(p);
+    stack.push(...(children.get(p) ?? []));
+  }
+  return { own: kib(pid), withChildren: total };
+}
+
+function appPid() {
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0] === APP) return Number(p);
+    } catch { /* gone */ }
+  }
+  throw new Error('no mandate-app process');
+}
+
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (f) => s[Math.min(s.length - 1, Math.floor(f * s.length))];
+  return { n: s.length, min: s[0], p50: q(0.5), p90: q(0.9), max: s.at(-1) };
+};
+
+try {
+  await startDriver();
+  browser = await open();
+  await browser.$('[data-testid="sign-in"]').waitForDisplayed({ timeout: WAIT });
+  await browser.$('[data-testid="sign-in"]').click();
+  await countIs(0);
+  const init = await cli(ctx.broker, ['agent', 'init', '--key', join(ctx.dir, 'agent.key')]);
+  if (init.code !== 0) throw new Error(init.output);
+
+  const startEmpty = await coldStarts(0);
+  const latencyEmpty = await latencies('empty');
+  // Those requests wait too; fill the inbox up to PENDING.
+  const filled = LATENCY_SAMPLES;
+  for (let i = filled; i < PENDING; i += 10) {
+    const batch = [];
+    for (let j = i; j < Math.min(i + 10, PENDING); j += 1) {
+      batch.push(ask(ctx, 'agent.key', 'Bench Bot', 'files:read:https://files.example/reports/', [], `filler ${j}`));
+    }
+    for (const b of batch) {
+      const { code } = await withTimeout(b.ended, WAIT, 'filing');
+      if (code !== 0) throw new Error(b.output);
+    }
+  }
+  await countIs(PENDING, 120_000);
+  const startFull = await coldStarts(PENDING);
+  // Idle: nothing happens for 10 s, then the memory is read.
+  await new Promise((r) => setTimeout(r, 10_000));
+  const memory = rss(appPid());
+  const latencyFull = await latencies('full');
+
+  const result = {
+    machine: readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1],
+    cores: readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm).length,
+    cold_start_ms: { empty: { wall: stats(startEmpty.wall), page: stats(startEmpty.page) }, [PENDING]: { wall: stats(startFull.wall), page: stats(startFull.page) } },
+    idle_rss_mib_with_500_pending: { app: Math.round(memory.own / 102.4) / 10, app_and_webkit: Math.round(memory.withChildren / 102.4) / 10 },
+    app: APP.includes('/release/') ? 'release' : 'debug',
+    broker_to_painted_row_ms: { empty: stats(latencyEmpty), [PENDING]: stats(latencyFull) },
+  };
+  mkdirSync(join(ROOT, 'target'), { recursive: true });
+  writeFileSync(join(ROOT, 'target', 'bench-app.json'), `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+} finally {
+  try { await withTimeout(browser?.deleteSession() ?? Promise.resolve(), 10_000, 'closing'); } catch { /* killed below */ }
+  killAll();
+  rmSync(ctx.dir, { recursive: true, force: true });
+}
+process.exit(0);

@@ -1,0 +1,76 @@
+// What the WebDriver tests and the app benchmark share: processes started
+// in their own process groups (and killed with them), free ports, polling,
+// the `mandate` CLI, and a WebDriver session on the real app.
+
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const ROOT = resolve(HERE, '../..');
+export const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target');
+export const bin = (name) => join(TARGET, 'debug', name);
+export const WAIT = 30_000;
+
+const children = new Set();
+// Each child leads its own process group, so that what it starts in turn
+// (tauri-driver starts WebKitWebDriver, which starts the app) ends with it.
+export function start(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  children.add(child);
+  child.output = '';
+  child.stdout.on('data', (d) => { child.output += d; });
+  child.stderr.on('data', (d) => { child.output += d; });
+  child.ended = new Promise((res) => child.on('exit', (code, signal) => { children.delete(child); res({ code, signal }); }));
+  return child;
+}
+export function killAll() {
+  for (const child of children) {
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+process.on('exit', killAll);
+
+export async function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
+    s.on('error', rej);
+  });
+}
+
+export async function until(what, f, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Runs the `mandate` CLI against `broker` to its end. */
+export async function cli(broker, args) {
+  const child = start(bin('mandate'), args, { MANDATE_BROKER: broker });
+  const { code } = await withTimeout(child.ended, WAIT, `mandate ${args.join(' ')}`);
+  return { code, output: child.output };
+}
+
+export function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms); }),
+  ]);
+}
+
+/** `mandate agent request` in the background, for `ctx.principal` at `ctx.broker`. */
+export function ask(ctx, key, name, scope, extra = [], purpose = 'Tidy the Q3 reports') {
+  return start(bin('mandate'), [
+    'agent', 'request', '--key', join(ctx.dir, key), '--principal', ctx.principal,
+    '--scope', scope, '--name', name, '--purpose', purpose,
+    '--intent', 'Clean up my reports folder', '--lifetime', '3600', ...extra,
+  ], { MANDATE_BROKER: ctx.broker });
+}
+
