@@ -47,10 +47,12 @@ impl From<ClientError> for CommandError {
 
 type Result<T> = std::result::Result<T, CommandError>;
 
-/// What the app holds: the engine once started.
+/// What the app holds: the engine once started, and the task forwarding
+/// its updates while someone is signed in.
 pub struct App {
     config: Option<Config>,
     engine: OnceCell<Engine>,
+    forwarding: std::sync::Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
 }
 
 impl App {
@@ -146,6 +148,7 @@ async fn sign_in(app: AppHandle, state: State<'_, App>) -> Result<Account> {
 #[tauri::command]
 async fn sign_out(app: AppHandle, state: State<'_, App>) -> Result<()> {
     state.engine().await?.sign_out().await?;
+    stop_following(&app);
     set_pending(&app, 0);
     Ok(())
 }
@@ -218,12 +221,23 @@ async fn history(state: State<'_, App>) -> Result<HistoryView> {
 }
 
 /// Follows the broker and forwards each update to the page, the tray and,
-/// for new requests, a desktop notification.
+/// for new requests, a desktop notification. Once per sign-in: a second
+/// call while it runs does nothing (the page asks for the state more than
+/// once, and each forwarder would notify again).
 fn start_following(app: &AppHandle, engine: &Engine) {
+    let Some(state) = app.try_state::<App>() else {
+        return;
+    };
+    let Ok(mut forwarding) = state.forwarding.lock() else {
+        return;
+    };
+    if forwarding.is_some() {
+        return;
+    }
     let mut updates = engine.subscribe();
     engine.follow();
     let app = app.clone();
-    tauri::async_runtime::spawn(async move {
+    *forwarding = Some(tauri::async_runtime::spawn(async move {
         loop {
             let update = match updates.recv().await {
                 Ok(update) => update,
@@ -238,7 +252,17 @@ fn start_following(app: &AppHandle, engine: &Engine) {
             }
             let _ = app.emit(UPDATE_EVENT, &update);
         }
-    });
+    }));
+}
+
+/// Stops forwarding (at sign-out).
+fn stop_following(app: &AppHandle) {
+    if let Some(state) = app.try_state::<App>()
+        && let Ok(mut forwarding) = state.forwarding.lock()
+        && let Some(task) = forwarding.take()
+    {
+        task.abort();
+    }
 }
 
 fn notify(app: &AppHandle, new: usize) {
@@ -304,6 +328,7 @@ pub fn run() {
             app.manage(App {
                 config: config_from_env(data_dir),
                 engine: OnceCell::new(),
+                forwarding: std::sync::Mutex::new(None),
             });
             let mut tray = TrayIconBuilder::with_id("main").tooltip("Mandate");
             if let Some(icon) = app.default_window_icon() {
