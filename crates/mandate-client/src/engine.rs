@@ -138,7 +138,8 @@ struct Inner {
 /// the process except to the broker (the bearer) and the keyring.
 struct Active {
     profile: Profile,
-    key: SigningKey,
+    /// Shared with the renewed working set after a refresh, not copied.
+    key: Arc<SigningKey>,
     bearer: Zeroizing<String>,
     expires_at: i64,
 }
@@ -263,7 +264,7 @@ impl Engine {
         let account = account_of(&profile, &key);
         self.activate(Active {
             profile,
-            key,
+            key: Arc::new(key),
             bearer,
             expires_at,
         })
@@ -323,7 +324,7 @@ impl Engine {
         let account = account_of(&profile, &key);
         self.activate(Active {
             profile,
-            key,
+            key: Arc::new(key),
             bearer: session.id_token.clone(),
             expires_at: session.expires_at,
         })
@@ -419,7 +420,7 @@ impl Engine {
         self.keep_session(principal, &session).await?;
         let renewed = Arc::new(Active {
             profile: current.profile.clone(),
-            key: SigningKey::from_seed(&current.key.to_seed()),
+            key: Arc::clone(&current.key),
             bearer: session.id_token.clone(),
             expires_at: session.expires_at,
         });
@@ -479,15 +480,15 @@ impl Engine {
             .history
             .expire_missing(principal, &listed)
             .await?;
-        let pending = self
-            .inner
-            .history
-            .requests(principal, Some("pending"))
-            .await?
-            .len();
         // Only a change is announced: a page that re-reads the inbox on
         // each announcement must not set off another.
         if !new.is_empty() || expired > 0 {
+            let pending = self
+                .inner
+                .history
+                .requests(principal, Some("pending"))
+                .await?
+                .len();
             let _ = self.inner.updates.send(Update::Inbox {
                 pending,
                 new: new.clone(),

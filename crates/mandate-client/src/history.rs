@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row as _, SqliteConnection};
+use sqlx::{FromRow, Row as _, SqliteConnection};
 
 use crate::ClientError;
 use crate::broker::InboxItem;
@@ -41,7 +41,7 @@ pub struct History {
 }
 
 /// Who signed in on this machine (no secrets).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, FromRow)]
 pub struct Profile {
     /// `issuer#subject`.
     pub principal: String,
@@ -81,7 +81,7 @@ pub struct StoredRequest {
 }
 
 /// A decision the user signed, and how its delivery went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct StoredDecision {
     /// The request it answers.
     pub request_id: String,
@@ -102,7 +102,7 @@ pub struct StoredDecision {
 }
 
 /// One event of the log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct Event {
     /// Its position in the database.
     pub seq: i64,
@@ -141,15 +141,16 @@ pub struct NewDecision<'a> {
     pub token_id: &'a str,
 }
 
-fn db_error(e: sqlx::Error) -> ClientError {
-    ClientError::History(e.to_string())
+impl From<sqlx::Error> for ClientError {
+    fn from(e: sqlx::Error) -> ClientError {
+        ClientError::History(e.to_string())
+    }
 }
 
 impl History {
     /// Opens (creating if needed) the history at `path`, and migrates it.
     pub async fn open(path: &Path) -> Result<History, ClientError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(db_error)?
+        let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -160,8 +161,7 @@ impl History {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
-            .await
-            .map_err(db_error)?;
+            .await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -181,17 +181,12 @@ impl History {
         profile: &Profile,
         key: &SigningKey,
     ) -> Result<(), ClientError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let before: Option<String> =
             sqlx::query_scalar("SELECT user_jwk FROM profiles WHERE principal = ?")
                 .bind(&profile.principal)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                .await?;
         sqlx::query(
             "INSERT INTO profiles (principal, issuer, subject, name, email, user_jwk, binding, broker_url, signed_in_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -210,7 +205,7 @@ impl History {
         .bind(profile.signed_in_at)
         .execute(&mut *tx)
         .await
-        .map_err(db_error)?;
+        ?;
         if before.as_deref() != Some(profile.user_jwk.as_str()) {
             let jkt = key.thumbprint().to_string();
             append(
@@ -224,7 +219,7 @@ impl History {
             )
             .await?;
         }
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(ClientError::from)
     }
 
     /// The profile of `principal`.
@@ -232,18 +227,22 @@ impl History {
         let row = sqlx::query("SELECT * FROM profiles WHERE principal = ?")
             .bind(principal)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.map(|r| profile_of(&r)).transpose()
+            .await?;
+        row.as_ref()
+            .map(Profile::from_row)
+            .transpose()
+            .map_err(ClientError::from)
     }
 
     /// The user who signed in last, if anyone has.
     pub async fn last_profile(&self) -> Result<Option<Profile>, ClientError> {
         let row = sqlx::query("SELECT * FROM profiles ORDER BY signed_in_at DESC LIMIT 1")
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.map(|r| profile_of(&r)).transpose()
+            .await?;
+        row.as_ref()
+            .map(Profile::from_row)
+            .transpose()
+            .map_err(ClientError::from)
     }
 
     /// Records a request from the inbox, once. Returns whether it was new.
@@ -258,11 +257,7 @@ impl History {
         let asked = RequestClaims::verify(&item.request, &Policy::default(), item.received_at)?;
         let agent_id = asked.signer().agent_id().to_string();
         let agent_name = asked.claims().agent.name.clone();
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let chain = serde_json::to_string(&item.parent_chain)
             .map_err(|e| ClientError::History(e.to_string()))?;
         let id = item.id.to_string();
@@ -281,8 +276,7 @@ impl History {
         .bind(item.received_at)
         .bind(item.expires_at)
         .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
+        .await?
         .rows_affected()
             == 1;
         if inserted {
@@ -297,7 +291,7 @@ impl History {
             )
             .await?;
         }
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         Ok(inserted)
     }
 
@@ -309,8 +303,7 @@ impl History {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM requests WHERE principal = ?")
             .bind(principal)
             .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(ids.into_iter().collect())
     }
 
@@ -329,8 +322,7 @@ impl History {
         .bind(state)
         .bind(state)
         .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .await?;
         rows.iter().map(request_of).collect()
     }
 
@@ -344,8 +336,7 @@ impl History {
             .bind(principal)
             .bind(id)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
+            .await?;
         row.as_ref().map(request_of).transpose()
     }
 
@@ -370,10 +361,10 @@ impl History {
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(db_error)?
+        ?
         .ok_or(ClientError::NotFound)?;
-        let known = row.try_get::<bool, _>(0).map_err(db_error)?;
-        let name_taken = row.try_get::<bool, _>(1).map_err(db_error)?;
+        let known = row.try_get::<bool, _>(0)?;
+        let name_taken = row.try_get::<bool, _>(1)?;
         Ok((known, name_taken && !known))
     }
 
@@ -388,15 +379,9 @@ impl History {
         )
         .bind(principal)
         .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("agent_id").map_err(db_error)?,
-                    r.try_get("agent_name").map_err(db_error)?,
-                ))
-            })
+            .map(|r| Ok((r.try_get("agent_id")?, r.try_get("agent_name")?)))
             .collect()
     }
 
@@ -416,8 +401,7 @@ impl History {
                 )
                 .bind(&r.id)
                 .execute(&self.pool)
-                .await
-                .map_err(db_error)?
+                .await?
                 .rows_affected() as usize;
             }
         }
@@ -436,11 +420,7 @@ impl History {
         decision: NewDecision<'_>,
         now: i64,
     ) -> Result<(), ClientError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let state = if decision.kind == "grant" {
             "approved"
         } else {
@@ -453,8 +433,7 @@ impl History {
         .bind(request_id)
         .bind(principal)
         .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
+        .await?
         .rows_affected();
         if updated != 1 {
             return Err(ClientError::Invalid(
@@ -472,8 +451,7 @@ impl History {
         .bind(decision.token_id)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await?;
         let kind = if decision.kind == "grant" {
             "grant.signed"
         } else {
@@ -489,7 +467,7 @@ impl History {
             Some(decision.token),
         )
         .await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(ClientError::from)
     }
 
     /// The decision on `request_id`, if one was made.
@@ -497,9 +475,11 @@ impl History {
         let row = sqlx::query("SELECT * FROM decisions WHERE request_id = ?")
             .bind(request_id)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(decision_of).transpose()
+            .await?;
+        row.as_ref()
+            .map(StoredDecision::from_row)
+            .transpose()
+            .map_err(ClientError::from)
     }
 
     /// The decisions of `principal` not yet delivered nor refused: the
@@ -511,9 +491,11 @@ impl History {
         )
         .bind(principal)
         .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(decision_of).collect()
+        .await?;
+        Ok(rows
+            .iter()
+            .map(StoredDecision::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Counts one delivery attempt, and what went wrong if it failed.
@@ -529,7 +511,7 @@ impl History {
         .bind(request_id)
         .execute(&self.pool)
         .await
-        .map_err(db_error)
+        .map_err(ClientError::from)
         .map(drop)
     }
 
@@ -543,11 +525,7 @@ impl History {
         refused: Option<&str>,
         now: i64,
     ) -> Result<(), ClientError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE decisions SET delivered_at = CASE WHEN ? IS NULL THEN ? END, refused_code = ?
              WHERE request_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
@@ -559,7 +537,7 @@ impl History {
         .bind(principal)
         .execute(&mut *tx)
         .await
-        .map_err(db_error)?
+        ?
         .rows_affected();
         if updated == 1 {
             let kind = if refused.is_some() {
@@ -569,7 +547,7 @@ impl History {
             };
             append(&mut tx, key, principal, now, kind, request_id, None).await?;
         }
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(ClientError::from)
     }
 
     /// The decisions of `principal`, newest first.
@@ -579,33 +557,21 @@ impl History {
         )
         .bind(principal)
         .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(decision_of).collect()
+        .await?;
+        Ok(rows
+            .iter()
+            .map(StoredDecision::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// The event log of `principal`, oldest first.
     pub async fn events(&self, principal: &str) -> Result<Vec<Event>, ClientError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT seq, at, kind, subject, token, prev, hash FROM events WHERE principal = ? ORDER BY seq",
         )
         .bind(principal)
         .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    seq: r.try_get("seq").map_err(db_error)?,
-                    at: r.try_get("at").map_err(db_error)?,
-                    kind: r.try_get("kind").map_err(db_error)?,
-                    subject: r.try_get("subject").map_err(db_error)?,
-                    token: r.try_get("token").map_err(db_error)?,
-                    prev: r.try_get("prev").map_err(db_error)?,
-                    hash: r.try_get("hash").map_err(db_error)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Checks the whole chain of `principal`: every event's hash and link,
@@ -640,8 +606,7 @@ impl History {
         let head = sqlx::query("SELECT seq, hash, signature FROM heads WHERE principal = ?")
             .bind(principal)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let Some(head) = head else {
             return if events.is_empty() {
                 Ok(Verified {
@@ -652,9 +617,9 @@ impl History {
                 Err(ClientError::Tampered("the signed head is missing".into()))
             };
         };
-        let seq: i64 = head.try_get("seq").map_err(db_error)?;
-        let hash: String = head.try_get("hash").map_err(db_error)?;
-        let signature: String = head.try_get("signature").map_err(db_error)?;
+        let seq: i64 = head.try_get("seq")?;
+        let hash: String = head.try_get("hash")?;
+        let signature: String = head.try_get("signature")?;
         let last = events.last().map_or(0, |e| e.seq);
         if seq != last || decode_hash(&hash) != Some(prev) {
             return Err(ClientError::Tampered(
@@ -693,8 +658,7 @@ async fn append(
         sqlx::query_scalar("SELECT hash FROM events WHERE principal = ? ORDER BY seq DESC LIMIT 1")
             .bind(principal)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
     let prev = match last {
         Some(h) => decode_hash(&h)
             .ok_or_else(|| ClientError::Tampered("the last event's hash is malformed".into()))?,
@@ -702,8 +666,7 @@ async fn append(
     };
     let seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) + 1 FROM events")
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await?;
     let hash = event_hash(&prev, seq, principal, at, kind, subject, token);
     let hash_text = b64::encode(hash);
     sqlx::query(
@@ -719,7 +682,7 @@ async fn append(
     .bind(&hash_text)
     .execute(&mut *tx)
     .await
-    .map_err(db_error)?;
+    ?;
     let signature = key.sign_detached(HEAD_CONTEXT, &head_message(principal, seq, &hash));
     sqlx::query(
         "INSERT INTO heads (principal, seq, hash, signature) VALUES (?, ?, ?, ?)
@@ -731,7 +694,7 @@ async fn append(
     .bind(b64::encode(signature))
     .execute(&mut *tx)
     .await
-    .map_err(db_error)
+    .map_err(ClientError::from)
     .map(drop)
 }
 
@@ -789,42 +752,15 @@ fn decode_hash(text: &str) -> Option<[u8; 32]> {
     b64::decode(text)?.try_into().ok()
 }
 
-fn profile_of(r: &sqlx::sqlite::SqliteRow) -> Result<Profile, ClientError> {
-    Ok(Profile {
-        principal: r.try_get("principal").map_err(db_error)?,
-        issuer: r.try_get("issuer").map_err(db_error)?,
-        subject: r.try_get("subject").map_err(db_error)?,
-        name: r.try_get("name").map_err(db_error)?,
-        email: r.try_get("email").map_err(db_error)?,
-        user_jwk: r.try_get("user_jwk").map_err(db_error)?,
-        binding: r.try_get("binding").map_err(db_error)?,
-        broker_url: r.try_get("broker_url").map_err(db_error)?,
-        signed_in_at: r.try_get("signed_in_at").map_err(db_error)?,
-    })
-}
-
 fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {
-    let chain: String = r.try_get("parent_chain").map_err(db_error)?;
+    let chain: String = r.try_get("parent_chain")?;
     Ok(StoredRequest {
-        id: r.try_get("id").map_err(db_error)?,
-        request: r.try_get("request").map_err(db_error)?,
+        id: r.try_get("id")?,
+        request: r.try_get("request")?,
         parent_chain: serde_json::from_str(&chain)
             .map_err(|e| ClientError::History(e.to_string()))?,
-        received_at: r.try_get("received_at").map_err(db_error)?,
-        expires_at: r.try_get("expires_at").map_err(db_error)?,
-        state: r.try_get("state").map_err(db_error)?,
-    })
-}
-
-fn decision_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredDecision, ClientError> {
-    Ok(StoredDecision {
-        request_id: r.try_get("request_id").map_err(db_error)?,
-        kind: r.try_get("kind").map_err(db_error)?,
-        token: r.try_get("token").map_err(db_error)?,
-        token_id: r.try_get("token_id").map_err(db_error)?,
-        decided_at: r.try_get("decided_at").map_err(db_error)?,
-        attempts: r.try_get("attempts").map_err(db_error)?,
-        delivered_at: r.try_get("delivered_at").map_err(db_error)?,
-        refused_code: r.try_get("refused_code").map_err(db_error)?,
+        received_at: r.try_get("received_at")?,
+        expires_at: r.try_get("expires_at")?,
+        state: r.try_get("state")?,
     })
 }

@@ -252,7 +252,7 @@ pub fn row(request: &StoredRequest) -> Result<InboxRow, crate::ClientError> {
         risk: claims
             .authorization_details
             .iter()
-            .map(|d| scope_view(d).risk)
+            .map(detail_risk)
             .max()
             .unwrap_or(Risk::Low),
         hops: request.parent_chain.len() + 1,
@@ -302,12 +302,27 @@ pub fn narrowed(
     Ok(kept)
 }
 
+/// What the catalog says of action `action` of scope type `kind`.
+fn catalog_action(kind: &str, action: &str) -> Option<&'static CatalogAction> {
+    catalog().get(kind)?.actions.get(action)
+}
+
+/// A scope's risk: its riskiest action's (an unknown action is `Unknown`).
+/// The inbox list needs only this, not the whole [`ScopeView`].
+fn detail_risk(d: &AuthorizationDetail) -> Risk {
+    d.actions
+        .iter()
+        .map(|a| catalog_action(&d.kind, a).map_or(Risk::Unknown, |c| c.risk))
+        .max()
+        .unwrap_or(Risk::Unknown)
+}
+
 fn scope_view(d: &AuthorizationDetail) -> ScopeView {
     let known = catalog().get(&d.kind);
     let actions: Vec<ActionView> = d
         .actions
         .iter()
-        .map(|a| match known.and_then(|t| t.actions.get(a)) {
+        .map(|a| match catalog_action(&d.kind, a) {
             Some(c) => ActionView {
                 name: a.clone(),
                 label: Some(c.label.clone()),
@@ -325,11 +340,7 @@ fn scope_view(d: &AuthorizationDetail) -> ScopeView {
     ScopeView {
         kind: d.kind.clone(),
         label: known.map(|t| t.label.clone()),
-        risk: actions
-            .iter()
-            .map(|a| a.risk)
-            .max()
-            .unwrap_or(Risk::Unknown),
+        risk: detail_risk(d),
         actions,
         locations: d.locations.iter().map(|l| l.as_str().to_owned()).collect(),
         identifier: d.identifier.clone(),
@@ -457,46 +468,63 @@ fn chain(
             continue;
         }
         let id = g.act.sub.to_string();
-        hops.push(Hop {
-            role: if n == 0 { "agent" } else { "sub-agent" }.into(),
-            who: names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| g.act.sub.fingerprint()),
-            fingerprint: Some(g.act.sub.fingerprint()),
-            purpose: Some(g.purpose.clone()),
-            scopes: lines(&g.authorization_details),
-            adds: difference(&g.authorization_details, before.as_deref()),
-            loses: before
-                .as_deref()
-                .map(|b| difference(b, Some(&g.authorization_details)))
-                .unwrap_or_default(),
-        });
+        let who = names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| g.act.sub.fingerprint());
+        hops.push(agent_hop(
+            n,
+            who,
+            g.act.sub.fingerprint(),
+            &g.purpose,
+            &g.authorization_details,
+            before.as_deref(),
+        ));
         before = Some(g.authorization_details);
     }
-    hops.push(Hop {
-        role: if request.parent_chain.is_empty() {
-            "agent"
-        } else {
-            "sub-agent"
-        }
-        .into(),
-        who: agent.name.clone(),
-        fingerprint: Some(agent.fingerprint.clone()),
-        purpose: Some(claims.purpose.clone()),
-        scopes: lines(&claims.authorization_details),
-        adds: difference(&claims.authorization_details, before.as_deref()),
-        loses: before
-            .as_deref()
-            .map(|b| difference(b, Some(&claims.authorization_details)))
-            .unwrap_or_default(),
-    });
+    hops.push(agent_hop(
+        request.parent_chain.len(),
+        agent.name.clone(),
+        agent.fingerprint.clone(),
+        &claims.purpose,
+        &claims.authorization_details,
+        before.as_deref(),
+    ));
     hops
+}
+
+/// The role of the `n`th agent from the user: the first is the agent, the
+/// rest are sub-agents.
+fn role(n: usize) -> String {
+    if n == 0 { "agent" } else { "sub-agent" }.into()
+}
+
+/// The hop of the `n`th agent, holding (or asking for) `held`, against what
+/// the hop `before` held.
+fn agent_hop(
+    n: usize,
+    who: String,
+    fingerprint: String,
+    purpose: &str,
+    held: &[AuthorizationDetail],
+    before: Option<&[AuthorizationDetail]>,
+) -> Hop {
+    Hop {
+        role: role(n),
+        who,
+        fingerprint: Some(fingerprint),
+        purpose: Some(purpose.to_owned()),
+        scopes: lines(held),
+        adds: difference(held, before),
+        loses: before
+            .map(|b| difference(b, Some(held)))
+            .unwrap_or_default(),
+    }
 }
 
 fn unreadable_hop(n: usize) -> Hop {
     Hop {
-        role: if n == 0 { "agent" } else { "sub-agent" }.into(),
+        role: role(n),
         who: "(a grant that does not verify)".into(),
         fingerprint: None,
         purpose: None,

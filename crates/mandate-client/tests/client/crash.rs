@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mandate_agent::{Agent, Ask, Broker};
-use mandate_client::engine::Engine;
 use mandate_client::history::{History, StoredDecision};
 use mandate_client::vault::Vault;
 use mandate_core::SigningKey;
@@ -17,7 +16,6 @@ use mandate_core::token::AgentInfo;
 use mandate_e2e::procs::binary;
 use rand_core::{OsRng, RngCore as _};
 
-use crate::browser::{Tamper, TestBrowser};
 use crate::engine::{Stack, keyring_ready};
 
 const ROUNDS: usize = 50;
@@ -164,12 +162,7 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
     .await;
     // Sign in once; the processes below pick the sign-in up from the
     // keyring.
-    let engine = Engine::start(stack.config()).await.unwrap();
-    let principal = engine
-        .sign_in(&TestBrowser::new("carol", Tamper::None))
-        .await
-        .unwrap()
-        .principal;
+    let (engine, principal) = stack.signed_in("carol").await;
     engine.shutdown().await;
 
     let agent = Agent::new(

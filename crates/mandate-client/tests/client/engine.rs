@@ -79,6 +79,17 @@ impl Stack {
         }
     }
 
+    /// An engine on this stack with `user` signed in, and their principal.
+    pub async fn signed_in(&self, user: &'static str) -> (Engine, String) {
+        let engine = Engine::start(self.config()).await.unwrap();
+        let principal = engine
+            .sign_in(&TestBrowser::new(user, Tamper::None))
+            .await
+            .unwrap()
+            .principal;
+        (engine, principal)
+    }
+
     pub async fn stop(self, principal: Option<&str>) {
         if let Some(p) = principal {
             let vault = Vault::new(&self.service);
@@ -268,12 +279,7 @@ async fn a_history_changed_behind_the_apps_back_fails_verification() {
         return;
     }
     let stack = Stack::start().await;
-    let engine = Engine::start(stack.config()).await.unwrap();
-    let account = engine
-        .sign_in(&TestBrowser::new("bob", Tamper::None))
-        .await
-        .unwrap();
-    let principal = account.principal.clone();
+    let (engine, principal) = stack.signed_in("bob").await;
     let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
     let (ok, _, err) = cli(&["agent", "init", "--key", &stack.path("agent.key")], &env).await;
     assert!(ok, "{err}");
@@ -409,12 +415,7 @@ async fn the_detail_shows_the_chain_and_flags_deceptive_names() {
         return;
     }
     let stack = Stack::start().await;
-    let engine = Engine::start(stack.config()).await.unwrap();
-    let principal = engine
-        .sign_in(&TestBrowser::new("carol", Tamper::None))
-        .await
-        .unwrap()
-        .principal;
+    let (engine, principal) = stack.signed_in("carol").await;
     let mut updates = engine.subscribe();
     engine.follow();
     let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
