@@ -9,9 +9,15 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain
 LOGS := $(CARGO_TARGET_DIR)/test-logs
 
-.PHONY: setup test ui lint unit webdriver bench-app interop fuzz fuzz-smoke bench vectors api-fuzz
+## Rewrites ui/src/lib/bindings.ts (the page's types) from the Rust types;
+## a unit test fails while it is stale.
+bindings:
+	MANDATE_WRITE_BINDINGS=1 cargo test -p mandate-app --lib --locked bindings
+
+.PHONY: bindings setup test ui lint unit webdriver bench-app interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
+	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
 	@scripts/setup.sh
 
 ## Everything CI runs.

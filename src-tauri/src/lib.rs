@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bindings;
+
 use std::path::PathBuf;
 
 use mandate_client::engine::{Account, BrokerMode, Config, Engine, Update};
@@ -29,10 +31,15 @@ use tokio::sync::OnceCell;
 /// The event the page listens to for engine updates.
 pub const UPDATE_EVENT: &str = "mandate://update";
 
+/// The log target of every payload the page receives (at TRACE).
+const IPC_LOG: &str = "mandate_app::ipc";
+
 /// An error as the page sees it: a stable code and a sentence.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 pub struct CommandError {
+    /// Stable, for the page to act on (`session.signed_out`, ...).
     code: String,
+    /// A sentence for the user.
     message: String,
 }
 
@@ -46,6 +53,25 @@ impl From<ClientError> for CommandError {
 }
 
 type Result<T> = std::result::Result<T, CommandError>;
+
+/// Every reply and event the page receives passes through here. At TRACE
+/// (target `mandate_app::ipc`) each is logged exactly as it is serialized
+/// for the page, so that a test can search everything the page was ever
+/// given for secrets.
+fn sent<T: Serialize>(what: &str, reply: Result<T>) -> Result<T> {
+    match &reply {
+        Ok(value) => trace_sent(what, value),
+        Err(error) => trace_sent(what, error),
+    }
+    reply
+}
+
+fn trace_sent(what: &str, payload: &impl Serialize) {
+    if tracing::enabled!(target: IPC_LOG, tracing::Level::TRACE) {
+        let payload = serde_json::to_string(payload).unwrap_or_default();
+        tracing::trace!(target: IPC_LOG, what, payload = %payload);
+    }
+}
 
 /// What the app holds: the engine once started, and the task forwarding
 /// its updates while someone is signed in.
@@ -69,7 +95,7 @@ impl App {
 }
 
 /// What the page needs first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 pub struct AppState {
     /// The signed-in user, if any.
     account: Option<Account>,
@@ -103,19 +129,22 @@ pub fn config_from_env(default_data_dir: PathBuf) -> Option<Config> {
 
 #[tauri::command]
 async fn app_state(app: AppHandle, state: State<'_, App>) -> Result<AppState> {
-    let engine = state.engine().await?;
-    let account = match engine.account().await {
-        Some(account) => Some(account),
-        None => engine.resume().await?,
+    let reply = async {
+        let engine = state.engine().await?;
+        let account = match engine.account().await {
+            Some(account) => Some(account),
+            None => engine.resume().await?,
+        };
+        if account.is_some() {
+            start_following(&app, engine);
+        }
+        Ok::<_, CommandError>(AppState {
+            account,
+            issuer: engine.issuer().to_owned(),
+            broker_url: engine.broker_url().to_owned(),
+        })
     };
-    if account.is_some() {
-        start_following(&app, engine);
-    }
-    Ok(AppState {
-        account,
-        issuer: engine.issuer().to_owned(),
-        broker_url: engine.broker_url().to_owned(),
-    })
+    sent("app_state", reply.await)
 }
 
 /// Opens the sign-in page: in `MANDATE_BROWSER` if set (tests), else in
@@ -136,88 +165,138 @@ impl Browser for AppBrowser {
 
 #[tauri::command]
 async fn sign_in(app: AppHandle, state: State<'_, App>) -> Result<Account> {
-    let engine = state.engine().await?;
-    let account = engine.sign_in(&AppBrowser(app.clone())).await?;
-    start_following(&app, engine);
-    if let Some(window) = app.get_webview_window("main") {
-        let _ = window.set_focus();
-    }
-    Ok(account)
+    let reply = async {
+        let engine = state.engine().await?;
+        let account = engine.sign_in(&AppBrowser(app.clone())).await?;
+        start_following(&app, engine);
+        if let Some(window) = app.get_webview_window("main") {
+            let _ = window.set_focus();
+        }
+        Ok::<_, CommandError>(account)
+    };
+    sent("sign_in", reply.await)
 }
 
 #[tauri::command]
 async fn sign_out(app: AppHandle, state: State<'_, App>) -> Result<()> {
-    state.engine().await?.sign_out().await?;
-    stop_following(&app);
-    set_pending(&app, 0);
-    Ok(())
+    let reply = async {
+        state.engine().await?.sign_out().await?;
+        stop_following(&app);
+        set_pending(&app, 0);
+        Ok::<_, CommandError>(())
+    };
+    sent("sign_out", reply.await)
 }
 
 #[tauri::command]
 async fn inbox(app: AppHandle, state: State<'_, App>) -> Result<Vec<InboxRow>> {
-    let rows = state.engine().await?.inbox_rows().await?;
-    set_pending(&app, rows.len());
-    Ok(rows)
+    let reply = async {
+        let rows = state.engine().await?.inbox_rows().await?;
+        set_pending(&app, rows.len());
+        Ok::<_, CommandError>(rows)
+    };
+    sent("inbox", reply.await)
 }
 
 #[tauri::command]
 async fn detail(state: State<'_, App>, id: String) -> Result<RequestDetail> {
-    Ok(state.engine().await?.detail(&id).await?)
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.detail(&id).await?) };
+    sent("detail", reply.await)
 }
 
 /// How the user narrowed a request: `None` keeps what was asked.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ts_rs::TS)]
 pub struct ApproveInput {
+    /// The scopes kept, each with the actions kept.
     scopes: Option<Vec<ScopeChoice>>,
+    /// A shorter lifetime, in seconds.
     lifetime: Option<u32>,
+    /// A lower delegation depth.
     max_depth: Option<u8>,
 }
 
 #[tauri::command]
 async fn approve(state: State<'_, App>, id: String, input: ApproveInput) -> Result<RequestDetail> {
-    let engine = state.engine().await?;
-    let scopes = match &input.scopes {
-        Some(choices) => {
-            let request = engine.request(&id).await?;
-            Some(mandate_client::view::narrowed(&request.request, choices)?)
-        }
-        None => None,
+    let reply = async {
+        let engine = state.engine().await?;
+        let scopes = match &input.scopes {
+            Some(choices) => {
+                let request = engine.request(&id).await?;
+                Some(mandate_client::view::narrowed(&request.request, choices)?)
+            }
+            None => None,
+        };
+        let narrowing = Narrowing {
+            scopes,
+            lifetime: input.lifetime,
+            max_depth: input.max_depth,
+        };
+        engine.approve(&id, &narrowing).await?;
+        Ok::<_, CommandError>(engine.detail(&id).await?)
     };
-    let narrowing = Narrowing {
-        scopes,
-        lifetime: input.lifetime,
-        max_depth: input.max_depth,
-    };
-    engine.approve(&id, &narrowing).await?;
-    Ok(engine.detail(&id).await?)
+    sent("approve", reply.await)
 }
 
 #[tauri::command]
 async fn deny(state: State<'_, App>, id: String, reason: Option<String>) -> Result<RequestDetail> {
-    let engine = state.engine().await?;
-    let reason = reason.filter(|r| !r.trim().is_empty());
-    engine.deny(&id, reason.as_deref()).await?;
-    Ok(engine.detail(&id).await?)
+    let reply = async {
+        let engine = state.engine().await?;
+        let reason = reason.filter(|r| !r.trim().is_empty());
+        engine.deny(&id, reason.as_deref()).await?;
+        Ok::<_, CommandError>(engine.detail(&id).await?)
+    };
+    sent("deny", reply.await)
+}
+
+/// Whether the history verifies.
+#[derive(Debug, Serialize, ts_rs::TS)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HistoryCheck {
+    /// Every event is chained to the one before, and the head is signed.
+    Intact {
+        /// How many events the chain holds.
+        events: i64,
+        /// The head's hash.
+        head: String,
+    },
+    /// It was altered: the error names the first broken event.
+    Broken {
+        /// Why, with the engine's code (`history.tampered`).
+        error: CommandError,
+    },
 }
 
 /// The signed history: every decision, the event log, and whether it
 /// verifies.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 pub struct HistoryView {
+    /// Every decision signed, newest first.
     decisions: Vec<mandate_client::history::StoredDecision>,
+    /// The event log, oldest first.
     events: Vec<mandate_client::history::Event>,
-    verified: std::result::Result<mandate_client::history::Verified, CommandError>,
+    /// Whether the log verifies.
+    check: HistoryCheck,
 }
 
 #[tauri::command]
 async fn history(state: State<'_, App>) -> Result<HistoryView> {
-    let engine = state.engine().await?;
-    let account = engine.account().await.ok_or(ClientError::SignedOut)?;
-    Ok(HistoryView {
-        decisions: engine.decisions().await?,
-        events: engine.history().events(&account.principal).await?,
-        verified: engine.verify_history().await.map_err(CommandError::from),
-    })
+    let reply = async {
+        let engine = state.engine().await?;
+        let account = engine.account().await.ok_or(ClientError::SignedOut)?;
+        let check = match engine.verify_history().await {
+            Ok(verified) => HistoryCheck::Intact {
+                events: verified.events,
+                head: verified.head,
+            },
+            Err(e) => HistoryCheck::Broken { error: e.into() },
+        };
+        Ok::<_, CommandError>(HistoryView {
+            decisions: engine.decisions().await?,
+            events: engine.history().events(&account.principal).await?,
+            check,
+        })
+    };
+    sent("history", reply.await)
 }
 
 /// Follows the broker and forwards each update to the page, the tray and,
@@ -250,6 +329,7 @@ fn start_following(app: &AppHandle, engine: &Engine) {
                     notify(&app, new.len());
                 }
             }
+            trace_sent(UPDATE_EVENT, &update);
             let _ = app.emit(UPDATE_EVENT, &update);
         }
     }));
@@ -309,6 +389,8 @@ pub fn run() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = tauri::Builder::default()
         // A second start focuses the first window instead.

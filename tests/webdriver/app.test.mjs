@@ -9,7 +9,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { remote } from 'webdriverio';
@@ -61,13 +62,17 @@ before(async () => {
   ctx.principal = `${ctx.issuer}#alice`;
   const brokerPort = await freePort();
   ctx.broker = `http://127.0.0.1:${brokerPort}`;
+  ctx.keyring = `mandate-webdriver-${process.pid}`;
   const driverPort = await freePort();
   const nativePort = await freePort();
   const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], {
     MANDATE_ISSUER: ctx.issuer,
     MANDATE_DATA_DIR: join(ctx.dir, 'app'),
     MANDATE_BROKER_LISTEN: `127.0.0.1:${brokerPort}`,
-    MANDATE_KEYRING_SERVICE: `mandate-webdriver-${process.pid}`,
+    MANDATE_KEYRING_SERVICE: ctx.keyring,
+    // Everything, including each payload sent to the page (target
+    // mandate_app::ipc): the secrets test searches it.
+    RUST_LOG: 'trace',
     MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
   });
   ctx.driver = driver;
@@ -208,4 +213,54 @@ test('a hostile request renders as inert text, and its fingerprint stays visible
   assert.ok(warnings.some((w) => /alphabets/.test(w)), warnings.join(' | '));
   await shot('08-hostile-request');
   assert.equal((await withTimeout(h.ended, WAIT, 'the hostile agent')).code, 0, h.output);
+});
+
+/** A secret from the keyring session the app uses, as raw bytes. */
+function fromKeyring(account) {
+  return execFileSync('secret-tool', ['lookup', 'service', ctx.keyring, 'username', account], { timeout: 10_000 });
+}
+
+/** Every file under `dir`, concatenated. */
+function filesUnder(dir) {
+  return Buffer.concat(readdirSync(dir, { recursive: true })
+    .map((name) => join(dir, name))
+    .filter((path) => statSync(path).isFile())
+    .map((path) => readFileSync(path)));
+}
+
+test('no secret reaches the database, the logs or any payload sent to the page', { timeout: 60_000 }, async () => {
+  // The journey above ran in this app: sign-in, key enrolled, requests
+  // seen, approvals, a denial, the history. Its secrets, from the keyring:
+  const seed = fromKeyring(`user-key:${ctx.principal}`);
+  assert.equal(seed.length, 32, 'the user key is a 32-byte seed');
+  const session = JSON.parse(fromKeyring(`session:${ctx.principal}`).toString('utf8'));
+  assert.ok(session.refresh_token, 'the provider issued a refresh token');
+  const needles = {
+    'the private key': seed,
+    'the private key, base64url': Buffer.from(seed.toString('base64url')),
+    'the private key, base64': Buffer.from(seed.toString('base64')),
+    'the private key, hex': Buffer.from(seed.toString('hex')),
+    'the refresh token': Buffer.from(session.refresh_token),
+    'the ID token': Buffer.from(session.id_token),
+  };
+
+  // The haystacks: the app's data directory (its SQLite history), and its
+  // log at TRACE, which holds every reply and event sent to the page.
+  const data = filesUnder(join(ctx.dir, 'app'));
+  assert.ok(data.includes(Buffer.from(ctx.principal)), 'the history was read');
+  const log = Buffer.from(ctx.driver.output);
+  const payloads = ctx.driver.output.split('\n').filter((line) => line.includes('mandate_app::ipc'));
+  for (const what of ['app_state', 'sign_in', 'inbox', 'detail', 'approve', 'deny', 'history', 'mandate://update']) {
+    assert.ok(payloads.some((line) => line.includes(`what="${what}"`)), `the log holds the ${what} payloads`);
+  }
+  assert.ok(payloads.some((line) => line.includes('Shred the Q3 drafts')), 'the payloads are there in full');
+  // A token the page was given (the grant signed for B) is found byte for
+  // byte, as a secret would be.
+  const grant = JSON.parse(readFileSync(join(ctx.dir, 'b.json'), 'utf8')).chain.at(-1);
+  assert.ok(payloads.some((line) => line.includes(grant)), 'the search finds a token sent to the page');
+
+  for (const [what, needle] of Object.entries(needles)) {
+    assert.ok(!data.includes(needle), `${what} is in the app's data directory`);
+    assert.ok(!log.includes(needle), `${what} is in the log or a payload sent to the page`);
+  }
 });

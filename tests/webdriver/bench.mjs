@@ -117,23 +117,34 @@ async function latencies(label) {
   return samples;
 }
 
-/** Resident memory (KiB) of a process and of the processes under it. */
-function rss(pid) {
-  const status = (p) => { try { return readFileSync(`/proc/${p}/status`, 'utf8'); } catch { return ''; } };
-  const kib = (p) => Number(status(p).match(/^VmRSS:\s+(\d+) kB/m)?.[1] ?? 0);
+/**
+ * Memory of a process and of the processes under it (WebKit's web and
+ * network processes), in MiB: RSS, and PSS (shared pages divided among
+ * the processes sharing them, so that the sum counts WebKit's libraries
+ * once).
+ */
+function memoryOf(pid) {
+  const read = (p, file) => { try { return readFileSync(`/proc/${p}/${file}`, 'utf8'); } catch { return ''; } };
+  const kib = (text, field) => Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1] ?? 0);
+  const mib = (k) => Math.round(k / 102.4) / 10;
   const children = new Map();
   for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    const ppid = status(p).match(/^PPid:\s+(\d+)/m)?.[1];
+    const ppid = read(p, 'status').match(/^PPid:\s+(\d+)/m)?.[1];
     if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), p]);
   }
-  let total = 0;
+  const processes = [];
   const stack = [String(pid)];
   while (stack.length) {
     const p = stack.pop();
-    total += kib(p);
+    processes.push({
+      name: read(p, 'comm').trim(),
+      rss: mib(kib(read(p, 'status'), 'VmRSS')),
+      pss: mib(kib(read(p, 'smaps_rollup'), 'Pss')),
+    });
     stack.push(...(children.get(p) ?? []));
   }
-  return { own: kib(pid), withChildren: total };
+  const sum = (f) => Math.round(processes.reduce((a, x) => a + x[f], 0) * 10) / 10;
+  return { app_rss: processes[0].rss, total_rss: sum('rss'), total_pss: sum('pss'), processes };
 }
 
 function appPid() {
@@ -161,6 +172,8 @@ try {
   if (init.code !== 0) throw new Error(init.output);
 
   const startEmpty = await coldStarts(0);
+  await new Promise((r) => setTimeout(r, 10_000));
+  const memoryEmpty = memoryOf(appPid());
   const latencyEmpty = await latencies('empty');
   // Those requests wait too; fill the inbox up to PENDING.
   const filled = LATENCY_SAMPLES;
@@ -178,14 +191,14 @@ try {
   const startFull = await coldStarts(PENDING);
   // Idle: nothing happens for 10 s, then the memory is read.
   await new Promise((r) => setTimeout(r, 10_000));
-  const memory = rss(appPid());
+  const memoryFull = memoryOf(appPid());
   const latencyFull = await latencies('full');
 
   const result = {
     machine: readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1],
     cores: readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm).length,
     cold_start_ms: { empty: { wall: stats(startEmpty.wall), page: stats(startEmpty.page) }, [PENDING]: { wall: stats(startFull.wall), page: stats(startFull.page) } },
-    idle_rss_mib_with_500_pending: { app: Math.round(memory.own / 102.4) / 10, app_and_webkit: Math.round(memory.withChildren / 102.4) / 10 },
+    idle_memory_mib: { empty: memoryEmpty, [PENDING]: memoryFull },
     app: APP.includes('/release/') ? 'release' : 'debug',
     broker_to_painted_row_ms: { empty: stats(latencyEmpty), [PENDING]: stats(latencyFull) },
   };

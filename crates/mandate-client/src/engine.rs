@@ -23,7 +23,10 @@ use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::decision::{Narrowing, denial_for, grant_for};
-use crate::history::{History, NewDecision, Profile, StoredDecision, StoredRequest, Verified};
+use crate::history::{
+    DecisionKind, History, NewDecision, Profile, RequestState, StoredDecision, StoredRequest,
+    Verified,
+};
 use crate::vault::{StoredSession, Vault};
 use crate::view::RequestDetail;
 use crate::{BrokerClient, Browser, ClientError, Provider, Session};
@@ -68,7 +71,7 @@ pub struct Config {
 }
 
 /// A change the UI should show.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
     /// The inbox changed; `pending` requests wait.
@@ -93,7 +96,7 @@ pub enum Update {
 }
 
 /// The signed-in user, as the UI shows them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ts_rs::TS)]
 pub struct Account {
     /// `issuer#subject`.
     pub principal: String,
@@ -441,7 +444,7 @@ impl Engine {
         }
         self.inner
             .history
-            .requests(&active.profile.principal, Some("pending"))
+            .requests(&active.profile.principal, Some(RequestState::Pending))
             .await
     }
 
@@ -486,7 +489,7 @@ impl Engine {
             let pending = self
                 .inner
                 .history
-                .requests(principal, Some("pending"))
+                .requests(principal, Some(RequestState::Pending))
                 .await?
                 .len();
             let _ = self.inner.updates.send(Update::Inbox {
@@ -505,7 +508,7 @@ impl Engine {
         let active = self.active().await?;
         self.inner
             .history
-            .requests(&active.profile.principal, Some("pending"))
+            .requests(&active.profile.principal, Some(RequestState::Pending))
             .await?
             .iter()
             .map(crate::view::row)
@@ -568,7 +571,7 @@ impl Engine {
             now(),
             &mut rand_core::OsRng,
         )?;
-        self.decide(&active, id, "grant", &grant).await
+        self.decide(&active, id, DecisionKind::Grant, &grant).await
     }
 
     /// Denies the request `id`, with an optional reason: signs the
@@ -589,7 +592,8 @@ impl Engine {
             now(),
             &mut rand_core::OsRng,
         );
-        self.decide(&active, id, "denial", &denial).await
+        self.decide(&active, id, DecisionKind::Denial, &denial)
+            .await
     }
 
     async fn pending(&self, active: &Active, id: &str) -> Result<StoredRequest, ClientError> {
@@ -599,10 +603,10 @@ impl Engine {
             .request(&active.profile.principal, id)
             .await?
             .ok_or(ClientError::NotFound)?;
-        if request.state != "pending" {
+        if request.state != RequestState::Pending {
             return Err(ClientError::Invalid(format!(
                 "this request is already {}",
-                request.state
+                request.state.as_str()
             )));
         }
         Ok(request)
@@ -612,7 +616,7 @@ impl Engine {
         &self,
         active: &Active,
         id: &str,
-        kind: &str,
+        kind: DecisionKind,
         token: &str,
     ) -> Result<StoredDecision, ClientError> {
         let token_id = TokenId::of(token).to_string();
@@ -630,7 +634,7 @@ impl Engine {
                 now(),
             )
             .await?;
-        tracing::info!(request = %id, kind, "decision recorded");
+        tracing::info!(request = %id, kind = ?kind, "decision recorded");
         // Delivery failures leave it in the outbox; the caller sees its
         // state in the returned row.
         if let Err(e) = self.deliver().await {
@@ -665,7 +669,7 @@ impl Engine {
                     .await?;
                 continue;
             };
-            let sent = if d.kind == "grant" {
+            let sent = if d.kind == DecisionKind::Grant {
                 self.inner
                     .broker
                     .approve(&active.bearer, &id, &d.token)

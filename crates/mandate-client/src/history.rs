@@ -19,7 +19,7 @@ use std::time::Duration;
 use mandate_core::base64url as b64;
 use mandate_core::token::RequestClaims;
 use mandate_core::{Policy, PublicKey, SigningKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -33,6 +33,44 @@ use crate::broker::InboxItem;
 const HEAD_CONTEXT: &str = "mandate-history-head/v1";
 /// What each event hash starts with.
 const EVENT_DOMAIN: &[u8] = b"mandate-history-event/v1";
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum RequestState {
+    /// Waiting for the user.
+    Pending,
+    /// The user signed a grant.
+    Approved,
+    /// The user signed a denial.
+    Denied,
+    /// It lapsed, or was decided elsewhere, before the user decided here.
+    Expired,
+}
+
+impl RequestState {
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+            RequestState::Expired => "expired",
+        }
+    }
+}
+
+/// What the user signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum DecisionKind {
+    /// A grant: the request approved, as asked or narrowed.
+    Grant,
+    /// A denial.
+    Denial,
+}
 
 /// The local history database.
 #[derive(Debug, Clone)]
@@ -76,17 +114,17 @@ pub struct StoredRequest {
     pub received_at: i64,
     /// When it lapses.
     pub expires_at: i64,
-    /// `pending`, `approved`, `denied` or `expired`.
-    pub state: String,
+    /// Where it stands.
+    pub state: RequestState,
 }
 
 /// A decision the user signed, and how its delivery went.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, ts_rs::TS)]
 pub struct StoredDecision {
     /// The request it answers.
     pub request_id: String,
-    /// `grant` or `denial`.
-    pub kind: String,
+    /// What was signed.
+    pub kind: DecisionKind,
     /// The signed token.
     pub token: String,
     /// The token's id: the idempotency key of its delivery.
@@ -102,7 +140,8 @@ pub struct StoredDecision {
 }
 
 /// One event of the log.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, ts_rs::TS)]
+#[ts(rename = "HistoryEvent")]
 pub struct Event {
     /// Its position in the database.
     pub seq: i64,
@@ -133,8 +172,8 @@ pub struct Verified {
 /// A decision to record: its kind, the signed token, and its id.
 #[derive(Debug, Clone, Copy)]
 pub struct NewDecision<'a> {
-    /// `grant` or `denial`.
-    pub kind: &'a str,
+    /// What was signed.
+    pub kind: DecisionKind,
     /// The signed token.
     pub token: &'a str,
     /// Its id.
@@ -312,7 +351,7 @@ impl History {
     pub async fn requests(
         &self,
         principal: &str,
-        state: Option<&str>,
+        state: Option<RequestState>,
     ) -> Result<Vec<StoredRequest>, ClientError> {
         let rows = sqlx::query(
             "SELECT * FROM requests WHERE principal = ? AND (? IS NULL OR state = ?)
@@ -394,7 +433,10 @@ impl History {
         still_pending: &[String],
     ) -> Result<usize, ClientError> {
         let mut expired = 0;
-        for r in self.requests(principal, Some("pending")).await? {
+        for r in self
+            .requests(principal, Some(RequestState::Pending))
+            .await?
+        {
             if !still_pending.contains(&r.id) {
                 expired += sqlx::query(
                     "UPDATE requests SET state = 'expired' WHERE id = ? AND state = 'pending'",
@@ -421,10 +463,9 @@ impl History {
         now: i64,
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let state = if decision.kind == "grant" {
-            "approved"
-        } else {
-            "denied"
+        let state = match decision.kind {
+            DecisionKind::Grant => RequestState::Approved,
+            DecisionKind::Denial => RequestState::Denied,
         };
         let updated = sqlx::query(
             "UPDATE requests SET state = ? WHERE id = ? AND principal = ? AND state = 'pending'",
@@ -452,10 +493,9 @@ impl History {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let kind = if decision.kind == "grant" {
-            "grant.signed"
-        } else {
-            "denial.signed"
+        let kind = match decision.kind {
+            DecisionKind::Grant => "grant.signed",
+            DecisionKind::Denial => "denial.signed",
         };
         append(
             &mut tx,

@@ -15,10 +15,10 @@ use mandate_core::token::{GrantClaims, RequestClaims};
 use mandate_core::{Policy, PublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::history::{StoredDecision, StoredRequest};
+use crate::history::{RequestState, StoredDecision, StoredRequest};
 
 /// How much harm an action can do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     /// Reading, mostly.
@@ -54,12 +54,12 @@ fn catalog() -> &'static BTreeMap<String, CatalogType> {
 }
 
 /// A request, ready to show.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RequestDetail {
     /// The request's id.
     pub id: String,
-    /// `pending`, `approved`, `denied` or `expired`.
-    pub state: String,
+    /// Where it stands.
+    pub state: RequestState,
     /// When the broker received it.
     pub received_at: i64,
     /// When it lapses.
@@ -87,7 +87,7 @@ pub struct RequestDetail {
 }
 
 /// An agent, as it describes itself and as its key identifies it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct AgentView {
     /// Its id: the thumbprint URI of its key.
     pub id: String,
@@ -106,7 +106,7 @@ pub struct AgentView {
 }
 
 /// One scope in plain language.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ScopeView {
     /// The scope type, raw.
     pub kind: String,
@@ -129,7 +129,7 @@ pub struct ScopeView {
 }
 
 /// One action of a scope.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ActionView {
     /// The action, raw.
     pub name: String,
@@ -141,11 +141,23 @@ pub struct ActionView {
     pub irreversible: bool,
 }
 
+/// Who a hop of the chain is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The user, the chain's principal.
+    User,
+    /// The agent the user delegates to.
+    Agent,
+    /// An agent that an agent delegates to.
+    SubAgent,
+}
+
 /// One hop of the chain behind a request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Hop {
-    /// `user`, `agent` or `sub-agent`.
-    pub role: String,
+    /// Who it is.
+    pub role: Role,
     /// The user's principal, or the agent's self-asserted name (or its
     /// fingerprint when the name is not known).
     pub who: String,
@@ -200,7 +212,7 @@ pub fn detail(
     let chain = chain(request, claims, &agent, user, user_key, names);
     Ok(RequestDetail {
         id: request.id.clone(),
-        state: request.state.clone(),
+        state: request.state,
         received_at: request.received_at,
         expires_at: request.expires_at,
         agent,
@@ -217,7 +229,7 @@ pub fn detail(
 }
 
 /// A request as one row of the inbox list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct InboxRow {
     /// The request's id.
     pub id: String,
@@ -264,7 +276,7 @@ pub fn row(request: &StoredRequest) -> Result<InboxRow, crate::ClientError> {
 
 /// What the user kept of one scope when narrowing: the scope's position
 /// in the request, and the actions kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ScopeChoice {
     /// The scope's index in the request.
     pub index: usize,
@@ -438,7 +450,7 @@ fn chain(
     names: &BTreeMap<String, String>,
 ) -> Vec<Hop> {
     let mut hops = vec![Hop {
-        role: "user".into(),
+        role: Role::User,
         who: user.to_owned(),
         fingerprint: None,
         purpose: None,
@@ -495,8 +507,8 @@ fn chain(
 
 /// The role of the `n`th agent from the user: the first is the agent, the
 /// rest are sub-agents.
-fn role(n: usize) -> String {
-    if n == 0 { "agent" } else { "sub-agent" }.into()
+fn role(n: usize) -> Role {
+    if n == 0 { Role::Agent } else { Role::SubAgent }
 }
 
 /// The hop of the `n`th agent, holding (or asking for) `held`, against what

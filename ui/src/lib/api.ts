@@ -4,135 +4,20 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 
-export type Risk = 'low' | 'medium' | 'unknown' | 'high';
+import type {
+  Account,
+  AppState,
+  ApproveInput,
+  CommandError,
+  HistoryView,
+  InboxRow,
+  RequestDetail,
+  Update,
+} from './bindings';
 
-export interface Account {
-  principal: string;
-  name: string | null;
-  email: string | null;
-  key_fingerprint: string;
-  broker_url: string;
-}
-
-export interface AppState {
-  account: Account | null;
-  issuer: string;
-  broker_url: string;
-}
-
-export interface InboxRow {
-  id: string;
-  agent_name: string;
-  fingerprint: string;
-  interpretation: string;
-  risk: Risk;
-  hops: number;
-  suspicious_name: boolean;
-  received_at: number;
-  expires_at: number;
-}
-
-export interface ActionView {
-  name: string;
-  label: string | null;
-  risk: Risk;
-  irreversible: boolean;
-}
-
-export interface ScopeView {
-  kind: string;
-  label: string | null;
-  actions: ActionView[];
-  locations: string[];
-  identifier: string | null;
-  max_calls: number | null;
-  max_amount: string | null;
-  risk: Risk;
-  raw: string;
-}
-
-export interface Hop {
-  role: 'user' | 'agent' | 'sub-agent';
-  who: string;
-  fingerprint: string | null;
-  purpose: string | null;
-  scopes: string[];
-  adds: string[];
-  loses: string[];
-}
-
-export interface StoredDecision {
-  request_id: string;
-  kind: 'grant' | 'denial';
-  token: string;
-  token_id: string;
-  decided_at: number;
-  attempts: number;
-  delivered_at: number | null;
-  refused_code: string | null;
-}
-
-export interface RequestDetail {
-  id: string;
-  state: 'pending' | 'approved' | 'denied' | 'expired';
-  received_at: number;
-  expires_at: number;
-  agent: {
-    id: string;
-    fingerprint: string;
-    name: string;
-    publisher: string | null;
-    version: string | null;
-    known: boolean;
-    warnings: string[];
-  };
-  binding_code: string;
-  intent: string | null;
-  interpretation: string;
-  scopes: ScopeView[];
-  risk: Risk;
-  chain: Hop[];
-  lifetime: number;
-  max_depth: number;
-  decision: StoredDecision | null;
-}
-
-export interface HistoryEvent {
-  seq: number;
-  at: number;
-  kind: string;
-  subject: string;
-  token: string | null;
-  prev: string;
-  hash: string;
-}
-
-export interface HistoryView {
-  decisions: StoredDecision[];
-  events: HistoryEvent[];
-  verified: { Ok: { events: number; head: string } } | { Err: CommandError };
-}
-
-export interface ScopeChoice {
-  index: number;
-  actions: string[];
-}
-
-export interface ApproveInput {
-  scopes: ScopeChoice[] | null;
-  lifetime: number | null;
-  max_depth: number | null;
-}
-
-export type Update =
-  | { type: 'inbox'; pending: number; new: string[] }
-  | { type: 'delivery'; request_id: string; delivered: boolean }
-  | { type: 'connection'; online: boolean };
-
-export interface CommandError {
-  code: string;
-  message: string;
-}
+// The types of everything the commands return are generated from the Rust
+// types (src-tauri/src/bindings.rs).
+export type * from './bindings';
 
 /** A command's failure, with the engine's stable code. */
 export class AppError extends Error {

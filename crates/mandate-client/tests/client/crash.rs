@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mandate_agent::{Agent, Ask, Broker};
-use mandate_client::history::{History, StoredDecision};
+use mandate_client::history::{DecisionKind, History, RequestState, StoredDecision};
 use mandate_client::vault::Vault;
 use mandate_core::SigningKey;
 use mandate_core::scope::AuthorizationDetail;
@@ -129,7 +129,7 @@ fn random_within(from: Duration, to: Duration) -> Duration {
 }
 
 /// The local decision on `id`, if any, and the request's state.
-async fn local_decision(stack: &Stack, id: &str) -> (Option<StoredDecision>, String) {
+async fn local_decision(stack: &Stack, id: &str) -> (Option<StoredDecision>, RequestState) {
     let history = History::open(&stack.dir.path().join("app/history.sqlite"))
         .await
         .unwrap();
@@ -260,18 +260,18 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
                     "round {round} (kill at {at:?}): {d:?}"
                 );
                 assert_eq!(d.refused_code, None);
-                let (status, token) = if d.kind == "grant" {
-                    ("approved", remote.grant.clone())
+                let (status, token) = if d.kind == DecisionKind::Grant {
+                    (RequestState::Approved, remote.grant.clone())
                 } else {
-                    ("denied", remote.denial.clone())
+                    (RequestState::Denied, remote.denial.clone())
                 };
-                assert_eq!(remote.status, status, "round {round}");
+                assert_eq!(remote.status, status.as_str(), "round {round}");
                 assert_eq!(token.as_deref(), Some(d.token.as_str()), "round {round}");
                 assert_eq!(state, status);
             }
             None => {
                 assert_eq!(remote.status, "pending", "round {round} (kill at {at:?})");
-                assert_eq!(state, "pending", "round {round}");
+                assert_eq!(state, RequestState::Pending, "round {round}");
             }
         }
     }

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use mandate_client::engine::{BrokerMode, Config, Engine, Update};
-use mandate_client::history::History;
+use mandate_client::history::{DecisionKind, History, RequestState};
 use mandate_client::vault::Vault;
+use mandate_client::view::Role;
 use mandate_client::{ClientError, Narrowing};
 use mandate_core::scope::AuthorizationDetail;
 use mandate_e2e::procs::{self, Proc, cli};
@@ -171,7 +172,7 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
     );
     let id = next_new(&mut updates).await;
     let shown = engine.request(&id).await.unwrap();
-    assert_eq!(shown.state, "pending");
+    assert_eq!(shown.state, RequestState::Pending);
 
     // Approve narrowed: read only, Q3 only, ten minutes, no further hops.
     let narrowed = vec![files(&["read"], "https://files.example/reports/q3/")];
@@ -197,7 +198,7 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
         )
         .await
         .unwrap();
-    assert_eq!(decision.kind, "grant");
+    assert_eq!(decision.kind, DecisionKind::Grant);
     assert!(
         decision.delivered_at.is_some(),
         "delivered at once: {decision:?}"
@@ -225,7 +226,7 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
     );
     let denied = next_new(&mut updates).await;
     let decision = engine.deny(&denied, Some("not now")).await.unwrap();
-    assert_eq!(decision.kind, "denial");
+    assert_eq!(decision.kind, DecisionKind::Denial);
     agent_got_denial(waiting, "not now").await;
 
     // The history: sign-in, two requests seen, two decisions signed and
@@ -446,8 +447,8 @@ async fn the_detail_shows_the_chain_and_flags_deceptive_names() {
     assert_eq!(d.lifetime, 3600);
     assert_eq!(d.scopes[0].label.as_deref(), Some("Files"));
     assert_eq!(d.risk, mandate_client::view::Risk::Medium);
-    let roles: Vec<&str> = d.chain.iter().map(|h| h.role.as_str()).collect();
-    assert_eq!(roles, ["user", "agent"]);
+    let roles: Vec<Role> = d.chain.iter().map(|h| h.role).collect();
+    assert_eq!(roles, [Role::User, Role::Agent]);
     assert_eq!(d.chain[0].who, "carol@example.test");
     engine.approve(&id, &Narrowing::default()).await.unwrap();
     agent_got_grant(waiting).await;
@@ -472,8 +473,8 @@ async fn the_detail_shows_the_chain_and_flags_deceptive_names() {
     );
     let id = next_new(&mut updates).await;
     let d = engine.detail(&id).await.unwrap();
-    let roles: Vec<&str> = d.chain.iter().map(|h| h.role.as_str()).collect();
-    assert_eq!(roles, ["user", "agent", "sub-agent"]);
+    let roles: Vec<Role> = d.chain.iter().map(|h| h.role).collect();
+    assert_eq!(roles, [Role::User, Role::Agent, Role::SubAgent]);
     assert_eq!(
         d.chain[1].who, "Report Bot",
         "the agent's name as it gave it before"

@@ -1,0 +1,76 @@
+//! The TypeScript types of everything that crosses IPC, generated from
+//! the Rust types (ts-rs) into `ui/src/lib/bindings.ts`, which the page
+//! imports. A test fails when the file is stale; `make bindings` rewrites
+//! it.
+
+use mandate_client::engine::{Account, Update};
+use mandate_client::history::{DecisionKind, Event, RequestState, StoredDecision};
+use mandate_client::view::{
+    ActionView, AgentView, Hop, InboxRow, RequestDetail, Risk, Role, ScopeChoice, ScopeView,
+};
+use ts_rs::{Config, TS};
+
+use crate::{AppState, ApproveInput, CommandError, HistoryCheck, HistoryView};
+
+/// Where the bindings live, from the repository root.
+pub const PATH: &str = "ui/src/lib/bindings.ts";
+
+/// The bindings file's text.
+pub fn typescript() -> String {
+    // Unix seconds and counts fit a JavaScript number.
+    let cfg = Config::new().with_large_int("number");
+    let decls = [
+        CommandError::decl(&cfg),
+        AppState::decl(&cfg),
+        Account::decl(&cfg),
+        Update::decl(&cfg),
+        Risk::decl(&cfg),
+        InboxRow::decl(&cfg),
+        RequestState::decl(&cfg),
+        RequestDetail::decl(&cfg),
+        AgentView::decl(&cfg),
+        ScopeView::decl(&cfg),
+        ActionView::decl(&cfg),
+        Role::decl(&cfg),
+        Hop::decl(&cfg),
+        DecisionKind::decl(&cfg),
+        StoredDecision::decl(&cfg),
+        ScopeChoice::decl(&cfg),
+        ApproveInput::decl(&cfg),
+        HistoryCheck::decl(&cfg),
+        HistoryView::decl(&cfg),
+        Event::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from the Rust types by src-tauri/src/bindings.rs (ts-rs).\n\
+         // Do not edit: run `make bindings`. A test fails when this is stale.\n",
+    );
+    for decl in decls {
+        out.push_str("\nexport ");
+        out.push_str(&decl);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_typescript_bindings_are_fresh() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(super::PATH);
+        let fresh = super::typescript();
+        if std::env::var_os("MANDATE_WRITE_BINDINGS").is_some() {
+            std::fs::write(&path, &fresh).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{} is stale: run `make bindings` and commit it",
+            super::PATH
+        );
+    }
+}
