@@ -76,6 +76,9 @@ before(async () => {
     MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
   });
   ctx.driver = driver;
+  // Desktop notifications go over the session bus to
+  // org.freedesktop.Notifications; the bus's monitor sees each call.
+  ctx.notifications = start('dbus-monitor', ['--session', "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"]);
   // tauri-driver logs "connection refused" while WebKitWebDriver starts.
   await until('tauri-driver', async () => {
     try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
@@ -118,6 +121,8 @@ test('sign in, see a sub-agent request live, approve it narrowed by keyboard, de
     ['--max-depth', '1', '--wait', '--timeout', '120', '--out', join(ctx.dir, 'a.json')]);
   const rowA = await rowWith('Tidy the Q3 reports')
     .catch((e) => { throw new Error(`${e.message}\nagent A: ${a.output}\napp: ${ctx.driver.output.slice(-3000)}`); });
+  // A desktop notification told the user.
+  await until('a desktop notification', () => ctx.notifications.output.includes('An agent asks for your authority.'));
   await rowA.click();
   await browser.$('[data-testid="approve"]').waitForDisplayed({ timeout: WAIT });
   await browser.$('[data-testid="approve"]').click();
@@ -264,3 +269,46 @@ test('no secret reaches the database, the logs or any payload sent to the page',
     assert.ok(!log.includes(needle), `${what} is in the log or a payload sent to the page`);
   }
 });
+
+test('a long inbox is virtual, and the keyboard reaches every row', { timeout: 180_000 }, async () => {
+  // More rows than fit in view, within the in-process broker's default
+  // limits: 30 prompts to a user in a burst, 20 requests per agent key.
+  const before = Number(await browser.$('[data-testid="pending-count"]').getText());
+  const total = 24;
+  const keys = ['a.key', 'b.key', 'h.key'];
+  for (let i = before; i < total; i += 5) {
+    const batch = [];
+    for (let j = i; j < Math.min(i + 5, total); j += 1) {
+      batch.push(ask(keys[j % keys.length], 'Report Bot', 'files:read:https://files.example/reports/', [], `Batch job ${j}`));
+    }
+    for (const b of batch) assert.equal((await withTimeout(b.ended, WAIT, 'filing')).code, 0, b.output);
+  }
+  await pending(total);
+  const inPage = (await browser.$$('[data-testid="inbox-row"]')).length;
+  const view = await browser.execute(() => [document.querySelector('[data-testid="inbox"]').clientHeight, window.innerHeight]);
+  assert.ok(inPage < total / 2, `${inPage} of ${total} rows are in the page (${view})`);
+
+  // From the first row, End reaches the oldest request, Home the newest.
+  await browser.execute(() => document.activeElement instanceof HTMLElement && document.activeElement.blur());
+  await tabTo('inbox-row');
+  await browser.keys(['End']);
+  await until('the last row focused', async () => (await browser.execute(() => document.activeElement?.getAttribute('data-index'))) === String(total - 1));
+  assert.ok(await focusedInView(), 'the last row was scrolled into view');
+  await browser.keys(['ArrowUp']);
+  assert.equal(await browser.execute(() => document.activeElement?.getAttribute('data-index')), String(total - 2));
+  await shot('09-inbox-long-end');
+  await browser.keys(['Home']);
+  await until('the first row focused', async () => (await browser.execute(() => document.activeElement?.getAttribute('data-index'))) === '0');
+  assert.ok(await focusedInView(), 'the first row was scrolled into view');
+  await browser.keys(['Enter']);
+  await browser.$('[data-testid="detail"]').waitForDisplayed({ timeout: WAIT });
+});
+
+/** Whether the focused element lies inside the inbox's scrolled view. */
+function focusedInView() {
+  return browser.execute(() => {
+    const row = document.activeElement.getBoundingClientRect();
+    const list = document.querySelector('.rows').getBoundingClientRect();
+    return row.top >= list.top - 1 && row.bottom <= list.bottom + 1;
+  });
+}

@@ -9,6 +9,7 @@
 //! with backoff, and on every start, until the broker accepts or refuses
 //! them for good.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -135,6 +136,10 @@ struct Inner {
     updates: broadcast::Sender<Update>,
     delivering: Mutex<()>,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
+    /// Inbox rows by request id. A row is computed from a request that
+    /// never changes, but computing it verifies the request's signature;
+    /// with hundreds pending, each refresh would verify every one again.
+    rows: StdMutex<HashMap<String, crate::view::InboxRow>>,
 }
 
 /// A signed-in user's working set. The key and the bearer never leave
@@ -191,6 +196,7 @@ impl Engine {
                 updates,
                 delivering: Mutex::new(()),
                 tasks: StdMutex::new(Vec::new()),
+                rows: StdMutex::new(HashMap::new()),
             }),
         })
     }
@@ -506,13 +512,30 @@ impl Engine {
     /// current.
     pub async fn inbox_rows(&self) -> Result<Vec<crate::view::InboxRow>, ClientError> {
         let active = self.active().await?;
-        self.inner
+        let pending = self
+            .inner
             .history
             .requests(&active.profile.principal, Some(RequestState::Pending))
-            .await?
-            .iter()
-            .map(crate::view::row)
-            .collect()
+            .await?;
+        let mut cache = self
+            .inner
+            .rows
+            .lock()
+            .map_err(|_| ClientError::History("the inbox cache was poisoned".into()))?;
+        // Only the rows still pending stay cached (request ids are unique
+        // across principals: each is a hash of a signed token).
+        let mut fresh = HashMap::with_capacity(pending.len());
+        let mut rows = Vec::with_capacity(pending.len());
+        for request in &pending {
+            let row = match cache.remove(&request.id) {
+                Some(row) => row,
+                None => crate::view::row(request)?,
+            };
+            fresh.insert(request.id.clone(), row.clone());
+            rows.push(row);
+        }
+        *cache = fresh;
+        Ok(rows)
     }
 
     /// One request of the signed-in user, ready to show: the agent, the
