@@ -356,12 +356,45 @@ impl Engine {
         self.stop_tasks();
         let active = self.inner.active.write().await.take();
         if let Some(active) = active {
-            self.inner
-                .vault
-                .forget_session(&active.profile.principal)
-                .await?;
+            let principal = &active.profile.principal;
+            self.revoke_refresh_token(principal).await;
+            self.inner.vault.forget_session(principal).await?;
         }
         Ok(())
+    }
+
+    /// Revokes the stored refresh token at the provider. Best effort: the
+    /// sign-out goes on without the provider (the token is forgotten here
+    /// either way), with a warning in the log.
+    async fn revoke_refresh_token(&self, principal: &str) {
+        let stored = match self.inner.vault.session(principal).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(
+                    code = e.code(),
+                    "the refresh token could not be read to revoke it"
+                );
+                return;
+            }
+        };
+        let Some(refresh_token) = stored.refresh_token.as_deref() else {
+            return;
+        };
+        let revoked = match self.provider().await {
+            Ok(provider) => provider
+                .revoke(refresh_token)
+                .await
+                .map_err(ClientError::from),
+            Err(e) => Err(e),
+        };
+        match revoked {
+            Ok(true) => tracing::info!("refresh token revoked at the provider"),
+            Ok(false) => tracing::info!("the provider offers no token revocation"),
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e, "the refresh token could not be revoked")
+            }
+        }
     }
 
     /// The signed-in user, if any.

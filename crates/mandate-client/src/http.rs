@@ -46,6 +46,22 @@ impl Http {
     pub fn new() -> Result<Http, String> {
         client().map(Http)
     }
+
+    /// POSTs `form` to `url` and returns the response's status.
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::StatusCode, HttpError> {
+        let response = self
+            .0
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| HttpError(e.without_url().to_string()))?;
+        Ok(response.status())
+    }
 }
 
 impl<'c> AsyncHttpClient<'c> for Http {

@@ -5,12 +5,17 @@
 
 use std::time::Duration;
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse as _, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope,
-    TokenResponse as _,
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
+use openidconnect::{
+    AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError, ClientId, CsrfToken,
+    IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, ProviderMetadata, RedirectUrl,
+    RefreshToken, Scope, TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -187,10 +192,36 @@ impl Session {
     }
 }
 
+/// What discovery may add to the standard metadata: the RFC 7009 token
+/// revocation endpoint (RFC 8414), where sign-out revokes the refresh
+/// token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+struct Revocation {
+    #[serde(default)]
+    revocation_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for Revocation {}
+
+type Metadata = ProviderMetadata<
+    Revocation,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// An OpenID Provider, discovered, and this app's client id at it.
 #[derive(Debug, Clone)]
 pub struct Provider {
-    metadata: CoreProviderMetadata,
+    metadata: Metadata,
     client_id: String,
     http: Http,
 }
@@ -202,10 +233,15 @@ impl Provider {
     /// Reads the provider's discovery document and keys. The issuer must
     /// be HTTPS, or HTTP on loopback.
     pub async fn discover(issuer: &str, client_id: &str) -> Result<Provider, SignInError> {
+        if !secure_or_loopback(issuer) {
+            return Err(SignInError::Discovery(
+                "the issuer must be an HTTPS URL, or HTTP on 127.0.0.1, ::1 or localhost".into(),
+            ));
+        }
         let http = Http::new().map_err(SignInError::Discovery)?;
         let issuer =
             IssuerUrl::new(issuer.to_owned()).map_err(|e| SignInError::Discovery(e.to_string()))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+        let metadata = Metadata::discover_async(issuer, &http)
             .await
             .map_err(|e| SignInError::Discovery(e.to_string()))?;
         Ok(Provider {
@@ -324,6 +360,42 @@ impl Provider {
         Ok(self.session(id_token.to_string(), claims, Some(rotated)))
     }
 
+    /// Revokes `refresh_token` at the provider (RFC 7009), so that a copy
+    /// of it left anywhere is worthless. Returns `false` when the provider
+    /// has no revocation endpoint.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<bool, SignInError> {
+        let Some(endpoint) = &self.metadata.additional_metadata().revocation_endpoint else {
+            return Ok(false);
+        };
+        // The oauth2 crate's revocation insists on HTTPS; the rule here is
+        // the issuer's: HTTPS, or HTTP on loopback.
+        if !secure_or_loopback(endpoint) {
+            return Err(SignInError::Discovery(
+                "the revocation endpoint is neither HTTPS nor on loopback".into(),
+            ));
+        }
+        // RFC 7009 section 2: a public client names itself; the provider
+        // answers 200 whether or not the token was valid.
+        let status = self
+            .http
+            .post_form(
+                endpoint,
+                &[
+                    ("token", refresh_token),
+                    ("token_type_hint", "refresh_token"),
+                    ("client_id", &self.client_id),
+                ],
+            )
+            .await
+            .map_err(|e| SignInError::Exchange(e.to_string()))?;
+        if !status.is_success() {
+            return Err(SignInError::Exchange(format!(
+                "the provider refused to revoke the token ({status})"
+            )));
+        }
+        Ok(true)
+    }
+
     /// Checks a stored ID token now: signature, issuer, audience, expiry.
     pub fn check(&self, id_token: &str) -> Result<(), SignInError> {
         let client = self.client("http://127.0.0.1/callback")?;
@@ -368,6 +440,21 @@ type CoreClientSet = openidconnect::core::CoreClient<
     openidconnect::EndpointMaybeSet,
     openidconnect::EndpointMaybeSet,
 >;
+
+/// Whether `url` is HTTPS, or plain HTTP to this machine: the only
+/// places sign-in secrets may be sent.
+fn secure_or_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain(name))) => name.eq_ignore_ascii_case("localhost"),
+        _ => false,
+    }
+}
 
 /// What the browser brought back to the loopback listener.
 struct Answer {
@@ -458,4 +545,37 @@ async fn respond(stream: &mut TcpStream, status: &str, text: &str) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secure_or_loopback;
+
+    #[test]
+    fn secrets_go_only_over_https_or_to_this_machine() {
+        for ok in [
+            "https://idp.example.com",
+            "https://idp.example.com/realms/x",
+            "http://127.0.0.1:8080",
+            "http://127.3.4.5/",
+            "http://[::1]:9000/",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+        ] {
+            assert!(secure_or_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://idp.example.com",
+            "http://10.0.0.1",
+            "http://[::2]/",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "ftp://127.0.0.1",
+            "file:///etc/passwd",
+            "not a url",
+            "",
+        ] {
+            assert!(!secure_or_loopback(bad), "{bad}");
+        }
+    }
 }

@@ -265,9 +265,21 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
     assert_eq!(again.resume().await.unwrap(), Some(account.clone()));
     assert_eq!(again.decisions().await.unwrap().len(), 2);
 
-    // Sign-out forgets the tokens, keeps the key and the history.
+    // Sign-out revokes the refresh token at the provider and forgets the
+    // tokens, but keeps the key and the history.
+    let stored = vault.session(&principal).await.unwrap().unwrap();
+    let refresh_token = stored.refresh_token.clone().unwrap();
     again.sign_out().await.unwrap();
     assert!(vault.session(&principal).await.unwrap().is_none());
+    let provider = mandate_client::Provider::discover(&stack.idp.url, crate::CLIENT)
+        .await
+        .unwrap();
+    let subject = principal.rsplit_once('#').unwrap().1;
+    let refused = provider.refresh(&refresh_token, subject).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("invalid_grant"),
+        "the revoked refresh token still works: {refused}"
+    );
     assert!(vault.user_key(&principal).await.unwrap().is_some());
     assert_eq!(again.resume().await.unwrap(), None);
     again.shutdown().await;
