@@ -369,17 +369,21 @@ fn set_pending(app: &AppHandle, pending: usize) {
     let Some(tray) = app.try_state::<TrayIcon>() else {
         return;
     };
-    let text = match pending {
-        0 => "Mandate: nothing waiting".to_owned(),
-        1 => "Mandate: 1 request waiting".to_owned(),
-        n => format!("Mandate: {n} requests waiting"),
-    };
-    let _ = tray.set_tooltip(Some(&text));
+    let _ = tray.set_tooltip(Some(&tray_tooltip(pending)));
     let _ = tray.set_title(if pending == 0 {
         None
     } else {
         Some(pending.to_string())
     });
+}
+
+/// The tray's tooltip for `pending` waiting requests.
+fn tray_tooltip(pending: usize) -> String {
+    match pending {
+        0 => "Mandate: nothing waiting".to_owned(),
+        1 => "Mandate: 1 request waiting".to_owned(),
+        n => format!("Mandate: {n} requests waiting"),
+    }
 }
 
 /// Builds and runs the app.
@@ -442,5 +446,15 @@ pub fn run() {
             tracing::error!(error = %e, "the app could not start");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tray_says_how_many_requests_wait() {
+        assert_eq!(super::tray_tooltip(0), "Mandate: nothing waiting");
+        assert_eq!(super::tray_tooltip(1), "Mandate: 1 request waiting");
+        assert_eq!(super::tray_tooltip(500), "Mandate: 500 requests waiting");
     }
 }

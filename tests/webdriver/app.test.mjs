@@ -54,6 +54,26 @@ async function tabTo(testid, limit = 80) {
   throw new Error(`Tab never reached ${testid}`);
 }
 
+/** Starts tauri-driver with `env` (which the app inherits) and the app in
+ * a new WebDriver session. The first driver's output is the app's log. */
+async function openApp(env) {
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], env);
+  ctx.driver ??= driver;
+  // tauri-driver logs "connection refused" while WebKitWebDriver starts.
+  await until('tauri-driver', async () => {
+    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
+  });
+  return remote({
+    hostname: '127.0.0.1',
+    port: driverPort,
+    logLevel: 'warn',
+    connectionRetryTimeout: WAIT,
+    capabilities: { 'tauri:options': { application: bin('mandate-app') } },
+  });
+}
+
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   ctx.dir = mkdtempSync(join(tmpdir(), 'mandate-webdriver-'));
@@ -63,9 +83,7 @@ before(async () => {
   const brokerPort = await freePort();
   ctx.broker = `http://127.0.0.1:${brokerPort}`;
   ctx.keyring = `mandate-webdriver-${process.pid}`;
-  const driverPort = await freePort();
-  const nativePort = await freePort();
-  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], {
+  ctx.driverEnv = {
     MANDATE_ISSUER: ctx.issuer,
     MANDATE_DATA_DIR: join(ctx.dir, 'app'),
     MANDATE_BROKER_LISTEN: `127.0.0.1:${brokerPort}`,
@@ -74,22 +92,11 @@ before(async () => {
     // mandate_app::ipc): the secrets test searches it.
     RUST_LOG: 'trace',
     MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
-  });
-  ctx.driver = driver;
+  };
   // Desktop notifications go over the session bus to
   // org.freedesktop.Notifications; the bus's monitor sees each call.
   ctx.notifications = start('dbus-monitor', ['--session', "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"]);
-  // tauri-driver logs "connection refused" while WebKitWebDriver starts.
-  await until('tauri-driver', async () => {
-    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
-  });
-  browser = await remote({
-    hostname: '127.0.0.1',
-    port: driverPort,
-    logLevel: 'warn',
-    connectionRetryTimeout: WAIT,
-    capabilities: { 'tauri:options': { application: bin('mandate-app') } },
-  });
+  browser = await openApp(ctx.driverEnv);
   for (const key of ['a.key', 'b.key', 'h.key']) {
     const { code, output } = await cli(['agent', 'init', '--key', join(ctx.dir, key)]);
     assert.equal(code, 0, output);
@@ -151,6 +158,10 @@ test('sign in, see a sub-agent request live, approve it narrowed by keyboard, de
   await tabTo('action-0-delete');
   await browser.keys([' ']);
   assert.equal(await browser.$('[data-testid="approve"]').getText(), 'Approve narrowed');
+  // ... and shorten the lifetime from the hour asked to 15 minutes.
+  await tabTo('lifetime');
+  await browser.keys(['ArrowUp']);
+  await until('15 minutes chosen', async () => (await browser.$('[data-testid="lifetime"]').getValue()) === '900');
   await tabTo('approve');
   await browser.keys(['Enter']);
   await browser.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
@@ -163,6 +174,7 @@ test('sign in, see a sub-agent request live, approve it narrowed by keyboard, de
   assert.deepEqual(leaf.authorization_details, [
     { type: 'files', actions: ['read'], locations: ['https://files.example/reports/q3/'] },
   ]);
+  assert.equal(leaf.exp - leaf.iat, 900, `the lifetime chosen: ${JSON.stringify(leaf)}`);
   const verified = await cli(['verify', '--mandate', join(ctx.dir, 'b.json')]);
   assert.equal(verified.code, 0, verified.output);
 
@@ -312,3 +324,18 @@ function focusedInView() {
     return row.top >= list.top - 1 && row.bottom <= list.bottom + 1;
   });
 }
+
+test('the dark theme follows the desktop\'s', { timeout: 120_000 }, async () => {
+  // The same app and data, restarted under a dark GTK theme.
+  await withTimeout(browser.deleteSession(), 15_000, 'closing the app');
+  browser = await openApp({ ...ctx.driverEnv, GTK_THEME: 'Adwaita:dark' });
+  await browser.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT });
+  assert.equal(await browser.execute(() => matchMedia('(prefers-color-scheme: dark)').matches), true);
+  const background = await browser.execute(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = background.match(/\d+/g).map(Number);
+  assert.ok(r + g + b < 3 * 64, `a dark background, not ${background}`);
+  await shot('10-dark-inbox');
+  await (await browser.$('[data-testid="inbox-row"]')).click();
+  await browser.$('[data-testid="chain"]').waitForDisplayed({ timeout: WAIT });
+  await shot('11-dark-detail');
+});

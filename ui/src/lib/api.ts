@@ -64,8 +64,9 @@ export function relative(unixSeconds: number, now = Date.now() / 1000): string {
 
 /** A lifetime in seconds, in words. */
 export function duration(seconds: number): string {
-  if (seconds < 60) return `${seconds} seconds`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} minutes`;
-  if (seconds < 86400) return `${Math.round(seconds / 360) / 10} hours`;
-  return `${Math.round(seconds / 8640) / 10} days`;
+  const count = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (seconds < 60) return count(seconds, 'second');
+  if (seconds < 3600) return count(Math.round(seconds / 60), 'minute');
+  if (seconds < 86400) return count(Math.round(seconds / 360) / 10, 'hour');
+  return count(Math.round(seconds / 8640) / 10, 'day');
 }
