@@ -14,7 +14,12 @@ LOGS := $(CARGO_TARGET_DIR)/test-logs
 bindings:
 	MANDATE_WRITE_BINDINGS=1 cargo test -p mandate-app --lib --locked bindings
 
-.PHONY: bindings setup test ui lint unit webdriver bench-app interop fuzz fuzz-smoke bench vectors api-fuzz
+## The app and its local stack (a provider, the in-process broker, a demo
+## agent); Ctrl-C stops it all. See scripts/run.sh.
+run:
+	@scripts/run.sh
+
+.PHONY: run bindings setup test ui lint unit webdriver bench-app interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh

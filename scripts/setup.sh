@@ -31,7 +31,7 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
 # C toolchain for libFuzzer and -sys crates; Node for the interop test.
-apt_install build-essential pkg-config
+apt_install build-essential pkg-config curl
 # The desktop app (Tauri on WebKitGTK), and what its tests run under: the OS
 # keyring (Secret Service from gnome-keyring on a private D-Bus session, and
 # keyutils), a virtual screen, WebKit's WebDriver and screenshots.
