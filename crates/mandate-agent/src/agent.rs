@@ -273,11 +273,15 @@ impl Agent {
         .sign(&self.key);
         let mut chain = mandate.chain.clone();
         chain.push(grant);
+        // The sub-agent's verifiers need this agent's key for the link it
+        // just signed (a mandate from a delegation does not carry its
+        // holder's own key until it is presented).
         Ok(Mandate {
             chain,
             binding: mandate.binding.clone(),
             keys: mandate.keys.clone(),
-        })
+        }
+        .with_key(self.key.public()))
     }
 
     /// Revokes the grant this agent signed at the end of `delegated` (a

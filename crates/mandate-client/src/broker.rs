@@ -5,8 +5,8 @@
 use mandate_core::token::{PopClaims, chain_hash};
 use mandate_core::{Claims as _, Jwk, SigningKey, TokenId, UnixTime};
 use rand_core::CryptoRngCore;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::ClientError;
@@ -180,6 +180,17 @@ impl BrokerClient {
             .map(drop)
     }
 
+    /// The user's grants, oldest first, with their revocation state.
+    pub async fn grants(&self, bearer: &str) -> Result<Vec<GrantItem>, ClientError> {
+        #[derive(Deserialize)]
+        struct Grants {
+            grants: Vec<GrantItem>,
+        }
+        self.send::<Grants>(reqwest::Method::GET, "/v1/grants", bearer, None)
+            .await
+            .map(|g| g.grants)
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
@@ -210,6 +221,21 @@ impl BrokerClient {
         }
         Err(refusal(status, &bytes))
     }
+}
+
+/// One of the user's grants, as the broker holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+pub struct GrantItem {
+    /// The grant's id.
+    pub id: String,
+    /// The compact grant.
+    pub grant: String,
+    /// Its parent, for sub-delegations.
+    pub parent: Option<String>,
+    /// When it expires (unix seconds).
+    pub expires_at: i64,
+    /// Whether it has been revoked.
+    pub revoked: bool,
 }
 
 /// The broker's refusal, from its status and JSON error body.

@@ -25,8 +25,8 @@ use zeroize::Zeroizing;
 
 use crate::decision::{Narrowing, denial_for, grant_for};
 use crate::history::{
-    DecisionKind, History, NewDecision, Profile, RequestState, StoredDecision, StoredRequest,
-    Verified,
+    DecisionKind, History, NewDecision, Outgoing, Profile, RequestState, StoredDecision,
+    StoredRequest, StoredRevocation, Verified,
 };
 use crate::vault::{StoredSession, Vault};
 use crate::view::RequestDetail;
@@ -86,6 +86,13 @@ pub enum Update {
     Delivery {
         /// The request decided.
         request_id: String,
+        /// Whether the broker accepted it.
+        delivered: bool,
+    },
+    /// A revocation reached the broker, or was refused by it for good.
+    Revocation {
+        /// The revocation's token id.
+        token_id: String,
         /// Whether the broker accepted it.
         delivered: bool,
     },
@@ -711,65 +718,147 @@ impl Engine {
         let principal = &active.profile.principal;
         let mut waiting = 0;
         for d in self.inner.history.outbox(principal).await? {
-            let Ok(id) = d.request_id.parse::<TokenId>() else {
+            let sent = Outgoing::Decision(&d.request_id);
+            let answer = match d.request_id.parse::<TokenId>() {
+                Ok(id) if d.kind == DecisionKind::Grant => {
+                    self.inner
+                        .broker
+                        .approve(&active.bearer, &id, &d.token)
+                        .await
+                }
+                Ok(id) => self.inner.broker.deny(&active.bearer, &id, &d.token).await,
                 // Cannot happen for rows this engine wrote.
-                self.inner
-                    .history
-                    .settle(
-                        &active.key,
-                        principal,
-                        &d.request_id,
-                        Some("request.malformed"),
-                        now(),
-                    )
-                    .await?;
-                continue;
+                Err(_) => Err(ClientError::Refused {
+                    status: 400,
+                    code: "request.malformed".into(),
+                    message: "the request id is malformed".into(),
+                }),
             };
-            let sent = if d.kind == DecisionKind::Grant {
-                self.inner
-                    .broker
-                    .approve(&active.bearer, &id, &d.token)
-                    .await
-            } else {
-                self.inner.broker.deny(&active.bearer, &id, &d.token).await
-            };
-            match sent {
-                Ok(()) => {
-                    self.inner.history.note_attempt(&d.request_id, None).await?;
-                    self.inner
-                        .history
-                        .settle(&active.key, principal, &d.request_id, None, now())
-                        .await?;
-                    let _ = self.inner.updates.send(Update::Delivery {
-                        request_id: d.request_id.clone(),
-                        delivered: true,
-                    });
-                }
-                Err(ClientError::Refused { status, code, .. }) if final_refusal(status) => {
-                    tracing::warn!(request = %d.request_id, %code, "the broker refused a decision");
-                    self.inner
-                        .history
-                        .note_attempt(&d.request_id, Some(&code))
-                        .await?;
-                    self.inner
-                        .history
-                        .settle(&active.key, principal, &d.request_id, Some(&code), now())
-                        .await?;
-                    let _ = self.inner.updates.send(Update::Delivery {
-                        request_id: d.request_id.clone(),
-                        delivered: false,
-                    });
-                }
-                Err(e) => {
-                    self.inner
-                        .history
-                        .note_attempt(&d.request_id, Some(e.code()))
-                        .await?;
-                    waiting += 1;
-                }
+            if !self.settle(&active, sent, answer).await? {
+                waiting += 1;
+            }
+        }
+        for r in self.inner.history.revocations(principal, true).await? {
+            let answer = self.inner.broker.revoke(&active.bearer, &r.token).await;
+            if !self
+                .settle(&active, Outgoing::Revocation(&r.token_id), answer)
+                .await?
+            {
+                waiting += 1;
             }
         }
         Ok(waiting)
+    }
+
+    /// Records how one delivery went; `false` when it is to be tried again.
+    async fn settle(
+        &self,
+        active: &Active,
+        sent: Outgoing<'_>,
+        answer: Result<(), ClientError>,
+    ) -> Result<bool, ClientError> {
+        let history = &self.inner.history;
+        let principal = &active.profile.principal;
+        let refused = match answer {
+            Ok(()) => None,
+            Err(ClientError::Refused { status, code, .. }) if final_refusal(status) => {
+                tracing::warn!(?sent, %code, "the broker refused it for good");
+                Some(code)
+            }
+            Err(e) => {
+                history.note_attempt(sent, Some(e.code())).await?;
+                return Ok(false);
+            }
+        };
+        history.note_attempt(sent, refused.as_deref()).await?;
+        history
+            .settle(&active.key, principal, sent, refused.as_deref(), now())
+            .await?;
+        let update = match sent {
+            Outgoing::Decision(request_id) => Update::Delivery {
+                request_id: request_id.to_owned(),
+                delivered: refused.is_none(),
+            },
+            Outgoing::Revocation(token_id) => Update::Revocation {
+                token_id: token_id.to_owned(),
+                delivered: refused.is_none(),
+            },
+        };
+        let _ = self.inner.updates.send(update);
+        Ok(true)
+    }
+
+    /// Revokes `grants` (and, with them, every sub-delegation beneath
+    /// them): signs a revocation with the user key, records it, and
+    /// delivers it. Delivery failures leave it in the outbox; the row says
+    /// how delivery went.
+    pub async fn revoke(
+        &self,
+        grants: &[String],
+        reason: Option<&str>,
+    ) -> Result<StoredRevocation, ClientError> {
+        if grants.is_empty() {
+            return Err(ClientError::Invalid(
+                "name at least one grant to revoke".into(),
+            ));
+        }
+        let ids = grants
+            .iter()
+            .map(|g| g.parse::<TokenId>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ClientError::Invalid("a grant id is malformed".into()))?;
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        let revocation = crate::decision::revocation_for(
+            &ids,
+            &principal_of(&active)?,
+            &active.key,
+            reason,
+            now(),
+            &mut rand_core::OsRng,
+        );
+        let stored = self
+            .inner
+            .history
+            .record_revocation(&active.key, principal, &revocation, grants, now())
+            .await?;
+        tracing::info!(revocation = %stored.token_id, grants = grants.len(), "revocation recorded");
+        if let Err(e) = self.deliver().await {
+            tracing::info!(code = e.code(), "delivery deferred");
+        }
+        let id = stored.token_id;
+        self.inner
+            .history
+            .revocations(principal, false)
+            .await?
+            .into_iter()
+            .find(|r| r.token_id == id)
+            .ok_or(ClientError::NotFound)
+    }
+
+    /// The kill switch: one signed revocation of every grant the broker
+    /// holds for the user that is neither revoked nor expired. `None` when
+    /// there was none.
+    pub async fn revoke_all(&self) -> Result<Option<StoredRevocation>, ClientError> {
+        let at = now();
+        let active: Vec<String> = self
+            .grants()
+            .await?
+            .into_iter()
+            .filter(|g| !g.revoked && g.expires_at > at)
+            .map(|g| g.id)
+            .collect();
+        if active.is_empty() {
+            return Ok(None);
+        }
+        self.revoke(&active, Some("revoke all")).await.map(Some)
+    }
+
+    /// The grants the broker holds for the signed-in user, oldest first,
+    /// with their revocation state.
+    pub async fn grants(&self) -> Result<Vec<crate::broker::GrantItem>, ClientError> {
+        let active = self.active().await?;
+        self.inner.broker.grants(&active.bearer).await
     }
 
     /// Checks the signed-in user's history: every link, and the head's

@@ -139,6 +139,43 @@ pub struct StoredDecision {
     pub refused_code: Option<String>,
 }
 
+/// Something the outbox delivers: a decision, named by the request it
+/// answers, or a revocation, named by its token id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outgoing<'a> {
+    /// The decision on this request.
+    Decision(&'a str),
+    /// The revocation with this token id.
+    Revocation(&'a str),
+}
+
+impl Outgoing<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Outgoing::Decision(id) | Outgoing::Revocation(id) => id,
+        }
+    }
+}
+
+/// A revocation the user signed, and how its delivery went.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct StoredRevocation {
+    /// The token's id: the idempotency key of its delivery.
+    pub token_id: String,
+    /// The signed revocation.
+    pub token: String,
+    /// The grants it revokes (their sub-delegations fall with them).
+    pub grants: Vec<String>,
+    /// When it was signed.
+    pub revoked_at: i64,
+    /// How many deliveries were tried.
+    pub attempts: i64,
+    /// When the broker accepted it.
+    pub delivered_at: Option<i64>,
+    /// The broker's code, if it refused the revocation for good.
+    pub refused_code: Option<String>,
+}
+
 /// One event of the log.
 #[derive(Debug, Clone, Serialize, FromRow, ts_rs::TS)]
 #[ts(rename = "HistoryEvent")]
@@ -148,7 +185,8 @@ pub struct Event {
     /// When (unix seconds).
     pub at: i64,
     /// What happened: `key.enrolled`, `request.seen`, `grant.signed`,
-    /// `denial.signed`, `decision.delivered`, `decision.refused`.
+    /// `denial.signed`, `decision.delivered`, `decision.refused`,
+    /// `revocation.signed`, `revocation.delivered`, `revocation.refused`.
     pub kind: String,
     /// What it is about: a request or token id.
     pub subject: String,
@@ -538,56 +576,141 @@ impl History {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Counts one delivery attempt, and what went wrong if it failed.
+    /// Counts one delivery attempt of `sent`, and what went wrong if it
+    /// failed.
     pub async fn note_attempt(
         &self,
-        request_id: &str,
+        sent: Outgoing<'_>,
         error: Option<&str>,
     ) -> Result<(), ClientError> {
-        sqlx::query(
-            "UPDATE decisions SET attempts = attempts + 1, last_error = ? WHERE request_id = ?",
-        )
-        .bind(error)
-        .bind(request_id)
-        .execute(&self.pool)
-        .await
-        .map_err(ClientError::from)
-        .map(drop)
+        let sql = match sent {
+            Outgoing::Decision(_) => {
+                "UPDATE decisions SET attempts = attempts + 1, last_error = ? WHERE request_id = ?"
+            }
+            Outgoing::Revocation(_) => {
+                "UPDATE revocations SET attempts = attempts + 1, last_error = ? WHERE token_id = ?"
+            }
+        };
+        sqlx::query(sql)
+            .bind(error)
+            .bind(sent.id())
+            .execute(&self.pool)
+            .await
+            .map_err(ClientError::from)
+            .map(drop)
     }
 
-    /// Marks the decision on `request_id` delivered (the broker accepted
-    /// it), or refused for good with the broker's `code`, and logs it.
+    /// Marks `sent` delivered (the broker accepted it), or refused for good
+    /// with the broker's `code`, and logs it.
     pub async fn settle(
         &self,
         key: &SigningKey,
         principal: &str,
-        request_id: &str,
+        sent: Outgoing<'_>,
         refused: Option<&str>,
         now: i64,
     ) -> Result<(), ClientError> {
+        let (sql, delivered, refused_kind) = match sent {
+            Outgoing::Decision(_) => (
+                "UPDATE decisions SET delivered_at = CASE WHEN ? IS NULL THEN ? END, refused_code = ?
+                 WHERE request_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
+                "decision.delivered",
+                "decision.refused",
+            ),
+            Outgoing::Revocation(_) => (
+                "UPDATE revocations SET delivered_at = CASE WHEN ? IS NULL THEN ? END, refused_code = ?
+                 WHERE token_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
+                "revocation.delivered",
+                "revocation.refused",
+            ),
+        };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let updated = sqlx::query(
-            "UPDATE decisions SET delivered_at = CASE WHEN ? IS NULL THEN ? END, refused_code = ?
-             WHERE request_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
-        )
-        .bind(refused)
-        .bind(now)
-        .bind(refused)
-        .bind(request_id)
-        .bind(principal)
-        .execute(&mut *tx)
-        .await
-        ?
-        .rows_affected();
+        let updated = sqlx::query(sql)
+            .bind(refused)
+            .bind(now)
+            .bind(refused)
+            .bind(sent.id())
+            .bind(principal)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if updated == 1 {
             let kind = if refused.is_some() {
-                "decision.refused"
+                refused_kind
             } else {
-                "decision.delivered"
+                delivered
             };
-            append(&mut tx, key, principal, now, kind, request_id, None).await?;
+            append(&mut tx, key, principal, now, kind, sent.id(), None).await?;
         }
         tx.commit().await.map_err(ClientError::from)
+    }
+
+    /// Records a revocation the user signed, of `grants`, with its event
+    /// and the new head, in one transaction. From then on it is in the
+    /// outbox.
+    pub async fn record_revocation(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        revocation: &str,
+        grants: &[String],
+        now: i64,
+    ) -> Result<StoredRevocation, ClientError> {
+        let token_id = mandate_core::TokenId::of(revocation).to_string();
+        let grants_json =
+            serde_json::to_string(grants).map_err(|e| ClientError::History(e.to_string()))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO revocations (token_id, principal, token, grants, revoked_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&token_id)
+        .bind(principal)
+        .bind(revocation)
+        .bind(&grants_json)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append(
+            &mut tx,
+            key,
+            principal,
+            now,
+            "revocation.signed",
+            &token_id,
+            Some(revocation),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(StoredRevocation {
+            token_id,
+            token: revocation.to_owned(),
+            grants: grants.to_vec(),
+            revoked_at: now,
+            attempts: 0,
+            delivered_at: None,
+            refused_code: None,
+        })
+    }
+
+    /// The revocations of `principal`, newest first; only those not yet
+    /// delivered nor refused (the outbox, oldest first) with `outbox`.
+    pub async fn revocations(
+        &self,
+        principal: &str,
+        outbox: bool,
+    ) -> Result<Vec<StoredRevocation>, ClientError> {
+        let sql = if outbox {
+            "SELECT * FROM revocations WHERE principal = ? AND delivered_at IS NULL
+             AND refused_code IS NULL ORDER BY revoked_at, token_id"
+        } else {
+            "SELECT * FROM revocations WHERE principal = ? ORDER BY revoked_at DESC, token_id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(principal)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(revocation_of).collect()
     }
 
     /// The decisions of `principal`, newest first.
@@ -790,6 +913,19 @@ fn head_message(principal: &str, seq: i64, hash: &[u8; 32]) -> Vec<u8> {
 
 fn decode_hash(text: &str) -> Option<[u8; 32]> {
     b64::decode(text)?.try_into().ok()
+}
+
+fn revocation_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRevocation, ClientError> {
+    let grants: String = r.try_get("grants")?;
+    Ok(StoredRevocation {
+        token_id: r.try_get("token_id")?,
+        token: r.try_get("token")?,
+        grants: serde_json::from_str(&grants).map_err(|e| ClientError::History(e.to_string()))?,
+        revoked_at: r.try_get("revoked_at")?,
+        attempts: r.try_get("attempts")?,
+        delivered_at: r.try_get("delivered_at")?,
+        refused_code: r.try_get("refused_code")?,
+    })
 }
 
 fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {

@@ -63,6 +63,14 @@ request_id: string,
 /**
  * Whether the broker accepted it.
  */
+delivered: boolean, } | { "type": "revocation", 
+/**
+ * The revocation's token id.
+ */
+token_id: string, 
+/**
+ * Whether the broker accepted it.
+ */
 delivered: boolean, } | { "type": "connection", 
 /**
  * Whether it is up.
@@ -387,7 +395,8 @@ seq: number,
 at: number, 
 /**
  * What happened: `key.enrolled`, `request.seen`, `grant.signed`,
- * `denial.signed`, `decision.delivered`, `decision.refused`.
+ * `denial.signed`, `decision.delivered`, `decision.refused`,
+ * `revocation.signed`, `revocation.delivered`, `revocation.refused`.
  */
 kind: string, 
 /**

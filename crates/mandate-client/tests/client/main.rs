@@ -6,6 +6,7 @@
 
 mod browser;
 mod crash;
+mod delegations;
 mod engine;
 mod journey;
 mod secrets;
