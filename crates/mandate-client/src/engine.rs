@@ -738,7 +738,7 @@ impl Engine {
                 waiting += 1;
             }
         }
-        for r in self.inner.history.revocations(principal, true).await? {
+        for r in self.inner.history.revocation_outbox(principal).await? {
             let answer = self.inner.broker.revoke(&active.bearer, &r.token).await;
             if !self
                 .settle(&active, Outgoing::Revocation(&r.token_id), answer)
@@ -826,13 +826,10 @@ impl Engine {
         if let Err(e) = self.deliver().await {
             tracing::info!(code = e.code(), "delivery deferred");
         }
-        let id = stored.token_id;
         self.inner
             .history
-            .revocations(principal, false)
+            .revocation(&stored.token_id)
             .await?
-            .into_iter()
-            .find(|r| r.token_id == id)
             .ok_or(ClientError::NotFound)
     }
 

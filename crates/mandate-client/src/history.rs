@@ -301,25 +301,19 @@ impl History {
 
     /// The profile of `principal`.
     pub async fn profile(&self, principal: &str) -> Result<Option<Profile>, ClientError> {
-        let row = sqlx::query("SELECT * FROM profiles WHERE principal = ?")
+        Ok(sqlx::query_as("SELECT * FROM profiles WHERE principal = ?")
             .bind(principal)
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref()
-            .map(Profile::from_row)
-            .transpose()
-            .map_err(ClientError::from)
+            .await?)
     }
 
     /// The user who signed in last, if anyone has.
     pub async fn last_profile(&self) -> Result<Option<Profile>, ClientError> {
-        let row = sqlx::query("SELECT * FROM profiles ORDER BY signed_in_at DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref()
-            .map(Profile::from_row)
-            .transpose()
-            .map_err(ClientError::from)
+        Ok(
+            sqlx::query_as("SELECT * FROM profiles ORDER BY signed_in_at DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Records a request from the inbox, once. Returns whether it was new.
@@ -550,30 +544,24 @@ impl History {
 
     /// The decision on `request_id`, if one was made.
     pub async fn decision(&self, request_id: &str) -> Result<Option<StoredDecision>, ClientError> {
-        let row = sqlx::query("SELECT * FROM decisions WHERE request_id = ?")
-            .bind(request_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref()
-            .map(StoredDecision::from_row)
-            .transpose()
-            .map_err(ClientError::from)
+        Ok(
+            sqlx::query_as("SELECT * FROM decisions WHERE request_id = ?")
+                .bind(request_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The decisions of `principal` not yet delivered nor refused: the
     /// outbox, oldest first.
     pub async fn outbox(&self, principal: &str) -> Result<Vec<StoredDecision>, ClientError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT * FROM decisions WHERE principal = ? AND delivered_at IS NULL
              AND refused_code IS NULL ORDER BY decided_at, request_id",
         )
         .bind(principal)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(StoredDecision::from_row)
-            .collect::<Result<_, _>>()?)
+        .await?)
     }
 
     /// Counts one delivery attempt of `sent`, and what went wrong if it
@@ -693,38 +681,44 @@ impl History {
         })
     }
 
-    /// The revocations of `principal`, newest first; only those not yet
-    /// delivered nor refused (the outbox, oldest first) with `outbox`.
-    pub async fn revocations(
+    /// The revocation with `token_id`, if one was recorded.
+    pub async fn revocation(
+        &self,
+        token_id: &str,
+    ) -> Result<Option<StoredRevocation>, ClientError> {
+        sqlx::query("SELECT * FROM revocations WHERE token_id = ?")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(revocation_of)
+            .transpose()
+    }
+
+    /// The revocations of `principal` not yet delivered nor refused: the
+    /// outbox, oldest first.
+    pub async fn revocation_outbox(
         &self,
         principal: &str,
-        outbox: bool,
     ) -> Result<Vec<StoredRevocation>, ClientError> {
-        let sql = if outbox {
+        let rows = sqlx::query(
             "SELECT * FROM revocations WHERE principal = ? AND delivered_at IS NULL
-             AND refused_code IS NULL ORDER BY revoked_at, token_id"
-        } else {
-            "SELECT * FROM revocations WHERE principal = ? ORDER BY revoked_at DESC, token_id"
-        };
-        let rows = sqlx::query(sql)
-            .bind(principal)
-            .fetch_all(&self.pool)
-            .await?;
+             AND refused_code IS NULL ORDER BY revoked_at, token_id",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(revocation_of).collect()
     }
 
     /// The decisions of `principal`, newest first.
     pub async fn decisions(&self, principal: &str) -> Result<Vec<StoredDecision>, ClientError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT * FROM decisions WHERE principal = ? ORDER BY decided_at DESC, request_id",
         )
         .bind(principal)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(StoredDecision::from_row)
-            .collect::<Result<_, _>>()?)
+        .await?)
     }
 
     /// The event log of `principal`, oldest first.
