@@ -1,7 +1,9 @@
 //! Receipts: agents report what they did under a chain; users read them.
 
 use mandate_core::{Jwk, Receipt, TokenId};
-use mandate_store::ReceiptRecord;
+use std::collections::HashMap;
+
+use mandate_store::{GrantRecord, ReceiptRecord, StoreError};
 use serde::Serialize;
 
 use crate::error::on_conflict;
@@ -44,6 +46,8 @@ pub async fn report(
         agent: verified.leaf_key(),
         principal: verified.principal().clone(),
         token: receipt.to_owned(),
+        keys: serde_json::to_string(keys)
+            .map_err(|_| StoreError::Corrupt("receipt keys"))?,
         created_at: now,
     };
     let seq = s.store.insert_receipt(&record).await.map_err(on_conflict(
@@ -72,6 +76,11 @@ pub struct ReceiptItem {
     pub grant: TokenId,
     /// When the broker received it.
     pub received_at: i64,
+    /// The chain it was made under, root first, as the broker holds it.
+    pub chain: Vec<String>,
+    /// The agents' public keys presented with it.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<Jwk>,
 }
 
 /// The most receipts one page holds.
@@ -87,14 +96,45 @@ pub async fn receipts(
         .store()
         .receipts_since(&user.principal, since, RECEIPT_PAGE)
         .await?;
-    Ok(rows
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let grants: HashMap<TokenId, GrantRecord> = state
+        .store()
+        .grants_of(&user.principal)
+        .await?
         .into_iter()
-        .map(|r| ReceiptItem {
-            seq: r.seq,
-            id: r.id,
-            receipt: r.token,
-            grant: r.grant_id,
-            received_at: r.created_at,
+        .map(|g| (g.id, g))
+        .collect();
+    rows.into_iter()
+        .map(|r| {
+            let keys =
+                serde_json::from_str(&r.keys).map_err(|_| StoreError::Corrupt("receipt keys"))?;
+            Ok(ReceiptItem {
+                seq: r.seq,
+                id: r.id,
+                chain: chain_to(&grants, r.grant_id),
+                receipt: r.token,
+                grant: r.grant_id,
+                received_at: r.created_at,
+                keys,
+            })
         })
-        .collect())
+        .collect::<Result<_, StoreError>>()
+        .map_err(ApiError::from)
+}
+
+/// The chain from the root down to `leaf`, as far as `grants` holds it.
+fn chain_to(grants: &HashMap<TokenId, GrantRecord>, leaf: TokenId) -> Vec<String> {
+    let mut chain = Vec::new();
+    let mut next = Some(leaf);
+    while let Some(g) = next.and_then(|id| grants.get(&id)) {
+        if chain.len() == mandate_core::MAX_CHAIN_LINKS {
+            break;
+        }
+        chain.push(g.token.clone());
+        next = g.parent_id;
+    }
+    chain.reverse();
+    chain
 }

@@ -167,6 +167,8 @@ pub struct GrantItem {
     pub expires_at: i64,
     /// Whether it has been revoked.
     pub revoked: bool,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
 }
 
 /// The signed-in user's grants, oldest first.
@@ -176,7 +178,8 @@ pub async fn grants(state: &AppState, user: &User) -> Result<Vec<GrantItem>, Api
     Ok(grants
         .into_iter()
         .map(|g| GrantItem {
-            revoked: revoked.contains(&g.id),
+            revoked_at: revoked.get(&g.id).copied(),
+            revoked: revoked.contains_key(&g.id),
             id: g.id,
             grant: g.token,
             parent: g.parent_id,

@@ -21,6 +21,9 @@ pub struct ReceiptRecord {
     pub principal: Principal,
     /// The compact token.
     pub token: String,
+    /// The agents' public JWKs presented with it, as a JSON array, so that
+    /// its reader can check the signatures too.
+    pub keys: String,
     /// When the broker stored it.
     pub created_at: i64,
 }
@@ -33,6 +36,7 @@ struct ReceiptRow {
     agent_jkt: String,
     principal: String,
     token: String,
+    keys: String,
     created_at: i64,
 }
 
@@ -49,6 +53,7 @@ impl TryFrom<ReceiptRow> for ReceiptRecord {
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("receipt principal"))?,
             token: r.token,
+            keys: r.keys,
             created_at: r.created_at,
         })
     }
@@ -63,14 +68,15 @@ impl Store {
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
             let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
             )
             .bind(r.id.to_string())
             .bind(r.grant_id.to_string())
             .bind(r.agent.to_string())
             .bind(r.principal.as_str())
             .bind(&r.token)
+            .bind(&r.keys)
             .bind(r.created_at)
             .fetch_one(&mut *tx)
             .await?;
@@ -88,7 +94,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ReceiptRecord>, StoreError> {
         let rows: Vec<ReceiptRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, created_at FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, keys, created_at FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
                 .bind(principal.as_str())
                 .bind(after)
                 .bind(limit)

@@ -117,20 +117,22 @@ impl Store {
         ids.iter().map(|id| parse(id, "revoked grant id")).collect()
     }
 
-    /// Which of a principal's grants are revoked.
+    /// Which of a principal's grants are revoked, and when.
     pub async fn revoked_grants_of(
         &self,
         principal: &Principal,
-    ) -> Result<std::collections::HashSet<TokenId>, StoreError> {
-        let ids: Vec<String> = on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT r.grant_id FROM revoked_grants r JOIN grants g ON g.id = r.grant_id WHERE g.principal = $1",
+    ) -> Result<std::collections::HashMap<TokenId, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT r.grant_id, r.revoked_at FROM revoked_grants r JOIN grants g ON g.id = r.grant_id WHERE g.principal = $1",
             )
             .bind(principal.as_str())
             .fetch_all(pool)
             .await?
         });
-        ids.iter().map(|id| parse(id, "revoked grant id")).collect()
+        rows.iter()
+            .map(|(id, at)| Ok((parse(id, "revoked grant id")?, *at)))
+            .collect()
     }
 
     /// Whether a grant is revoked.

@@ -88,6 +88,16 @@ async fn a_sub_agent_reports_and_the_user_reads_it_back() {
     let items = mine["receipts"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["receipt"].as_str(), Some(r.as_str()));
+    assert_eq!(
+        items[0]["chain"],
+        json!(chain),
+        "the chain it was made under, root first, comes with it"
+    );
+    assert_eq!(
+        items[0]["keys"],
+        json!([agent(1).public().to_jwk(), agent(2).public().to_jwk()]),
+        "and the keys to check it"
+    );
     let (_, theirs) = call(
         &h.app,
         with_bearer(get("/v1/receipts", None), &h.idp.token("bob", json!({}))),

@@ -84,6 +84,11 @@ async fn a_user_revokes_and_resource_servers_follow_the_feed() {
         .unwrap()
         .iter()
         .map(|g| {
+            assert_eq!(
+                g["revoked"].as_bool().unwrap(),
+                g["revoked_at"].is_i64(),
+                "a revoked grant says when: {g}"
+            );
             (
                 g["id"].as_str().unwrap().to_owned(),
                 g["revoked"].as_bool().unwrap(),

@@ -283,7 +283,11 @@ pub async fn revocations_feed(store: &Store) {
     store.insert_grant(&grant(1, None, None)).await.unwrap();
     store.insert_grant(&grant(4, None, None)).await.unwrap();
     let mine = store.revoked_grants_of(&alice()).await.unwrap();
-    assert_eq!(mine, [grant_id(1)].into_iter().collect());
+    assert_eq!(
+        mine.into_iter().collect::<Vec<_>>(),
+        [(grant_id(1), NOW + 1)],
+        "with the time of the first revocation"
+    );
     let rest = store.revoked_since(feed[0].seq, 100).await.unwrap();
     assert_eq!(rest.len(), 2);
 }
@@ -296,6 +300,7 @@ pub async fn receipts_feed(store: &Store) {
         agent: key(11),
         principal,
         token: format!("receipt.token.{n}"),
+        keys: format!("[{n}]"),
         created_at: NOW,
     };
     let first = store.insert_receipt(&receipt(1, alice())).await.unwrap();
@@ -310,6 +315,7 @@ pub async fn receipts_feed(store: &Store) {
         mine.iter().map(|r| r.token.as_str()).collect::<Vec<_>>(),
         ["receipt.token.1", "receipt.token.3"]
     );
+    assert_eq!(mine[1].keys, "[3]", "the keys presented are kept");
     assert_eq!(
         store
             .receipts_since(&alice(), first, 100)
