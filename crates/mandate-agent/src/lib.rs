@@ -35,6 +35,6 @@ pub use client::Broker;
 pub use error::AgentError;
 pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
-pub use online::{Summary, verify_online};
+pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
 pub use revocations::Revocations;
 pub use verifier::{Mandated, Need, Refusal, ResourceVerifier, VerifierConfig, require_mandate};

@@ -36,12 +36,57 @@ pub async fn verify_online(
     mandate: &Mandate,
     revocation: bool,
 ) -> Result<Summary, AgentError> {
-    let metadata = broker.metadata().await?;
     let mut revoked = HashSet::new();
     if revocation {
         revoked.extend(broker.revocations_after(0).await?.0);
     }
-    let now = unix_now();
+    let (verified, _) = verify_at(broker, mandate, &revoked, unix_now()).await?;
+    Ok(summary(&verified))
+}
+
+/// A receipt that verified, with the mandate it was made under.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptSummary {
+    /// The receipt's id.
+    pub receipt: TokenId,
+    /// What the agent did.
+    pub action: mandate_core::token::Action,
+    /// How it ended.
+    pub outcome: mandate_core::token::Outcome,
+    /// The mandate, as it stood at `at`.
+    pub mandate: Summary,
+    /// The time it was checked at.
+    pub at: UnixTime,
+}
+
+/// Verifies a receipt made under `mandate` as it stood at `at` (when the
+/// broker accepted it): the chain held then, rooted in a key the broker
+/// bound to the user, and the chain's leaf agent signed the receipt.
+/// Revocations after `at` do not undo what was done before.
+pub async fn verify_receipt_online(
+    broker: &Broker,
+    mandate: &Mandate,
+    receipt: &str,
+    at: UnixTime,
+) -> Result<ReceiptSummary, AgentError> {
+    let (verified, keys) = verify_at(broker, mandate, &HashSet::new(), at).await?;
+    let r = mandate_core::Receipt::verify(receipt, verified.leaf(), &keys, &Policy::default(), at)?;
+    Ok(ReceiptSummary {
+        receipt: r.id(),
+        action: r.claims().action.clone(),
+        outcome: r.claims().outcome,
+        mandate: summary(&verified),
+        at,
+    })
+}
+
+async fn verify_at(
+    broker: &Broker,
+    mandate: &Mandate,
+    revoked: &HashSet<TokenId>,
+    now: UnixTime,
+) -> Result<(mandate_core::VerifiedChain, mandate_core::KeySet), AgentError> {
+    let metadata = broker.metadata().await?;
     let policy = Policy::default();
     let bindings = bindings_of(
         &mandate.binding,
@@ -56,10 +101,14 @@ pub async fn verify_online(
         policy,
         keys: &keys,
         bindings: &bindings,
-        revoked: &revoked,
+        revoked,
     };
     let verified = verify_chain(&mandate.chain, &cx)?;
-    Ok(Summary {
+    Ok((verified, keys))
+}
+
+fn summary(verified: &mandate_core::VerifiedChain) -> Summary {
+    Summary {
         principal: verified.principal().clone(),
         agent: verified.leaf_agent(),
         grant: verified.leaf().id(),
@@ -67,5 +116,5 @@ pub async fn verify_online(
         expires_at: verified.expires_at(),
         depth_left: verified.depth_left(),
         links: verified.links().len(),
-    })
+    }
 }

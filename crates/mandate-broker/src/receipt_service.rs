@@ -46,8 +46,7 @@ pub async fn report(
         agent: verified.leaf_key(),
         principal: verified.principal().clone(),
         token: receipt.to_owned(),
-        keys: serde_json::to_string(keys)
-            .map_err(|_| StoreError::Corrupt("receipt keys"))?,
+        keys: serde_json::to_string(keys).map_err(|_| StoreError::Corrupt("receipt keys"))?,
         created_at: now,
     };
     let seq = s.store.insert_receipt(&record).await.map_err(on_conflict(

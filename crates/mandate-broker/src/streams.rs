@@ -17,7 +17,8 @@ use crate::{ApiError, AppState};
 /// Which events a stream carries, and how each is written.
 #[derive(Debug, Clone)]
 pub enum Filter {
-    /// A user's inbox: their requests, filed, decided or lapsed.
+    /// A user's inbox: their requests, filed, decided or lapsed, and the
+    /// receipts agents reported to them.
     Inbox(String),
     /// Every revocation.
     Revocations,
@@ -33,6 +34,7 @@ impl Filter {
                         EventKind::RequestCreated
                             | EventKind::RequestDecided
                             | EventKind::RequestExpired
+                            | EventKind::ReceiptStored
                     )
             }
             Filter::Revocations => e.kind == EventKind::Revoked,
@@ -46,6 +48,9 @@ impl Filter {
             return None;
         }
         let data = match self {
+            Filter::Inbox(_) if e.kind == EventKind::ReceiptStored => {
+                json!({ "type": e.kind.as_str(), "receipt": e.subject })
+            }
             Filter::Inbox(_) => json!({ "type": e.kind.as_str(), "request": e.subject }),
             Filter::Revocations => {
                 json!({ "type": "revoked", "revocation": e.subject, "grants": p.revoked.as_ref()? })

@@ -180,6 +180,27 @@ impl BrokerClient {
             .map(drop)
     }
 
+    /// The user's receipts after feed position `since`, oldest first, one
+    /// page (at most 500) at a time.
+    pub async fn receipts(
+        &self,
+        bearer: &str,
+        since: i64,
+    ) -> Result<Vec<ReceiptItem>, ClientError> {
+        #[derive(Deserialize)]
+        struct Receipts {
+            receipts: Vec<ReceiptItem>,
+        }
+        self.send::<Receipts>(
+            reqwest::Method::GET,
+            &format!("/v1/receipts?since={since}"),
+            bearer,
+            None,
+        )
+        .await
+        .map(|r| r.receipts)
+    }
+
     /// The user's grants, oldest first, with their revocation state.
     pub async fn grants(&self, bearer: &str) -> Result<Vec<GrantItem>, ClientError> {
         #[derive(Deserialize)]
@@ -236,6 +257,27 @@ pub struct GrantItem {
     pub expires_at: i64,
     /// Whether it has been revoked.
     pub revoked: bool,
+    /// When it was revoked.
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}
+
+/// A receipt from the user's feed, with what it takes to check it. The
+/// broker checked it too, but the app trusts only its own check.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReceiptItem {
+    /// Its position in the feed.
+    pub seq: i64,
+    /// The compact receipt.
+    pub receipt: String,
+    /// When the broker accepted it.
+    pub received_at: i64,
+    /// The chain it was made under, root first.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    /// The agents' public keys.
+    #[serde(default)]
+    pub keys: Vec<Jwk>,
 }
 
 /// The broker's refusal, from its status and JSON error body.

@@ -23,7 +23,9 @@ use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+use crate::activity::{ActivityFilter, ActivityRow, AttributionView, Ingested};
 use crate::decision::{Narrowing, denial_for, grant_for};
+use crate::export::ExportFormat;
 use crate::history::{
     DecisionKind, History, NewDecision, Outgoing, Profile, RequestState, StoredDecision,
     StoredRequest, StoredRevocation, Verified,
@@ -37,6 +39,8 @@ use crate::{BrokerClient, Browser, ClientError, Provider, Session};
 pub const SCOPES: &[&str] = &["openid", "email", "profile", "offline_access"];
 /// A bearer this close to its expiry is refreshed before use.
 const REFRESH_MARGIN: i64 = 60;
+/// The broker's receipt feed page: a shorter page is the last.
+const RECEIPT_PAGE: usize = 500;
 /// The longest pause between delivery attempts, and between reconnects.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -96,6 +100,13 @@ pub enum Update {
         /// Whether the broker accepted it.
         delivered: bool,
     },
+    /// Agents' receipts arrived.
+    Activity {
+        /// How many are new.
+        new: usize,
+        /// How many of those failed verification.
+        failed: usize,
+    },
     /// The live connection to the broker went up or down.
     Connection {
         /// Whether it is up.
@@ -142,6 +153,7 @@ struct Inner {
     active: RwLock<Option<Arc<Active>>>,
     updates: broadcast::Sender<Update>,
     delivering: Mutex<()>,
+    syncing: Mutex<()>,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
     /// Inbox rows by request id. A row is computed from a request that
     /// never changes, but computing it verifies the request's signature;
@@ -202,6 +214,7 @@ impl Engine {
                 active: RwLock::new(None),
                 updates,
                 delivering: Mutex::new(()),
+                syncing: Mutex::new(()),
                 tasks: StdMutex::new(Vec::new()),
                 rows: StdMutex::new(HashMap::new()),
             }),
@@ -858,6 +871,125 @@ impl Engine {
         self.inner.broker.grants(&active.bearer).await
     }
 
+    /// Reads the user's grants and every receipt not yet seen from the
+    /// broker, checks each receipt, and records them all. Announces
+    /// [`Update::Activity`] when any is new.
+    pub async fn sync_activity(&self) -> Result<Ingested, ClientError> {
+        let _one_at_a_time = self.inner.syncing.lock().await;
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        let history = &self.inner.history;
+        let grants = self.inner.broker.grants(&active.bearer).await?;
+        history.save_grants(principal, &grants).await?;
+        let mut checker = history.checker(principal, active.key.public()).await?;
+        let mut total = Ingested::default();
+        loop {
+            let since = history.receipts_cursor(principal).await?;
+            let page = self.inner.broker.receipts(&active.bearer, since).await?;
+            let got = history
+                .ingest(principal, &active.key, &mut checker, &page)
+                .await?;
+            total.new += got.new;
+            total.failed += got.failed;
+            if page.len() < RECEIPT_PAGE {
+                break;
+            }
+        }
+        if total.new > 0 {
+            tracing::info!(new = total.new, failed = total.failed, "receipts recorded");
+            let _ = self.inner.updates.send(Update::Activity {
+                new: total.new,
+                failed: total.failed,
+            });
+        }
+        Ok(total)
+    }
+
+    /// Checks one page of receipts and records it, as
+    /// [`Engine::sync_activity`] does with each page the broker serves.
+    pub async fn ingest(
+        &self,
+        page: &[crate::broker::ReceiptItem],
+    ) -> Result<Ingested, ClientError> {
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        let history = &self.inner.history;
+        let mut checker = history.checker(principal, active.key.public()).await?;
+        history
+            .ingest(principal, &active.key, &mut checker, page)
+            .await
+    }
+
+    /// A page of the user's activity, newest first.
+    pub async fn activity(&self, filter: &ActivityFilter) -> Result<Vec<ActivityRow>, ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .history
+            .activity(&active.profile.principal, filter)
+            .await
+    }
+
+    /// Why receipt `id` happened, from the user's intent down to it, each
+    /// step verified again.
+    pub async fn attribution(&self, id: &str) -> Result<AttributionView, ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .history
+            .attribution(&active.profile.principal, active.key.public(), id)
+            .await
+    }
+
+    /// Reports receipt `id` ("this was not expected"): marks it, records
+    /// the report in the signed history, and, when `revoke` is set, revokes
+    /// the grant it was made under (and everything beneath it).
+    pub async fn report(
+        &self,
+        id: &str,
+        note: Option<&str>,
+        revoke: bool,
+    ) -> Result<Option<StoredRevocation>, ClientError> {
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        let (row, _) = self
+            .inner
+            .history
+            .receipt_row(principal, id)
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        self.inner
+            .history
+            .report_receipt(&active.key, principal, id, note, now())
+            .await?;
+        if !revoke {
+            return Ok(None);
+        }
+        let reason = format!("reported action {id}");
+        self.revoke(&[row.grant_id], Some(&reason)).await.map(Some)
+    }
+
+    /// Writes the activity that `filter` selects (every page of it) to
+    /// `path`, as JSON Lines or CSV, each record with the signed receipt
+    /// and what it takes to verify it elsewhere. The file appears whole or
+    /// not at all. Returns how many records it holds.
+    pub async fn export(
+        &self,
+        filter: &ActivityFilter,
+        format: ExportFormat,
+        path: &std::path::Path,
+    ) -> Result<usize, ClientError> {
+        let active = self.active().await?;
+        crate::export::write(
+            &self.inner.history,
+            &active.profile.principal,
+            &active.profile.binding,
+            active.key.public(),
+            filter,
+            format,
+            path,
+        )
+        .await
+    }
+
     /// Checks the signed-in user's history: every link, and the head's
     /// signature.
     pub async fn verify_history(&self) -> Result<Verified, ClientError> {
@@ -922,6 +1054,7 @@ impl Engine {
         let _ = self.inner.updates.send(Update::Connection { online: true });
         // Whatever happened while disconnected.
         self.fetch_inbox(&active).await?;
+        self.sync_activity().await?;
         let mut parser = mandate_agent::sse::SseParser::default();
         loop {
             let chunk = tokio::time::timeout(STREAM_IDLE, res.next())
@@ -931,17 +1064,21 @@ impl Engine {
                 return Ok(());
             };
             let chunk = chunk.map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
-            let mut changed = false;
+            let (mut requests, mut receipts) = (false, false);
             for event in parser.feed(&chunk) {
                 if let Some(id) = event.id {
                     *last = Some(id);
                 }
-                changed |= event.name.starts_with("request.");
+                requests |= event.name.starts_with("request.");
+                receipts |= event.name == "receipt.stored";
             }
-            if changed {
+            if requests {
                 // The bearer may have been refreshed since the stream began.
                 let active = self.active().await?;
                 self.fetch_inbox(&active).await?;
+            }
+            if receipts {
+                self.sync_activity().await?;
             }
         }
     }

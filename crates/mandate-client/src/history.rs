@@ -205,6 +205,8 @@ pub struct Verified {
     pub events: i64,
     /// The head's hash.
     pub head: String,
+    /// How many receipts the receipt chain holds.
+    pub receipts: i64,
 }
 
 /// A decision to record: its kind, the signed token, and its id.
@@ -244,6 +246,10 @@ impl History {
             .await
             .map_err(|e| ClientError::History(e.to_string()))?;
         Ok(History { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Closes the database.
@@ -769,6 +775,7 @@ impl History {
                 Ok(Verified {
                     events: 0,
                     head: b64::encode(prev),
+                    receipts: self.verify_receipts(principal, user_key).await?,
                 })
             } else {
                 Err(ClientError::Tampered("the signed head is missing".into()))
@@ -793,16 +800,121 @@ impl History {
                 &signature,
             )
             .map_err(|_| ClientError::Tampered("the head's signature does not verify".into()))?;
+        self.check_rows(principal, &events).await?;
+        let receipts = self.verify_receipts(principal, user_key).await?;
         Ok(Verified {
             events: events.len() as i64,
             head: hash,
+            receipts,
         })
+    }
+
+    /// Checks the rows the screens read against the verified event log,
+    /// both ways: each event that records a request, decision, revocation
+    /// or report must find its row holding the very token it recorded (in
+    /// log order, so the first mismatch named is the earliest), and no
+    /// such row may exist without its event.
+    async fn check_rows(&self, principal: &str, events: &[Event]) -> Result<(), ClientError> {
+        let table = |sql: &'static str| async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(sql)
+                .bind(principal)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok::<_, ClientError>(
+                rows.into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+        };
+        let mut requests = table("SELECT id, request FROM requests WHERE principal = ?").await?;
+        let mut decisions =
+            table("SELECT request_id, token FROM decisions WHERE principal = ?").await?;
+        let mut revocations =
+            table("SELECT token_id, token FROM revocations WHERE principal = ?").await?;
+        let mut reported =
+            table("SELECT id, '' FROM receipts WHERE principal = ? AND reported_at IS NOT NULL")
+                .await?;
+        for e in events {
+            let (rows, what) = match e.kind.as_str() {
+                "request.seen" => (&mut requests, "request"),
+                "grant.signed" | "denial.signed" => (&mut decisions, "decision"),
+                "revocation.signed" => (&mut revocations, "revocation"),
+                "receipt.reported" => {
+                    if reported.remove(&e.subject).is_none() {
+                        return Err(ClientError::Tampered(format!(
+                            "event {} reports receipt {}, which is not marked reported",
+                            e.seq, e.subject
+                        )));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            match rows.remove(&e.subject) {
+                Some(token) if Some(token.as_str()) == e.token.as_deref() => {}
+                Some(_) => {
+                    return Err(ClientError::Tampered(format!(
+                        "{what} {}: its row was altered (event {} recorded another token)",
+                        e.subject, e.seq
+                    )));
+                }
+                None => {
+                    return Err(ClientError::Tampered(format!(
+                        "{what} {}: its row is missing (event {} recorded it)",
+                        e.subject, e.seq
+                    )));
+                }
+            }
+        }
+        for (rows, what) in [
+            (requests, "request"),
+            (decisions, "decision"),
+            (revocations, "revocation"),
+        ] {
+            if let Some(id) = rows.keys().min() {
+                return Err(ClientError::Tampered(format!(
+                    "{what} {id}: a row no event recorded"
+                )));
+            }
+        }
+        if let Some(id) = reported.keys().min() {
+            return Err(ClientError::Tampered(format!(
+                "receipt {id}: marked reported, but no report was recorded"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens an existing history to read it only: no migration, no write.
+    pub async fn open_read_only(path: &Path) -> Result<History, ClientError> {
+        if !path.is_file() {
+            return Err(ClientError::History(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(History { pool })
+    }
+
+    /// Every profile the history holds.
+    pub async fn profiles(&self) -> Result<Vec<Profile>, ClientError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM profiles ORDER BY signed_in_at")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 
 /// Appends an event to `principal`'s chain and signs the new head, inside
 /// the caller's transaction.
-async fn append(
+pub(crate) async fn append(
     tx: &mut SqliteConnection,
     key: &SigningKey,
     principal: &str,
@@ -885,14 +997,14 @@ fn event_hash(
     h.finalize().into()
 }
 
-fn field_into(h: &mut Sha256, field: &str) {
+pub(crate) fn field_into(h: &mut Sha256, field: &str) {
     h.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
     h.update(field.as_bytes());
 }
 
 /// What the head's signature covers: the principal, the head's sequence
 /// number and its hash.
-fn head_message(principal: &str, seq: i64, hash: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn head_message(principal: &str, seq: i64, hash: &[u8; 32]) -> Vec<u8> {
     let mut m = Vec::with_capacity(principal.len() + 44);
     m.extend_from_slice(
         &u32::try_from(principal.len())
@@ -905,7 +1017,7 @@ fn head_message(principal: &str, seq: i64, hash: &[u8; 32]) -> Vec<u8> {
     m
 }
 
-fn decode_hash(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn decode_hash(text: &str) -> Option<[u8; 32]> {
     b64::decode(text)?.try_into().ok()
 }
 

@@ -15,10 +15,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod broker;
 pub mod decision;
 pub mod engine;
 mod error;
+pub mod export;
 pub mod history;
 mod http;
 pub mod signin;

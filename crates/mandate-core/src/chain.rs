@@ -169,7 +169,7 @@ pub struct Context<'a> {
 ///
 /// A `Link` says nothing about time, revocation or its place in a chain;
 /// only a [`VerifiedChain`] does.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Link {
     pub(crate) id: TokenId,
     pub(crate) issuer: Thumbprint,

@@ -16,7 +16,7 @@ use crate::journey::{agent_got_grant, request};
 
 /// `mandate agent call` under `mandate` by `key`: the resource server's
 /// status and body.
-async fn call(stack: &Stack, key: &str, mandate: &str, url: &str) -> (u16, Value) {
+pub(crate) async fn call(stack: &Stack, key: &str, mandate: &str, url: &str) -> (u16, Value) {
     let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
     let args = [
         "agent",
@@ -41,7 +41,7 @@ async fn call(stack: &Stack, key: &str, mandate: &str, url: &str) -> (u16, Value
 }
 
 /// Makes an agent key and returns its id.
-async fn agent(stack: &Stack, key: &str) -> String {
+pub(crate) async fn agent(stack: &Stack, key: &str) -> String {
     let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
     let (ok, _, err) = cli(&["agent", "init", "--key", &stack.path(key)], &env).await;
     assert!(ok, "{err}");
@@ -52,7 +52,7 @@ async fn agent(stack: &Stack, key: &str) -> String {
 }
 
 /// `from` passes its mandate on to `to`, narrower.
-async fn delegate(stack: &Stack, from: (&str, &str), to: &str, out: &str, depth: &str) {
+pub(crate) async fn delegate(stack: &Stack, from: (&str, &str), to: &str, out: &str, depth: &str) {
     let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
     let args = [
         "agent",
@@ -78,7 +78,7 @@ async fn delegate(stack: &Stack, from: (&str, &str), to: &str, out: &str, depth:
 
 /// Agent `a.key` asks `principal`, the engine approves as asked, and the
 /// agent writes its mandate to `out`.
-async fn approved(
+pub(crate) async fn approved(
     stack: &Stack,
     engine: &Engine,
     updates: &mut broadcast::Receiver<Update>,

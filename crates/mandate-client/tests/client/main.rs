@@ -4,6 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod activity;
 mod browser;
 mod crash;
 mod delegations;

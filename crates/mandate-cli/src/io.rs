@@ -34,13 +34,18 @@ pub fn parse_scopes(specs: &[String]) -> Result<Vec<AuthorizationDetail>, AgentE
         .collect()
 }
 
-pub fn read_mandate(path: &Path) -> Result<Mandate, AgentError> {
-    let text = if path == Path::new("-") {
+/// A file's text, or standard input's for `-`.
+pub fn read_input(path: &Path) -> Result<String, AgentError> {
+    if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())
     } else {
         std::fs::read_to_string(path)
     }
-    .map_err(|e| AgentError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    .map_err(|e| AgentError::Invalid(format!("cannot read {}: {e}", path.display())))
+}
+
+pub fn read_mandate(path: &Path) -> Result<Mandate, AgentError> {
+    let text = read_input(path)?;
     serde_json::from_str(&text)
         .map_err(|e| AgentError::Invalid(format!("{} is not a mandate: {e}", path.display())))
 }

@@ -52,15 +52,44 @@ enum Command {
     /// What an agent does.
     #[command(subcommand)]
     Agent(Box<AgentCommand>),
-    /// Verifies a mandate as a resource server would.
+    /// Verifies a mandate as a resource server would, or receipts the
+    /// desktop app exported.
     Verify {
         /// The mandate file (JSON), or `-` for standard input.
+        #[arg(
+            long,
+            required_unless_present = "receipts",
+            conflicts_with = "receipts"
+        )]
+        mandate: Option<PathBuf>,
+        /// Receipts exported by the desktop app (JSON Lines), or `-`:
+        /// each is checked as it stood when the broker accepted it. Prints
+        /// one line per receipt; fails if any does not verify.
         #[arg(long)]
-        mandate: PathBuf,
+        receipts: Option<PathBuf>,
     },
+    /// The desktop app's local history.
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Follows the broker's revocations.
     #[command(subcommand)]
     Revocations(RevocationsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Checks a history database: every event's hash link, each user's
+    /// signed head, and every request, decision, revocation and report
+    /// against its event. Names the first row found altered. Reads only.
+    Verify {
+        /// The history database (`history.sqlite` in the app's data
+        /// directory).
+        db: PathBuf,
+        /// The user key's fingerprint as the app shows it; without it, the
+        /// key the database itself names is trusted.
+        #[arg(long)]
+        key_fingerprint: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -237,13 +266,25 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
     let broker = cli.broker.as_str();
     match cli.command {
         Command::Agent(command) => run_agent(broker, *command).await,
-        Command::Verify { mandate } => {
+        Command::Verify {
+            mandate: Some(mandate),
+            ..
+        } => {
             let mandate = read_mandate(&mandate)?;
             let verified =
                 mandate_agent::verify_online(&Broker::new(broker)?, &mandate, true).await?;
             print_json(&verified);
             Ok(())
         }
+        Command::Verify {
+            receipts: Some(file),
+            ..
+        } => verify_receipts(&Broker::new(broker)?, &file).await,
+        Command::Verify { .. } => Err(AgentError::Invalid("name --mandate or --receipts".into())),
+        Command::History(HistoryCommand::Verify {
+            db,
+            key_fingerprint,
+        }) => verify_history(&db, key_fingerprint.as_deref()).await,
         Command::Revocations(RevocationsCommand::Follow) => {
             let _follow = Revocations::follow_with(Broker::new(broker)?, |id| {
                 print_json(&json!({ "revoked": id }));
@@ -253,6 +294,123 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
                 .map_err(|e| AgentError::Invalid(e.to_string()))
         }
     }
+}
+
+/// One exported receipt: the fields `mandate verify --receipts` reads.
+#[derive(serde::Deserialize)]
+struct Exported {
+    id: String,
+    receipt: String,
+    chain: Vec<String>,
+    keys: Vec<mandate_core::Jwk>,
+    binding: String,
+    received_at: i64,
+}
+
+async fn verify_receipts(broker: &Broker, file: &Path) -> Result<(), AgentError> {
+    let text = io::read_input(file)?;
+    let (mut good, mut bad) = (0usize, 0usize);
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let line_no = n + 1;
+        let record: Exported = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(e) => {
+                bad += 1;
+                print_json(
+                    &json!({ "line": line_no, "error": "export.malformed", "message": e.to_string() }),
+                );
+                continue;
+            }
+        };
+        let mandate = mandate_agent::Mandate {
+            chain: record.chain,
+            binding: record.binding,
+            keys: record.keys,
+        };
+        let result = mandate_agent::verify_receipt_online(
+            broker,
+            &mandate,
+            &record.receipt,
+            record.received_at,
+        )
+        .await
+        .and_then(|v| {
+            if v.receipt.to_string() == record.id {
+                Ok(v)
+            } else {
+                Err(AgentError::Invalid(
+                    "the record's id is not its receipt's".into(),
+                ))
+            }
+        });
+        match result {
+            Ok(v) => {
+                good += 1;
+                print_json(
+                    &json!({ "line": line_no, "valid": true, "receipt": v.receipt, "agent": v.mandate.agent, "action": v.action }),
+                );
+            }
+            Err(e) => {
+                bad += 1;
+                print_json(
+                    &json!({ "line": line_no, "valid": false, "receipt": record.id, "error": e.code(), "message": e.to_string() }),
+                );
+            }
+        }
+    }
+    eprintln!("{good} verified, {bad} failed");
+    if bad > 0 || good == 0 {
+        return Err(AgentError::Invalid(format!(
+            "{bad} of {} receipts did not verify",
+            good + bad
+        )));
+    }
+    Ok(())
+}
+
+async fn verify_history(db: &Path, fingerprint: Option<&str>) -> Result<(), AgentError> {
+    let failed = |e: mandate_client::ClientError| AgentError::Invalid(format!("{}: {e}", e.code()));
+    let history = mandate_client::history::History::open_read_only(db)
+        .await
+        .map_err(failed)?;
+    let profiles = history.profiles().await.map_err(failed)?;
+    let mut broken = 0;
+    for profile in &profiles {
+        let key = mandate_core::PublicKey::from_jwk_json(&profile.user_jwk)?;
+        let shown = key.agent_id().fingerprint();
+        if fingerprint.is_some_and(|f| f != shown) {
+            broken += 1;
+            print_json(
+                &json!({ "principal": profile.principal, "intact": false, "error": "history.key_mismatch", "message": format!("the history names key {shown}, not the one given") }),
+            );
+            continue;
+        }
+        match history.verify(&profile.principal, &key).await {
+            Ok(v) => print_json(
+                &json!({ "principal": profile.principal, "intact": true, "events": v.events, "head": v.head, "key_fingerprint": shown }),
+            ),
+            Err(e) => {
+                broken += 1;
+                print_json(
+                    &json!({ "principal": profile.principal, "intact": false, "error": e.code(), "message": e.to_string() }),
+                );
+            }
+        }
+    }
+    history.close().await;
+    if profiles.is_empty() {
+        return Err(AgentError::Invalid("the history holds no user".into()));
+    }
+    if broken > 0 {
+        return Err(AgentError::Invalid(format!(
+            "the history of {broken} user(s) does not verify"
+        )));
+    }
+    Ok(())
 }
 
 async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError> {

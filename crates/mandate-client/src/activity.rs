@@ -1,0 +1,1017 @@
+//! What agents did on the user's behalf: the receipts they signed, read
+//! from the broker's feed, checked here against the user's own key, kept in
+//! the history, searched, explained and exported.
+//!
+//! The broker checked each receipt when the agent reported it, but the app
+//! takes no one's word: it verifies the chain (rooted in the user's own key,
+//! at the time the broker accepted the receipt, against the revocations it
+//! knows) and the receipt's signature by the chain's leaf agent. A receipt
+//! that fails is kept and shown as failed, with the rule it broke.
+
+use std::collections::{BTreeSet, HashMap};
+
+use mandate_core::base64url as b64;
+use mandate_core::token::{GrantClaims, ReceiptClaims, peek};
+use mandate_core::{
+    BindingSet, Context, Error, Jwk, KeySet, Ledger, Policy, Principal, PublicKey, Receipt, Step,
+    TokenId, VerifiedChain, verify_chain,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use crate::ClientError;
+use crate::broker::{GrantItem, ReceiptItem};
+use crate::history::History;
+
+/// What each receipt row's hash starts with.
+const RECEIPT_DOMAIN: &[u8] = b"mandate-history-receipt/v1";
+/// What signs the receipt chain's head: the detached-signature context.
+const RECEIPT_HEAD_CONTEXT: &str = "mandate-history-receipts-head/v1";
+
+/// A receipt row's hashed columns: all but `reported_at` (which the event
+/// log covers) and the chain's own.
+#[derive(Debug, FromRow)]
+struct ReceiptFields<S, T> {
+    seq: i64,
+    principal: S,
+    id: S,
+    grant_id: T,
+    agent: S,
+    kind: S,
+    target: S,
+    summary: S,
+    rationale: Option<S>,
+    outcome: S,
+    cause: Option<T>,
+    at: i64,
+    received_at: i64,
+    status: ReceiptStatus,
+    error: Option<S>,
+    token: S,
+}
+
+impl<S: AsRef<str>, T: AsRef<str>> ReceiptFields<S, T> {
+    /// SHA-256 over a domain tag, the previous row's hash, and each column
+    /// (integers as 8 bytes big endian, text with a 4-byte length, optional
+    /// text after a presence byte).
+    fn hash(&self, prev: &[u8; 32]) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(RECEIPT_DOMAIN);
+        h.update(prev);
+        for n in [self.seq, self.at, self.received_at] {
+            h.update(n.to_be_bytes());
+        }
+        let status = match self.status {
+            ReceiptStatus::Verified => "verified",
+            ReceiptStatus::Failed => "failed",
+        };
+        for field in [
+            self.principal.as_ref(),
+            self.id.as_ref(),
+            self.grant_id.as_ref(),
+            self.agent.as_ref(),
+            self.kind.as_ref(),
+            self.target.as_ref(),
+            self.summary.as_ref(),
+            self.outcome.as_ref(),
+            status,
+            self.token.as_ref(),
+        ] {
+            crate::history::field_into(&mut h, field);
+        }
+        let optional = [
+            self.rationale.as_ref().map(AsRef::as_ref),
+            self.cause.as_ref().map(AsRef::as_ref),
+            self.error.as_ref().map(AsRef::as_ref),
+        ];
+        for field in optional {
+            match field {
+                Some(f) => {
+                    h.update([1]);
+                    crate::history::field_into(&mut h, f);
+                }
+                None => h.update([0]),
+            }
+        }
+        h.finalize().into()
+    }
+}
+
+/// Checks receipts against one user's key. Chains are verified once per
+/// leaf grant and reused while time and revocations allow.
+pub struct Checker {
+    principal: Principal,
+    user: mandate_core::Thumbprint,
+    bindings: BindingSet,
+    keys: KeySet,
+    policy: Policy,
+    revoked_at: HashMap<TokenId, i64>,
+    /// Leaf grant id -> (the time it was verified at, the chain).
+    chains: HashMap<TokenId, (i64, VerifiedChain)>,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checker {
+    /// A checker for `principal`, whose key is `user`.
+    pub fn new(principal: Principal, user: &PublicKey) -> Result<Checker, ClientError> {
+        let mut bindings = BindingSet::new();
+        bindings.insert(principal.clone(), user.thumbprint())?;
+        let mut keys = KeySet::new();
+        keys.insert(*user);
+        Ok(Checker {
+            principal,
+            user: user.thumbprint(),
+            bindings,
+            keys,
+            policy: Policy::default(),
+            revoked_at: HashMap::new(),
+            chains: HashMap::new(),
+        })
+    }
+
+    /// Learns an agent's key. The key is filed under its own thumbprint,
+    /// so a wrong key can only fail to match, never stand in for another.
+    pub fn add_key(&mut self, jwk: &Jwk) -> Result<(), Error> {
+        self.keys.insert_jwk(jwk).map(drop)
+    }
+
+    /// Learns that grant `id` was revoked at `at`.
+    pub fn revoked(&mut self, id: TokenId, at: i64) {
+        self.revoked_at.insert(id, at);
+    }
+
+    /// The user key's thumbprint.
+    pub fn user(&self) -> mandate_core::Thumbprint {
+        self.user
+    }
+
+    /// Verifies `chain` (root first) as it stood at `at`.
+    pub fn chain(&mut self, chain: &[String], at: i64) -> Result<&VerifiedChain, Error> {
+        let leaf = chain
+            .last()
+            .map(|g| TokenId::of(g))
+            .ok_or(Error::EmptyChain)?;
+        let reusable = self.chains.get(&leaf).is_some_and(|(since, c)| {
+            at >= *since
+                && at < c.expires_at()
+                && c.links().all(|l| {
+                    self.revoked_at
+                        .get(&l.id())
+                        .is_none_or(|revoked| *revoked > at)
+                })
+        });
+        if !reusable {
+            let revoked: BTreeSet<TokenId> = chain
+                .iter()
+                .map(|g| TokenId::of(g))
+                .filter(|id| self.revoked_at.get(id).is_some_and(|r| *r <= at))
+                .collect();
+            let cx = Context {
+                now: at,
+                policy: self.policy,
+                keys: &self.keys,
+                bindings: &self.bindings,
+                revoked: &revoked,
+            };
+            let verified = verify_chain(chain, &cx)?;
+            self.chains.insert(leaf, (at, verified));
+        }
+        self.chains
+            .get(&leaf)
+            .map(|(_, c)| c)
+            .ok_or(Error::EmptyChain)
+    }
+
+    /// Verifies a receipt made under `chain`, as the broker accepted it at
+    /// `at`: the chain held then, and the chain's leaf agent signed it.
+    pub fn receipt(&mut self, receipt: &str, chain: &[String], at: i64) -> Result<Receipt, Error> {
+        let policy = self.policy;
+        let verified = self.chain(chain, at)?;
+        let leaf = verified.leaf().clone();
+        Receipt::verify(receipt, &leaf, &self.keys, &policy, at)
+    }
+}
+
+/// Whether a receipt verified here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum ReceiptStatus {
+    /// Its chain held and its signature is the leaf agent's.
+    Verified,
+    /// It broke a rule; `error` names which.
+    Failed,
+}
+
+/// One receipt in the activity timeline.
+#[derive(Debug, Clone, Serialize, FromRow, ts_rs::TS)]
+pub struct ActivityRow {
+    /// Its place in the history.
+    pub seq: i64,
+    /// The receipt's token id.
+    pub id: String,
+    /// The grant it names.
+    pub grant_id: String,
+    /// The agent that signed it: its id (a thumbprint URI).
+    pub agent: String,
+    /// The agent's fingerprint, for people.
+    #[sqlx(skip)]
+    pub agent_fingerprint: String,
+    /// The name the agent gave itself when it asked, if it ever asked.
+    pub agent_name: Option<String>,
+    /// The action's type.
+    pub kind: String,
+    /// What it was done to.
+    pub target: String,
+    /// The agent's one-line summary.
+    pub summary: String,
+    /// Why it decided to.
+    pub rationale: Option<String>,
+    /// `succeeded`, `failed` or `refused`.
+    pub outcome: String,
+    /// When it acted (the agent's clock).
+    pub at: i64,
+    /// When the broker accepted it: the time it was checked at.
+    pub received_at: i64,
+    /// Whether it verified.
+    pub status: ReceiptStatus,
+    /// The rule it broke, if it failed.
+    pub error: Option<String>,
+    /// When the user reported it.
+    pub reported_at: Option<i64>,
+}
+
+/// Which receipts to show. Every field narrows; none set shows everything.
+#[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActivityFilter {
+    /// Only this agent's (its id).
+    pub agent: Option<String>,
+    /// Only those made under this grant.
+    pub grant: Option<String>,
+    /// Only this action type.
+    pub kind: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only verified or only failed ones.
+    pub status: Option<ReceiptStatus>,
+    /// Acted at or after (unix seconds).
+    pub from: Option<i64>,
+    /// Acted before (unix seconds).
+    pub to: Option<i64>,
+    /// Words in the summary or the rationale (all of them, as prefixes).
+    pub text: Option<String>,
+    /// The page after this row: the last row's `[at, seq]`.
+    pub after: Option<(i64, i64)>,
+    /// How many rows, at most 1000; 200 when unset.
+    pub limit: Option<u32>,
+}
+
+/// What one sync of the receipt feed brought.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Receipts new to the history.
+    pub new: usize,
+    /// Of those, the ones that failed verification.
+    pub failed: usize,
+}
+
+/// A receipt made ready for the history.
+struct Checked<'a> {
+    item: &'a ReceiptItem,
+    id: String,
+    agent: String,
+    claims: Option<ReceiptClaims>,
+    error: Option<&'static str>,
+}
+
+const ROW_COLUMNS: &str = "r.seq, r.id, r.grant_id, r.agent, \
+    (SELECT q.agent_name FROM requests q WHERE q.principal = r.principal AND q.agent_id = r.agent \
+     ORDER BY q.received_at DESC LIMIT 1) AS agent_name, \
+    r.kind, r.target, r.summary, r.rationale, r.outcome, r.at, r.received_at, r.status, r.error, r.reported_at";
+
+impl History {
+    /// How far `principal`'s receipt feed has been read.
+    pub async fn receipts_cursor(&self, principal: &str) -> Result<i64, ClientError> {
+        let after: Option<i64> =
+            sqlx::query_scalar("SELECT receipts_after FROM feed_cursors WHERE principal = ?")
+                .bind(principal)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(after.unwrap_or(0))
+    }
+
+    /// A checker for `principal` that knows every agent key and revocation
+    /// the history holds.
+    pub async fn checker(&self, principal: &str, user: &PublicKey) -> Result<Checker, ClientError> {
+        let p = Principal::try_from(principal.to_owned())
+            .map_err(|_| ClientError::Invalid("the principal is malformed".into()))?;
+        let mut checker = Checker::new(p, user)?;
+        let keys: Vec<String> = sqlx::query_scalar("SELECT jwk FROM agent_keys")
+            .fetch_all(self.pool())
+            .await?;
+        for jwk in keys {
+            if let Ok(jwk) = serde_json::from_str::<Jwk>(&jwk) {
+                let _ = checker.add_key(&jwk);
+            }
+        }
+        let revoked: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, revoked_at FROM grants WHERE principal = ? AND revoked_at IS NOT NULL",
+        )
+        .bind(principal)
+        .fetch_all(self.pool())
+        .await?;
+        for (id, at) in revoked {
+            if let Ok(id) = id.parse() {
+                checker.revoked(id, at);
+            }
+        }
+        Ok(checker)
+    }
+
+    /// Records grants as the broker lists them (with their revocations).
+    pub async fn save_grants(
+        &self,
+        principal: &str,
+        grants: &[GrantItem],
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool().begin().await?;
+        for g in grants {
+            upsert_grant(&mut tx, principal, &g.grant, g.revoked_at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Checks one page of the receipt feed and records it, with the keys
+    /// and grants it carries, the feed's new position and the receipt
+    /// chain's new signed head, in one transaction. Receipts already held
+    /// are skipped.
+    pub async fn ingest(
+        &self,
+        principal: &str,
+        key: &mandate_core::SigningKey,
+        checker: &mut Checker,
+        page: &[ReceiptItem],
+    ) -> Result<Ingested, ClientError> {
+        let Some(last) = page.last() else {
+            return Ok(Ingested::default());
+        };
+        let mut checked = Vec::with_capacity(page.len());
+        for item in page {
+            for jwk in &item.keys {
+                // A key that does not parse fails the receipts that need it.
+                let _ = checker.add_key(jwk);
+            }
+            let verdict = checker.receipt(&item.receipt, &item.chain, item.received_at);
+            let (agent, claims) = match peek::<ReceiptClaims>(&item.receipt) {
+                Ok((kid, claims)) => (
+                    mandate_core::AgentId::from_thumbprint(kid).to_string(),
+                    Some(claims),
+                ),
+                Err(_) => (String::new(), None),
+            };
+            checked.push(Checked {
+                item,
+                id: TokenId::of(&item.receipt).to_string(),
+                agent,
+                claims,
+                error: verdict.err().map(|e| e.code()),
+            });
+        }
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut seen_keys = BTreeSet::new();
+        let mut seen_grants = BTreeSet::new();
+        for item in page {
+            for jwk in &item.keys {
+                let Ok(key) = PublicKey::from_jwk(jwk) else {
+                    continue;
+                };
+                let jkt = key.thumbprint().to_string();
+                if seen_keys.insert(jkt.clone()) {
+                    sqlx::query("INSERT OR IGNORE INTO agent_keys (jkt, jwk) VALUES (?, ?)")
+                        .bind(jkt)
+                        .bind(serde_json::to_string(&key.to_jwk()).unwrap_or_default())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for grant in &item.chain {
+                if seen_grants.insert(TokenId::of(grant)) {
+                    upsert_grant(&mut tx, principal, grant, None).await?;
+                }
+            }
+        }
+        // The chain continues from this principal's last receipt.
+        let last_row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM receipts WHERE principal = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(principal)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut prev = match &last_row {
+            Some((_, h)) => crate::history::decode_hash(h).ok_or_else(|| {
+                ClientError::Tampered("the last receipt's hash is malformed".into())
+            })?,
+            None => [0u8; 32],
+        };
+        let mut seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM receipts")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut result = Ingested::default();
+        let mut fresh = BTreeSet::new();
+        for c in &checked {
+            let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM receipts WHERE id = ?")
+                .bind(&c.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_some() || !fresh.insert(c.id.as_str()) {
+                continue;
+            }
+            seq += 1;
+            let claims = c.claims.as_ref();
+            let row = ReceiptFields {
+                seq,
+                principal,
+                id: &c.id,
+                grant_id: claims.map(|x| x.grant.to_string()).unwrap_or_default(),
+                agent: &c.agent,
+                kind: claims.map_or("", |x| x.action.kind.as_str()),
+                target: claims.map_or("", |x| x.action.target.as_str()),
+                summary: claims.map_or("(unreadable receipt)", |x| x.action.summary.as_str()),
+                rationale: claims.and_then(|x| x.rationale.as_deref()),
+                outcome: claims.map_or("unknown", |x| outcome_str(x.outcome)),
+                cause: claims.and_then(|x| x.cause).map(|x| x.to_string()),
+                at: claims.map_or(c.item.received_at, |x| x.iat),
+                received_at: c.item.received_at,
+                status: if c.error.is_some() {
+                    ReceiptStatus::Failed
+                } else {
+                    ReceiptStatus::Verified
+                },
+                error: c.error,
+                token: &c.item.receipt,
+            };
+            let hash = row.hash(&prev);
+            sqlx::query(
+                "INSERT INTO receipts (seq, id, principal, grant_id, agent, kind, target,
+                     summary, rationale, outcome, cause, at, received_at, status, error, token,
+                     prev, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(row.seq)
+            .bind(row.id)
+            .bind(principal)
+            .bind(&row.grant_id)
+            .bind(row.agent)
+            .bind(row.kind)
+            .bind(row.target)
+            .bind(row.summary)
+            .bind(row.rationale)
+            .bind(row.outcome)
+            .bind(&row.cause)
+            .bind(row.at)
+            .bind(row.received_at)
+            .bind(row.status)
+            .bind(row.error)
+            .bind(row.token)
+            .bind(b64::encode(prev))
+            .bind(b64::encode(hash))
+            .execute(&mut *tx)
+            .await?;
+            prev = hash;
+            result.new += 1;
+            if c.error.is_some() {
+                result.failed += 1;
+            }
+        }
+        if result.new > 0 {
+            let signature = key.sign_detached(
+                RECEIPT_HEAD_CONTEXT,
+                &crate::history::head_message(principal, seq, &prev),
+            );
+            sqlx::query(
+                "INSERT INTO receipt_heads (principal, seq, hash, signature) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (principal) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+                     signature = excluded.signature",
+            )
+            .bind(principal)
+            .bind(seq)
+            .bind(b64::encode(prev))
+            .bind(b64::encode(signature))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO feed_cursors (principal, receipts_after) VALUES (?, ?)
+             ON CONFLICT (principal) DO UPDATE SET receipts_after = excluded.receipts_after",
+        )
+        .bind(principal)
+        .bind(last.seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Walks `principal`'s receipt chain, oldest first: each row must
+    /// follow the one before and match its hash, and the last must be the
+    /// head the user key signed. Returns how many rows it holds; a
+    /// [`ClientError::Tampered`] names the first bad row.
+    pub async fn verify_receipts(
+        &self,
+        principal: &str,
+        user: &PublicKey,
+    ) -> Result<i64, ClientError> {
+        use futures_util::TryStreamExt as _;
+        #[derive(FromRow)]
+        struct Linked {
+            #[sqlx(flatten)]
+            fields: ReceiptFields<String, String>,
+            prev: String,
+            hash: String,
+        }
+        let mut rows = sqlx::query_as::<_, Linked>(
+            "SELECT seq, principal, id, grant_id, agent, kind, target, summary, rationale, outcome,
+                    cause, at, received_at, status, error, token, prev, hash
+             FROM receipts WHERE principal = ? ORDER BY seq",
+        )
+        .bind(principal)
+        .fetch(self.pool());
+        let mut prev = [0u8; 32];
+        let (mut count, mut last) = (0i64, 0i64);
+        while let Some(row) = rows.try_next().await? {
+            let seq = row.fields.seq;
+            let broken = |what: &str| ClientError::Tampered(format!("receipt row {seq}: {what}"));
+            if crate::history::decode_hash(&row.prev) != Some(prev) {
+                return Err(broken("does not follow the receipt before it"));
+            }
+            let hash = row.fields.hash(&prev);
+            if crate::history::decode_hash(&row.hash) != Some(hash) {
+                return Err(broken("its content does not match its hash"));
+            }
+            prev = hash;
+            count += 1;
+            last = seq;
+        }
+        drop(rows);
+        let head: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT seq, hash, signature FROM receipt_heads WHERE principal = ?")
+                .bind(principal)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((seq, hash, signature)) = head else {
+            return if count == 0 {
+                Ok(0)
+            } else {
+                Err(ClientError::Tampered(
+                    "the receipts' signed head is missing".into(),
+                ))
+            };
+        };
+        if seq != last || crate::history::decode_hash(&hash) != Some(prev) {
+            return Err(ClientError::Tampered(
+                "the receipts' signed head is not the last receipt (receipts were added or cut off)"
+                    .into(),
+            ));
+        }
+        let signature: [u8; 64] = b64::decode(&signature)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| {
+                ClientError::Tampered("the receipts' head signature is malformed".into())
+            })?;
+        user.verify_detached(
+            RECEIPT_HEAD_CONTEXT,
+            &crate::history::head_message(principal, seq, &prev),
+            &signature,
+        )
+        .map_err(|_| {
+            ClientError::Tampered("the receipts' head signature does not verify".into())
+        })?;
+        Ok(count)
+    }
+
+    /// A page of `principal`'s activity, newest first.
+    pub async fn activity(
+        &self,
+        principal: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Vec<ActivityRow>, ClientError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        q.push(ROW_COLUMNS);
+        q.push(" FROM receipts r WHERE r.principal = ");
+        q.push_bind(principal);
+        if let Some(agent) = &filter.agent {
+            q.push(" AND r.agent = ").push_bind(agent);
+        }
+        if let Some(grant) = &filter.grant {
+            q.push(" AND r.grant_id = ").push_bind(grant);
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND r.kind = ").push_bind(kind);
+        }
+        if let Some(outcome) = &filter.outcome {
+            q.push(" AND r.outcome = ").push_bind(outcome);
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND r.status = ").push_bind(status);
+        }
+        if let Some(from) = filter.from {
+            q.push(" AND r.at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            q.push(" AND r.at < ").push_bind(to);
+        }
+        if let Some(text) = filter.text.as_deref().and_then(fts_query) {
+            q.push(" AND r.seq IN (SELECT rowid FROM receipts_text WHERE receipts_text MATCH ")
+                .push_bind(text)
+                .push(")");
+        }
+        if let Some((at, seq)) = filter.after {
+            q.push(" AND (r.at < ")
+                .push_bind(at)
+                .push(" OR (r.at = ")
+                .push_bind(at)
+                .push(" AND r.seq < ")
+                .push_bind(seq)
+                .push("))");
+        }
+        q.push(" ORDER BY r.at DESC, r.seq DESC LIMIT ");
+        q.push_bind(i64::from(filter.limit.unwrap_or(200).clamp(1, 1000)));
+        let mut rows: Vec<ActivityRow> = q.build_query_as().fetch_all(self.pool()).await?;
+        for row in &mut rows {
+            row.agent_fingerprint = fingerprint(&row.agent);
+        }
+        Ok(rows)
+    }
+
+    /// One receipt as the timeline shows it, and its compact token.
+    pub async fn receipt_row(
+        &self,
+        principal: &str,
+        id: &str,
+    ) -> Result<Option<(ActivityRow, String)>, ClientError> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS}, r.token FROM receipts r WHERE r.principal = ? AND r.id = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(principal)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let token: String = sqlx::Row::try_get(&row, "token")?;
+        let mut activity = ActivityRow::from_row(&row)?;
+        activity.agent_fingerprint = fingerprint(&activity.agent);
+        Ok(Some((activity, token)))
+    }
+
+    /// The chain down to grant `leaf`, root first, as far as the history
+    /// holds it.
+    pub async fn chain_to(&self, principal: &str, leaf: &str) -> Result<Vec<String>, ClientError> {
+        let mut chain = Vec::new();
+        let mut next = Some(leaf.to_owned());
+        while let Some(id) = next.take() {
+            if chain.len() == mandate_core::MAX_CHAIN_LINKS {
+                break;
+            }
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT token, parent FROM grants WHERE principal = ? AND id = ?")
+                    .bind(principal)
+                    .bind(&id)
+                    .fetch_optional(self.pool())
+                    .await?;
+            if let Some((token, parent)) = row {
+                chain.push(token);
+                next = parent;
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// The public keys of the agents named along `chain`.
+    pub async fn keys_of(&self, chain: &[String]) -> Result<Vec<Jwk>, ClientError> {
+        let mut keys = Vec::new();
+        for grant in chain {
+            let Ok((_, claims)) = peek::<GrantClaims>(grant) else {
+                continue;
+            };
+            let jwk: Option<String> =
+                sqlx::query_scalar("SELECT jwk FROM agent_keys WHERE jkt = ?")
+                    .bind(claims.cnf.jkt.to_string())
+                    .fetch_optional(self.pool())
+                    .await?;
+            if let Some(jwk) = jwk.and_then(|j| serde_json::from_str(&j).ok()) {
+                keys.push(jwk);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Marks a receipt as reported by the user, with an event in the
+    /// signed history, in one transaction. Reporting twice changes nothing.
+    pub async fn report_receipt(
+        &self,
+        key: &mandate_core::SigningKey,
+        principal: &str,
+        id: &str,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<bool, ClientError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let marked = sqlx::query(
+            "UPDATE receipts SET reported_at = ? WHERE principal = ? AND id = ? AND reported_at IS NULL",
+        )
+        .bind(now)
+        .bind(principal)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM receipts WHERE principal = ? AND id = ?")
+                    .bind(principal)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return match known {
+                Some(_) => Ok(false),
+                None => Err(ClientError::NotFound),
+            };
+        }
+        let note = note.map(str::trim).filter(|n| !n.is_empty());
+        crate::history::append(&mut tx, key, principal, now, "receipt.reported", id, note).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+async fn upsert_grant(
+    tx: &mut sqlx::SqliteConnection,
+    principal: &str,
+    grant: &str,
+    revoked_at: Option<i64>,
+) -> Result<(), ClientError> {
+    // A grant that does not parse is not stored; whatever names it will
+    // fail to verify and say so.
+    let Ok((_, claims)) = peek::<GrantClaims>(grant) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO grants (id, principal, token, parent, grantee, issued_at, expires_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET revoked_at = coalesce(grants.revoked_at, excluded.revoked_at)",
+    )
+    .bind(TokenId::of(grant).to_string())
+    .bind(principal)
+    .bind(grant)
+    .bind(claims.prf.map(|p| p.to_string()))
+    .bind(mandate_core::AgentId::from_thumbprint(claims.cnf.jkt).to_string())
+    .bind(claims.iat)
+    .bind(claims.exp)
+    .bind(revoked_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn outcome_str(o: mandate_core::token::Outcome) -> &'static str {
+    match o {
+        mandate_core::token::Outcome::Succeeded => "succeeded",
+        mandate_core::token::Outcome::Failed => "failed",
+        mandate_core::token::Outcome::Refused => "refused",
+    }
+}
+
+/// An agent id's fingerprint, or the id itself when it is not one.
+fn fingerprint(agent: &str) -> String {
+    agent
+        .parse::<mandate_core::AgentId>()
+        .map_or_else(|_| agent.to_owned(), |a| a.fingerprint())
+}
+
+/// The user's words as an FTS5 query: each word quoted (so no word is
+/// read as an operator) and matched as a prefix; all must match. `None`
+/// when there is no word.
+pub fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// One step of an attribution chain, as the page shows it.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct StepView {
+    /// `intent`, `interpretation`, `decision`, `action` or `missing`.
+    pub step: String,
+    /// Who: the user, or the agent's name or fingerprint.
+    pub who: String,
+    /// The agent's fingerprint, for agents.
+    pub fingerprint: Option<String>,
+    /// What: the intent, the purpose, or the action's summary.
+    pub text: String,
+    /// More: the rationale, who delegated, the outcome.
+    pub detail: Option<String>,
+    /// The token behind the step (a grant or a receipt), if known.
+    pub token_id: Option<String>,
+    /// Whether that token's signature verified here.
+    pub signature: ReceiptStatus,
+}
+
+/// Why an action happened, from the user's intent down to it.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct AttributionView {
+    /// The receipt explained.
+    pub receipt: ActivityRow,
+    /// The steps, intent first.
+    pub steps: Vec<StepView>,
+    /// Whether every grant and receipt referred to was known.
+    pub complete: bool,
+}
+
+impl History {
+    /// Explains receipt `id`: every grant and cause on its way is verified
+    /// again, here and now, from the tokens the history holds.
+    pub async fn attribution(
+        &self,
+        principal: &str,
+        user: &PublicKey,
+        id: &str,
+    ) -> Result<AttributionView, ClientError> {
+        let (row, token) = self
+            .receipt_row(principal, id)
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        let mut checker = self.checker(principal, user).await?;
+        let mut receipts = Vec::new();
+        let mut links = Vec::new();
+        let mut next = Some((row.grant_id.clone(), token, row.at));
+        // The receipt, then its causes while they are receipts held here.
+        while let Some((grant, token, _)) = next.take() {
+            if receipts.len() > 64 {
+                break;
+            }
+            let chain = self.chain_to(principal, &grant).await?;
+            let at: i64 = sqlx::query_scalar("SELECT received_at FROM receipts WHERE id = ?")
+                .bind(TokenId::of(&token).to_string())
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or(row.at);
+            let Ok(receipt) = checker.receipt(&token, &chain, at) else {
+                break;
+            };
+            if let Ok(verified) = checker.chain(&chain, at) {
+                links.extend(verified.links().cloned());
+            }
+            let cause = receipt.claims().cause;
+            receipts.push(receipt);
+            if let Some(cause) = cause
+                && let Some((c, t)) = self.receipt_row(principal, &cause.to_string()).await?
+                && c.status == ReceiptStatus::Verified
+            {
+                next = Some((c.grant_id, t, c.at));
+            }
+        }
+        if receipts.is_empty() {
+            // The receipt itself does not verify: say so, and nothing more.
+            let step = StepView {
+                step: "action".into(),
+                who: row
+                    .agent_name
+                    .clone()
+                    .unwrap_or_else(|| row.agent_fingerprint.clone()),
+                fingerprint: Some(row.agent_fingerprint.clone()),
+                text: row.summary.clone(),
+                detail: row.error.clone(),
+                token_id: Some(row.id.clone()),
+                signature: ReceiptStatus::Failed,
+            };
+            return Ok(AttributionView {
+                receipt: row,
+                steps: vec![step],
+                complete: false,
+            });
+        }
+        let names = self.agent_names_by_id(principal).await?;
+        let who = |agent: &mandate_core::AgentId| {
+            let id = agent.to_string();
+            names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| agent.fingerprint())
+        };
+        let user_jkt = checker.user();
+        let ledger = Ledger::new(links.iter(), receipts.iter());
+        let explained = ledger
+            .attribute(&receipts[0].id())
+            .ok_or(ClientError::NotFound)?;
+        let steps = explained
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Intent { principal, text } => StepView {
+                    step: "intent".into(),
+                    who: "You".into(),
+                    fingerprint: None,
+                    text: text
+                        .clone()
+                        .unwrap_or_else(|| "(no instruction was recorded)".into()),
+                    detail: Some(principal.as_str().to_owned()),
+                    token_id: None,
+                    signature: ReceiptStatus::Verified,
+                },
+                Step::Interpretation {
+                    grant,
+                    issuer,
+                    agent,
+                    purpose,
+                } => StepView {
+                    step: "interpretation".into(),
+                    who: who(agent),
+                    fingerprint: Some(agent.fingerprint()),
+                    text: purpose.clone(),
+                    detail: Some(if *issuer == user_jkt {
+                        "granted by you".into()
+                    } else {
+                        format!(
+                            "delegated by {}",
+                            who(&mandate_core::AgentId::from_thumbprint(*issuer))
+                        )
+                    }),
+                    token_id: Some(grant.to_string()),
+                    signature: ReceiptStatus::Verified,
+                },
+                Step::Decision(a) | Step::Action(a) => StepView {
+                    step: if matches!(s, Step::Decision(_)) {
+                        "decision".into()
+                    } else {
+                        "action".into()
+                    },
+                    who: who(&a.agent),
+                    fingerprint: Some(a.agent.fingerprint()),
+                    text: a.action.summary.clone(),
+                    detail: Some(match &a.rationale {
+                        Some(r) => format!("{} — {r}", outcome_str(a.outcome)),
+                        None => outcome_str(a.outcome).to_owned(),
+                    }),
+                    token_id: Some(a.receipt.to_string()),
+                    signature: ReceiptStatus::Verified,
+                },
+                Step::Missing { id } => StepView {
+                    step: "missing".into(),
+                    who: "unknown".into(),
+                    fingerprint: None,
+                    text: "a grant or receipt this history does not hold".into(),
+                    detail: None,
+                    token_id: Some(id.to_string()),
+                    signature: ReceiptStatus::Failed,
+                },
+            })
+            .collect();
+        Ok(AttributionView {
+            receipt: row,
+            steps,
+            complete: explained.complete,
+        })
+    }
+
+    async fn agent_names_by_id(
+        &self,
+        principal: &str,
+    ) -> Result<HashMap<String, String>, ClientError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT agent_id, agent_name FROM requests WHERE principal = ? ORDER BY received_at",
+        )
+        .bind(principal)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_words_never_become_fts_operators() {
+        assert_eq!(fts_query("  "), None);
+        assert_eq!(fts_query("pods"), Some("\"pods\"*".into()));
+        assert_eq!(
+            fts_query("NOT \"x OR y*"),
+            Some("\"NOT\"* \"\"\"x\"* \"OR\"* \"y*\"*".into())
+        );
+    }
+}
