@@ -32,6 +32,8 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 
 # C toolchain for libFuzzer and -sys crates; Node for the interop test.
 apt_install build-essential pkg-config curl
+# The history tamper tests edit the app's database with the sqlite3 CLI.
+apt_install sqlite3
 # The desktop app (Tauri on WebKitGTK), and what its tests run under: the OS
 # keyring (Secret Service from gnome-keyring on a private D-Bus session, and
 # keyutils), a virtual screen, WebKit's WebDriver and screenshots.

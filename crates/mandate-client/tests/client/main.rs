@@ -11,6 +11,7 @@ mod delegations;
 mod engine;
 mod journey;
 mod secrets;
+mod tamper;
 
 use std::time::Duration;
 
