@@ -905,6 +905,48 @@ impl Engine {
         Ok(total)
     }
 
+    /// The delegations screen: the user's grants in force by agent (with
+    /// the sub-delegations beneath them, and what each was used for), and
+    /// those that ended. Reads the broker's list first when it can.
+    pub async fn delegations(&self) -> Result<crate::delegations::Delegations, ClientError> {
+        let active = self.active().await?;
+        let principal = &active.profile.principal;
+        self.refresh_grants(&active).await?;
+        self.inner.history.delegations(principal, now()).await
+    }
+
+    /// What revoking grant `id` takes down: its sub-delegations in force
+    /// and the requests waiting under it.
+    pub async fn revoke_preview(
+        &self,
+        id: &str,
+    ) -> Result<crate::delegations::RevokePreview, ClientError> {
+        let active = self.active().await?;
+        self.refresh_grants(&active).await?;
+        self.inner
+            .history
+            .revoke_preview(&active.profile.principal, id, now())
+            .await
+    }
+
+    /// Reads the broker's grant list into the history; offline, the
+    /// history's is used as it is.
+    async fn refresh_grants(&self, active: &Active) -> Result<(), ClientError> {
+        match self.inner.broker.grants(&active.bearer).await {
+            Ok(grants) => {
+                self.inner
+                    .history
+                    .save_grants(&active.profile.principal, &grants)
+                    .await
+            }
+            Err(ClientError::Unreachable(e)) => {
+                tracing::info!(error = %e, "the broker is unreachable; showing the local grants");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Checks one page of receipts and records it, as
     /// [`Engine::sync_activity`] does with each page the broker serves.
     pub async fn ingest(

@@ -18,6 +18,7 @@
 pub mod activity;
 pub mod broker;
 pub mod decision;
+pub mod delegations;
 pub mod engine;
 mod error;
 pub mod export;

@@ -329,7 +329,7 @@ fn detail_risk(d: &AuthorizationDetail) -> Risk {
         .unwrap_or(Risk::Unknown)
 }
 
-fn scope_view(d: &AuthorizationDetail) -> ScopeView {
+pub(crate) fn scope_view(d: &AuthorizationDetail) -> ScopeView {
     let known = catalog().get(&d.kind);
     let actions: Vec<ActionView> = d
         .actions

@@ -204,6 +204,65 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     );
     assert_eq!(why.steps[1].detail.as_deref(), Some("granted by you"));
 
+    // The delegations: A's, B's and C's grants, by agent, with usage
+    // rolled up to the grants above; A's write was never used.
+    let delegations = engine.delegations().await.unwrap();
+    assert!(delegations.ended.is_empty());
+    let grants: Vec<_> = delegations
+        .active
+        .iter()
+        .flat_map(|a| a.grants.iter())
+        .map(|g| {
+            let used: Vec<_> = g.scopes.iter().flat_map(|s| s.used.clone()).collect();
+            let unused: Vec<_> = g.scopes.iter().flat_map(|s| s.unused.clone()).collect();
+            (g.depth, g.issued_by.clone(), g.actions, used, unused)
+        })
+        .collect();
+    assert_eq!(grants.len(), 3, "{delegations:#?}");
+    assert_eq!(
+        (grants[0].0, grants[0].1.as_str(), grants[0].2),
+        (0, "you", 3),
+        "{grants:?}"
+    );
+    assert_eq!(
+        (grants[0].3.clone(), grants[0].4.clone()),
+        (vec!["read".to_owned()], vec!["write".to_owned()])
+    );
+    assert_eq!((grants[1].0, grants[1].2), (1, 2), "{grants:?}");
+    assert_eq!((grants[2].0, grants[2].2), (2, 1), "{grants:?}");
+    assert!(
+        delegations.active[2].grants[0].last_used.is_some(),
+        "{delegations:#?}"
+    );
+    let a_grant = delegations.active[0].grants[0].id.clone();
+    let preview = engine.revoke_preview(&a_grant).await.unwrap();
+    assert_eq!(
+        preview
+            .falls
+            .iter()
+            .map(|g| g.agent.as_str())
+            .collect::<Vec<_>>(),
+        [b.as_str(), c.as_str()],
+        "B's and C's grants fall with A's"
+    );
+    let c_grant = delegations.active[2].grants[0].id.clone();
+    assert!(
+        engine
+            .revoke_preview(&c_grant)
+            .await
+            .unwrap()
+            .falls
+            .is_empty()
+    );
+    assert_eq!(
+        engine
+            .revoke_preview("no-such-grant")
+            .await
+            .unwrap_err()
+            .code(),
+        "request.not_found"
+    );
+
     // Export, then verify the file elsewhere with `mandate verify`.
     let jsonl = stack.dir.path().join("activity.jsonl");
     let n = engine
@@ -262,9 +321,19 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     let now = crate::unix_now();
     let stranger = SigningKey::generate(&mut rand_core::OsRng);
     let forged = receipt_by(&stranger, c_leaf, "forged", now);
-    let root = engine.grants().await.unwrap()[0].id.clone();
+    let root = engine
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.parent.is_none())
+        .unwrap()
+        .id;
     engine.revoke(&[root], Some("done")).await.unwrap();
     engine.sync_activity().await.unwrap();
+    let after = engine.delegations().await.unwrap();
+    assert!(after.active.is_empty(), "{after:#?}");
+    assert_eq!(after.ended.len(), 3, "all three ended with A's");
     let late = receipt_by(&c_key, c_leaf, "late", now + 5);
     let keys = vec![c_key.public().to_jwk(), stranger.public().to_jwk()];
     let page = [

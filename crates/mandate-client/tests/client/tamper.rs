@@ -98,7 +98,14 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
         .report(&receipts[0].id, Some("odd"), false)
         .await
         .unwrap();
-    let root = engine.grants().await.unwrap()[0].id.clone();
+    let root = engine
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.parent.is_none())
+        .unwrap()
+        .id;
     engine.revoke(&[root], None).await.unwrap();
     engine.verify_history().await.unwrap();
     engine.shutdown().await;
