@@ -36,9 +36,10 @@ apt_install build-essential pkg-config curl
 apt_install sqlite3
 # The desktop app (Tauri on WebKitGTK), and what its tests run under: the OS
 # keyring (Secret Service from gnome-keyring on a private D-Bus session, and
-# keyutils), a virtual screen, WebKit's WebDriver and screenshots.
+# keyutils), a virtual screen, WebKit's WebDriver, screenshots, and xdotool
+# (to answer the native save dialog, which WebDriver cannot reach).
 apt_install libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev \
-    libssl-dev file xvfb xauth webkit2gtk-driver imagemagick \
+    libssl-dev file xvfb xauth webkit2gtk-driver imagemagick xdotool \
     dbus dbus-x11 gnome-keyring libsecret-tools libdbus-1-dev keyutils
 if need node || need npm; then
     apt_install nodejs npm

@@ -18,5 +18,14 @@ fn mandate_commands() -> &'static [&'static str] {
         "approve",
         "deny",
         "history",
+        "delegations",
+        "revoke_preview",
+        "revoke",
+        "revoke_all",
+        "activity",
+        "activity_agents",
+        "attribution",
+        "report",
+        "export",
     ]
 }

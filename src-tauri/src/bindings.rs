@@ -3,14 +3,25 @@
 //! imports. A test fails when the file is stale; `make bindings` rewrites
 //! it.
 
+use mandate_client::activity::{
+    ActivityFilter, ActivityRow, AttributionView, ReceiptStatus, StepView,
+};
+use mandate_client::delegations::{
+    AgentChoice, AgentGrants, Delegations, GrantState, GrantView, RevokePreview, ScopeUse,
+};
 use mandate_client::engine::{Account, Update};
-use mandate_client::history::{DecisionKind, Event, RequestState, StoredDecision};
+use mandate_client::export::ExportFormat;
+use mandate_client::history::{
+    DecisionKind, Event, RequestState, StoredDecision, StoredRevocation,
+};
 use mandate_client::view::{
     ActionView, AgentView, Hop, InboxRow, RequestDetail, Risk, Role, ScopeChoice, ScopeView,
 };
 use ts_rs::{Config, TS};
 
-use crate::{AppState, ApproveInput, CommandError, HistoryCheck, HistoryView};
+use crate::{
+    AppState, ApproveInput, CommandError, Exported, HistoryCheck, HistoryView, ReportInput,
+};
 
 /// Where the bindings live, from the repository root.
 pub const PATH: &str = "ui/src/lib/bindings.ts";
@@ -40,6 +51,22 @@ pub fn typescript() -> String {
         HistoryCheck::decl(&cfg),
         HistoryView::decl(&cfg),
         Event::decl(&cfg),
+        StoredRevocation::decl(&cfg),
+        GrantState::decl(&cfg),
+        ScopeUse::decl(&cfg),
+        GrantView::decl(&cfg),
+        AgentGrants::decl(&cfg),
+        Delegations::decl(&cfg),
+        RevokePreview::decl(&cfg),
+        AgentChoice::decl(&cfg),
+        ReceiptStatus::decl(&cfg),
+        ActivityRow::decl(&cfg),
+        ActivityFilter::decl(&cfg),
+        StepView::decl(&cfg),
+        AttributionView::decl(&cfg),
+        ReportInput::decl(&cfg),
+        ExportFormat::decl(&cfg),
+        Exported::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by src-tauri/src/bindings.rs (ts-rs).\n\

@@ -18,7 +18,11 @@ pub mod bindings;
 
 use std::path::PathBuf;
 
+use mandate_client::activity::{ActivityFilter, ActivityRow, AttributionView};
+use mandate_client::delegations::{AgentChoice, Delegations, RevokePreview};
 use mandate_client::engine::{Account, BrokerMode, Config, Engine, Update};
+use mandate_client::export::ExportFormat;
+use mandate_client::history::StoredRevocation;
 use mandate_client::view::{InboxRow, RequestDetail, ScopeChoice};
 use mandate_client::{Browser, ClientError, CommandBrowser, Narrowing};
 use serde::{Deserialize, Serialize};
@@ -258,6 +262,8 @@ pub enum HistoryCheck {
         events: i64,
         /// The head's hash.
         head: String,
+        /// How many receipts their own chain holds.
+        receipts: i64,
     },
     /// It was altered: the error names the first broken event.
     Broken {
@@ -287,6 +293,7 @@ async fn history(state: State<'_, App>) -> Result<HistoryView> {
             Ok(verified) => HistoryCheck::Intact {
                 events: verified.events,
                 head: verified.head,
+                receipts: verified.receipts,
             },
             Err(e) => HistoryCheck::Broken { error: e.into() },
         };
@@ -297,6 +304,138 @@ async fn history(state: State<'_, App>) -> Result<HistoryView> {
         })
     };
     sent("history", reply.await)
+}
+
+#[tauri::command]
+async fn delegations(state: State<'_, App>) -> Result<Delegations> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.delegations().await?) };
+    sent("delegations", reply.await)
+}
+
+#[tauri::command]
+async fn revoke_preview(state: State<'_, App>, id: String) -> Result<RevokePreview> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.revoke_preview(&id).await?) };
+    sent("revoke_preview", reply.await)
+}
+
+#[tauri::command]
+async fn revoke(
+    state: State<'_, App>,
+    grants: Vec<String>,
+    reason: Option<String>,
+) -> Result<StoredRevocation> {
+    let reply = async {
+        let reason = reason.filter(|r| !r.trim().is_empty());
+        Ok::<_, CommandError>(
+            state
+                .engine()
+                .await?
+                .revoke(&grants, reason.as_deref())
+                .await?,
+        )
+    };
+    sent("revoke", reply.await)
+}
+
+#[tauri::command]
+async fn revoke_all(state: State<'_, App>) -> Result<Option<StoredRevocation>> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.revoke_all().await?) };
+    sent("revoke_all", reply.await)
+}
+
+#[tauri::command]
+async fn activity(state: State<'_, App>, filter: ActivityFilter) -> Result<Vec<ActivityRow>> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.activity(&filter).await?) };
+    sent("activity", reply.await)
+}
+
+#[tauri::command]
+async fn activity_agents(state: State<'_, App>) -> Result<Vec<AgentChoice>> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.agents().await?) };
+    sent("activity_agents", reply.await)
+}
+
+#[tauri::command]
+async fn attribution(state: State<'_, App>, id: String) -> Result<AttributionView> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.attribution(&id).await?) };
+    sent("attribution", reply.await)
+}
+
+/// The user's report of an action they did not expect.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+pub struct ReportInput {
+    /// What was wrong, in the user's words.
+    note: Option<String>,
+    /// Also revoke the grant the action was taken under.
+    revoke: bool,
+}
+
+#[tauri::command]
+async fn report(
+    state: State<'_, App>,
+    id: String,
+    input: ReportInput,
+) -> Result<Option<StoredRevocation>> {
+    let reply = async {
+        Ok::<_, CommandError>(
+            state
+                .engine()
+                .await?
+                .report(&id, input.note.as_deref(), input.revoke)
+                .await?,
+        )
+    };
+    sent("report", reply.await)
+}
+
+/// Where an export went.
+#[derive(Debug, Serialize, ts_rs::TS)]
+pub struct Exported {
+    /// The file chosen in the save dialog.
+    path: String,
+    /// How many records it holds.
+    records: usize,
+}
+
+/// Exports the activity `filter` selects: asks where in a save dialog,
+/// then writes the file whole. `None` when the user cancels.
+#[tauri::command]
+async fn export(
+    app: AppHandle,
+    state: State<'_, App>,
+    filter: ActivityFilter,
+    format: ExportFormat,
+) -> Result<Option<Exported>> {
+    use tauri_plugin_dialog::DialogExt as _;
+    let reply = async {
+        let engine = state.engine().await?;
+        let (name, label, ext) = match format {
+            ExportFormat::Jsonl => ("mandate-activity.jsonl", "JSON Lines", "jsonl"),
+            ExportFormat::Csv => ("mandate-activity.csv", "CSV", "csv"),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        app.dialog()
+            .file()
+            .set_title("Export the activity")
+            .set_file_name(name)
+            .add_filter(label, &[ext])
+            .save_file(move |path| {
+                let _ = tx.send(path);
+            });
+        let Some(path) = rx.await.ok().flatten() else {
+            return Ok(None);
+        };
+        let path = path.into_path().map_err(|e| CommandError {
+            code: "input.invalid".into(),
+            message: format!("the chosen file cannot be written: {e}"),
+        })?;
+        let records = engine.export(&filter, format, &path).await?;
+        Ok::<_, CommandError>(Some(Exported {
+            path: path.display().to_string(),
+            records,
+        }))
+    };
+    sent("export", reply.await)
 }
 
 /// Follows the broker and forwards each update to the page, the tray and,
@@ -377,6 +516,73 @@ fn set_pending(app: &AppHandle, pending: usize) {
     });
 }
 
+/// The tray's menu: open the inbox, the kill switch (behind a
+/// confirmation), quit.
+fn tray_menu(app: &AppHandle) -> tauri::Result<tauri::menu::Menu<tauri::Wry>> {
+    use tauri::menu::{MenuBuilder, MenuItemBuilder};
+    MenuBuilder::new(app)
+        .item(&MenuItemBuilder::with_id(TRAY_OPEN, "Open the inbox").build(app)?)
+        .separator()
+        .item(&MenuItemBuilder::with_id(TRAY_REVOKE_ALL, "Revoke all…").build(app)?)
+        .separator()
+        .item(&MenuItemBuilder::with_id(TRAY_QUIT, "Quit Mandate").build(app)?)
+        .build()
+}
+
+const TRAY_OPEN: &str = "open";
+const TRAY_REVOKE_ALL: &str = "revoke-all";
+const TRAY_QUIT: &str = "quit";
+
+fn on_tray_menu(app: &AppHandle, id: &str) {
+    match id {
+        TRAY_OPEN => {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.show();
+                let _ = window.unminimize();
+                let _ = window.set_focus();
+            }
+        }
+        TRAY_REVOKE_ALL => confirm_revoke_all(app),
+        TRAY_QUIT => app.exit(0),
+        _ => {}
+    }
+}
+
+/// Asks, then signs one revocation of every active grant.
+fn confirm_revoke_all(app: &AppHandle) {
+    use tauri_plugin_dialog::{DialogExt as _, MessageDialogButtons, MessageDialogKind};
+    let app = app.clone();
+    app.dialog()
+        .message(
+            "Every agent loses the authority you gave it, and every sub-agent beneath it. \
+             This cannot be undone.",
+        )
+        .title("Revoke every grant?")
+        .kind(MessageDialogKind::Warning)
+        .buttons(MessageDialogButtons::OkCancelCustom(
+            "Revoke all".into(),
+            "Cancel".into(),
+        ))
+        .show(move |confirmed| {
+            if !confirmed {
+                return;
+            }
+            tauri::async_runtime::spawn(async move {
+                let Some(state) = app.try_state::<App>() else {
+                    return;
+                };
+                let done = match state.engine().await {
+                    Ok(engine) => engine.revoke_all().await.map_err(CommandError::from),
+                    Err(e) => Err(e),
+                };
+                match done {
+                    Ok(r) => tracing::info!(revoked = r.is_some(), "revoke all, from the tray"),
+                    Err(e) => tracing::warn!(code = %e.code, "revoke all, from the tray, failed"),
+                }
+            });
+        });
+}
+
 /// The tray's tooltip for `pending` waiting requests.
 fn tray_tooltip(pending: usize) -> String {
     match pending {
@@ -406,6 +612,7 @@ pub fn run() {
         }))
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
             let data_dir = app
                 .path()
@@ -416,7 +623,10 @@ pub fn run() {
                 engine: OnceCell::new(),
                 forwarding: std::sync::Mutex::new(None),
             });
-            let mut tray = TrayIconBuilder::with_id("main").tooltip("Mandate");
+            let mut tray = TrayIconBuilder::with_id("main")
+                .tooltip("Mandate")
+                .menu(&tray_menu(app.handle())?)
+                .on_menu_event(|app, event| on_tray_menu(app, event.id().as_ref()));
             if let Some(icon) = app.default_window_icon() {
                 tray = tray.icon(icon.clone());
             }
@@ -430,7 +640,23 @@ pub fn run() {
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
-            app_state, sign_in, sign_out, inbox, detail, approve, deny, history
+            app_state,
+            sign_in,
+            sign_out,
+            inbox,
+            detail,
+            approve,
+            deny,
+            history,
+            delegations,
+            revoke_preview,
+            revoke,
+            revoke_all,
+            activity,
+            activity_agents,
+            attribution,
+            report,
+            export
         ])
         .build(tauri::generate_context!());
     match result {

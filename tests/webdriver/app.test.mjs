@@ -325,6 +325,157 @@ function focusedInView() {
   });
 }
 
+/** Answers the native save dialog titled `title` with `path`: WebDriver
+ * cannot reach a GTK dialog, so xdotool types into it, as a person would. */
+async function answerSaveDialog(title, path) {
+  const run = (args) => execFileSync('xdotool', args, { timeout: 10_000 }).toString().trim();
+  const win = await until(`the dialog "${title}"`, () => {
+    try { return run(['search', '--onlyvisible', '--name', title]).split('\n')[0]; } catch { return false; }
+  });
+  run(['windowfocus', '--sync', win]);
+  // The name field has the focus, with the suggested name selected.
+  run(['key', '--clearmodifiers', 'ctrl+a']);
+  run(['type', '--delay', '5', path]);
+  run(['key', 'Return']);
+}
+
+/** The agent id of a key file. */
+async function agentId(key) {
+  const { code, output } = await cli(['agent', 'id', '--key', join(ctx.dir, key)]);
+  assert.equal(code, 0, output);
+  return JSON.parse(output).agent_id;
+}
+
+/** `key` reports an action under `mandate`; returns the receipt's id. */
+async function report(key, mandate, action, summary, rationale, cause) {
+  const args = ['agent', 'report', '--key', join(ctx.dir, key), '--mandate', join(ctx.dir, mandate),
+    '--action', action, '--target', 'https://files.example/reports/q3/revenue.txt',
+    '--summary', summary, '--rationale', rationale];
+  if (cause) args.push('--cause', cause);
+  const { code, output } = await cli(args);
+  assert.equal(code, 0, output);
+  return JSON.parse(output.trim().split('\n').at(-1)).receipt;
+}
+
+test('delegations, a cascading revoke, the activity, an attribution chain, export, and a history that proves itself', { timeout: 240_000 }, async () => {
+  // A (Report Bot) hands part of its work to C, a sub-agent of its own
+  // (a sub-delegation signed by A), and says why; C reads a file; B
+  // (Shredder, whose grant the user signed directly) reads another.
+  const init = await cli(['agent', 'init', '--key', join(ctx.dir, 'c.key')]);
+  assert.equal(init.code, 0, init.output);
+  const c = await agentId('c.key');
+  const delegated = await cli(['agent', 'delegate', '--key', join(ctx.dir, 'a.key'), '--mandate', join(ctx.dir, 'a.json'),
+    '--to', c, '--scope', 'files:read:https://files.example/reports/q3/', '--purpose', 'Read the Q3 figures',
+    '--max-depth', '0', '--out', join(ctx.dir, 'c.json')]);
+  assert.equal(delegated.code, 0, delegated.output);
+  const decided = await report('a.key', 'a.json', 'delegate', 'Asked a helper to read the Q3 figures', 'The helper holds the parser');
+  await report('c.key', 'c.json', 'files.read', 'Read the Q3 revenue file', 'The summary needs the figures', decided);
+  await report('b.key', 'b.json', 'files.read', 'Read the Q3 drafts', 'To list what to shred');
+
+  // 1. The delegations, by agent: A's grant and C's beneath it (usage
+  // rolls up: C's read counts for A), and B's; A's "write" never used.
+  await browser.$('[data-testid="nav-delegations"]').click();
+  // The screen re-reads as the agents' receipts arrive.
+  await until('three grants, and every action counted', async () =>
+    (await browser.$$('[data-testid="grant"]')).length === 3
+    && /2 actions/.test(await browser.$('[data-testid="agent-group"]').getText()))
+    .catch(async (e) => {
+      const page = await browser.$('main').getText();
+      throw new Error(`${e.message}\npage: ${page}\napp: ${ctx.driver.output.split('\n').filter((l) => !l.includes('mandate_app::ipc')).slice(-40).join('\n')}`);
+    });
+  const groups = await browser.$$('[data-testid="agent-group"]').map((g) => g.getText());
+  assert.match(groups[0], /Report Bot[\s\S]*Tidy the Q3 reports[\s\S]*Granted by you[\s\S]*2 actions, last/);
+  // (B's name is the last it gave itself: the long-inbox test asked with B's key as "Report Bot".)
+  assert.match(groups[1], /Shred the Q3 drafts[\s\S]*Granted by you[\s\S]*1 action, last/);
+  assert.match(groups[2], /Read the Q3 figures[\s\S]*Delegated by Report Bot[\s\S]*1 action, last/);
+  const unused = await browser.$$('[data-testid="unused"]').map((u) => u.getText());
+  assert.deepEqual(unused, ['write · never used']);
+  await shot('12-delegations');
+
+  // 2. Revoke A's grant: the preview names C's, which falls with it; B's,
+  // which the user signed on its own, stands. Then the signed
+  // revocation, confirmed by the broker.
+  await (await browser.$$('[data-testid="revoke"]'))[0].click();
+  await browser.$('[data-testid="revoke-preview"]').waitForDisplayed({ timeout: WAIT });
+  const falls = await browser.$('[data-testid="falls"]').getText();
+  assert.match(falls, /Read the Q3 figures/);
+  assert.doesNotMatch(falls, /Shred the Q3 drafts/);
+  await shot('13-revoke-preview');
+  await browser.$('[data-testid="revoke-confirm"]').click();
+  await until('the broker confirmed the revocation', async () =>
+    /confirmed by the broker/.test(await browser.$('[data-testid="revocation-status"]').getText()));
+  await until('only B\'s grant in force', async () => (await browser.$$('[data-testid="grant"]')).length === 1);
+  assert.match(await browser.$('[data-testid="agent-group"]').getText(), /Shred the Q3 drafts/);
+  const refused = await cli(['verify', '--mandate', join(ctx.dir, 'c.json')]);
+  assert.notEqual(refused.code, 0, 'C\'s mandate fell with A\'s grant');
+  assert.match(refused.output, /chain\.revoked/);
+  const stands = await cli(['verify', '--mandate', join(ctx.dir, 'b.json')]);
+  assert.equal(stands.code, 0, stands.output);
+  await shot('14-revoked');
+
+  // 3. The activity, filtered by agent: B's one action.
+  await browser.$('[data-testid="nav-activity"]').click();
+  await until('three actions', async () => (await browser.$$('[data-testid="activity-row"]')).length === 3);
+  await browser.$('[data-testid="filter-agent"]').selectByAttribute('value', c);
+  await until('only C\'s action', async () => {
+    const rows = await browser.$$('[data-testid="activity-row"]').map((r) => r.getText());
+    return rows.length === 1 && /Read the Q3 revenue file/.test(rows[0]);
+  });
+  await shot('15-activity-by-agent');
+
+  // 4. Its attribution chain: your intent, A's interpretation and
+  // decision, C's interpretation, then C's action, each verified.
+  await (await browser.$('[data-testid="activity-row"]')).click();
+  await until('the chain', async () => (await browser.$$('[data-testid="step"]')).length === 5)
+    .catch(async (e) => { throw new Error(`${e.message}\npage: ${await browser.$('main').getText()}`); });
+  const steps = await browser.$$('[data-testid="step"]').map(async (s) => [await s.getAttribute('data-step'), await s.getText()]);
+  assert.deepEqual(steps.map(([k]) => k), ['intent', 'interpretation', 'decision', 'interpretation', 'action']);
+  assert.match(steps[0][1], /You[\s\S]*Clean up my reports folder/);
+  assert.match(steps[1][1], /Report Bot[\s\S]*Tidy the Q3 reports/);
+  assert.match(steps[2][1], /Report Bot[\s\S]*Asked a helper to read the Q3 figures[\s\S]*The helper holds the parser/);
+  assert.match(steps[3][1], /Read the Q3 figures[\s\S]*delegated by Report Bot/);
+  assert.match(steps[4][1], /Read the Q3 revenue file[\s\S]*The summary needs the figures/);
+  for (const [, text] of steps) assert.match(text, /✓ signature verified/);
+  await shot('16-attribution');
+  // Report it: marked, and in the signed history.
+  await browser.$('[data-testid="report-note"]').setValue('I never asked for the revenue');
+  await browser.$('[data-testid="report"]').click();
+  await browser.$('[data-testid="reported"]').waitForDisplayed({ timeout: WAIT });
+
+  // 5. Export what the filter shows, through the save dialog; the file
+  // verifies elsewhere.
+  const file = join(ctx.dir, 'exported.jsonl');
+  await browser.$('[data-testid="export"]').click();
+  await answerSaveDialog('Export the activity', file);
+  await until('the export', async () => /Exported 1 record to/.test(await browser.$('[data-testid="exported"]').getText()));
+  const lines = readFileSync(file, 'utf8').trim().split('\n');
+  assert.equal(lines.length, 1);
+  assert.equal(JSON.parse(lines[0]).summary, 'Read the Q3 revenue file');
+  const verified = await cli(['verify', '--receipts', file]);
+  assert.equal(verified.code, 0, verified.output);
+  await shot('17-exported');
+
+  // 6. The history verifies, with the revocation and the report; a row
+  // edited behind the app's back is found.
+  await browser.$('[data-testid="nav-history"]').click();
+  await browser.$('[data-testid="verify-history"]').click();
+  await until('verified', async () => /and 3 receipts are intact/.test(await browser.$('[data-testid="history-verified"]').getText()));
+  const events = await browser.$('[data-testid="events"]').getText();
+  assert.match(events, /You revoked and signed/);
+  assert.match(events, /The broker confirmed your revocation/);
+  assert.match(events, /You reported an action[\s\S]*I never asked for the revenue/);
+  await shot('18-history-verified');
+  execFileSync('sqlite3', [join(ctx.dir, 'app', 'history.sqlite'), "UPDATE receipts SET summary = 'Nothing happened' WHERE summary = 'Read the Q3 revenue file'"], { timeout: 10_000 });
+  await browser.$('[data-testid="verify-history"]').click();
+  await browser.$('[data-testid="history-tampered"]').waitForDisplayed({ timeout: WAIT });
+  assert.match(await browser.$('[data-testid="history-tampered"]').getText(), /receipt row \d+: its content does not match its hash/);
+  await shot('19-history-tampered');
+  execFileSync('sqlite3', [join(ctx.dir, 'app', 'history.sqlite'), "UPDATE receipts SET summary = 'Read the Q3 revenue file' WHERE summary = 'Nothing happened'"], { timeout: 10_000 });
+  await browser.$('[data-testid="verify-history"]').click();
+  await browser.$('[data-testid="history-verified"]').waitForDisplayed({ timeout: WAIT });
+  await browser.$('button*=Inbox').click();
+});
+
 test('the dark theme follows the desktop\'s', { timeout: 120_000 }, async () => {
   // The same app and data, restarted under a dark GTK theme.
   await withTimeout(browser.deleteSession(), 15_000, 'closing the app');

@@ -153,7 +153,10 @@ impl Checker {
         self.user
     }
 
-    /// Verifies `chain` (root first) as it stood at `at`.
+    /// Verifies `chain` (root first) as it stood at `at`. Times are whole
+    /// seconds: a revocation counts against what the broker accepted in a
+    /// later second. Within the revocation's own second the broker's order
+    /// stands, and the broker accepts nothing under a revoked grant.
     pub fn chain(&mut self, chain: &[String], at: i64) -> Result<&VerifiedChain, Error> {
         let leaf = chain
             .last()
@@ -165,14 +168,14 @@ impl Checker {
                 && c.links().all(|l| {
                     self.revoked_at
                         .get(&l.id())
-                        .is_none_or(|revoked| *revoked > at)
+                        .is_none_or(|revoked| *revoked >= at)
                 })
         });
         if !reusable {
             let revoked: BTreeSet<TokenId> = chain
                 .iter()
                 .map(|g| TokenId::of(g))
-                .filter(|id| self.revoked_at.get(id).is_some_and(|r| *r <= at))
+                .filter(|id| self.revoked_at.get(id).is_some_and(|r| *r < at))
                 .collect();
             let cx = Context {
                 now: at,
@@ -252,6 +255,7 @@ pub struct ActivityRow {
 /// Which receipts to show. Every field narrows; none set shows everything.
 #[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
+#[ts(optional_fields)]
 pub struct ActivityFilter {
     /// Only this agent's (its id).
     pub agent: Option<String>,

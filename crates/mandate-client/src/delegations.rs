@@ -114,9 +114,11 @@ struct GrantRow {
 
 impl History {
     /// Every grant of `principal`'s the history holds, with its usage.
+    /// `user` is the user key's thumbprint: what it signed, the user gave.
     pub async fn grant_views(
         &self,
         principal: &str,
+        user: &mandate_core::Thumbprint,
         now: i64,
     ) -> Result<Vec<GrantView>, ClientError> {
         let rows: Vec<GrantRow> = sqlx::query_as(
@@ -179,7 +181,6 @@ impl History {
             }
         }
         let name_of = |agent: &mandate_core::AgentId| names.get(&agent.to_string()).cloned();
-        let user_issued = |i: usize| parsed[i].0.parent.is_none();
         Ok(parsed
             .iter()
             .enumerate()
@@ -226,7 +227,7 @@ impl History {
                     agent: agent.to_string(),
                     agent_fingerprint: agent.fingerprint(),
                     agent_name: name_of(&agent),
-                    issued_by: if user_issued(i) {
+                    issued_by: if kid == user {
                         "you".into()
                     } else {
                         name_of(&issuer).unwrap_or_else(|| issuer.fingerprint())
@@ -246,10 +247,15 @@ impl History {
     }
 
     /// The delegations screen: grants in force by agent, and those ended.
-    pub async fn delegations(&self, principal: &str, now: i64) -> Result<Delegations, ClientError> {
+    pub async fn delegations(
+        &self,
+        principal: &str,
+        user: &mandate_core::Thumbprint,
+        now: i64,
+    ) -> Result<Delegations, ClientError> {
         let mut groups: BTreeMap<String, AgentGrants> = BTreeMap::new();
         let mut ended = Vec::new();
-        for g in self.grant_views(principal, now).await? {
+        for g in self.grant_views(principal, user, now).await? {
             if g.state != GrantState::Active {
                 ended.push(g);
                 continue;
@@ -266,11 +272,12 @@ impl History {
                 .push(g);
         }
         let mut active: Vec<AgentGrants> = groups.into_values().collect();
-        // The user's own agents first, then by name.
+        // The agents the user granted to first, each in the order it was
+        // first given authority; sub-agents after them.
         active.sort_by_key(|a| {
             (
                 a.grants.iter().map(|g| g.depth).min(),
-                a.agent_name.clone().unwrap_or_default().to_lowercase(),
+                a.grants.iter().map(|g| g.issued_at).min(),
                 a.agent.clone(),
             )
         });
@@ -282,10 +289,11 @@ impl History {
     pub async fn revoke_preview(
         &self,
         principal: &str,
+        user: &mandate_core::Thumbprint,
         id: &str,
         now: i64,
     ) -> Result<RevokePreview, ClientError> {
-        let views = self.grant_views(principal, now).await?;
+        let views = self.grant_views(principal, user, now).await?;
         let grant = views
             .iter()
             .find(|g| g.id == id)
@@ -331,5 +339,40 @@ impl History {
             falls,
             pending_requests,
         })
+    }
+}
+
+/// An agent to filter the activity by.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct AgentChoice {
+    /// Its id.
+    pub agent: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Its self-asserted name, if it ever asked the user.
+    pub name: Option<String>,
+}
+
+impl History {
+    /// Every agent that holds or held one of `principal`'s grants.
+    pub async fn agents(&self, principal: &str) -> Result<Vec<AgentChoice>, ClientError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT g.grantee, (SELECT q.agent_name FROM requests q WHERE q.principal = g.principal
+                 AND q.agent_id = g.grantee ORDER BY q.received_at DESC LIMIT 1)
+             FROM grants g WHERE g.principal = ? GROUP BY g.grantee ORDER BY min(g.issued_at)",
+        )
+        .bind(principal)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, name)| AgentChoice {
+                fingerprint: agent
+                    .parse::<mandate_core::AgentId>()
+                    .map_or_else(|_| agent.clone(), |a| a.fingerprint()),
+                agent,
+                name,
+            })
+            .collect())
     }
 }

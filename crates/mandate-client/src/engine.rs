@@ -912,7 +912,17 @@ impl Engine {
         let active = self.active().await?;
         let principal = &active.profile.principal;
         self.refresh_grants(&active).await?;
-        self.inner.history.delegations(principal, now()).await
+        let user = active.key.public().thumbprint();
+        self.inner
+            .history
+            .delegations(principal, &user, now())
+            .await
+    }
+
+    /// Every agent that holds or held one of the user's grants.
+    pub async fn agents(&self) -> Result<Vec<crate::delegations::AgentChoice>, ClientError> {
+        let active = self.active().await?;
+        self.inner.history.agents(&active.profile.principal).await
     }
 
     /// What revoking grant `id` takes down: its sub-delegations in force
@@ -925,7 +935,12 @@ impl Engine {
         self.refresh_grants(&active).await?;
         self.inner
             .history
-            .revoke_preview(&active.profile.principal, id, now())
+            .revoke_preview(
+                &active.profile.principal,
+                &active.key.public().thumbprint(),
+                id,
+                now(),
+            )
             .await
     }
 

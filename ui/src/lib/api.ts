@@ -6,12 +6,22 @@ import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 
 import type {
   Account,
+  ActivityFilter,
+  ActivityRow,
+  AgentChoice,
   AppState,
   ApproveInput,
+  AttributionView,
   CommandError,
+  Delegations,
+  ExportFormat,
+  Exported,
   HistoryView,
   InboxRow,
+  ReportInput,
   RequestDetail,
+  RevokePreview,
+  StoredRevocation,
   Update,
 } from './bindings';
 
@@ -49,6 +59,15 @@ export const api = {
   approve: (id: string, input: ApproveInput) => call<RequestDetail>('approve', { id, input }),
   deny: (id: string, reason: string | null) => call<RequestDetail>('deny', { id, reason }),
   history: () => call<HistoryView>('history'),
+  delegations: () => call<Delegations>('delegations'),
+  revokePreview: (id: string) => call<RevokePreview>('revoke_preview', { id }),
+  revoke: (grants: string[], reason: string | null) => call<StoredRevocation>('revoke', { grants, reason }),
+  revokeAll: () => call<StoredRevocation | null>('revoke_all'),
+  activity: (filter: ActivityFilter) => call<ActivityRow[]>('activity', { filter }),
+  activityAgents: () => call<AgentChoice[]>('activity_agents'),
+  attribution: (id: string) => call<AttributionView>('attribution', { id }),
+  report: (id: string, input: ReportInput) => call<StoredRevocation | null>('report', { id, input }),
+  export: (filter: ActivityFilter, format: ExportFormat) => call<Exported | null>('export', { filter, format }),
   onUpdate: (f: (u: Update) => void): Promise<UnlistenFn> =>
     listen<Update>('mandate://update', (e) => f(e.payload)),
 };
@@ -57,6 +76,7 @@ export const api = {
 export function relative(unixSeconds: number, now = Date.now() / 1000): string {
   const d = Math.round(unixSeconds - now);
   const abs = Math.abs(d);
+  if (abs < 1) return 'just now';
   const [n, unit] =
     abs < 60 ? [abs, 's'] : abs < 3600 ? [Math.round(abs / 60), 'min'] : abs < 86400 ? [Math.round(abs / 3600), 'h'] : [Math.round(abs / 86400), 'd'];
   return d >= 0 ? `in ${n} ${unit}` : `${n} ${unit} ago`;

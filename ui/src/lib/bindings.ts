@@ -71,7 +71,15 @@ token_id: string,
 /**
  * Whether the broker accepted it.
  */
-delivered: boolean, } | { "type": "connection", 
+delivered: boolean, } | { "type": "activity", 
+/**
+ * How many are new.
+ */
+new: number, 
+/**
+ * How many of those failed verification.
+ */
+failed: number, } | { "type": "connection", 
 /**
  * Whether it is up.
  */
@@ -364,7 +372,11 @@ events: number,
 /**
  * The head's hash.
  */
-head: string, } | { "status": "broken", 
+head: string, 
+/**
+ * How many receipts their own chain holds.
+ */
+receipts: number, } | { "status": "broken", 
 /**
  * Why, with the engine's code (`history.tampered`).
  */
@@ -415,3 +427,347 @@ prev: string,
  * The base64url hash of this event.
  */
 hash: string, };
+
+export type StoredRevocation = { 
+/**
+ * The token's id: the idempotency key of its delivery.
+ */
+token_id: string, 
+/**
+ * The signed revocation.
+ */
+token: string, 
+/**
+ * The grants it revokes (their sub-delegations fall with them).
+ */
+grants: Array<string>, 
+/**
+ * When it was signed.
+ */
+revoked_at: number, 
+/**
+ * How many deliveries were tried.
+ */
+attempts: number, 
+/**
+ * When the broker accepted it.
+ */
+delivered_at: number | null, 
+/**
+ * The broker's code, if it refused the revocation for good.
+ */
+refused_code: string | null, };
+
+export type GrantState = "active" | "revoked" | "expired";
+
+export type ScopeUse = { 
+/**
+ * The scope in plain language.
+ */
+scope: ScopeView, 
+/**
+ * The actions agents took under it (through this grant or beneath it).
+ */
+used: Array<string>, 
+/**
+ * The actions never used.
+ */
+unused: Array<string>, };
+
+export type GrantView = { 
+/**
+ * The grant's id.
+ */
+id: string, 
+/**
+ * The grant it was delegated from; `None` for the user's own.
+ */
+parent: string | null, 
+/**
+ * Hops from the user: 0 for the user's grant to an agent.
+ */
+depth: number, 
+/**
+ * The agent it was given to (its id).
+ */
+agent: string, 
+/**
+ * That agent's fingerprint.
+ */
+agent_fingerprint: string, 
+/**
+ * The name the agent gave itself, if it ever asked the user.
+ */
+agent_name: string | null, 
+/**
+ * Who gave it: `you`, or the delegating agent's name or fingerprint.
+ */
+issued_by: string, 
+/**
+ * The purpose signed into it.
+ */
+purpose: string, 
+/**
+ * Its scopes, granted against used.
+ */
+scopes: Array<ScopeUse>, 
+/**
+ * How many more hops it allows.
+ */
+max_depth: number, 
+/**
+ * When it was issued.
+ */
+issued_at: number, 
+/**
+ * When it expires.
+ */
+expires_at: number, 
+/**
+ * When it (or a grant above it) was revoked.
+ */
+revoked_at: number | null, 
+/**
+ * Where it stands.
+ */
+state: GrantState, 
+/**
+ * Verified actions taken under it and beneath it.
+ */
+actions: number, 
+/**
+ * The last of them.
+ */
+last_used: number | null, };
+
+export type AgentGrants = { 
+/**
+ * The agent's id.
+ */
+agent: string, 
+/**
+ * Its fingerprint.
+ */
+agent_fingerprint: string, 
+/**
+ * Its self-asserted name, if it ever asked the user.
+ */
+agent_name: string | null, 
+/**
+ * Its grants, oldest first.
+ */
+grants: Array<GrantView>, };
+
+export type Delegations = { 
+/**
+ * Grants in force, by agent.
+ */
+active: Array<AgentGrants>, 
+/**
+ * Grants that ended (revoked or expired), newest first.
+ */
+ended: Array<GrantView>, };
+
+export type RevokePreview = { 
+/**
+ * The grant.
+ */
+grant: GrantView, 
+/**
+ * The sub-delegations beneath it still in force, which fall with it.
+ */
+falls: Array<GrantView>, 
+/**
+ * Requests waiting in the inbox from sub-agents under it.
+ */
+pending_requests: Array<string>, };
+
+export type AgentChoice = { 
+/**
+ * Its id.
+ */
+agent: string, 
+/**
+ * Its fingerprint.
+ */
+fingerprint: string, 
+/**
+ * Its self-asserted name, if it ever asked the user.
+ */
+name: string | null, };
+
+export type ReceiptStatus = "verified" | "failed";
+
+export type ActivityRow = { 
+/**
+ * Its place in the history.
+ */
+seq: number, 
+/**
+ * The receipt's token id.
+ */
+id: string, 
+/**
+ * The grant it names.
+ */
+grant_id: string, 
+/**
+ * The agent that signed it: its id (a thumbprint URI).
+ */
+agent: string, 
+/**
+ * The agent's fingerprint, for people.
+ */
+agent_fingerprint: string, 
+/**
+ * The name the agent gave itself when it asked, if it ever asked.
+ */
+agent_name: string | null, 
+/**
+ * The action's type.
+ */
+kind: string, 
+/**
+ * What it was done to.
+ */
+target: string, 
+/**
+ * The agent's one-line summary.
+ */
+summary: string, 
+/**
+ * Why it decided to.
+ */
+rationale: string | null, 
+/**
+ * `succeeded`, `failed` or `refused`.
+ */
+outcome: string, 
+/**
+ * When it acted (the agent's clock).
+ */
+at: number, 
+/**
+ * When the broker accepted it: the time it was checked at.
+ */
+received_at: number, 
+/**
+ * Whether it verified.
+ */
+status: ReceiptStatus, 
+/**
+ * The rule it broke, if it failed.
+ */
+error: string | null, 
+/**
+ * When the user reported it.
+ */
+reported_at: number | null, };
+
+export type ActivityFilter = { 
+/**
+ * Only this agent's (its id).
+ */
+agent?: string, 
+/**
+ * Only those made under this grant.
+ */
+grant?: string, 
+/**
+ * Only this action type.
+ */
+kind?: string, 
+/**
+ * Only this outcome.
+ */
+outcome?: string, 
+/**
+ * Only verified or only failed ones.
+ */
+status?: ReceiptStatus, 
+/**
+ * Acted at or after (unix seconds).
+ */
+from?: number, 
+/**
+ * Acted before (unix seconds).
+ */
+to?: number, 
+/**
+ * Words in the summary or the rationale (all of them, as prefixes).
+ */
+text?: string, 
+/**
+ * The page after this row: the last row's `[at, seq]`.
+ */
+after?: [number, number], 
+/**
+ * How many rows, at most 1000; 200 when unset.
+ */
+limit?: number, };
+
+export type StepView = { 
+/**
+ * `intent`, `interpretation`, `decision`, `action` or `missing`.
+ */
+step: string, 
+/**
+ * Who: the user, or the agent's name or fingerprint.
+ */
+who: string, 
+/**
+ * The agent's fingerprint, for agents.
+ */
+fingerprint: string | null, 
+/**
+ * What: the intent, the purpose, or the action's summary.
+ */
+text: string, 
+/**
+ * More: the rationale, who delegated, the outcome.
+ */
+detail: string | null, 
+/**
+ * The token behind the step (a grant or a receipt), if known.
+ */
+token_id: string | null, 
+/**
+ * Whether that token's signature verified here.
+ */
+signature: ReceiptStatus, };
+
+export type AttributionView = { 
+/**
+ * The receipt explained.
+ */
+receipt: ActivityRow, 
+/**
+ * The steps, intent first.
+ */
+steps: Array<StepView>, 
+/**
+ * Whether every grant and receipt referred to was known.
+ */
+complete: boolean, };
+
+export type ReportInput = { 
+/**
+ * What was wrong, in the user's words.
+ */
+note: string | null, 
+/**
+ * Also revoke the grant the action was taken under.
+ */
+revoke: boolean, };
+
+export type ExportFormat = "jsonl" | "csv";
+
+export type Exported = { 
+/**
+ * The file chosen in the save dialog.
+ */
+path: string, 
+/**
+ * How many records it holds.
+ */
+records: number, };

@@ -334,7 +334,17 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     let after = engine.delegations().await.unwrap();
     assert!(after.active.is_empty(), "{after:#?}");
     assert_eq!(after.ended.len(), 3, "all three ended with A's");
-    let late = receipt_by(&c_key, c_leaf, "late", now + 5);
+    let revoked_at = engine
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|g| g.revoked_at)
+        .unwrap();
+    let late = receipt_by(&c_key, c_leaf, "late", revoked_at + 1);
+    // Accepted in the revocation's own second: the broker's order stands
+    // (it accepts nothing under a revoked grant), so it came before.
+    let same_second = receipt_by(&c_key, c_leaf, "same second", revoked_at);
     let keys = vec![c_key.public().to_jwk(), stranger.public().to_jwk()];
     let page = [
         ReceiptItem {
@@ -348,13 +358,20 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
         ReceiptItem {
             seq: 1001,
             receipt: late.clone(),
-            received_at: now + 5,
+            received_at: revoked_at + 1,
+            chain: c_chain.clone(),
+            keys: keys.clone(),
+        },
+        ReceiptItem {
+            seq: 1002,
+            receipt: same_second,
+            received_at: revoked_at,
             chain: c_chain.clone(),
             keys,
         },
     ];
     let got = engine.ingest(&page).await.unwrap();
-    assert_eq!((got.new, got.failed), (2, 2));
+    assert_eq!((got.new, got.failed), (3, 2));
     let failed = engine
         .activity(&ActivityFilter {
             status: Some(ReceiptStatus::Failed),
@@ -392,7 +409,17 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
         })
         .await
         .unwrap();
-    assert!(reported[0].reported_at.is_some());
+    let marked: Vec<(&str, bool)> = reported
+        .iter()
+        .map(|r| (r.summary.as_str(), r.reported_at.is_some()))
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            ("same second", false),
+            ("Read the quarterly revenue file", true)
+        ]
+    );
     let events = engine.history().events(&principal).await.unwrap();
     assert_eq!(
         events
@@ -404,8 +431,8 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     );
     let verified = engine.verify_history().await.unwrap();
     assert_eq!(
-        verified.receipts, 5,
-        "the receipts' own chain holds all five"
+        verified.receipts, 6,
+        "the receipts' own chain holds all six"
     );
 
     engine.shutdown().await;
