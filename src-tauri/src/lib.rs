@@ -455,9 +455,20 @@ fn start_following(app: &AppHandle, engine: &Engine) {
     let mut updates = engine.subscribe();
     engine.follow();
     let app = app.clone();
+    let engine = engine.clone();
+    let reminders = expiry_reminders_on();
     *forwarding = Some(tauri::async_runtime::spawn(async move {
+        let mut reminded = std::collections::HashSet::new();
+        let mut tick = tokio::time::interval(REMINDER_EVERY);
         loop {
-            let update = match updates.recv().await {
+            let received = tokio::select! {
+                received = updates.recv() => received,
+                _ = tick.tick(), if reminders => {
+                    remind(&app, &engine, &mut reminded).await;
+                    continue;
+                }
+            };
+            let update = match received {
                 Ok(update) => update,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -472,6 +483,63 @@ fn start_following(app: &AppHandle, engine: &Engine) {
             let _ = app.emit(UPDATE_EVENT, &update);
         }
     }));
+}
+
+/// How often grants about to lapse are looked for.
+const REMINDER_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long before a grant lapses its reminder comes.
+const REMINDER_BEFORE: i64 = 5 * 60;
+
+/// Expiry reminders are on unless `MANDATE_EXPIRY_REMINDERS` is `off`.
+fn expiry_reminders_on() -> bool {
+    std::env::var("MANDATE_EXPIRY_REMINDERS").map_or(true, |v| v != "off")
+}
+
+/// A desktop notification for each grant that lapses within five
+/// minutes, once per grant.
+async fn remind(
+    app: &AppHandle,
+    engine: &Engine,
+    reminded: &mut std::collections::HashSet<String>,
+) {
+    let Ok(soon) = engine.expiring(REMINDER_BEFORE).await else {
+        return;
+    };
+    for grant in soon {
+        if !reminded.insert(grant.id.clone()) {
+            continue;
+        }
+        let who = grant
+            .agent_name
+            .as_deref()
+            .unwrap_or(&grant.agent_fingerprint);
+        let body = reminder_text(who, &grant.purpose, grant.expires_at - unix_now());
+        if let Err(e) = app
+            .notification()
+            .builder()
+            .title("Mandate")
+            .body(body)
+            .show()
+        {
+            tracing::debug!(error = %e, "no desktop notification");
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The reminder for a grant about to lapse, `left` seconds from now.
+fn reminder_text(who: &str, purpose: &str, left: i64) -> String {
+    let when = match left.max(0).div_euclid(60) {
+        0 => "in under a minute".to_owned(),
+        1 => "in 1 minute".to_owned(),
+        n => format!("in {n} minutes"),
+    };
+    format!("{who}'s authority (“{purpose}”) lapses {when}.")
 }
 
 /// Stops forwarding (at sign-out).
@@ -682,5 +750,21 @@ mod tests {
         assert_eq!(super::tray_tooltip(0), "Mandate: nothing waiting");
         assert_eq!(super::tray_tooltip(1), "Mandate: 1 request waiting");
         assert_eq!(super::tray_tooltip(500), "Mandate: 500 requests waiting");
+    }
+
+    #[test]
+    fn a_reminder_says_who_what_and_when() {
+        assert_eq!(
+            super::reminder_text("Report Bot", "Tidy the reports", 299),
+            "Report Bot's authority (“Tidy the reports”) lapses in 4 minutes."
+        );
+        assert_eq!(
+            super::reminder_text("Report Bot", "x", 61),
+            "Report Bot's authority (“x”) lapses in 1 minute."
+        );
+        assert_eq!(
+            super::reminder_text("Report Bot", "x", -3),
+            "Report Bot's authority (“x”) lapses in under a minute."
+        );
     }
 }

@@ -8,7 +8,10 @@
 // - a new request's way from the broker to a painted row, bounded from
 //   above: from starting the agent's CLI (its start-up, signing and HTTP
 //   exchange included) to the first animation frame after the row is in
-//   the page, with an empty inbox and with 500 pending.
+//   the page, with an empty inbox and with 500 pending;
+// - a revocation, from the click on "Revoke" in the preview to the page
+//   showing it confirmed by the broker (signed, recorded, delivered over
+//   loopback, acknowledged), measured in the page.
 //
 //   make bench-app      (or: scripts/with-keyring.sh xvfb-run -a node tests/webdriver/bench.mjs)
 //
@@ -156,6 +159,41 @@ function appPid() {
   throw new Error('no mandate-app process');
 }
 
+/** Approves `n` requests, then revokes each grant from the delegations
+ * screen; returns each revocation's milliseconds from the click to the
+ * page showing the broker's acknowledgement (the next frame painted). */
+async function revocations(n) {
+  for (let i = 0; i < n; i += 1) {
+    await (await browser.$('[data-testid="inbox-row"]')).click();
+    await browser.$('[data-testid="approve"]').waitForDisplayed({ timeout: WAIT });
+    await browser.$('[data-testid="approve"]').click();
+    await browser.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
+  }
+  await browser.$('[data-testid="nav-delegations"]').click();
+  const times = [];
+  for (let i = 0; i < n; i += 1) {
+    await until('a grant to revoke', async () => (await browser.$$('[data-testid="revoke"]')).length > 0);
+    await (await browser.$('[data-testid="revoke"]')).click();
+    await browser.$('[data-testid="revoke-confirm"]').waitForDisplayed({ timeout: WAIT });
+    const ms = await browser.executeAsync((done) => {
+      const t0 = performance.now();
+      const settled = () => !document.querySelector('[data-testid="revoke-preview"]')
+        && /confirmed by the broker/.test(document.querySelector('[data-testid="revocation-status"]')?.textContent ?? '');
+      const observer = new MutationObserver(() => {
+        if (settled()) {
+          observer.disconnect();
+          requestAnimationFrame(() => done(performance.now() - t0));
+        }
+      });
+      observer.observe(document.body, { childList: true, subtree: true, characterData: true });
+      document.querySelector('[data-testid="revoke-confirm"]').click();
+    });
+    times.push(ms);
+  }
+  await browser.$('button*=Inbox').click();
+  return times;
+}
+
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const q = (f) => s[Math.min(s.length - 1, Math.floor(f * s.length))];
@@ -193,6 +231,7 @@ try {
   await new Promise((r) => setTimeout(r, 10_000));
   const memoryFull = memoryOf(appPid());
   const latencyFull = await latencies('full');
+  const revoked = await revocations(LATENCY_SAMPLES);
 
   const result = {
     machine: readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1],
@@ -201,6 +240,7 @@ try {
     idle_memory_mib: { empty: memoryEmpty, [PENDING]: memoryFull },
     app: APP.includes('/release/') ? 'release' : 'debug',
     broker_to_painted_row_ms: { empty: stats(latencyEmpty), [PENDING]: stats(latencyFull) },
+    revocation_click_to_acknowledged_ms: stats(revoked),
   };
   mkdirSync(join(ROOT, 'target'), { recursive: true });
   writeFileSync(join(ROOT, 'target', 'bench-app.json'), `${JSON.stringify(result, null, 2)}\n`);

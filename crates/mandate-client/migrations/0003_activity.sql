@@ -76,6 +76,18 @@ BEGIN
     VALUES (new.seq, new.summary, coalesce(new.rationale, ''));
 END;
 
+-- What each grant was used for: its verified receipts by action type, kept
+-- as receipts are written, so that the delegations screen reads a few rows,
+-- not every receipt. Derived from `receipts`, which it can be rebuilt from.
+CREATE TABLE grant_usage (
+    principal     TEXT NOT NULL,
+    grant_id      TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    actions       INTEGER NOT NULL,
+    last_at       INTEGER NOT NULL,
+    PRIMARY KEY (principal, grant_id, kind)
+);
+
 -- How far each user's receipt feed has been read.
 CREATE TABLE feed_cursors (
     principal     TEXT PRIMARY KEY,

@@ -8,7 +8,7 @@
 //! knows) and the receipt's signature by the chain's leaf agent. A receipt
 //! that fails is kept and shown as failed, with the rule it broke.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use mandate_core::base64url as b64;
 use mandate_core::token::{GrantClaims, ReceiptClaims, peek};
@@ -109,6 +109,8 @@ pub struct Checker {
     revoked_at: HashMap<TokenId, i64>,
     /// Leaf grant id -> (the time it was verified at, the chain).
     chains: HashMap<TokenId, (i64, VerifiedChain)>,
+    /// The public keys (`x`) already learned.
+    learned: HashSet<String>,
 }
 
 impl std::fmt::Debug for Checker {
@@ -134,13 +136,20 @@ impl Checker {
             policy: Policy::default(),
             revoked_at: HashMap::new(),
             chains: HashMap::new(),
+            learned: HashSet::new(),
         })
     }
 
     /// Learns an agent's key. The key is filed under its own thumbprint,
     /// so a wrong key can only fail to match, never stand in for another.
+    /// A key learned before costs nothing (pages repeat the same few).
     pub fn add_key(&mut self, jwk: &Jwk) -> Result<(), Error> {
-        self.keys.insert_jwk(jwk).map(drop)
+        if self.learned.contains(&jwk.x) {
+            return Ok(());
+        }
+        self.keys.insert_jwk(jwk)?;
+        self.learned.insert(jwk.x.clone());
+        Ok(())
     }
 
     /// Learns that grant `id` was revoked at `at`.
@@ -201,6 +210,53 @@ impl Checker {
         let leaf = verified.leaf().clone();
         Receipt::verify(receipt, &leaf, &self.keys, &policy, at)
     }
+
+    /// Verifies a page of the feed, as [`Checker::receipt`] does each item,
+    /// after learning the keys it carries. Chains are checked one after
+    /// the other (most are cached); the receipts' signatures on every core.
+    pub fn receipts(&mut self, page: &[ReceiptItem]) -> Vec<Result<Receipt, Error>> {
+        for jwk in page.iter().flat_map(|item| &item.keys) {
+            // A key that does not parse fails the receipts that need it.
+            let _ = self.add_key(jwk);
+        }
+        let mut leaves: Vec<mandate_core::Link> = Vec::new();
+        let mut index: HashMap<TokenId, usize> = HashMap::new();
+        let leaf_of: Vec<Result<usize, Error>> = page
+            .iter()
+            .map(|item| {
+                let leaf = self.chain(&item.chain, item.received_at)?.leaf();
+                Ok(*index.entry(leaf.id()).or_insert_with(|| {
+                    leaves.push(leaf.clone());
+                    leaves.len() - 1
+                }))
+            })
+            .collect();
+        let (keys, policy) = (&self.keys, self.policy);
+        let work: Vec<(&ReceiptItem, &Result<usize, Error>)> = page.iter().zip(&leaf_of).collect();
+        par_map(&work, |(item, leaf)| {
+            let leaf = &leaves[*leaf.as_ref().map_err(Clone::clone)?];
+            Receipt::verify(&item.receipt, leaf, keys, &policy, item.received_at)
+        })
+    }
+}
+
+/// `f` over `items`, split across the machine's cores.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if cores < 2 || items.len() < 64 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(items.len().div_ceil(cores))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// Whether a receipt verified here.
@@ -369,38 +425,61 @@ impl History {
         let Some(last) = page.last() else {
             return Ok(Ingested::default());
         };
-        let mut checked = Vec::with_capacity(page.len());
-        for item in page {
-            for jwk in &item.keys {
-                // A key that does not parse fails the receipts that need it.
-                let _ = checker.add_key(jwk);
-            }
-            let verdict = checker.receipt(&item.receipt, &item.chain, item.received_at);
-            let (agent, claims) = match peek::<ReceiptClaims>(&item.receipt) {
-                Ok((kid, claims)) => (
-                    mandate_core::AgentId::from_thumbprint(kid).to_string(),
-                    Some(claims),
-                ),
-                Err(_) => (String::new(), None),
-            };
-            checked.push(Checked {
-                item,
-                id: TokenId::of(&item.receipt).to_string(),
-                agent,
-                claims,
-                error: verdict.err().map(|e| e.code()),
-            });
-        }
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let verdicts = checker.receipts(page);
+        let checked: Vec<Checked<'_>> = page
+            .iter()
+            .zip(verdicts)
+            .map(|(item, verdict)| {
+                let (agent, claims, error) = match verdict {
+                    Ok(r) => (r.agent().to_string(), Some(r.claims().clone()), None),
+                    Err(e) => match peek::<ReceiptClaims>(&item.receipt) {
+                        Ok((kid, claims)) => (
+                            mandate_core::AgentId::from_thumbprint(kid).to_string(),
+                            Some(claims),
+                            Some(e.code()),
+                        ),
+                        Err(_) => (String::new(), None, Some(e.code())),
+                    },
+                };
+                Checked {
+                    item,
+                    id: TokenId::of(&item.receipt).to_string(),
+                    agent,
+                    claims,
+                    error,
+                }
+            })
+            .collect();
+        let mut conn = self.pool().acquire().await?;
+        self.write_page(principal, key, &checked, last.seq, &mut conn)
+            .await
+    }
+
+    /// Writes checked receipts, with the keys and grants they carry, the
+    /// receipt chain's new signed head and the feed's position, in one
+    /// transaction.
+    async fn write_page(
+        &self,
+        principal: &str,
+        key: &mandate_core::SigningKey,
+        checked: &[Checked<'_>],
+        last_seq: i64,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<Ingested, ClientError> {
+        let page = checked.iter().map(|c| c.item);
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let mut seen_keys = BTreeSet::new();
         let mut seen_grants = BTreeSet::new();
         for item in page {
             for jwk in &item.keys {
+                if !seen_keys.insert(jwk.x.as_str()) {
+                    continue;
+                }
                 let Ok(key) = PublicKey::from_jwk(jwk) else {
                     continue;
                 };
                 let jkt = key.thumbprint().to_string();
-                if seen_keys.insert(jkt.clone()) {
+                {
                     sqlx::query("INSERT OR IGNORE INTO agent_keys (jkt, jwk) VALUES (?, ?)")
                         .bind(jkt)
                         .bind(serde_json::to_string(&key.to_jwk()).unwrap_or_default())
@@ -414,13 +493,14 @@ impl History {
                 }
             }
         }
-        // The chain continues from this principal's last receipt.
-        let last_row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT seq, hash FROM receipts WHERE principal = ? ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(principal)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // The chain continues from this principal's last receipt, which its
+        // signed head names (reading it from the receipts themselves would
+        // sort all of them).
+        let last_row: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM receipt_heads WHERE principal = ?")
+                .bind(principal)
+                .fetch_optional(&mut *tx)
+                .await?;
         let mut prev = match &last_row {
             Some((_, h)) => crate::history::decode_hash(h).ok_or_else(|| {
                 ClientError::Tampered("the last receipt's hash is malformed".into())
@@ -430,14 +510,26 @@ impl History {
         let mut seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM receipts")
             .fetch_one(&mut *tx)
             .await?;
+        // Receipts already held are skipped (one query for the page).
+        let mut held: HashSet<String> = HashSet::new();
+        let mut ask: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT id FROM receipts WHERE id IN (");
+        let mut ids = ask.separated(", ");
+        for c in checked {
+            ids.push_bind(c.id.as_str());
+        }
+        ask.push(")");
+        for id in ask
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            held.insert(id);
+        }
         let mut result = Ingested::default();
-        let mut fresh = BTreeSet::new();
-        for c in &checked {
-            let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM receipts WHERE id = ?")
-                .bind(&c.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_some() || !fresh.insert(c.id.as_str()) {
+        let mut rows = Vec::with_capacity(checked.len());
+        for c in checked {
+            if !held.insert(c.id.clone()) {
                 continue;
             }
             seq += 1;
@@ -445,9 +537,9 @@ impl History {
             let row = ReceiptFields {
                 seq,
                 principal,
-                id: &c.id,
+                id: c.id.as_str(),
                 grant_id: claims.map(|x| x.grant.to_string()).unwrap_or_default(),
-                agent: &c.agent,
+                agent: c.agent.as_str(),
                 kind: claims.map_or("", |x| x.action.kind.as_str()),
                 target: claims.map_or("", |x| x.action.target.as_str()),
                 summary: claims.map_or("(unreadable receipt)", |x| x.action.summary.as_str()),
@@ -462,40 +554,72 @@ impl History {
                     ReceiptStatus::Verified
                 },
                 error: c.error,
-                token: &c.item.receipt,
+                token: c.item.receipt.as_str(),
             };
             let hash = row.hash(&prev);
-            sqlx::query(
-                "INSERT INTO receipts (seq, id, principal, grant_id, agent, kind, target,
-                     summary, rationale, outcome, cause, at, received_at, status, error, token,
-                     prev, hash)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(row.seq)
-            .bind(row.id)
-            .bind(principal)
-            .bind(&row.grant_id)
-            .bind(row.agent)
-            .bind(row.kind)
-            .bind(row.target)
-            .bind(row.summary)
-            .bind(row.rationale)
-            .bind(row.outcome)
-            .bind(&row.cause)
-            .bind(row.at)
-            .bind(row.received_at)
-            .bind(row.status)
-            .bind(row.error)
-            .bind(row.token)
-            .bind(b64::encode(prev))
-            .bind(b64::encode(hash))
-            .execute(&mut *tx)
-            .await?;
+            rows.push((row, b64::encode(prev), b64::encode(hash)));
             prev = hash;
             result.new += 1;
             if c.error.is_some() {
                 result.failed += 1;
             }
+        }
+        // Written many rows to a statement: 18 values a row, well under
+        // SQLite's limit of 32,766.
+        for part in rows.chunks(1000) {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO receipts (seq, id, principal, grant_id, agent, kind, target, summary,
+                     rationale, outcome, cause, at, received_at, status, error, token, prev, hash) ",
+            );
+            insert.push_values(part, |mut b, (row, prev, hash)| {
+                b.push_bind(row.seq)
+                    .push_bind(row.id)
+                    .push_bind(principal)
+                    .push_bind(row.grant_id.as_str())
+                    .push_bind(row.agent)
+                    .push_bind(row.kind)
+                    .push_bind(row.target)
+                    .push_bind(row.summary)
+                    .push_bind(row.rationale)
+                    .push_bind(row.outcome)
+                    .push_bind(row.cause.as_deref())
+                    .push_bind(row.at)
+                    .push_bind(row.received_at)
+                    .push_bind(row.status)
+                    .push_bind(row.error)
+                    .push_bind(row.token)
+                    .push_bind(prev.as_str())
+                    .push_bind(hash.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        // What each grant was used for, by action type.
+        let mut usage: HashMap<(&str, &str), (i64, i64)> = HashMap::new();
+        for (row, _, _) in rows
+            .iter()
+            .filter(|(r, _, _)| r.status == ReceiptStatus::Verified)
+        {
+            let used = usage
+                .entry((row.grant_id.as_str(), row.kind))
+                .or_insert((0, row.at));
+            used.0 += 1;
+            used.1 = used.1.max(row.at);
+        }
+        for ((grant, kind), (actions, last_at)) in usage {
+            sqlx::query(
+                "INSERT INTO grant_usage (principal, grant_id, kind, actions, last_at)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (principal, grant_id, kind) DO UPDATE SET
+                     actions = actions + excluded.actions,
+                     last_at = max(last_at, excluded.last_at)",
+            )
+            .bind(principal)
+            .bind(grant)
+            .bind(kind)
+            .bind(actions)
+            .bind(last_at)
+            .execute(&mut *tx)
+            .await?;
         }
         if result.new > 0 {
             let signature = key.sign_detached(
@@ -519,7 +643,7 @@ impl History {
              ON CONFLICT (principal) DO UPDATE SET receipts_after = excluded.receipts_after",
         )
         .bind(principal)
-        .bind(last.seq)
+        .bind(last_seq)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

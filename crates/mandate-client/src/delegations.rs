@@ -128,8 +128,7 @@ impl History {
         .fetch_all(self.pool())
         .await?;
         let usage: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT grant_id, kind, count(*), max(at) FROM receipts
-             WHERE principal = ? AND status = 'verified' GROUP BY grant_id, kind",
+            "SELECT grant_id, kind, actions, last_at FROM grant_usage WHERE principal = ?",
         )
         .bind(principal)
         .fetch_all(self.pool())

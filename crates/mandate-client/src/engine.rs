@@ -883,15 +883,29 @@ impl Engine {
         history.save_grants(principal, &grants).await?;
         let mut checker = history.checker(principal, active.key.public()).await?;
         let mut total = Ingested::default();
+        let mut since = history.receipts_cursor(principal).await?;
         loop {
-            let since = history.receipts_cursor(principal).await?;
-            let page = self.inner.broker.receipts(&active.bearer, since).await?;
+            // Up to ten of the broker's pages to a transaction: a large
+            // backlog is written several times faster than page by page.
+            let mut batch = Vec::new();
+            let mut last_page = false;
+            while batch.len() < 10 * RECEIPT_PAGE {
+                let page = self.inner.broker.receipts(&active.bearer, since).await?;
+                last_page = page.len() < RECEIPT_PAGE;
+                if let Some(last) = page.last() {
+                    since = last.seq;
+                }
+                batch.extend(page);
+                if last_page {
+                    break;
+                }
+            }
             let got = history
-                .ingest(principal, &active.key, &mut checker, &page)
+                .ingest(principal, &active.key, &mut checker, &batch)
                 .await?;
             total.new += got.new;
             total.failed += got.failed;
-            if page.len() < RECEIPT_PAGE {
+            if last_page {
                 break;
             }
         }
@@ -917,6 +931,29 @@ impl Engine {
             .history
             .delegations(principal, &user, now())
             .await
+    }
+
+    /// The grants in force that lapse within `within` seconds, read from
+    /// the history alone (no broker call), soonest first.
+    pub async fn expiring(
+        &self,
+        within: i64,
+    ) -> Result<Vec<crate::delegations::GrantView>, ClientError> {
+        let active = self.active().await?;
+        let at = now();
+        let user = active.key.public().thumbprint();
+        let mut soon: Vec<_> = self
+            .inner
+            .history
+            .grant_views(&active.profile.principal, &user, at)
+            .await?
+            .into_iter()
+            .filter(|g| {
+                g.state == crate::delegations::GrantState::Active && g.expires_at - at <= within
+            })
+            .collect();
+        soon.sort_by_key(|g| g.expires_at);
+        Ok(soon)
     }
 
     /// Every agent that holds or held one of the user's grants.

@@ -236,7 +236,11 @@ impl History {
             // A decision is durable once recorded, even across power loss.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Up to 32 MiB of pages cached on the connection that writes
+            // receipts, whose indexes take random inserts (SQLite's default
+            // is 2 MiB); memory is taken only as pages are read.
+            .pragma("cache_size", "-32768");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

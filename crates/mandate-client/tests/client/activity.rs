@@ -234,6 +234,10 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
         delegations.active[2].grants[0].last_used.is_some(),
         "{delegations:#?}"
     );
+    // Reminders: within two hours, A's grant (one hour) lapses, and B's and
+    // C's with it; nothing lapses within a minute.
+    assert_eq!(engine.expiring(2 * 3600).await.unwrap().len(), 3);
+    assert!(engine.expiring(60).await.unwrap().is_empty());
     let a_grant = delegations.active[0].grants[0].id.clone();
     let preview = engine.revoke_preview(&a_grant).await.unwrap();
     assert_eq!(
