@@ -169,7 +169,7 @@ fn main() {
             .await
             .unwrap();
         let p = principal.as_str();
-        let mut checker = Checker::new(principal.clone(), &user.public()).unwrap();
+        let mut checker = Checker::new(principal.clone(), user.public()).unwrap();
 
         // The checks alone (both cores), for the breakdown.
         let pages: Vec<Vec<ReceiptItem>> = signed
@@ -192,7 +192,7 @@ fn main() {
             })
             .take(8)
             .collect();
-        let mut alone = Checker::new(principal.clone(), &user.public()).unwrap();
+        let mut alone = Checker::new(principal.clone(), user.public()).unwrap();
         let start = Instant::now();
         let mut checked = 0;
         for page in &pages {
@@ -240,7 +240,7 @@ fn main() {
         // checked against its (already verified) grant, one core, no
         // database.
         let sample = 20_000.min(total);
-        let mut c = Checker::new(principal.clone(), &user.public()).unwrap();
+        let mut c = Checker::new(principal.clone(), user.public()).unwrap();
         let mut keyset = mandate_core::KeySet::new();
         for k in keys.iter().flatten() {
             c.add_key(k).unwrap();
