@@ -102,6 +102,12 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // MANDATE_BENCH_KEEP=1 keeps the database, to look at its query plans.
+    let dir_path = dir.path().to_owned();
+    let _keep = std::env::var_os("MANDATE_BENCH_KEEP").map(|_| {
+        println!("keeping {}", dir_path.display());
+        dir_path.clone()
+    });
     let now = 1_800_000_000;
     let principal: Principal = "https://idp.example#bench".to_owned().try_into().unwrap();
     let user = key(1);
@@ -265,7 +271,8 @@ fn main() {
         // A filtered page: one agent, the last 30 days, a word.
         let mut times = Vec::new();
         let mut sizes = Vec::new();
-        for q in 0..1000 {
+        let queries = std::env::var("MANDATE_BENCH_QUERIES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+        for q in 0..queries {
             let filter = ActivityFilter {
                 agent: Some(agents[q % AGENTS].public().agent_id().to_string()),
                 from: Some(now - 30 * DAY),
@@ -291,4 +298,7 @@ fn main() {
         println!("history file: {:.0} MiB", size as f64 / (1024.0 * 1024.0));
         history.close().await;
     });
+    if std::env::var_os("MANDATE_BENCH_KEEP").is_some() {
+        std::mem::forget(dir);
+    }
 }

@@ -61,19 +61,25 @@ CREATE TABLE receipt_heads (
     hash          TEXT NOT NULL,
     signature     TEXT NOT NULL
 );
-CREATE INDEX receipts_by_time ON receipts (principal, at);
-CREATE INDEX receipts_by_agent ON receipts (principal, agent, at);
-CREATE INDEX receipts_by_grant ON receipts (principal, grant_id, at);
-CREATE INDEX receipts_by_kind ON receipts (principal, kind, at);
+-- The timeline is newest first by arrival (`seq`, which each index carries
+-- as the rowid), so every filter's index is read backwards and stops at a
+-- page; a time range filters along the way (arrival follows time).
+CREATE INDEX receipts_by_principal ON receipts (principal);
+CREATE INDEX receipts_by_agent ON receipts (principal, agent);
+CREATE INDEX receipts_by_grant ON receipts (principal, grant_id);
+CREATE INDEX receipts_by_kind ON receipts (principal, kind);
 
--- Full-text search over what agents said they did and why.
-CREATE VIRTUAL TABLE receipts_text USING fts5(
-    summary, rationale, content = 'receipts', content_rowid = 'seq'
-);
+-- Full-text search over what agents said they did and why. Contentless:
+-- it holds only the index, and each row's `seq` as its rowid. The `agent`
+-- column holds a search token made of the agent's id (its letters and
+-- digits), so that a search by agent and words is one walk of the index;
+-- the exact agent is then checked on the row.
+CREATE VIRTUAL TABLE receipts_text USING fts5(summary, rationale, agent, content = '');
 CREATE TRIGGER receipts_text_insert AFTER INSERT ON receipts
 BEGIN
-    INSERT INTO receipts_text (rowid, summary, rationale)
-    VALUES (new.seq, new.summary, coalesce(new.rationale, ''));
+    INSERT INTO receipts_text (rowid, summary, rationale, agent)
+    VALUES (new.seq, new.summary, coalesce(new.rationale, ''),
+            'a' || substr(replace(replace(replace(new.agent, '-', ''), '_', ''), ':', ''), -24));
 END;
 
 -- What each grant was used for: its verified receipts by action type, kept

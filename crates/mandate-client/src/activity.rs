@@ -329,8 +329,8 @@ pub struct ActivityFilter {
     pub to: Option<i64>,
     /// Words in the summary or the rationale (all of them, as prefixes).
     pub text: Option<String>,
-    /// The page after this row: the last row's `[at, seq]`.
-    pub after: Option<(i64, i64)>,
+    /// The page after this row: the last row's `seq`.
+    pub after: Option<i64>,
     /// How many rows, at most 1000; 200 when unset.
     pub limit: Option<u32>,
 }
@@ -727,16 +727,37 @@ impl History {
         Ok(count)
     }
 
-    /// A page of `principal`'s activity, newest first.
+    /// A page of `principal`'s activity, newest first (by arrival).
     pub async fn activity(
         &self,
         principal: &str,
         filter: &ActivityFilter,
     ) -> Result<Vec<ActivityRow>, ClientError> {
+        // With words to find, the full-text index leads, newest first, and
+        // each match is looked up; otherwise the filter's index does.
+        let text = filter.text.as_deref().and_then(fts_query).map(|words| {
+            let words = format!("{{summary rationale}} : ({words})");
+            match &filter.agent {
+                Some(agent) => format!("{words} AND agent : \"{}\"", agent_token(agent)),
+                None => words,
+            }
+        });
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
         q.push(ROW_COLUMNS);
-        q.push(" FROM receipts r WHERE r.principal = ");
-        q.push_bind(principal);
+        match &text {
+            Some(words) => {
+                // CROSS JOIN keeps the full-text index the outer loop
+                // (SQLite would otherwise lead with the agent's index and
+                // sort every match).
+                q.push(" FROM receipts_text t CROSS JOIN receipts r ON r.seq = t.rowid WHERE receipts_text MATCH ")
+                    .push_bind(words.clone())
+                    .push(" AND r.principal = ")
+                    .push_bind(principal);
+            }
+            None => {
+                q.push(" FROM receipts r WHERE r.principal = ").push_bind(principal);
+            }
+        }
         if let Some(agent) = &filter.agent {
             q.push(" AND r.agent = ").push_bind(agent);
         }
@@ -758,21 +779,13 @@ impl History {
         if let Some(to) = filter.to {
             q.push(" AND r.at < ").push_bind(to);
         }
-        if let Some(text) = filter.text.as_deref().and_then(fts_query) {
-            q.push(" AND r.seq IN (SELECT rowid FROM receipts_text WHERE receipts_text MATCH ")
-                .push_bind(text)
-                .push(")");
+        if let Some(seq) = filter.after {
+            q.push(" AND r.seq < ").push_bind(seq);
         }
-        if let Some((at, seq)) = filter.after {
-            q.push(" AND (r.at < ")
-                .push_bind(at)
-                .push(" OR (r.at = ")
-                .push_bind(at)
-                .push(" AND r.seq < ")
-                .push_bind(seq)
-                .push("))");
-        }
-        q.push(" ORDER BY r.at DESC, r.seq DESC LIMIT ");
+        q.push(match text {
+            Some(_) => " ORDER BY t.rowid DESC LIMIT ",
+            None => " ORDER BY r.seq DESC LIMIT ",
+        });
         q.push_bind(i64::from(filter.limit.unwrap_or(200).clamp(1, 1000)));
         let mut rows: Vec<ActivityRow> = q.build_query_as().fetch_all(self.pool()).await?;
         for row in &mut rows {
@@ -928,13 +941,33 @@ fn fingerprint(agent: &str) -> String {
         .map_or_else(|_| agent.to_owned(), |a| a.fingerprint())
 }
 
+/// The search token the full-text index holds for an agent: `a` and the
+/// last 24 letters and digits of its id (the trigger in migration 0003
+/// computes the same). Only a pre-filter: the agent is checked exactly.
+fn agent_token(agent: &str) -> String {
+    let kept: Vec<char> = agent.chars().filter(|c| !matches!(c, '-' | '_' | ':')).collect();
+    let tail: String = kept[kept.len().saturating_sub(24)..].iter().collect();
+    format!("a{}", tail.replace('"', ""))
+}
+
 /// The user's words as an FTS5 query: each word quoted (so no word is
-/// read as an operator) and matched as a prefix; all must match. `None`
-/// when there is no word.
+/// read as an operator), all of them required. A word matches whole words;
+/// one that ends in `*` matches words that begin with it (a prefix walks
+/// every matching word's entries, so it is asked for, not the default).
+/// `None` when there is no word.
 pub fn fts_query(text: &str) -> Option<String> {
     let words: Vec<String> = text
         .split_whitespace()
-        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .filter_map(|w| {
+            let (word, prefix) = match w.strip_suffix('*') {
+                Some(stem) => (stem.trim_end_matches('*'), true),
+                None => (w, false),
+            };
+            (!word.is_empty()).then(|| {
+                let quoted = format!("\"{}\"", word.replace('"', "\"\""));
+                if prefix { format!("{quoted}*") } else { quoted }
+            })
+        })
         .collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
@@ -1134,12 +1167,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_agent_token_is_the_tail_of_its_id_without_separators() {
+        assert_eq!(
+            agent_token("urn:ietf:params:oauth:jwk-thumbprint:sha-256:Ab-cd_EF0123456789abcdefghijXYZ"),
+            "aF0123456789abcdefghijXYZ"
+        );
+        assert_eq!(agent_token("x"), "ax");
+    }
+
+    #[test]
     fn user_words_never_become_fts_operators() {
         assert_eq!(fts_query("  "), None);
-        assert_eq!(fts_query("pods"), Some("\"pods\"*".into()));
+        assert_eq!(fts_query("*"), None);
+        assert_eq!(fts_query("pods"), Some("\"pods\"".into()));
+        assert_eq!(fts_query("pod*"), Some("\"pod\"*".into()));
         assert_eq!(
             fts_query("NOT \"x OR y*"),
-            Some("\"NOT\"* \"\"\"x\"* \"OR\"* \"y*\"*".into())
+            Some("\"NOT\" \"\"\"x\" \"OR\" \"y\"*".into())
         );
     }
 }

@@ -140,7 +140,7 @@ async fn fill(
             count += 1;
         }
         match rows.last() {
-            Some(last) if rows.len() == 1000 => page.after = Some((last.at, last.seq)),
+            Some(last) if rows.len() == 1000 => page.after = Some(last.seq),
             _ => break,
         }
     }

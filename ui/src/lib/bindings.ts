@@ -698,9 +698,9 @@ to?: number,
  */
 text?: string, 
 /**
- * The page after this row: the last row's `[at, seq]`.
+ * The page after this row: the last row's `seq`.
  */
-after?: [number, number], 
+after?: number, 
 /**
  * How many rows, at most 1000; 200 when unset.
  */

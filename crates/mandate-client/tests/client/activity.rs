@@ -168,11 +168,26 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     };
     let mut quarterly = vec![ra.clone(), rc.clone()];
     quarterly.sort();
-    assert_eq!(found("quarter").await, quarterly);
+    assert_eq!(found("quarterly").await, quarterly);
+    assert_eq!(found("quarter*").await, quarterly, "a word ending in * is a prefix");
+    assert!(found("quarter").await.is_empty(), "otherwise words are whole");
     assert_eq!(found("parser").await, std::slice::from_ref(&rb));
     assert!(
         found("\"unbalanced OR").await.is_empty(),
         "no FTS syntax error"
+    );
+    // Words and an agent together (the full-text index leads).
+    let c_quarterly = engine
+        .activity(&ActivityFilter {
+            agent: Some(c.clone()),
+            text: Some("quarter*".into()),
+            ..ActivityFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        c_quarterly.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [rc.as_str()]
     );
 
     // C's action, traced back: the user's intent, A's interpretation, A's
