@@ -755,7 +755,8 @@ impl History {
                     .push_bind(principal);
             }
             None => {
-                q.push(" FROM receipts r WHERE r.principal = ").push_bind(principal);
+                q.push(" FROM receipts r WHERE r.principal = ")
+                    .push_bind(principal);
             }
         }
         if let Some(agent) = &filter.agent {
@@ -945,7 +946,10 @@ fn fingerprint(agent: &str) -> String {
 /// last 24 letters and digits of its id (the trigger in migration 0003
 /// computes the same). Only a pre-filter: the agent is checked exactly.
 fn agent_token(agent: &str) -> String {
-    let kept: Vec<char> = agent.chars().filter(|c| !matches!(c, '-' | '_' | ':')).collect();
+    let kept: Vec<char> = agent
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ':'))
+        .collect();
     let tail: String = kept[kept.len().saturating_sub(24)..].iter().collect();
     format!("a{}", tail.replace('"', ""))
 }
@@ -1169,7 +1173,9 @@ mod tests {
     #[test]
     fn the_agent_token_is_the_tail_of_its_id_without_separators() {
         assert_eq!(
-            agent_token("urn:ietf:params:oauth:jwk-thumbprint:sha-256:Ab-cd_EF0123456789abcdefghijXYZ"),
+            agent_token(
+                "urn:ietf:params:oauth:jwk-thumbprint:sha-256:Ab-cd_EF0123456789abcdefghijXYZ"
+            ),
             "aF0123456789abcdefghijXYZ"
         );
         assert_eq!(agent_token("x"), "ax");

@@ -169,8 +169,15 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     let mut quarterly = vec![ra.clone(), rc.clone()];
     quarterly.sort();
     assert_eq!(found("quarterly").await, quarterly);
-    assert_eq!(found("quarter*").await, quarterly, "a word ending in * is a prefix");
-    assert!(found("quarter").await.is_empty(), "otherwise words are whole");
+    assert_eq!(
+        found("quarter*").await,
+        quarterly,
+        "a word ending in * is a prefix"
+    );
+    assert!(
+        found("quarter").await.is_empty(),
+        "otherwise words are whole"
+    );
     assert_eq!(found("parser").await, std::slice::from_ref(&rb));
     assert!(
         found("\"unbalanced OR").await.is_empty(),
@@ -186,7 +193,10 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
         .await
         .unwrap();
     assert_eq!(
-        c_quarterly.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        c_quarterly
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
         [rc.as_str()]
     );
 
