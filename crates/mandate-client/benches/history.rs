@@ -103,11 +103,9 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // MANDATE_BENCH_KEEP=1 keeps the database, to look at its query plans.
-    let dir_path = dir.path().to_owned();
-    let _keep = std::env::var_os("MANDATE_BENCH_KEEP").map(|_| {
-        println!("keeping {}", dir_path.display());
-        dir_path.clone()
-    });
+    if std::env::var_os("MANDATE_BENCH_KEEP").is_some() {
+        println!("keeping {}", dir.path().display());
+    }
     let now = 1_800_000_000;
     let principal: Principal = "https://idp.example#bench".to_owned().try_into().unwrap();
     let user = key(1);
@@ -170,6 +168,23 @@ fn main() {
         all
     });
 
+    // Page `page_no` of the signed receipts, as the broker's feed serves it.
+    let feed_page = |page_no: usize, page: &[(String, i64)]| -> Vec<ReceiptItem> {
+        page.iter()
+            .enumerate()
+            .map(|(k, (token, at))| {
+                let n = page_no * PAGE + k;
+                ReceiptItem {
+                    seq: n as i64 + 1,
+                    receipt: token.clone(),
+                    received_at: *at,
+                    chain: chains[n % AGENTS].clone(),
+                    keys: keys[n % AGENTS].clone(),
+                }
+            })
+            .collect()
+    };
+
     runtime.block_on(async {
         let history = History::open(&dir.path().join("history.sqlite"))
             .await
@@ -181,21 +196,7 @@ fn main() {
         let pages: Vec<Vec<ReceiptItem>> = signed
             .chunks(PAGE)
             .enumerate()
-            .map(|(page_no, page)| {
-                page.iter()
-                    .enumerate()
-                    .map(|(k, (token, at))| {
-                        let n = page_no * PAGE + k;
-                        ReceiptItem {
-                            seq: n as i64 + 1,
-                            receipt: token.clone(),
-                            received_at: *at,
-                            chain: chains[n % AGENTS].clone(),
-                            keys: keys[n % AGENTS].clone(),
-                        }
-                    })
-                    .collect()
-            })
+            .map(|(page_no, page)| feed_page(page_no, page))
             .take(8)
             .collect();
         let mut alone = Checker::new(principal.clone(), user.public()).unwrap();
@@ -213,20 +214,7 @@ fn main() {
         // Ingest: the clock runs only around each page's check and write.
         let mut busy = Duration::ZERO;
         for (page_no, page) in signed.chunks(PAGE).enumerate() {
-            let items: Vec<ReceiptItem> = page
-                .iter()
-                .enumerate()
-                .map(|(k, (token, at))| {
-                    let n = page_no * PAGE + k;
-                    ReceiptItem {
-                        seq: n as i64 + 1,
-                        receipt: token.clone(),
-                        received_at: *at,
-                        chain: chains[n % AGENTS].clone(),
-                        keys: keys[n % AGENTS].clone(),
-                    }
-                })
-                .collect();
+            let items = feed_page(page_no, page);
             let start = Instant::now();
             let got = history
                 .ingest(p, &user, &mut checker, &items)

@@ -39,6 +39,11 @@ struct Record<'a> {
 
 const CSV_HEADER: &str = "id,at,agent,agent_name,kind,target,summary,rationale,outcome,status,error,reported_at,grant_id,receipt";
 
+/// A failure to write the export.
+fn io(e: std::io::Error) -> ClientError {
+    ClientError::Invalid(format!("writing the export: {e}"))
+}
+
 /// Writes what `filter` selects to `path`, whole or not at all.
 pub(crate) async fn write(
     history: &History,
@@ -49,7 +54,6 @@ pub(crate) async fn write(
     format: ExportFormat,
     path: &Path,
 ) -> Result<usize, ClientError> {
-    let io = |e: std::io::Error| ClientError::Invalid(format!("writing the export: {e}"));
     let name = path
         .file_name()
         .ok_or_else(|| ClientError::Invalid("the export needs a file name".into()))?;
@@ -77,7 +81,6 @@ async fn fill(
     format: ExportFormat,
     out: &mut impl std::io::Write,
 ) -> Result<usize, ClientError> {
-    let io = |e: std::io::Error| ClientError::Invalid(format!("writing the export: {e}"));
     if format == ExportFormat::Csv {
         writeln!(out, "{CSV_HEADER}").map_err(io)?;
     }
@@ -105,8 +108,7 @@ async fn fill(
                         keys: &keys,
                         binding,
                     };
-                    serde_json::to_writer(&mut *out, &record)
-                        .map_err(|e| ClientError::Invalid(format!("writing the export: {e}")))?;
+                    serde_json::to_writer(&mut *out, &record).map_err(|e| io(e.into()))?;
                     writeln!(out).map_err(io)?;
                 }
                 ExportFormat::Csv => {
