@@ -4,14 +4,16 @@
 #   - installs what is missing (scripts/setup.sh) and builds the app;
 #   - starts a local OIDC provider (oidc-provider on Node) on 127.0.0.1;
 #   - starts the app, with its broker in-process on 127.0.0.1:7700;
-#   - once the app is up, a demo agent files a request for the demo user.
+#   - starts the demo's resource servers and its agents (docs/demo.md),
+#     which ask the demo user once she has signed in, and follow through.
 #
 # Ctrl-C (or closing the app) stops everything it started. Without a
 # desktop session (no D-Bus session bus, as under a bare xvfb-run) the app
 # gets a throwaway keyring for this run (scripts/with-keyring.sh).
 #
 # Environment: IDP_PORT (default 9000), MANDATE_BROKER_LISTEN (default
-# 127.0.0.1:7700), MANDATE_DATA_DIR (default: a directory under
+# 127.0.0.1:7700), MANDATE_DEMO_RESOURCES_LISTEN (default 127.0.0.1:7800),
+# MANDATE_DATA_DIR (default: a directory under
 # ~/.local/share/mandate-demo, kept between runs; with a throwaway
 # keyring, a temporary one).
 set -euo pipefail
@@ -34,6 +36,7 @@ source scripts/env.sh
 bin=$CARGO_TARGET_DIR/debug
 idp_port=${IDP_PORT:-9000}
 listen=${MANDATE_BROKER_LISTEN:-127.0.0.1:7700}
+resources_listen=${MANDATE_DEMO_RESOURCES_LISTEN:-127.0.0.1:7800}
 issuer=http://127.0.0.1:$idp_port
 logs=$(mktemp -d "${TMPDIR:-/tmp}/mandate-run.XXXXXX")
 # A throwaway keyring forgets the user key, so the history it signed goes
@@ -68,6 +71,16 @@ wait_for() {
     exit 1
 }
 
+# Waits up to $2 seconds for something to listen on $1 (host:port).
+wait_for_port() {
+    for _ in $(seq $(($2 * 10))); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "run: nothing listens on $1 after $2 s; see $logs" >&2
+    exit 1
+}
+
 setsid node tests/idp/server.mjs --port "$idp_port" >"$logs/idp.log" 2>&1 &
 pids+=($!)
 wait_for "$issuer/.well-known/openid-configuration" 30
@@ -83,36 +96,29 @@ cat <<EOF
   Mandate is running.
     OIDC provider  $issuer
     broker         http://$listen (in the app)
+    demo services  http://$resources_listen
     sign in as     alice (any password; also bob, carol)
     app data       $data
     logs           $logs
 
+  Three demo agents will ask alice for authority once she signs in.
   Press Ctrl-C to stop everything.
 
 EOF
 
-# A demo agent asks alice for read access to her reports. The broker takes
-# requests only for users who have signed in (and enrolled a key), so it
-# asks again every 3 s until alice has; then it waits for her decision.
-key=$data/demo-agent.key
-[ -f "$key" ] || MANDATE_BROKER=http://$listen "$bin/mandate" agent init --key "$key" >/dev/null 2>&1
-demo_agent() {
-    while :; do
-        MANDATE_BROKER=http://$listen "$bin/mandate" agent request --key "$key" \
-            --principal "$issuer#alice" --name "Report Bot" \
-            --scope 'files:read:https://files.example/reports/' \
-            --intent 'Clean up my reports folder' --purpose 'Tidy the Q3 reports' \
-            --lifetime 3600 --wait --timeout 3600 --out "$data/demo-grant.json" \
-            >"$logs/agent.log" 2>&1 && return 0
-        grep -q request.unknown_principal "$logs/agent.log" || return 1
-        sleep 3
-    done
-}
-export -f demo_agent
-export bin key listen issuer data logs
-setsid bash -c demo_agent &
+# The demo's resource servers trust the app's broker; the demo agents
+# (docs/demo.md) ask alice, once she has signed in (they ask again every
+# 2 s until the broker knows her), and follow through once she decides.
+setsid "$bin/mandate-demo-resources" --listen "$resources_listen" --broker "http://$listen" \
+    >"$logs/resources.log" 2>&1 &
 pids+=($!)
-echo "run: a demo agent will ask alice for access once she signs in (log: $logs/agent.log)"
+wait_for_port "$resources_listen" 30
+setsid "$bin/mandate-demo" --broker "http://$listen" --resources "http://$resources_listen" \
+    --principal "$issuer#alice" --dir "$data/demo" --format text >"$logs/demo.log" 2>&1 &
+pids+=($!)
+# Their progress, here too.
+setsid tail -n +1 -f "$logs/demo.log" &
+pids+=($!)
 
 # Until the app is closed (or Ctrl-C).
 while kill -0 "$app" 2>/dev/null; do sleep 1; done

@@ -10,11 +10,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { remote } from 'webdriverio';
-import { ROOT, WAIT, bin, freePort, killAll, start, until, withTimeout, cli as cliAt, ask as askFor } from './harness.mjs';
+import { ROOT, WAIT, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const cli = (args) => cliAt(ctx.broker, args);
@@ -27,17 +26,7 @@ async function shot(name) {
   await browser.saveScreenshot(join(SHOTS, `${name}.png`));
 }
 
-/** Waits for the inbox row whose text holds `text`, and returns it. */
-async function rowWith(text, timeout = WAIT) {
-  let found;
-  await until(`a row with ${JSON.stringify(text)}`, async () => {
-    for (const row of await browser.$$('[data-testid="inbox-row"]')) {
-      if ((await row.getText()).includes(text)) { found = row; return true; }
-    }
-    return false;
-  }, timeout);
-  return found;
-}
+const rowWith = (text, timeout) => rowIn(browser, text, timeout);
 
 /** Waits until the pending count reads `n`. */
 async function pending(n) {
@@ -54,24 +43,11 @@ async function tabTo(testid, limit = 80) {
   throw new Error(`Tab never reached ${testid}`);
 }
 
-/** Starts tauri-driver with `env` (which the app inherits) and the app in
- * a new WebDriver session. The first driver's output is the app's log. */
+/** The app in a new WebDriver session; the first driver's output is the app's log. */
 async function openApp(env) {
-  const driverPort = await freePort();
-  const nativePort = await freePort();
-  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], env);
+  const { session, driver } = await openSession(env);
   ctx.driver ??= driver;
-  // tauri-driver logs "connection refused" while WebKitWebDriver starts.
-  await until('tauri-driver', async () => {
-    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
-  });
-  return remote({
-    hostname: '127.0.0.1',
-    port: driverPort,
-    logLevel: 'warn',
-    connectionRetryTimeout: WAIT,
-    capabilities: { 'tauri:options': { application: bin('mandate-app') } },
-  });
+  return session;
 }
 
 before(async () => {
@@ -103,13 +79,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  try {
-    await withTimeout(browser?.deleteSession() ?? Promise.resolve(), 10_000, 'closing the session');
-  } catch { /* the app may be gone; the kill below ends it */ }
-  killAll();
-  if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
-});
+after(() => closeAll(browser, ctx.dir));
 
 test('sign in, see a sub-agent request live, approve it narrowed by keyboard, deny another', { timeout: 240_000 }, async () => {
   // 1. Sign in through the real provider (the test browser hook).

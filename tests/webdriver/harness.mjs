@@ -3,9 +3,11 @@
 // the `mandate` CLI, and a WebDriver session on the real app.
 
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, '../..');
@@ -74,3 +76,46 @@ export function ask(ctx, key, name, scope, extra = [], purpose = 'Tidy the Q3 re
   ], { MANDATE_BROKER: ctx.broker });
 }
 
+
+/** Starts tauri-driver with `env` (which the app inherits) and the app in
+ * a new WebDriver session. Returns the session and the driver, whose
+ * output is the app's log. */
+export async function openSession(env) {
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], env);
+  // tauri-driver logs "connection refused" while WebKitWebDriver starts.
+  await until('tauri-driver', async () => {
+    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
+  });
+  const session = await remote({
+    hostname: '127.0.0.1',
+    port: driverPort,
+    logLevel: 'warn',
+    connectionRetryTimeout: WAIT,
+    capabilities: { 'tauri:options': { application: bin('mandate-app') } },
+  });
+  return { session, driver };
+}
+
+/** Waits for the inbox row whose text holds `text`, and returns it. */
+export async function rowIn(browser, text, timeout = WAIT) {
+  let found;
+  await until(`a row with ${JSON.stringify(text)}`, async () => {
+    for (const row of await browser.$$('[data-testid="inbox-row"]')) {
+      if ((await row.getText()).includes(text)) { found = row; return true; }
+    }
+    return false;
+  }, timeout);
+  return found;
+}
+
+/** Ends `session` (if the app still answers), kills every child, and
+ * removes `dir`. */
+export async function closeAll(session, dir) {
+  try {
+    await withTimeout(session?.deleteSession() ?? Promise.resolve(), 10_000, 'closing the session');
+  } catch { /* the app may be gone; the kill below ends it */ }
+  killAll();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}

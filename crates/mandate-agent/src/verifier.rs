@@ -123,6 +123,21 @@ impl ResourceVerifier {
         })
     }
 
+    /// A verifier trusting the broker at `url`: reads its metadata, then
+    /// follows its revocations for as long as the verifier lives.
+    pub async fn from_broker(
+        url: &str,
+        config: VerifierConfig,
+    ) -> Result<ResourceVerifier, crate::AgentError> {
+        let broker = crate::Broker::new(url)?;
+        let metadata = broker.metadata().await?;
+        Ok(ResourceVerifier::new(
+            config,
+            &metadata,
+            Revocations::follow(broker),
+        )?)
+    }
+
     /// Checks one call's headers.
     pub fn check(
         &self,

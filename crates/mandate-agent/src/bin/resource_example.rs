@@ -17,7 +17,7 @@ use axum::http::Method;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::Parser;
-use mandate_agent::{Broker, Mandated, Need, ResourceVerifier, Revocations, VerifierConfig};
+use mandate_agent::{Mandated, Need, ResourceVerifier, VerifierConfig};
 use serde_json::{Value, json};
 
 /// A file service that accepts calls under a Mandate.
@@ -49,12 +49,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let broker = Broker::new(&args.broker)?;
-    let metadata = broker
-        .metadata()
-        .await
-        .context("reading the broker's metadata")?;
-    let revocations = Revocations::follow(broker);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -77,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
             })
         }),
     };
-    let verifier = ResourceVerifier::new(config, &metadata, revocations)?;
+    let verifier = ResourceVerifier::from_broker(&args.broker, config)
+        .await
+        .context("reading the broker's metadata")?;
     let app = Router::new()
         .route("/files/{*path}", get(read).put(write))
         .layer(axum::middleware::from_fn_with_state(
