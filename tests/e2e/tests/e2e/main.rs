@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod cli;
+mod demo;
 mod hostile;
 mod instances;
 mod journey;

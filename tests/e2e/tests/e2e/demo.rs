@@ -1,0 +1,229 @@
+//! The demo's supply-chain scenario against a real broker, provider and the
+//! demo resource servers, with alice approving as asked; then what the
+//! procurement service refuses: past the spending limit (also when two
+//! orders race for what is left), a malformed order, a call no scope names.
+
+use std::time::Duration;
+
+use mandate_agent::{Agent, AgentInfo, Broker, Mandate};
+use mandate_core::token::{RequestClaims, peek};
+use serde_json::{Value, json};
+
+use crate::user::User;
+use mandate_e2e::procs::{self, Proc, binary};
+
+async fn demo_resources(broker: &str) -> Proc {
+    let mut cmd = tokio::process::Command::new(binary("mandate-demo-resources"));
+    cmd.args(["--listen", "127.0.0.1:0", "--broker", broker])
+        .env("RUST_LOG", "warn");
+    Proc::start(
+        "mandate-demo-resources",
+        cmd,
+        "mandate-demo-resources listening on ",
+    )
+    .await
+}
+
+/// Posts `body` to `url` as `agent` under `mandate`.
+async fn post(agent: &Agent, mandate: &Mandate, url: &str, body: &str) -> (u16, Value) {
+    send(agent, mandate, reqwest::Method::POST, url, body).await
+}
+
+async fn send(
+    agent: &Agent,
+    mandate: &Mandate,
+    method: reqwest::Method,
+    url: &str,
+    body: &str,
+) -> (u16, Value) {
+    let mut req = mandate_agent::client::http_client()
+        .unwrap()
+        .request(method.clone(), url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in agent.present(mandate, method.as_str(), url).unwrap() {
+        req = req.header(name, value);
+    }
+    let res = req.send().await.unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn order(amount: &str) -> String {
+    json!({ "vendor": "Contoso", "item": "SSD 2TB", "quantity": 10,
+            "amount": { "amount": amount, "currency": "USD" } })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let idp = procs::idp().await;
+    let db = format!("sqlite://{}/broker.db", d.display());
+    let broker = procs::broker(&db, &idp.url, &d.join("broker"), &[]).await;
+    let resources = demo_resources(&broker.url).await;
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    let mut inbox = alice.inbox_events().await;
+
+    let demo_dir = d.join("demo");
+    let demo = tokio::process::Command::new(binary("mandate-demo"))
+        .args(["--broker", &broker.url, "--resources", &resources.url])
+        .args([
+            "--principal",
+            &alice.principal,
+            "--scenario",
+            "supply-chain",
+        ])
+        .arg("--dir")
+        .arg(&demo_dir)
+        .args(["--timeout", "60"])
+        .kill_on_drop(true)
+        .output();
+    let demo = tokio::spawn(demo);
+
+    // Alice approves the planner's request as asked.
+    let event = inbox
+        .next_named("request.created", Duration::from_secs(15))
+        .await;
+    let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = alice.pending(&id).await;
+    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
+    assert_eq!(asked.agent.name, "Supply Planner");
+    let grant = alice.grant(&token, asked.authorization_details.clone());
+    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
+    assert_eq!(status, 200, "{body}");
+
+    let out = tokio::time::timeout(Duration::from_secs(60), demo)
+        .await
+        .expect("the demo ends")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "asked", "approved", "receipt", "receipt", "receipt", "receipt", "refused", "receipt",
+            "receipt", "done"
+        ]
+    );
+    let refused = &steps[6];
+    assert_eq!(
+        (refused["status"].as_u64(), refused["code"].as_str()),
+        (Some(403), Some("limit.exceeded"))
+    );
+    assert!(
+        steps[4]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Checked that")
+    );
+    assert!(
+        steps[5]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Ordered 100 SSD 2TB from Northwind for 12000.00 USD (PO-")
+    );
+
+    // The vendor manager's mandate: 20,000 USD, of which 12,000 is spent.
+    let key = mandate_keyfile::load(&demo_dir.join("vendor-manager.key")).unwrap();
+    let mandate: Mandate = serde_json::from_slice(
+        &std::fs::read(demo_dir.join("vendor-manager.mandate.json")).unwrap(),
+    )
+    .unwrap();
+    let agent = Agent::new(
+        key,
+        Broker::new(&broker.url).unwrap(),
+        AgentInfo {
+            name: "Vendor Manager".into(),
+            publisher: None,
+            version: None,
+        },
+    );
+    let url = format!("{}/procurement/orders", resources.url);
+
+    // A malformed order: refused with its code, and nothing is charged.
+    for body in [
+        "not json",
+        r#"{"vendor":"Contoso"}"#,
+        &order("12.3456789"),
+        &order("-5"),
+    ] {
+        let (status, answer) = post(&agent, &mandate, &url, body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("order.malformed")),
+            "{body}: {answer}"
+        );
+    }
+    // Another currency than the limit's is outside it.
+    let eur = order("1.00").replace("USD", "EUR");
+    let (status, answer) = post(&agent, &mandate, &url, &eur).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("limit.exceeded"))
+    );
+
+    // 8,000 left: of two orders of 5,000 sent at once, one is placed.
+    let five = order("5000");
+    let (a, b) = tokio::join!(
+        post(&agent, &mandate, &url, &five),
+        post(&agent, &mandate, &url, &five),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 403], "{a:?} {b:?}");
+    let placed = if a.0 == 201 { &a.1 } else { &b.1 };
+    assert_eq!(placed["grant_spent"], "17000.00");
+    // What is left is still there to spend, to the cent.
+    let (status, answer) = post(&agent, &mandate, &url, &order("3000.00")).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["grant_spent"], "20000.00");
+    let (status, answer) = post(&agent, &mandate, &url, &order("0.01")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("limit.exceeded"))
+    );
+
+    // The market analyst holds no orders scope; a method no scope names is
+    // refused to everyone.
+    let key = mandate_keyfile::load(&demo_dir.join("market-analyst.key")).unwrap();
+    let analyst_mandate: Mandate = serde_json::from_slice(
+        &std::fs::read(demo_dir.join("market-analyst.mandate.json")).unwrap(),
+    )
+    .unwrap();
+    let analyst = Agent::new(
+        key,
+        Broker::new(&broker.url).unwrap(),
+        AgentInfo {
+            name: "Market Analyst".into(),
+            publisher: None,
+            version: None,
+        },
+    );
+    let (status, answer) = post(&analyst, &analyst_mandate, &url, &order("1.00")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("call.out_of_scope"))
+    );
+    let (status, answer) = send(&agent, &mandate, reqwest::Method::DELETE, &url, "").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("call.out_of_scope"))
+    );
+}
