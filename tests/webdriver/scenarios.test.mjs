@@ -31,10 +31,12 @@ async function demoStep(scenario, step, timeout = WAIT) {
     .catch((e) => { throw new Error(`${e.message}\ndemo: ${ctx.demo.output.slice(-3000)}\nresources: ${ctx.resources.output.slice(-2000)}`); });
 }
 
-/** Calls the demo resource servers as `agent` under its mandate. */
-function call(agent, method, path) {
-  return cli(['agent', 'call', '--key', join(ctx.dir, 'demo', `${agent}.key`),
-    '--mandate', join(ctx.dir, 'demo', `${agent}.mandate.json`), method, `${ctx.resourcesUrl}${path}`]);
+/** Calls the demo resource servers under the mandate `mandate` (its
+ * agent's key is the name's first part). */
+function call(mandate, method, path) {
+  const key = mandate.replace(/-email$/, '');
+  return cli(['agent', 'call', '--key', join(ctx.dir, 'demo', `${key}.key`),
+    '--mandate', join(ctx.dir, 'demo', `${mandate}.mandate.json`), method, `${ctx.resourcesUrl}${path}`]);
 }
 
 /** Opens the inbox row holding `text` and approves it, after `narrow`. */
@@ -146,15 +148,24 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   assert.match(supply, /Supply Planner/);
   assert.match(supply, /Place purchase orders[\s\S]*cannot be undone/);
   assert.match(supply, /at most 50000 USD/);
+  // The vendor manager needs email, which the planner does not hold: it
+  // asks alice itself, and she sees who stands behind it.
+  const escalated = await approve('Email Northwind', 'supply-chain-sub-agent', async () => {
+    const chain = await browser.$('[data-testid="chain"]').getText();
+    assert.match(chain, /alice@example\.test[\s\S]*Supply Planner[\s\S]*Vendor Manager/);
+  });
+  assert.match(escalated, /Send email as you[\s\S]*cannot be undone/);
+  // The instruction it shows is the planner's, not alice's.
+  assert.match(escalated, /What Supply Planner asked of it[\s\S]*Restock SSDs and RAM/);
   await demoStep('supply-chain', 'done');
   const refusal = progress().find((p) => p.scenario === 'supply-chain' && p.step === 'refused');
   assert.equal(refusal.code, 'limit.exceeded');
   assert.equal(refusal.status, 403);
   await until('the inbox is empty', async () => (await browser.$('[data-testid="pending-count"]').getText()) === '0');
 
-  // The receipts, in the app: 4 + 5 + 6, the refused order among them.
+  // The receipts, in the app: 4 + 5 + 7, the refused order among them.
   await browser.$('[data-testid="nav-activity"]').click();
-  await until('fifteen actions', async () => (await browser.$$('[data-testid="activity-row"]')).length === 15, 60_000)
+  await until('sixteen actions', async () => (await browser.$$('[data-testid="activity-row"]')).length === 16, 60_000)
     .catch(async (e) => { throw new Error(`${e.message}\npage: ${await browser.$('main').getText()}`); });
   const rows = await browser.$$('[data-testid="activity-row"]').map((r) => r.getText());
   const refused = rows.findIndex((r) => /Refused by the resource server \(limit\.exceeded\)/.test(r));
@@ -175,12 +186,14 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   for (const step of steps) assert.match(step, /✓ signature verified/);
   await shot('03-attribution');
 
-  // The delegations: three agents granted by alice, two sub-agents
-  // delegated by the planner.
+  // The delegations: four grants by alice (one to the vendor manager,
+  // for email), two delegated by the planner.
   await browser.$('[data-testid="nav-delegations"]').click();
-  await until('five grants', async () => (await browser.$$('[data-testid="grant"]')).length === 5);
+  await until('six grants', async () => (await browser.$$('[data-testid="grant"]')).length === 6);
   const groups = (await browser.$$('[data-testid="agent-group"]').map((g) => g.getText())).join('\n');
-  assert.match(groups, /Sub-agent of Supply Planner[\s\S]*Order 100 SSDs[\s\S]*Delegated by Supply Planner/);
+  // The vendor manager has a name now (it asked alice itself), and both
+  // its grants: the planner's and alice's.
+  assert.match(groups, /Vendor Manager[\s\S]*Order 100 SSDs[\s\S]*Delegated by Supply Planner[\s\S]*Email Northwind[\s\S]*Granted by you/);
   assert.match(groups, /Sub-agent of Supply Planner[\s\S]*Find the best current prices[\s\S]*Delegated by Supply Planner/);
   // Usage rolls up: the sub-agents' reads and orders count for the planner.
   assert.doesNotMatch(groups, /never used/);
@@ -195,6 +208,12 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   assert.match(falls, /Order 100 SSDs and 50 RAM modules/);
   await refusedAsRevoked('vendor-manager', 'GET', '/procurement/vendors');
   await refusedAsRevoked('market-analyst', 'GET', '/market/hardware/prices');
+  // The email grant alice signed for the vendor manager herself stands
+  // until she revokes it too.
+  const email = await call('vendor-manager-email', 'POST', '/mail/orders@northwind.example');
+  assert.doesNotMatch(email.output, /chain\.revoked/);
+  await revoke('Email Northwind');
+  await refusedAsRevoked('vendor-manager-email', 'POST', '/mail/orders@northwind.example');
   await revoke('why checkout keeps restarting');
   await refusedAsRevoked('k8s', 'GET', '/k8s/namespaces/shop/pods');
   await revoke('erased (GDPR article 17)');

@@ -1,6 +1,6 @@
 //! The example resource servers the demo agents call, in one process: a
 //! Kubernetes API, departments' marketing data and audit logs, a market
-//! data feed, and a procurement service. Every route sits behind
+//! data feed, a procurement service, and outgoing mail. Every route sits behind
 //! [`mandate_agent::require_mandate`]; the data is made up and fixed.
 //!
 //! Paths map to scopes by their first segment: `/k8s/X` is
@@ -47,6 +47,7 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         ("GET", "market", ["hardware", "prices"]) => ("market_data", "read"),
         ("GET", "procurement", ["vendors"]) => ("vendors", "read"),
         ("POST", "procurement", ["orders"]) => ("purchase_order", "place"),
+        ("POST", "mail", [_]) => ("email", "send"),
         _ => ("unmapped", "none"),
     };
     Some(Need {
@@ -67,6 +68,7 @@ pub fn router(verifier: ResourceVerifier) -> Router {
         .route("/market/hardware/prices", get(prices))
         .route("/procurement/vendors", get(vendors))
         .route("/procurement/orders", post(order))
+        .route("/mail/{to}", post(mail))
         .with_state(Spending::default())
         .layer(axum::middleware::from_fn_with_state(
             verifier,
@@ -126,6 +128,10 @@ async fn prices() -> Json<Value> {
 
 async fn vendors() -> Json<Value> {
     Json(json!({ "approved": ["Northwind", "Contoso", "Fabrikam"] }))
+}
+
+async fn mail(Path(to): Path<String>, Extension(m): Extension<Mandated>) -> Json<Value> {
+    Json(json!({ "sent": true, "to": to, "from_agent": m.agent }))
 }
 
 /// What each leaf grant has spent, in millionths, by currency.

@@ -216,8 +216,53 @@ impl<'a> Actor<'a> {
 
     /// Writes the mandate beside the key, for `mandate agent call`.
     fn keep(&self, mandate: &Mandate) -> anyhow::Result<()> {
-        let path = self.stage.dir.join(format!("{}.mandate.json", self.file));
+        self.keep_as(self.file, mandate)
+    }
+
+    fn keep_as(&self, name: &str, mandate: &Mandate) -> anyhow::Result<()> {
+        let path = self.stage.dir.join(format!("{name}.mandate.json"));
         write_json(&path, mandate)
+    }
+
+    /// This sub-agent asks the user itself, under `parent`'s mandate and
+    /// with its endorsement, for what `parent` does not hold: the user sees
+    /// the chain behind the request. `None` if the user says no.
+    async fn escalate(
+        &self,
+        parent: &Actor<'_>,
+        mandate: &Mandate,
+        ask: &Ask,
+    ) -> anyhow::Result<Option<Mandate>> {
+        let pending = parent.agent.escalate(mandate, &self.agent, ask).await?;
+        say(
+            self.scenario,
+            "asked",
+            json!({ "agent": self.agent.id().to_string(), "via": parent.file,
+                    "binding_code": pending.binding_code }),
+        );
+        match self.agent.wait(&pending, self.stage.decision_timeout).await {
+            Ok(granted) => {
+                say(
+                    self.scenario,
+                    "approved",
+                    json!({ "agent": self.agent.id().to_string(), "grant": granted.leaf_id()?.to_string() }),
+                );
+                Ok(Some(granted))
+            }
+            Err(AgentError::Denied(reason)) => {
+                say(
+                    self.scenario,
+                    "denied",
+                    json!({ "agent": self.file, "reason": reason }),
+                );
+                Ok(None)
+            }
+            Err(AgentError::Expired) => {
+                say(self.scenario, "expired", json!({ "agent": self.file }));
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Calls the resource servers under `mandate`.
@@ -536,6 +581,8 @@ async fn gdpr(stage: &Stage) -> anyhow::Result<()> {
     Ok(())
 }
 
+const NORTHWIND_ORDERS: &str = "https://mail.example/orders@northwind.example";
+
 async fn supply_chain(stage: &Stage) -> anyhow::Result<()> {
     let scenario = Scenario::SupplyChain;
     let planner = Actor::new(stage, scenario, "supply-planner", "Supply Planner")?;
@@ -646,6 +693,38 @@ async fn supply_chain(stage: &Stage) -> anyhow::Result<()> {
         ssd,
     )
     .await?;
+    // Telling the vendor needs email, which the planner does not hold: the
+    // vendor manager asks alice itself, with the planner behind it.
+    let mut last = ram;
+    let ask = Ask {
+        principal: stage.principal.clone(),
+        scopes: vec![detail("email", &["send"], NORTHWIND_ORDERS)?],
+        purpose: "Email Northwind's order desk about the SSD order, to ask for delivery \
+                  this week"
+            .into(),
+        intent: Some("Restock SSDs and RAM at the analyst's best prices.".into()),
+        lifetime: 900,
+        max_depth: 0,
+        expires_in: 3600,
+    };
+    if let Some(email) = vendors.escalate(&planner, &mandate, &ask).await? {
+        vendors.keep_as("vendor-manager-email", &email)?;
+        let (sent, _) = vendors
+            .step(
+                &email,
+                (
+                    Method::POST,
+                    "/mail/orders@northwind.example",
+                    Some(json!({ "subject": "SSD order", "text": "Delivery this week, please." })),
+                ),
+                ("email.send", "orders@northwind.example"),
+                |_| "Emailed Northwind's order desk: the SSD order, delivery this week".into(),
+                "A large order arrives sooner when the vendor hears of it from a person's desk",
+                Some(last),
+            )
+            .await?;
+        last = sent;
+    }
     planner
         .report(
             &mandate,
@@ -662,7 +741,7 @@ async fn supply_chain(stage: &Stage) -> anyhow::Result<()> {
             Outcome::Succeeded,
             "I do not raise my sub-agents' limits past what you granted; a refused order \
              comes back to you",
-            Some(ram),
+            Some(last),
         )
         .await?;
     Ok(())

@@ -84,20 +84,25 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
         .output();
     let demo = tokio::spawn(demo);
 
-    // Alice approves the planner's request as asked.
-    let event = inbox
-        .next_named("request.created", Duration::from_secs(15))
-        .await;
-    let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = alice.pending(&id).await;
-    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
-    assert_eq!(asked.agent.name, "Supply Planner");
-    let grant = alice.grant(&token, asked.authorization_details.clone());
-    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
-    assert_eq!(status, 200, "{body}");
+    // Alice approves the planner's request as asked, then the vendor
+    // manager's own (it needs email, which the planner does not hold),
+    // filed with the planner's chain behind it.
+    for (name, depth) in [("Supply Planner", 0), ("Vendor Manager", 1)] {
+        let event = inbox
+            .next_named("request.created", Duration::from_secs(15))
+            .await;
+        let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let token = alice.pending(&id).await;
+        let (_, asked) = peek::<RequestClaims>(&token).unwrap();
+        assert_eq!(asked.agent.name, name);
+        assert_eq!(asked.parent_chain.len(), depth);
+        let grant = alice.grant(&token, asked.authorization_details.clone());
+        let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
+        assert_eq!(status, 200, "{body}");
+    }
 
     let out = tokio::time::timeout(Duration::from_secs(60), demo)
         .await
@@ -119,7 +124,7 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
         kinds,
         [
             "asked", "approved", "receipt", "receipt", "receipt", "receipt", "refused", "receipt",
-            "receipt", "done"
+            "asked", "approved", "receipt", "receipt", "done"
         ]
     );
     let refused = &steps[6];
@@ -132,6 +137,13 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
             .as_str()
             .unwrap()
             .starts_with("Checked that")
+    );
+    assert_eq!(steps[8]["via"], "supply-planner");
+    assert!(
+        steps[10]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Emailed Northwind")
     );
     assert!(
         steps[5]["summary"]
