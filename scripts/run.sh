@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 if [ -z "${MANDATE_RUN_INNER:-}" ]; then
-    scripts/setup.sh
+    scripts/setup.sh run
     source scripts/env.sh
     make --no-print-directory ui
     cargo build --bins --locked

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, and only what is missing.
 # Safe to run again. Run as root to let it install system packages.
+# `setup.sh run` stops at what `make run` needs (no test tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,11 +46,6 @@ if need node || need npm; then
     apt_install nodejs npm
 fi
 
-# The interop test's npm packages, exactly as locked.
-if [ ! -d tests/interop/node_modules/jose ]; then
-    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
-fi
-
 # The test OIDC provider (oidc-provider on Node), exactly as locked.
 if [ ! -d tests/idp/node_modules/oidc-provider ]; then
     (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
@@ -58,6 +54,14 @@ fi
 # The desktop app's interface (Svelte, Vite), exactly as locked.
 if [ ! -d ui/node_modules/svelte ]; then
     (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# `make run` needs no more than this.
+[ "${1:-}" = run ] && exit 0
+
+# The interop test's npm packages, exactly as locked.
+if [ ! -d tests/interop/node_modules/jose ]; then
+    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # The WebDriver tests: webdriverio, and tauri-driver (WebKitWebDriver comes
