@@ -224,6 +224,11 @@ pub struct DecisionBody {
     /// A `mandate-denial+jwt` naming the request.
     #[serde(default)]
     denial: Option<String>,
+    /// With `grant`, on an approved request: the id of the request's grant
+    /// this one replaces. That grant must be revoked first, and the new one
+    /// must stay within it (the user narrowing a grant to what was used).
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 /// The recorded decision.
@@ -253,13 +258,19 @@ pub async fn decide(
 ) -> Result<Json<Decided>, ApiError> {
     let id = request_id(&id)?;
     let body: DecisionBody = json_body(body)?;
-    let decision = match (&body.grant, &body.denial) {
-        (Some(grant), None) => Decision::Approve(grant),
-        (None, Some(denial)) => Decision::Deny(denial),
+    let decision = match (&body.grant, &body.denial, &body.replaces) {
+        (Some(grant), None, None) => Decision::Approve(grant),
+        (None, Some(denial), None) => Decision::Deny(denial),
+        (Some(grant), None, Some(replaces)) => Decision::Reissue {
+            grant,
+            replaces: replaces.parse().map_err(|_| {
+                ApiError::bad_request("decision.malformed", "replaces is not a grant id")
+            })?,
+        },
         _ => {
             return Err(ApiError::bad_request(
                 "decision.malformed",
-                "send exactly one of grant and denial",
+                "send exactly one of grant and denial, and replaces only with a grant",
             ));
         }
     };

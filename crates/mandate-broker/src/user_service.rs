@@ -4,7 +4,8 @@
 use axum::http::StatusCode;
 use mandate_core::scope::within;
 use mandate_core::token::{
-    self, BindingClaims, Claims as _, Confirmation, DenialClaims, Jti, RequestClaims, chain_hash,
+    self, BindingClaims, Claims as _, Confirmation, DenialClaims, GrantClaims, Jti, RequestClaims,
+    chain_hash,
 };
 use mandate_core::{
     BindingSet, Context, HttpCall, Jwk, KeySet, PublicKey, TokenId, verify_chain, verify_proof,
@@ -131,6 +132,15 @@ pub enum Decision<'a> {
     Approve(&'a str),
     /// A denial of the request.
     Deny(&'a str),
+    /// A root grant answering an approved request in place of its grant,
+    /// which must be revoked first, and within which it must stay (the
+    /// user narrowing a grant to what was used).
+    Reissue {
+        /// The new grant.
+        grant: &'a str,
+        /// The id of the grant it replaces.
+        replaces: TokenId,
+    },
 }
 
 /// The user's own request, or 404: other users' requests do not exist for them.
@@ -153,6 +163,10 @@ fn unprocessable(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
+fn conflict(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
 /// Records the user's decision on a pending request.
 ///
 /// A grant must verify as a root signed by one of the user's bound keys,
@@ -161,7 +175,9 @@ fn unprocessable(code: &'static str, message: &str) -> ApiError {
 /// signed by one of the user's bound keys and name this request. Posting
 /// the decision already recorded again succeeds and changes nothing, so a
 /// client may retry until it hears back; any other decision on a decided
-/// request is `request.already_decided`.
+/// request is `request.already_decided`. A re-issued grant answers an
+/// approved request in place of its grant: the grant it replaces must be
+/// the request's and revoked, and the new one must stay within it.
 pub async fn decide(
     state: &AppState,
     user: &User,
@@ -175,7 +191,9 @@ pub async fn decide(
     // after a crash or a lost answer): accepted, and nothing changes. The
     // signed token is its own idempotency key.
     let (posted, kind, status) = match decision {
-        Decision::Approve(grant) => (grant, RequestStatus::Approved, "approved"),
+        Decision::Approve(grant) | Decision::Reissue { grant, .. } => {
+            (grant, RequestStatus::Approved, "approved")
+        }
         Decision::Deny(denial) => (denial, RequestStatus::Denied, "denied"),
     };
     if request.status == kind && request.decision.as_deref() == Some(posted) {
@@ -210,35 +228,38 @@ pub async fn decide(
         "request.already_decided",
         "the request was decided or has lapsed",
     );
+    // A root grant signed by one of those keys, answering this request,
+    // to its agent.
+    let root = |grant: &str| -> Result<_, ApiError> {
+        let revoked = std::collections::HashSet::new();
+        let cx = Context {
+            now,
+            policy: s.policy,
+            keys: &keys,
+            bindings: &bindings,
+            revoked: &revoked,
+        };
+        let chain = verify_chain(&[grant], &cx).map_err(ApiError::token)?;
+        let g = chain.root().claims();
+        if g.req != Some(*id) {
+            return Err(unprocessable(
+                "decision.wrong_request",
+                "the grant answers another request",
+            ));
+        }
+        if g.cnf.jkt != request.agent {
+            return Err(unprocessable(
+                "decision.wrong_agent",
+                "the grant goes to another agent",
+            ));
+        }
+        Ok(chain)
+    };
     match decision {
         Decision::Approve(grant) => {
-            // The context borrows trait objects that are not Send: keep it
-            // out of the awaits below.
-            let chain = {
-                let revoked = std::collections::HashSet::new();
-                let cx = Context {
-                    now,
-                    policy: s.policy,
-                    keys: &keys,
-                    bindings: &bindings,
-                    revoked: &revoked,
-                };
-                verify_chain(&[grant], &cx).map_err(ApiError::token)?
-            };
+            let chain = root(grant)?;
             let g = chain.root().claims();
             let a = asked.claims();
-            if g.req != Some(*id) {
-                return Err(unprocessable(
-                    "decision.wrong_request",
-                    "the grant answers another request",
-                ));
-            }
-            if g.cnf.jkt != request.agent {
-                return Err(unprocessable(
-                    "decision.wrong_agent",
-                    "the grant goes to another agent",
-                ));
-            }
             if within(&g.authorization_details, &a.authorization_details).is_err()
                 || g.max_depth > a.max_depth
                 || g.exp
@@ -266,6 +287,62 @@ pub async fn decide(
                 .approve_request(id, &record, now)
                 .await
                 .map_err(already)?;
+            state.inner.hub.wake(state.store()).await;
+            Ok("approved")
+        }
+        Decision::Reissue { grant, replaces } => {
+            let current = match (&request.status, &request.decision) {
+                (RequestStatus::Approved, Some(current)) => current,
+                _ => {
+                    return Err(conflict(
+                        "request.not_approved",
+                        "only an approved request's grant can be re-issued",
+                    ));
+                }
+            };
+            if TokenId::of(current) != replaces {
+                return Err(conflict(
+                    "decision.stale",
+                    "the request's grant is not the one this replaces",
+                ));
+            }
+            if !s.store.is_revoked(&replaces).await? {
+                return Err(conflict(
+                    "decision.not_revoked",
+                    "revoke the grant this replaces first",
+                ));
+            }
+            let chain = root(grant)?;
+            let g = chain.root().claims();
+            // The stored grant verified when it was accepted.
+            let (_, old) = token::peek::<GrantClaims>(current).map_err(ApiError::token)?;
+            if within(&g.authorization_details, &old.authorization_details).is_err()
+                || g.max_depth > old.max_depth
+                || g.exp > old.exp
+            {
+                return Err(unprocessable(
+                    "decision.exceeds_grant",
+                    "a re-issued grant must stay within the grant it replaces",
+                ));
+            }
+            let record = GrantRecord {
+                id: chain.root().id(),
+                principal: user.principal.clone(),
+                request_id: Some(*id),
+                parent_id: None,
+                issuer: chain.root().issuer(),
+                grantee: g.cnf.jkt,
+                token: grant.to_owned(),
+                expires_at: g.exp,
+                created_at: now,
+            };
+            s.store
+                .reissue_grant(id, current, &record, now)
+                .await
+                .map_err(on_conflict(
+                    "decision.stale",
+                    "the request's grant changed meanwhile",
+                ))?;
             state.inner.hub.wake(state.store()).await;
             Ok("approved")
         }

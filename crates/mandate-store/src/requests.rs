@@ -274,6 +274,44 @@ impl Store {
         })
     }
 
+    /// Answers an approved request with a new grant in place of
+    /// `replaces` (the compact grant it answers with now), as when the
+    /// user narrows a grant to what was used: the request's decision
+    /// becomes `grant`, and `grant` is stored, in one transaction.
+    /// [`StoreError::Conflict`] if the request is not approved or its
+    /// grant is no longer `replaces`. The caller checks that `replaces` is
+    /// revoked and that `grant` is within it.
+    pub async fn reissue_grant(
+        &self,
+        id: &TokenId,
+        replaces: &str,
+        grant: &GrantRecord,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let _writing = self.writing().await;
+            let mut tx = pool.begin().await?;
+            lock_log!(self, tx)?;
+            let principal: Option<String> = sqlx::query_scalar(
+                "UPDATE requests SET decision = $1, decided_at = $2 \
+                 WHERE id = $3 AND status = 'approved' AND decision = $4 RETURNING principal",
+            )
+            .bind(&grant.token)
+            .bind(now)
+            .bind(id.to_string())
+            .bind(replaces)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if principal.is_none() {
+                return Err(not_pending!(tx, id));
+            }
+            insert_grant_in!(self, tx, grant);
+            let seq = append_event!(self, tx, EventKind::RequestDecided, Some(grant.principal.as_str()), Some(grant.grantee.to_string()), id.to_string(), now)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
     /// Denies a pending request with a signed denial; the same rules as
     /// [`Store::approve_request`].
     pub async fn deny_request(

@@ -158,3 +158,158 @@ async fn nobody_revokes_another_users_grants() {
         "nothing was revoked"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_grant_is_reissued_narrower_to_the_same_request() {
+    let h = harness().await;
+    let token = request_token(&agent(1), "rn", &h.alice);
+    submit(&h.app, &token).await;
+    let id = TokenId::of(&token);
+    let path = format!("/v1/requests/{id}/decision");
+    let bearer = h.idp.token("alice", json!({}));
+    let decide = |body: serde_json::Value| post_json(&path, body, &bearer);
+    let old = grant(&h, id, &agent(1), &["read"], NOW + 600).sign(&alice_key());
+    let old_id = TokenId::of(&old);
+    let new = grant(&h, id, &agent(1), &["read"], NOW + 500).sign(&alice_key());
+    let reissue = |g: &str, replaces: &str| json!({ "grant": g, "replaces": replaces });
+
+    // Only an approved request's grant can be replaced.
+    let (status, body) = call(&h.app, decide(reissue(&new, &old_id.to_string()))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("request.not_approved")),
+        "{body}"
+    );
+    let (status, body) = call(&h.app, decide(json!({ "grant": old }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Not before the grant it replaces is revoked.
+    let (status, body) = call(&h.app, decide(reissue(&new, &old_id.to_string()))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("decision.not_revoked")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &h.app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": revocation(&h.alice, vec![old_id], &alice_key(), "rn1") })
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let other_request = TokenId::of("another request");
+    let wrong = [
+        (
+            reissue(&new, &TokenId::of("another grant").to_string()),
+            StatusCode::CONFLICT,
+            "decision.stale",
+        ),
+        (
+            reissue(&new, "not an id"),
+            StatusCode::BAD_REQUEST,
+            "decision.malformed",
+        ),
+        (
+            json!({ "denial": new, "replaces": old_id.to_string() }),
+            StatusCode::BAD_REQUEST,
+            "decision.malformed",
+        ),
+        (
+            // Longer than the grant it replaces.
+            reissue(
+                &grant(&h, id, &agent(1), &["read"], NOW + 700).sign(&alice_key()),
+                &old_id.to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.exceeds_grant",
+        ),
+        (
+            // More than the grant it replaces (and than was asked).
+            reissue(
+                &grant(&h, id, &agent(1), &["read", "write"], NOW + 500).sign(&alice_key()),
+                &old_id.to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.exceeds_grant",
+        ),
+        (
+            reissue(
+                &grant(&h, id, &agent(2), &["read"], NOW + 500).sign(&alice_key()),
+                &old_id.to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.wrong_agent",
+        ),
+        (
+            reissue(
+                &grant(&h, other_request, &agent(1), &["read"], NOW + 500).sign(&alice_key()),
+                &old_id.to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision.wrong_request",
+        ),
+        (
+            reissue(
+                &grant(&h, id, &agent(1), &["read"], NOW + 500)
+                    .sign(&SigningKey::from_seed(&[66; 32])),
+                &old_id.to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "key.unknown",
+        ),
+    ];
+    for (body, status, code) in wrong {
+        let (got, res) = call(&h.app, decide(body.clone())).await;
+        assert_eq!(
+            (got, res["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {res}"
+        );
+    }
+    let alice: mandate_core::Principal = h.alice.clone().try_into().unwrap();
+    assert_eq!(
+        h.store.grants_of(&alice).await.unwrap().len(),
+        1,
+        "nothing stored"
+    );
+
+    // Within the old one, after its revocation: the request answers with
+    // the new grant from now on.
+    let (status, body) = call(&h.app, decide(reissue(&new, &old_id.to_string()))).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{body}"
+    );
+    let poll_path = format!("/v1/requests/{id}");
+    let (_, res) = call(
+        &h.app,
+        get(
+            &poll_path,
+            Some(&crate::pop(
+                &agent(1),
+                &token,
+                &format!("{}{poll_path}", crate::URL),
+                "rn-poll",
+            )),
+        ),
+    )
+    .await;
+    assert_eq!(res["grant"].as_str(), Some(new.as_str()));
+    assert_eq!(h.store.grants_of(&alice).await.unwrap().len(), 2);
+    // Sent again (an outbox retrying): accepted, nothing changes.
+    let events = h.store.events_since(0, 1000).await.unwrap().len();
+    let (status, _) = call(&h.app, decide(reissue(&new, &old_id.to_string()))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.store.events_since(0, 1000).await.unwrap().len(), events);
+    // The old grant is no longer the request's: it cannot be replaced again.
+    let newer = grant(&h, id, &agent(1), &["read"], NOW + 400).sign(&alice_key());
+    let (status, body) = call(&h.app, decide(reissue(&newer, &old_id.to_string()))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("decision.stale"))
+    );
+}
