@@ -24,7 +24,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use io::{identity, parse_scopes, print_json, read_mandate, write_mandate};
 use mandate_agent::{
-    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Outcome, Report, Revocations,
+    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Outcome, Pending, Report,
+    Revocations,
 };
 use mandate_core::{AgentId, TokenId};
 use serde_json::json;
@@ -146,6 +147,9 @@ enum AgentCommand {
         /// Where to write the mandate [default: standard output].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where to keep the signed request, for `agent renew` later.
+        #[arg(long)]
+        save_request: Option<PathBuf>,
         /// For a sub-agent whose delegating agent cannot delegate locally:
         /// the delegating agent's mandate, shown to the user behind this
         /// request.
@@ -154,6 +158,21 @@ enum AgentCommand {
         /// The delegating agent's key file, to endorse the request.
         #[arg(long, requires = "parent")]
         endorse_key: Option<PathBuf>,
+    },
+    /// Collects the grant that answers a request now: after the user
+    /// narrowed its grant to what was used, a new grant answers it.
+    Renew {
+        #[command(flatten)]
+        key: KeyArg,
+        /// The signed request (`agent request --save-request`).
+        #[arg(long)]
+        request: PathBuf,
+        /// How long to wait, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Where to write the mandate [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Passes part of a mandate to a sub-agent.
     Delegate {
@@ -435,6 +454,7 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
             wait,
             timeout,
             out,
+            save_request,
             parent,
             endorse_key,
         } => {
@@ -461,6 +481,11 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
                 "Request {} filed. Check that the Mandate app shows the code {}",
                 pending.id, pending.binding_code
             );
+            if let Some(path) = save_request {
+                std::fs::write(&path, &pending.request).map_err(|e| {
+                    AgentError::Invalid(format!("cannot write {}: {e}", path.display()))
+                })?;
+            }
             if !wait {
                 print_json(&json!({
                     "id": pending.id,
@@ -471,6 +496,28 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
             }
             let mandate = agent.wait(&pending, Duration::from_secs(timeout)).await?;
             eprintln!("Approved.");
+            write_mandate(&mandate, out.as_deref())?;
+        }
+        AgentCommand::Renew {
+            key,
+            request,
+            timeout,
+            out,
+        } => {
+            let agent = agent(broker, &key.key, "mandate CLI")?;
+            let request = std::fs::read_to_string(&request).map_err(|e| {
+                AgentError::Invalid(format!("cannot read {}: {e}", request.display()))
+            })?;
+            let request = request.trim().to_owned();
+            let pending = Pending {
+                id: TokenId::of(&request),
+                binding_code: String::new(),
+                expires_at: 0,
+                request,
+            };
+            let mandate = agent.wait(&pending, Duration::from_secs(timeout)).await?;
+            // The request's grant, if it was not replaced, may be revoked.
+            mandate_agent::verify_online(agent.broker(), &mandate, true).await?;
             write_mandate(&mandate, out.as_deref())?;
         }
         AgentCommand::Delegate {

@@ -172,6 +172,26 @@ impl BrokerClient {
         .map(drop)
     }
 
+    /// Posts a grant re-issued in place of `replaces` (a revoked grant
+    /// answering the same request).
+    pub async fn reissue(
+        &self,
+        bearer: &str,
+        request_id: &str,
+        grant: &str,
+        replaces: &str,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/requests/{request_id}/decision");
+        self.send::<Value>(
+            reqwest::Method::POST,
+            &path,
+            bearer,
+            Some(json!({ "grant": grant, "replaces": replaces })),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Posts a signed revocation.
     pub async fn revoke(&self, bearer: &str, revocation: &str) -> Result<(), ClientError> {
         let body = json!({ "revocation": revocation });

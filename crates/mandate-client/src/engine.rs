@@ -100,6 +100,13 @@ pub enum Update {
         /// Whether the broker accepted it.
         delivered: bool,
     },
+    /// A re-issued grant reached the broker, or was refused for good.
+    Reissue {
+        /// The new grant's id.
+        token_id: String,
+        /// Whether the broker accepted it.
+        delivered: bool,
+    },
     /// Agents' receipts arrived.
     Activity {
         /// How many are new.
@@ -760,7 +767,99 @@ impl Engine {
                 waiting += 1;
             }
         }
+        // A re-issued grant goes once the grant it replaces is revoked at
+        // the broker; it cannot go if that revocation was refused.
+        for (r, revocation_refused, revocation_delivered) in
+            self.inner.history.reissue_outbox(principal).await?
+        {
+            let sent = Outgoing::Reissue(&r.token_id);
+            let answer = match (revocation_refused, revocation_delivered) {
+                (Some(code), _) => Err(ClientError::Refused {
+                    status: 409,
+                    code,
+                    message: "the revocation of the grant it replaces was refused".into(),
+                }),
+                (None, false) => {
+                    waiting += 1;
+                    continue;
+                }
+                (None, true) => {
+                    self.inner
+                        .broker
+                        .reissue(&active.bearer, &r.request_id, &r.token, &r.replaces)
+                        .await
+                }
+            };
+            if !self.settle(&active, sent, answer).await? {
+                waiting += 1;
+            }
+        }
         Ok(waiting)
+    }
+
+    /// What narrowing grant `id` to what was used would keep, drop, and
+    /// take down with it.
+    pub async fn narrow_preview(
+        &self,
+        id: &str,
+    ) -> Result<crate::narrow::NarrowPreview, ClientError> {
+        let active = self.active().await?;
+        self.refresh_grants(&active).await?;
+        Ok(self
+            .inner
+            .history
+            .narrow_plan(
+                &active.profile.principal,
+                &active.key.public().thumbprint(),
+                id,
+                now(),
+            )
+            .await?
+            .preview)
+    }
+
+    /// Narrows grant `id` to what was used: signs its revocation and a new
+    /// grant with only the actions used, to the same agent for the same
+    /// request; records both, then delivers them (see [`crate::narrow`]).
+    pub async fn narrow_to_used(&self, id: &str) -> Result<crate::narrow::Narrowed, ClientError> {
+        let active = self.active().await?;
+        self.refresh_grants(&active).await?;
+        let principal = &active.profile.principal;
+        let at = now();
+        let plan = self
+            .inner
+            .history
+            .narrow_plan(principal, &active.key.public().thumbprint(), id, at)
+            .await?;
+        let revocation = crate::decision::revocation_for(
+            &[plan.id],
+            &principal_of(&active)?,
+            &active.key,
+            Some("narrowed to what was used"),
+            at,
+            &mut rand_core::OsRng,
+        );
+        let grant = crate::narrow::reissued_grant(&plan, &active.key, at, &mut rand_core::OsRng);
+        let narrowed = self
+            .inner
+            .history
+            .record_reissue(&active.key, principal, &plan, (&revocation, &grant), at)
+            .await?;
+        tracing::info!(replaces = %plan.id, grant = %narrowed.reissue.token_id, "grant narrowed to what was used");
+        if let Err(e) = self.deliver().await {
+            tracing::info!(code = e.code(), "delivery deferred");
+        }
+        let history = &self.inner.history;
+        Ok(crate::narrow::Narrowed {
+            revocation: history
+                .revocation(&narrowed.revocation.token_id)
+                .await?
+                .ok_or(ClientError::NotFound)?,
+            reissue: history
+                .reissue(&narrowed.reissue.token_id)
+                .await?
+                .ok_or(ClientError::NotFound)?,
+        })
     }
 
     /// Records how one delivery went; `false` when it is to be tried again.
@@ -793,6 +892,10 @@ impl Engine {
                 delivered: refused.is_none(),
             },
             Outgoing::Revocation(token_id) => Update::Revocation {
+                token_id: token_id.to_owned(),
+                delivered: refused.is_none(),
+            },
+            Outgoing::Reissue(token_id) => Update::Reissue {
                 token_id: token_id.to_owned(),
                 delivered: refused.is_none(),
             },

@@ -140,19 +140,21 @@ pub struct StoredDecision {
 }
 
 /// Something the outbox delivers: a decision, named by the request it
-/// answers, or a revocation, named by its token id.
+/// answers, or a revocation or a re-issued grant, named by its token id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outgoing<'a> {
     /// The decision on this request.
     Decision(&'a str),
     /// The revocation with this token id.
     Revocation(&'a str),
+    /// The re-issued grant with this token id.
+    Reissue(&'a str),
 }
 
 impl Outgoing<'_> {
     fn id(&self) -> &str {
         match self {
-            Outgoing::Decision(id) | Outgoing::Revocation(id) => id,
+            Outgoing::Decision(id) | Outgoing::Revocation(id) | Outgoing::Reissue(id) => id,
         }
     }
 }
@@ -186,7 +188,9 @@ pub struct Event {
     pub at: i64,
     /// What happened: `key.enrolled`, `request.seen`, `grant.signed`,
     /// `denial.signed`, `decision.delivered`, `decision.refused`,
-    /// `revocation.signed`, `revocation.delivered`, `revocation.refused`.
+    /// `revocation.signed`, `revocation.delivered`, `revocation.refused`,
+    /// `grant.reissued`, `reissue.delivered`, `reissue.refused`,
+    /// `receipt.reported`.
     pub kind: String,
     /// What it is about: a request or token id.
     pub subject: String,
@@ -588,6 +592,9 @@ impl History {
             Outgoing::Revocation(_) => {
                 "UPDATE revocations SET attempts = attempts + 1, last_error = ? WHERE token_id = ?"
             }
+            Outgoing::Reissue(_) => {
+                "UPDATE reissues SET attempts = attempts + 1, last_error = ? WHERE token_id = ?"
+            }
         };
         sqlx::query(sql)
             .bind(error)
@@ -620,6 +627,12 @@ impl History {
                  WHERE token_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
                 "revocation.delivered",
                 "revocation.refused",
+            ),
+            Outgoing::Reissue(_) => (
+                "UPDATE reissues SET delivered_at = CASE WHEN ? IS NULL THEN ? END, refused_code = ?
+                 WHERE token_id = ? AND principal = ? AND delivered_at IS NULL AND refused_code IS NULL",
+                "reissue.delivered",
+                "reissue.refused",
             ),
         };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -654,41 +667,10 @@ impl History {
         grants: &[String],
         now: i64,
     ) -> Result<StoredRevocation, ClientError> {
-        let token_id = mandate_core::TokenId::of(revocation).to_string();
-        let grants_json =
-            serde_json::to_string(grants).map_err(|e| ClientError::History(e.to_string()))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO revocations (token_id, principal, token, grants, revoked_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&token_id)
-        .bind(principal)
-        .bind(revocation)
-        .bind(&grants_json)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        append(
-            &mut tx,
-            key,
-            principal,
-            now,
-            "revocation.signed",
-            &token_id,
-            Some(revocation),
-        )
-        .await?;
+        let stored = insert_revocation(&mut tx, key, principal, revocation, grants, now).await?;
         tx.commit().await?;
-        Ok(StoredRevocation {
-            token_id,
-            token: revocation.to_owned(),
-            grants: grants.to_vec(),
-            revoked_at: now,
-            attempts: 0,
-            delivered_at: None,
-            refused_code: None,
-        })
+        Ok(stored)
     }
 
     /// The revocation with `token_id`, if one was recorded.
@@ -834,6 +816,8 @@ impl History {
             table("SELECT request_id, token FROM decisions WHERE principal = ?").await?;
         let mut revocations =
             table("SELECT token_id, token FROM revocations WHERE principal = ?").await?;
+        let mut reissues =
+            table("SELECT token_id, token FROM reissues WHERE principal = ?").await?;
         let mut reported =
             table("SELECT id, '' FROM receipts WHERE principal = ? AND reported_at IS NOT NULL")
                 .await?;
@@ -842,6 +826,7 @@ impl History {
                 "request.seen" => (&mut requests, "request"),
                 "grant.signed" | "denial.signed" => (&mut decisions, "decision"),
                 "revocation.signed" => (&mut revocations, "revocation"),
+                "grant.reissued" => (&mut reissues, "re-issued grant"),
                 "receipt.reported" => {
                     if reported.remove(&e.subject).is_none() {
                         return Err(ClientError::Tampered(format!(
@@ -873,6 +858,7 @@ impl History {
             (requests, "request"),
             (decisions, "decision"),
             (revocations, "revocation"),
+            (reissues, "re-issued grant"),
         ] {
             if let Some(id) = rows.keys().min() {
                 return Err(ClientError::Tampered(format!(
@@ -1023,6 +1009,51 @@ pub(crate) fn head_message(principal: &str, seq: i64, hash: &[u8; 32]) -> Vec<u8
 
 pub(crate) fn decode_hash(text: &str) -> Option<[u8; 32]> {
     b64::decode(text)?.try_into().ok()
+}
+
+/// Records a revocation and its event in `tx` (see
+/// [`History::record_revocation`]).
+pub(crate) async fn insert_revocation(
+    tx: &mut SqliteConnection,
+    key: &SigningKey,
+    principal: &str,
+    revocation: &str,
+    grants: &[String],
+    now: i64,
+) -> Result<StoredRevocation, ClientError> {
+    let token_id = mandate_core::TokenId::of(revocation).to_string();
+    let grants_json =
+        serde_json::to_string(grants).map_err(|e| ClientError::History(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO revocations (token_id, principal, token, grants, revoked_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&token_id)
+    .bind(principal)
+    .bind(revocation)
+    .bind(&grants_json)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    append(
+        tx,
+        key,
+        principal,
+        now,
+        "revocation.signed",
+        &token_id,
+        Some(revocation),
+    )
+    .await?;
+    Ok(StoredRevocation {
+        token_id,
+        token: revocation.to_owned(),
+        grants: grants.to_vec(),
+        revoked_at: now,
+        attempts: 0,
+        delivered_at: None,
+        refused_code: None,
+    })
 }
 
 fn revocation_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRevocation, ClientError> {

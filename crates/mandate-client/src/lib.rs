@@ -24,6 +24,7 @@ mod error;
 pub mod export;
 pub mod history;
 mod http;
+pub mod narrow;
 pub mod signin;
 pub mod vault;
 pub mod view;

@@ -18,7 +18,7 @@ use crate::delegations::{agent, approved, delegate};
 use crate::engine::{Stack, keyring_ready};
 
 /// `key` reports an action under `mandate`; returns the receipt's id.
-async fn report(
+pub(crate) async fn report(
     stack: &Stack,
     (key, mandate): (&str, &str),
     action: &str,

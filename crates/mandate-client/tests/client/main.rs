@@ -10,6 +10,7 @@ mod crash;
 mod delegations;
 mod engine;
 mod journey;
+mod narrow;
 mod secrets;
 mod tamper;
 
