@@ -100,13 +100,6 @@ async fn a_grant_narrowed_to_what_was_used_replaces_the_old_one() {
         .unwrap()
         .id
         .clone();
-    let grants = engine.grants().await.unwrap();
-    let sub = grants
-        .iter()
-        .find(|g| g.parent.is_some())
-        .unwrap()
-        .id
-        .clone();
 
     // Only the user's own grant can be narrowed, not an agent's sub-grant.
     let theirs = engine.narrow_preview(&sub).await.unwrap_err();
