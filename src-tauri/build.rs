@@ -20,6 +20,8 @@ fn mandate_commands() -> &'static [&'static str] {
         "history",
         "delegations",
         "revoke_preview",
+        "narrow_preview",
+        "narrow",
         "revoke",
         "revoke_all",
         "activity",

@@ -14,6 +14,7 @@ use mandate_client::export::ExportFormat;
 use mandate_client::history::{
     DecisionKind, Event, RequestState, StoredDecision, StoredRevocation,
 };
+use mandate_client::narrow::{NarrowPreview, Narrowed, StoredReissue};
 use mandate_client::view::{
     ActionView, AgentView, Hop, InboxRow, RequestDetail, Risk, Role, ScopeChoice, ScopeView,
 };
@@ -58,6 +59,9 @@ pub fn typescript() -> String {
         AgentGrants::decl(&cfg),
         Delegations::decl(&cfg),
         RevokePreview::decl(&cfg),
+        NarrowPreview::decl(&cfg),
+        StoredReissue::decl(&cfg),
+        Narrowed::decl(&cfg),
         AgentChoice::decl(&cfg),
         ReceiptStatus::decl(&cfg),
         ActivityRow::decl(&cfg),

@@ -23,6 +23,7 @@ use mandate_client::delegations::{AgentChoice, Delegations, RevokePreview};
 use mandate_client::engine::{Account, BrokerMode, Config, Engine, Update};
 use mandate_client::export::ExportFormat;
 use mandate_client::history::StoredRevocation;
+use mandate_client::narrow::{NarrowPreview, Narrowed};
 use mandate_client::view::{InboxRow, RequestDetail, ScopeChoice};
 use mandate_client::{Browser, ClientError, CommandBrowser, Narrowing};
 use serde::{Deserialize, Serialize};
@@ -316,6 +317,18 @@ async fn delegations(state: State<'_, App>) -> Result<Delegations> {
 async fn revoke_preview(state: State<'_, App>, id: String) -> Result<RevokePreview> {
     let reply = async { Ok::<_, CommandError>(state.engine().await?.revoke_preview(&id).await?) };
     sent("revoke_preview", reply.await)
+}
+
+#[tauri::command]
+async fn narrow_preview(state: State<'_, App>, id: String) -> Result<NarrowPreview> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.narrow_preview(&id).await?) };
+    sent("narrow_preview", reply.await)
+}
+
+#[tauri::command]
+async fn narrow(state: State<'_, App>, id: String) -> Result<Narrowed> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.narrow_to_used(&id).await?) };
+    sent("narrow", reply.await)
 }
 
 #[tauri::command]
@@ -718,6 +731,8 @@ pub fn run() {
             history,
             delegations,
             revoke_preview,
+            narrow_preview,
+            narrow,
             revoke,
             revoke_all,
             activity,

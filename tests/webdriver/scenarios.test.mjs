@@ -8,7 +8,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, WAIT, bin, cli as cliAt, freePort, closeAll, openSession, rowIn, start, until, withTimeout } from './harness.mjs';
@@ -31,11 +31,10 @@ async function demoStep(scenario, step, timeout = WAIT) {
     .catch((e) => { throw new Error(`${e.message}\ndemo: ${ctx.demo.output.slice(-3000)}\nresources: ${ctx.resources.output.slice(-2000)}`); });
 }
 
-/** Calls the demo resource servers under the mandate `mandate` (its
- * agent's key is the name's first part). */
-function call(mandate, method, path) {
-  const key = mandate.replace(/-email$/, '');
-  return cli(['agent', 'call', '--key', join(ctx.dir, 'demo', `${key}.key`),
+/** Calls the demo resource servers as `agent`, under its mandate
+ * `mandate` (by default, the one the demo kept for it). */
+function call(agent, method, path, mandate = agent) {
+  return cli(['agent', 'call', '--key', join(ctx.dir, 'demo', `${agent}.key`),
     '--mandate', join(ctx.dir, 'demo', `${mandate}.mandate.json`), method, `${ctx.resourcesUrl}${path}`]);
 }
 
@@ -73,10 +72,10 @@ async function revoke(text) {
 }
 
 /** Waits until the resource servers refuse `agent`'s call as revoked. */
-async function refusedAsRevoked(agent, method, path) {
+async function refusedAsRevoked(agent, method, path, mandate = agent) {
   let last;
   await until(`${agent} refused as revoked`, async () => {
-    last = await call(agent, method, path);
+    last = await call(agent, method, path, mandate);
     return last.code !== 0 && /chain\.revoked/.test(last.output);
   }, WAIT).catch((e) => { throw new Error(`${e.message}\nlast call: ${last?.output}`); });
 }
@@ -137,6 +136,7 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   assert.match(gdpr, /Privacy Auditor/);
   assert.match(gdpr, /Read marketing data, including contacts' personal data/);
   assert.match(gdpr, /Read audit logs/);
+  assert.match(gdpr, /Export marketing data/);
   await demoStep('gdpr', 'done');
   const finding = progress().find((p) => p.scenario === 'gdpr' && /Found contacts kept/.test(p.summary ?? ''));
   assert.match(finding.summary, /amer/);
@@ -193,10 +193,13 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   const groups = (await browser.$$('[data-testid="agent-group"]').map((g) => g.getText())).join('\n');
   // The vendor manager has a name now (it asked alice itself), and both
   // its grants: the planner's and alice's.
-  assert.match(groups, /Vendor Manager[\s\S]*Order 100 SSDs[\s\S]*Delegated by Supply Planner[\s\S]*Email Northwind[\s\S]*Granted by you/);
+  const manager = (await browser.$$('[data-testid="agent-group"]').map((g) => g.getText())).find((g) => g.startsWith('Vendor Manager'));
+  assert.match(manager, /Order 100 SSDs[^“]*Delegated by Supply Planner/);
+  assert.match(manager, /Email Northwind[^“]*Granted by you/);
   assert.match(groups, /Sub-agent of Supply Planner[\s\S]*Find the best current prices[\s\S]*Delegated by Supply Planner/);
-  // Usage rolls up: the sub-agents' reads and orders count for the planner.
-  assert.doesNotMatch(groups, /never used/);
+  // Usage rolls up: the sub-agents' reads and orders count for the
+  // planner. The one action never used is the auditor's export.
+  assert.deepEqual(await browser.$$('[data-testid="unused"]').map((u) => u.getText()), ['export · never used']);
   await shot('04-delegations');
 
   // Revoke: each scenario's agents are refused from then on; the
@@ -210,14 +213,46 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   await refusedAsRevoked('market-analyst', 'GET', '/market/hardware/prices');
   // The email grant alice signed for the vendor manager herself stands
   // until she revokes it too.
-  const email = await call('vendor-manager-email', 'POST', '/mail/orders@northwind.example');
+  const email = await call('vendor-manager', 'POST', '/mail/orders@northwind.example', 'vendor-manager-email');
   assert.doesNotMatch(email.output, /chain\.revoked/);
   await revoke('Email Northwind');
-  await refusedAsRevoked('vendor-manager-email', 'POST', '/mail/orders@northwind.example');
+  await refusedAsRevoked('vendor-manager', 'POST', '/mail/orders@northwind.example', 'vendor-manager-email');
   await revoke('why checkout keeps restarting');
   await refusedAsRevoked('k8s', 'GET', '/k8s/namespaces/shop/pods');
-  await revoke('erased (GDPR article 17)');
+  // The auditor never exported: alice narrows its grant to what it used.
+  // The old grant is revoked, and a new one, without export, answers the
+  // auditor's request; it collects it with `mandate agent renew`.
+  await browser.$('[data-testid="nav-delegations"]').click();
+  await until('the auditor\'s unused export', async () =>
+    (await browser.$$('[data-testid="unused"]').map((u) => u.getText())).includes('export · never used'));
+  await browser.$('[data-testid="narrow"]').click();
+  const narrowing = await browser.$('[data-testid="narrow-preview"]');
+  await narrowing.waitForDisplayed({ timeout: WAIT })
+    .catch(async (e) => { throw new Error(`${e.message}\npage: ${await browser.$('main').getText()}`); });
+  assert.match(await browser.$('[data-testid="keeps"]').getText(), /Marketing data: Read marketing data[\s\S]*Audit logs: Read audit logs/);
+  assert.equal(await browser.$('[data-testid="drops"]').getText(), 'Export marketing data');
+  await shot('06-narrow-preview');
+  await browser.$('[data-testid="narrow-confirm"]').click();
+  await until('the broker accepted the narrower grant', async () =>
+    /Narrowed: the old grant is revoked/.test(await browser.$('[data-testid="narrow-status"]').getText()));
   await refusedAsRevoked('gdpr', 'GET', '/data/marketing/emea/contacts');
+  const renewed = await cli(['agent', 'renew', '--key', join(ctx.dir, 'demo', 'gdpr.key'),
+    '--request', join(ctx.dir, 'demo', 'gdpr.request.jwt'), '--out', join(ctx.dir, 'demo', 'gdpr-narrowed.mandate.json')]);
+  assert.equal(renewed.code, 0, renewed.output);
+  const read = await call('gdpr', 'GET', '/data/marketing/emea/contacts', 'gdpr-narrowed');
+  assert.equal(read.code, 0, read.output);
+  const renewedMandate = JSON.parse(readFileSync(join(ctx.dir, 'demo', 'gdpr-narrowed.mandate.json'), 'utf8'));
+  assert.equal(renewedMandate.chain.length, 1);
+  const claims = JSON.parse(Buffer.from(renewedMandate.chain[0].split('.')[1], 'base64url').toString());
+  assert.deepEqual(claims.authorization_details.map((d) => [d.type, d.actions]), [['marketing_data', ['read']], ['audit_logs', ['read']]]);
+  // The new grant, in force, holds no export; the old one has ended.
+  await until('the narrowed grant listed', async () => {
+    const groups = await browser.$$('[data-testid="agent-group"]').map((g) => g.getText());
+    return groups.length === 1 && /Privacy Auditor/.test(groups[0]) && !/export/.test(groups[0].replace(/“[^”]*”/g, ''));
+  });
+  await shot('07-narrowed');
+  await revoke('erased (GDPR article 17)');
+  await refusedAsRevoked('gdpr', 'GET', '/data/marketing/emea/contacts', 'gdpr-narrowed');
   await until('no grant in force', async () => (await browser.$$('[data-testid="grant"]')).length === 0);
   await shot('05-revoked');
   assert.equal((await withTimeout(ctx.demo.ended, WAIT, 'the demo')).code, 0, ctx.demo.output);

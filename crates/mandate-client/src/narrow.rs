@@ -29,7 +29,7 @@ pub struct NarrowPreview {
     pub revoke: RevokePreview,
     /// The scopes the new grant keeps: each with only its used actions.
     pub keeps: Vec<ScopeView>,
-    /// The actions dropped, as `label: action` lines.
+    /// The actions dropped, in the catalog's words (else `type: action`).
     pub drops: Vec<String>,
 }
 
@@ -120,8 +120,17 @@ impl History {
             .iter()
             .zip(&revoke.grant.scopes)
         {
-            let label = usage.scope.label.as_deref().unwrap_or(&detail.kind);
-            drops.extend(usage.unused.iter().map(|a| format!("{label}: {a}")));
+            let kind = usage.scope.label.as_deref().unwrap_or(&detail.kind);
+            drops.extend(usage.unused.iter().map(|a| {
+                // The catalog's words for it, else the type's and the raw action.
+                usage
+                    .scope
+                    .actions
+                    .iter()
+                    .find(|v| v.name == *a)
+                    .and_then(|v| v.label.clone())
+                    .unwrap_or_else(|| format!("{kind}: {a}"))
+            }));
             if usage.used.is_empty() {
                 continue;
             }

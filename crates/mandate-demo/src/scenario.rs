@@ -201,6 +201,11 @@ impl<'a> Actor<'a> {
             "asked",
             json!({ "agent": self.agent.id().to_string(), "binding_code": pending.binding_code }),
         );
+        // Kept for `mandate agent renew`: after the user narrows the grant
+        // to what was used, a new grant answers the same request.
+        let path = self.stage.dir.join(format!("{}.request.jwt", self.file));
+        std::fs::write(&path, &pending.request)
+            .with_context(|| format!("writing {}", path.display()))?;
         let mandate = self
             .agent
             .wait(&pending, self.stage.decision_timeout)
@@ -498,14 +503,15 @@ async fn gdpr(stage: &Stage) -> anyhow::Result<()> {
             scopes: vec![
                 detail(
                     "marketing_data",
-                    &["read"],
+                    &["read", "export"],
                     "https://data.example/marketing/",
                 )?,
                 detail("audit_logs", &["read"], "https://audit.example/logs/")?,
             ],
             purpose: "Read every department's marketing contacts and the audit logs, to find \
-                      contacts kept after they asked to be erased (GDPR article 17). This is \
-                      more than your own account can read: it sees your department only."
+                      contacts kept after they asked to be erased (GDPR article 17), and export \
+                      what I find if you ask me to. This is more than your own account can \
+                      read: it sees your department only."
                 .into(),
             intent: Some(
                 "Check that marketing honours erasure requests, in every department.".into(),

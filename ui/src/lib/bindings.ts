@@ -71,6 +71,14 @@ token_id: string,
 /**
  * Whether the broker accepted it.
  */
+delivered: boolean, } | { "type": "reissue", 
+/**
+ * The new grant's id.
+ */
+token_id: string, 
+/**
+ * Whether the broker accepted it.
+ */
 delivered: boolean, } | { "type": "activity", 
 /**
  * How many are new.
@@ -408,7 +416,9 @@ at: number,
 /**
  * What happened: `key.enrolled`, `request.seen`, `grant.signed`,
  * `denial.signed`, `decision.delivered`, `decision.refused`,
- * `revocation.signed`, `revocation.delivered`, `revocation.refused`.
+ * `revocation.signed`, `revocation.delivered`, `revocation.refused`,
+ * `grant.reissued`, `reissue.delivered`, `reissue.refused`,
+ * `receipt.reported`.
  */
 kind: string, 
 /**
@@ -581,6 +591,70 @@ falls: Array<GrantView>,
  * Requests waiting in the inbox from sub-agents under it.
  */
 pending_requests: Array<string>, };
+
+export type NarrowPreview = { 
+/**
+ * The grant, and what falls with it (its sub-delegations) once it is
+ * revoked.
+ */
+revoke: RevokePreview, 
+/**
+ * The scopes the new grant keeps: each with only its used actions.
+ */
+keeps: Array<ScopeView>, 
+/**
+ * The actions dropped, as `label: action` lines.
+ */
+drops: Array<string>, };
+
+export type StoredReissue = { 
+/**
+ * The new grant's id.
+ */
+token_id: string, 
+/**
+ * The request it answers.
+ */
+request_id: string, 
+/**
+ * The grant it replaces.
+ */
+replaces: string, 
+/**
+ * The revocation of that grant.
+ */
+revocation_id: string, 
+/**
+ * The new grant.
+ */
+token: string, 
+/**
+ * When it was signed.
+ */
+reissued_at: number, 
+/**
+ * How many deliveries were tried.
+ */
+attempts: number, 
+/**
+ * When the broker accepted it.
+ */
+delivered_at: number | null, 
+/**
+ * The broker's code, if it refused the grant (or its revocation) for
+ * good.
+ */
+refused_code: string | null, };
+
+export type Narrowed = { 
+/**
+ * The revocation of the old grant.
+ */
+revocation: StoredRevocation, 
+/**
+ * The new grant.
+ */
+reissue: StoredReissue, };
 
 export type AgentChoice = { 
 /**

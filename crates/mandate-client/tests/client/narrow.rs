@@ -109,7 +109,7 @@ async fn a_grant_narrowed_to_what_was_used_replaces_the_old_one() {
     );
 
     let preview = engine.narrow_preview(&root).await.unwrap();
-    assert_eq!(preview.drops, ["Files: write"]);
+    assert_eq!(preview.drops, ["Create and change files"]);
     assert_eq!(preview.keeps.len(), 1);
     assert_eq!(
         preview.keeps[0]
