@@ -2,7 +2,8 @@
 // (mandate-demo) ask alice; she approves each in the app (narrowing one);
 // the agents follow through against the demo resource servers
 // (mandate-demo-resources); the app shows their receipts and attribution;
-// she revokes, and the resource servers refuse the agents from then on.
+// she narrows the auditor's grant to what it used, and revokes the rest;
+// the resource servers refuse the agents from then on.
 //
 // Screens are saved under target/e2e-shots/ as scenario-*.png.
 
