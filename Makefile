@@ -19,7 +19,7 @@ bindings:
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings setup test ui lint unit webdriver bench-app bench-history interop fuzz fuzz-smoke bench vectors api-fuzz
+.PHONY: run bindings setup test ui lint unit webdriver bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
@@ -92,6 +92,11 @@ bench-app: ui
 	cargo build --release -p mandate-app --locked
 	cargo build --workspace --bins --locked
 	timeout 900 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench.mjs
+
+## The app's Activity screen over 1,000,000 receipts (release app, WebDriver).
+bench-activity: ui
+	cargo build --release -p mandate-app --locked
+	timeout 2400 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench-activity.mjs
 
 ## The app's history at scale (crates/mandate-client/benches/history.rs):
 ## 1,000,000 receipts checked and written, and filtered pages over them.
