@@ -603,7 +603,7 @@ revoke: RevokePreview,
  */
 keeps: Array<ScopeView>, 
 /**
- * The actions dropped, as `label: action` lines.
+ * The actions dropped, in the catalog's words (else `type: action`).
  */
 drops: Array<string>, };
 
