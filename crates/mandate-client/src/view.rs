@@ -628,10 +628,11 @@ mod tests {
         );
         assert_eq!(v.actions[1].label, None);
         assert_eq!(v.risk, Risk::Unknown);
-        let d = AuthorizationDetail::new("k8s.pods", ["exec"], ["https://k8s.example/"]).unwrap();
+        let d =
+            AuthorizationDetail::new("rockets", ["launch"], ["https://space.example/"]).unwrap();
         let v = scope_view(&d);
         assert_eq!((v.label, v.risk), (None, Risk::Unknown));
-        assert!(v.raw.contains("k8s.pods"));
+        assert!(v.raw.contains("rockets"));
         let d = AuthorizationDetail::new("payments", ["create"], ["https://pay.example/"]).unwrap();
         let v = scope_view(&d);
         assert_eq!(v.risk, Risk::High);
