@@ -174,6 +174,8 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   // A sub-agent that never asked alice itself has no name she saw: the
   // row shows its key's fingerprint, and the attribution its delegator.
   assert.match(rows[refused], /purchase_order\.place[\s\S]*refused/);
+  // The market analyst never asked alice: it is named by its delegator.
+  assert.match(rows.find((r) => /Compared 4 offers/.test(r)), /^Sub-agent of Supply Planner/);
   await shot('02-activity');
 
   // Its attribution: alice's instruction, the planner's reading of it and

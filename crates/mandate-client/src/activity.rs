@@ -286,6 +286,9 @@ pub struct ActivityRow {
     pub agent_fingerprint: String,
     /// The name the agent gave itself when it asked, if it ever asked.
     pub agent_name: Option<String>,
+    /// For an agent that holds its grant from another agent: the name that
+    /// agent gave itself when it asked, if it ever asked.
+    pub delegated_by: Option<String>,
     /// The action's type.
     pub kind: String,
     /// What it was done to.
@@ -356,6 +359,9 @@ struct Checked<'a> {
 const ROW_COLUMNS: &str = "r.seq, r.id, r.grant_id, r.agent, \
     (SELECT q.agent_name FROM requests q WHERE q.principal = r.principal AND q.agent_id = r.agent \
      ORDER BY q.received_at DESC LIMIT 1) AS agent_name, \
+    (SELECT q.agent_name FROM grants g JOIN grants p ON p.id = g.parent \
+     JOIN requests q ON q.principal = r.principal AND q.agent_id = p.grantee \
+     WHERE g.id = r.grant_id ORDER BY q.received_at DESC LIMIT 1) AS delegated_by, \
     r.kind, r.target, r.summary, r.rationale, r.outcome, r.at, r.received_at, r.status, r.error, r.reported_at";
 
 impl History {

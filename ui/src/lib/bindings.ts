@@ -698,6 +698,11 @@ agent_fingerprint: string,
  */
 agent_name: string | null, 
 /**
+ * For an agent that holds its grant from another agent: the name that
+ * agent gave itself when it asked, if it ever asked.
+ */
+delegated_by: string | null, 
+/**
  * The action's type.
  */
 kind: string, 

@@ -134,6 +134,23 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
     );
     let again = engine.sync_activity().await.unwrap();
     assert_eq!(again.new, 0, "nothing is recorded twice");
+    // B and C never asked the user: B is named by A, who did; C's
+    // delegator B has no name the user saw either.
+    let by_summary = |s: &str| all.iter().find(|r| r.summary == s).unwrap();
+    assert_eq!(
+        by_summary("Asked C to read the revenue file").agent_name,
+        None
+    );
+    assert_eq!(
+        by_summary("Asked C to read the revenue file")
+            .delegated_by
+            .as_deref(),
+        Some("mandate CLI")
+    );
+    assert_eq!(
+        by_summary("Read the quarterly revenue file").delegated_by,
+        None
+    );
 
     // Filter by agent: C's one action.
     let only_c = engine
