@@ -108,7 +108,7 @@ EOF
 
 # The demo's resource servers trust the app's broker; the demo agents
 # (docs/demo.md) ask alice, once she has signed in (they ask again every
-# 2 s until the broker knows her), and follow through once she decides.
+# 4 s until the broker knows her), and follow through once she decides.
 setsid "$bin/mandate-demo-resources" --listen "$resources_listen" --broker "http://$listen" \
     >"$logs/resources.log" 2>&1 &
 pids+=($!)

@@ -7,8 +7,8 @@
 //! what each grant was used for.
 //!
 //! Progress goes to stdout as one JSON object per line, with `scenario` and
-//! `step` (`asked`, `approved`, `denied`, `expired`, `receipt`, `refused`,
-//! `done`), so that tests can follow it; or, with [`Format::Text`], as one
+//! `step` (`waiting`, `asked`, `approved`, `denied`, `expired`, `receipt`,
+//! `refused`, `done`), so that tests can follow it; or, with [`Format::Text`], as one
 //! sentence per line for people.
 
 use std::io::Write as _;
@@ -92,7 +92,9 @@ pub struct Stage {
     pub dir: PathBuf,
     /// How long an agent waits for its user's decision.
     pub decision_timeout: Duration,
-    /// How long between asks while the user has not signed in yet.
+    /// How long between asks while the user has not signed in yet. The
+    /// broker lets one agent file a request every 3 s on average (after a
+    /// burst of 20), so a longer wait can go on for as long as it takes.
     pub retry: Duration,
 }
 
@@ -132,6 +134,10 @@ fn say(scenario: Scenario, step: &str, mut fields: Value) {
                     text("path"),
                     text("code")
                 ),
+                "waiting" if text("code") == "rate" => {
+                    "the broker asks to slow down; asking again later".into()
+                }
+                "waiting" => "waiting for the user to sign in".into(),
                 "denied" => "denied".into(),
                 "expired" => "the request lapsed undecided".into(),
                 "done" => "done".into(),
@@ -185,16 +191,26 @@ impl<'a> Actor<'a> {
     }
 
     /// Asks the user, again every `retry` while the broker does not know
-    /// them yet (they have not signed in), then waits for the decision.
+    /// them yet (they have not signed in), then waits for the decision. A
+    /// rate refusal waits longer: `retry` is meant to stay under the
+    /// broker's rate for one agent's requests, but the broker decides.
     async fn ask(&self, ask: &Ask) -> anyhow::Result<Mandate> {
+        let mut waiting = "";
         let pending = loop {
-            match self.agent.request(ask).await {
+            let (wait, code) = match self.agent.request(ask).await {
                 Ok(pending) => break pending,
                 Err(e) if e.code() == "request.unknown_principal" => {
-                    tokio::time::sleep(self.stage.retry).await;
+                    (self.stage.retry, "request.unknown_principal")
                 }
+                Err(e) if e.code().starts_with("rate.") => (self.stage.retry * 3, "rate"),
                 Err(e) => return Err(e.into()),
+            };
+            // Said once for each reason, not on every try.
+            if waiting != code {
+                waiting = code;
+                say(self.scenario, "waiting", json!({ "code": code }));
             }
+            tokio::time::sleep(wait).await;
         };
         say(
             self.scenario,

@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         principal: args.principal,
         dir: args.dir,
         decision_timeout: Duration::from_secs(args.timeout),
-        retry: Duration::from_secs(2),
+        retry: Duration::from_secs(4),
     };
     let scenarios = if args.scenario.is_empty() {
         Scenario::ALL.to_vec()

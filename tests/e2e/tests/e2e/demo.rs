@@ -239,3 +239,88 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
         (403, Some("call.out_of_scope"))
     );
 }
+
+/// The next progress line the demo prints, within `secs` seconds.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    secs: u64,
+) -> Value {
+    let line = tokio::time::timeout(Duration::from_secs(secs), lines.next_line())
+        .await
+        .expect("a progress line in time")
+        .unwrap()
+        .expect("the demo still running");
+    serde_json::from_str(&line).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_agent_waits_for_its_user_to_sign_in_and_for_the_brokers_rate() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let idp = procs::idp().await;
+    let db = format!("sqlite://{}/broker.db", d.display());
+    // One request every 5 s for an agent, with no burst to speak of.
+    let broker = procs::broker(
+        &db,
+        &idp.url,
+        &d.join("broker"),
+        &["--rate", "agent_requests=1:0.2"],
+    )
+    .await;
+    let resources = demo_resources(&broker.url).await;
+    let principal = format!("{}#alice", idp.url);
+    let mut demo = tokio::process::Command::new(binary("mandate-demo"))
+        .args(["--broker", &broker.url, "--resources", &resources.url])
+        .args(["--principal", &principal, "--scenario", "k8s"])
+        .arg("--dir")
+        .arg(d.join("demo"))
+        .args(["--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+
+    // Alice has not signed in: the agent waits. Asking again too soon, it
+    // is told to slow down, and waits longer; it does not give up.
+    let first = next_line(&mut lines, 15).await;
+    assert_eq!(
+        (first["step"].as_str(), first["code"].as_str()),
+        (Some("waiting"), Some("request.unknown_principal"))
+    );
+    let second = next_line(&mut lines, 15).await;
+    assert_eq!(
+        (second["step"].as_str(), second["code"].as_str()),
+        (Some("waiting"), Some("rate"))
+    );
+
+    // She signs in; the agent's next ask reaches her.
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    let mut inbox = alice.inbox_events().await;
+    let event = inbox
+        .next_named("request.created", Duration::from_secs(40))
+        .await;
+    let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = alice.pending(&id).await;
+    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
+    let grant = alice.grant(&token, asked.authorization_details.clone());
+    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
+    assert_eq!(status, 200, "{body}");
+    loop {
+        let line = next_line(&mut lines, 30).await;
+        if line["step"] == "done" {
+            break;
+        }
+        assert_ne!(line["step"], "refused", "{line}");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), demo.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
