@@ -258,5 +258,17 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   await refusedAsRevoked('gdpr', 'GET', '/data/marketing/emea/contacts', 'gdpr-narrowed');
   await until('no grant in force', async () => (await browser.$$('[data-testid="grant"]')).length === 0);
   await shot('05-revoked');
+
+  // The history holds every decision, the narrowing and the revocations,
+  // and proves itself, the 16 receipts included.
+  await browser.$('[data-testid="nav-history"]').click();
+  await browser.$('[data-testid="verify-history"]').click();
+  await until('verified', async () => {
+    try { return /and 16 receipts are intact/.test(await browser.$('[data-testid="history-verified"]').getText()); } catch { return false; }
+  });
+  const events = await browser.$('[data-testid="events"]').getText();
+  assert.match(events, /You narrowed a grant to what was used, and signed the new one/);
+  assert.match(events, /The broker accepted the narrower grant/);
+  await shot('08-history');
   assert.equal((await withTimeout(ctx.demo.ended, WAIT, 'the demo')).code, 0, ctx.demo.output);
 });
