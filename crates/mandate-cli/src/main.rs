@@ -237,8 +237,9 @@ enum AgentCommand {
         /// Why the agent decided to do it.
         #[arg(long)]
         rationale: Option<String>,
-        /// The receipt or request id that caused it.
-        #[arg(long)]
+        /// The receipt or request id that caused it. An id may begin with
+        /// `-` (base64url), so the value is taken as it comes.
+        #[arg(long, allow_hyphen_values = true)]
         cause: Option<TokenId>,
     },
 }
@@ -618,4 +619,44 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser as _;
+
+    use super::{AgentCommand, Cli, Command};
+
+    #[test]
+    fn an_id_that_begins_with_a_hyphen_is_a_value() {
+        // Token ids are base64url: one in 64 begins with `-`.
+        let id = format!("-{}", "A".repeat(42));
+        let cli = Cli::try_parse_from([
+            "mandate",
+            "agent",
+            "report",
+            "--key",
+            "k",
+            "--mandate",
+            "m",
+            "--action",
+            "files.read",
+            "--target",
+            "t",
+            "--summary",
+            "s",
+            "--cause",
+            &id,
+        ])
+        .unwrap();
+        let Command::Agent(agent) = cli.command else {
+            panic!("not an agent command");
+        };
+        let AgentCommand::Report { cause, .. } = *agent else {
+            panic!("not a report");
+        };
+        assert_eq!(cause.unwrap().to_string(), id);
+    }
 }
