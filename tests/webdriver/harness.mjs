@@ -42,12 +42,22 @@ export async function freePort() {
   });
 }
 
+/** Polls `f` until it returns something truthy. A throw counts as "not
+ * yet" (the page may re-render between finding an element and reading
+ * it); the last one is in the error if time runs out. */
 export async function until(what, f, timeout = WAIT) {
   const end = Date.now() + timeout;
+  let failure;
   for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (e) {
+      failure = e;
+    }
+    if (Date.now() > end) {
+      throw new Error(`timed out waiting for ${what}${failure ? ` (last: ${failure.message})` : ''}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
