@@ -229,7 +229,7 @@ pub async fn decide(
         "the request was decided or has lapsed",
     );
     // A root grant signed by one of those keys, answering this request,
-    // to its agent.
+    // to its agent: its verified chain, and its record to store.
     let root = |grant: &str| -> Result<_, ApiError> {
         let revoked = std::collections::HashSet::new();
         let cx = Context {
@@ -253,11 +253,22 @@ pub async fn decide(
                 "the grant goes to another agent",
             ));
         }
-        Ok(chain)
+        let record = GrantRecord {
+            id: chain.root().id(),
+            principal: user.principal.clone(),
+            request_id: Some(*id),
+            parent_id: None,
+            issuer: chain.root().issuer(),
+            grantee: g.cnf.jkt,
+            token: grant.to_owned(),
+            expires_at: g.exp,
+            created_at: now,
+        };
+        Ok((chain, record))
     };
     match decision {
         Decision::Approve(grant) => {
-            let chain = root(grant)?;
+            let (chain, record) = root(grant)?;
             let g = chain.root().claims();
             let a = asked.claims();
             if within(&g.authorization_details, &a.authorization_details).is_err()
@@ -272,17 +283,6 @@ pub async fn decide(
                     "the grant gives more than the agent asked for",
                 ));
             }
-            let record = GrantRecord {
-                id: chain.root().id(),
-                principal: user.principal.clone(),
-                request_id: Some(*id),
-                parent_id: None,
-                issuer: chain.root().issuer(),
-                grantee: g.cnf.jkt,
-                token: grant.to_owned(),
-                expires_at: g.exp,
-                created_at: now,
-            };
             s.store
                 .approve_request(id, &record, now)
                 .await
@@ -312,7 +312,7 @@ pub async fn decide(
                     "revoke the grant this replaces first",
                 ));
             }
-            let chain = root(grant)?;
+            let (chain, record) = root(grant)?;
             let g = chain.root().claims();
             // The stored grant verified when it was accepted.
             let (_, old) = token::peek::<GrantClaims>(current).map_err(ApiError::token)?;
@@ -325,17 +325,6 @@ pub async fn decide(
                     "a re-issued grant must stay within the grant it replaces",
                 ));
             }
-            let record = GrantRecord {
-                id: chain.root().id(),
-                principal: user.principal.clone(),
-                request_id: Some(*id),
-                parent_id: None,
-                issuer: chain.root().issuer(),
-                grantee: g.cnf.jkt,
-                token: grant.to_owned(),
-                expires_at: g.exp,
-                created_at: now,
-            };
             s.store
                 .reissue_grant(id, current, &record, now)
                 .await
