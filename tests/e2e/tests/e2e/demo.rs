@@ -9,7 +9,7 @@ use mandate_agent::{Agent, AgentInfo, Broker, Mandate};
 use mandate_core::token::{RequestClaims, peek};
 use serde_json::{Value, json};
 
-use crate::user::User;
+use crate::user::{Events, User};
 use mandate_e2e::procs::{self, Proc, binary};
 
 async fn demo_resources(broker: &str) -> Proc {
@@ -51,6 +51,38 @@ async fn send(
     )
 }
 
+/// The next request in `alice`'s inbox (within `secs` seconds), approved
+/// as asked; returns what it asked.
+async fn approve_next(alice: &User, inbox: &mut Events, secs: u64) -> RequestClaims {
+    let event = inbox
+        .next_named("request.created", Duration::from_secs(secs))
+        .await;
+    let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = alice.pending(&id).await;
+    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
+    let grant = alice.grant(&token, asked.authorization_details.clone());
+    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
+    assert_eq!(status, 200, "{body}");
+    asked
+}
+
+/// The demo's agent `name`, with the mandate it kept in `dir`.
+fn demo_agent(dir: &std::path::Path, name: &str, broker: &str) -> (Agent, Mandate) {
+    let key = mandate_keyfile::load(&dir.join(format!("{name}.key"))).unwrap();
+    let mandate: Mandate =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.mandate.json"))).unwrap())
+            .unwrap();
+    let info = AgentInfo {
+        name: name.into(),
+        publisher: None,
+        version: None,
+    };
+    (Agent::new(key, Broker::new(broker).unwrap(), info), mandate)
+}
+
 fn order(amount: &str) -> String {
     json!({ "vendor": "Contoso", "item": "SSD 2TB", "quantity": 10,
             "amount": { "amount": amount, "currency": "USD" } })
@@ -88,20 +120,9 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
     // manager's own (it needs email, which the planner does not hold),
     // filed with the planner's chain behind it.
     for (name, depth) in [("Supply Planner", 0), ("Vendor Manager", 1)] {
-        let event = inbox
-            .next_named("request.created", Duration::from_secs(15))
-            .await;
-        let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let token = alice.pending(&id).await;
-        let (_, asked) = peek::<RequestClaims>(&token).unwrap();
+        let asked = approve_next(&alice, &mut inbox, 15).await;
         assert_eq!(asked.agent.name, name);
         assert_eq!(asked.parent_chain.len(), depth);
-        let grant = alice.grant(&token, asked.authorization_details.clone());
-        let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
-        assert_eq!(status, 200, "{body}");
     }
 
     let out = tokio::time::timeout(Duration::from_secs(60), demo)
@@ -153,20 +174,7 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
     );
 
     // The vendor manager's mandate: 20,000 USD, of which 12,000 is spent.
-    let key = mandate_keyfile::load(&demo_dir.join("vendor-manager.key")).unwrap();
-    let mandate: Mandate = serde_json::from_slice(
-        &std::fs::read(demo_dir.join("vendor-manager.mandate.json")).unwrap(),
-    )
-    .unwrap();
-    let agent = Agent::new(
-        key,
-        Broker::new(&broker.url).unwrap(),
-        AgentInfo {
-            name: "Vendor Manager".into(),
-            publisher: None,
-            version: None,
-        },
-    );
+    let (agent, mandate) = demo_agent(&demo_dir, "vendor-manager", &broker.url);
     let url = format!("{}/procurement/orders", resources.url);
 
     // A malformed order: refused with its code, and nothing is charged.
@@ -214,20 +222,7 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
 
     // The market analyst holds no orders scope; a method no scope names is
     // refused to everyone.
-    let key = mandate_keyfile::load(&demo_dir.join("market-analyst.key")).unwrap();
-    let analyst_mandate: Mandate = serde_json::from_slice(
-        &std::fs::read(demo_dir.join("market-analyst.mandate.json")).unwrap(),
-    )
-    .unwrap();
-    let analyst = Agent::new(
-        key,
-        Broker::new(&broker.url).unwrap(),
-        AgentInfo {
-            name: "Market Analyst".into(),
-            publisher: None,
-            version: None,
-        },
-    );
+    let (analyst, analyst_mandate) = demo_agent(&demo_dir, "market-analyst", &broker.url);
     let (status, answer) = post(&analyst, &analyst_mandate, &url, &order("1.00")).await;
     assert_eq!(
         (status, answer["code"].as_str()),
@@ -299,18 +294,7 @@ async fn a_demo_agent_waits_for_its_user_to_sign_in_and_for_the_brokers_rate() {
     // She signs in; the agent's next ask reaches her.
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     let mut inbox = alice.inbox_events().await;
-    let event = inbox
-        .next_named("request.created", Duration::from_secs(40))
-        .await;
-    let id = serde_json::from_str::<Value>(&event.data).unwrap()["request"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = alice.pending(&id).await;
-    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
-    let grant = alice.grant(&token, asked.authorization_details.clone());
-    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
-    assert_eq!(status, 200, "{body}");
+    approve_next(&alice, &mut inbox, 40).await;
     loop {
         let line = next_line(&mut lines, 30).await;
         if line["step"] == "done" {
