@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from tests/vectors: every chain (one token per
-line, with its proof as a last "pop " line) and every single token."""
+line, with its proof as a last "pop " line), every single token, and the
+claims of every grant as JSON text."""
+import base64
 import glob
 import json
 import os
 
 here = os.path.dirname(os.path.abspath(__file__))
 vectors = sorted(glob.glob(os.path.join(here, "..", "tests", "vectors", "*.json")))
-for target in ("parse_token", "verify_chain"):
+for target in ("parse_token", "verify_chain", "plain_claims"):
     os.makedirs(os.path.join(here, "corpus", target), exist_ok=True)
 for path in vectors:
     v = json.load(open(path))
@@ -18,4 +20,13 @@ for path in vectors:
     open(os.path.join(here, "corpus", "verify_chain", name), "w").write("\n".join(lines))
     for i, token in enumerate(v["chain"][:2]):
         open(os.path.join(here, "corpus", "parse_token", f"{name}-{i}"), "w").write(token)
+    for i, token in enumerate(v["chain"]):
+        parts = token.split(".")
+        if len(parts) != 3:
+            continue
+        try:
+            claims = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        except ValueError:
+            continue
+        open(os.path.join(here, "corpus", "plain_claims", f"{name}-{i}"), "wb").write(claims)
 print(f"seeded from {len(vectors)} vectors")

@@ -63,7 +63,7 @@ fn components() {
             }),
         ),
         (
-            "parse: header, base64, strictness pass, typed claims",
+            "parse: header, base64, claims",
             per_call(2000, || {
                 black_box(
                     mandate_core::token::peek::<mandate_core::token::GrantClaims>(black_box(

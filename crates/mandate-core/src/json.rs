@@ -134,6 +134,152 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
+/// A reader for the plain form of a claims document: the form Mandate
+/// itself signs, with no escapes in strings, no negative, fractional or
+/// exponent numbers, and no `null`.
+///
+/// It is a shortcut, not a second parser: every method returns `None` on
+/// anything outside the plain form, valid JSON or not, and the caller then
+/// falls back to [`check_object`] and serde, which decide what the input
+/// means and which error it earns. So that the shortcut can never accept
+/// more than the full path, a caller refuses unknown and repeated members,
+/// reads arrays only where Mandate defines lists, and builds every value
+/// through the same constructors the full path uses.
+pub(crate) struct Plain<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Plain<'a> {
+    pub fn new(text: &'a str) -> Plain<'a> {
+        Plain { text, at: 0 }
+    }
+
+    /// The next byte that is not JSON whitespace, consumed.
+    fn next(&mut self) -> Option<u8> {
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            self.at += 1;
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    /// The next byte that is not JSON whitespace, left in place.
+    fn peek(&mut self) -> Option<u8> {
+        let b = self.next()?;
+        self.at -= 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// Only whitespace is left.
+    pub fn end(&mut self) -> Option<()> {
+        self.next().is_none().then_some(())
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    pub fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let len = self.text.as_bytes()[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.text.as_bytes()[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        // The slice ends at an ASCII quote, so it is whole UTF-8.
+        self.text.get(start..start + len)
+    }
+
+    /// A string, owned.
+    pub fn owned(&mut self) -> Option<String> {
+        self.string().map(str::to_owned)
+    }
+
+    /// A non-negative integer in canonical form: no leading zeros, no
+    /// fraction or exponent, within `u64`.
+    pub fn uint(&mut self) -> Option<u64> {
+        let first = self.next()?;
+        if !first.is_ascii_digit() {
+            return None;
+        }
+        let mut n = u64::from(first - b'0');
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            match b {
+                b'0'..=b'9' if first != b'0' => {
+                    n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                }
+                b'0'..=b'9' | b'.' | b'e' | b'E' => return None,
+                _ => break,
+            }
+            self.at += 1;
+        }
+        Some(n)
+    }
+
+    /// A non-negative integer that fits `T`.
+    pub fn int<T: TryFrom<u64>>(&mut self) -> Option<T> {
+        T::try_from(self.uint()?).ok()
+    }
+
+    /// An object: `member` reads the value of each member it is given by name.
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let name = self.string()?;
+            self.expect(b':')?;
+            member(self, name)?;
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array whose elements `element` reads, collected.
+    pub fn array<T>(&mut self, mut element: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.expect(b'[')?;
+        let mut out = Vec::new();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(out);
+        }
+        loop {
+            out.push(element(self)?);
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Fills a member's slot once; a second time is a repeated member.
+pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value?);
+    Some(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::{Plain, once};
+
 /// Why a child scope is not within its parent, by rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escalation {
@@ -280,6 +282,64 @@ impl TryFrom<RawDetail> for AuthorizationDetail {
             locations: raw.locations,
             identifier: raw.identifier,
             limits: raw.limits.unwrap_or_default(),
+        })
+    }
+}
+
+impl AuthorizationDetail {
+    /// Reads a detail in the plain form (see [`Plain`]), through the same
+    /// checks as deserialization; `None` leaves the input to serde.
+    pub(crate) fn read_plain(r: &mut Plain<'_>) -> Option<AuthorizationDetail> {
+        let (mut kind, mut actions, mut locations, mut identifier, mut limits) =
+            (None, None, None, None, None);
+        r.object(|r, name| match name {
+            "type" => once(&mut kind, r.owned()),
+            "actions" => once(&mut actions, r.array(Plain::owned)),
+            "locations" => once(
+                &mut locations,
+                r.array(|r| Location::try_from(r.owned()?).ok()),
+            ),
+            "identifier" => once(&mut identifier, r.owned()),
+            "limits" => once(&mut limits, Limits::read_plain(r)),
+            _ => None,
+        })?;
+        AuthorizationDetail::try_from(RawDetail {
+            kind: kind?,
+            actions: actions?,
+            locations: locations?,
+            identifier,
+            limits,
+        })
+        .ok()
+    }
+}
+
+impl Limits {
+    fn read_plain(r: &mut Plain<'_>) -> Option<Limits> {
+        let (mut max_calls, mut max_amount) = (None, None);
+        r.object(|r, name| match name {
+            "max_calls" => once(&mut max_calls, r.int()),
+            "max_amount" => once(&mut max_amount, Money::read_plain(r)),
+            _ => None,
+        })?;
+        Some(Limits {
+            max_calls,
+            max_amount,
+        })
+    }
+}
+
+impl Money {
+    fn read_plain(r: &mut Plain<'_>) -> Option<Money> {
+        let (mut amount, mut currency) = (None, None);
+        r.object(|r, name| match name {
+            "amount" => once(&mut amount, Amount::try_from(r.owned()?).ok()),
+            "currency" => once(&mut currency, Currency::try_from(r.owned()?).ok()),
+            _ => None,
+        })?;
+        Some(Money {
+            amount: amount?,
+            currency: currency?,
         })
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Claims, Jti, Policy, Principal, UnixTime};
 use crate::Error;
+use crate::json::{Plain, once};
 use crate::jws::{TokenId, TokenKind};
 use crate::key::{AgentId, Thumbprint};
 use crate::scope::AuthorizationDetail;
@@ -63,6 +64,10 @@ pub struct GrantClaims {
 impl Claims for GrantClaims {
     const KIND: TokenKind = TokenKind::Grant;
 
+    fn read_plain(text: &str) -> Option<GrantClaims> {
+        read_plain(text)
+    }
+
     fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
         if self.authorization_details.is_empty() {
             return Err(Error::BadScope("a grant grants at least one scope"));
@@ -75,5 +80,253 @@ impl GrantClaims {
     /// Whether `act.sub` names the key in `cnf.jkt`.
     pub fn actor_matches_key(&self) -> bool {
         self.act.sub.thumbprint() == self.cnf.jkt
+    }
+}
+
+/// Reads claims in the plain form that Mandate signs (see [`Plain`]),
+/// through the same constructors as deserialization; `None` leaves the
+/// input to the full parser.
+fn read_plain(text: &str) -> Option<GrantClaims> {
+    let mut r = Plain::new(text);
+    let (mut sub, mut act, mut cnf, mut details, mut purpose, mut intent) =
+        (None, None, None, None, None, None);
+    let (mut iat, mut nbf, mut exp, mut jti, mut max_depth, mut prf, mut req) =
+        (None, None, None, None, None, None, None);
+    r.object(|r, name| match name {
+        "sub" => once(&mut sub, Principal::try_from(r.owned()?).ok()),
+        "act" => once(&mut act, one_member(r, "sub")),
+        "cnf" => once(&mut cnf, one_member(r, "jkt")),
+        "authorization_details" => once(&mut details, r.array(AuthorizationDetail::read_plain)),
+        "purpose" => once(&mut purpose, r.owned()),
+        "intent" => once(&mut intent, r.owned()),
+        "iat" => once(&mut iat, r.int()),
+        "nbf" => once(&mut nbf, r.int()),
+        "exp" => once(&mut exp, r.int()),
+        "jti" => once(&mut jti, Jti::try_from(r.owned()?).ok()),
+        "max_depth" => once(&mut max_depth, r.int()),
+        "prf" => once(&mut prf, r.string()?.parse().ok()),
+        "req" => once(&mut req, r.string()?.parse().ok()),
+        _ => None,
+    })?;
+    r.end()?;
+    Some(GrantClaims {
+        sub: sub?,
+        act: Actor { sub: act? },
+        cnf: Confirmation { jkt: cnf? },
+        authorization_details: details?,
+        purpose: purpose?,
+        intent,
+        iat: iat?,
+        nbf: nbf?,
+        exp: exp?,
+        jti: jti?,
+        max_depth: max_depth?,
+        prf,
+        req,
+    })
+}
+
+/// An object of exactly one member, `name`, whose value is a string in the
+/// text form of `T` (`act` and `cnf`).
+fn one_member<T: std::str::FromStr>(r: &mut Plain<'_>, name: &str) -> Option<T> {
+    let mut value = None;
+    r.object(|r, member| {
+        if member != name {
+            return None;
+        }
+        once(&mut value, r.string()?.parse().ok())
+    })?;
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::{Limits, Money};
+    use crate::token::read_full;
+
+    /// Claims in every shape a grant takes: optional members present or
+    /// not, identifiers, both kinds of limit, text that needs no escapes.
+    fn shapes() -> Vec<GrantClaims> {
+        let agent = crate::SigningKey::from_seed(&[3; 32]);
+        let mut po = AuthorizationDetail::new(
+            "purchase_order",
+            ["create"],
+            ["https://erp.example/vendors/*"],
+        )
+        .unwrap();
+        po.identifier = Some("vendor-17".into());
+        po.limits = Limits {
+            max_calls: Some(u64::MAX),
+            max_amount: Some(Money {
+                amount: "20000.50".to_string().try_into().unwrap(),
+                currency: "USD".to_string().try_into().unwrap(),
+            }),
+        };
+        let base = GrantClaims {
+            sub: "https://idp.example#ålice".to_string().try_into().unwrap(),
+            act: Actor {
+                sub: agent.public().agent_id(),
+            },
+            cnf: Confirmation {
+                jkt: agent.thumbprint(),
+            },
+            authorization_details: vec![
+                AuthorizationDetail::new("files", ["read", "list"], ["reports/"]).unwrap(),
+                po,
+            ],
+            purpose: "Order the hardware — 3 laptops".into(),
+            intent: Some("Get the team set up".into()),
+            iat: 0,
+            nbf: 1_796_000_000,
+            exp: i64::MAX,
+            jti: "j-1".to_string().try_into().unwrap(),
+            max_depth: 255,
+            prf: Some(TokenId::of("parent")),
+            req: Some(TokenId::of("request")),
+        };
+        let bare = GrantClaims {
+            intent: None,
+            prf: None,
+            req: None,
+            max_depth: 0,
+            authorization_details: vec![
+                AuthorizationDetail::new("k8s.pods", ["get"], ["ns/a"]).unwrap(),
+            ],
+            ..base.clone()
+        };
+        vec![base, bare]
+    }
+
+    #[test]
+    fn reads_what_mandate_signs() {
+        for claims in shapes() {
+            let text = serde_json::to_string(&claims).unwrap();
+            assert_eq!(read_plain(&text).as_ref(), Some(&claims), "{text}");
+            // And with whitespace between every token, as another signer may write.
+            let spaced = serde_json::to_string_pretty(&claims).unwrap();
+            assert_eq!(read_plain(&spaced).as_ref(), Some(&claims), "{spaced}");
+        }
+    }
+
+    /// Texts the shortcut hands to the full parser, and what that parser says.
+    #[test]
+    fn leaves_the_rest_to_the_full_parser() {
+        let text = serde_json::to_string(&shapes()[1]).unwrap();
+        let body = &text[1..text.len() - 1];
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (
+                format!(r#"{{{body},"jti":"again"}}"#),
+                Some("token.duplicate_key"),
+            ),
+            (format!(r#"{{{body},"zip":1}}"#), Some("token.malformed")),
+            (format!(r#"{{{body},"intent":null}}"#), None),
+            (format!(r#"{{{body},"intent":"say \"hi\""}}"#), None),
+            (format!(r#"{{{body},"inten\u0074":"x"}}"#), None),
+            (
+                format!("{{{body},\"intent\":\"two\nlines\"}}"),
+                Some("token.malformed"),
+            ),
+            (format!("{{{body}}} x"), Some("token.malformed")),
+            (format!("[{body}]"), Some("token.malformed")),
+            (
+                text.replace(r#""max_depth":0"#, r#""max_depth":00"#),
+                Some("token.malformed"),
+            ),
+            (
+                text.replace(r#""max_depth":0"#, r#""max_depth":0.0"#),
+                Some("token.malformed"),
+            ),
+            (
+                text.replace(r#""max_depth":0"#, r#""max_depth":256"#),
+                Some("token.malformed"),
+            ),
+            (
+                text.replace(r#""max_depth":0"#, r#""max_depth":-0"#),
+                Some("token.malformed"),
+            ),
+            (text.replace(r#""iat":0"#, r#""iat":-1"#), None),
+            (
+                text.replace(r#""iat":0"#, r#""iat":9223372036854775808"#),
+                Some("token.malformed"),
+            ),
+            (
+                text.replace(r#""actions":["get"]"#, r#""actions":[["get"]]"#),
+                Some("token.malformed"),
+            ),
+            (
+                text.replace(r#""actions":["get"]"#, r#""actions":[]"#),
+                Some("scope.malformed"),
+            ),
+            (
+                text.replace(r#""ns/a""#, r#""ns/../a""#),
+                Some("scope.malformed"),
+            ),
+            (
+                text.replace(r#"{"sub":"urn"#, r#"{"sub":"urn:x","sub":"urn"#),
+                Some("token.duplicate_key"),
+            ),
+        ];
+        for (case, code) in cases {
+            assert_eq!(read_plain(&case), None, "{case}");
+            let full = read_full::<GrantClaims>(&case);
+            assert_eq!(full.as_ref().err().map(|e| e.code()), code, "{case}");
+        }
+    }
+
+    fn mutate(text: &str, edits: &[(usize, u8, u8)]) -> String {
+        // JSON's structural bytes, digits, escapes and a multi-byte letter.
+        const ALPHABET: &[&str] = &[
+            "{", "}", "[", "]", "\"", ":", ",", " ", "\\", "\n", "0", "1", "9", "-", ".", "e", "a",
+            "null", "é", "\u{7f}",
+        ];
+        let mut bytes = text.as_bytes().to_vec();
+        for &(at, op, pick) in edits {
+            let at = at % (bytes.len() + 1);
+            let insert = ALPHABET[pick as usize % ALPHABET.len()].as_bytes();
+            match op % 3 {
+                0 => drop(bytes.splice(at..at, insert.iter().copied())),
+                1 if at < bytes.len() => drop(bytes.remove(at)),
+                _ if at < bytes.len() => drop(bytes.splice(at..=at, insert.iter().copied())),
+                _ => {}
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Whatever the shortcut reads, the full parser reads the same: 20,000
+    /// texts, each one to three random edits away from a signed form.
+    #[test]
+    fn never_accepts_more_than_the_full_parser() {
+        use rand_core::{RngCore as _, SeedableRng as _};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let texts: Vec<String> = shapes()
+            .iter()
+            .flat_map(|c| [serde_json::to_string(c), serde_json::to_string_pretty(c)])
+            .map(Result::unwrap)
+            .collect();
+        let (mut read, mut left) = (0, 0);
+        for _ in 0..20_000 {
+            let text = &texts[rng.next_u32() as usize % texts.len()];
+            let edits: Vec<(usize, u8, u8)> = (0..1 + rng.next_u32() % 3)
+                .map(|_| {
+                    (
+                        rng.next_u32() as usize,
+                        rng.next_u32() as u8,
+                        rng.next_u32() as u8,
+                    )
+                })
+                .collect();
+            let text = mutate(text, &edits);
+            match read_plain(&text) {
+                Some(plain) => {
+                    read += 1;
+                    assert_eq!(read_full::<GrantClaims>(&text), Ok(plain), "{text}");
+                }
+                None => left += 1,
+            }
+        }
+        // Both branches ran often enough for the comparison to mean something.
+        assert!(read > 1_000 && left > 1_000, "read {read}, left {left}");
     }
 }
