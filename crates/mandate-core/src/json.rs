@@ -187,7 +187,20 @@ impl<'a> Plain<'a> {
     pub fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.at;
-        let len = self.text.as_bytes()[start..]
+        let rest = &self.text.as_bytes()[start..];
+        // Eight bytes at a time up to the word that holds a quote, a
+        // backslash or a control character, then byte by byte.
+        let mut len = 0;
+        while let Some(word) = rest
+            .get(len..len + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        {
+            if ends_plain_run(u64::from_le_bytes(word)) {
+                break;
+            }
+            len += 8;
+        }
+        len += rest[len..]
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
         if self.text.as_bytes()[start + len] != b'"' {
@@ -271,6 +284,18 @@ impl<'a> Plain<'a> {
     }
 }
 
+/// Whether any of the eight bytes in `word` is a quote, a backslash or
+/// below 0x20. These are the exact "has a zero byte" and "has a byte less
+/// than n" tests (Hacker's Delight, 6-1), which have no false negatives.
+fn ends_plain_run(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
+        || word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0
+}
+
 /// Fills a member's slot once; a second time is a repeated member.
 pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     if slot.is_some() {
@@ -286,6 +311,35 @@ mod tests {
 
     fn code(text: &str) -> Option<&'static str> {
         check_object(text).err().map(|e| e.code())
+    }
+
+    #[test]
+    fn plain_runs_end_where_bytewise_scanning_would() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                for fill in [b'a', 0x7f, 0xc3, 0xff] {
+                    let mut word = [fill; 8];
+                    word[at] = b;
+                    let want = word.iter().any(|&w| special(w));
+                    assert_eq!(
+                        ends_plain_run(u64::from_le_bytes(word)),
+                        want,
+                        "{word:02x?}"
+                    );
+                }
+            }
+        }
+        // Strings of every length up to three words, ended by each kind of byte.
+        for n in 0..30 {
+            let body = "é".repeat(n / 2) + &"x".repeat(n % 2);
+            let text = format!(r#""{body}" "#);
+            assert_eq!(Plain::new(&text).string(), Some(body.as_str()));
+            for end in ["\\n", "\n", "\u{1f}"] {
+                let text = format!(r#""{body}{end}x""#);
+                assert_eq!(Plain::new(&text).string(), None, "{text:?}");
+            }
+        }
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl PublicKey {
             return Err(Error::BadKey);
         }
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::BadKey)?;
-        if key.is_weak() {
+        if small_order(bytes) {
             return Err(Error::BadKey);
         }
         Ok(PublicKey {
@@ -233,6 +233,44 @@ impl PublicKey {
             .verify_strict(message, &sig)
             .map_err(|_| Error::BadSignature)
     }
+}
+
+/// The y coordinates of the eight points of small order, the torsion
+/// subgroup E[8]: 1 (the identity), p - 1 (order 2), 0 (order 4, x = ±√-1)
+/// and the two of order 8. Each stands for both signs of x.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    {
+        let mut y = [0; 32];
+        y[0] = 1;
+        y
+    },
+    {
+        let mut y = [0xff; 32];
+        y[0] = 0xec;
+        y[31] = 0x7f;
+        y
+    },
+    [0; 32],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+];
+
+/// Whether a point that decompressed from `bytes`, whose y is canonical,
+/// has small order: the test of `VerifyingKey::is_weak` (multiply by the
+/// cofactor, compare with the identity) read off the encoding instead,
+/// as libsodium does. The weak-key test below holds the two to agreement.
+fn small_order(bytes: &[u8; 32]) -> bool {
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
 }
 
 /// Whether the y coordinate of a compressed point is below p = 2^255 - 19.
@@ -395,6 +433,44 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         assert_eq!(PublicKey::from_bytes(&identity), Err(Error::BadKey));
+    }
+
+    /// The encoding test agrees with ed25519-dalek's `is_weak` on every
+    /// small-order point, with either sign bit, and on points of large and
+    /// of mixed order.
+    #[test]
+    fn small_order_is_read_off_the_encoding() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        use curve25519_dalek::scalar::Scalar;
+        let weak = |bytes: &[u8; 32]| VerifyingKey::from_bytes(bytes).ok().map(|k| k.is_weak());
+        // E[8] has eight points; each one's y is listed, so any canonical
+        // encoding of a small-order point is caught.
+        let torsion: std::collections::BTreeSet<[u8; 32]> = EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
+        assert_eq!(torsion.len(), 8);
+        for bytes in &torsion {
+            assert!(small_order(bytes));
+        }
+        for y in SMALL_ORDER_Y {
+            for sign in [0, 0x80] {
+                let mut bytes = y;
+                bytes[31] |= sign;
+                assert_eq!(weak(&bytes), Some(true), "{bytes:02x?}");
+                assert!(small_order(&bytes));
+                assert_eq!(PublicKey::from_bytes(&bytes), Err(Error::BadKey));
+            }
+        }
+        for n in 1..200u64 {
+            let large = ED25519_BASEPOINT_POINT * Scalar::from(n);
+            for point in [large, large + EIGHT_TORSION[(n % 8) as usize]] {
+                let bytes = point.compress().to_bytes();
+                assert_eq!(weak(&bytes), Some(false));
+                assert!(!small_order(&bytes));
+                assert!(PublicKey::from_bytes(&bytes).is_ok());
+            }
+        }
     }
 
     #[test]
