@@ -84,7 +84,7 @@ fuzz-smoke:
 bench:
 	cargo bench -p mandate-core --bench verify
 	python3 scripts/bench-report.py
-	python3 scripts/bench-ratios.py 9
+	python3 scripts/bench-ratios.py 15
 
 ## The desktop app's start-up, memory and latency (tests/webdriver/bench.mjs):
 ## the release app in a real WebKit window, over WebDriver.

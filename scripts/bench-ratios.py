@@ -8,7 +8,7 @@ addresses each run (ASLR), which changes cache conflicts in the curve
 arithmetic. With `setarch -R` the runs agree to 0.002, which is how that
 cause was confirmed. The median over processes is the figure to quote.
 
-    python3 scripts/bench-ratios.py [RUNS]     (default 9, about 2 minutes)
+    python3 scripts/bench-ratios.py [RUNS]     (default 9, about 2 minutes; make bench runs 15)
 """
 import re
 import statistics
