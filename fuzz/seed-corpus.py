@@ -29,4 +29,17 @@ for path in vectors:
         except ValueError:
             continue
         open(os.path.join(here, "corpus", "plain_claims", f"{name}-{i}"), "wb").write(claims)
+# Receipts appear in no vector's chain: two plain ones, written as
+# mandate-core writes them, give the fuzzer the receipt's shape.
+receipts = [
+    '{"grant":"EqqAnj6z1oEYUKcdh_O2n5I5sdpNoM379wpTm6gQvFk","action":{"type":"files.read",'
+    '"target":"https://files.example/q3.pdf","summary":"Read the Q3 report"},"outcome":"succeeded",'
+    '"rationale":"The summary needs its figures","cause":"EqqAnj6z1oEYUKcdh_O2n5I5sdpNoM379wpTm6gQvFk",'
+    '"iat":1796003549,"jti":"r-1"}',
+    '{"grant":"EqqAnj6z1oEYUKcdh_O2n5I5sdpNoM379wpTm6gQvFk","action":{"type":"purchase_order.create",'
+    '"target":"https://erp.example/vendors/17","summary":"Ordered 3 laptops"},"outcome":"refused",'
+    '"iat":1796003549,"jti":"r-2"}',
+]
+for i, text in enumerate(receipts):
+    open(os.path.join(here, "corpus", "plain_claims", f"receipt-{i}"), "w").write(text)
 print(f"seeded from {len(vectors)} vectors")

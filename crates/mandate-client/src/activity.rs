@@ -215,6 +215,52 @@ impl Checker {
     /// after learning the keys it carries. Chains are checked one after
     /// the other (most are cached); the receipts' signatures on every core.
     pub fn receipts(&mut self, page: &[ReceiptItem]) -> Vec<Result<Receipt, Error>> {
+        self.check_each(page, &Gate::opened(), |_, verified| verified)
+    }
+
+    /// What the history records of each receipt of a page: its id, its
+    /// agent, its claims when they can be read, and the rule it broke if
+    /// it failed.
+    pub fn verdicts(&mut self, page: &[ReceiptItem]) -> Vec<Verdict> {
+        self.verdicts_behind(page, &Gate::opened())
+    }
+
+    /// [`Checker::verdicts`], on one core until `gate` opens and on every
+    /// core after.
+    fn verdicts_behind(&mut self, page: &[ReceiptItem], gate: &Gate) -> Vec<Verdict> {
+        self.check_each(page, gate, |item, verified| {
+            let (id, agent, claims, error) = match verified {
+                Ok(r) => (r.id(), r.agent().to_string(), Some(r.into_claims()), None),
+                Err(e) => {
+                    let id = TokenId::of(&item.receipt);
+                    match peek::<ReceiptClaims>(&item.receipt) {
+                        Ok((kid, claims)) => (
+                            id,
+                            mandate_core::AgentId::from_thumbprint(kid).to_string(),
+                            Some(claims),
+                            Some(e.code()),
+                        ),
+                        Err(_) => (id, String::new(), None, Some(e.code())),
+                    }
+                }
+            };
+            Verdict {
+                id: id.to_string(),
+                agent,
+                claims,
+                error,
+            }
+        })
+    }
+
+    /// Checks every receipt of a page and hands each result to `then`,
+    /// on the machine's cores (see [`par_map`]).
+    fn check_each<R: Send>(
+        &mut self,
+        page: &[ReceiptItem],
+        gate: &Gate,
+        then: impl Fn(&ReceiptItem, Result<Receipt, Error>) -> R + Sync,
+    ) -> Vec<R> {
         for jwk in page.iter().flat_map(|item| &item.keys) {
             // A key that does not parse fails the receipts that need it.
             let _ = self.add_key(jwk);
@@ -233,30 +279,202 @@ impl Checker {
             .collect();
         let (keys, policy) = (&self.keys, self.policy);
         let work: Vec<(&ReceiptItem, &Result<usize, Error>)> = page.iter().zip(&leaf_of).collect();
-        par_map(&work, |(item, leaf)| {
-            let leaf = &leaves[*leaf.as_ref().map_err(Clone::clone)?];
-            Receipt::verify(&item.receipt, leaf, keys, &policy, item.received_at)
+        par_map(&work, gate, |(item, leaf)| {
+            let verified = leaf.as_ref().map_err(Clone::clone).and_then(|&leaf| {
+                Receipt::verify(
+                    &item.receipt,
+                    &leaves[leaf],
+                    keys,
+                    &policy,
+                    item.received_at,
+                )
+            });
+            then(item, verified)
         })
     }
 }
 
-/// `f` over `items`, split across the machine's cores.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// Holds back all but one of [`par_map`]'s threads until it opens: while
+/// the history writes one batch, the next is checked on one core, and on
+/// every core once the writer is done. (The writer is the slower of the
+/// two; checks on every core would take its core from it.)
+#[derive(Clone)]
+struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn closed() -> Gate {
+        Gate(std::sync::Arc::new((
+            std::sync::Mutex::new(false),
+            std::sync::Condvar::new(),
+        )))
+    }
+
+    fn opened() -> Gate {
+        let gate = Gate::closed();
+        gate.open();
+        gate
+    }
+
+    fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        changed.notify_all();
+    }
+
+    fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let mut is_open = open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*is_open {
+            is_open = changed
+                .wait(is_open)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// Opens a gate when dropped, so that no way out of [`Ingest::push`], an
+/// error or a cancelled future, leaves the checker's threads waiting.
+struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// Writes a backlog of the receipt feed, batch after batch, checking each
+/// batch on the blocking pool while the batch before it is written: the
+/// signature checks (on every core) and SQLite's writing and syncing
+/// overlap instead of taking turns. Batches are written in the order they
+/// are pushed, each in its own transaction, exactly as
+/// [`History::ingest`] would write them one after the other.
+pub struct Ingest<'h> {
+    history: &'h History,
+    principal: &'h str,
+    key: &'h mandate_core::SigningKey,
+    /// Away on the blocking pool while a batch is checked.
+    checker: Option<Checker>,
+    /// The batch checked last, not written yet.
+    pending: Option<(Vec<ReceiptItem>, Vec<Verdict>)>,
+    total: Ingested,
+}
+
+impl<'h> Ingest<'h> {
+    /// Starts a backlog for `principal`, whose user key signs the receipt
+    /// chain's heads.
+    pub fn new(
+        history: &'h History,
+        principal: &'h str,
+        key: &'h mandate_core::SigningKey,
+        checker: Checker,
+    ) -> Ingest<'h> {
+        Ingest {
+            history,
+            principal,
+            key,
+            checker: Some(checker),
+            pending: None,
+            total: Ingested::default(),
+        }
+    }
+
+    /// Checks `batch` while the batch pushed before it is written. Returns
+    /// once both are done; an error from either leaves the batches not yet
+    /// written unwritten (the feed's position stays before them).
+    pub async fn push(&mut self, batch: Vec<ReceiptItem>) -> Result<(), ClientError> {
+        let mut checker = self
+            .checker
+            .take()
+            .ok_or_else(|| ClientError::History("an earlier batch failed to be checked".into()))?;
+        let gate = OpenOnDrop(Gate::closed());
+        let behind = gate.0.clone();
+        let check = tokio::task::spawn_blocking(move || {
+            let verdicts = checker.verdicts_behind(&batch, &behind);
+            (checker, batch, verdicts)
+        });
+        let written = self.write_pending().await;
+        drop(gate);
+        let (checker, batch, verdicts) = check.await.map_err(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => ClientError::History("checking receipts was cancelled".into()),
+        })?;
+        self.checker = Some(checker);
+        written?;
+        self.pending = Some((batch, verdicts));
+        Ok(())
+    }
+
+    /// Writes the last batch. Returns what the whole backlog brought.
+    pub async fn finish(mut self) -> Result<Ingested, ClientError> {
+        self.write_pending().await?;
+        Ok(self.total)
+    }
+
+    async fn write_pending(&mut self) -> Result<(), ClientError> {
+        let Some((batch, verdicts)) = self.pending.take() else {
+            return Ok(());
+        };
+        let got = self
+            .history
+            .write_checked(self.principal, self.key, &batch, &verdicts)
+            .await?;
+        self.total.new += got.new;
+        self.total.failed += got.failed;
+        Ok(())
+    }
+}
+
+/// `f` over `items`, in order, on every core: the caller's thread at once,
+/// the others once `gate` opens. Threads take the next block of 32 items
+/// as they finish one, so that a core also busy with something else holds
+/// none of them up.
+fn par_map<T: Sync, R: Send>(items: &[T], gate: &Gate, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const BLOCK: usize = 32;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if cores < 2 || items.len() < 64 {
+    if cores < 2 || items.len() < 2 * BLOCK {
         return items.iter().map(f).collect();
     }
-    let f = &f;
-    std::thread::scope(|s| {
-        let parts: Vec<_> = items
-            .chunks(items.len().div_ceil(cores))
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Vec<R>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+            match items.get(start..(start + BLOCK).min(items.len())) {
+                Some(block) if !block.is_empty() => {
+                    done.push((start, block.iter().map(&f).collect()));
+                }
+                _ => return done,
+            }
+        }
+    };
+    let mut blocks: Vec<(usize, Vec<R>)> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..cores)
+            .map(|_| {
+                s.spawn(|| {
+                    gate.wait();
+                    work()
+                })
+            })
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+        let mut blocks = work();
+        for helper in helpers {
+            blocks.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+        }
+        blocks
+    });
+    blocks.sort_unstable_by_key(|(start, _)| *start);
+    blocks
+        .into_iter()
+        .flat_map(|(_, results)| results)
+        .collect()
 }
 
 /// Whether a receipt verified here.
@@ -347,13 +565,23 @@ pub struct Ingested {
     pub failed: usize,
 }
 
+/// What the history records of a receipt besides the receipt itself.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The receipt's token id.
+    id: String,
+    /// The agent that signed it, or that its header names if it failed.
+    agent: String,
+    /// Its claims, when they can be read.
+    claims: Option<ReceiptClaims>,
+    /// The stable code of the rule it broke, if it failed.
+    error: Option<&'static str>,
+}
+
 /// A receipt made ready for the history.
 struct Checked<'a> {
     item: &'a ReceiptItem,
-    id: String,
-    agent: String,
-    claims: Option<ReceiptClaims>,
-    error: Option<&'static str>,
+    verdict: &'a Verdict,
 }
 
 const ROW_COLUMNS: &str = "r.seq, r.id, r.grant_id, r.agent, \
@@ -420,7 +648,8 @@ impl History {
     /// Checks one page of the receipt feed and records it, with the keys
     /// and grants it carries, the feed's new position and the receipt
     /// chain's new signed head, in one transaction. Receipts already held
-    /// are skipped.
+    /// are skipped. For a backlog of many pages, [`Ingest`] overlaps the
+    /// checking of one batch with the writing of the one before.
     pub async fn ingest(
         &self,
         principal: &str,
@@ -428,33 +657,25 @@ impl History {
         checker: &mut Checker,
         page: &[ReceiptItem],
     ) -> Result<Ingested, ClientError> {
+        let verdicts = checker.verdicts(page);
+        self.write_checked(principal, key, page, &verdicts).await
+    }
+
+    /// Writes a page and the verdicts [`Checker::verdicts`] gave it.
+    async fn write_checked(
+        &self,
+        principal: &str,
+        key: &mandate_core::SigningKey,
+        page: &[ReceiptItem],
+        verdicts: &[Verdict],
+    ) -> Result<Ingested, ClientError> {
         let Some(last) = page.last() else {
             return Ok(Ingested::default());
         };
-        let verdicts = checker.receipts(page);
         let checked: Vec<Checked<'_>> = page
             .iter()
             .zip(verdicts)
-            .map(|(item, verdict)| {
-                let (agent, claims, error) = match verdict {
-                    Ok(r) => (r.agent().to_string(), Some(r.claims().clone()), None),
-                    Err(e) => match peek::<ReceiptClaims>(&item.receipt) {
-                        Ok((kid, claims)) => (
-                            mandate_core::AgentId::from_thumbprint(kid).to_string(),
-                            Some(claims),
-                            Some(e.code()),
-                        ),
-                        Err(_) => (String::new(), None, Some(e.code())),
-                    },
-                };
-                Checked {
-                    item,
-                    id: TokenId::of(&item.receipt).to_string(),
-                    agent,
-                    claims,
-                    error,
-                }
-            })
+            .map(|(item, verdict)| Checked { item, verdict })
             .collect();
         let mut conn = self.pool().acquire().await?;
         self.write_page(principal, key, &checked, last.seq, &mut conn)
@@ -522,7 +743,7 @@ impl History {
             QueryBuilder::new("SELECT id FROM receipts WHERE id IN (");
         let mut ids = ask.separated(", ");
         for c in checked {
-            ids.push_bind(c.id.as_str());
+            ids.push_bind(c.verdict.id.as_str());
         }
         ask.push(")");
         for id in ask
@@ -535,17 +756,17 @@ impl History {
         let mut result = Ingested::default();
         let mut rows = Vec::with_capacity(checked.len());
         for c in checked {
-            if !held.insert(c.id.clone()) {
+            if !held.insert(c.verdict.id.clone()) {
                 continue;
             }
             seq += 1;
-            let claims = c.claims.as_ref();
+            let claims = c.verdict.claims.as_ref();
             let row = ReceiptFields {
                 seq,
                 principal,
-                id: c.id.as_str(),
+                id: c.verdict.id.as_str(),
                 grant_id: claims.map(|x| x.grant.to_string()).unwrap_or_default(),
-                agent: c.agent.as_str(),
+                agent: c.verdict.agent.as_str(),
                 kind: claims.map_or("", |x| x.action.kind.as_str()),
                 target: claims.map_or("", |x| x.action.target.as_str()),
                 summary: claims.map_or("(unreadable receipt)", |x| x.action.summary.as_str()),
@@ -554,19 +775,19 @@ impl History {
                 cause: claims.and_then(|x| x.cause).map(|x| x.to_string()),
                 at: claims.map_or(c.item.received_at, |x| x.iat),
                 received_at: c.item.received_at,
-                status: if c.error.is_some() {
+                status: if c.verdict.error.is_some() {
                     ReceiptStatus::Failed
                 } else {
                     ReceiptStatus::Verified
                 },
-                error: c.error,
+                error: c.verdict.error,
                 token: c.item.receipt.as_str(),
             };
             let hash = row.hash(&prev);
             rows.push((row, b64::encode(prev), b64::encode(hash)));
             prev = hash;
             result.new += 1;
-            if c.error.is_some() {
+            if c.verdict.error.is_some() {
                 result.failed += 1;
             }
         }

@@ -984,8 +984,8 @@ impl Engine {
         let history = &self.inner.history;
         let grants = self.inner.broker.grants(&active.bearer).await?;
         history.save_grants(principal, &grants).await?;
-        let mut checker = history.checker(principal, active.key.public()).await?;
-        let mut total = Ingested::default();
+        let checker = history.checker(principal, active.key.public()).await?;
+        let mut ingest = crate::activity::Ingest::new(history, principal, &active.key, checker);
         let mut since = history.receipts_cursor(principal).await?;
         loop {
             // Up to ten of the broker's pages to a transaction: a large
@@ -1003,15 +1003,13 @@ impl Engine {
                     break;
                 }
             }
-            let got = history
-                .ingest(principal, &active.key, &mut checker, &batch)
-                .await?;
-            total.new += got.new;
-            total.failed += got.failed;
+            // Checked while the batch before it is written.
+            ingest.push(batch).await?;
             if last_page {
                 break;
             }
         }
+        let total = ingest.finish().await?;
         if total.new > 0 {
             tracing::info!(new = total.new, failed = total.failed, "receipts recorded");
             let _ = self.inner.updates.send(Update::Activity {

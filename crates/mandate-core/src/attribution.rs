@@ -38,6 +38,11 @@ impl Receipt {
         &self.claims
     }
 
+    /// Its claims, taking them.
+    pub fn into_claims(self) -> ReceiptClaims {
+        self.claims
+    }
+
     /// Verifies a receipt made under `grant`: it must name that grant and be
     /// signed by the grant's grantee.
     pub fn verify(

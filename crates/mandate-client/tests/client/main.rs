@@ -9,6 +9,7 @@ mod browser;
 mod crash;
 mod delegations;
 mod engine;
+mod ingest;
 mod journey;
 mod narrow;
 mod secrets;

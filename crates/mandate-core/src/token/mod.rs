@@ -239,6 +239,71 @@ pub fn peek<C: Claims>(compact: &str) -> Result<(crate::key::Thumbprint, C), Err
     Ok((token.kid, claims))
 }
 
+/// Holds a kind's [`Claims::read_plain`] to the full parser: 20,000 texts,
+/// each one to three random edits away from one of `shapes` as serde
+/// writes it (compact or pretty), must be read the same by both wherever
+/// the shortcut reads them at all.
+#[cfg(test)]
+pub(crate) fn differential<C: Claims + PartialEq + fmt::Debug>(shapes: &[C], seed: u64) {
+    use rand_core::{RngCore as _, SeedableRng as _};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let texts: Vec<String> = shapes
+        .iter()
+        .flat_map(|c| [serde_json::to_string(c), serde_json::to_string_pretty(c)])
+        .map(|t| t.unwrap_or_default())
+        .collect();
+    for text in &texts {
+        assert!(
+            C::read_plain(text).is_some(),
+            "the shortcut reads what serde writes: {text}"
+        );
+    }
+    let (mut read, mut left) = (0, 0);
+    for _ in 0..20_000 {
+        let text = &texts[rng.next_u32() as usize % texts.len()];
+        let edits: Vec<(usize, u8, u8)> = (0..1 + rng.next_u32() % 3)
+            .map(|_| {
+                (
+                    rng.next_u32() as usize,
+                    rng.next_u32() as u8,
+                    rng.next_u32() as u8,
+                )
+            })
+            .collect();
+        let text = mutate(text, &edits);
+        match C::read_plain(&text) {
+            Some(plain) => {
+                read += 1;
+                assert_eq!(read_full::<C>(&text), Ok(plain), "{text}");
+            }
+            None => left += 1,
+        }
+    }
+    // Both branches ran often enough for the comparison to mean something.
+    assert!(read > 1_000 && left > 1_000, "read {read}, left {left}");
+}
+
+#[cfg(test)]
+fn mutate(text: &str, edits: &[(usize, u8, u8)]) -> String {
+    // JSON's structural bytes, digits, escapes and a multi-byte letter.
+    const ALPHABET: &[&str] = &[
+        "{", "}", "[", "]", "\"", ":", ",", " ", "\\", "\n", "0", "1", "9", "-", ".", "e", "a",
+        "null", "é", "\u{7f}",
+    ];
+    let mut bytes = text.as_bytes().to_vec();
+    for &(at, op, pick) in edits {
+        let at = at % (bytes.len() + 1);
+        let insert = ALPHABET[pick as usize % ALPHABET.len()].as_bytes();
+        match op % 3 {
+            0 => drop(bytes.splice(at..at, insert.iter().copied())),
+            1 if at < bytes.len() => drop(bytes.remove(at)),
+            _ if at < bytes.len() => drop(bytes.splice(at..=at, insert.iter().copied())),
+            _ => {}
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
