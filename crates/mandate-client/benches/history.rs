@@ -290,8 +290,14 @@ fn main() {
             p99.as_secs_f64() * 1e3,
             if p99 <= Duration::from_millis(20) { "met" } else { "MISSED" }
         );
-        let size = std::fs::metadata(dir.path().join("history.sqlite")).map_or(0, |m| m.len());
-        println!("history file: {:.0} MiB", size as f64 / (1024.0 * 1024.0));
+        let mib = |name: &str| {
+            std::fs::metadata(dir.path().join(name)).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+        };
+        println!(
+            "history file: {:.0} MiB, and its write-ahead log {:.0} MiB",
+            mib("history.sqlite"),
+            mib("history.sqlite-wal")
+        );
         history.close().await;
     });
     if std::env::var_os("MANDATE_BENCH_KEEP").is_some() {

@@ -21,7 +21,9 @@ fn receipt(key: &SigningKey, grant: TokenId, n: usize) -> String {
             summary: format!("Read file {n}"),
         },
         outcome: Outcome::Succeeded,
-        rationale: n.is_multiple_of(2).then(|| format!("Step {n} of the report")),
+        rationale: n
+            .is_multiple_of(2)
+            .then(|| format!("Step {n} of the report")),
         cause: None,
         iat: NOW - 1_000 + n as i64,
         jti: format!("r-{n}").try_into().unwrap(),
