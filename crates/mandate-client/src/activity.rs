@@ -348,10 +348,10 @@ impl Drop for OpenOnDrop {
 
 /// Writes a backlog of the receipt feed, batch after batch, checking each
 /// batch on the blocking pool while the batch before it is written: the
-/// signature checks (on every core) and SQLite's writing and syncing
-/// overlap instead of taking turns. Batches are written in the order they
-/// are pushed, each in its own transaction, exactly as
-/// [`History::ingest`] would write them one after the other.
+/// signature checks and SQLite's writing and syncing overlap instead of
+/// taking turns, and neither runs on the async runtime's threads. Batches
+/// are written in the order they are pushed, each in its own transaction,
+/// exactly as [`History::ingest`] would write them one after the other.
 pub struct Ingest<'h> {
     history: &'h History,
     principal: &'h str,
