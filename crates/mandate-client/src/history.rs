@@ -76,6 +76,9 @@ pub enum DecisionKind {
 #[derive(Debug, Clone)]
 pub struct History {
     pool: SqlitePool,
+    /// How many new receipt ids are held apart before they join the rest
+    /// (`activity::RECENT_IDS`; tests lower it).
+    pub(crate) recent_ids: i64,
 }
 
 /// Who signed in on this machine (no secrets).
@@ -261,11 +264,22 @@ impl History {
             .run(&pool)
             .await
             .map_err(|e| ClientError::History(e.to_string()))?;
-        Ok(History { pool })
+        Ok(History {
+            pool,
+            recent_ids: crate::activity::RECENT_IDS,
+        })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Moves new receipt ids to the main table of ids once there are `n`
+    /// of them, rather than 65,536, so that tests see ids on both sides.
+    #[doc(hidden)]
+    pub fn with_recent_ids(mut self, n: i64) -> History {
+        self.recent_ids = n.max(1);
+        self
     }
 
     /// Closes the database.
@@ -897,7 +911,10 @@ impl History {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Ok(History { pool })
+        Ok(History {
+            pool,
+            recent_ids: crate::activity::RECENT_IDS,
+        })
     }
 
     /// Every profile the history holds.

@@ -100,9 +100,13 @@ async fn a_pipelined_backlog_is_written_as_page_by_page_ingestion_writes_it() {
     let user = SigningKey::from_seed(&[4; 32]);
     let batches = backlog(&principal, &user);
 
+    // The pipelined history moves new ids to the main table of ids after
+    // every batch, so that the repeat is found there; the other keeps them
+    // all among the recent ones.
     let piped = History::open(&dir.path().join("piped.sqlite"))
         .await
-        .unwrap();
+        .unwrap()
+        .with_recent_ids(64);
     let checker = Checker::new(principal.clone(), user.public()).unwrap();
     let mut ingest = Ingest::new(&piped, p, &user, checker);
     for batch in &batches {
@@ -150,4 +154,130 @@ async fn a_pipelined_backlog_is_written_as_page_by_page_ingestion_writes_it() {
         );
         assert_eq!(history.receipts_cursor(p).await.unwrap(), 300);
     }
+    // Any receipt is found by its id, wherever its id is held; an id that
+    // shares its key (the first 10 characters) with a held one is not.
+    for history in [&piped, &paged] {
+        for (_, id, _, _) in piped_rows.iter().step_by(37) {
+            let (row, token) = history.receipt_row(p, id).await.unwrap().unwrap();
+            assert_eq!(&row.id, id);
+            assert_eq!(TokenId::of(&token).to_string(), *id);
+            let mut twin = id.clone();
+            twin.replace_range(10.., &"A".repeat(id.len() - 10));
+            assert!(history.receipt_row(p, &twin).await.unwrap().is_none());
+        }
+        let (_, last, _, _) = &piped_rows[0];
+        assert!(
+            history
+                .report_receipt(&user, p, last, None, NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !history
+                .report_receipt(&user, p, last, None, NOW)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// A history written before migration 0005 (receipts with a unique index
+/// on `id`, no tables of ids) is upgraded in place: the same rows and
+/// chain, every receipt found by id and by its words, a repeat still
+/// skipped, and the receipts still append-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_from_before_the_tables_of_ids_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    let principal: Principal = "https://idp.example#upgrade".to_owned().try_into().unwrap();
+    let p = principal.as_str();
+    let user = SigningKey::from_seed(&[4; 32]);
+    let batches = backlog(&principal, &user);
+    let history = History::open(&path).await.unwrap();
+    let mut checker = Checker::new(principal.clone(), user.public()).unwrap();
+    for batch in &batches[..2] {
+        history.ingest(p, &user, &mut checker, batch).await.unwrap();
+    }
+    let before = rows(&history, p).await;
+    history.close().await;
+    // Back to the shape migration 0003 gave it, as if 0005 had never run.
+    crate::tamper::sqlite(
+        &path,
+        "DROP TABLE receipt_ids; DROP TABLE receipt_ids_recent;
+         DROP TRIGGER receipts_append_only_delete; DROP TRIGGER receipts_text_insert;
+         ALTER TABLE receipts RENAME TO receipts_0005;
+         CREATE TABLE receipts (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+             principal TEXT NOT NULL, grant_id TEXT NOT NULL, agent TEXT NOT NULL,
+             kind TEXT NOT NULL, target TEXT NOT NULL, summary TEXT NOT NULL, rationale TEXT,
+             outcome TEXT NOT NULL, cause TEXT, at INTEGER NOT NULL, received_at INTEGER NOT NULL,
+             status TEXT NOT NULL CHECK (status IN ('verified', 'failed')), error TEXT,
+             token TEXT NOT NULL, reported_at INTEGER, prev TEXT NOT NULL, hash TEXT NOT NULL);
+         INSERT INTO receipts SELECT * FROM receipts_0005;
+         DROP TABLE receipts_0005;
+         CREATE TRIGGER receipts_append_only_delete BEFORE DELETE ON receipts
+         BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
+         CREATE INDEX receipts_by_principal ON receipts (principal);
+         CREATE INDEX receipts_by_agent ON receipts (principal, agent);
+         CREATE INDEX receipts_by_grant ON receipts (principal, grant_id);
+         CREATE INDEX receipts_by_kind ON receipts (principal, kind);
+         CREATE TRIGGER receipts_text_insert AFTER INSERT ON receipts
+         BEGIN
+             INSERT INTO receipts_text (rowid, summary, rationale, agent)
+             VALUES (new.seq, new.summary, coalesce(new.rationale, ''),
+                 'a' || substr(replace(replace(replace(new.agent, '-', ''), '_', ''), ':', ''), -24));
+         END;
+         DELETE FROM _sqlx_migrations WHERE version = 5;",
+    )
+    .await;
+    assert_eq!(
+        crate::tamper::sqlite(
+            &path,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'receipt_ids%'"
+        )
+        .await,
+        "0"
+    );
+
+    let history = History::open(&path).await.unwrap();
+    assert_eq!(rows(&history, p).await, before);
+    assert_eq!(
+        history.verify_receipts(p, user.public()).await.unwrap(),
+        200
+    );
+    for (_, id, _, _) in before.iter().step_by(23) {
+        let (row, _) = history.receipt_row(p, id).await.unwrap().unwrap();
+        assert_eq!(&row.id, id);
+    }
+    let found = history
+        .activity(
+            p,
+            &ActivityFilter {
+                text: Some("Step".into()),
+                limit: Some(1000),
+                ..ActivityFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Even-numbered receipts have a rationale ("Step n of the report").
+    assert_eq!(found.len(), 100);
+    // The third batch repeats the first receipt of the second: skipped.
+    let got = history
+        .ingest(p, &user, &mut checker, &batches[2])
+        .await
+        .unwrap();
+    assert_eq!((batches[2].len(), got.new), (101, 100));
+    assert_eq!(
+        history.verify_receipts(p, user.public()).await.unwrap(),
+        300
+    );
+    history.close().await;
+    let refused = tokio::process::Command::new("sqlite3")
+        .arg(&path)
+        .arg("DELETE FROM receipts WHERE seq = 1;")
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("append-only"));
 }

@@ -14,7 +14,7 @@ use crate::engine::{Stack, keyring_ready, next_new};
 use crate::journey::{agent_got_denial, request};
 
 /// Runs SQL with the sqlite3 CLI; returns what it prints.
-async fn sqlite(db: &Path, sql: &str) -> String {
+pub(crate) async fn sqlite(db: &Path, sql: &str) -> String {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new("sqlite3")
