@@ -409,8 +409,20 @@ impl<'h> Ingest<'h> {
     }
 
     /// Writes the last batch. Returns what the whole backlog brought.
+    ///
+    /// After a large backlog the write-ahead log is folded into the file
+    /// and cut back to nothing: it is checkpointed only every 256 MiB while
+    /// receipts are written, and would otherwise keep its largest size on
+    /// disk until the history closes.
     pub async fn finish(mut self) -> Result<Ingested, ClientError> {
         self.write_pending().await?;
+        if self.total.new >= LARGE_BACKLOG {
+            // Busy (a reader still in the log) is not an error: the log is
+            // then cut back at a later checkpoint or when the history closes.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(self.history.pool())
+                .await?;
+        }
         Ok(self.total)
     }
 
@@ -1166,6 +1178,9 @@ impl History {
         Ok(true)
     }
 }
+
+/// Receipts in a backlog after which `Ingest::finish` cuts the log back.
+const LARGE_BACKLOG: usize = 10_000;
 
 /// The rows of `receipts` whose id may be the one bound (twice): those under
 /// its key in either table of ids (migration 0005). The caller compares the

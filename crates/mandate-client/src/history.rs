@@ -253,8 +253,9 @@ impl History {
             // index's inner pages, the full-text index's segments) is then
             // copied once per checkpoint, not once per transaction. A large
             // backlog is ingested about 1.4 times as fast (docs/benchmarks.md).
-            // The log file keeps its largest size until the history closes;
-            // cutting it back after each checkpoint cost a sixth of that.
+            // Cutting the log file back after each checkpoint cost a sixth
+            // of that, so it is cut back once, after a large backlog
+            // (`Ingest::finish`).
             .pragma("wal_autocheckpoint", "65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
