@@ -128,6 +128,22 @@ pub async fn broker(database: &str, issuer: &str, data: &Path, extra: &[&str]) -
     Proc::start("mandate-broker", cmd, "mandate-broker listening on ").await
 }
 
+/// What most end-to-end tests start from: a test provider, and a broker
+/// trusting it on a SQLite database (`broker.db` in `dir`, its data beside
+/// it).
+pub struct Stack {
+    pub idp: Proc,
+    pub broker: Proc,
+}
+
+/// Starts a [`Stack`] in `dir`.
+pub async fn stack(dir: &Path) -> Stack {
+    let idp = idp().await;
+    let database = format!("sqlite://{}/broker.db", dir.display());
+    let broker = broker(&database, &idp.url, &dir.join("broker"), &[]).await;
+    Stack { idp, broker }
+}
+
 /// The example resource server, trusting `broker`.
 pub async fn resource_server(broker: &str, max_staleness: u64) -> Proc {
     let mut cmd = Command::new(binary("mandate-resource-example"));

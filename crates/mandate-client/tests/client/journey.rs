@@ -87,9 +87,10 @@ fn files(actions: &[&str], location: &str) -> AuthorizationDetail {
 async fn sign_in_enroll_approve_narrowed_and_deny() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let idp = procs::idp().await;
-    let db = format!("sqlite://{}", path("broker.db"));
-    let broker_proc = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+    let procs::Stack {
+        idp,
+        broker: broker_proc,
+    } = procs::stack(dir.path()).await;
 
     // Sign in and enroll a fresh user key.
     let provider = Provider::discover(&idp.url, CLIENT).await.unwrap();

@@ -19,9 +19,7 @@ fn json_of(out: &str) -> Value {
 async fn the_cli_asks_delegates_calls_reports_verifies_and_follows() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let idp = procs::idp().await;
-    let db = format!("sqlite://{}/broker.db", d.display());
-    let broker = procs::broker(&db, &idp.url, &d.join("broker"), &[]).await;
+    let procs::Stack { idp, broker } = procs::stack(d).await;
     let files_server = procs::resource_server(&broker.url, 5).await;
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     let mut inbox = alice.inbox_events().await;

@@ -93,9 +93,7 @@ fn order(amount: &str) -> String {
 async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let idp = procs::idp().await;
-    let db = format!("sqlite://{}/broker.db", d.display());
-    let broker = procs::broker(&db, &idp.url, &d.join("broker"), &[]).await;
+    let procs::Stack { idp, broker } = procs::stack(d).await;
     let resources = demo_resources(&broker.url).await;
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     let mut inbox = alice.inbox_events().await;

@@ -43,10 +43,8 @@ fn code(r: &(u16, Value)) -> (u16, &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_a_stable_4xx_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let idp = procs::idp().await;
+    let procs::Stack { idp, broker } = procs::stack(dir.path()).await;
     let stranger_idp = procs::idp().await;
-    let db = format!("sqlite://{}/broker.db", dir.path().display());
-    let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
     let b = broker.url.as_str();
     let alice = User::enrolled(&idp.url, "alice", b).await;
     let bob = User::enrolled(&idp.url, "bob", b).await;

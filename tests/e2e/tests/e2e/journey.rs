@@ -339,9 +339,7 @@ async fn the_journey_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_server_cut_off_from_its_broker_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let idp = procs::idp().await;
-    let db = format!("sqlite://{}/broker.db", dir.path().display());
-    let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+    let procs::Stack { idp, broker } = procs::stack(dir.path()).await;
     let files_server = procs::resource_server(&broker.url, 3).await;
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     let planner = agent(&broker.url, "planner", dir.path());
@@ -405,9 +403,7 @@ pub async fn approved(user: &User, agent: &Agent) -> Mandate {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_agent_asks_the_user_when_its_parent_cannot_delegate() {
     let dir = tempfile::tempdir().unwrap();
-    let idp = procs::idp().await;
-    let db = format!("sqlite://{}/broker.db", dir.path().display());
-    let broker = procs::broker(&db, &idp.url, &dir.path().join("broker"), &[]).await;
+    let procs::Stack { idp, broker } = procs::stack(dir.path()).await;
     let files_server = procs::resource_server(&broker.url, 5).await;
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     let planner = agent(&broker.url, "planner", dir.path());
