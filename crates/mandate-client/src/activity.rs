@@ -709,9 +709,10 @@ impl History {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let mut seen_keys = BTreeSet::new();
         // Every receipt carries its chain: the same few grants, thousands of
-        // times a batch, told apart without hashing each to its id (which
-        // cost 0.7 µs a receipt).
-        let mut seen_grants = HashSet::new();
+        // times a batch, told apart by their text (with the standard keyed
+        // hash, so that a hostile broker cannot crowd one bucket) rather
+        // than each hashed to its id.
+        let mut seen_grants: HashSet<&str> = HashSet::new();
         for item in page {
             for jwk in &item.keys {
                 if !seen_keys.insert(jwk.x.as_str()) {
@@ -730,7 +731,7 @@ impl History {
                 }
             }
             for grant in &item.chain {
-                if seen_grants.insert(TokenText(grant)) {
+                if seen_grants.insert(grant.as_str()) {
                     upsert_grant(&mut tx, principal, grant, None).await?;
                 }
             }
@@ -1198,20 +1199,6 @@ pub(crate) const RECENT_IDS: i64 = 65_536;
 /// and migration 0005 take them.
 fn id_key(id: &str) -> &str {
     id.char_indices().nth(10).map_or(id, |(end, _)| &id[..end])
-}
-
-/// A token's text, compared whole but hashed by its end (the signature's
-/// last 32 characters and the length), which is enough to tell apart the
-/// tokens a batch carries without reading each one through.
-#[derive(PartialEq, Eq)]
-struct TokenText<'a>(&'a str);
-
-impl std::hash::Hash for TokenText<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let bytes = self.0.as_bytes();
-        bytes.len().hash(state);
-        bytes[bytes.len().saturating_sub(32)..].hash(state);
-    }
 }
 
 async fn upsert_grant(
