@@ -997,6 +997,35 @@ impl History {
         .map_err(|_| {
             ClientError::Tampered("the receipts' head signature does not verify".into())
         })?;
+        // The tables of ids are derived, not signed, but a receipt missing
+        // from them would be missed by every lookup by id, and a repeat of
+        // it written again. Each must be held once under its id's key. (A
+        // history from before migration 0005, read without migrating, has
+        // no such tables.)
+        let has_ids: bool = sqlx::query_scalar(
+            "SELECT count(*) = 2 FROM sqlite_master
+             WHERE type = 'table' AND name IN ('receipt_ids', 'receipt_ids_recent')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        if has_ids {
+            let unheld: Option<i64> = sqlx::query_scalar(
+                "SELECT r.seq FROM receipts r WHERE r.principal = ?
+                   AND (SELECT count(*) FROM receipt_ids i
+                        WHERE i.key = substr(r.id, 1, 10) AND i.seq = r.seq)
+                     + (SELECT count(*) FROM receipt_ids_recent i
+                        WHERE i.key = substr(r.id, 1, 10) AND i.seq = r.seq) != 1
+                 ORDER BY r.seq LIMIT 1",
+            )
+            .bind(principal)
+            .fetch_optional(self.pool())
+            .await?;
+            if let Some(seq) = unheld {
+                return Err(ClientError::Tampered(format!(
+                    "receipt row {seq}: not held once under its id in the tables of ids"
+                )));
+            }
+        }
         Ok(count)
     }
 

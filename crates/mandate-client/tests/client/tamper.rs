@@ -201,6 +201,14 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
             format!("receipt row {second_receipt}: does not follow the receipt before it"),
         ),
         (
+            "a receipt's id taken out of the tables of ids",
+            format!(
+                "DELETE FROM receipt_ids WHERE seq = {second_receipt}; \
+                 DELETE FROM receipt_ids_recent WHERE seq = {second_receipt};"
+            ),
+            format!("receipt row {second_receipt}: not held once under its id"),
+        ),
+        (
             "a report taken back",
             format!("UPDATE receipts SET reported_at = NULL WHERE id = '{reported}';"),
             format!("reports receipt {reported}, which is not marked reported"),
