@@ -28,7 +28,9 @@ pub enum GrantState {
 pub struct ScopeUse {
     /// The scope in plain language.
     pub scope: ScopeView,
-    /// The actions agents took under it (through this grant or beneath it).
+    /// The actions agents took under it (through this grant or beneath it,
+    /// or through the grant it replaced when that was narrowed to what was
+    /// used).
     pub used: Vec<String>,
     /// The actions never used.
     pub unused: Vec<String>,
@@ -65,7 +67,8 @@ pub struct GrantView {
     pub revoked_at: Option<i64>,
     /// Where it stands.
     pub state: GrantState,
-    /// Verified actions taken under it and beneath it.
+    /// Verified actions taken under it and beneath it (and under the grant
+    /// it replaced, when that was narrowed to what was used).
     pub actions: i64,
     /// The last of them.
     pub last_used: Option<i64>,
@@ -133,6 +136,17 @@ impl History {
         .bind(principal)
         .fetch_all(self.pool())
         .await?;
+        // A grant re-issued narrower carries on the one it replaced: what was
+        // used under the old one counts for the new one, or every scope of
+        // the new grant would show as never used.
+        let reissued: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+            "SELECT replaces, token_id FROM reissues WHERE principal = ?",
+        )
+        .bind(principal)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .collect();
         let names: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
             "SELECT agent_id, agent_name FROM requests WHERE principal = ? ORDER BY received_at",
         )
@@ -169,11 +183,19 @@ impl History {
         // Usage rolls up: an action under a sub-grant uses its ancestors too.
         let mut kinds: Vec<HashSet<String>> = vec![HashSet::new(); parsed.len()];
         let mut counts = vec![(0i64, None::<i64>); parsed.len()];
+        // A grant, then each that replaced it (bounded, as chains are).
+        let heirs = |i: usize| {
+            std::iter::successors(Some(parsed[i].0.id.as_str()), |g| {
+                reissued.get(*g).map(String::as_str)
+            })
+            .take(mandate_core::MAX_CHAIN_LINKS)
+            .filter_map(|g| index.get(g).copied())
+        };
         for (grant, kind, n, last) in &usage {
             let Some(&i) = index.get(grant.as_str()) else {
                 continue;
             };
-            for j in std::iter::once(i).chain(ancestors(i)) {
+            for j in std::iter::once(i).chain(ancestors(i)).flat_map(heirs) {
                 kinds[j].insert(kind.clone());
                 counts[j].0 += n;
                 counts[j].1 = counts[j].1.max(Some(*last));

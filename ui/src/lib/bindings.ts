@@ -476,7 +476,9 @@ export type ScopeUse = {
  */
 scope: ScopeView, 
 /**
- * The actions agents took under it (through this grant or beneath it).
+ * The actions agents took under it (through this grant or beneath it,
+ * or through the grant it replaced when that was narrowed to what was
+ * used).
  */
 used: Array<string>, 
 /**
@@ -542,7 +544,8 @@ revoked_at: number | null,
  */
 state: GrantState, 
 /**
- * Verified actions taken under it and beneath it.
+ * Verified actions taken under it and beneath it (and under the grant
+ * it replaced, when that was narrowed to what was used).
  */
 actions: number, 
 /**

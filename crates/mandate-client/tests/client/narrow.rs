@@ -178,6 +178,16 @@ async fn a_grant_narrowed_to_what_was_used_replaces_the_old_one() {
         .flat_map(|a| a.grants.iter().map(|g| g.id.as_str()))
         .collect();
     assert_eq!(active, [narrowed.reissue.token_id.as_str()]);
+    // The new grant carries on the old one's use (A's and B's beneath it):
+    // the same count and last use, and its one action shows as used, not
+    // as never used.
+    let old = delegations.ended.iter().find(|g| g.id == root).unwrap();
+    let new = &delegations.active[0].grants[0];
+    assert!(old.actions > 0);
+    assert_eq!((new.actions, new.last_used), (old.actions, old.last_used));
+    assert_eq!(new.scopes.len(), 1);
+    assert_eq!(new.scopes[0].used, ["read"]);
+    assert!(new.scopes[0].unused.is_empty(), "{:?}", new.scopes[0]);
     // A grant no longer in force cannot be narrowed again.
     let ended = engine.narrow_preview(&root).await.unwrap_err();
     assert!(
