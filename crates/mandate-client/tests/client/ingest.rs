@@ -188,45 +188,59 @@ async fn a_pipelined_backlog_is_written_as_page_by_page_ingestion_writes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_from_before_the_tables_of_ids_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("current.sqlite");
     let path = dir.path().join("old.sqlite");
     let principal: Principal = "https://idp.example#upgrade".to_owned().try_into().unwrap();
     let p = principal.as_str();
     let user = SigningKey::from_seed(&[4; 32]);
     let batches = backlog(&principal, &user);
-    let history = History::open(&path).await.unwrap();
+    let history = History::open(&current).await.unwrap();
     let mut checker = Checker::new(principal.clone(), user.public()).unwrap();
     for batch in &batches[..2] {
         history.ingest(p, &user, &mut checker, batch).await.unwrap();
     }
     let before = rows(&history, p).await;
     history.close().await;
-    // Back to the shape migration 0003 gave it, as if 0005 had never run.
+    // The same history in the shape migrations 0001 to 0004 give it, as if
+    // 0005 had never run: those migrations' own files, then every row (the
+    // full-text index fills itself as the receipts go in).
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&migrations)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|file| file.file_name().is_some_and(|name| *name < *"0005"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let schema: Vec<String> = files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect();
+    crate::tamper::sqlite(&path, &format!("BEGIN;\n{}\nCOMMIT;", schema.join("\n"))).await;
+    let tables = crate::tamper::sqlite(
+        &path,
+        "SELECT group_concat(name, ' ') FROM sqlite_master
+         WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'receipts_text%'",
+    )
+    .await;
+    assert!(tables.split(' ').any(|t| t == "receipts"), "{tables}");
+    let applied = crate::tamper::sqlite(
+        &current,
+        "SELECT sql FROM sqlite_master WHERE name = '_sqlx_migrations'",
+    )
+    .await;
+    let copy: String = tables
+        .split(' ')
+        .map(|t| format!("INSERT INTO {t} SELECT * FROM current.{t};"))
+        .collect();
     crate::tamper::sqlite(
         &path,
-        "DROP TABLE receipt_ids; DROP TABLE receipt_ids_recent;
-         DROP TRIGGER receipts_append_only_delete; DROP TRIGGER receipts_text_insert;
-         ALTER TABLE receipts RENAME TO receipts_0005;
-         CREATE TABLE receipts (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
-             principal TEXT NOT NULL, grant_id TEXT NOT NULL, agent TEXT NOT NULL,
-             kind TEXT NOT NULL, target TEXT NOT NULL, summary TEXT NOT NULL, rationale TEXT,
-             outcome TEXT NOT NULL, cause TEXT, at INTEGER NOT NULL, received_at INTEGER NOT NULL,
-             status TEXT NOT NULL CHECK (status IN ('verified', 'failed')), error TEXT,
-             token TEXT NOT NULL, reported_at INTEGER, prev TEXT NOT NULL, hash TEXT NOT NULL);
-         INSERT INTO receipts SELECT * FROM receipts_0005;
-         DROP TABLE receipts_0005;
-         CREATE TRIGGER receipts_append_only_delete BEFORE DELETE ON receipts
-         BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
-         CREATE INDEX receipts_by_principal ON receipts (principal);
-         CREATE INDEX receipts_by_agent ON receipts (principal, agent);
-         CREATE INDEX receipts_by_grant ON receipts (principal, grant_id);
-         CREATE INDEX receipts_by_kind ON receipts (principal, kind);
-         CREATE TRIGGER receipts_text_insert AFTER INSERT ON receipts
-         BEGIN
-             INSERT INTO receipts_text (rowid, summary, rationale, agent)
-             VALUES (new.seq, new.summary, coalesce(new.rationale, ''),
-                 'a' || substr(replace(replace(replace(new.agent, '-', ''), '_', ''), ':', ''), -24));
-         END;
-         DELETE FROM _sqlx_migrations WHERE version = 5;",
+        &format!(
+            "ATTACH '{}' AS current; {applied};
+             INSERT INTO _sqlx_migrations SELECT * FROM current._sqlx_migrations WHERE version < 5;
+             {copy}",
+            current.display()
+        ),
     )
     .await;
     assert_eq!(
