@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/mandate/target-$(CHECKOUT_ID)
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/mandate/fuzz-target-$(CHECKOUT_ID)
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 15
-FUZZ_TARGETS := parse_token verify_chain plain_claims
+FUZZ_TARGETS := parse_token verify_chain plain_claims location_grammar
 LOGS := $(CARGO_TARGET_DIR)/test-logs
 
 ## Rewrites ui/src/lib/bindings.ts (the page's types) from the Rust types;

@@ -9,7 +9,7 @@ import os
 
 here = os.path.dirname(os.path.abspath(__file__))
 vectors = sorted(glob.glob(os.path.join(here, "..", "tests", "vectors", "*.json")))
-for target in ("parse_token", "verify_chain", "plain_claims"):
+for target in ("parse_token", "verify_chain", "plain_claims", "location_grammar"):
     os.makedirs(os.path.join(here, "corpus", target), exist_ok=True)
 for path in vectors:
     v = json.load(open(path))
@@ -43,3 +43,21 @@ receipts = [
 for i, text in enumerate(receipts):
     open(os.path.join(here, "corpus", "plain_claims", f"receipt-{i}"), "w").write(text)
 print(f"seeded from {len(vectors)} vectors")
+
+# The location grammar: every location and htu the vectors hold, and the
+# classes of protocol 5.3 that a seed helps the fuzzer reach.
+locations = set()
+for path in vectors:
+    v = json.load(open(path))
+    if v.get("call"):
+        locations.add(v["call"]["location"])
+    if v.get("pop"):
+        locations.add(v["pop"]["htu"])
+locations.update([
+    "https://files.example/v1/reports/caf%C3%A9%20q3;v=2?x=1#top",
+    "https://[::1]:8080/files/",
+    "ns/%EF%BC%8F/x*",
+    "a/%F0%9F%98%80/..;x/b",
+])
+for i, loc in enumerate(sorted(locations)):
+    open(os.path.join(here, "corpus", "location_grammar", f"seed-{i}"), "w").write(loc)

@@ -31,7 +31,9 @@ mod json;
 pub mod jws;
 pub mod key;
 pub mod scope;
+pub mod secret;
 pub mod token;
+pub mod uri;
 mod verifier;
 
 pub use attribution::{Attribution, Ledger, Receipt, Step};
@@ -43,6 +45,7 @@ pub use error::Error;
 pub use jws::{MAX_TOKEN_BYTES, TokenId, TokenKind};
 pub use key::{AgentId, Jwk, PublicKey, SigningKey, Thumbprint};
 pub use scope::{AuthorizationDetail, Call};
+pub use secret::Secret;
 pub use token::{Claims, Policy, Principal, UnixTime, Verified};
 pub use verifier::{HttpCall, MemoryReplayCache, ReplayCache, Verifier, verify_pop, verify_proof};
 

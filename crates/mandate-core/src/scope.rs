@@ -37,79 +37,23 @@ pub enum Escalation {
 
 /// A resource location: a URI or a path-like name, optionally ending in `/` or `*`.
 ///
-/// Parsing refuses dot segments, percent-encoded dots, slashes and
-/// backslashes, whitespace and control characters, `?` and `#`, and a `*`
-/// anywhere but at the end, so that prefix coverage means what it says.
+/// Parsing holds it to the grammar of [`crate::uri`]: RFC 3986's
+/// characters, well-formed escapes, no escaped separator, dot or lookalike,
+/// no dot segment, and a `*` only at the end, so that prefix coverage
+/// means what it says.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Location(String);
 
-/// The longest location accepted, in bytes.
-pub const MAX_LOCATION_BYTES: usize = 2048;
+pub use crate::uri::MAX_LOCATION_BYTES;
+use crate::uri::check_location;
 
 impl TryFrom<String> for Location {
     type Error = &'static str;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        check_location(&s)?;
+        check_location(&s).map_err(|e| e.message())?;
         Ok(Location(s))
     }
-}
-
-/// The location rules, shared by scopes and by the calls checked against them.
-///
-/// One pass over the bytes: printable ASCII only (a URI's own alphabet),
-/// none of backslash, `?` and `#`, no `*` but at the end, no percent-encoded
-/// `.`, `/`, backslash, `%` or NUL, and no `.` or `..` segment.
-fn check_location(s: &str) -> Result<(), &'static str> {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > MAX_LOCATION_BYTES {
-        return Err("scope: location length");
-    }
-    let mut segment_start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'!'..=b'~' if !matches!(c, b'\\' | b'?' | b'#') => {}
-            _ => return Err("scope: location character"),
-        }
-        if c == b'*' && i != b.len() - 1 {
-            return Err("scope: wildcard not at the end");
-        }
-        if c == b'%' {
-            let next = (
-                b.get(i + 1).copied(),
-                b.get(i + 2).map(u8::to_ascii_lowercase),
-            );
-            // %25 too: a location that a server decodes twice must not hide a
-            // separator; and overlong UTF-8 (%c0 %c1, %e0%8x %e0%9x, %f0%8x),
-            // which lenient decoders turn into `.` or `/`.
-            let hex = |j: usize| b.get(j).map(u8::to_ascii_lowercase);
-            let overlong = matches!((hex(i + 1), hex(i + 2)), (Some(b'c'), Some(b'0' | b'1')))
-                || (matches!((hex(i + 1), hex(i + 2)), (Some(b'e'), Some(b'0')))
-                    && hex(i + 3) == Some(b'%')
-                    && matches!(hex(i + 4), Some(b'8' | b'9')))
-                || (matches!((hex(i + 1), hex(i + 2)), (Some(b'f'), Some(b'0')))
-                    && hex(i + 3) == Some(b'%')
-                    && hex(i + 4) == Some(b'8'));
-            let encoded = overlong
-                || matches!(
-                    next,
-                    (Some(b'2'), Some(b'e' | b'f' | b'5'))
-                        | (Some(b'5'), Some(b'c'))
-                        | (Some(b'0'), Some(b'0'))
-                );
-            if encoded {
-                return Err("scope: encoded separator");
-            }
-        }
-        if c == b'/' || i == b.len() - 1 {
-            let end = if c == b'/' { i } else { i + 1 };
-            if matches!(&b[segment_start..end], b"." | b"..") {
-                return Err("scope: dot segment");
-            }
-            segment_start = i + 1;
-        }
-    }
-    Ok(())
 }
 
 impl From<Location> for String {

@@ -880,6 +880,34 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         },
         "header.untrusted_key",
     );
+    out.with_link(
+        "malformed-scope-lookalike",
+        "A location hiding ../ behind fullwidth full stops (U+FF0E), .. after NFKC",
+        2,
+        1,
+        |c| {
+            let p = payload(c, 1).replace(
+                "https://files.example/v1/reports/",
+                "https://files.example/v1/reports/%EF%BC%8E%EF%BC%8E/payroll/",
+            );
+            cast.agents[0].raw(&cast.agents[0].header(GRANT), &p)
+        },
+        "scope.malformed",
+    );
+    out.with_link(
+        "malformed-scope-escape",
+        "A location with a % that is not an escape",
+        2,
+        1,
+        |c| {
+            let p = payload(c, 1).replace(
+                "https://files.example/v1/reports/",
+                "https://files.example/v1/reports/%%32%65%%32%65/",
+            );
+            cast.agents[0].raw(&cast.agents[0].header(GRANT), &p)
+        },
+        "scope.malformed",
+    );
     out.tweaked(
         "empty-scope",
         "A grant with no authorization details",
@@ -969,6 +997,16 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "GET",
         HTU,
         "pop.stale",
+    );
+    let malformed = "https://files.example/v1/reports/%%32%65%%32%65/payroll";
+    pop_case(
+        &mut out,
+        "pop-htu-malformed",
+        "The proof and the call name the same URI, but its escapes are malformed",
+        &|c| c.pop(leaf, "GET", malformed, NOW, "p-malformed"),
+        "GET",
+        malformed,
+        "pop.htu_mismatch",
     );
     pop_case(
         &mut out,
@@ -1061,6 +1099,68 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "A 5000.01 EUR order against a 5000 EUR limit",
         json!({"type": "purchase_order", "action": "create", "location": "https://erp.example/vendors/acme", "amount": {"amount": "5000.01", "currency": "EUR"}}),
     );
+    // The location grammar (protocol 5.3), one call per class: each names
+    // a place outside `https://files.example/v1/reports/` to a server that
+    // decodes leniently, twice, or normalizes.
+    for (name, desc, location) in [
+        (
+            "call-location-malformed-escape",
+            "A % not followed by two hex digits: %%32%65 is %2e to a double decoder",
+            "https://files.example/v1/reports/%%32%65%%32%65/payroll",
+        ),
+        (
+            "call-location-truncated-escape",
+            "A % with one hex digit at the end",
+            "https://files.example/v1/reports/q3%2",
+        ),
+        (
+            "call-location-character",
+            "A character RFC 3986 does not allow in a path",
+            "https://files.example/v1/reports/q3|payroll",
+        ),
+        (
+            "call-location-encoded-dot",
+            "An escaped dot segment",
+            "https://files.example/v1/reports/%2E%2E/payroll",
+        ),
+        (
+            "call-location-encoded-control",
+            "An escaped line feed",
+            "https://files.example/v1/reports/q3%0Apayroll",
+        ),
+        (
+            "call-location-encoded-semicolon",
+            "An escaped ; after .., which path-parameter servers strip",
+            "https://files.example/v1/reports/..%3B/payroll",
+        ),
+        (
+            "call-location-overlong",
+            "An overlong UTF-8 dot, %C0%AE",
+            "https://files.example/v1/reports/%C0%AE%C0%AE/payroll",
+        ),
+        (
+            "call-location-not-utf8",
+            "An escape that starts a UTF-8 sequence and never ends it",
+            "https://files.example/v1/reports/%E9/payroll",
+        ),
+        (
+            "call-location-lookalike",
+            "U+FF0F FULLWIDTH SOLIDUS, a / after NFKC",
+            "https://files.example/v1/reports/..%EF%BC%8Fpayroll",
+        ),
+        (
+            "call-location-path-parameter-dots",
+            "A ..;x segment, which path-parameter servers read as ..",
+            "https://files.example/v1/reports/..;x/payroll",
+        ),
+    ] {
+        call_case(
+            &mut out,
+            name,
+            desc,
+            json!({"type": "files", "action": "read", "location": location}),
+        );
+    }
     call_case(
         &mut out,
         "call-location-traversal",

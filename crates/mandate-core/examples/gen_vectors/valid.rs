@@ -349,5 +349,21 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         json!({"type": "purchase_order", "action": "create", "location": "https://erp.example/vendors/acme", "amount": {"amount": "4999.99", "currency": "EUR"}}),
     );
     out.push(("valid-call-within-scope".into(), v));
+
+    let chain = Chain::straight(cast, 2, "valid-call-escapes");
+    let mut v = with_pop(
+        valid(
+            cast,
+            "A call whose location holds escapes the grammar allows: a space, UTF-8 and a ;",
+            &chain,
+        ),
+        &chain,
+        &cast.agents[1],
+        "pop-call-escapes",
+    );
+    v.call = Some(
+        json!({"type": "files", "action": "read", "location": "https://files.example/v1/reports/caf%C3%A9%20q3;v=2"}),
+    );
+    out.push(("valid-call-escaped-location".into(), v));
     out
 }

@@ -54,39 +54,11 @@ pub(crate) fn chain_hash_of_ids<'a>(ids: impl IntoIterator<Item = &'a TokenId>) 
     b64::encode(hasher.finalize())
 }
 
-/// Whether two HTTP URIs are the same target for a proof: query and
-/// fragment are ignored, and scheme and authority compare case-insensitively.
-pub fn same_htu(a: &str, b: &str) -> bool {
-    fn split(u: &str) -> (String, &str) {
-        let u = u.split(['?', '#']).next().unwrap_or_default();
-        let rest_at = u.find("://").map_or(0, |i| i + 3);
-        let path_at = u[rest_at..].find('/').map_or(u.len(), |i| rest_at + i);
-        (u[..path_at].to_ascii_lowercase(), &u[path_at..])
-    }
-    let (a_origin, a_path) = split(a);
-    let (b_origin, b_path) = split(b);
-    !a_origin.is_empty() && a_origin == b_origin && a_path == b_path
-}
+pub use crate::uri::same_htu;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn htu_comparison() {
-        assert!(same_htu(
-            "https://API.example/x?q=1",
-            "https://api.example/x"
-        ));
-        assert!(same_htu("https://api.example/x#f", "HTTPS://api.example/x"));
-        assert!(!same_htu("https://api.example/x", "https://api.example/X"));
-        assert!(!same_htu(
-            "https://api.example/x",
-            "https://api.example.evil/x"
-        ));
-        assert!(!same_htu("https://api.example/x", "https://api.example/x/"));
-        assert!(!same_htu("", ""));
-    }
 
     #[test]
     fn chain_hash_covers_the_ids_in_order() {
