@@ -14,6 +14,7 @@ use mandate_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::guard::{AllowedHost, AllowedOrigin};
 use crate::oidc::{OidcVerifier, TrustedIssuer};
 use crate::{AppState, Limits, router};
 
@@ -42,6 +43,11 @@ pub struct HostConfig {
     pub limits: Limits,
     /// Seconds of clock skew allowed on OIDC tokens.
     pub oidc_leeway: i64,
+    /// `Host` values answered besides the bound address and the public
+    /// URL's authority ([`crate::guard`]).
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// Web origins whose requests are taken (default: none).
+    pub allowed_origins: Vec<AllowedOrigin>,
 }
 
 impl HostConfig {
@@ -57,6 +63,8 @@ impl HostConfig {
             key_file: None,
             limits: Limits::default(),
             oidc_leeway: crate::oidc::LEEWAY,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -105,10 +113,23 @@ impl Hosted {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"));
+        let public_host = AllowedHost::of_url(&url)
+            .with_context(|| format!("the public URL {url:?} is not a URL with a host"))?;
         let oidc = OidcVerifier::new(config.issuers.clone())
             .context("building the HTTP client")?
             .with_leeway(config.oidc_leeway);
-        let state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits);
+        let hosts = AllowedHost::of_socket(bound)
+            .into_iter()
+            .chain([public_host])
+            .chain(config.allowed_hosts.iter().cloned());
+        let state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits)
+            .allowing(hosts, config.allowed_origins.iter().cloned());
+        let answers: Vec<String> = state
+            .guard()
+            .hosts()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let sweep = tokio::spawn(expire_requests(store.clone()));
         let (stop, mut stopping) = watch::channel(false);
         let mut stopped = stopping.clone();
@@ -127,7 +148,7 @@ impl Hosted {
                 }
             }
         });
-        tracing::info!(%bound, %url, backend = ?store.backend(), "serving");
+        tracing::info!(%bound, %url, backend = ?store.backend(), hosts = ?answers, "serving");
         Ok(Hosted {
             url,
             bound,

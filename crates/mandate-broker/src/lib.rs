@@ -16,6 +16,7 @@
 
 pub mod chains;
 mod error;
+pub mod guard;
 pub mod handlers;
 pub mod host;
 mod hub;
@@ -30,11 +31,16 @@ mod streams;
 mod user;
 pub mod user_service;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::middleware;
+use axum::routing::{MethodRouter, get, post};
 
 pub use error::ApiError;
+pub use guard::{AllowedHost, AllowedOrigin, Guard};
 pub use state::{AppState, Clock, Limits};
 pub use user::User;
 
@@ -42,28 +48,43 @@ pub use user::User;
 /// 16 grants, each at most 16 KiB, with room for JSON.
 pub const MAX_BODY_BYTES: usize = 320 * 1024;
 
-/// The broker's HTTP API.
+/// The broker's HTTP API, behind its front door ([`guard`]): every request
+/// must name an allowed host and come from no web origin or an allowed
+/// one, and every body must be JSON.
 pub fn router(state: AppState) -> Router {
+    let door = Arc::clone(&state.guard);
     Router::new()
         .route("/.well-known/mandate", get(handlers::metadata))
         .route("/openapi.json", get(openapi::document))
-        .route("/v1/requests", post(handlers::submit_request))
+        .route("/v1/requests", post_json(handlers::submit_request))
         .route("/v1/requests/{id}", get(handlers::poll_request))
-        .route("/v1/requests/{id}/decision", post(handlers::decide))
+        .route("/v1/requests/{id}/decision", post_json(handlers::decide))
         .route("/v1/inbox", get(handlers::inbox))
         .route("/v1/inbox/events", get(handlers::inbox_events))
         .route("/v1/revocations/events", get(handlers::revocation_events))
-        .route("/v1/keys", post(handlers::enroll))
+        .route("/v1/keys", post_json(handlers::enroll))
         .route(
             "/v1/revocations",
-            post(handlers::revoke).get(handlers::revocation_feed),
+            post_json(handlers::revoke).get(handlers::revocation_feed),
         )
         .route("/v1/grants", get(handlers::grants))
         .route(
             "/v1/receipts",
-            post(handlers::report).get(handlers::receipts),
+            post_json(handlers::report).get(handlers::receipts),
         )
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(door, Guard::admit))
         .with_state(state)
+}
+
+/// A `POST` route whose body must be sent as JSON ([`guard::json_only`]).
+/// The rule wraps the handler only, so a method the route does not serve
+/// still gets 405.
+fn post_json<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    post(handler).route_layer(middleware::from_fn(guard::json_only))
 }

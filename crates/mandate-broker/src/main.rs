@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mandate_broker::Limits;
 use mandate_broker::host::{HostConfig, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
 use mandate_broker::ratelimit::Rate;
+use mandate_broker::{AllowedHost, AllowedOrigin, Limits};
 
 /// Mandate's broker: agents file signed requests, users decide.
 #[derive(Debug, Parser)]
@@ -59,6 +59,25 @@ struct Args {
     /// Seconds between keep-alive comments on idle SSE streams.
     #[arg(long, default_value_t = 5)]
     sse_keepalive: u64,
+    /// Another `Host` to answer, `NAME[:PORT]` exactly as clients send it
+    /// (no port means port 80 or 443), besides the listen address and the
+    /// public URL's. Any other is refused, against DNS rebinding.
+    /// Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "allowed-host",
+        env = "MANDATE_BROKER_ALLOWED_HOST",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<AllowedHost>,
+    /// A web origin, `SCHEME://HOST[:PORT]`, whose requests are taken. A
+    /// request with any other `Origin` is refused [default: none].
+    /// Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "allowed-origin",
+        env = "MANDATE_BROKER_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<AllowedOrigin>,
 }
 
 fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
@@ -123,6 +142,8 @@ async fn main() -> anyhow::Result<()> {
         key_file: args.key_file.clone(),
         limits: args.limits(),
         oidc_leeway: args.oidc_leeway,
+        allowed_hosts: args.allowed_hosts.clone(),
+        allowed_origins: args.allowed_origins.clone(),
         ..HostConfig::new(args.listen, args.data_dir.clone(), issuers)
     };
     let hosted = Hosted::start(config).await?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mandate_core::{MemoryReplayCache, Policy, SigningKey, UnixTime};
 use mandate_store::Store;
 
+use crate::guard::{AllowedHost, AllowedOrigin, Guard};
 use crate::hub::Hub;
 use crate::oidc::OidcVerifier;
 use crate::ratelimit::{Limiter, Rate};
@@ -83,6 +84,8 @@ impl Limiters {
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) inner: Arc<Inner>,
+    /// The front door's allow-lists ([`crate::guard`]).
+    pub(crate) guard: Arc<Guard>,
 }
 
 pub(crate) struct Inner {
@@ -100,7 +103,9 @@ pub(crate) struct Inner {
 
 impl AppState {
     /// State for a broker reachable at `public_url` (scheme, host and port,
-    /// no trailing slash), signing with `key`.
+    /// no trailing slash), signing with `key`. It answers requests whose
+    /// `Host` is `public_url`'s authority, and from no web origin: see
+    /// [`AppState::allowing`].
     pub fn new(
         store: Store,
         key: SigningKey,
@@ -122,7 +127,24 @@ impl AppState {
                 hub: Hub::default(),
                 limiters: Limiters::new(&limits),
             }),
+            guard: Arc::new(Guard::for_url(public_url)),
         }
+    }
+
+    /// Also answers requests whose `Host` is one of `hosts`, and requests
+    /// from web pages of `origins`.
+    pub fn allowing(
+        mut self,
+        hosts: impl IntoIterator<Item = AllowedHost>,
+        origins: impl IntoIterator<Item = AllowedOrigin>,
+    ) -> AppState {
+        self.guard = Arc::new(self.guard.as_ref().clone().with(hosts, origins));
+        self
+    }
+
+    /// The front door's allow-lists.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// The store.

@@ -5,6 +5,7 @@
 #[cfg(unix)]
 mod binary;
 mod events;
+mod guard;
 mod instances;
 mod oidc;
 mod rates;
@@ -29,8 +30,12 @@ use tower::ServiceExt as _;
 
 pub const NOW: i64 = 1_767_225_600;
 pub const URL: &str = "http://127.0.0.1:7700";
+/// The `Host` clients of [`URL`] send.
+pub const HOST: &str = "127.0.0.1:7700";
 pub struct Harness {
     pub app: Router,
+    /// The state behind `app`, to build a router with other allow-lists.
+    pub state: AppState,
     pub store: Store,
     pub clock: Arc<AtomicI64>,
     pub idp: oidc::TestIssuer,
@@ -81,7 +86,8 @@ pub async fn harness_with(limits: Limits) -> Harness {
         limits,
     );
     Harness {
-        app: router(state),
+        app: router(state.clone()),
+        state,
         store,
         clock,
         idp,
@@ -138,15 +144,18 @@ pub async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// A JSON `POST`, as a client of [`URL`] sends it.
 pub fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(path)
+        .header("host", HOST)
         .header("content-type", "application/json")
         .body(body.into())
         .unwrap()
 }
 
+/// A `GET`, as a client of [`URL`] sends it.
 pub fn get(path: &str, pop: Option<&str>) -> Request<Body> {
-    let mut r = Request::get(path);
+    let mut r = Request::get(path).header("host", HOST);
     if let Some(p) = pop {
         r = r.header("mandate-pop", p);
     }
