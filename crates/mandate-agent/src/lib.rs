@@ -37,4 +37,7 @@ pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
 pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
 pub use revocations::Revocations;
-pub use verifier::{Mandated, Need, Refusal, ResourceVerifier, VerifierConfig, require_mandate};
+pub use verifier::{
+    DEFAULT_MAX_BODY, Mandated, Need, NoNeed, Refusal, ResourceVerifier, VerifierConfig,
+    require_mandate,
+};

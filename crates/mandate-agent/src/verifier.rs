@@ -10,19 +10,35 @@
 //! Each call must present a mandate (the chain, the binding, the keys) and
 //! a fresh proof of possession by the leaf agent for this method and URL.
 //! The middleware checks the chain offline, the proof, the call's scope
-//! and revocation, then hands the handler a [`Mandated`]. It refuses every
-//! call, with `revocation.stale`, while its revocation set is older than
-//! the configured bound: it fails closed.
+//! and revocation, then hands the handler a [`Mandated`].
+//!
+//! It fails closed:
+//! - A call the server's [`NeedFn`] declares no [`Need`] for is refused
+//!   (`call.no_need`) before its mandate is looked at. There is no way to
+//!   let "any verified mandate" through.
+//! - A need carries the call's identifier and amount, read from the path
+//!   or the body; the scope check then holds the call to a pinned
+//!   identifier and to the per-call money limit, in its currency. A call
+//!   that states no amount is permitted only by a detail without a money
+//!   limit (`call.amount_missing`), so a route that spends must say how
+//!   much. Totals across calls stay the server's to count.
+//! - The body is read whole, up to [`VerifierConfig::max_body`] bytes
+//!   (`call.too_large`), so the need function can read it; the handler
+//!   then gets the same bytes.
+//! - Every call is refused, with `revocation.stale`, while the revocation
+//!   set is older than the configured bound.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mandate_core::scope::AuthorizationDetail;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use mandate_core::scope::{self, AuthorizationDetail, Money};
 use mandate_core::{
     AgentId, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal, PublicKey,
     TokenId, Verifier,
@@ -35,7 +51,8 @@ use crate::mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, POP_HEADER, bind
 use crate::revocations::Revocations;
 
 /// What one call needs: a detail of this type, permitting this action on
-/// this location.
+/// this location, for this resource and this much money when the call
+/// names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
     /// The detail type, such as `files`.
@@ -44,10 +61,38 @@ pub struct Need {
     pub action: String,
     /// The location the call touches, such as `https://files.example/q3.txt`.
     pub location: String,
+    /// The one resource the call touches, when it names one (an account,
+    /// a repository). A detail that pins an identifier permits only calls
+    /// that state that same identifier.
+    pub identifier: Option<String>,
+    /// The money the call commits, when it commits any. A detail with a
+    /// money limit permits it only in the limit's currency and up to the
+    /// limit. A call with no amount is permitted only by a detail without
+    /// a money limit: a route that spends must state what it spends.
+    pub amount: Option<Money>,
 }
 
-/// Maps a call to what it needs; `None` lets any verified mandate through.
-pub type NeedFn = dyn Fn(&Method, &str) -> Option<Need> + Send + Sync;
+/// Why the server can say nothing of what a call needs. Either way the
+/// call is refused, before its mandate is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoNeed {
+    /// The server declares no need for this method and path: 403
+    /// `call.no_need`.
+    Undeclared,
+    /// The body does not say what the call needs (not the expected JSON,
+    /// or without the amount or identifier the route needs): 400
+    /// `call.unreadable`, with this message. It is sent to the caller.
+    Unreadable(&'static str),
+}
+
+/// Maps a call, by its method, path and body (empty when it has none), to
+/// what it needs. There is no answer that lets any mandate through: a
+/// call it has no [`Need`] for is refused.
+pub type NeedFn = dyn Fn(&Method, &str, &[u8]) -> Result<Need, NoNeed> + Send + Sync;
+
+/// The default for [`VerifierConfig::max_body`]: 64 KiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
 /// How a resource server checks calls.
 pub struct VerifierConfig {
@@ -57,8 +102,12 @@ pub struct VerifierConfig {
     /// The longest the revocation set may go without news from the broker
     /// before every call is refused.
     pub max_staleness: Duration,
-    /// What each call needs.
+    /// What each call needs; a call it declares nothing for is refused.
     pub needs: Box<NeedFn>,
+    /// The largest body read, in bytes; a call with a longer one is refused
+    /// with 413 `call.too_large`. The body is held in memory while the
+    /// call is checked. [`DEFAULT_MAX_BODY`] suits JSON calls.
+    pub max_body: usize,
 }
 
 /// The verified facts a handler receives.
@@ -138,18 +187,22 @@ impl ResourceVerifier {
         )?)
     }
 
-    /// Checks one call's headers.
+    /// Checks one call: what it needs, from its method, path and `body`,
+    /// then its headers.
     pub fn check(
         &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        body: &[u8],
     ) -> Result<Mandated, Refusal> {
         let s = &*self.inner;
         match s.revocations.age() {
             Some(age) if age <= s.config.max_staleness => {}
             _ => return Err(Refusal::stale()),
         }
+        // What the call needs comes first: it costs no signature check.
+        let need = (s.config.needs)(method, path, body).map_err(Refusal::no_need)?;
         let header = |name: &str| {
             headers
                 .get(name)
@@ -182,14 +235,13 @@ impl ResourceVerifier {
             method: method.as_str(),
             uri: &uri,
         };
-        let need = (s.config.needs)(method, path);
-        let call = need.as_ref().map(|n| Call {
-            kind: &n.kind,
-            action: &n.action,
-            location: &n.location,
-            identifier: None,
-            amount: None,
-        });
+        let call = Call {
+            kind: &need.kind,
+            action: &need.action,
+            location: &need.location,
+            identifier: need.identifier.as_deref(),
+            amount: need.amount.as_ref(),
+        };
         let verified = s
             .revocations
             .with(|revoked| {
@@ -201,9 +253,14 @@ impl ResourceVerifier {
                     revoked,
                 };
                 s.chains
-                    .verify_call(&chain, pop, &http, call.as_ref(), &cx, &s.replay)
+                    .verify_call(&chain, pop, &http, Some(&call), &cx, &s.replay)
             })
             .map_err(Refusal::token)?;
+        // `permits` lets a call with no amount through a money limit; here
+        // such a call needs a detail without one.
+        if call.amount.is_none() && !permitted_without_money_limit(verified.scopes(), &call) {
+            return Err(Refusal::amount_missing());
+        }
         Ok(Mandated {
             principal: verified.principal().clone(),
             agent: verified.leaf_agent(),
@@ -212,6 +269,13 @@ impl ResourceVerifier {
             depth: verified.links().len(),
         })
     }
+}
+
+/// Whether a detail with no money limit permits `call`.
+fn permitted_without_money_limit(scopes: &[AuthorizationDetail], call: &Call<'_>) -> bool {
+    scopes
+        .iter()
+        .any(|d| d.limits.max_amount.is_none() && scope::permits(std::slice::from_ref(d), call))
 }
 
 /// Why a call was refused: a status and a stable code.
@@ -226,6 +290,42 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    fn no_need(why: NoNeed) -> Refusal {
+        match why {
+            NoNeed::Undeclared => Refusal {
+                status: StatusCode::FORBIDDEN,
+                code: "call.no_need",
+                message: "this server declares no scope for this method and path".into(),
+            },
+            NoNeed::Unreadable(message) => Refusal::unreadable(message),
+        }
+    }
+
+    fn unreadable(message: &str) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: "call.unreadable",
+            message: message.into(),
+        }
+    }
+
+    fn too_large(max: usize) -> Refusal {
+        Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "call.too_large",
+            message: format!("the body is longer than {max} bytes"),
+        }
+    }
+
+    fn amount_missing() -> Refusal {
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            code: "call.amount_missing",
+            message: "the call states no amount, and only details with a money limit cover it"
+                .into(),
+        }
+    }
+
     fn stale() -> Refusal {
         Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -276,23 +376,41 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The middleware: verifies the call, then passes it on with [`Mandated`]
-/// in its extensions, or answers the refusal.
+/// The middleware: reads the body (up to [`VerifierConfig::max_body`]),
+/// verifies the call, then passes it on, body intact, with [`Mandated`] in
+/// its extensions, or answers the refusal.
 pub async fn require_mandate(
     State(verifier): State<ResourceVerifier>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
-    match verifier.check(req.method(), &path, req.headers()) {
-        Ok(mandated) => {
+    let (mut parts, body) = req.into_parts();
+    let checked = match read_body(body, verifier.inner.config.max_body).await {
+        Ok(bytes) => verifier
+            .check(&parts.method, &path, &parts.headers, &bytes)
+            .map(|mandated| (mandated, bytes)),
+        Err(refusal) => Err(refusal),
+    };
+    match checked {
+        Ok((mandated, bytes)) => {
             tracing::info!(agent = %mandated.agent, grant = %mandated.grant, %path, "call accepted");
-            req.extensions_mut().insert(mandated);
-            next.run(req).await
+            parts.extensions.insert(mandated);
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         Err(refusal) => {
             tracing::info!(code = refusal.code, %path, "call refused");
             refusal.into_response()
         }
+    }
+}
+
+/// The whole body, refused past `max` bytes.
+async fn read_body(body: Body, max: usize) -> Result<Bytes, Refusal> {
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Refusal::too_large(max)),
+        Err(_) => Err(Refusal::unreadable("the body could not be read")),
     }
 }

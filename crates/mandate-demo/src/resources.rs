@@ -5,16 +5,19 @@
 //!
 //! Paths map to scopes by their first segment: `/k8s/X` is
 //! `https://k8s.example/X`, `/data/X` is `https://data.example/X`, and so
-//! on (see [`need`]). A path no scope names is refused, even under a valid
-//! mandate.
+//! on (see [`need`]). A method and path no route names is refused by the
+//! verifier (`call.no_need`), even under a valid mandate.
 //!
-//! Purchase orders commit money. The protocol checks each call's amount
-//! against the chain's limit; totals across calls are the resource
-//! server's to count ([`mandate_core::scope::permits`]), so the procurement
-//! service keeps, per leaf grant, what was spent, and refuses an order that
-//! would take the total past the limit (`limit.exceeded`). It counts per
-//! leaf grant, in memory: a parent's budget shared by two sub-grants is not
-//! summed across them, and a restart forgets the totals.
+//! Purchase orders commit money. The need of an order carries its amount,
+//! read from the body, so the verifier holds each order to the chain's
+//! per-call limit and currency (`call.out_of_scope`), and refuses a body
+//! that is not an order (`call.unreadable`) before the handler runs.
+//! Totals across calls are the resource server's to count
+//! ([`mandate_core::scope::permits`]), so the procurement service keeps,
+//! per leaf grant, what was spent, and refuses an order that would take
+//! the total past the limit (`limit.exceeded`). It counts per leaf grant,
+//! in memory: a parent's budget shared by two sub-grants is not summed
+//! across them, and a restart forgets the totals.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +27,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use mandate_agent::{Mandated, Need, ResourceVerifier};
+use mandate_agent::{Mandated, Need, NoNeed, ResourceVerifier};
 use mandate_core::TokenId;
 use mandate_core::scope::{self, Amount, Call, Currency, Money};
 use serde::Deserialize;
@@ -33,9 +36,13 @@ use serde_json::{Value, json};
 /// The scope location of purchase orders.
 pub const ORDERS: &str = "https://procurement.example/orders";
 
-/// What a call to `path` needs. Unknown paths need a scope no one holds.
-pub fn need(method: &Method, path: &str) -> Option<Need> {
-    let (service, rest) = path.trim_start_matches('/').split_once('/')?;
+/// What a call to `path` needs; an order's amount comes from its `body`.
+/// A method and path no route names needs nothing, and is refused.
+pub fn need(method: &Method, path: &str, body: &[u8]) -> Result<Need, NoNeed> {
+    let (service, rest) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or(NoNeed::Undeclared)?;
     let location = format!("https://{service}.example/{rest}");
     let segments: Vec<&str> = rest.split('/').collect();
     let (kind, action) = match (method.as_str(), service, segments.as_slice()) {
@@ -48,14 +55,26 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         ("GET", "procurement", ["vendors"]) => ("vendors", "read"),
         ("POST", "procurement", ["orders"]) => ("purchase_order", "place"),
         ("POST", "mail", [_]) => ("email", "send"),
-        _ => ("unmapped", "none"),
+        _ => return Err(NoNeed::Undeclared),
     };
-    Some(Need {
+    let amount = if kind == "purchase_order" {
+        let order: Order =
+            serde_json::from_slice(body).map_err(|_| NoNeed::Unreadable(ORDER_SHAPE))?;
+        Some(order.amount)
+    } else {
+        None
+    };
+    Ok(Need {
         kind: kind.into(),
         action: action.into(),
         location,
+        identifier: None,
+        amount,
     })
 }
+
+const ORDER_SHAPE: &str =
+    "the body must be an order: vendor, item, quantity, amount {amount, currency}";
 
 /// The routes, behind `verifier`.
 pub fn router(verifier: ResourceVerifier) -> Router {
@@ -157,11 +176,13 @@ async fn order(
     Extension(m): Extension<Mandated>,
     body: Result<Json<Order>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    // The verifier has read the order (its need), and held its amount to
+    // the per-call limit and currency: what is left is the total.
     let Ok(Json(order)) = body else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "order.malformed",
-            "the body must be an order: vendor, item, quantity, amount {amount, currency}".into(),
+            ORDER_SHAPE.into(),
         );
     };
     let key = (m.grant, String::from(order.amount.currency.clone()));
@@ -256,23 +277,46 @@ mod tests {
 
     #[test]
     fn paths_map_to_their_scopes() {
-        let n = need(&Method::GET, "/k8s/namespaces/shop/pods/checkout/log").unwrap();
+        let n = need(&Method::GET, "/k8s/namespaces/shop/pods/checkout/log", b"").unwrap();
         assert_eq!((n.kind.as_str(), n.action.as_str()), ("k8s.logs", "read"));
         assert_eq!(
             n.location,
             "https://k8s.example/namespaces/shop/pods/checkout/log"
         );
-        let n = need(&Method::POST, "/procurement/orders").unwrap();
+        assert_eq!(n.amount, None);
+        // Another method, or a path no route names, needs nothing: refused.
         assert_eq!(
-            (n.kind.as_str(), n.location.as_str()),
-            ("purchase_order", ORDERS)
+            need(&Method::DELETE, "/procurement/orders", b""),
+            Err(NoNeed::Undeclared)
         );
-        // Another method, or a path no route names, needs what no one holds.
         assert_eq!(
-            need(&Method::DELETE, "/procurement/orders").unwrap().kind,
-            "unmapped"
+            need(&Method::GET, "/k8s/secrets", b""),
+            Err(NoNeed::Undeclared)
         );
-        assert_eq!(need(&Method::GET, "/k8s/secrets").unwrap().kind, "unmapped");
+        assert_eq!(need(&Method::GET, "/k8s", b""), Err(NoNeed::Undeclared));
+    }
+
+    #[test]
+    fn an_order_needs_its_amount() {
+        let body = br#"{"vendor":"Contoso","item":"SSD 2TB","quantity":10,
+                        "amount":{"amount":"120.50","currency":"USD"}}"#;
+        let n = need(&Method::POST, "/procurement/orders", body).unwrap();
+        assert_eq!(
+            (n.kind.as_str(), n.action.as_str(), n.location.as_str()),
+            ("purchase_order", "place", ORDERS)
+        );
+        let amount = n.amount.unwrap();
+        assert_eq!(
+            (String::from(amount.amount), String::from(amount.currency)),
+            ("120.50".to_owned(), "USD".to_owned())
+        );
+        // An order that does not say how much it spends is not read.
+        for body in [&b"not json"[..], br#"{"vendor":"Contoso"}"#, b""] {
+            assert_eq!(
+                need(&Method::POST, "/procurement/orders", body),
+                Err(NoNeed::Unreadable(ORDER_SHAPE))
+            );
+        }
     }
 
     #[test]

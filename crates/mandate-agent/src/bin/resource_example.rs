@@ -3,7 +3,8 @@
 //!     mandate-resource-example --listen 127.0.0.1:7800 --broker http://127.0.0.1:7700
 //!
 //! `GET /files/{path}` needs a `files` detail with `read` on
-//! `https://files.example/{path}`; `PUT` needs `write`. The files are
+//! `https://files.example/{path}`; `PUT` needs `write`; any other call is
+//! refused (`call.no_need`). A `PUT` body may be up to 64 KiB. The files are
 //! made up from their path, so the example has no state to set up. On
 //! start it prints `mandate-resource-example listening on http://ADDR`.
 
@@ -17,7 +18,7 @@ use axum::http::Method;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::Parser;
-use mandate_agent::{Mandated, Need, ResourceVerifier, VerifierConfig};
+use mandate_agent::{Mandated, Need, NoNeed, ResourceVerifier, VerifierConfig};
 use serde_json::{Value, json};
 
 /// A file service that accepts calls under a Mandate.
@@ -57,19 +58,22 @@ async fn main() -> anyhow::Result<()> {
     let config = VerifierConfig {
         origin: args.origin.unwrap_or_else(|| format!("http://{bound}")),
         max_staleness: Duration::from_secs(args.max_staleness),
-        needs: Box::new(move |method: &Method, path: &str| {
-            let file = path.strip_prefix("/files/")?;
-            let action = if method == Method::GET {
-                "read"
-            } else {
-                "write"
+        needs: Box::new(move |method: &Method, path: &str, _body: &[u8]| {
+            let file = path.strip_prefix("/files/").ok_or(NoNeed::Undeclared)?;
+            let action = match *method {
+                Method::GET => "read",
+                Method::PUT => "write",
+                _ => return Err(NoNeed::Undeclared),
             };
-            Some(Need {
+            Ok(Need {
                 kind: "files".into(),
                 action: action.into(),
                 location: format!("{base}/{file}"),
+                identifier: None,
+                amount: None,
             })
         }),
+        max_body: mandate_agent::DEFAULT_MAX_BODY,
     };
     let verifier = ResourceVerifier::from_broker(&args.broker, config)
         .await

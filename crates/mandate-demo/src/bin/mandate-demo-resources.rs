@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         origin: format!("http://{bound}"),
         max_staleness: Duration::from_secs(args.max_staleness),
         needs: Box::new(mandate_demo::resources::need),
+        max_body: mandate_agent::DEFAULT_MAX_BODY,
     };
     let verifier = ResourceVerifier::from_broker(&args.broker, config)
         .await

@@ -1,7 +1,9 @@
 //! The demo's supply-chain scenario against a real broker, provider and the
 //! demo resource servers, with alice approving as asked; then what the
 //! procurement service refuses: past the spending limit (also when two
-//! orders race for what is left), a malformed order, a call no scope names.
+//! orders race for what is left), and, through its verifier, a malformed
+//! order, an order past the per-call limit or in another currency, and a
+//! call no route names.
 
 use std::time::Duration;
 
@@ -175,7 +177,8 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
     let (agent, mandate) = demo_agent(&demo_dir, "vendor-manager", &broker.url);
     let url = format!("{}/procurement/orders", resources.url);
 
-    // A malformed order: refused with its code, and nothing is charged.
+    // A malformed order: the verifier cannot read its amount, so it is
+    // refused before the handler, and nothing is charged.
     for body in [
         "not json",
         r#"{"vendor":"Contoso"}"#,
@@ -185,17 +188,21 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
         let (status, answer) = post(&agent, &mandate, &url, body).await;
         assert_eq!(
             (status, answer["code"].as_str()),
-            (400, Some("order.malformed")),
+            (400, Some("call.unreadable")),
             "{body}: {answer}"
         );
     }
-    // Another currency than the limit's is outside it.
+    // Another currency than the limit's, or more than the limit in one
+    // order, is outside the scope: the verifier refuses it.
     let eur = order("1.00").replace("USD", "EUR");
-    let (status, answer) = post(&agent, &mandate, &url, &eur).await;
-    assert_eq!(
-        (status, answer["code"].as_str()),
-        (403, Some("limit.exceeded"))
-    );
+    for body in [&eur, &order("20000.01")] {
+        let (status, answer) = post(&agent, &mandate, &url, body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (403, Some("call.out_of_scope")),
+            "{body}: {answer}"
+        );
+    }
 
     // 8,000 left: of two orders of 5,000 sent at once, one is placed.
     let five = order("5000");
@@ -218,7 +225,7 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
         (403, Some("limit.exceeded"))
     );
 
-    // The market analyst holds no orders scope; a method no scope names is
+    // The market analyst holds no orders scope; a method no route names is
     // refused to everyone.
     let (analyst, analyst_mandate) = demo_agent(&demo_dir, "market-analyst", &broker.url);
     let (status, answer) = post(&analyst, &analyst_mandate, &url, &order("1.00")).await;
@@ -229,7 +236,7 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
     let (status, answer) = send(&agent, &mandate, reqwest::Method::DELETE, &url, "").await;
     assert_eq!(
         (status, answer["code"].as_str()),
-        (403, Some("call.out_of_scope"))
+        (403, Some("call.no_need"))
     );
 }
 
