@@ -111,3 +111,24 @@ pub async fn record_links(
     }
     Ok(())
 }
+
+/// The JSON array of those of `keys` that a grant of `chain` names as its
+/// grantee (`cnf.jkt`), once each: what a user's app needs to check each
+/// link of the chain behind a request itself. Keys that name nothing are
+/// dropped; the chain has been verified before this is called.
+pub fn keys_named(chain: &[String], keys: &[Jwk]) -> Result<String, ApiError> {
+    let named: HashSet<mandate_core::Thumbprint> = chain
+        .iter()
+        .filter_map(|g| mandate_core::token::peek::<mandate_core::token::GrantClaims>(g).ok())
+        .map(|(_, claims)| claims.cnf.jkt)
+        .collect();
+    let mut seen = HashSet::new();
+    let kept: Vec<&Jwk> = keys
+        .iter()
+        .filter(|jwk| {
+            mandate_core::PublicKey::from_jwk(jwk)
+                .is_ok_and(|k| named.contains(&k.thumbprint()) && seen.insert(k.thumbprint()))
+        })
+        .collect();
+    serde_json::to_string(&kept).map_err(|_| ApiError::from(StoreError::Corrupt("request keys")))
+}

@@ -119,12 +119,15 @@ pub async fn submit_request(
     let expires_at = claims
         .exp
         .min(now.saturating_add(s.limits.max_request_wait));
+    // Only the keys the chain's links name; the app checks them itself.
+    let parent_keys = crate::chains::keys_named(parent.chain, parent.keys)?;
     let new = NewRequest {
         id: request.id(),
         agent: request.signer().thumbprint(),
         principal: &principal,
         token: compact,
         parent_chain: parent.chain,
+        parent_keys: &parent_keys,
         created_at: now,
         expires_at,
         max_pending: s.limits.max_pending_per_user,

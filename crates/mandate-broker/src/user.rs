@@ -3,18 +3,19 @@
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use mandate_core::Principal;
+use mandate_core::{Principal, Secret};
 
 use crate::oidc::AuthError;
 use crate::{ApiError, AppState};
 
-/// The principal of a request's bearer token, verified.
+/// The principal of a request's bearer token, verified. Its `Debug`
+/// shows the principal and never the token.
 #[derive(Debug, Clone)]
 pub struct User {
     /// `issuer#subject`.
     pub principal: Principal,
     /// The bearer token itself, to bind key enrollment to this sign-in.
-    pub token: String,
+    pub token: Secret,
 }
 
 impl FromRequestParts<AppState> for User {
@@ -49,7 +50,23 @@ impl FromRequestParts<AppState> for User {
         }
         Ok(User {
             principal,
-            token: token.to_owned(),
+            token: Secret::new(token),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_principal_and_never_the_bearer() {
+        let user = User {
+            principal: "https://idp.example#alice".to_owned().try_into().unwrap(),
+            token: Secret::new("eyJhbGciOiJSUzI1NiJ9.the-bearer.sig"),
+        };
+        let shown = format!("{user:?} {user:#?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("the-bearer"), "{shown}");
     }
 }

@@ -29,6 +29,10 @@ pub struct InboxItem {
     pub request: String,
     /// For a sub-agent's request, the chain it extends.
     pub parent_chain: Vec<String>,
+    /// The public OKP JWKs of the agents that chain names, so that the app
+    /// checks each of its links itself.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<Jwk>,
     /// When the broker received it.
     pub received_at: i64,
     /// When it lapses.
@@ -41,16 +45,20 @@ pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<InboxItem>, ApiE
         .store()
         .pending_requests(&user.principal, state.now())
         .await?;
-    Ok(pending
+    pending
         .into_iter()
-        .map(|r| InboxItem {
-            id: r.id,
-            request: r.token,
-            parent_chain: r.parent_chain,
-            received_at: r.created_at,
-            expires_at: r.expires_at,
+        .map(|r| {
+            Ok(InboxItem {
+                keys: serde_json::from_str(&r.parent_keys)
+                    .map_err(|_| mandate_store::StoreError::Corrupt("request keys"))?,
+                id: r.id,
+                request: r.token,
+                parent_chain: r.parent_chain,
+                received_at: r.created_at,
+                expires_at: r.expires_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A new binding.
@@ -85,7 +93,7 @@ pub async fn enroll(
     verify_proof(
         proof,
         &key,
-        &chain_hash(&[user.token.as_str()]),
+        &chain_hash(&[user.token.expose()]),
         &call,
         &s.policy,
         now,

@@ -41,6 +41,10 @@ pub struct InboxItem {
     /// For a sub-agent's request, the chain behind it, root first.
     #[serde(default)]
     pub parent_chain: Vec<String>,
+    /// The public keys of the agents that chain names; each link is
+    /// verified with them before it is shown.
+    #[serde(default)]
+    pub keys: Vec<mandate_core::Jwk>,
     /// When the broker received it.
     pub received_at: i64,
     /// When it lapses.

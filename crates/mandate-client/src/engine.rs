@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use mandate_broker::host::{HostConfig, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
-use mandate_core::{PublicKey, SigningKey, TokenId};
+use mandate_core::{PublicKey, Secret, SigningKey, TokenId};
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
 use tokio::task::JoinHandle;
-use zeroize::Zeroizing;
 
 use crate::activity::{ActivityFilter, ActivityRow, AttributionView, Ingested};
 use crate::decision::{Narrowing, denial_for, grant_for};
@@ -174,7 +173,7 @@ struct Active {
     profile: Profile,
     /// Shared with the renewed working set after a refresh, not copied.
     key: Arc<SigningKey>,
-    bearer: Zeroizing<String>,
+    bearer: Secret,
     expires_at: i64,
 }
 
@@ -276,9 +275,9 @@ impl Engine {
             ));
         }
         let (bearer, expires_at) = if stored.expires_at - REFRESH_MARGIN > now() {
-            (Zeroizing::new(stored.id_token.clone()), stored.expires_at)
+            (stored.id_token.clone(), stored.expires_at)
         } else {
-            let Some(refresh) = stored.refresh_token.as_deref() else {
+            let Some(refresh) = stored.refresh_token.as_ref().map(Secret::expose) else {
                 return Ok(None);
             };
             match self
@@ -342,7 +341,12 @@ impl Engine {
         let enrollment = self
             .inner
             .broker
-            .enroll(&session.id_token, &key, now(), &mut rand_core::OsRng)
+            .enroll(
+                session.id_token.expose(),
+                &key,
+                now(),
+                &mut rand_core::OsRng,
+            )
             .await?;
         self.keep_session(&principal, &session).await?;
         let profile = Profile {
@@ -370,9 +374,9 @@ impl Engine {
 
     async fn keep_session(&self, principal: &str, session: &Session) -> Result<(), ClientError> {
         let stored = StoredSession {
-            id_token: session.id_token.to_string(),
+            id_token: session.id_token.clone(),
             expires_at: session.expires_at,
-            refresh_token: session.refresh_token().map(str::to_owned),
+            refresh_token: session.refresh_token().map(Secret::new),
         };
         self.inner.vault.store_session(principal, &stored).await
     }
@@ -405,7 +409,7 @@ impl Engine {
                 return;
             }
         };
-        let Some(refresh_token) = stored.refresh_token.as_deref() else {
+        let Some(refresh_token) = stored.refresh_token.as_ref().map(Secret::expose) else {
             return;
         };
         let revoked = match self.provider().await {
@@ -479,7 +483,7 @@ impl Engine {
         let stored = self.inner.vault.session(principal).await?;
         let refresh = stored
             .as_ref()
-            .and_then(|s| s.refresh_token.as_deref())
+            .and_then(|s| s.refresh_token.as_ref().map(Secret::expose))
             .ok_or(ClientError::SignedOut)?;
         let session = self
             .provider()
@@ -517,7 +521,7 @@ impl Engine {
     /// Fetches the inbox, records what is new (verified first), and marks
     /// what the broker no longer lists. Returns the new requests' ids.
     async fn fetch_inbox(&self, active: &Active) -> Result<Vec<String>, ClientError> {
-        let items = self.inner.broker.inbox(&active.bearer).await?;
+        let items = self.inner.broker.inbox(active.bearer.expose()).await?;
         let principal = &active.profile.principal;
         let mut new = Vec::new();
         let mut listed = Vec::with_capacity(items.len());
@@ -589,7 +593,7 @@ impl Engine {
         for request in &pending {
             let row = match cache.remove(&request.id) {
                 Some(row) => row,
-                None => crate::view::row(request)?,
+                None => crate::view::row(request, &active.profile.principal, active.key.public())?,
             };
             fresh.insert(request.id.clone(), row.clone());
             rows.push(row);
@@ -619,6 +623,7 @@ impl Engine {
         crate::view::detail(
             &request,
             history.decision(id).await?,
+            principal,
             &user,
             active.key.public(),
             &names,
@@ -743,10 +748,15 @@ impl Engine {
                 Ok(id) if d.kind == DecisionKind::Grant => {
                     self.inner
                         .broker
-                        .approve(&active.bearer, &id, &d.token)
+                        .approve(active.bearer.expose(), &id, &d.token)
                         .await
                 }
-                Ok(id) => self.inner.broker.deny(&active.bearer, &id, &d.token).await,
+                Ok(id) => {
+                    self.inner
+                        .broker
+                        .deny(active.bearer.expose(), &id, &d.token)
+                        .await
+                }
                 // Cannot happen for rows this engine wrote.
                 Err(_) => Err(ClientError::Refused {
                     status: 400,
@@ -759,7 +769,11 @@ impl Engine {
             }
         }
         for r in self.inner.history.revocation_outbox(principal).await? {
-            let answer = self.inner.broker.revoke(&active.bearer, &r.token).await;
+            let answer = self
+                .inner
+                .broker
+                .revoke(active.bearer.expose(), &r.token)
+                .await;
             if !self
                 .settle(&active, Outgoing::Revocation(&r.token_id), answer)
                 .await?
@@ -786,7 +800,7 @@ impl Engine {
                 (None, true) => {
                     self.inner
                         .broker
-                        .reissue(&active.bearer, &r.request_id, &r.token, &r.replaces)
+                        .reissue(active.bearer.expose(), &r.request_id, &r.token, &r.replaces)
                         .await
                 }
             };
@@ -971,7 +985,7 @@ impl Engine {
     /// with their revocation state.
     pub async fn grants(&self) -> Result<Vec<crate::broker::GrantItem>, ClientError> {
         let active = self.active().await?;
-        self.inner.broker.grants(&active.bearer).await
+        self.inner.broker.grants(active.bearer.expose()).await
     }
 
     /// Reads the user's grants and every receipt not yet seen from the
@@ -982,7 +996,7 @@ impl Engine {
         let active = self.active().await?;
         let principal = &active.profile.principal;
         let history = &self.inner.history;
-        let grants = self.inner.broker.grants(&active.bearer).await?;
+        let grants = self.inner.broker.grants(active.bearer.expose()).await?;
         history.save_grants(principal, &grants).await?;
         let checker = history.checker(principal, active.key.public()).await?;
         let mut ingest = crate::activity::Ingest::new(history, principal, &active.key, checker);
@@ -993,7 +1007,11 @@ impl Engine {
             let mut batch = Vec::new();
             let mut last_page = false;
             while batch.len() < 10 * RECEIPT_PAGE {
-                let page = self.inner.broker.receipts(&active.bearer, since).await?;
+                let page = self
+                    .inner
+                    .broker
+                    .receipts(active.bearer.expose(), since)
+                    .await?;
                 last_page = page.len() < RECEIPT_PAGE;
                 if let Some(last) = page.last() {
                     since = last.seq;
@@ -1085,7 +1103,7 @@ impl Engine {
     /// Reads the broker's grant list into the history; offline, the
     /// history's is used as it is.
     async fn refresh_grants(&self, active: &Active) -> Result<(), ClientError> {
-        match self.inner.broker.grants(&active.bearer).await {
+        match self.inner.broker.grants(active.bearer.expose()).await {
             Ok(grants) => {
                 self.inner
                     .history
@@ -1244,7 +1262,7 @@ impl Engine {
         let mut res = self
             .inner
             .broker
-            .inbox_events(&active.bearer, last.as_deref())
+            .inbox_events(active.bearer.expose(), last.as_deref())
             .await?;
         let _ = self.inner.updates.send(Update::Connection { online: true });
         // Whatever happened while disconnected.

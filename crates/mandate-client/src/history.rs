@@ -111,8 +111,11 @@ pub struct StoredRequest {
     pub id: String,
     /// The compact request.
     pub request: String,
-    /// The chain behind a sub-agent's request, root first.
+    /// The chain behind a sub-agent's request, root first, as the broker
+    /// served it: verify it before showing it.
     pub parent_chain: Vec<String>,
+    /// The agents' public keys the broker served with that chain.
+    pub parent_keys: Vec<mandate_core::Jwk>,
     /// When the broker received it.
     pub received_at: i64,
     /// When it lapses.
@@ -368,11 +371,13 @@ impl History {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let chain = serde_json::to_string(&item.parent_chain)
             .map_err(|e| ClientError::History(e.to_string()))?;
+        let keys =
+            serde_json::to_string(&item.keys).map_err(|e| ClientError::History(e.to_string()))?;
         let id = item.id.to_string();
         let inserted = sqlx::query(
             "INSERT INTO requests (id, principal, request, agent_id, agent_name, agent_skeleton,
-               parent_chain, received_at, expires_at, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
+               parent_chain, parent_keys, received_at, expires_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(principal)
@@ -381,6 +386,7 @@ impl History {
         .bind(&agent_name)
         .bind(crate::view::skeleton(&agent_name))
         .bind(&chain)
+        .bind(&keys)
         .bind(item.received_at)
         .bind(item.expires_at)
         .execute(&mut *tx)
@@ -1097,10 +1103,13 @@ fn revocation_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRevocation, Client
 
 fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {
     let chain: String = r.try_get("parent_chain")?;
+    let keys: String = r.try_get("parent_keys")?;
     Ok(StoredRequest {
         id: r.try_get("id")?,
         request: r.try_get("request")?,
         parent_chain: serde_json::from_str(&chain)
+            .map_err(|e| ClientError::History(e.to_string()))?,
+        parent_keys: serde_json::from_str(&keys)
             .map_err(|e| ClientError::History(e.to_string()))?,
         received_at: r.try_get("received_at")?,
         expires_at: r.try_get("expires_at")?,

@@ -25,6 +25,7 @@ pub mod export;
 pub mod history;
 mod http;
 pub mod narrow;
+pub mod parent;
 pub mod signin;
 pub mod vault;
 pub mod view;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use mandate_core::Secret;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
     CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
@@ -19,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use zeroize::Zeroizing;
 
 use crate::http::Http;
 
@@ -99,10 +99,6 @@ pub enum SignInError {
     /// No answer came from the browser in time.
     #[error("the sign-in was not completed in time")]
     TimedOut,
-    /// The answer's `state` is not the one sent: it belongs to another
-    /// sign-in, or was forged.
-    #[error("the provider's answer does not belong to this sign-in (state mismatch)")]
-    StateMismatch,
     /// The provider refused, with an OAuth error code.
     #[error("the provider refused the sign-in: {0}")]
     Refused(String),
@@ -135,7 +131,6 @@ impl SignInError {
             SignInError::Listener(_) => "signin.listener",
             SignInError::Browser(_) => "signin.browser",
             SignInError::TimedOut => "signin.timed_out",
-            SignInError::StateMismatch => "signin.state_mismatch",
             SignInError::Refused(_) => "signin.refused",
             SignInError::Malformed => "signin.malformed",
             SignInError::Exchange(_) => "signin.exchange",
@@ -168,10 +163,10 @@ pub struct Session {
     /// The display name, if the provider gave one.
     pub name: Option<String>,
     /// The ID token: the bearer token for the broker.
-    pub id_token: Zeroizing<String>,
+    pub id_token: Secret,
     /// When the ID token expires.
     pub expires_at: i64,
-    refresh_token: Option<Zeroizing<String>>,
+    refresh_token: Option<Secret>,
 }
 
 impl std::fmt::Debug for Session {
@@ -188,7 +183,7 @@ impl Session {
     /// The refresh token, if the provider issued one. Keep it in the
     /// keyring, nowhere else.
     pub fn refresh_token(&self) -> Option<&str> {
-        self.refresh_token.as_deref().map(String::as_str)
+        self.refresh_token.as_ref().map(Secret::expose)
     }
 }
 
@@ -301,12 +296,9 @@ impl Provider {
         }
         let (url, state, nonce) = request.url();
         browser.open(url.as_str()).map_err(SignInError::Browser)?;
-        let answer = tokio::time::timeout(timeout, callback(&listener))
+        let answer = tokio::time::timeout(timeout, callback(&listener, state.secret()))
             .await
             .map_err(|_| SignInError::TimedOut)??;
-        if digest(&answer.state) != digest(state.secret()) {
-            return Err(SignInError::StateMismatch);
-        }
         if let Some(error) = answer.error {
             return Err(SignInError::Refused(error));
         }
@@ -426,8 +418,8 @@ impl Provider {
             expires_at: claims.expiration().timestamp(),
             issuer,
             subject,
-            id_token: Zeroizing::new(id_token),
-            refresh_token: refresh_token.map(Zeroizing::new),
+            id_token: Secret::new(id_token),
+            refresh_token: refresh_token.map(Secret::new),
         }
     }
 }
@@ -467,50 +459,85 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
-/// Serves the loopback listener until the browser arrives at `/callback`.
-async fn callback(listener: &TcpListener) -> Result<Answer, SignInError> {
+/// Serves the loopback listener until the browser arrives at `/callback`
+/// with this sign-in's `state`. Any other request, and any answer with
+/// another `state` (a stranger's, or a forgery), is turned away and the
+/// listener keeps waiting: a stranger on this machine can neither end the
+/// sign-in nor slip in a code of its own. Connections are read side by
+/// side, so one that never sends its request holds up no other.
+async fn callback(listener: &TcpListener, state: &str) -> Result<Answer, SignInError> {
+    let expected = digest(state);
+    let mut reading = tokio::task::JoinSet::new();
     loop {
-        let (mut stream, _) = listener
-            .accept()
-            .await
-            .map_err(|e| SignInError::Listener(e.to_string()))?;
-        let Some(target) = request_target(&mut stream).await else {
-            continue;
-        };
-        let Some(query) = target.strip_prefix("/callback?") else {
-            respond(&mut stream, "404 Not Found", "Not found.").await;
-            continue;
-        };
-        let mut answer = Answer {
-            state: String::new(),
-            code: None,
-            error: None,
-        };
-        for (key, value) in openidconnect::url::form_urlencoded::parse(query.as_bytes()) {
-            match &*key {
-                "state" => answer.state = value.into_owned(),
-                "code" => answer.code = Some(value.into_owned()),
-                // Only the code: a description is the provider's free text.
-                "error" => {
-                    answer.error = Some(
-                        value
-                            .chars()
-                            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                            .take(64)
-                            .collect(),
-                    );
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) =
+                    accepted.map_err(|e| SignInError::Listener(e.to_string()))?;
+                if reading.len() >= MAX_CALLBACK_CONNECTIONS {
+                    continue; // dropped: a flood, not a browser
                 }
-                _ => {}
+                let mut stream = stream;
+                reading.spawn(async move {
+                    let target = request_target(&mut stream).await;
+                    (stream, target)
+                });
+            }
+            Some(Ok((mut stream, target))) = reading.join_next() => {
+                let Some(target) = target else { continue };
+                let Some(query) = target.strip_prefix("/callback?") else {
+                    respond(&mut stream, "404 Not Found", "Not found.").await;
+                    continue;
+                };
+                let answer = parse_answer(query);
+                if digest(&answer.state) != expected {
+                    tracing::warn!("sign-in: an answer with another state was turned away");
+                    respond(
+                        &mut stream,
+                        "400 Bad Request",
+                        "This answer does not belong to the sign-in in progress. It was ignored.",
+                    )
+                    .await;
+                    continue;
+                }
+                let page = if answer.error.is_some() {
+                    "Sign-in was not completed. You can close this window and return to Mandate."
+                } else {
+                    "Signed in. You can close this window and return to Mandate."
+                };
+                respond(&mut stream, "200 OK", page).await;
+                return Ok(answer);
             }
         }
-        let page = if answer.error.is_some() {
-            "Sign-in was not completed. You can close this window and return to Mandate."
-        } else {
-            "Signed in. You can close this window and return to Mandate."
-        };
-        respond(&mut stream, "200 OK", page).await;
-        return Ok(answer);
     }
+}
+
+/// The most connections to the loopback listener read at once.
+const MAX_CALLBACK_CONNECTIONS: usize = 64;
+
+fn parse_answer(query: &str) -> Answer {
+    let mut answer = Answer {
+        state: String::new(),
+        code: None,
+        error: None,
+    };
+    for (key, value) in openidconnect::url::form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "state" => answer.state = value.into_owned(),
+            "code" => answer.code = Some(value.into_owned()),
+            // Only the code: a description is the provider's free text.
+            "error" => {
+                answer.error = Some(
+                    value
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .take(64)
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    answer
 }
 
 /// Reads one HTTP request head (at most 16 KiB) and returns its target.

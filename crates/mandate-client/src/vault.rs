@@ -8,7 +8,7 @@
 //! value, so that a refresh replaces both at once. The keyring calls block
 //! (D-Bus on Linux), so they run on the blocking pool.
 
-use mandate_core::SigningKey;
+use mandate_core::{Secret, SigningKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -23,15 +23,48 @@ pub struct Vault {
     service: String,
 }
 
-/// The tokens of a sign-in, as kept between runs.
+/// The tokens of a sign-in, as kept between runs. They are written to
+/// the keyring as JSON and, in memory, held as [`Secret`]s.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StoredSession {
     /// The ID token, the user's bearer at the broker.
-    pub id_token: String,
+    #[serde(with = "secret_text")]
+    pub id_token: Secret,
     /// When the ID token expires (unix seconds).
     pub expires_at: i64,
     /// The refresh token, if the provider issued one.
-    pub refresh_token: Option<String>,
+    #[serde(with = "secret_text::optional")]
+    pub refresh_token: Option<Secret>,
+}
+
+/// A [`Secret`] as a JSON string, for the keyring entry alone.
+mod secret_text {
+    use mandate_core::Secret;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(secret.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(Secret::from)
+    }
+
+    pub mod optional {
+        use mandate_core::Secret;
+        use serde::{Deserialize as _, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+            match secret {
+                Some(secret) => s.serialize_some(secret.expose()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+            Option::<String>::deserialize(d).map(|t| t.map(Secret::from))
+        }
+    }
 }
 
 impl std::fmt::Debug for StoredSession {
@@ -39,16 +72,6 @@ impl std::fmt::Debug for StoredSession {
         f.debug_struct("StoredSession")
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for StoredSession {
-    fn drop(&mut self) {
-        use zeroize::Zeroize as _;
-        self.id_token.zeroize();
-        if let Some(t) = self.refresh_token.as_mut() {
-            t.zeroize();
-        }
     }
 }
 

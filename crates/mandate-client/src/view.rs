@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use mandate_core::scope::{self, AuthorizationDetail};
-use mandate_core::token::{GrantClaims, RequestClaims};
-use mandate_core::{Policy, PublicKey};
+use mandate_core::token::RequestClaims;
+use mandate_core::{Policy, PublicKey, VerifiedChain};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{RequestState, StoredDecision, StoredRequest};
+use crate::parent::Parent;
 
 /// How much harm an action can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
@@ -76,8 +77,12 @@ pub struct RequestDetail {
     pub scopes: Vec<ScopeView>,
     /// The highest risk among the scopes.
     pub risk: Risk,
-    /// From the user to the agent asking, root first.
+    /// From the user to the agent asking, root first: every hop from
+    /// verified data. Empty when the chain behind the request does not
+    /// verify; `chain_warning` then says why.
     pub chain: Vec<Hop>,
+    /// Why the chain behind the request is not shown, if it is not.
+    pub chain_warning: Option<String>,
     /// The grant's lifetime asked for, in seconds.
     pub lifetime: u32,
     /// The delegation depth asked for.
@@ -173,13 +178,16 @@ pub struct Hop {
     pub loses: Vec<String>,
 }
 
-/// Builds the detail of `request`. `user` names the principal; `user_key`
-/// tells whether the chain's root grant was signed by this user; `names`
-/// maps agent ids seen before to the names they gave; `name_reused` says
-/// whether another key used this agent's name before.
+/// Builds the detail of `request` for `principal`, shown as `user`.
+/// `user_key` is the key the chain behind the request must be rooted in
+/// ([`crate::parent`]); `names` maps agent ids seen before to the names
+/// they gave; `name_reused` says whether another key used this agent's
+/// name before.
+#[allow(clippy::too_many_arguments)]
 pub fn detail(
     request: &StoredRequest,
     decision: Option<StoredDecision>,
+    principal: &str,
     user: &str,
     user_key: &PublicKey,
     names: &BTreeMap<String, String>,
@@ -209,7 +217,11 @@ pub fn detail(
         .map(scope_view)
         .collect();
     let risk = scopes.iter().map(|s| s.risk).max().unwrap_or(Risk::Low);
-    let chain = chain(request, claims, &agent, user, user_key, names);
+    let (chain, chain_warning) = match crate::parent::verify(request, claims, principal, user_key) {
+        Parent::None => (chain(None, claims, &agent, user, names), None),
+        Parent::Verified(parent) => (chain(Some(&parent), claims, &agent, user, names), None),
+        Parent::Refused(why) => (Vec::new(), Some(why)),
+    };
     Ok(RequestDetail {
         id: request.id.clone(),
         state: request.state,
@@ -222,6 +234,7 @@ pub fn detail(
         scopes,
         risk,
         chain,
+        chain_warning,
         lifetime: claims.lifetime,
         max_depth: claims.max_depth,
         decision,
@@ -241,8 +254,11 @@ pub struct InboxRow {
     pub interpretation: String,
     /// The highest risk among its scopes.
     pub risk: Risk,
-    /// How many agents stand between the user and the requester.
+    /// How many agents stand between the user and the requester, the
+    /// requester included, counted on the verified chain only.
     pub hops: usize,
+    /// Whether the request names a chain behind it that does not verify.
+    pub chain_refused: bool,
     /// Whether its name raises warnings.
     pub suspicious_name: bool,
     /// When the broker received it.
@@ -251,11 +267,16 @@ pub struct InboxRow {
     pub expires_at: i64,
 }
 
-/// The inbox row of `request`.
-pub fn row(request: &StoredRequest) -> Result<InboxRow, crate::ClientError> {
+/// The inbox row of `request`, for `principal` whose key is `user_key`.
+pub fn row(
+    request: &StoredRequest,
+    principal: &str,
+    user_key: &PublicKey,
+) -> Result<InboxRow, crate::ClientError> {
     let asked = RequestClaims::verify(&request.request, &Policy::default(), request.received_at)?;
     let claims = asked.claims();
     let agent_id = asked.signer().agent_id();
+    let parent = crate::parent::verify(request, claims, principal, user_key);
     Ok(InboxRow {
         id: request.id.clone(),
         agent_name: claims.agent.name.clone(),
@@ -267,7 +288,11 @@ pub fn row(request: &StoredRequest) -> Result<InboxRow, crate::ClientError> {
             .map(detail_risk)
             .max()
             .unwrap_or(Risk::Low),
-        hops: request.parent_chain.len() + 1,
+        hops: match &parent {
+            Parent::Verified(chain) => chain.links().len() + 1,
+            Parent::None | Parent::Refused(_) => 1,
+        },
+        chain_refused: matches!(parent, Parent::Refused(_)),
         suspicious_name: !name_warnings(&claims.agent.name).is_empty(),
         received_at: request.received_at,
         expires_at: request.expires_at,
@@ -441,12 +466,14 @@ pub fn skeleton(name: &str) -> String {
         .collect()
 }
 
+/// The hops from the user to the requester: the user, each link of the
+/// verified `parent` chain, then the requester (verified by its own
+/// request's signature).
 fn chain(
-    request: &StoredRequest,
+    parent: Option<&VerifiedChain>,
     claims: &RequestClaims,
     agent: &AgentView,
     user: &str,
-    user_key: &PublicKey,
     names: &BTreeMap<String, String>,
 ) -> Vec<Hop> {
     let mut hops = vec![Hop {
@@ -458,27 +485,12 @@ fn chain(
         adds: Vec::new(),
         loses: Vec::new(),
     }];
-    let mut before: Option<Vec<AuthorizationDetail>> = None;
-    for (n, compact) in request.parent_chain.iter().enumerate() {
-        // The broker verified the chain when it accepted the request; the
-        // root, at least, must be this user's own signature.
-        let grant = mandate_core::token::peek::<GrantClaims>(compact).ok();
-        let Some((_, g)) = grant else {
-            hops.push(unreadable_hop(n));
-            continue;
-        };
-        if n == 0
-            && mandate_core::token::verify::<GrantClaims>(
-                compact,
-                user_key,
-                &Policy::default(),
-                g.iat,
-            )
-            .is_err()
-        {
-            hops.push(unreadable_hop(n));
-            continue;
-        }
+    let mut before: Option<&[AuthorizationDetail]> = None;
+    let links = parent
+        .map(|p| p.links().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for (n, link) in links.iter().enumerate() {
+        let g = link.claims();
         let id = g.act.sub.to_string();
         let who = names
             .get(&id)
@@ -490,17 +502,17 @@ fn chain(
             g.act.sub.fingerprint(),
             &g.purpose,
             &g.authorization_details,
-            before.as_deref(),
+            before,
         ));
-        before = Some(g.authorization_details);
+        before = Some(&g.authorization_details);
     }
     hops.push(agent_hop(
-        request.parent_chain.len(),
+        links.len(),
         agent.name.clone(),
         agent.fingerprint.clone(),
         &claims.purpose,
         &claims.authorization_details,
-        before.as_deref(),
+        before,
     ));
     hops
 }
@@ -531,18 +543,6 @@ fn agent_hop(
         loses: before
             .map(|b| difference(b, Some(held)))
             .unwrap_or_default(),
-    }
-}
-
-fn unreadable_hop(n: usize) -> Hop {
-    Hop {
-        role: role(n),
-        who: "(a grant that does not verify)".into(),
-        fingerprint: None,
-        purpose: None,
-        scopes: Vec::new(),
-        adds: Vec::new(),
-        loses: Vec::new(),
     }
 }
 

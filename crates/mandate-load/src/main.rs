@@ -49,7 +49,7 @@ struct Args {
     broker: String,
     /// An ID token from an issuer the broker trusts.
     #[arg(long, env = "MANDATE_LOAD_BEARER", hide_env_values = true)]
-    bearer: String,
+    bearer: mandate_core::Secret,
     /// That user's principal, `ISSUER#SUBJECT`.
     #[arg(long)]
     principal: String,
@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn enroll(cx: &Ctx) -> anyhow::Result<()> {
     cx.broker
-        .enroll(&cx.args.bearer, &cx.user, unix_now(), &mut OsRng)
+        .enroll(cx.args.bearer.expose(), &cx.user, unix_now(), &mut OsRng)
         .await
         .context("enrolling the user key")?;
     Ok(())
@@ -303,7 +303,7 @@ async fn fan_out(cx: &Ctx) -> anyhow::Result<()> {
             &mut OsRng,
         )?;
         cx.broker
-            .approve(&cx.args.bearer, &TokenId::of(token), &grant)
+            .approve(cx.args.bearer.expose(), &TokenId::of(token), &grant)
             .await
             .context("approving")?;
         grants.push(TokenId::of(&grant));
@@ -347,7 +347,7 @@ async fn fan_out(cx: &Ctx) -> anyhow::Result<()> {
         );
         let start = Instant::now();
         cx.broker
-            .revoke(&cx.args.bearer, &revocation)
+            .revoke(cx.args.bearer.expose(), &revocation)
             .await
             .context("revoking")?;
         posted.push((grant.to_string(), start));

@@ -40,7 +40,7 @@ pub fn percentiles(mut ms: Vec<f64>) -> String {
 pub fn follow(
     http: reqwest::Client,
     url: String,
-    bearer: Option<String>,
+    bearer: Option<mandate_core::Secret>,
     key: fn(&Value) -> Vec<String>,
     arrivals: Arrivals,
     connected: Arc<AtomicUsize>,
@@ -51,7 +51,7 @@ pub fn follow(
         loop {
             let mut req = http.get(&url);
             if let Some(b) = &bearer {
-                req = req.bearer_auth(b);
+                req = req.bearer_auth(b.expose());
             }
             if let Some(id) = &last {
                 req = req.header("last-event-id", id.as_str());

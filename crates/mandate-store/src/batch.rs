@@ -29,6 +29,7 @@ pub(crate) struct Job {
     principal: String,
     token: String,
     parent_chain: String,
+    parent_keys: String,
     created_at: i64,
     expires_at: i64,
     max_pending: i64,
@@ -44,6 +45,7 @@ impl Job {
             principal: r.principal.as_str().to_owned(),
             token: r.token.to_owned(),
             parent_chain: r.parent_chain.join("\n"),
+            parent_keys: r.parent_keys.to_owned(),
             created_at: r.created_at,
             expires_at: r.expires_at,
             max_pending: r.max_pending,
@@ -110,14 +112,15 @@ async fn store(
             continue;
         }
         let stored = sqlx::query(
-            "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&j.id)
         .bind(&j.agent)
         .bind(&j.principal)
         .bind(&j.token)
         .bind(&j.parent_chain)
+        .bind(&j.parent_keys)
         .bind(j.created_at)
         .bind(j.expires_at)
         .execute(&mut *tx)

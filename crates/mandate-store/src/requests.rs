@@ -66,6 +66,9 @@ pub struct NewRequest<'a> {
     pub token: &'a str,
     /// For a sub-agent's request, the chain it extends, root first.
     pub parent_chain: &'a [String],
+    /// The agents' public keys along that chain, as a JSON array of OKP
+    /// JWKs (`[]` for none).
+    pub parent_keys: &'a str,
     /// When the broker received it.
     pub created_at: i64,
     /// When it lapses.
@@ -89,6 +92,8 @@ pub struct RequestRecord {
     pub token: String,
     /// The chain it extends, root first; empty for a first-hop request.
     pub parent_chain: Vec<String>,
+    /// The agents' public keys along that chain, as a JSON array of JWKs.
+    pub parent_keys: String,
     /// Where it stands.
     pub status: RequestStatus,
     /// When the broker received it.
@@ -108,6 +113,7 @@ struct RequestRow {
     principal: String,
     token: String,
     parent_chain: String,
+    parent_keys: String,
     status: String,
     created_at: i64,
     expires_at: i64,
@@ -133,6 +139,7 @@ impl TryFrom<RequestRow> for RequestRecord {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            parent_keys: r.parent_keys,
             status: RequestStatus::parse(&r.status)?,
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -184,14 +191,15 @@ impl Store {
                 return Err(StoreError::Full);
             }
             sqlx::query(
-                "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
+                "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
             )
             .bind(r.id.to_string())
             .bind(r.agent.to_string())
             .bind(r.principal.as_str())
             .bind(r.token)
             .bind(r.parent_chain.join("\n"))
+            .bind(r.parent_keys)
             .bind(r.created_at)
             .bind(r.expires_at)
             .execute(&mut *tx)
@@ -205,7 +213,7 @@ impl Store {
     /// One request.
     pub async fn request(&self, id: &TokenId) -> Result<Option<RequestRecord>, StoreError> {
         let row: Option<RequestRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at, decision, decided_at FROM requests WHERE id = $1")
+            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at FROM requests WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(pool)
                 .await?
@@ -220,7 +228,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<RequestRecord>, StoreError> {
         let rows: Vec<RequestRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, status, created_at, expires_at, decision, decided_at FROM requests WHERE principal = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id")
+            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at FROM requests WHERE principal = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id")
                 .bind(principal.as_str())
                 .bind(now)
                 .fetch_all(pool)

@@ -117,9 +117,14 @@ interpretation: string,
  */
 risk: Risk, 
 /**
- * How many agents stand between the user and the requester.
+ * How many agents stand between the user and the requester, the
+ * requester included, counted on the verified chain only.
  */
 hops: number, 
+/**
+ * Whether the request names a chain behind it that does not verify.
+ */
+chain_refused: boolean, 
 /**
  * Whether its name raises warnings.
  */
@@ -177,9 +182,15 @@ scopes: Array<ScopeView>,
  */
 risk: Risk, 
 /**
- * From the user to the agent asking, root first.
+ * From the user to the agent asking, root first: every hop from
+ * verified data. Empty when the chain behind the request does not
+ * verify; `chain_warning` then says why.
  */
 chain: Array<Hop>, 
+/**
+ * Why the chain behind the request is not shown, if it is not.
+ */
+chain_warning: string | null, 
 /**
  * The grant's lifetime asked for, in seconds.
  */

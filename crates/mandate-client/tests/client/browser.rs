@@ -17,6 +17,10 @@ pub enum Tamper {
     Nonce,
     /// Replaces the `state` on the way back to the app.
     State,
+    /// Before the real answer reaches the app, a stranger on this machine
+    /// sends its own: a forged code, an error without a state, and a
+    /// connection that never says anything. The honest answer follows.
+    StrangerFirst,
 }
 
 pub struct TestBrowser {
@@ -50,6 +54,36 @@ impl Browser for TestBrowser {
         });
         Ok(())
     }
+}
+
+/// A stranger's answers to the app's listener, each turned away with 400
+/// while the sign-in keeps waiting; a silent connection stays open.
+async fn stranger(callback: &reqwest::Url) -> Result<(), String> {
+    let origin = format!("http://127.0.0.1:{}", callback.port().unwrap_or(80));
+    let silent = tokio::net::TcpStream::connect(&origin[7..])
+        .await
+        .map_err(|e| e.to_string())?;
+    let http = reqwest::Client::new();
+    for query in [
+        "code=the-strangers-code&state=forged-state",
+        "error=access_denied",
+        "code=the-strangers-code",
+    ] {
+        let res = http
+            .get(format!("{origin}/callback?{query}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if res.status() != reqwest::StatusCode::BAD_REQUEST {
+            return Err(format!("the stranger's {query} got {}", res.status()));
+        }
+    }
+    // Held open until the honest answer has been served.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        drop(silent);
+    });
+    Ok(())
 }
 
 fn replace_param(url: &str, name: &str, value: &str) -> String {
@@ -91,7 +125,13 @@ async fn login(url: &str, user: &str, tamper: Tamper) -> Result<(), String> {
             } else {
                 next
             };
-            http.get(&target).send().await.map_err(|e| e.to_string())?;
+            if tamper == Tamper::StrangerFirst {
+                stranger(&base).await?;
+            }
+            let res = http.get(&target).send().await.map_err(|e| e.to_string())?;
+            if tamper == Tamper::StrangerFirst && res.status() != reqwest::StatusCode::OK {
+                return Err(format!("the honest answer got {}", res.status()));
+            }
             return Ok(());
         }
         let res = http.get(&next).send().await.map_err(|e| e.to_string())?;

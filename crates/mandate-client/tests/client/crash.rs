@@ -316,7 +316,8 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
         .unwrap()
         .unwrap()
         .id_token
-        .clone();
+        .expose()
+        .to_owned();
     let grants: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/v1/grants", stack.broker.url))
         .bearer_auth(bearer)

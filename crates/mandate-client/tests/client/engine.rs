@@ -275,7 +275,10 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
         .await
         .unwrap();
     let subject = principal.rsplit_once('#').unwrap().1;
-    let refused = provider.refresh(&refresh_token, subject).await.unwrap_err();
+    let refused = provider
+        .refresh(refresh_token.expose(), subject)
+        .await
+        .unwrap_err();
     assert!(
         refused.to_string().contains("invalid_grant"),
         "the revoked refresh token still works: {refused}"

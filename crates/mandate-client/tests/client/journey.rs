@@ -102,7 +102,7 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
         )
         .await
         .unwrap();
-    let bearer = session.id_token.as_str();
+    let bearer = session.id_token.expose();
     let principal: Principal = session.principal.clone().try_into().unwrap();
     let key = SigningKey::generate(&mut OsRng);
     let broker = BrokerClient::new(&broker_proc.url).unwrap();

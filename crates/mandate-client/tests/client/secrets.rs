@@ -89,8 +89,8 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
     ipc(&mut payloads, &account);
     let principal = account.principal.clone();
     let stored = vault.session(&principal).await.unwrap().unwrap();
-    refresh_tokens.push(stored.refresh_token.clone().unwrap());
-    id_tokens.push(stored.id_token.clone());
+    refresh_tokens.push(stored.refresh_token.as_ref().unwrap().expose().to_owned());
+    id_tokens.push(stored.id_token.expose().to_owned());
 
     let mut updates = engine.subscribe();
     engine.follow();
@@ -112,12 +112,22 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
     agent_got_grant(waiting).await;
     let refreshed = vault.session(&principal).await.unwrap().unwrap();
     assert_ne!(
-        refreshed.refresh_token.as_deref(),
+        refreshed
+            .refresh_token
+            .as_ref()
+            .map(mandate_core::Secret::expose),
         refresh_tokens.first().map(String::as_str),
         "the sign-in was refreshed (and the refresh token rotated)"
     );
-    refresh_tokens.push(refreshed.refresh_token.clone().unwrap());
-    id_tokens.push(refreshed.id_token.clone());
+    refresh_tokens.push(
+        refreshed
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose()
+            .to_owned(),
+    );
+    id_tokens.push(refreshed.id_token.expose().to_owned());
 
     let waiting = request(&broker_url, &path("agent.key"), &principal, &path("d.json"));
     let id = next_new(&mut updates).await;
@@ -160,8 +170,8 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
     payloads.extend_from_slice(&out.stdout);
     let mut process_logs = out.stderr.clone();
     let stored = vault.session(&principal).await.unwrap().unwrap();
-    refresh_tokens.push(stored.refresh_token.clone().unwrap());
-    id_tokens.push(stored.id_token.clone());
+    refresh_tokens.push(stored.refresh_token.as_ref().unwrap().expose().to_owned());
+    id_tokens.push(stored.id_token.expose().to_owned());
 
     // Sign out, and the keyring forgets the tokens.
     let again = Engine::start(Config {

@@ -35,6 +35,7 @@ fn new_request(n: u32, principal: &Principal, expires_at: i64) -> NewRequest<'_>
         principal,
         token: "request.token.compact",
         parent_chain: &[],
+        parent_keys: "[]",
         created_at: NOW,
         expires_at,
         max_pending: 1000,
@@ -70,6 +71,9 @@ pub async fn requests_flow(store: &Store) {
     ];
     let mut sub_request = new_request(1, &a, NOW + 300);
     sub_request.parent_chain = &chain;
+    let keys =
+        r#"[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]"#;
+    sub_request.parent_keys = keys;
     store
         .insert_request(&new_request(0, &a, NOW + 300))
         .await
@@ -91,6 +95,16 @@ pub async fn requests_flow(store: &Store) {
     assert_eq!(store.count_pending(&b, NOW).await.unwrap(), 1);
     let stored = store.request(&request_id(1)).await.unwrap().unwrap();
     assert_eq!(stored.parent_chain, chain);
+    assert_eq!(stored.parent_keys, keys);
+    assert_eq!(
+        store
+            .request(&request_id(0))
+            .await
+            .unwrap()
+            .unwrap()
+            .parent_keys,
+        "[]"
+    );
     assert_eq!(stored.status, RequestStatus::Pending);
     assert_eq!(
         store
