@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use mandate_core::SigningKey;
 use mandate_keyfile as keyfile;
 use mandate_store::Store;
 use tokio::sync::watch;
@@ -37,8 +38,13 @@ pub struct HostConfig {
     pub public_url: Option<String>,
     /// The OIDC issuers whose users may sign in.
     pub issuers: Vec<TrustedIssuer>,
-    /// The broker's signing key (default: `broker-key` in `data_dir`).
+    /// The broker's signing key file (default: `broker-key` in
+    /// `data_dir`), when no [`HostConfig::key`] is given.
     pub key_file: Option<PathBuf>,
+    /// The broker's signing key, when the host keeps it itself: the
+    /// desktop app keeps its in-process broker's key in the OS keyring,
+    /// like the user's key, and no key file is read or written.
+    pub key: Option<HostKey>,
     /// The guards.
     pub limits: Limits,
     /// Seconds of clock skew allowed on OIDC tokens.
@@ -61,11 +67,36 @@ impl HostConfig {
             public_url: None,
             issuers,
             key_file: None,
+            key: None,
             limits: Limits::default(),
             oidc_leeway: crate::oidc::LEEWAY,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
         }
+    }
+}
+
+/// A broker signing key that its host keeps (see [`HostConfig::key`]).
+/// Its `Debug` shows only the key's thumbprint.
+#[derive(Clone)]
+pub struct HostKey(Arc<SigningKey>);
+
+impl HostKey {
+    /// Hands `key` to the broker.
+    pub fn new(key: SigningKey) -> HostKey {
+        HostKey(Arc::new(key))
+    }
+
+    fn signing_key(&self) -> SigningKey {
+        SigningKey::from_seed(&self.0.to_seed())
+    }
+}
+
+impl std::fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HostKey")
+            .field(&self.0.thumbprint().to_string())
+            .finish()
     }
 }
 
@@ -93,11 +124,15 @@ impl Hosted {
     pub async fn start(config: HostConfig) -> anyhow::Result<Hosted> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let key_file = config
-            .key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("broker-key"));
-        let key = keyfile::load_or_create(&key_file)?;
+        let key = match &config.key {
+            Some(given) => given.signing_key(),
+            None => keyfile::load_or_create(
+                &config
+                    .key_file
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("broker-key")),
+            )?,
+        };
         let database = config
             .database
             .clone()

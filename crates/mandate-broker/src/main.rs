@@ -140,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         database: args.database.clone(),
         public_url: args.public_url.clone(),
         key_file: args.key_file.clone(),
+        key: None,
         limits: args.limits(),
         oidc_leeway: args.oidc_leeway,
         allowed_hosts: args.allowed_hosts.clone(),

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use mandate_broker::host::{HostConfig, Hosted};
+use mandate_broker::host::{HostConfig, HostKey, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
 use mandate_core::{PublicKey, Secret, SigningKey, TokenId};
 use serde::Serialize;
@@ -196,13 +196,17 @@ impl Engine {
                     issuer: config.issuer.trim_end_matches('/').to_owned(),
                     audiences: vec![config.client_id.clone()],
                 };
-                let hosted = Hosted::start(HostConfig::new(
-                    *listen,
-                    config.data_dir.join("broker"),
-                    vec![issuer],
-                ))
-                .await
-                .map_err(|e| ClientError::Unreachable(format!("starting the broker: {e:#}")))?;
+                let data_dir = config.data_dir.join("broker");
+                // Its key signs bindings: it lives in the keyring, like the
+                // user's key, never in a file.
+                let key = Vault::new(&config.keyring_service)
+                    .broker_key(&data_dir.join("broker-key"))
+                    .await?;
+                let mut host = HostConfig::new(*listen, data_dir, vec![issuer]);
+                host.key = Some(HostKey::new(key));
+                let hosted = Hosted::start(host)
+                    .await
+                    .map_err(|e| ClientError::Unreachable(format!("starting the broker: {e:#}")))?;
                 let url = hosted.url().to_owned();
                 (Some(hosted), url)
             }

@@ -110,6 +110,53 @@ impl Vault {
         .await
     }
 
+    /// The in-process broker's signing key, made on first use. A key file
+    /// left by an earlier version at `legacy_file` is moved into the
+    /// keyring (so the bindings it signed stay valid) and then deleted.
+    pub async fn broker_key(
+        &self,
+        legacy_file: &std::path::Path,
+    ) -> Result<SigningKey, ClientError> {
+        const ACCOUNT: &str = "broker-key";
+        if let Some(seed) = self.get(ACCOUNT.into()).await? {
+            let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| {
+                ClientError::Keyring("the stored broker key is not 32 bytes".into())
+            })?;
+            return Ok(SigningKey::from_seed(seed));
+        }
+        let key = match legacy_file.exists() {
+            true => mandate_keyfile::load(legacy_file).map_err(|e| {
+                ClientError::Keyring(format!("reading the old broker key file: {e}"))
+            })?,
+            false => SigningKey::generate(&mut rand_core::OsRng),
+        };
+        self.set(ACCOUNT.into(), Zeroizing::new(key.to_seed().to_vec()))
+            .await?;
+        // Only once the keyring holds it: read it back before the file goes.
+        if self
+            .get(ACCOUNT.into())
+            .await?
+            .as_deref()
+            .map(Vec::as_slice)
+            != Some(key.to_seed().as_slice())
+        {
+            return Err(ClientError::Keyring(
+                "the keyring did not keep the broker key".into(),
+            ));
+        }
+        if legacy_file.exists() {
+            std::fs::remove_file(legacy_file).map_err(|e| {
+                ClientError::Keyring(format!("removing the old broker key file: {e}"))
+            })?;
+        }
+        Ok(key)
+    }
+
+    /// Forgets the in-process broker's signing key.
+    pub async fn forget_broker_key(&self) -> Result<(), ClientError> {
+        self.delete("broker-key".into()).await
+    }
+
     /// The stored sign-in of `principal`, if any.
     pub async fn session(&self, principal: &str) -> Result<Option<StoredSession>, ClientError> {
         let bytes = self.get(format!("session:{principal}")).await?;

@@ -75,8 +75,25 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
         },
         keyring_service: keyring_service.clone(),
     };
+    // A broker key file an earlier version left behind: the engine moves
+    // it into the keyring, and the file is gone.
+    let legacy = dir.path().join("app/broker/broker-key");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    let legacy_key = mandate_keyfile::create(&legacy).unwrap();
     let engine = Engine::start(config.clone()).await.unwrap();
     let broker_url = engine.broker_url().to_owned();
+    assert!(!legacy.exists(), "the broker key file is gone");
+    let metadata: serde_json::Value = reqwest::get(format!("{broker_url}/.well-known/mandate"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["jwks"]["keys"][0]["x"],
+        legacy_key.public().to_jwk().x,
+        "the broker signs with the key it had"
+    );
     let mut payloads = Vec::new();
     let vault = Vault::new(&keyring_service);
     let mut refresh_tokens = Vec::new();
@@ -204,21 +221,33 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
     );
     assert!(!payloads.is_empty());
 
-    let seed = key.to_seed();
-    let key_forms: Vec<(&str, Vec<u8>)> = vec![
-        ("the raw private key", seed.to_vec()),
-        (
-            "the private key, base64url",
+    // The broker's key is in the keyring, and no file holds it.
+    let broker_key = vault.broker_key(&legacy).await.unwrap();
+    assert_eq!(broker_key.thumbprint(), legacy_key.thumbprint());
+    assert!(
+        walk(&dir.path().join("app"))
+            .iter()
+            .all(|f| f.file_name().is_none_or(|n| n != "broker-key")),
+        "no broker key file"
+    );
+    let mut key_forms: Vec<(String, Vec<u8>)> = Vec::new();
+    for (which, seed) in [
+        ("the user's private key", key.to_seed()),
+        ("the broker's private key", broker_key.to_seed()),
+    ] {
+        key_forms.push((format!("{which}, raw"), seed.to_vec()));
+        key_forms.push((
+            format!("{which}, base64url"),
             base64url::encode(*seed).into_bytes(),
-        ),
-        (
-            "the private key, hex",
+        ));
+        key_forms.push((
+            format!("{which}, hex"),
             seed.iter()
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
                 .into_bytes(),
-        ),
-    ];
+        ));
+    }
     for (what, needle) in &key_forms {
         assert!(!find(&database, needle), "{what} is in the database");
         assert!(!find(&process_logs, needle), "{what} is in the logs");
@@ -246,6 +275,7 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
         assert!(!find(&payloads, needle), "an ID token is in an IPC payload");
     }
     vault.forget_user_key(&principal).await.unwrap();
+    vault.forget_broker_key().await.unwrap();
     idp.kill().await;
 }
 
