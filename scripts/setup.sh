@@ -73,6 +73,10 @@ if need tauri-driver; then
     cargo install tauri-driver --version 2.1.0 --locked --quiet
 fi
 
+# A real browser for the test that no web page can drive the broker
+# (tests/e2e/tests/e2e/browser.rs): Debian's chromium, run headless.
+if need chromium; then apt_install chromium; fi
+
 # Python's venv, for schemathesis (scripts/api-fuzz.sh installs it).
 if need python3; then apt_install python3; fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv

@@ -5,6 +5,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[cfg(unix)]
+mod browser;
 mod cli;
 mod demo;
 mod hostile;
