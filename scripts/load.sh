@@ -36,8 +36,12 @@ big=1000000000:1000000000
 start_broker "$CARGO_TARGET_DIR/release/mandate-broker" --database "$database" \
     --max-pending-per-user 1000000000 \
     --rate agent_requests=$big --rate user_prompts=$big --rate agent_calls=$big --rate user_calls=$big
-MANDATE_LOAD_BEARER=$(id_token alice)
+# The sign-in is made for the load's enrollment: its nonce is the
+# thumbprint of a session key the load tool proves it holds.
+session_key="$data/session.key"
+nonce=$("$CARGO_TARGET_DIR/release/mandate-load" session-nonce "$session_key")
+MANDATE_LOAD_BEARER=$(id_token alice "$nonce")
 export MANDATE_LOAD_BEARER
 echo "load: $backend, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 timeout 900 "$CARGO_TARGET_DIR/release/mandate-load" --broker "$broker_url" \
-    --principal "$issuer#alice" "$@"
+    --principal "$issuer#alice" --session-key "$session_key" "$@"

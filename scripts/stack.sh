@@ -46,7 +46,9 @@ start_broker() {
 }
 
 # id_token USER: signs USER in at $issuer, as a person would, and prints the ID token.
+# A second argument is the ID token's nonce (to enroll a key: the thumbprint
+# of the sign-in's session key).
 id_token() {
-    timeout 60 node tests/idp/signin.mjs --issuer "$issuer" --user "$1" \
+    timeout 60 node tests/idp/signin.mjs --issuer "$issuer" --user "$1" ${2:+--nonce "$2"} \
         --scope "openid email profile" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])'
 }

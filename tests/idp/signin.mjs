@@ -3,7 +3,7 @@
 //
 //   node signin.mjs --issuer URL --user alice [--client mandate-desktop]
 //                   [--scope "openid email profile offline_access"] [--redirect-port N]
-//                   [--timeout SECONDS] [--no-consent-prompt]
+//                   [--timeout SECONDS] [--no-consent-prompt] [--nonce NONCE]
 //
 // Drives the provider's devInteractions (login form, then consent form) with Node's
 // fetch (redirect: 'manual') and a small cookie jar. Verifies state, the ID token's
@@ -28,6 +28,7 @@ try {
       'redirect-port': { type: 'string' },
       timeout: { type: 'string', default: '20' },
       'no-consent-prompt': { type: 'boolean' },
+      nonce: { type: 'string' },
     },
     strict: true,
   }));
@@ -72,7 +73,8 @@ async function main() {
   const redirectPort = args['redirect-port'] ?? String(49152 + Math.floor(Math.random() * 16000));
   const redirectUri = `http://127.0.0.1:${redirectPort}/callback`;
   const state = b64url(randomBytes(16));
-  const nonce = b64url(randomBytes(16));
+  // --nonce: the caller's (an enrollment commits the sign-in to its session key).
+  const nonce = args.nonce ?? b64url(randomBytes(16));
   const verifier = b64url(randomBytes(32));
   const challenge = b64url(createHash('sha256').update(verifier).digest());
   const authz = new URL(meta.authorization_endpoint);

@@ -15,7 +15,7 @@ use crate::error::ErrorBody;
 use crate::receipt_service::{self, ReceiptItem};
 use crate::revocation_service::{self, FeedEntry, GrantItem};
 use crate::service::{self, RequestView, Submitted};
-use crate::user_service::{self, Decision, Enrolled, InboxItem};
+use crate::user_service::{self, Decision, Enrolled, InboxItem, KeyItem};
 use crate::{ApiError, AppState, User, streams};
 
 /// The header that carries an agent's proof of possession.
@@ -186,7 +186,7 @@ pub async fn inbox(State(state): State<AppState>, user: User) -> Result<Json<Inb
     }))
 }
 
-/// A user key to enroll, with a proof that the caller holds it.
+/// A user key to enroll or renew, with a proof that the caller holds it.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
@@ -195,6 +195,17 @@ pub struct EnrollBody {
     jwk: Jwk,
     /// A `mandate-pop+jwt` by that key for `POST /v1/keys`, bound to the bearer token.
     proof: String,
+    /// For a new key: the device's name (1 to 64 characters).
+    #[serde(default)]
+    device: Option<String>,
+    /// For a new key: the sign-in's session key (a public OKP JWK), whose
+    /// thumbprint is the ID token's `nonce`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    session_jwk: Option<Jwk>,
+    /// For a new key: a `mandate-pop+jwt` by the session key, like `proof`.
+    #[serde(default)]
+    session_proof: Option<String>,
 }
 
 #[utoipa::path(
@@ -210,8 +221,32 @@ pub async fn enroll(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let body: EnrollBody = json_body(body)?;
-    let enrolled = user_service::enroll(&state, &user, &body.jwk, &body.proof).await?;
+    let enrollment = user_service::Enrollment {
+        jwk: &body.jwk,
+        proof: &body.proof,
+        device: body.device.as_deref(),
+        session_jwk: body.session_jwk.as_ref(),
+        session_proof: body.session_proof.as_deref(),
+    };
+    let enrolled = user_service::enroll(&state, &user, enrollment).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// The user's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Keys {
+    /// Each enrolled key, oldest first.
+    pub keys: Vec<KeyItem>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/keys", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Keys), (status = 401, body = ErrorBody))
+)]
+pub async fn keys(State(state): State<AppState>, user: User) -> Result<Json<Keys>, ApiError> {
+    Ok(Json(Keys {
+        keys: user_service::keys(&state, &user).await?,
+    }))
 }
 
 /// A signed decision: exactly one of the two.

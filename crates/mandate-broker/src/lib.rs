@@ -62,7 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/inbox", get(handlers::inbox))
         .route("/v1/inbox/events", get(handlers::inbox_events))
         .route("/v1/revocations/events", get(handlers::revocation_events))
-        .route("/v1/keys", post_json(handlers::enroll))
+        .route("/v1/keys", post_json(handlers::enroll).get(handlers::keys))
         .route(
             "/v1/revocations",
             post_json(handlers::revoke).get(handlers::revocation_feed),

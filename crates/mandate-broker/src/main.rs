@@ -59,6 +59,10 @@ struct Args {
     /// Seconds between keep-alive comments on idle SSE streams.
     #[arg(long, default_value_t = 5)]
     sse_keepalive: u64,
+    /// How long a user key's binding lasts, in seconds; the app renews it
+    /// at half its life while the user is signed in.
+    #[arg(long, default_value_t = Limits::default().binding_lifetime)]
+    binding_lifetime: i64,
     /// Another `Host` to answer, `NAME[:PORT]` exactly as clients send it
     /// (no port means port 80 or 443), besides the listen address and the
     /// public URL's. Any other is refused, against DNS rebinding.
@@ -104,6 +108,7 @@ impl Args {
         let mut limits = Limits {
             max_pending_per_user: self.max_pending_per_user,
             sse_keepalive: Duration::from_secs(self.sse_keepalive.max(1)),
+            binding_lifetime: self.binding_lifetime.max(1),
             ..Limits::default()
         };
         for (kind, rate) in &self.rates {

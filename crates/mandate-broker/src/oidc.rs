@@ -131,6 +131,23 @@ struct IdClaims {
     nbf: Option<i64>,
     #[serde(default)]
     iat: Option<i64>,
+    #[serde(default)]
+    auth_time: Option<i64>,
+    #[serde(default)]
+    nonce: Option<String>,
+}
+
+/// What a verified ID token says of the sign-in behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    /// `issuer#subject`.
+    pub principal: Principal,
+    /// When the person authenticated: `auth_time`, or else `iat`.
+    pub authenticated_at: Option<UnixTime>,
+    /// The token's `nonce`, as the app chose it.
+    pub nonce: Option<String>,
+    /// When the token expires.
+    pub expires_at: UnixTime,
 }
 
 struct Fetched {
@@ -196,8 +213,8 @@ impl OidcVerifier {
         &self.issuers
     }
 
-    /// Verifies `token` at `now` and returns its principal.
-    pub async fn verify(&self, token: &str, now: UnixTime) -> Result<Principal, AuthError> {
+    /// Verifies `token` at `now` and returns what it says of the sign-in.
+    pub async fn verify(&self, token: &str, now: UnixTime) -> Result<SignIn, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !ALLOWED.contains(&header.alg) {
             return Err(AuthError::Algorithm);
@@ -246,9 +263,15 @@ impl OidcVerifier {
         {
             return Err(AuthError::NotYetValid);
         }
-        format!("{}#{}", c.iss, c.sub)
+        let principal = format!("{}#{}", c.iss, c.sub)
             .try_into()
-            .map_err(|_| AuthError::Malformed)
+            .map_err(|_| AuthError::Malformed)?;
+        Ok(SignIn {
+            principal,
+            authenticated_at: c.auth_time.or(c.iat),
+            nonce: c.nonce,
+            expires_at: c.exp,
+        })
     }
 
     /// The issuer's key for `kid` (or its only key for `alg` when the token names none).

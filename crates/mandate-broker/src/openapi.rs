@@ -20,6 +20,7 @@ use crate::handlers;
         handlers::inbox,
         handlers::inbox_events,
         handlers::enroll,
+        handlers::keys,
         handlers::decide,
         handlers::revoke,
         handlers::revocation_feed,

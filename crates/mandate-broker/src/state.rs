@@ -32,6 +32,9 @@ pub struct Limits {
     /// How often an idle SSE stream sends a comment, so that followers can
     /// tell a quiet stream from a dead one.
     pub sse_keepalive: std::time::Duration,
+    /// How long a user key's binding lasts, in seconds
+    /// ([`crate::user_service::BINDING_LIFETIME`] by default).
+    pub binding_lifetime: i64,
 }
 
 impl Default for Limits {
@@ -56,6 +59,7 @@ impl Default for Limits {
                 per_second: 20.0,
             },
             sse_keepalive: std::time::Duration::from_secs(5),
+            binding_lifetime: crate::user_service::BINDING_LIFETIME,
         }
     }
 }

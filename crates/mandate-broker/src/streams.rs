@@ -17,8 +17,8 @@ use crate::{ApiError, AppState};
 /// Which events a stream carries, and how each is written.
 #[derive(Debug, Clone)]
 pub enum Filter {
-    /// A user's inbox: their requests, filed, decided or lapsed, and the
-    /// receipts agents reported to them.
+    /// A user's inbox: their requests, filed, decided or lapsed, the
+    /// receipts agents reported to them, and each key enrolled for them.
     Inbox(String),
     /// Every revocation.
     Revocations,
@@ -35,6 +35,7 @@ impl Filter {
                             | EventKind::RequestDecided
                             | EventKind::RequestExpired
                             | EventKind::ReceiptStored
+                            | EventKind::KeyEnrolled
                     )
             }
             Filter::Revocations => e.kind == EventKind::Revoked,
@@ -50,6 +51,9 @@ impl Filter {
         let data = match self {
             Filter::Inbox(_) if e.kind == EventKind::ReceiptStored => {
                 json!({ "type": e.kind.as_str(), "receipt": e.subject })
+            }
+            Filter::Inbox(_) if e.kind == EventKind::KeyEnrolled => {
+                json!({ "type": e.kind.as_str(), "key": e.subject, "at": e.created_at })
             }
             Filter::Inbox(_) => json!({ "type": e.kind.as_str(), "request": e.subject }),
             Filter::Revocations => {

@@ -16,6 +16,13 @@ pub struct User {
     pub principal: Principal,
     /// The bearer token itself, to bind key enrollment to this sign-in.
     pub token: Secret,
+    /// When the person authenticated (`auth_time`, else `iat`).
+    pub authenticated_at: Option<i64>,
+    /// The token's `nonce`: at enrollment, the thumbprint of the sign-in's
+    /// session key.
+    pub nonce: Option<String>,
+    /// When the token expires.
+    pub expires_at: i64,
 }
 
 impl FromRequestParts<AppState> for User {
@@ -39,18 +46,22 @@ impl FromRequestParts<AppState> for User {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AuthError::Malformed)
             .map_err(unauthorized)?;
-        let principal = state
+        let signed_in = state
             .inner
             .oidc
             .verify(token, state.now())
             .await
             .map_err(unauthorized)?;
+        let principal = signed_in.principal;
         if !state.inner.limiters.user_calls.allow(principal.as_str()) {
             return Err(crate::error::too_fast("rate.user"));
         }
         Ok(User {
             principal,
             token: Secret::new(token),
+            authenticated_at: signed_in.authenticated_at,
+            nonce: signed_in.nonce,
+            expires_at: signed_in.expires_at,
         })
     }
 }
@@ -64,6 +75,9 @@ mod tests {
         let user = User {
             principal: "https://idp.example#alice".to_owned().try_into().unwrap(),
             token: Secret::new("eyJhbGciOiJSUzI1NiJ9.the-bearer.sig"),
+            authenticated_at: None,
+            nonce: None,
+            expires_at: 0,
         };
         let shown = format!("{user:?} {user:#?}");
         assert!(shown.contains("alice"), "{shown}");

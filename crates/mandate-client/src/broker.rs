@@ -31,6 +31,30 @@ pub struct Enrollment {
     pub expires_at: i64,
 }
 
+/// What enrolling a new key (not renewing one) takes.
+#[derive(Clone, Copy)]
+pub struct NewKey<'a> {
+    /// The sign-in's session key: the ID token's nonce is its thumbprint.
+    pub session: &'a SigningKey,
+    /// This device's name, shown on the user's other devices.
+    pub device: &'a str,
+}
+
+/// One of the user's keys, as the broker lists it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct KeyItem {
+    /// The key's thumbprint.
+    pub jkt: String,
+    /// The device's name, as given at enrollment.
+    pub device: String,
+    /// When the key was first enrolled.
+    pub enrolled_at: i64,
+    /// When the broker last accepted something the key signed.
+    pub last_used_at: Option<i64>,
+    /// When its current binding lapses.
+    pub expires_at: i64,
+}
+
 /// A pending request in the user's inbox.
 #[derive(Debug, Clone, Deserialize)]
 pub struct InboxItem {
@@ -79,31 +103,49 @@ impl BrokerClient {
         &self.url
     }
 
-    /// Enrolls `key` for the signed-in user, proving possession of it for
-    /// this very sign-in (the proof's `ath` is the hash of the bearer).
+    /// Enrolls `key` for the signed-in user, or renews its binding, proving
+    /// possession of it for this very sign-in (the proof's `ath` is the
+    /// hash of the bearer). A key the broker has not bound (or whose
+    /// binding lapsed) needs `new`: the sign-in's session key, whose
+    /// thumbprint was the sign-in's nonce, and this device's name.
     pub async fn enroll(
         &self,
         bearer: &str,
         key: &SigningKey,
+        new: Option<NewKey<'_>>,
         now: UnixTime,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Enrollment, ClientError> {
-        let proof = PopClaims {
-            htm: "POST".into(),
-            htu: format!("{}/v1/keys", self.url),
-            iat: now,
-            jti: mandate_core::token::Jti::random(rng),
-            ath: chain_hash(&[bearer]),
-        }
-        .sign(key);
+        let mut proof = |by: &SigningKey| {
+            PopClaims {
+                htm: "POST".into(),
+                htu: format!("{}/v1/keys", self.url),
+                iat: now,
+                jti: mandate_core::token::Jti::random(rng),
+                ath: chain_hash(&[bearer]),
+            }
+            .sign(by)
+        };
         let jwk: Jwk = key.public().to_jwk();
-        self.send(
-            reqwest::Method::POST,
-            "/v1/keys",
-            bearer,
-            Some(json!({ "jwk": jwk, "proof": proof })),
-        )
-        .await
+        let mut body = json!({ "jwk": jwk, "proof": proof(key) });
+        if let Some(new) = new {
+            body["device"] = json!(new.device);
+            body["session_jwk"] = json!(new.session.public().to_jwk());
+            body["session_proof"] = json!(proof(new.session));
+        }
+        self.send(reqwest::Method::POST, "/v1/keys", bearer, Some(body))
+            .await
+    }
+
+    /// The signed-in user's keys, oldest first.
+    pub async fn keys(&self, bearer: &str) -> Result<Vec<KeyItem>, ClientError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            keys: Vec<KeyItem>,
+        }
+        self.send::<Keys>(reqwest::Method::GET, "/v1/keys", bearer, None)
+            .await
+            .map(|k| k.keys)
     }
 
     /// The user's pending requests, oldest first.

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use mandate_broker::host::{HostConfig, HostKey, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
+use mandate_core::token::BindingClaims;
 use mandate_core::{PublicKey, Secret, SigningKey, TokenId};
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::activity::{ActivityFilter, ActivityRow, AttributionView, Ingested};
+use crate::broker::{KeyItem, NewKey};
 use crate::decision::{Narrowing, denial_for, grant_for};
 use crate::export::ExportFormat;
 use crate::history::{
@@ -42,6 +44,29 @@ const REFRESH_MARGIN: i64 = 60;
 const RECEIPT_PAGE: usize = 500;
 /// The longest pause between delivery attempts, and between reconnects.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How often a signed-in engine checks whether its key's binding is due
+/// for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_secs(600);
+
+/// This device's name, as the user's other devices show it: the
+/// `MANDATE_DEVICE_NAME` variable, or the host's name and the system.
+pub fn device_name() -> String {
+    let name = std::env::var("MANDATE_DEVICE_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "this computer".to_owned());
+    let shown: String = format!("{name} ({})", std::env::consts::OS)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    shown
+}
 
 /// Where the broker is.
 #[derive(Debug, Clone)]
@@ -273,6 +298,14 @@ impl Engine {
         let Some(key) = self.inner.vault.user_key(&profile.principal).await? else {
             return Ok(None);
         };
+        // A binding that lapsed while nobody was signed in needs a fresh
+        // sign-in to enroll the key again.
+        let lapsed = mandate_core::token::peek::<BindingClaims>(&profile.binding)
+            .map_or(true, |(_, b)| b.exp <= now());
+        if lapsed {
+            tracing::info!("the key's binding lapsed: sign in again");
+            return Ok(None);
+        }
         if jwk_json(key.public()) != profile.user_jwk {
             return Err(ClientError::Keyring(
                 "the keyring's user key is not the one this history was signed with".into(),
@@ -316,14 +349,27 @@ impl Engine {
     /// straight to the keyring), and enrolls it with the broker.
     pub async fn sign_in(&self, browser: &dyn Browser) -> Result<Account, ClientError> {
         let provider = self.provider().await?;
+        // A key for this sign-in alone: the ID token's nonce is its
+        // thumbprint, and the enrollment proves it, so that the ID token
+        // enrolls a key only together with this process.
+        let session_key = SigningKey::generate(&mut rand_core::OsRng);
         let session = provider
-            .sign_in(browser, SCOPES, crate::signin::SIGN_IN_TIMEOUT)
+            .sign_in_with_nonce(
+                browser,
+                SCOPES,
+                crate::signin::SIGN_IN_TIMEOUT,
+                Some(session_key.thumbprint().to_string()),
+            )
             .await?;
-        self.sign_in_with(session).await
+        self.sign_in_with(session, &session_key).await
     }
 
     /// Completes a sign-in: the key, its enrollment, the profile.
-    async fn sign_in_with(&self, session: Session) -> Result<Account, ClientError> {
+    async fn sign_in_with(
+        &self,
+        session: Session,
+        session_key: &SigningKey,
+    ) -> Result<Account, ClientError> {
         let principal = session.principal.clone();
         let key = match self.inner.vault.user_key(&principal).await? {
             Some(key) => key,
@@ -348,6 +394,10 @@ impl Engine {
             .enroll(
                 session.id_token.expose(),
                 &key,
+                Some(NewKey {
+                    session: session_key,
+                    device: &device_name(),
+                }),
                 now(),
                 &mut rand_core::OsRng,
             )
@@ -450,10 +500,75 @@ impl Engine {
         self.stop_tasks();
         let outbox = tokio::spawn(self.clone().run_outbox());
         let sync = tokio::spawn(self.clone().run_sync());
+        let renewal = tokio::spawn(self.clone().run_renewal());
         if let Ok(mut tasks) = self.inner.tasks.lock() {
             tasks.push(outbox);
             tasks.push(sync);
+            tasks.push(renewal);
         }
+    }
+
+    /// Keeps the user key's binding alive while the user is signed in.
+    async fn run_renewal(self) {
+        loop {
+            if let Err(e) = self.renew_binding().await {
+                tracing::info!(
+                    code = e.code(),
+                    "the key's binding could not be renewed yet"
+                );
+            }
+            tokio::time::sleep(RENEWAL_CHECK).await;
+        }
+    }
+
+    /// Renews the user key's binding at the broker once half its life has
+    /// passed; returns whether it did. The broker binds a key for a short
+    /// time (7 days by default), so a device nobody signs in on stops
+    /// vouching for new chains by itself.
+    pub async fn renew_binding(&self) -> Result<bool, ClientError> {
+        let active = self.active().await?;
+        let (_, binding) = mandate_core::token::peek::<BindingClaims>(&active.profile.binding)?;
+        if binding.exp - now() > (binding.exp - binding.iat) / 2 {
+            return Ok(false);
+        }
+        let enrollment = self
+            .inner
+            .broker
+            .enroll(
+                active.bearer.expose(),
+                &active.key,
+                None,
+                now(),
+                &mut rand_core::OsRng,
+            )
+            .await?;
+        let profile = Profile {
+            binding: enrollment.binding,
+            ..active.profile.clone()
+        };
+        self.inner
+            .history
+            .save_profile(&profile, &active.key)
+            .await?;
+        let mut slot = self.inner.active.write().await;
+        if let Some(current) = slot.as_ref()
+            && current.profile.principal == profile.principal
+        {
+            *slot = Some(Arc::new(Active {
+                profile,
+                key: Arc::clone(&current.key),
+                bearer: current.bearer.clone(),
+                expires_at: current.expires_at,
+            }));
+        }
+        tracing::info!("the key's binding was renewed");
+        Ok(true)
+    }
+
+    /// The signed-in user's keys at the broker, one per device.
+    pub async fn keys(&self) -> Result<Vec<KeyItem>, ClientError> {
+        let active = self.active().await?;
+        self.inner.broker.keys(active.bearer.expose()).await
     }
 
     fn stop_tasks(&self) {

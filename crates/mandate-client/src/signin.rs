@@ -271,6 +271,21 @@ impl Provider {
         scopes: &[&str],
         timeout: Duration,
     ) -> Result<Session, SignInError> {
+        self.sign_in_with_nonce(browser, scopes, timeout, None)
+            .await
+    }
+
+    /// As [`Provider::sign_in`], with the ID token's `nonce` chosen by the
+    /// caller (random when `None`). Enrolling a new user key needs a
+    /// sign-in whose nonce is the thumbprint of a session key made for it
+    /// (see the broker's `POST /v1/keys`); the nonce must be unpredictable.
+    pub async fn sign_in_with_nonce(
+        &self,
+        browser: &dyn Browser,
+        scopes: &[&str],
+        timeout: Duration,
+        nonce: Option<String>,
+    ) -> Result<Session, SignInError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| SignInError::Listener(e.to_string()))?;
@@ -285,7 +300,7 @@ impl Provider {
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 CsrfToken::new_random,
-                Nonce::new_random,
+                move || nonce.map_or_else(Nonce::new_random, Nonce::new),
             )
             .set_pkce_challenge(challenge);
         for scope in scopes {

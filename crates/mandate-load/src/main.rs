@@ -74,6 +74,11 @@ struct Args {
     /// The phases to run.
     #[arg(long, value_delimiter = ',', default_value = "ingest,latency,fan-out")]
     phases: Vec<String>,
+    /// The key file of the sign-in's session key: the bearer's `nonce` is
+    /// its thumbprint, which `mandate-load session-nonce FILE` makes and
+    /// prints, so that the bearer may enroll the load's user key.
+    #[arg(long)]
+    session_key: std::path::PathBuf,
 }
 
 struct Ctx {
@@ -87,6 +92,16 @@ struct Ctx {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `mandate-load session-nonce FILE`: makes the session key (when
+    // missing) and prints the nonce to sign in with.
+    let argv: Vec<String> = std::env::args().collect();
+    if let [_, command, file] = argv.as_slice()
+        && command == "session-nonce"
+    {
+        let key = mandate_keyfile::load_or_create(std::path::Path::new(file))?;
+        println!("{}", key.thumbprint());
+        return Ok(());
+    }
     let args = Args::parse();
     let http = mandate_agent::client::http_client()?;
     let cx = Ctx {
@@ -121,8 +136,19 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn enroll(cx: &Ctx) -> anyhow::Result<()> {
+    let session = mandate_keyfile::load(&cx.args.session_key).context("reading --session-key")?;
+    let new = mandate_client::broker::NewKey {
+        session: &session,
+        device: "mandate-load",
+    };
     cx.broker
-        .enroll(cx.args.bearer.expose(), &cx.user, unix_now(), &mut OsRng)
+        .enroll(
+            cx.args.bearer.expose(),
+            &cx.user,
+            Some(new),
+            unix_now(),
+            &mut OsRng,
+        )
         .await
         .context("enrolling the user key")?;
     Ok(())

@@ -21,6 +21,23 @@ pub struct Binding {
     pub issued_at: i64,
     /// Expires at.
     pub expires_at: i64,
+    /// The name the device gave when the key was enrolled.
+    pub device: String,
+    /// When the key was first enrolled (renewals keep it). Ignored by
+    /// [`Store::put_binding`], which sets it.
+    pub enrolled_at: i64,
+    /// When the broker last accepted something the key signed. Ignored by
+    /// [`Store::put_binding`].
+    pub last_used_at: Option<i64>,
+}
+
+/// What [`Store::put_binding`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingPut {
+    /// The key was bound for the first time; the event's sequence number.
+    Enrolled(i64),
+    /// The key's binding was renewed; the event's sequence number.
+    Renewed(i64),
 }
 
 #[derive(sqlx::FromRow)]
@@ -31,6 +48,9 @@ struct BindingRow {
     token: String,
     issued_at: i64,
     expires_at: i64,
+    device: String,
+    enrolled_at: i64,
+    last_used_at: Option<i64>,
 }
 
 impl TryFrom<BindingRow> for Binding {
@@ -54,45 +74,122 @@ impl TryFrom<BindingRow> for Binding {
             token: r.token,
             issued_at: r.issued_at,
             expires_at: r.expires_at,
+            device: r.device,
+            enrolled_at: r.enrolled_at,
+            last_used_at: r.last_used_at,
         })
     }
 }
 
 impl Store {
-    /// Stores a binding, or renews it. A key already bound to another
-    /// principal is refused with [`StoreError::Conflict`] and nothing changes.
-    pub async fn put_binding(&self, b: &Binding) -> Result<i64, StoreError> {
+    /// Stores a binding, or renews it (keeping its device and enrollment
+    /// time). A key already bound to another principal is refused with
+    /// [`StoreError::Conflict`] and nothing changes. A first binding is a
+    /// `key.enrolled` event on the principal's stream; a renewal is
+    /// `binding.stored`.
+    pub async fn put_binding(&self, b: &Binding) -> Result<BindingPut, StoreError> {
         on_pool!(self, pool => {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let changed = sqlx::query(
-                "INSERT INTO bindings (jkt, public_key, principal, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (jkt) DO UPDATE SET token = excluded.token, issued_at = excluded.issued_at, \
-                 expires_at = excluded.expires_at WHERE bindings.principal = excluded.principal",
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT principal FROM bindings WHERE jkt = $1")
+                    .bind(b.jkt.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let kind = match holder {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO bindings (jkt, public_key, principal, token, issued_at, expires_at, device, enrolled_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(b.jkt.to_string())
+                    .bind(mandate_core::base64url::encode(b.key.as_bytes()))
+                    .bind(b.principal.as_str())
+                    .bind(&b.token)
+                    .bind(b.issued_at)
+                    .bind(b.expires_at)
+                    .bind(&b.device)
+                    .bind(b.issued_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    EventKind::KeyEnrolled
+                }
+                Some(p) if p == b.principal.as_str() => {
+                    sqlx::query(
+                        "UPDATE bindings SET token = $2, issued_at = $3, expires_at = $4 WHERE jkt = $1",
+                    )
+                    .bind(b.jkt.to_string())
+                    .bind(&b.token)
+                    .bind(b.issued_at)
+                    .bind(b.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    EventKind::BindingStored
+                }
+                Some(_) => return Err(StoreError::Conflict),
+            };
+            let seq = append_event!(self, tx, kind, Some(b.principal.as_str()), None::<String>, b.jkt.to_string(), b.issued_at)?;
+            tx.commit().await?;
+            Ok(if kind == EventKind::KeyEnrolled {
+                BindingPut::Enrolled(seq)
+            } else {
+                BindingPut::Renewed(seq)
+            })
+        })
+    }
+
+    /// Records that the broker accepted something `jkt` signed at `at`.
+    pub async fn touch_binding(&self, jkt: &Thumbprint, at: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let _writing = self.writing().await;
+            sqlx::query(
+                "UPDATE bindings SET last_used_at = $2 WHERE jkt = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
             )
-            .bind(b.jkt.to_string())
-            .bind(mandate_core::base64url::encode(b.key.as_bytes()))
-            .bind(b.principal.as_str())
-            .bind(&b.token)
-            .bind(b.issued_at)
-            .bind(b.expires_at)
+            .bind(jkt.to_string())
+            .bind(at)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Spends an ID token (by its hash) on an enrollment: refused with
+    /// [`StoreError::Conflict`] when it was spent before. Spent tokens are
+    /// forgotten once expired (`now`).
+    pub async fn spend_id_token(
+        &self,
+        hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let _writing = self.writing().await;
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM spent_id_tokens WHERE expires_at < $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let stored = sqlx::query(
+                "INSERT INTO spent_id_tokens (hash, expires_at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash)
+            .bind(expires_at)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if changed == 0 {
+            if stored == 0 {
                 return Err(StoreError::Conflict);
             }
-            let seq = append_event!(self, tx, EventKind::BindingStored, Some(b.principal.as_str()), None::<String>, b.jkt.to_string(), b.issued_at)?;
             tx.commit().await?;
-            Ok(seq)
+            Ok(())
         })
     }
 
     /// The binding of a user key.
     pub async fn binding(&self, jkt: &Thumbprint) -> Result<Option<Binding>, StoreError> {
         let row: Option<BindingRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT jkt, public_key, principal, token, issued_at, expires_at FROM bindings WHERE jkt = $1")
+            sqlx::query_as("SELECT jkt, public_key, principal, token, issued_at, expires_at, device, enrolled_at, last_used_at FROM bindings WHERE jkt = $1")
                 .bind(jkt.to_string())
                 .fetch_optional(pool)
                 .await?
@@ -104,7 +201,8 @@ impl Store {
     pub async fn bindings_of(&self, principal: &Principal) -> Result<Vec<Binding>, StoreError> {
         let rows: Vec<BindingRow> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT jkt, public_key, principal, token, issued_at, expires_at FROM bindings WHERE principal = $1 ORDER BY issued_at",
+                "SELECT jkt, public_key, principal, token, issued_at, expires_at, device, enrolled_at, last_used_at \
+                 FROM bindings WHERE principal = $1 ORDER BY enrolled_at, jkt",
             )
             .bind(principal.as_str())
             .fetch_all(pool)

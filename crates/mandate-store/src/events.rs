@@ -50,8 +50,10 @@ pub enum EventKind {
     Revoked,
     /// A receipt was stored.
     ReceiptStored,
-    /// A user key binding was stored.
+    /// A user key binding was renewed.
     BindingStored,
+    /// A user key was bound for the first time: a new device.
+    KeyEnrolled,
 }
 
 impl EventKind {
@@ -65,6 +67,7 @@ impl EventKind {
             EventKind::Revoked => "revoked",
             EventKind::ReceiptStored => "receipt.stored",
             EventKind::BindingStored => "binding.stored",
+            EventKind::KeyEnrolled => "key.enrolled",
         }
     }
 
@@ -77,6 +80,7 @@ impl EventKind {
             "revoked" => EventKind::Revoked,
             "receipt.stored" => EventKind::ReceiptStored,
             "binding.stored" => EventKind::BindingStored,
+            "key.enrolled" => EventKind::KeyEnrolled,
             _ => return Err(StoreError::Corrupt("event kind")),
         })
     }

@@ -35,7 +35,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use bindings::Binding;
+pub use bindings::{Binding, BindingPut};
 pub use error::StoreError;
 pub use events::{Event, EventKind, EventListener};
 pub use grants::GrantRecord;

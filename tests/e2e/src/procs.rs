@@ -96,12 +96,26 @@ pub async fn idp_with(extra: &[&str]) -> Proc {
 /// Signs `user` in at the provider, as a person would through the
 /// browser, and returns the ID token.
 pub async fn sign_in(issuer: &str, user: &str, client: &str) -> String {
+    sign_in_with_nonce(issuer, user, client, None).await
+}
+
+/// As [`sign_in`], with the ID token's `nonce` given (to enroll a key, the
+/// thumbprint of the sign-in's session key).
+pub async fn sign_in_with_nonce(
+    issuer: &str,
+    user: &str,
+    client: &str,
+    nonce: Option<&str>,
+) -> String {
     let mut cmd = Command::new("node");
     cmd.arg(repo().join("tests/idp/signin.mjs"))
         .args(["--issuer", issuer, "--user", user, "--client", client])
         .args(["--scope", "openid email profile"])
         .kill_on_drop(true)
         .stdin(Stdio::null());
+    if let Some(nonce) = nonce {
+        cmd.args(["--nonce", nonce]);
+    }
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
         .expect("sign-in timed out")

@@ -54,6 +54,9 @@ pub async fn enroll(store: &Store, principal: &str, key: &SigningKey) {
         token: "b".into(),
         issued_at: NOW,
         expires_at: NOW + 86_400,
+        device: "test device".into(),
+        enrolled_at: NOW,
+        last_used_at: None,
     };
     store.put_binding(&binding).await.unwrap();
 }
@@ -437,6 +440,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/inbox", "get"),
         ("/v1/inbox/events", "get"),
         ("/v1/keys", "post"),
+        ("/v1/keys", "get"),
         ("/v1/revocations", "post"),
         ("/v1/revocations", "get"),
         ("/v1/revocations/events", "get"),

@@ -83,11 +83,29 @@ impl TestIssuer {
 async fn id_tokens_verify_only_when_every_rule_holds() {
     let idp = TestIssuer::start().await;
     let verifier = OidcVerifier::new(vec![idp.trusted()]).unwrap();
-    let principal = verifier
+    let signed_in = verifier
         .verify(&idp.token("alice", json!({})), NOW)
         .await
         .unwrap();
-    assert_eq!(principal.as_str(), format!("{}#alice", idp.url));
+    assert_eq!(signed_in.principal.as_str(), format!("{}#alice", idp.url));
+    // The sign-in's time is `auth_time` when the token has one, else `iat`;
+    // the nonce is the app's.
+    let fresh = verifier
+        .verify(
+            &idp.token("alice", json!({ "auth_time": NOW - 30, "nonce": "n-1" })),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (fresh.authenticated_at, fresh.nonce.as_deref()),
+        (Some(NOW - 30), Some("n-1"))
+    );
+    assert_eq!(
+        signed_in.authenticated_at,
+        Some(NOW),
+        "iat, without auth_time"
+    );
 
     let other_key = idp.token_with(
         &json!({ "iss": idp.url, "sub": "alice", "aud": "mandate-app", "exp": NOW + 600 }),

@@ -32,6 +32,7 @@ fn tight() -> Limits {
             per_second: NEVER,
         },
         sse_keepalive: std::time::Duration::from_secs(5),
+        ..Limits::default()
     }
 }
 

@@ -120,58 +120,137 @@ async fn the_inbox_shows_a_user_only_their_own_pending_requests() {
     }
 }
 
-#[tokio::test]
-async fn a_user_enrolls_a_key_they_hold_in_this_sign_in() {
-    let h = harness().await;
-    let bearer = h.idp.token("carol", json!({}));
-    let key = SigningKey::from_seed(&[3; 32]);
-    let proof = |bearer: &str, jti: &str| {
-        PopClaims {
-            htm: "POST".into(),
-            htu: format!("{URL}/v1/keys"),
-            iat: NOW,
-            jti: jti.to_string().try_into().unwrap(),
-            ath: chain_hash(&[bearer]),
-        }
-        .sign(&key)
-    };
-    let body = |proof: String| json!({ "jwk": key.public().to_jwk(), "proof": proof });
-
-    // A proof made for another sign-in does not enroll the key.
-    let other = h.idp.token("carol", json!({ "iat": NOW - 1 }));
-    let (status, res) = call(
-        &h.app,
-        post_json("/v1/keys", body(proof(&other, "p0")), &bearer),
-    )
-    .await;
-    assert_eq!(
-        (status, res["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("pop.ath_mismatch")),
-        "{res}"
-    );
-    // Nor a proof by another key.
-    let by_other = PopClaims {
+/// A proof of possession by `key` for `POST /v1/keys` in the sign-in `bearer`.
+fn enroll_proof(key: &SigningKey, bearer: &str, jti: &str) -> String {
+    PopClaims {
         htm: "POST".into(),
         htu: format!("{URL}/v1/keys"),
         iat: NOW,
-        jti: "px".to_string().try_into().unwrap(),
-        ath: chain_hash(&[bearer.as_str()]),
+        jti: jti.to_string().try_into().unwrap(),
+        ath: chain_hash(&[bearer]),
     }
-    .sign(&SigningKey::from_seed(&[4; 32]));
-    let (status, res) = call(&h.app, post_json("/v1/keys", body(by_other), &bearer)).await;
-    assert_eq!(
-        (status, res["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("pop.wrong_key")),
-        "{res}"
+    .sign(key)
+}
+
+/// An enrollment of `key` in the sign-in `bearer`, whose session key is
+/// `session` (its thumbprint the token's nonce), from `device`.
+fn enrollment(
+    key: &SigningKey,
+    session: &SigningKey,
+    bearer: &str,
+    device: &str,
+    jti: &str,
+) -> Value {
+    json!({
+        "jwk": key.public().to_jwk(),
+        "proof": enroll_proof(key, bearer, &format!("{jti}-k")),
+        "device": device,
+        "session_jwk": session.public().to_jwk(),
+        "session_proof": enroll_proof(session, bearer, &format!("{jti}-s")),
+    })
+}
+
+async fn refused(h: &Harness, body: Value, bearer: &str, status: StatusCode, code: &str) {
+    let (got, res) = call(&h.app, post_json("/v1/keys", body, bearer)).await;
+    assert_eq!((got, res["code"].as_str()), (status, Some(code)), "{res}");
+}
+
+async fn keys_of(h: &Harness, bearer: &str) -> Vec<Value> {
+    let (status, res) = call(&h.app, with_bearer(get("/v1/keys", None), bearer)).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    res["keys"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_user_enrolls_a_key_they_hold_in_a_fresh_sign_in_made_for_it() {
+    let h = harness().await;
+    let key = SigningKey::from_seed(&[3; 32]);
+    let session = SigningKey::from_seed(&[33; 32]);
+    let nonce = session.thumbprint().to_string();
+    let bearer = h.idp.token("carol", json!({ "nonce": nonce }));
+    let unauthorized = StatusCode::UNAUTHORIZED;
+
+    // A proof made for another sign-in does not enroll the key.
+    let other = h
+        .idp
+        .token("carol", json!({ "iat": NOW - 1, "nonce": nonce }));
+    let mut body = enrollment(&key, &session, &bearer, "Carol's laptop", "a");
+    body["proof"] = json!(enroll_proof(&key, &other, "a0"));
+    refused(&h, body, &bearer, unauthorized, "pop.ath_mismatch").await;
+    // Nor a proof by another key.
+    let mut body = enrollment(&key, &session, &bearer, "Carol's laptop", "b");
+    body["proof"] = json!(enroll_proof(
+        &SigningKey::from_seed(&[4; 32]),
+        &bearer,
+        "b0"
+    ));
+    refused(&h, body, &bearer, unauthorized, "pop.wrong_key").await;
+
+    // A sign-in more than 5 minutes old enrolls nothing, by auth_time or,
+    // without one, by iat.
+    for stale in [
+        json!({ "nonce": nonce, "auth_time": NOW - 301 }),
+        json!({ "nonce": nonce, "iat": NOW - 301 }),
+    ] {
+        let old = h.idp.token("carol", stale);
+        let body = enrollment(&key, &session, &old, "Carol's laptop", "c");
+        refused(&h, body, &old, unauthorized, "key.sign_in_stale").await;
+    }
+    // A sign-in whose nonce commits to another session key (a copied ID
+    // token, say) enrolls nothing; nor one without the session key.
+    let copied = h
+        .idp
+        .token("carol", json!({ "nonce": "someone-elses-nonce" }));
+    let body = enrollment(&key, &session, &copied, "Carol's laptop", "d");
+    refused(&h, body, &copied, unauthorized, "key.nonce_mismatch").await;
+    let mut body = enrollment(&key, &session, &bearer, "Carol's laptop", "e");
+    body.as_object_mut().unwrap().remove("session_proof");
+    refused(
+        &h,
+        body,
+        &bearer,
+        StatusCode::BAD_REQUEST,
+        "key.session_missing",
+    )
+    .await;
+    // The session key's proof must be by the session key.
+    let mut body = enrollment(&key, &session, &bearer, "Carol's laptop", "f");
+    body["session_proof"] = json!(enroll_proof(&key, &bearer, "f1"));
+    refused(&h, body, &bearer, unauthorized, "pop.wrong_key").await;
+    // The device is named, briefly, in text.
+    for device in [String::new(), "  ".into(), "a\nb".into(), "x".repeat(65)] {
+        let body = enrollment(
+            &key,
+            &session,
+            &bearer,
+            &device,
+            &format!("g{}", device.len()),
+        );
+        refused(
+            &h,
+            body,
+            &bearer,
+            StatusCode::BAD_REQUEST,
+            "key.device_malformed",
+        )
+        .await;
+    }
+    assert!(
+        keys_of(&h, &bearer).await.is_empty(),
+        "nothing was enrolled"
     );
 
     let (status, res) = call(
         &h.app,
-        post_json("/v1/keys", body(proof(&bearer, "p1")), &bearer),
+        post_json(
+            "/v1/keys",
+            enrollment(&key, &session, &bearer, "Carol's laptop", "h"),
+            &bearer,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{res}");
-    // The binding verifies under the broker's published key.
+    // The binding verifies under the broker's published key, for 7 days.
     let broker = SigningKey::from_seed(&[90; 32]);
     let mut bindings = BindingSet::new();
     bindings
@@ -184,19 +263,55 @@ async fn a_user_enrolls_a_key_they_hold_in_this_sign_in() {
         )
         .unwrap();
     assert_eq!(res["jkt"], key.thumbprint().to_string());
+    assert_eq!(res["expires_at"], NOW + 7 * 24 * 3600);
+    let listed = keys_of(&h, &bearer).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            &listed[0]["jkt"],
+            &listed[0]["device"],
+            &listed[0]["enrolled_at"]
+        ),
+        (
+            &json!(key.thumbprint().to_string()),
+            &json!("Carol's laptop"),
+            &json!(NOW)
+        )
+    );
+    let events = h.store.events_since(0, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == mandate_store::EventKind::KeyEnrolled
+                && e.subject == key.thumbprint().to_string()),
+        "the enrollment is an event on the user's stream"
+    );
+
+    // The same sign-in cannot enroll a second key...
+    let second = SigningKey::from_seed(&[5; 32]);
+    let body = enrollment(&second, &session, &bearer, "Another", "i");
+    refused(&h, body, &bearer, StatusCode::CONFLICT, "key.token_spent").await;
+    // ...but renews the binding of the key it holds, as any later sign-in
+    // may, fresh or not, with no session key and no device.
+    let later = h.idp.token("carol", json!({ "iat": NOW - 3000 }));
+    let renew = json!({ "jwk": key.public().to_jwk(), "proof": enroll_proof(&key, &later, "j") });
+    let (status, res) = call(&h.app, post_json("/v1/keys", renew, &later)).await;
+    assert_eq!(status, StatusCode::CREATED, "{res}");
+    assert_eq!(
+        keys_of(&h, &later).await.len(),
+        1,
+        "a renewal is no new key"
+    );
 
     // The same key cannot be enrolled by someone else.
-    let dave = h.idp.token("dave", json!({}));
-    let (status, res) = call(
-        &h.app,
-        post_json("/v1/keys", body(proof(&dave, "p2")), &dave),
-    )
-    .await;
-    assert_eq!(
-        (status, res["code"].as_str()),
-        (StatusCode::CONFLICT, Some("key.bound_elsewhere")),
-        "{res}"
+    let dave_session = SigningKey::from_seed(&[44; 32]);
+    let dave = h.idp.token(
+        "dave",
+        json!({ "nonce": dave_session.thumbprint().to_string() }),
     );
+    let body = enrollment(&key, &dave_session, &dave, "Dave's", "k");
+    refused(&h, body, &dave, StatusCode::CONFLICT, "key.bound_elsewhere").await;
+    assert!(keys_of(&h, &dave).await.is_empty());
 }
 
 #[tokio::test]

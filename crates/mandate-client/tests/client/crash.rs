@@ -26,9 +26,14 @@ const HELD: Duration = Duration::from_millis(60);
 /// `delay` before passing it on: a slow network, which widens the window
 /// between a decision's commit and its delivery. A client killed while its
 /// request is held still has it delivered, as on a real network.
-async fn slow_relay(upstream: String, delay: Duration) -> String {
+/// The relay listens before the broker starts, so that the broker can be
+/// told to answer for the relay's address (the `Host` its clients send).
+async fn slow_relay(
+    listener: tokio::net::TcpListener,
+    upstream: String,
+    delay: Duration,
+) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = upstream.trim_start_matches("http://").to_owned();
     tokio::spawn(async move {
@@ -153,11 +158,15 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
     // One agent files a request a round; the default per-agent and
     // per-user rates
     // would slow the test down for nothing.
+    let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_host = relay_listener.local_addr().unwrap().to_string();
     let stack = Stack::start_with(&[
         "--rate",
         "agent_requests=100:100",
         "--rate",
         "user_prompts=100:100",
+        "--allowed-host",
+        relay_host.as_str(),
     ])
     .await;
     // Sign in once; the processes below pick the sign-in up from the
@@ -208,7 +217,7 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
     // and the instant its decision is committed locally.
     let pending = file().await;
     // The killed processes reach the broker through a slow relay.
-    let relay = slow_relay(stack.broker.url.clone(), HELD).await;
+    let relay = slow_relay(relay_listener, stack.broker.url.clone(), HELD).await;
     let (recorded, span) = calibrate(&stack, &relay, &pending.id.to_string()).await;
 
     let (mut never, mut undelivered, mut delivered) = (0, 0, 0);

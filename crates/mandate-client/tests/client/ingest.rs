@@ -229,10 +229,19 @@ async fn a_history_from_before_the_tables_of_ids_is_upgraded_in_place() {
         "SELECT sql FROM sqlite_master WHERE name = '_sqlx_migrations'",
     )
     .await;
-    let copy: String = tables
-        .split(' ')
-        .map(|t| format!("INSERT INTO {t} SELECT * FROM current.{t};"))
-        .collect();
+    // Each table's columns as the old schema has them: later migrations
+    // (0006's `requests.parent_keys`) add columns the old one lacks.
+    let mut copy = String::new();
+    for t in tables.split(' ') {
+        let columns = crate::tamper::sqlite(
+            &path,
+            &format!("SELECT group_concat(name, ', ') FROM pragma_table_info('{t}')"),
+        )
+        .await;
+        copy.push_str(&format!(
+            "INSERT INTO {t} ({columns}) SELECT {columns} FROM current.{t};"
+        ));
+    }
     crate::tamper::sqlite(
         &path,
         &format!(

@@ -93,12 +93,16 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
     } = procs::stack(dir.path()).await;
 
     // Sign in and enroll a fresh user key.
+    // The sign-in is made for this enrollment: its nonce is the thumbprint
+    // of a session key, which the enrollment proves.
     let provider = Provider::discover(&idp.url, CLIENT).await.unwrap();
+    let session_key = SigningKey::generate(&mut OsRng);
     let session = provider
-        .sign_in(
+        .sign_in_with_nonce(
             &TestBrowser::new("alice", Tamper::None),
             SCOPES,
             Duration::from_secs(20),
+            Some(session_key.thumbprint().to_string()),
         )
         .await
         .unwrap();
@@ -106,8 +110,12 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
     let principal: Principal = session.principal.clone().try_into().unwrap();
     let key = SigningKey::generate(&mut OsRng);
     let broker = BrokerClient::new(&broker_proc.url).unwrap();
+    let new_key = mandate_client::broker::NewKey {
+        session: &session_key,
+        device: "Test laptop",
+    };
     let enrollment = broker
-        .enroll(bearer, &key, unix_now(), &mut OsRng)
+        .enroll(bearer, &key, Some(new_key), unix_now(), &mut OsRng)
         .await
         .unwrap();
     assert_eq!(enrollment.jkt, key.thumbprint().to_string());

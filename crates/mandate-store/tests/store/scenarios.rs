@@ -2,8 +2,8 @@
 
 use mandate_core::{Principal, SigningKey, Thumbprint, TokenId};
 use mandate_store::{
-    Binding, EventKind, GrantRecord, Idempotency, NewRequest, ReceiptRecord, RequestStatus,
-    RevocationRecord, Store, StoreError,
+    Binding, BindingPut, EventKind, GrantRecord, Idempotency, NewRequest, ReceiptRecord,
+    RequestStatus, RevocationRecord, Store, StoreError,
 };
 
 const NOW: i64 = 1_767_225_600;
@@ -230,18 +230,74 @@ pub async fn bindings_stay_with_their_principal(store: &Store) {
         token: "binding.1".into(),
         issued_at: NOW,
         expires_at: NOW + 100,
+        device: "Alice's laptop".into(),
+        enrolled_at: NOW,
+        last_used_at: None,
     };
-    store.put_binding(&b).await.unwrap();
+    assert!(matches!(
+        store.put_binding(&b).await.unwrap(),
+        BindingPut::Enrolled(_)
+    ));
     let renewed = Binding {
         token: "binding.2".into(),
+        issued_at: NOW + 50,
         expires_at: NOW + 200,
+        // A renewal keeps the device's name and enrollment time.
+        device: "ignored".into(),
         ..b.clone()
     };
-    store.put_binding(&renewed).await.unwrap();
+    assert!(matches!(
+        store.put_binding(&renewed).await.unwrap(),
+        BindingPut::Renewed(_)
+    ));
+    let renewed = Binding {
+        device: "Alice's laptop".into(),
+        ..renewed
+    };
     assert_eq!(
         store.binding(&user.thumbprint()).await.unwrap(),
         Some(renewed.clone())
     );
+    let kinds: Vec<EventKind> = store
+        .events_since(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.ends_with(&[EventKind::KeyEnrolled, EventKind::BindingStored]));
+    store
+        .touch_binding(&user.thumbprint(), NOW + 60)
+        .await
+        .unwrap();
+    store
+        .touch_binding(&user.thumbprint(), NOW + 55)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .binding(&user.thumbprint())
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(NOW + 60),
+        "last use only moves forward"
+    );
+    let renewed = Binding {
+        last_used_at: Some(NOW + 60),
+        ..renewed
+    };
+    // An ID token enrolls once; a spent one is forgotten once expired.
+    store.spend_id_token("h1", NOW + 10, NOW).await.unwrap();
+    assert!(matches!(
+        store.spend_id_token("h1", NOW + 10, NOW).await,
+        Err(StoreError::Conflict)
+    ));
+    store
+        .spend_id_token("h1", NOW + 30, NOW + 11)
+        .await
+        .unwrap();
     let stolen = Binding {
         principal: bob(),
         ..b.clone()

@@ -11,7 +11,7 @@ use mandate_core::{SigningKey, TokenId};
 use rand_core::OsRng;
 use serde_json::{Value, json};
 
-use mandate_e2e::procs::sign_in;
+use mandate_e2e::procs::sign_in_with_nonce;
 
 pub struct User {
     pub key: SigningKey,
@@ -24,7 +24,9 @@ pub struct User {
 impl User {
     /// Signs `name` in at `issuer` and enrolls a fresh user key at `broker`.
     pub async fn enrolled(issuer: &str, name: &str, broker: &str) -> User {
-        let bearer = sign_in(issuer, name, "mandate-desktop").await;
+        let session = SigningKey::generate(&mut OsRng);
+        let nonce = session.thumbprint().to_string();
+        let bearer = sign_in_with_nonce(issuer, name, "mandate-desktop", Some(&nonce)).await;
         let user = User {
             key: SigningKey::generate(&mut OsRng),
             bearer,
@@ -34,7 +36,16 @@ impl User {
         };
         mandate_client::BrokerClient::new(broker)
             .unwrap()
-            .enroll(&user.bearer, &user.key, unix_now(), &mut OsRng)
+            .enroll(
+                &user.bearer,
+                &user.key,
+                Some(mandate_client::broker::NewKey {
+                    session: &session,
+                    device: "e2e device",
+                }),
+                unix_now(),
+                &mut OsRng,
+            )
             .await
             .unwrap();
         user
