@@ -149,6 +149,14 @@ pub enum Error {
     /// The signer of a revocation is not at or above the revoked link.
     #[error("revocation is not signed by an issuer at or above the revoked link")]
     RevocationNotAuthorized,
+    /// A revocation feed checkpoint names another broker than the one
+    /// expected.
+    #[error("checkpoint refused: {0}")]
+    CheckpointRejected(&'static str),
+    /// The revocation feed as read does not match the broker's signed
+    /// checkpoint: an entry is missing, changed, added or out of order.
+    #[error("the revocation feed does not match the broker's checkpoint")]
+    FeedDiverged,
 }
 
 impl Error {
@@ -201,6 +209,8 @@ impl Error {
             Error::OutOfScope => "call.out_of_scope",
             Error::BindingRejected(_) => "binding.rejected",
             Error::RevocationNotAuthorized => "revocation.not_authorized",
+            Error::CheckpointRejected(_) => "checkpoint.rejected",
+            Error::FeedDiverged => "checkpoint.diverged",
         }
     }
 
@@ -250,6 +260,8 @@ impl Error {
         "call.out_of_scope",
         "binding.rejected",
         "revocation.not_authorized",
+        "checkpoint.rejected",
+        "checkpoint.diverged",
     ];
 
     /// The index of the chain link the failure is about, when there is one.

@@ -39,6 +39,9 @@ pub enum TokenKind {
     Pop,
     /// `mandate-binding+jwt`: a broker binds a user key to a principal.
     Binding,
+    /// `mandate-checkpoint+jwt`: a broker states how far its revocation
+    /// feed reached, and when.
+    Checkpoint,
 }
 
 impl TokenKind {
@@ -52,6 +55,7 @@ impl TokenKind {
             TokenKind::Receipt => "mandate-receipt+jwt",
             TokenKind::Pop => "mandate-pop+jwt",
             TokenKind::Binding => "mandate-binding+jwt",
+            TokenKind::Checkpoint => "mandate-checkpoint+jwt",
         }
     }
 

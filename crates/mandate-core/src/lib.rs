@@ -17,6 +17,8 @@
 //!   Each link's scopes lie [`within`](scope::within) its parent's.
 //! - A [`VerifiedChain`] exists only when every rule held; an [`Error`]
 //!   names, by a stable [code](Error::code), the first rule that did not.
+//! - A verifier's revocation set is current as of the latest broker
+//!   checkpoint it has caught up to ([`RevocationFeed`]).
 //!
 //! The wire format and the rules are specified in `docs/protocol.md`.
 
@@ -27,12 +29,14 @@ mod b64;
 mod cache;
 pub mod chain;
 mod error;
+pub mod feed;
 mod json;
 pub mod jws;
 pub mod key;
 pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod transport;
 pub mod uri;
 mod verifier;
 
@@ -42,6 +46,7 @@ pub use chain::{
     BindingSet, Bindings, Context, KeySet, Link, RevocationSet, VerifiedChain, verify_chain,
 };
 pub use error::Error;
+pub use feed::{Checkpointed, FeedHead, RevocationFeed};
 pub use jws::{MAX_TOKEN_BYTES, TokenId, TokenKind};
 pub use key::{AgentId, Jwk, PublicKey, SigningKey, Thumbprint};
 pub use scope::{AuthorizationDetail, Call};

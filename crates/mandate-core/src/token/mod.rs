@@ -2,6 +2,7 @@
 //! compact JWS and verify back into a typed value.
 
 mod binding;
+mod checkpoint;
 mod denial;
 mod grant;
 mod pop;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use binding::BindingClaims;
+pub use checkpoint::CheckpointClaims;
 pub use denial::DenialClaims;
 pub use grant::{Actor, Confirmation, GrantClaims};
 pub(crate) use pop::chain_hash_of_ids;
