@@ -203,8 +203,8 @@ fn check(s: &str, wildcard_allowed: bool) -> Result<(), LocationError> {
     let mut utf8 = Utf8::default();
     // The scheme, already checked, holds no segment that could be a dot
     // segment; the authority is the first segment after it.
-    let mut i = span.map_or(0, |(scheme_end, _)| scheme_end + 3);
-    let mut segment_start = i;
+    let start = span.map_or(0, |(scheme_end, _)| scheme_end + 3);
+    let mut i = start;
     while i < b.len() {
         let c = b[i];
         let in_authority = span.is_some_and(|(_, end)| i < end);
@@ -228,13 +228,9 @@ fn check(s: &str, wildcard_allowed: bool) -> Result<(), LocationError> {
             }
             i += 1;
         }
-        // A segment ends at a `/` or at the end of the text.
-        if i >= b.len() || b[i] == b'/' {
-            dot_segment(&b[segment_start..i])?;
-            segment_start = i + 1;
-        }
     }
-    utf8.end()
+    utf8.end()?;
+    b[start..].split(|&c| c == b'/').try_for_each(dot_segment)
 }
 
 fn dot_segment(segment: &[u8]) -> Result<(), LocationError> {

@@ -123,6 +123,11 @@ fn each_class_is_refused_by_its_rule() {
                 "a/.;/b",
                 "https://files.example/v1/reports/..;/payroll",
                 "https://../x",
+                "/../x",
+                "./x",
+                "https:///../payroll",
+                "https://files.example//../x",
+                "a/b/..",
             ],
         ),
     ];
