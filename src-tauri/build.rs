@@ -19,6 +19,7 @@ fn mandate_commands() -> &'static [&'static str] {
         "deny",
         "history",
         "delegations",
+        "keys",
         "revoke_preview",
         "narrow_preview",
         "narrow",

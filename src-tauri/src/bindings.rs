@@ -9,6 +9,7 @@ use mandate_client::activity::{
 use mandate_client::delegations::{
     AgentChoice, AgentGrants, Delegations, GrantState, GrantView, RevokePreview, ScopeUse,
 };
+use mandate_client::devices::Device;
 use mandate_client::engine::{Account, Update};
 use mandate_client::export::ExportFormat;
 use mandate_client::history::{
@@ -58,6 +59,7 @@ pub fn typescript() -> String {
         GrantView::decl(&cfg),
         AgentGrants::decl(&cfg),
         Delegations::decl(&cfg),
+        Device::decl(&cfg),
         RevokePreview::decl(&cfg),
         NarrowPreview::decl(&cfg),
         StoredReissue::decl(&cfg),

@@ -9,8 +9,9 @@
 //! (default `mandate-desktop`), `MANDATE_BROKER` (a shared broker; without
 //! it a broker is hosted in-process on `MANDATE_BROKER_LISTEN`, default
 //! 127.0.0.1:7700), `MANDATE_DATA_DIR` (default: the app's data directory),
-//! `MANDATE_KEYRING_SERVICE`, and `MANDATE_BROWSER` (a command that opens
-//! the sign-in page instead of the system browser).
+//! `MANDATE_KEYRING_SERVICE`, `MANDATE_BROWSER` (a command that opens
+//! the sign-in page instead of the system browser), and
+//! `MANDATE_DEVICE_NAME` (this device's name on the user's other devices).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 
 use mandate_client::activity::{ActivityFilter, ActivityRow, AttributionView};
 use mandate_client::delegations::{AgentChoice, Delegations, RevokePreview};
+use mandate_client::devices::Device;
 use mandate_client::engine::{Account, BrokerMode, Config, Engine, Update};
 use mandate_client::export::ExportFormat;
 use mandate_client::history::StoredRevocation;
@@ -129,6 +131,7 @@ pub fn config_from_env(default_data_dir: PathBuf) -> Option<Config> {
         broker,
         keyring_service: var("MANDATE_KEYRING_SERVICE")
             .unwrap_or_else(|| mandate_client::vault::SERVICE.into()),
+        device: mandate_client::engine::device_name(),
     })
 }
 
@@ -314,6 +317,12 @@ async fn delegations(state: State<'_, App>) -> Result<Delegations> {
 }
 
 #[tauri::command]
+async fn keys(state: State<'_, App>) -> Result<Vec<Device>> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.devices().await?) };
+    sent("keys", reply.await)
+}
+
+#[tauri::command]
 async fn revoke_preview(state: State<'_, App>, id: String) -> Result<RevokePreview> {
     let reply = async { Ok::<_, CommandError>(state.engine().await?.revoke_preview(&id).await?) };
     sent("revoke_preview", reply.await)
@@ -486,11 +495,18 @@ fn start_following(app: &AppHandle, engine: &Engine) {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
-            if let Update::Inbox { pending, new } = &update {
-                set_pending(&app, *pending);
-                if !new.is_empty() {
-                    notify(&app, new.len());
+            match &update {
+                Update::Inbox { pending, new } => {
+                    set_pending(&app, *pending);
+                    if !new.is_empty() {
+                        notify(&app, new.len());
+                    }
                 }
+                Update::KeyEnrolled { device, at, .. } => {
+                    let when = local_time(&chrono::Local, *at, unix_now());
+                    show(&app, enrolled_text(device.as_deref(), &when));
+                }
+                _ => {}
             }
             trace_sent(UPDATE_EVENT, &update);
             let _ = app.emit(UPDATE_EVENT, &update);
@@ -571,6 +587,42 @@ fn notify(app: &AppHandle, new: usize) {
     } else {
         format!("{new} agents ask for your authority.")
     };
+    show(app, body);
+}
+
+/// What the user is told when a key is enrolled for them elsewhere:
+/// `device` as it named itself, `when` as [`local_time`] says it.
+fn enrolled_text(device: Option<&str>, when: &str) -> String {
+    let on = match device {
+        Some(device) => format!("on “{device}”"),
+        None => "on a device the broker did not name".to_owned(),
+    };
+    format!(
+        "A new key was enrolled for you {on} {when}. Not you? Open Devices in Mandate and remove it."
+    )
+}
+
+/// `at` (unix seconds) in `zone`: "at 14:05" on the day of `now`, else
+/// "on 3 Dec 2026 at 14:05".
+fn local_time<Z: chrono::TimeZone>(zone: &Z, at: i64, now: i64) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    let (Some(at), Some(now)) = (
+        zone.timestamp_opt(at, 0).single(),
+        zone.timestamp_opt(now, 0).single(),
+    ) else {
+        return "just now".to_owned();
+    };
+    if at.date_naive() == now.date_naive() {
+        at.format("at %H:%M").to_string()
+    } else {
+        at.format("on %-d %b %Y at %H:%M").to_string()
+    }
+}
+
+/// A desktop notification from Mandate.
+fn show(app: &AppHandle, body: String) {
     // No notification server (a bare session) is not an error worth more
     // than a log line.
     if let Err(e) = app
@@ -730,6 +782,7 @@ pub fn run() {
             deny,
             history,
             delegations,
+            keys,
             revoke_preview,
             narrow_preview,
             narrow,
@@ -765,6 +818,26 @@ mod tests {
         assert_eq!(super::tray_tooltip(0), "Mandate: nothing waiting");
         assert_eq!(super::tray_tooltip(1), "Mandate: 1 request waiting");
         assert_eq!(super::tray_tooltip(500), "Mandate: 500 requests waiting");
+    }
+
+    #[test]
+    fn a_key_enrolled_elsewhere_says_where_and_when_and_what_to_do() {
+        assert_eq!(
+            super::enrolled_text(Some("Alice's phone (android)"), "at 14:05"),
+            "A new key was enrolled for you on “Alice's phone (android)” at 14:05. \
+             Not you? Open Devices in Mandate and remove it."
+        );
+        assert!(super::enrolled_text(None, "at 14:05").starts_with(
+            "A new key was enrolled for you on a device the broker did not name at 14:05."
+        ));
+        // 2026-12-03 14:05:00 UTC.
+        let at = 1_796_306_700;
+        assert_eq!(super::local_time(&chrono::Utc, at, at + 60), "at 14:05");
+        assert_eq!(
+            super::local_time(&chrono::Utc, at, at + 86_400),
+            "on 3 Dec 2026 at 14:05"
+        );
+        assert_eq!(super::local_time(&chrono::Utc, i64::MAX, at), "just now");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! with backoff, and on every start, until the broker accepts or refuses
 //! them for good.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -18,7 +18,7 @@ use std::time::Duration;
 use mandate_broker::host::{HostConfig, HostKey, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
 use mandate_core::token::BindingClaims;
-use mandate_core::{PublicKey, Secret, SigningKey, TokenId};
+use mandate_core::{PublicKey, Secret, SigningKey, Thumbprint, TokenId};
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
 use tokio::task::JoinHandle;
@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::activity::{ActivityFilter, ActivityRow, AttributionView, Ingested};
 use crate::broker::{KeyItem, NewKey};
 use crate::decision::{Narrowing, denial_for, grant_for};
+use crate::devices::{Device, Enrolled};
 use crate::export::ExportFormat;
 use crate::history::{
     DecisionKind, History, NewDecision, Outgoing, Profile, RequestState, StoredDecision,
@@ -50,7 +51,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const RENEWAL_CHECK: Duration = Duration::from_secs(600);
 
 /// This device's name, as the user's other devices show it: the
-/// `MANDATE_DEVICE_NAME` variable, or the host's name and the system.
+/// `MANDATE_DEVICE_NAME` variable, or the host's name, with the system.
+/// The app and `mandate-engine` put it in [`Config::device`].
 pub fn device_name() -> String {
     let name = std::env::var("MANDATE_DEVICE_NAME")
         .ok()
@@ -97,6 +99,9 @@ pub struct Config {
     pub broker: BrokerMode,
     /// The OS keyring service the secrets are kept under.
     pub keyring_service: String,
+    /// This device's name, sent when its key is enrolled and shown on the
+    /// user's other devices ([`device_name`] in the app).
+    pub device: String,
 }
 
 /// A change the UI should show.
@@ -142,6 +147,19 @@ pub enum Update {
     Connection {
         /// Whether it is up.
         online: bool,
+    },
+    /// A key was enrolled for the user on another device (never this
+    /// computer's own key). If it was not the user, they remove it.
+    KeyEnrolled {
+        /// The new key's thumbprint.
+        jkt: String,
+        /// Its short fingerprint.
+        fingerprint: String,
+        /// The name the device gave; `None` when the broker's list did not
+        /// have the key.
+        device: Option<String>,
+        /// When it was enrolled (unix seconds).
+        at: i64,
     },
 }
 
@@ -190,6 +208,10 @@ struct Inner {
     /// never changes, but computing it verifies the request's signature;
     /// with hundreds pending, each refresh would verify every one again.
     rows: StdMutex<HashMap<String, crate::view::InboxRow>>,
+    /// The keys this engine enrolled: their `key.enrolled` events are not
+    /// another device's. (The event can arrive before the new key is the
+    /// signed-in one.)
+    own_keys: StdMutex<HashSet<Thumbprint>>,
 }
 
 /// A signed-in user's working set. The key and the bearer never leave
@@ -252,6 +274,7 @@ impl Engine {
                 syncing: Mutex::new(()),
                 tasks: StdMutex::new(Vec::new()),
                 rows: StdMutex::new(HashMap::new()),
+                own_keys: StdMutex::new(HashSet::new()),
             }),
         })
     }
@@ -388,6 +411,9 @@ impl Engine {
                 }
             }
         };
+        if let Ok(mut own) = self.inner.own_keys.lock() {
+            own.insert(key.thumbprint());
+        }
         let enrollment = self
             .inner
             .broker
@@ -396,7 +422,7 @@ impl Engine {
                 &key,
                 Some(NewKey {
                     session: session_key,
-                    device: &device_name(),
+                    device: &self.inner.config.device,
                 }),
                 now(),
                 &mut rand_core::OsRng,
@@ -1107,6 +1133,46 @@ impl Engine {
         self.inner.broker.grants(active.bearer.expose()).await
     }
 
+    /// The devices screen: the user's keys at the broker, oldest first,
+    /// with this computer's marked.
+    pub async fn devices(&self) -> Result<Vec<Device>, ClientError> {
+        let active = self.active().await?;
+        let keys = self.inner.broker.keys(active.bearer.expose()).await?;
+        Ok(crate::devices::devices(keys, &active.key.thumbprint()))
+    }
+
+    /// Announces a key enrolled for the user, unless it is this
+    /// computer's own; its device's name comes from the broker's list.
+    async fn announce_enrolled(&self, enrolled: Enrolled) -> Result<(), ClientError> {
+        let active = self.active().await?;
+        let own = active.key.thumbprint() == enrolled.jkt
+            || self
+                .inner
+                .own_keys
+                .lock()
+                .is_ok_and(|own| own.contains(&enrolled.jkt));
+        if own {
+            return Ok(());
+        }
+        let jkt = enrolled.jkt.to_string();
+        let device = match self.inner.broker.keys(active.bearer.expose()).await {
+            Ok(keys) => keys.into_iter().find(|k| k.jkt == jkt).map(|k| k.device),
+            // Said without a name rather than not at all.
+            Err(e) => {
+                tracing::info!(code = e.code(), "the new key's device could not be read");
+                None
+            }
+        };
+        tracing::info!(key = %jkt, "a key was enrolled on another device");
+        let _ = self.inner.updates.send(Update::KeyEnrolled {
+            fingerprint: mandate_core::AgentId::from_thumbprint(enrolled.jkt).fingerprint(),
+            jkt,
+            device,
+            at: enrolled.at,
+        });
+        Ok(())
+    }
+
     /// Reads the user's grants and every receipt not yet seen from the
     /// broker, checks each receipt, and records them all. Announces
     /// [`Update::Activity`] when any is new.
@@ -1397,12 +1463,19 @@ impl Engine {
             };
             let chunk = chunk.map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
             let (mut requests, mut receipts) = (false, false);
+            let mut enrolled = Vec::new();
             for event in parser.feed(&chunk) {
                 if let Some(id) = event.id {
                     *last = Some(id);
                 }
                 requests |= event.name.starts_with("request.");
                 receipts |= event.name == "receipt.stored";
+                if event.name == "key.enrolled" {
+                    enrolled.extend(Enrolled::parse(&event.data));
+                }
+            }
+            for key in enrolled {
+                self.announce_enrolled(key).await?;
             }
             if requests {
                 // The bearer may have been refreshed since the stream began.

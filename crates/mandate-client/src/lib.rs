@@ -19,6 +19,7 @@ pub mod activity;
 pub mod broker;
 pub mod decision;
 pub mod delegations;
+pub mod devices;
 pub mod engine;
 mod error;
 pub mod export;

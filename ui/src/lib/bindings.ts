@@ -91,7 +91,24 @@ failed: number, } | { "type": "connection",
 /**
  * Whether it is up.
  */
-online: boolean, };
+online: boolean, } | { "type": "key_enrolled", 
+/**
+ * The new key's thumbprint.
+ */
+jkt: string, 
+/**
+ * Its short fingerprint.
+ */
+fingerprint: string, 
+/**
+ * The name the device gave; `None` when the broker's list did not
+ * have the key.
+ */
+device: string | null, 
+/**
+ * When it was enrolled (unix seconds).
+ */
+at: number, };
 
 export type Risk = "low" | "medium" | "unknown" | "high";
 
@@ -591,6 +608,37 @@ active: Array<AgentGrants>,
  * Grants that ended (revoked or expired), newest first.
  */
 ended: Array<GrantView>, };
+
+export type Device = { 
+/**
+ * The key's thumbprint.
+ */
+jkt: string, 
+/**
+ * Its short fingerprint, as the other screens show keys.
+ */
+fingerprint: string, 
+/**
+ * The device's name, as it gave it at enrollment.
+ */
+device: string, 
+/**
+ * When the key was first enrolled (unix seconds).
+ */
+enrolled_at: number, 
+/**
+ * When the broker last accepted something the key signed; `None`
+ * when never.
+ */
+last_used_at: number | null, 
+/**
+ * When its current binding lapses (unix seconds).
+ */
+expires_at: number, 
+/**
+ * Whether it is the key of the user signed in on this computer.
+ */
+this_device: boolean, };
 
 export type RevokePreview = { 
 /**

@@ -8,7 +8,8 @@
 //!
 //! Output is JSON on stdout. A failure prints `error CODE: message` on
 //! stderr and exits with 1. Sign-in opens `MANDATE_BROWSER` (a command
-//! the URL is appended to) or the system browser.
+//! the URL is appended to) or the system browser, and enrolls the key
+//! under the device name `MANDATE_DEVICE_NAME` (else the host's name).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -129,6 +130,7 @@ async fn run(args: Args) -> Result<serde_json::Value, ClientError> {
             },
         },
         keyring_service: args.keyring_service,
+        device: mandate_client::engine::device_name(),
     };
     let engine = Engine::start(config).await?;
     let out = command(&engine, args.command).await;

@@ -77,6 +77,7 @@ impl Stack {
                 url: self.broker.url.clone(),
             },
             keyring_service: self.service.clone(),
+            device: "Test laptop (linux)".into(),
         }
     }
 

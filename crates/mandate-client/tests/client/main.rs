@@ -8,6 +8,7 @@ mod activity;
 mod browser;
 mod crash;
 mod delegations;
+mod devices;
 mod engine;
 mod hostile;
 mod ingest;

@@ -74,6 +74,7 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
             listen: "127.0.0.1:0".parse().unwrap(),
         },
         keyring_service: keyring_service.clone(),
+        device: "secrets test".into(),
     };
     // A broker key file an earlier version left behind: the engine moves
     // it into the keyring, and the file is gone.
