@@ -82,15 +82,22 @@ pub struct Jwks {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Revoked {
     /// Its position in the feed.
-    pub seq: i64,
+    pub seq: u64,
     /// The grant.
     pub grant: TokenId,
 }
 
-#[derive(Deserialize)]
-struct Feed {
-    revoked: Vec<Revoked>,
-    next: i64,
+/// One page of the revocation feed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeedPage {
+    /// The entries after the position asked for, oldest first.
+    pub revoked: Vec<Revoked>,
+    /// Where to resume.
+    pub next: u64,
+    /// The broker's latest signed checkpoint (`mandate-checkpoint+jwt`);
+    /// a broker that signs none is never current.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,14 +111,77 @@ struct ReceiptAccepted {
     id: TokenId,
 }
 
+/// Why a broker URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerUrlError {
+    /// Not an absolute URL with a host, or one with credentials, a query
+    /// or a fragment: `broker.url_malformed`.
+    #[error(
+        "the broker URL must be an absolute URL with a host, and no credentials, query or fragment"
+    )]
+    Malformed,
+    /// Plain `http://` to a host that is not this machine, or another
+    /// scheme: `broker.url_insecure`.
+    #[error(
+        "the broker must be reached over https; plain http only to 127.0.0.0/8, ::1 or localhost"
+    )]
+    Insecure,
+}
+
+impl BrokerUrlError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BrokerUrlError::Malformed => "broker.url_malformed",
+            BrokerUrlError::Insecure => "broker.url_insecure",
+        }
+    }
+}
+
+/// A broker's base URL, checked: `https://` to any host, `http://` only to
+/// this machine ([`mandate_core::transport::secure_or_loopback`]), with
+/// no credentials, query or fragment; returned without a trailing `/`.
+/// Every client of a broker (the SDK, the verifier, the CLI and the
+/// desktop app) builds its URL with this.
+pub fn broker_url(url: &str) -> Result<String, BrokerUrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| BrokerUrlError::Malformed)?;
+    if !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
+        return Err(BrokerUrlError::Malformed);
+    }
+    if !secure_or_loopback(&parsed) {
+        return Err(BrokerUrlError::Insecure);
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Whether `url` is `https://`, or `http://` to this machine: the rule of
+/// [`mandate_core::transport::secure_or_loopback`] on a parsed URL.
+pub fn secure_or_loopback(url: &reqwest::Url) -> bool {
+    use mandate_core::transport::Host;
+    let host = url.host_str().map(|h| {
+        // The parser writes IPv6 addresses in brackets and IPv4 addresses
+        // in dotted decimal, whatever form the URL gave them in.
+        if let Some(v6) = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse().map_or(Host::Domain(h), Host::Ipv6)
+        } else {
+            h.parse().map_or(Host::Domain(h), Host::Ipv4)
+        }
+    });
+    mandate_core::transport::secure_or_loopback(url.scheme(), host)
+}
+
 impl Broker {
-    /// A client for the broker at `url` (no trailing `/`).
+    /// A client for the broker at `url`, which must be `https://`, or
+    /// `http://` to this machine ([`broker_url`]).
     pub fn new(url: &str) -> Result<Broker, AgentError> {
+        let url = broker_url(url)?;
         let http = http_client()?;
-        Ok(Broker {
-            url: url.trim_end_matches('/').to_owned(),
-            http,
-        })
+        Ok(Broker { url, http })
     }
 
     /// The broker's base URL.
@@ -215,13 +285,13 @@ impl Broker {
             .map(drop)
     }
 
-    /// One page of the revocation feed after `since`, and where to resume.
-    pub async fn revocations(&self, since: i64) -> Result<(Vec<Revoked>, i64), AgentError> {
+    /// One page of the revocation feed after position `since`, with the
+    /// broker's latest checkpoint.
+    pub async fn revocations(&self, since: u64) -> Result<FeedPage, AgentError> {
         let req = self
             .http
             .get(format!("{}/v1/revocations?since={since}", self.url));
-        let feed: Feed = read(req.timeout(TIMEOUT)).await?;
-        Ok((feed.revoked, feed.next))
+        read(req.timeout(TIMEOUT)).await
     }
 }
 
@@ -235,22 +305,6 @@ pub fn http_client() -> Result<reqwest::Client, AgentError> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))
-}
-
-impl Broker {
-    /// Every grant revoked after feed position `since`, reading page after
-    /// page to the end, and the position to resume from.
-    pub async fn revocations_after(&self, since: i64) -> Result<(Vec<TokenId>, i64), AgentError> {
-        let (mut revoked, mut since) = (Vec::new(), since);
-        loop {
-            let (page, next) = self.revocations(since).await?;
-            if page.is_empty() {
-                return Ok((revoked, since));
-            }
-            revoked.extend(page.into_iter().map(|r| r.grant));
-            since = next;
-        }
-    }
 }
 
 /// Sends a request and reads a JSON answer, or the broker's error.
@@ -282,4 +336,64 @@ async fn read<T: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, Ag
 /// A transport error's text, without the URL (whose query may carry data).
 pub(crate) fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_is_reached_over_https_or_on_this_machine_only() {
+        for ok in [
+            "https://broker.example",
+            "https://broker.example/mandate/",
+            "https://10.0.0.1:8443",
+            "http://127.0.0.1:7700",
+            "http://127.3.4.5/",
+            "http://127.1:7700",
+            "http://[::1]:7700/",
+            "http://localhost:7700",
+            "http://LOCALHOST",
+        ] {
+            assert_eq!(
+                broker_url(ok).as_deref(),
+                Ok(ok.trim_end_matches('/')),
+                "{ok}"
+            );
+        }
+        for insecure in [
+            "http://broker.example",
+            "http://10.0.0.1:7700",
+            "http://[::2]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0:7700",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "ftp://127.0.0.1",
+            "ws://localhost",
+        ] {
+            assert_eq!(
+                broker_url(insecure),
+                Err(BrokerUrlError::Insecure),
+                "{insecure}"
+            );
+        }
+        for malformed in [
+            "broker.example",
+            "not a url",
+            "",
+            "https://user:secret@broker.example",
+            "https://broker.example/?x=1",
+            "https://broker.example/#x",
+        ] {
+            assert_eq!(
+                broker_url(malformed),
+                Err(BrokerUrlError::Malformed),
+                "{malformed}"
+            );
+        }
+        let refused = Broker::new("http://broker.example").unwrap_err();
+        assert_eq!(refused.code(), "broker.url_insecure");
+        assert!(refused.to_string().contains("https"), "{refused}");
+    }
 }

@@ -40,6 +40,14 @@ pub enum AgentError {
     /// An input was not usable.
     #[error("{0}")]
     Invalid(String),
+    /// The broker's URL was refused: not `https://` (nor `http://` to this
+    /// machine), or not a plain base URL.
+    #[error("{0}")]
+    BrokerUrl(#[from] crate::client::BrokerUrlError),
+    /// The broker's revocation list could not be confirmed current: no
+    /// checkpoint of the broker matched the feed as read.
+    #[error("the revocation list is not current: {0}")]
+    Stale(String),
 }
 
 impl AgentError {
@@ -55,6 +63,8 @@ impl AgentError {
             AgentError::DepthExhausted => "delegate.depth_exhausted",
             AgentError::Key(_) => "agent.key_file",
             AgentError::Invalid(_) => "input.invalid",
+            AgentError::BrokerUrl(e) => e.code(),
+            AgentError::Stale(_) => "revocation.stale",
         }
     }
 }

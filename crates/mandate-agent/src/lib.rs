@@ -9,7 +9,12 @@
 //! A resource server embeds a [`ResourceVerifier`] as axum middleware
 //! ([`require_mandate`]). It verifies chains offline and keeps its
 //! revocation set current from the broker's stream ([`Revocations`]),
-//! refusing every call while that set is stale.
+//! refusing every call while that set is stale: while the latest signed
+//! broker checkpoint it caught up to is older than its bound
+//! ([`DEFAULT_MAX_STALENESS`]).
+//!
+//! Every client here talks to the broker over `https://`, or `http://` to
+//! this machine only ([`client::broker_url`]).
 //!
 //! `docs/agents.md` walks through both sides, with the `mandate` CLI.
 
@@ -38,6 +43,6 @@ pub use mandate_core::token::{Action, AgentInfo, Outcome};
 pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
 pub use revocations::Revocations;
 pub use verifier::{
-    DEFAULT_MAX_BODY, Mandated, Need, NoNeed, Refusal, ResourceVerifier, VerifierConfig,
-    require_mandate,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, Mandated, Need, NoNeed, Refusal, ResourceVerifier,
+    VerifierConfig, require_mandate,
 };

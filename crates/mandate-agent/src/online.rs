@@ -7,7 +7,7 @@ use mandate_core::{AgentId, Context, Policy, Principal, TokenId, UnixTime, verif
 use serde::Serialize;
 
 use crate::mandate::bindings_of;
-use crate::{AgentError, Broker, Mandate, unix_now};
+use crate::{AgentError, Broker, DEFAULT_MAX_STALENESS, Mandate, Revocations, unix_now};
 
 /// What a verified mandate grants.
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +30,8 @@ pub struct Summary {
 
 /// Verifies `mandate` against `broker`'s published keys, as a resource
 /// server would, and, when `revocation` is set, against its revocation
-/// feed read now. No proof of possession is involved.
+/// feed read now, which must match one of the broker's signed checkpoints
+/// (else `revocation.stale`). No proof of possession is involved.
 pub async fn verify_online(
     broker: &Broker,
     mandate: &Mandate,
@@ -38,7 +39,17 @@ pub async fn verify_online(
 ) -> Result<Summary, AgentError> {
     let mut revoked = HashSet::new();
     if revocation {
-        revoked.extend(broker.revocations_after(0).await?.0);
+        let metadata = broker.metadata().await?;
+        let read = Revocations::read(broker, &metadata).await?;
+        match read.age() {
+            Some(age) if age <= DEFAULT_MAX_STALENESS => {}
+            _ => {
+                return Err(AgentError::Stale(
+                    "the broker's latest checkpoint is too old".into(),
+                ));
+            }
+        }
+        revoked = read.snapshot();
     }
     let (verified, _) = verify_at(broker, mandate, &revoked, unix_now()).await?;
     Ok(summary(&verified))

@@ -1,25 +1,30 @@
 //! A revocation set kept current from the broker: the feed catches up,
-//! then the SSE stream delivers each revocation as it is accepted.
+//! the SSE stream delivers each revocation as it is accepted, and the
+//! broker's signed checkpoints say how current the set is.
 //!
-//! The set knows how fresh it is. It counts as current while the stream
-//! is connected and bytes keep arriving (the broker sends a keep-alive
-//! comment on an idle stream); from the last byte on, it ages. A
-//! verifier refuses calls once it is older than its bound.
+//! The set is current as of the latest checkpoint it has caught up to
+//! ([`RevocationFeed`]): one that verifies under the broker's key and
+//! names this broker, that is not older than the last one, and whose feed
+//! position and head the set has reached by reading the feed in order.
+//! A checkpoint that names revocations the set does not have sends it back
+//! to the feed (`GET /v1/revocations?since=`); if they are held back
+//! there too, it stays behind and ages. Bytes on the stream, keep-alive
+//! comments included, refresh nothing. A verifier refuses every call once
+//! the set is older than its bound ([`crate::DEFAULT_MAX_STALENESS`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use mandate_core::{RevocationSet, TokenId};
+use mandate_core::{Checkpointed, Policy, RevocationFeed, RevocationSet, TokenId};
 use serde::Deserialize;
 
-use crate::AgentError;
-use crate::client::{Broker, without_url};
+use crate::client::{Broker, FeedPage, Metadata, without_url};
 use crate::sse::SseParser;
+use crate::{AgentError, unix_now};
 
-/// How long the stream may stay silent before it is taken for dead and
-/// reopened. The broker's keep-alive is 5 s by default.
+/// How long the stream may go without a checkpoint before it is taken for
+/// dead and reopened. The broker signs one every 5 s by default.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The revoked grant ids known from one broker, and how current they are.
@@ -28,10 +33,10 @@ pub struct Revocations {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    revoked: RwLock<HashSet<TokenId>>,
-    heard: Mutex<Option<Instant>>,
+    feed: RwLock<RevocationFeed>,
+    policy: Policy,
 }
 
 #[derive(Deserialize)]
@@ -39,88 +44,156 @@ struct Pushed {
     grants: Vec<TokenId>,
 }
 
+#[derive(Deserialize)]
+struct PushedCheckpoint {
+    checkpoint: String,
+}
+
 impl Revocations {
-    /// Starts following `broker` on the current Tokio runtime. The set is
-    /// empty, and never current, until the first catch-up completes.
-    pub fn follow(broker: Broker) -> Revocations {
-        Revocations::follow_with(broker, |_| {})
+    /// Starts following `broker`, whose keys and name are `metadata`, on
+    /// the current Tokio runtime. The set is empty, and never current,
+    /// until a checkpoint is caught up to.
+    pub fn follow(broker: Broker, metadata: &Metadata) -> Result<Revocations, AgentError> {
+        Revocations::follow_with(broker, metadata, |_| {})
     }
 
     /// As [`Revocations::follow`], calling `seen` with each newly revoked id.
     pub fn follow_with(
         broker: Broker,
+        metadata: &Metadata,
         seen: impl Fn(&TokenId) + Send + Sync + 'static,
-    ) -> Revocations {
-        let set = Revocations {
-            inner: Arc::default(),
-        };
+    ) -> Result<Revocations, AgentError> {
+        let set = Revocations::empty(metadata)?;
         let follower = set.clone();
         tokio::spawn(async move { follower.run(broker, seen).await });
-        set
+        Ok(set)
     }
 
-    /// How long ago the set was last known to be current; `None` if never.
+    /// Reads the whole feed once, now, and returns the set if a checkpoint
+    /// matches it: `revocation.stale` if none does after a few tries (the
+    /// feed kept moving, or entries were held back).
+    pub async fn read(broker: &Broker, metadata: &Metadata) -> Result<Revocations, AgentError> {
+        let set = Revocations::empty(metadata)?;
+        for _ in 0..3 {
+            match set.catch_up(broker, &|_| {}).await {
+                Ok(()) | Err(AgentError::Token(mandate_core::Error::FeedDiverged)) => {}
+                Err(e) => return Err(e),
+            }
+            if set.age().is_some() {
+                return Ok(set);
+            }
+        }
+        Err(AgentError::Stale(
+            "no checkpoint of the broker matches its revocation feed as read".into(),
+        ))
+    }
+
+    fn empty(metadata: &Metadata) -> Result<Revocations, AgentError> {
+        let feed = RevocationFeed::new(metadata.issuer.clone(), metadata.keys()?);
+        Ok(Revocations {
+            inner: Arc::new(Inner {
+                feed: RwLock::new(feed),
+                policy: Policy::default(),
+            }),
+        })
+    }
+
+    /// How old the set is: now minus the time of the latest broker
+    /// checkpoint it caught up to; `None` if it never caught up to one.
     pub fn age(&self) -> Option<Duration> {
-        self.heard().map(|t| t.elapsed())
+        self.read_feed().age(unix_now()).map(Duration::from_secs)
     }
 
     /// How many grants are known revoked.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read_feed().revoked().len()
     }
 
     /// Whether no grant is known revoked.
     pub fn is_empty(&self) -> bool {
-        self.read().is_empty()
+        self.read_feed().revoked().is_empty()
+    }
+
+    /// A copy of the revoked grant ids known now.
+    pub fn snapshot(&self) -> std::collections::HashSet<TokenId> {
+        self.read_feed().revoked().clone()
     }
 
     /// Runs `f` with the current set.
     pub fn with<R>(&self, f: impl FnOnce(&dyn RevocationSet) -> R) -> R {
-        f(&*self.read())
+        f(self.read_feed().revoked())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashSet<TokenId>> {
+    fn read_feed(&self) -> RwLockReadGuard<'_, RevocationFeed> {
         self.inner
-            .revoked
+            .feed
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn heard(&self) -> Option<Instant> {
-        *self
-            .inner
-            .heard
-            .lock()
+    fn write_feed(&self) -> RwLockWriteGuard<'_, RevocationFeed> {
+        self.inner
+            .feed
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn touch(&self) {
-        *self
-            .inner
-            .heard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    /// Takes a checkpoint; whether the feed must be read to reach it. A
+    /// checkpoint that does not verify is logged and dropped; one the feed
+    /// read does not match ends the session, to read the feed again.
+    fn checkpoint(&self, token: &str) -> Result<bool, AgentError> {
+        let taken = self
+            .write_feed()
+            .checkpoint(token, &self.inner.policy, unix_now());
+        match taken {
+            Ok(Checkpointed::Ahead) => Ok(true),
+            Ok(_) => Ok(false),
+            Err(mandate_core::Error::FeedDiverged) => {
+                tracing::warn!(
+                    "the revocation feed read does not match the broker's checkpoint; reading it again"
+                );
+                Err(mandate_core::Error::FeedDiverged.into())
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code(), "a revocation checkpoint was refused");
+                Ok(false)
+            }
+        }
     }
 
-    fn add(&self, ids: impl IntoIterator<Item = TokenId>, seen: &Seen) {
-        let mut set = self
-            .inner
-            .revoked
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        for id in ids {
-            if !set.contains(&id) {
-                seen(&id);
-                set.insert(id);
+    /// Applies one page of the feed, then its checkpoint.
+    fn apply(&self, page: &FeedPage, seen: &Seen) -> Result<(), AgentError> {
+        {
+            let mut feed = self.write_feed();
+            for entry in &page.revoked {
+                if feed.apply(entry.seq, entry.grant)? {
+                    seen(&entry.grant);
+                }
+            }
+        }
+        if let Some(token) = &page.checkpoint {
+            self.checkpoint(token)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the feed from the position applied to its end.
+    async fn catch_up(&self, broker: &Broker, seen: &Seen) -> Result<(), AgentError> {
+        loop {
+            let position = self.read_feed().position();
+            let page = broker.revocations(position).await?;
+            self.apply(&page, seen)?;
+            if page.revoked.is_empty() {
+                return Ok(());
             }
         }
     }
 
     async fn run(self, broker: Broker, seen: impl Fn(&TokenId) + Send + Sync + 'static) {
-        let mut cursor = Cursor::default();
+        let mut last_event = None;
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.session(&broker, &mut cursor, &seen).await {
+            match self.session(&broker, &mut last_event, &seen).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => tracing::warn!(error = %e, "revocation stream interrupted"),
             }
@@ -130,19 +203,20 @@ impl Revocations {
     }
 
     /// One connection: open the stream, catch up from the feed, then apply
-    /// pushed events until the stream ends.
+    /// pushed revocations and checkpoints until the stream ends, goes
+    /// without a checkpoint for [`IDLE_TIMEOUT`], or the feed diverges.
     async fn session(
         &self,
         broker: &Broker,
-        cursor: &mut Cursor,
+        last_event: &mut Option<String>,
         seen: &Seen,
     ) -> Result<(), AgentError> {
         let mut req = broker
             .http()
             .get(format!("{}/v1/revocations/events", broker.url()))
             .header("accept", "text/event-stream");
-        if let Some(id) = &cursor.event {
-            req = req.header("last-event-id", id.as_str());
+        if let Some(id) = last_event.as_deref() {
+            req = req.header("last-event-id", id);
         }
         let res = tokio::time::timeout(IDLE_TIMEOUT, req.send())
             .await
@@ -156,15 +230,18 @@ impl Revocations {
         }
         // The stream is subscribed: whatever was accepted before it is in
         // the feed, whatever comes after arrives on the stream.
-        let (caught_up, next) = broker.revocations_after(cursor.feed).await?;
-        cursor.feed = next;
-        self.add(caught_up, seen);
-        self.touch();
+        self.catch_up(broker, seen).await?;
         let mut bytes = res.bytes_stream();
         let mut parser = SseParser::default();
+        let mut heard = Instant::now();
         loop {
-            let chunk = match tokio::time::timeout(IDLE_TIMEOUT, bytes.next()).await {
-                Err(_) => return Err(AgentError::Unreachable("the stream went silent".into())),
+            let silence = IDLE_TIMEOUT.saturating_sub(heard.elapsed());
+            let chunk = match tokio::time::timeout(silence, bytes.next()).await {
+                Err(_) => {
+                    return Err(AgentError::Unreachable(
+                        "no checkpoint came on the revocation stream".into(),
+                    ));
+                }
                 Ok(None) => return Ok(()),
                 Ok(Some(chunk)) => chunk.map_err(|e| AgentError::Unreachable(without_url(e)))?,
             };
@@ -174,7 +251,22 @@ impl Revocations {
                         let pushed: Pushed = serde_json::from_str(&event.data).map_err(|_| {
                             AgentError::Unreachable("a revocation event is malformed".into())
                         })?;
-                        self.add(pushed.grants, seen);
+                        let mut feed = self.write_feed();
+                        for grant in pushed.grants {
+                            if feed.push(grant) {
+                                seen(&grant);
+                            }
+                        }
+                    }
+                    "checkpoint" => {
+                        heard = Instant::now();
+                        let pushed: PushedCheckpoint =
+                            serde_json::from_str(&event.data).map_err(|_| {
+                                AgentError::Unreachable("a checkpoint event is malformed".into())
+                            })?;
+                        if self.checkpoint(&pushed.checkpoint)? {
+                            self.catch_up(broker, seen).await?;
+                        }
                     }
                     "lagged" => {
                         return Err(AgentError::Unreachable("the stream fell behind".into()));
@@ -182,20 +274,11 @@ impl Revocations {
                     _ => {}
                 }
                 if event.id.is_some() {
-                    cursor.event = event.id;
+                    *last_event = event.id;
                 }
             }
-            self.touch();
         }
     }
 }
 
 type Seen = dyn Fn(&TokenId) + Send + Sync;
-
-#[derive(Debug, Default)]
-struct Cursor {
-    /// The last SSE event id seen, to resume the stream.
-    event: Option<String>,
-    /// The feed position read up to.
-    feed: i64,
-}

@@ -26,7 +26,10 @@
 //!   (`call.too_large`), so the need function can read it; the handler
 //!   then gets the same bytes.
 //! - Every call is refused, with `revocation.stale`, while the revocation
-//!   set is older than the configured bound.
+//!   set is older than the configured bound: while the latest broker
+//!   checkpoint it caught up to is older than
+//!   [`VerifierConfig::max_staleness`] ([`DEFAULT_MAX_STALENESS`] unless
+//!   the server chooses), or before it caught up to any.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,13 +97,23 @@ pub type NeedFn = dyn Fn(&Method, &str, &[u8]) -> Result<Need, NoNeed> + Send + 
 /// The default for [`VerifierConfig::max_body`]: 64 KiB.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
+/// The default for [`VerifierConfig::max_staleness`]: 30 s. The broker
+/// signs a checkpoint every 5 s by default, so this allows a few lost ones
+/// and some disagreement between the two clocks; a revocation that is
+/// held back is honoured, as `revocation.stale`, at most this long after
+/// the last checkpoint before it.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(30);
+
 /// How a resource server checks calls.
 pub struct VerifierConfig {
     /// The origin this server is reached at, as agents address it
     /// (`http://127.0.0.1:8080`); proofs name it in `htu`.
     pub origin: String,
-    /// The longest the revocation set may go without news from the broker
-    /// before every call is refused.
+    /// How old the revocation set may be before every call is refused
+    /// (`revocation.stale`): its age is now minus the time of the latest
+    /// broker checkpoint it caught up to. [`DEFAULT_MAX_STALENESS`] suits
+    /// most servers; keep it well above the broker's checkpoint interval
+    /// (5 s by default) plus the disagreement between the two clocks.
     pub max_staleness: Duration,
     /// What each call needs; a call it declares nothing for is refused.
     pub needs: Box<NeedFn>,
@@ -172,19 +185,17 @@ impl ResourceVerifier {
         })
     }
 
-    /// A verifier trusting the broker at `url`: reads its metadata, then
-    /// follows its revocations for as long as the verifier lives.
+    /// A verifier trusting the broker at `url` (`https://`, or `http://`
+    /// to this machine): reads its metadata, then follows its revocations
+    /// for as long as the verifier lives.
     pub async fn from_broker(
         url: &str,
         config: VerifierConfig,
     ) -> Result<ResourceVerifier, crate::AgentError> {
         let broker = crate::Broker::new(url)?;
         let metadata = broker.metadata().await?;
-        Ok(ResourceVerifier::new(
-            config,
-            &metadata,
-            Revocations::follow(broker),
-        )?)
+        let revocations = Revocations::follow(broker, &metadata)?;
+        Ok(ResourceVerifier::new(config, &metadata, revocations)?)
     }
 
     /// Checks one call: what it needs, from its method, path and `body`,

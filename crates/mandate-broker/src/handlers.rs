@@ -383,11 +383,16 @@ pub struct Feed {
     pub revoked: Vec<FeedEntry>,
     /// Pass as `since` for the next page.
     pub next: i64,
+    /// The broker's latest signed checkpoint of the feed
+    /// (`mandate-checkpoint+jwt`): the position and head it reached, and
+    /// when. It may cover less or more than this page.
+    pub checkpoint: String,
 }
 
 #[utoipa::path(
     get, path = "/v1/revocations", tag = "revocations", params(Since),
-    responses((status = 200, body = Feed), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Feed), (status = 400, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "No checkpoint could be signed yet (`checkpoint.unavailable`), or storage is unavailable"))
 )]
 pub async fn revocation_feed(
     State(state): State<AppState>,
@@ -398,7 +403,12 @@ pub async fn revocation_feed(
     let position = since.position()?;
     let revoked = revocation_service::feed(&state, position).await?;
     let next = revoked.last().map_or(position, |r| r.seq);
-    Ok(Json(Feed { revoked, next }))
+    let checkpoint = revocation_service::checkpoint(&state).await?;
+    Ok(Json(Feed {
+        revoked,
+        next,
+        checkpoint,
+    }))
 }
 
 /// The user's grants.

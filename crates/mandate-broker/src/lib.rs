@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chains;
+mod checkpoint;
 mod error;
 pub mod guard;
 pub mod handlers;

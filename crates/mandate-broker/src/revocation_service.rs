@@ -152,6 +152,13 @@ pub async fn feed(state: &AppState, since: i64) -> Result<Vec<FeedEntry>, ApiErr
         .collect())
 }
 
+/// The feed's latest signed checkpoint (`mandate-checkpoint+jwt`),
+/// shared by every reader; waits for the first one.
+pub async fn checkpoint(state: &AppState) -> Result<String, ApiError> {
+    let latest = state.inner.checkpoints.latest(state).await?;
+    Ok(latest.token.clone())
+}
+
 /// One of the user's grants.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GrantItem {

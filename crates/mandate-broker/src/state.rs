@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mandate_core::{MemoryReplayCache, Policy, SigningKey, UnixTime};
 use mandate_store::Store;
 
+use crate::checkpoint::Checkpoints;
 use crate::guard::{AllowedHost, AllowedOrigin, Guard};
 use crate::hub::Hub;
 use crate::oidc::OidcVerifier;
@@ -30,7 +31,8 @@ pub struct Limits {
     /// Calls one signed-in user may make.
     pub user_calls: Rate,
     /// How often an idle SSE stream sends a comment, so that followers can
-    /// tell a quiet stream from a dead one.
+    /// tell a quiet stream from a dead one; also how often the revocation
+    /// feed gets a fresh signed checkpoint (`mandate-checkpoint+jwt`).
     pub sse_keepalive: std::time::Duration,
     /// How long a user key's binding lasts, in seconds
     /// ([`crate::user_service::BINDING_LIFETIME`] by default).
@@ -103,6 +105,7 @@ pub(crate) struct Inner {
     pub replay: MemoryReplayCache,
     pub hub: Hub,
     pub limiters: Limiters,
+    pub checkpoints: Checkpoints,
 }
 
 impl AppState {
@@ -130,6 +133,7 @@ impl AppState {
                 replay: MemoryReplayCache::new(100_000),
                 hub: Hub::default(),
                 limiters: Limiters::new(&limits),
+                checkpoints: Checkpoints::default(),
             }),
             guard: Arc::new(Guard::for_url(public_url)),
         }

@@ -3,14 +3,22 @@
 //! Each event's SSE id is its sequence number in the event log. A client
 //! that reconnects with `Last-Event-ID` gets what it missed, then live
 //! events, with nothing repeated.
+//!
+//! The revocation stream also carries the feed's signed checkpoints
+//! (`event: checkpoint`, with no id): the latest one when the backlog has
+//! been sent, then each new one, once per keep-alive interval and after
+//! each revocation.
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use mandate_store::{Event, EventKind};
 use serde_json::json;
 use std::convert::Infallible;
+use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tokio_stream::Stream;
 
+use crate::checkpoint::Checkpoint;
 use crate::hub::Published;
 use crate::{ApiError, AppState};
 
@@ -94,6 +102,8 @@ pub async fn stream(
             }
         }
     }
+    let mut checkpoints =
+        matches!(filter, Filter::Revocations).then(|| state.inner.checkpoints.subscribe(&state));
     let stream = async_stream::stream! {
         let mut sent = last_seen.unwrap_or(0);
         for p in backlog {
@@ -102,27 +112,69 @@ pub async fn stream(
             }
             sent = p.event.seq;
         }
+        if let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone()) {
+            yield Ok(checkpoint_event(&latest));
+        }
         loop {
-            match live.recv().await {
-                Ok(p) => {
+            let next = tokio::select! {
+                live = live.recv() => Next::Live(live),
+                Some(c) = next_checkpoint(&mut checkpoints) => Next::Checkpoint(c),
+            };
+            match next {
+                Next::Live(Ok(p)) => {
                     if p.event.seq <= sent {
                         continue;
                     }
                     sent = p.event.seq;
                     if let Some(ev) = filter.emit(&p) {
-                yield Ok(ev);
-            }
+                        yield Ok(ev);
+                    }
                 }
-                Err(RecvError::Lagged(_)) => {
+                Next::Live(Err(RecvError::Lagged(_))) => {
                     // Too slow to keep up: tell the client to resume from
                     // its last id, and stop.
                     yield Ok(SseEvent::default().event("lagged").data("{\"type\":\"lagged\"}"));
                     break;
                 }
-                Err(RecvError::Closed) => break,
+                Next::Live(Err(RecvError::Closed)) => break,
+                Next::Checkpoint(c) => yield Ok(checkpoint_event(&c)),
             }
         }
     };
     let keepalive = KeepAlive::new().interval(state.inner.limits.sse_keepalive);
     Ok(Sse::new(stream).keep_alive(keepalive))
+}
+
+/// What a stream sends next.
+enum Next {
+    Live(Result<Arc<Published>, RecvError>),
+    Checkpoint(Arc<Checkpoint>),
+}
+
+/// The next checkpoint signed; never, for a stream without checkpoints or
+/// once the signer is gone.
+async fn next_checkpoint(
+    rx: &mut Option<watch::Receiver<Option<Arc<Checkpoint>>>>,
+) -> Option<Arc<Checkpoint>> {
+    loop {
+        let Some(watching) = rx.as_mut() else {
+            return std::future::pending().await;
+        };
+        if watching.changed().await.is_err() {
+            *rx = None;
+            continue;
+        }
+        if let Some(c) = watching.borrow_and_update().clone() {
+            return Some(c);
+        }
+    }
+}
+
+/// A checkpoint as an SSE event: `event: checkpoint`, no id (it is not in
+/// the event log), `data: {"type":"checkpoint","checkpoint":…}`.
+fn checkpoint_event(c: &Checkpoint) -> SseEvent {
+    let data = json!({ "type": "checkpoint", "checkpoint": c.token });
+    SseEvent::default()
+        .event("checkpoint")
+        .data(data.to_string())
 }

@@ -36,7 +36,8 @@ use serde_json::json;
     about = "Mandate for agents: ask, delegate, prove, report, verify"
 )]
 struct Cli {
-    /// The broker's URL.
+    /// The broker's URL: `https://`, or `http://` to this machine only
+    /// (127.0.0.0/8, ::1, localhost).
     #[arg(
         long,
         global = true,
@@ -306,9 +307,11 @@ async fn run(cli: Cli) -> Result<(), AgentError> {
             key_fingerprint,
         }) => verify_history(&db, key_fingerprint.as_deref()).await,
         Command::Revocations(RevocationsCommand::Follow) => {
-            let _follow = Revocations::follow_with(Broker::new(broker)?, |id| {
+            let broker = Broker::new(broker)?;
+            let metadata = broker.metadata().await?;
+            let _follow = Revocations::follow_with(broker, &metadata, |id| {
                 print_json(&json!({ "revoked": id }));
-            });
+            })?;
             tokio::signal::ctrl_c()
                 .await
                 .map_err(|e| AgentError::Invalid(e.to_string()))

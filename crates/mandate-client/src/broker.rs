@@ -87,12 +87,16 @@ struct ErrorBody {
 }
 
 impl BrokerClient {
-    /// A client for the broker at `url` (no trailing `/`).
+    /// A client for the broker at `url`, which must be `https://`, or
+    /// `http://` to this machine (`broker.url_insecure` otherwise; the
+    /// rule is [`mandate_agent::client::broker_url`], shared by every
+    /// client of a broker).
     pub fn new(url: &str) -> Result<BrokerClient, ClientError> {
+        let url = mandate_agent::client::broker_url(url)?;
         let http = crate::http::client().map_err(ClientError::Unreachable)?;
         let streaming = crate::http::streaming_client().map_err(ClientError::Unreachable)?;
         Ok(BrokerClient {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
             http,
             streaming,
         })
@@ -355,5 +359,24 @@ fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
             .as_ref()
             .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
         message: body.map_or_else(|| status.to_string(), |b| b.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BrokerClient;
+
+    #[test]
+    fn the_app_reaches_a_broker_over_https_or_on_this_machine_only() {
+        let refused = BrokerClient::new("http://broker.example").unwrap_err();
+        assert_eq!(refused.code(), "broker.url_insecure");
+        assert_eq!(
+            BrokerClient::new("broker.example").unwrap_err().code(),
+            "broker.url_malformed"
+        );
+        for ok in ["https://broker.example/", "http://127.0.0.1:7700"] {
+            let client = BrokerClient::new(ok).unwrap();
+            assert_eq!(client.url(), ok.trim_end_matches('/'));
+        }
     }
 }

@@ -42,6 +42,10 @@ pub enum ClientError {
     /// No such request.
     #[error("no such request")]
     NotFound,
+    /// The broker's URL was refused: not `https://` (nor `http://` to this
+    /// machine), or not a plain base URL.
+    #[error(transparent)]
+    BrokerUrl(#[from] mandate_agent::client::BrokerUrlError),
 }
 
 impl ClientError {
@@ -58,6 +62,7 @@ impl ClientError {
             ClientError::SignIn(e) => e.code(),
             ClientError::SignedOut => "session.signed_out",
             ClientError::NotFound => "request.not_found",
+            ClientError::BrokerUrl(e) => e.code(),
         }
     }
 }

@@ -36,8 +36,9 @@ struct Args {
     /// Where the files live, as scopes name them.
     #[arg(long, default_value = "https://files.example")]
     location_base: String,
-    /// Refuse every call once no news came from the broker for this long, in seconds.
-    #[arg(long, default_value_t = 15)]
+    /// Refuse every call once the latest broker checkpoint caught up to is
+    /// older than this, in seconds.
+    #[arg(long, default_value_t = mandate_agent::DEFAULT_MAX_STALENESS.as_secs())]
     max_staleness: u64,
 }
 

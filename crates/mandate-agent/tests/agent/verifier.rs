@@ -4,12 +4,13 @@
 //! handler did not run.
 //!
 //! The broker is a stub on loopback that serves an empty revocation feed
-//! and a live event stream, so the verifier's revocation set is current;
-//! the resource server is called with `oneshot`.
+//! and a live event stream, both with checkpoints it signs, so the
+//! verifier's revocation set is current; the resource server is called
+//! with `oneshot`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -25,8 +26,8 @@ use mandate_agent::{
     require_mandate, unix_now,
 };
 use mandate_core::scope::{AuthorizationDetail, Money};
-use mandate_core::token::{Actor, BindingClaims, Confirmation, GrantClaims};
-use mandate_core::{Claims as _, SigningKey};
+use mandate_core::token::{Actor, BindingClaims, CheckpointClaims, Confirmation, GrantClaims};
+use mandate_core::{Claims as _, FeedHead, SigningKey, TokenId};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -39,7 +40,7 @@ const MAX_BODY: usize = 1024;
 
 /// A resource server behind the verifier, an agent holding a mandate for
 /// it, and a count of the calls that reached a handler.
-struct World {
+pub struct World {
     app: Router,
     agent: Agent,
     mandate: Mandate,
@@ -103,23 +104,91 @@ fn needs(method: &Method, path: &str, body: &[u8]) -> Result<Need, NoNeed> {
     }
 }
 
-/// A stub broker on loopback: no revocations, and an event stream that
-/// stays open with a keep-alive. Its URL and its task.
-async fn stub_broker() -> (String, tokio::task::JoinHandle<()>) {
+/// How the stub broker signs the checkpoints of its feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// As a broker does: its key, its name, position 0, now.
+    Honest,
+    /// With another key than the one its metadata names.
+    ForeignKey,
+    /// Naming another broker.
+    ForeignIssuer,
+    /// One honest checkpoint first, then only checkpoints older than it.
+    OlderAfterOne,
+    /// Naming a revocation at position 1 that the feed never serves.
+    Withheld,
+}
+
+/// The stub broker's signing key.
+pub fn broker_key() -> SigningKey {
+    SigningKey::from_seed(&[1; 32])
+}
+
+/// A stub broker on loopback: no revocations, a feed page and an event
+/// stream that carry checkpoints signed as `signing` says (on the stream,
+/// every 200 ms, with a keep-alive comment as often). Its URL and its task.
+pub async fn stub_broker(signing: Signing) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = url.clone();
+    let started = unix_now();
+    let checkpoint = move |n: u64| {
+        let withheld = FeedHead::EMPTY.next(1, &TokenId::of("a withheld grant"));
+        let honest = CheckpointClaims {
+            iss: issuer.clone(),
+            seq: 0,
+            head: FeedHead::EMPTY,
+            iat: unix_now(),
+        };
+        match signing {
+            Signing::Honest => honest.sign(&broker_key()),
+            Signing::ForeignKey => honest.sign(&SigningKey::from_seed(&[42; 32])),
+            Signing::ForeignIssuer => CheckpointClaims {
+                iss: "http://other-broker.test".into(),
+                ..honest
+            }
+            .sign(&broker_key()),
+            Signing::OlderAfterOne if n == 0 => honest.sign(&broker_key()),
+            Signing::OlderAfterOne => CheckpointClaims {
+                iat: started - 1,
+                ..honest
+            }
+            .sign(&broker_key()),
+            Signing::Withheld => CheckpointClaims {
+                seq: 1,
+                head: withheld,
+                ..honest
+            }
+            .sign(&broker_key()),
+        }
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let (for_feed, for_stream) = (checkpoint.clone(), checkpoint);
+    let (feed_sent, stream_sent) = (sent.clone(), sent);
     let app = Router::new()
         .route(
             "/v1/revocations",
-            get(|| async { Json(json!({ "revoked": [], "next": 0 })) }),
+            get(move || async move {
+                let n = feed_sent.fetch_add(1, Ordering::SeqCst);
+                Json(json!({ "revoked": [], "next": 0, "checkpoint": for_feed(n) }))
+            }),
         )
         .route(
             "/v1/revocations/events",
-            get(|| async {
-                Sse::new(futures_util::stream::pending::<Result<Event, Infallible>>())
-                    .keep_alive(KeepAlive::new().interval(Duration::from_millis(200)))
+            get(move || async move {
+                let events = futures_util::stream::unfold(
+                    (for_stream, stream_sent),
+                    |(sign, sent)| async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let n = sent.fetch_add(1, Ordering::SeqCst);
+                        let data = json!({ "type": "checkpoint", "checkpoint": sign(n) });
+                        let event = Event::default().event("checkpoint").data(data.to_string());
+                        Some((Ok::<_, Infallible>(event), (sign, sent)))
+                    },
+                );
+                Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_millis(200)))
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
@@ -129,8 +198,20 @@ async fn stub_broker() -> (String, tokio::task::JoinHandle<()>) {
 /// A server behind a verifier that trusts a stub broker, and an agent
 /// whose mandate, from alice through that broker, holds `scopes`.
 async fn world(scopes: Vec<AuthorizationDetail>) -> World {
-    let (url, broker) = stub_broker().await;
-    let broker_key = SigningKey::from_seed(&[1; 32]);
+    world_with(scopes, Signing::Honest, Duration::from_secs(60)).await
+}
+
+/// As [`world`], with the stub broker signing its checkpoints as
+/// `signing` says and the verifier's bound `max_staleness`. It waits for
+/// the verifier to be current when the broker signs an honest checkpoint
+/// at all; otherwise the verifier is built at once, not current.
+pub async fn world_with(
+    scopes: Vec<AuthorizationDetail>,
+    signing: Signing,
+    max_staleness: Duration,
+) -> World {
+    let (url, broker) = stub_broker(signing).await;
+    let broker_key = broker_key();
     let alice_key = SigningKey::from_seed(&[2; 32]);
     let agent_key = SigningKey::from_seed(&[3; 32]);
     let alice: mandate_core::Principal = "http://idp.test#alice".to_owned().try_into().unwrap();
@@ -177,17 +258,19 @@ async fn world(scopes: Vec<AuthorizationDetail>) -> World {
         "jwks": { "keys": [broker_key.public().to_jwk()] },
     }))
     .unwrap();
-    let revocations = Revocations::follow(Broker::new(&url).unwrap());
-    tokio::time::timeout(PATIENCE, async {
-        while revocations.age().is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the stub broker's revocations are followed");
+    let revocations = Revocations::follow(Broker::new(&url).unwrap(), &metadata).unwrap();
+    if matches!(signing, Signing::Honest | Signing::OlderAfterOne) {
+        tokio::time::timeout(PATIENCE, async {
+            while revocations.age().is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the stub broker's revocations are followed");
+    }
     let config = VerifierConfig {
         origin: ORIGIN.into(),
-        max_staleness: Duration::from_secs(60),
+        max_staleness,
         needs: Box::new(needs),
         max_body: MAX_BODY,
     };
@@ -270,7 +353,12 @@ async fn world(scopes: Vec<AuthorizationDetail>) -> World {
 impl World {
     /// Calls `path` with `body` under the mandate and a fresh proof; the
     /// status and the JSON answer.
-    async fn call(&self, method: Method, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
         let url = format!("{ORIGIN}{path}");
         let mut req = Request::builder().method(method.clone()).uri(path);
         for (name, value) in self
@@ -295,7 +383,7 @@ impl World {
 
     /// Calls `path` as [`World::call`] does, and checks that it is refused
     /// with `status` and `code` and that no handler ran.
-    async fn refused(
+    pub async fn refused(
         &self,
         method: Method,
         path: &str,
@@ -318,7 +406,7 @@ impl World {
     }
 }
 
-fn detail(kind: &str, action: &str, location: &str) -> AuthorizationDetail {
+pub fn detail(kind: &str, action: &str, location: &str) -> AuthorizationDetail {
     AuthorizationDetail::new(kind, [action], [location]).unwrap()
 }
 

@@ -14,7 +14,8 @@ use tower::ServiceExt as _;
 
 use crate::revocations::{approved, revocation};
 use crate::users::{alice_key, with_bearer};
-use crate::{agent, get, harness, request_token, submit};
+use crate::{agent, get, harness, harness_with, request_token, submit};
+use mandate_broker::Limits;
 
 /// An open SSE response body.
 pub struct Stream {
@@ -141,4 +142,48 @@ impl WithHeader for Request<Body> {
     fn with_last_event_id(self, id: i64) -> Self {
         self.with_header("last-event-id", &id.to_string())
     }
+}
+
+#[tokio::test]
+async fn the_revocation_stream_carries_checkpoints_and_one_after_each_revocation() {
+    let h = harness_with(Limits {
+        // Long enough that only a revocation explains a second checkpoint.
+        sse_keepalive: Duration::from_secs(3600),
+        ..Limits::default()
+    })
+    .await;
+    let g = approved(&h, "cps").await;
+    let mut live = Stream::open(&h.app, get("/v1/revocations/events", None)).await;
+    let first = live.until("event: checkpoint").await;
+    assert!(
+        !first.contains("id:"),
+        "a checkpoint has no event id: {first}"
+    );
+    let token = revocation(&h.alice, vec![g], &alice_key(), "cps1");
+    let (status, _) = crate::call(
+        &h.app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": token }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let seen = live.until(&g.to_string()).await;
+    let seen = if seen.contains("event: checkpoint") {
+        seen
+    } else {
+        live.until("event: checkpoint").await
+    };
+    let data = seen
+        .split("\n\n")
+        .filter(|e| e.contains("event: checkpoint"))
+        .find_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .expect("a checkpoint after the revocation");
+    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+    let (_, claims) = mandate_core::token::peek::<mandate_core::token::CheckpointClaims>(
+        data["checkpoint"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(claims.seq > 0, "it covers the revocation: {claims:?}");
 }

@@ -1,8 +1,11 @@
 //! Revocations: who may post one, and the feed resource servers follow.
 
 use axum::http::StatusCode;
-use mandate_core::token::RevocationClaims;
-use mandate_core::{Claims as _, SigningKey, TokenId};
+use mandate_core::feed::Mark;
+use mandate_core::token::{CheckpointClaims, RevocationClaims};
+use mandate_core::{
+    Checkpointed, Claims as _, Policy, PublicKey, RevocationFeed, SigningKey, TokenId,
+};
 use serde_json::json;
 
 use crate::users::{alice_key, grant, post_json, with_bearer};
@@ -312,4 +315,76 @@ async fn a_revoked_grant_is_reissued_narrower_to_the_same_request() {
         (status, body["code"].as_str()),
         (StatusCode::CONFLICT, Some("decision.stale"))
     );
+}
+
+/// The feed's reader: the broker's key and name, from its metadata.
+async fn follower(h: &Harness) -> RevocationFeed {
+    let (_, meta) = call(&h.app, get("/.well-known/mandate", None)).await;
+    let keys = meta["jwks"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| PublicKey::from_jwk(&serde_json::from_value(k.clone()).unwrap()).unwrap())
+        .collect();
+    RevocationFeed::new(meta["issuer"].as_str().unwrap(), keys)
+}
+
+/// Reads the feed after `feed`'s position into it, then takes the page's
+/// checkpoint; what it made of it.
+async fn read_feed(h: &Harness, feed: &mut RevocationFeed) -> Checkpointed {
+    let (status, page) = call(
+        &h.app,
+        get(&format!("/v1/revocations?since={}", feed.position()), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for entry in page["revoked"].as_array().unwrap() {
+        let seq = entry["seq"].as_u64().unwrap();
+        feed.apply(seq, entry["grant"].as_str().unwrap().parse().unwrap())
+            .unwrap();
+    }
+    let checkpoint = page["checkpoint"].as_str().expect("a checkpoint");
+    feed.checkpoint(checkpoint, &Policy::default(), NOW)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_feed_carries_a_checkpoint_signed_by_the_broker() {
+    let h = harness().await;
+    let mut feed = follower(&h).await;
+    // An empty feed: position 0, as of the broker's now.
+    assert_eq!(read_feed(&h, &mut feed).await, Checkpointed::Accepted);
+    assert_eq!(feed.current(), Some(Mark { seq: 0, iat: NOW }));
+    let (_, page) = call(&h.app, get("/v1/revocations", None)).await;
+    let (_, claims) =
+        mandate_core::token::peek::<CheckpointClaims>(page["checkpoint"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(claims.iss, crate::URL, "iss is the broker's public URL");
+
+    // After a revocation, a new checkpoint covers it, and matches the
+    // feed read entry by entry.
+    let g = approved(&h, "cp1").await;
+    let (status, _) = call(
+        &h.app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": revocation(&h.alice, vec![g], &alice_key(), "cp1") }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        read_feed(&h, &mut feed).await;
+        if feed.current().is_some_and(|m| m.seq > 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint covers the revocation within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(feed.revoked().contains(&g));
+    assert_eq!(feed.current().unwrap().seq, feed.position());
 }

@@ -23,8 +23,9 @@ struct Args {
     /// The broker whose bindings and revocations to trust.
     #[arg(long, env = "MANDATE_BROKER", default_value = "http://127.0.0.1:7700")]
     broker: String,
-    /// Refuse every call once no news came from the broker for this long, in seconds.
-    #[arg(long, default_value_t = 15)]
+    /// Refuse every call once the latest broker checkpoint caught up to is
+    /// older than this, in seconds.
+    #[arg(long, default_value_t = mandate_agent::DEFAULT_MAX_STALENESS.as_secs())]
     max_staleness: u64,
 }
 

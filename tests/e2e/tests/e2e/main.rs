@@ -13,3 +13,4 @@ mod hostile;
 mod instances;
 mod journey;
 mod user;
+mod withheld;
