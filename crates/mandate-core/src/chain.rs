@@ -15,10 +15,37 @@ use crate::scope::{self, AuthorizationDetail, Escalation};
 use crate::token::{BindingClaims, Claims as _, GrantClaims, Policy, Principal, UnixTime};
 use crate::{Error, MAX_CHAIN_LINKS};
 
-/// Answers whether a grant id has been revoked.
+/// Answers whether a grant id has been revoked, and whether a user key
+/// has been removed.
 pub trait RevocationSet {
     /// Whether `id` is revoked.
     fn is_revoked(&self, id: &TokenId) -> bool;
+
+    /// Whether the user key `key` was removed by its user: every chain
+    /// rooted in it falls. A set that knows only grants answers `false`.
+    fn is_key_revoked(&self, key: &Thumbprint) -> bool {
+        let _ = key;
+        false
+    }
+}
+
+/// Revoked grants and removed user keys together.
+#[derive(Debug, Default, Clone)]
+pub struct Revoked {
+    /// The revoked grant ids.
+    pub grants: HashSet<TokenId>,
+    /// The thumbprints of the removed user keys.
+    pub keys: HashSet<Thumbprint>,
+}
+
+impl RevocationSet for Revoked {
+    fn is_revoked(&self, id: &TokenId) -> bool {
+        self.grants.contains(id)
+    }
+
+    fn is_key_revoked(&self, key: &Thumbprint) -> bool {
+        self.keys.contains(key)
+    }
 }
 
 impl<S: BuildHasher> RevocationSet for HashSet<TokenId, S> {
@@ -161,7 +188,7 @@ pub struct Context<'a> {
     pub keys: &'a KeySet,
     /// Which user keys belong to which principals.
     pub bindings: &'a dyn Bindings,
-    /// The revoked grant ids.
+    /// The revoked grant ids and removed user keys.
     pub revoked: &'a dyn RevocationSet,
 }
 
@@ -339,6 +366,9 @@ pub(crate) fn verify_cached<S: AsRef<str>>(
                 }
                 if !cx.bindings.is_bound(&claims.sub, &link.issuer, cx.now) {
                     return Err(Error::RootNotBound(i));
+                }
+                if cx.revoked.is_key_revoked(&link.issuer) {
+                    return Err(Error::KeyRevoked(i));
                 }
                 agents.push(link.issuer);
             }

@@ -116,6 +116,9 @@ pub enum Error {
     /// A link's id is in the revocation set.
     #[error("link {0} is revoked")]
     Revoked(LinkIndex),
+    /// The root's signing key was removed by its user (a key revocation).
+    #[error("link {0} is signed by a user key that was removed")]
+    KeyRevoked(LinkIndex),
     /// No proof of possession was presented where one is required.
     #[error("proof of possession is missing")]
     PopMissing,
@@ -198,6 +201,7 @@ impl Error {
             Error::EscalatedCurrency(_) => "scope.escalated_currency",
             Error::BadScope(_) => "scope.malformed",
             Error::Revoked(_) => "chain.revoked",
+            Error::KeyRevoked(_) => "chain.key_revoked",
             Error::PopMissing => "pop.missing",
             Error::PopWrongKey => "pop.wrong_key",
             Error::PopStale => "pop.stale",
@@ -249,6 +253,7 @@ impl Error {
         "scope.escalated_currency",
         "scope.malformed",
         "chain.revoked",
+        "chain.key_revoked",
         "pop.missing",
         "pop.wrong_key",
         "pop.stale",
@@ -281,7 +286,8 @@ impl Error {
             | Error::EscalatedLocation(i)
             | Error::EscalatedLimit(i)
             | Error::EscalatedCurrency(i)
-            | Error::Revoked(i) => Some(*i),
+            | Error::Revoked(i)
+            | Error::KeyRevoked(i) => Some(*i),
             _ => None,
         }
     }

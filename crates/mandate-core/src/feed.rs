@@ -22,8 +22,9 @@ use std::collections::{BTreeMap, HashSet};
 use sha2::{Digest as _, Sha256};
 
 use crate::Error;
+use crate::chain::RevocationSet;
 use crate::jws::TokenId;
-use crate::key::PublicKey;
+use crate::key::{PublicKey, Thumbprint};
 use crate::token::{CheckpointClaims, Policy, UnixTime};
 
 /// The largest feed position: 2^53 - 1, which every JSON client can
@@ -57,6 +58,19 @@ impl FeedHead {
         h.update(grant.as_bytes());
         FeedHead(h.finalize().into())
     }
+
+    /// The head after the entry at `seq` removing the user key `key`:
+    /// `SHA-256(head ‖ seq as 8 bytes big-endian ‖ "K" ‖ the 32 bytes of
+    /// the key's thumbprint)`, one byte longer than a grant's entry, so
+    /// that no key entry reads as a grant entry.
+    pub fn next_key(&self, seq: u64, key: &Thumbprint) -> FeedHead {
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update(seq.to_be_bytes());
+        h.update(b"K");
+        h.update(key.as_bytes());
+        FeedHead(h.finalize().into())
+    }
 }
 
 /// A checkpoint a follower accepted: the feed position it covers and when
@@ -84,6 +98,16 @@ pub enum Checkpointed {
     Ignored,
 }
 
+impl RevocationSet for RevocationFeed {
+    fn is_revoked(&self, id: &TokenId) -> bool {
+        self.revoked.contains(id)
+    }
+
+    fn is_key_revoked(&self, key: &Thumbprint) -> bool {
+        self.revoked_keys.contains(key)
+    }
+}
+
 /// One verifier's copy of one broker's revocation feed: the revoked
 /// grants, the position and head applied, and the latest checkpoint that
 /// matched them.
@@ -92,6 +116,8 @@ pub struct RevocationFeed {
     issuer: String,
     keys: Vec<PublicKey>,
     revoked: HashSet<TokenId>,
+    /// The removed user keys.
+    revoked_keys: HashSet<Thumbprint>,
     /// The position and head of the last entry applied.
     seq: u64,
     head: FeedHead,
@@ -113,6 +139,7 @@ impl RevocationFeed {
             issuer: issuer.into(),
             keys,
             revoked: HashSet::new(),
+            revoked_keys: HashSet::new(),
             seq: 0,
             head: FeedHead::EMPTY,
             heads: BTreeMap::from([(0, FeedHead::EMPTY)]),
@@ -124,6 +151,17 @@ impl RevocationFeed {
     /// The revoked grants known, from the feed or pushed.
     pub fn revoked(&self) -> &HashSet<TokenId> {
         &self.revoked
+    }
+
+    /// The removed user keys known, from the feed or pushed.
+    pub fn revoked_keys(&self) -> &HashSet<Thumbprint> {
+        &self.revoked_keys
+    }
+
+    /// Adds a removed user key pushed outside the feed's order, as
+    /// [`RevocationFeed::push`] does for a grant. Whether it was new.
+    pub fn push_key(&mut self, key: Thumbprint) -> bool {
+        self.revoked_keys.insert(key)
     }
 
     /// The position of the last entry applied: read the feed after it.
@@ -164,13 +202,34 @@ impl RevocationFeed {
         if seq <= self.seq || seq > MAX_FEED_SEQ {
             return Err(self.diverge());
         }
-        self.head = self.head.next(seq, &grant);
+        let head = self.head.next(seq, &grant);
+        let new = self.revoked.insert(grant);
+        self.advance(seq, head)?;
+        Ok(new)
+    }
+
+    /// Applies the feed's entry at `seq` removing the user key `key`, in
+    /// order, as [`RevocationFeed::apply`] applies a grant's. Whether the
+    /// key was new to this copy.
+    pub fn apply_key(&mut self, seq: u64, key: Thumbprint) -> Result<bool, Error> {
+        if seq <= self.seq || seq > MAX_FEED_SEQ {
+            return Err(self.diverge());
+        }
+        let head = self.head.next_key(seq, &key);
+        let new = self.revoked_keys.insert(key);
+        self.advance(seq, head)?;
+        Ok(new)
+    }
+
+    /// Moves to the entry at `seq`, whose head is `head`, and settles a
+    /// pending checkpoint that it reaches.
+    fn advance(&mut self, seq: u64, head: FeedHead) -> Result<(), Error> {
+        self.head = head;
         self.seq = seq;
         self.heads.insert(seq, self.head);
         if self.heads.len() > REMEMBERED {
             self.heads.pop_first();
         }
-        let new = self.revoked.insert(grant);
         if let Some((mark, head)) = self.ahead {
             if mark.seq < seq {
                 return Err(self.diverge());
@@ -182,7 +241,7 @@ impl RevocationFeed {
                 self.accept(mark);
             }
         }
-        Ok(new)
+        Ok(())
     }
 
     /// Takes a checkpoint from the broker.

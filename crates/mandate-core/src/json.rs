@@ -22,6 +22,7 @@ const LIST_MEMBERS: &[&str] = &[
     "locations",
     "revokes",
     "parent_chain",
+    "keys",
 ];
 
 /// Checks that `text` is one JSON object that obeys the rules above.

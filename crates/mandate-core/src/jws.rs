@@ -42,6 +42,8 @@ pub enum TokenKind {
     /// `mandate-checkpoint+jwt`: a broker states how far its revocation
     /// feed reached, and when.
     Checkpoint,
+    /// `mandate-key-revocation+jwt`: a user removes one of their keys.
+    KeyRevocation,
 }
 
 impl TokenKind {
@@ -56,6 +58,7 @@ impl TokenKind {
             TokenKind::Pop => "mandate-pop+jwt",
             TokenKind::Binding => "mandate-binding+jwt",
             TokenKind::Checkpoint => "mandate-checkpoint+jwt",
+            TokenKind::KeyRevocation => "mandate-key-revocation+jwt",
         }
     }
 

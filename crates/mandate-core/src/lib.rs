@@ -43,7 +43,8 @@ mod verifier;
 pub use attribution::{Attribution, Ledger, Receipt, Step};
 pub use cache::LinkCache;
 pub use chain::{
-    BindingSet, Bindings, Context, KeySet, Link, RevocationSet, VerifiedChain, verify_chain,
+    BindingSet, Bindings, Context, KeySet, Link, RevocationSet, Revoked, VerifiedChain,
+    verify_chain,
 };
 pub use error::Error;
 pub use feed::{Checkpointed, FeedHead, RevocationFeed};

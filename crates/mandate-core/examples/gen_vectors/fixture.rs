@@ -262,6 +262,8 @@ pub struct Vector {
     pub user_bindings: Vec<Binding>,
     pub chain: Vec<String>,
     pub revoked: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked_keys: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pop: Option<PopCase>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -732,6 +732,14 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         let v = out.add(name, desc, &chain, "chain.revoked");
         v.revoked = vec![chain.id(at).to_string()];
     }
+    let chain = Chain::straight(cast, 3, "key-removed");
+    let v = out.add(
+        "key-removed",
+        "Alice removed the key that signed the root: every chain rooted in it falls",
+        &chain,
+        "chain.key_revoked",
+    );
+    v.revoked_keys = vec![cast.alice.jkt().to_string()];
 
     // Encoding and size.
     out.with_link(

@@ -33,6 +33,7 @@ pub fn vector(cast: &Cast, description: &str, chain: &Chain, expect: &str) -> Ve
         ],
         chain: chain.tokens.clone(),
         revoked: vec![],
+        revoked_keys: vec![],
         pop: None,
         call: None,
         expect: expect.into(),
@@ -317,6 +318,15 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
     );
     v.revoked = vec![mandate_core::TokenId::of("an unrelated grant").to_string()];
     out.push(("valid-unrelated-revocation".into(), v));
+
+    let chain = Chain::straight(cast, 2, "valid-other-key-removed");
+    let mut v = valid(
+        cast,
+        "Alice removed her laptop's key; this chain is rooted in her other key",
+        &chain,
+    );
+    v.revoked_keys = vec![cast.alice_laptop.jkt().to_string()];
+    out.push(("valid-other-key-removed".into(), v));
 
     let chain = Chain::straight(cast, 2, "valid-pop-query");
     let mut v = with_pop(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use mandate_core::scope::{Call, Money, permits};
 use mandate_core::{
-    BindingSet, Context, Error, HttpCall, Jwk, KeySet, MemoryReplayCache, Policy, TokenId,
+    BindingSet, Context, Error, HttpCall, Jwk, KeySet, MemoryReplayCache, Policy, Revoked,
     VerifiedChain, Verifier, verify_chain, verify_pop,
 };
 use serde::Deserialize;
@@ -23,6 +23,8 @@ pub struct VectorFile {
     pub user_bindings: Vec<BindingIn>,
     pub chain: Vec<String>,
     pub revoked: Vec<String>,
+    #[serde(default)]
+    pub revoked_keys: Vec<String>,
     #[serde(default)]
     pub pop: Option<PopIn>,
     #[serde(default)]
@@ -91,7 +93,7 @@ pub fn load_all() -> Vec<(String, VectorFile)> {
 pub struct Inputs {
     pub keys: KeySet,
     pub bindings: BindingSet,
-    pub revoked: HashSet<TokenId>,
+    pub revoked: Revoked,
 }
 
 impl Inputs {
@@ -109,11 +111,18 @@ impl Inputs {
                 )
                 .expect("consistent bindings");
         }
-        let revoked = v
-            .revoked
-            .iter()
-            .map(|id| id.parse().expect("grant id"))
-            .collect();
+        let revoked = Revoked {
+            grants: v
+                .revoked
+                .iter()
+                .map(|id| id.parse().expect("grant id"))
+                .collect(),
+            keys: v
+                .revoked_keys
+                .iter()
+                .map(|jkt| jkt.parse().expect("key thumbprint"))
+                .collect(),
+        };
         Inputs {
             keys,
             bindings,
