@@ -78,13 +78,17 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
-/// One revoked grant in the feed.
+/// One entry of the feed: a revoked grant, or a removed user key.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Revoked {
     /// Its position in the feed.
     pub seq: u64,
     /// The grant.
-    pub grant: TokenId,
+    #[serde(default)]
+    pub grant: Option<TokenId>,
+    /// The removed user key's thumbprint.
+    #[serde(default)]
+    pub key: Option<mandate_core::Thumbprint>,
 }
 
 /// One page of the revocation feed.

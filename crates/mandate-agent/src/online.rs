@@ -37,7 +37,7 @@ pub async fn verify_online(
     mandate: &Mandate,
     revocation: bool,
 ) -> Result<Summary, AgentError> {
-    let mut revoked = HashSet::new();
+    let mut revoked = mandate_core::Revoked::default();
     if revocation {
         let metadata = broker.metadata().await?;
         let read = Revocations::read(broker, &metadata).await?;
@@ -49,7 +49,10 @@ pub async fn verify_online(
                 ));
             }
         }
-        revoked = read.snapshot();
+        revoked = mandate_core::Revoked {
+            grants: read.snapshot(),
+            keys: read.snapshot_keys(),
+        };
     }
     let (verified, _) = verify_at(broker, mandate, &revoked, unix_now()).await?;
     Ok(summary(&verified))
@@ -80,7 +83,7 @@ pub async fn verify_receipt_online(
     receipt: &str,
     at: UnixTime,
 ) -> Result<ReceiptSummary, AgentError> {
-    let (verified, keys) = verify_at(broker, mandate, &HashSet::new(), at).await?;
+    let (verified, keys) = verify_at(broker, mandate, &HashSet::<TokenId>::new(), at).await?;
     let r = mandate_core::Receipt::verify(receipt, verified.leaf(), &keys, &Policy::default(), at)?;
     Ok(ReceiptSummary {
         receipt: r.id(),
@@ -94,7 +97,7 @@ pub async fn verify_receipt_online(
 async fn verify_at(
     broker: &Broker,
     mandate: &Mandate,
-    revoked: &HashSet<TokenId>,
+    revoked: &dyn mandate_core::RevocationSet,
     now: UnixTime,
 ) -> Result<(mandate_core::VerifiedChain, mandate_core::KeySet), AgentError> {
     let metadata = broker.metadata().await?;

@@ -42,6 +42,8 @@ struct Inner {
 #[derive(Deserialize)]
 struct Pushed {
     grants: Vec<TokenId>,
+    #[serde(default)]
+    keys: Vec<mandate_core::Thumbprint>,
 }
 
 #[derive(Deserialize)]
@@ -119,9 +121,15 @@ impl Revocations {
         self.read_feed().revoked().clone()
     }
 
-    /// Runs `f` with the current set.
+    /// A copy of the removed user keys known now.
+    pub fn snapshot_keys(&self) -> std::collections::HashSet<mandate_core::Thumbprint> {
+        self.read_feed().revoked_keys().clone()
+    }
+
+    /// Runs `f` with the current set: the revoked grants and the removed
+    /// user keys.
     pub fn with<R>(&self, f: impl FnOnce(&dyn RevocationSet) -> R) -> R {
-        f(self.read_feed().revoked())
+        f(&*self.read_feed())
     }
 
     fn read_feed(&self) -> RwLockReadGuard<'_, RevocationFeed> {
@@ -166,8 +174,18 @@ impl Revocations {
         {
             let mut feed = self.write_feed();
             for entry in &page.revoked {
-                if feed.apply(entry.seq, entry.grant)? {
-                    seen(&entry.grant);
+                match (entry.grant, entry.key) {
+                    (Some(grant), None) => {
+                        if feed.apply(entry.seq, grant)? {
+                            seen(&grant);
+                        }
+                    }
+                    (None, Some(key)) => {
+                        feed.apply_key(entry.seq, key)?;
+                    }
+                    // Neither or both: not an entry this follower can
+                    // fold, so its head could not match; read it again.
+                    _ => return Err(mandate_core::Error::FeedDiverged.into()),
                 }
             }
         }
@@ -256,6 +274,9 @@ impl Revocations {
                             if feed.push(grant) {
                                 seen(&grant);
                             }
+                        }
+                        for key in pushed.keys {
+                            feed.push_key(key);
                         }
                     }
                     "checkpoint" => {

@@ -365,7 +365,7 @@ impl Refusal {
 
     fn token(e: mandate_core::Error) -> Refusal {
         let status = match e.code() {
-            "chain.revoked" | "call.out_of_scope" => StatusCode::FORBIDDEN,
+            "chain.revoked" | "chain.key_revoked" | "call.out_of_scope" => StatusCode::FORBIDDEN,
             "pop.cache_full" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         };

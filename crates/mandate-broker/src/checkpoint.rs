@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use mandate_core::token::CheckpointClaims;
 use mandate_core::{Claims as _, FeedHead};
-use mandate_store::{EventKind, StoreError};
+use mandate_store::{EventKind, StoreError, Withdrawn};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
@@ -150,7 +150,10 @@ async fn fold(inner: &Inner, feed: &mut (u64, FeedHead)) -> Result<(), StoreErro
         for entry in &page {
             // The store's positions are positive and increasing.
             let seq = u64::try_from(entry.seq).unwrap_or(0);
-            feed.1 = feed.1.next(seq, &entry.grant_id);
+            feed.1 = match &entry.withdrawn {
+                Withdrawn::Grant(id) => feed.1.next(seq, id),
+                Withdrawn::Key(jkt) => feed.1.next_key(seq, jkt),
+            };
             feed.0 = seq;
         }
         if !full {

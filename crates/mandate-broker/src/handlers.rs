@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ErrorBody;
+use crate::keys::{self, Enrolled, KeyItem, Removed};
 use crate::receipt_service::{self, ReceiptItem};
 use crate::revocation_service::{self, FeedEntry, GrantItem};
 use crate::service::{self, RequestView, Submitted};
-use crate::user_service::{self, Decision, Enrolled, InboxItem, KeyItem};
+use crate::user_service::{self, Decision, InboxItem};
 use crate::{ApiError, AppState, User, streams};
 
 /// The header that carries an agent's proof of possession.
@@ -221,14 +222,14 @@ pub async fn enroll(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let body: EnrollBody = json_body(body)?;
-    let enrollment = user_service::Enrollment {
+    let enrollment = keys::Enrollment {
         jwk: &body.jwk,
         proof: &body.proof,
         device: body.device.as_deref(),
         session_jwk: body.session_jwk.as_ref(),
         session_proof: body.session_proof.as_deref(),
     };
-    let enrolled = user_service::enroll(&state, &user, enrollment).await?;
+    let enrolled = keys::enroll(&state, &user, enrollment).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
@@ -245,8 +246,33 @@ pub struct Keys {
 )]
 pub async fn keys(State(state): State<AppState>, user: User) -> Result<Json<Keys>, ApiError> {
     Ok(Json(Keys {
-        keys: user_service::keys(&state, &user).await?,
+        keys: keys::keys(&state, &user).await?,
     }))
+}
+
+/// A signed removal of some of the user's keys.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBody {
+    /// A `mandate-key-revocation+jwt` by one of the user's bound keys.
+    revocation: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/keys/revocations", tag = "users", security(("bearer" = [])), request_body = RemoveBody,
+    responses(
+        (status = 201, body = Removed),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn remove_keys(
+    State(state): State<AppState>,
+    user: User,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Removed>), ApiError> {
+    let body: RemoveBody = json_body(body)?;
+    let removed = keys::remove(&state, &user, &body.revocation).await?;
+    Ok((StatusCode::CREATED, Json(removed)))
 }
 
 /// A signed decision: exactly one of the two.

@@ -6,8 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use mandate_core::TokenId;
-use mandate_store::{Event, EventKind, Store};
+use mandate_store::{Event, EventKind, Store, Withdrawn};
 use tokio::sync::{Notify, broadcast};
 
 /// How often the hub looks for events it was not woken for.
@@ -19,9 +18,9 @@ pub const POLL: Duration = Duration::from_millis(250);
 pub struct Published {
     /// The event.
     pub event: Event,
-    /// For a revocation, the grants it revoked first; `None` for other
-    /// events, or when they could not be read.
-    pub revoked: Option<Vec<TokenId>>,
+    /// For a revocation, the grants it revoked first (or the user keys it
+    /// removed); `None` for other events, or when they could not be read.
+    pub revoked: Option<Vec<Withdrawn>>,
 }
 
 impl Published {

@@ -21,6 +21,7 @@ pub mod guard;
 pub mod handlers;
 pub mod host;
 mod hub;
+pub mod keys;
 pub mod oidc;
 pub mod openapi;
 pub mod ratelimit;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/inbox/events", get(handlers::inbox_events))
         .route("/v1/revocations/events", get(handlers::revocation_events))
         .route("/v1/keys", post_json(handlers::enroll).get(handlers::keys))
+        .route("/v1/keys/revocations", post_json(handlers::remove_keys))
         .route(
             "/v1/revocations",
             post_json(handlers::revoke).get(handlers::revocation_feed),

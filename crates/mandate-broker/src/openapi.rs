@@ -21,6 +21,7 @@ use crate::handlers;
         handlers::inbox_events,
         handlers::enroll,
         handlers::keys,
+        handlers::remove_keys,
         handlers::decide,
         handlers::revoke,
         handlers::revocation_feed,

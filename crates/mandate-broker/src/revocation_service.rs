@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use mandate_core::token::{self, RevocationClaims};
 use mandate_core::{Jwk, Link, TokenId};
-use mandate_store::{RevocationRecord, RevokedGrant};
+use mandate_store::{RevocationRecord, RevokedGrant, Withdrawn};
 use serde::Serialize;
 
 use crate::error::on_conflict;
@@ -120,14 +120,20 @@ pub async fn revoke(
     })
 }
 
-/// One entry of the revocation feed.
+/// One entry of the revocation feed: a revoked grant, or a removed user
+/// key (exactly one of `grant` and `key`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeedEntry {
     /// Its position; pass the last one as `since` to resume.
     pub seq: i64,
     /// The revoked grant.
-    #[schema(value_type = String)]
-    pub grant: TokenId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub grant: Option<TokenId>,
+    /// The removed user key's thumbprint: every chain rooted in it falls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub key: Option<String>,
     /// The revocation that revoked it.
     #[schema(value_type = String)]
     pub revocation: TokenId,
@@ -145,7 +151,14 @@ pub async fn feed(state: &AppState, since: i64) -> Result<Vec<FeedEntry>, ApiErr
         .into_iter()
         .map(|r| FeedEntry {
             seq: r.seq,
-            grant: r.grant_id,
+            grant: match r.withdrawn {
+                Withdrawn::Grant(id) => Some(id),
+                Withdrawn::Key(_) => None,
+            },
+            key: match r.withdrawn {
+                Withdrawn::Key(jkt) => Some(jkt.to_string()),
+                Withdrawn::Grant(_) => None,
+            },
             revocation: r.revocation_id,
             revoked_at: r.revoked_at,
         })

@@ -35,7 +35,7 @@ pub struct Limits {
     /// feed gets a fresh signed checkpoint (`mandate-checkpoint+jwt`).
     pub sse_keepalive: std::time::Duration,
     /// How long a user key's binding lasts, in seconds
-    /// ([`crate::user_service::BINDING_LIFETIME`] by default).
+    /// ([`crate::keys::BINDING_LIFETIME`] by default).
     pub binding_lifetime: i64,
 }
 
@@ -61,7 +61,7 @@ impl Default for Limits {
                 per_second: 20.0,
             },
             sse_keepalive: std::time::Duration::from_secs(5),
-            binding_lifetime: crate::user_service::BINDING_LIFETIME,
+            binding_lifetime: crate::keys::BINDING_LIFETIME,
         }
     }
 }

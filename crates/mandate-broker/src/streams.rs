@@ -10,7 +10,7 @@
 //! each revocation.
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use mandate_store::{Event, EventKind};
+use mandate_store::{Event, EventKind, Withdrawn};
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -65,7 +65,26 @@ impl Filter {
             }
             Filter::Inbox(_) => json!({ "type": e.kind.as_str(), "request": e.subject }),
             Filter::Revocations => {
-                json!({ "type": "revoked", "revocation": e.subject, "grants": p.revoked.as_ref()? })
+                let revoked = p.revoked.as_ref()?;
+                let grants: Vec<String> = revoked
+                    .iter()
+                    .filter_map(|w| match w {
+                        Withdrawn::Grant(id) => Some(id.to_string()),
+                        Withdrawn::Key(_) => None,
+                    })
+                    .collect();
+                let keys: Vec<String> = revoked
+                    .iter()
+                    .filter_map(|w| match w {
+                        Withdrawn::Key(jkt) => Some(jkt.to_string()),
+                        Withdrawn::Grant(_) => None,
+                    })
+                    .collect();
+                if keys.is_empty() {
+                    json!({ "type": "revoked", "revocation": e.subject, "grants": grants })
+                } else {
+                    json!({ "type": "revoked", "revocation": e.subject, "grants": grants, "keys": keys })
+                }
             }
         };
         Some(

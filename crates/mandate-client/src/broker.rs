@@ -141,6 +141,19 @@ impl BrokerClient {
             .await
     }
 
+    /// Removes user keys: `revocation` is a `mandate-key-revocation+jwt`
+    /// signed by one of the user's keys.
+    pub async fn remove_keys(&self, bearer: &str, revocation: &str) -> Result<(), ClientError> {
+        self.send::<Value>(
+            reqwest::Method::POST,
+            "/v1/keys/revocations",
+            bearer,
+            Some(json!({ "revocation": revocation })),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The signed-in user's keys, oldest first.
     pub async fn keys(&self, bearer: &str) -> Result<Vec<KeyItem>, ClientError> {
         #[derive(Deserialize)]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use mandate_broker::host::{HostConfig, HostKey, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
+use mandate_core::Claims as _;
 use mandate_core::token::BindingClaims;
 use mandate_core::{PublicKey, Secret, SigningKey, Thumbprint, TokenId};
 use serde::Serialize;
@@ -589,6 +590,47 @@ impl Engine {
         }
         tracing::info!("the key's binding was renewed");
         Ok(true)
+    }
+
+    /// Removes one of the user's other keys (a lost device's): signs a key
+    /// revocation with this device's key, has the broker publish it on the
+    /// revocation feed, and records it in the history. Every chain rooted
+    /// in that key then falls at every verifier that follows the feed. This
+    /// computer's own key is refused: sign out here, or remove it from
+    /// another device.
+    pub async fn remove_key(&self, jkt: &str) -> Result<(), ClientError> {
+        let active = self.active().await?;
+        let removed: mandate_core::Thumbprint = jkt
+            .parse()
+            .map_err(|_| ClientError::Invalid("not a key thumbprint".into()))?;
+        if removed == active.key.thumbprint() {
+            return Err(ClientError::Invalid(
+                "this is this computer's own key: sign out here, or remove it from another device"
+                    .into(),
+            ));
+        }
+        let principal = &active.profile.principal;
+        let token = mandate_core::token::KeyRevocationClaims {
+            sub: principal
+                .clone()
+                .try_into()
+                .map_err(|_| ClientError::Invalid("the principal is malformed".into()))?,
+            keys: vec![removed],
+            reason: Some("Removed in Devices".into()),
+            iat: now(),
+            jti: mandate_core::token::Jti::random(&mut rand_core::OsRng),
+        }
+        .sign(&active.key);
+        self.inner
+            .broker
+            .remove_keys(active.bearer.expose(), &token)
+            .await?;
+        self.inner
+            .history
+            .record_key_removal(&active.key, principal, jkt, &token, now())
+            .await?;
+        tracing::info!("a key of the user's was removed");
+        Ok(())
     }
 
     /// The signed-in user's keys at the broker, one per device.

@@ -339,6 +339,30 @@ impl History {
         tx.commit().await.map_err(ClientError::from)
     }
 
+    /// Records in `principal`'s history that they removed the user key
+    /// `removed` with the signed key revocation `token`.
+    pub async fn record_key_removal(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        removed: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        append(
+            &mut tx,
+            key,
+            principal,
+            now,
+            "key.removed",
+            removed,
+            Some(token),
+        )
+        .await?;
+        tx.commit().await.map_err(ClientError::from)
+    }
+
     /// The profile of `principal`.
     pub async fn profile(&self, principal: &str) -> Result<Option<Profile>, ClientError> {
         Ok(sqlx::query_as("SELECT * FROM profiles WHERE principal = ?")

@@ -83,8 +83,8 @@ impl TryFrom<BindingRow> for Binding {
 
 impl Store {
     /// Stores a binding, or renews it (keeping its device and enrollment
-    /// time). A key already bound to another principal is refused with
-    /// [`StoreError::Conflict`] and nothing changes. A first binding is a
+    /// time). A key already bound to another principal, or removed by its
+    /// user, is refused with [`StoreError::Conflict`] and nothing changes. A first binding is a
     /// `key.enrolled` event on the principal's stream; a renewal is
     /// `binding.stored`.
     pub async fn put_binding(&self, b: &Binding) -> Result<BindingPut, StoreError> {
@@ -92,8 +92,17 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let holder: Option<String> =
-                sqlx::query_scalar("SELECT principal FROM bindings WHERE jkt = $1")
+            let removed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM revoked_grants WHERE grant_id = $1 AND kind = 'key'",
+            )
+            .bind(b.jkt.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if removed > 0 {
+                return Err(StoreError::Conflict);
+            }
+            let holder: Option<(String, i64)> =
+                sqlx::query_as("SELECT principal, expires_at FROM bindings WHERE jkt = $1")
                     .bind(b.jkt.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -115,7 +124,7 @@ impl Store {
                     .await?;
                     EventKind::KeyEnrolled
                 }
-                Some(p) if p == b.principal.as_str() => {
+                Some((p, lapsed_at)) if p == b.principal.as_str() => {
                     sqlx::query(
                         "UPDATE bindings SET token = $2, issued_at = $3, expires_at = $4 WHERE jkt = $1",
                     )
@@ -125,7 +134,13 @@ impl Store {
                     .bind(b.expires_at)
                     .execute(&mut *tx)
                     .await?;
-                    EventKind::BindingStored
+                    // A key whose binding had lapsed comes back only through
+                    // a fresh sign-in: the user hears of it as of a new one.
+                    if lapsed_at <= b.issued_at {
+                        EventKind::KeyEnrolled
+                    } else {
+                        EventKind::BindingStored
+                    }
                 }
                 Some(_) => return Err(StoreError::Conflict),
             };

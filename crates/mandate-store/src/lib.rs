@@ -42,7 +42,7 @@ pub use grants::GrantRecord;
 pub use idempotency::Idempotency;
 pub use receipts::ReceiptRecord;
 pub use requests::{NewRequest, RequestRecord, RequestStatus};
-pub use revocations::{RevocationRecord, RevokedGrant};
+pub use revocations::{RevocationRecord, RevokedGrant, Withdrawn};
 
 /// How long a SQLite writer waits for the lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

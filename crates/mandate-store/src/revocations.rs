@@ -1,5 +1,5 @@
-//! Revocations: the signed tokens, and the grant ids they revoked, in the
-//! order the broker learned them.
+//! Revocations: the signed tokens, and the grant ids they revoked (or the
+//! user keys they removed), in the order the broker learned them.
 
 use mandate_core::{Principal, Thumbprint, TokenId};
 
@@ -22,13 +22,22 @@ pub struct RevocationRecord {
     pub created_at: i64,
 }
 
-/// One revoked grant, as followers see it.
+/// What one entry of the revocation feed revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// A grant, and everything beneath it.
+    Grant(TokenId),
+    /// A user key, and every chain rooted in it.
+    Key(Thumbprint),
+}
+
+/// One entry of the revocation feed, as followers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedGrant {
     /// Its place in the revocation feed.
     pub seq: i64,
-    /// The grant revoked.
-    pub grant_id: TokenId,
+    /// What it revokes.
+    pub withdrawn: Withdrawn,
     /// The revocation that revoked it first.
     pub revocation_id: TokenId,
     /// When.
@@ -39,8 +48,26 @@ pub struct RevokedGrant {
 struct RevokedRow {
     seq: i64,
     grant_id: String,
+    kind: String,
     revocation_id: String,
     revoked_at: i64,
+}
+
+impl TryFrom<RevokedRow> for RevokedGrant {
+    type Error = StoreError;
+    fn try_from(r: RevokedRow) -> Result<RevokedGrant, StoreError> {
+        let withdrawn = match r.kind.as_str() {
+            "grant" => Withdrawn::Grant(parse(&r.grant_id, "revoked grant id")?),
+            "key" => Withdrawn::Key(parse(&r.grant_id, "removed key")?),
+            _ => return Err(StoreError::Corrupt("revoked kind")),
+        };
+        Ok(RevokedGrant {
+            seq: r.seq,
+            withdrawn,
+            revocation_id: parse(&r.revocation_id, "revocation id")?,
+            revoked_at: r.revoked_at,
+        })
+    }
 }
 
 impl Store {
@@ -88,33 +115,81 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RevokedGrant>, StoreError> {
         let rows: Vec<RevokedRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT seq, grant_id, revocation_id, revoked_at FROM revoked_grants WHERE seq > $1 ORDER BY seq LIMIT $2")
+            sqlx::query_as("SELECT seq, grant_id, kind, revocation_id, revoked_at FROM revoked_grants WHERE seq > $1 ORDER BY seq LIMIT $2")
                 .bind(after)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter()
-            .map(|r| {
-                Ok(RevokedGrant {
-                    seq: r.seq,
-                    grant_id: parse(&r.grant_id, "revoked grant id")?,
-                    revocation_id: parse(&r.revocation_id, "revocation id")?,
-                    revoked_at: r.revoked_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(RevokedGrant::try_from).collect()
     }
 
-    /// The grants a revocation revoked first, in feed order.
-    pub async fn revoked_by(&self, revocation: &TokenId) -> Result<Vec<TokenId>, StoreError> {
-        let ids: Vec<String> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT grant_id FROM revoked_grants WHERE revocation_id = $1 ORDER BY seq")
+    /// What a revocation revoked first (grants, or removed keys), in feed
+    /// order.
+    pub async fn revoked_by(&self, revocation: &TokenId) -> Result<Vec<Withdrawn>, StoreError> {
+        let rows: Vec<RevokedRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, grant_id, kind, revocation_id, revoked_at FROM revoked_grants WHERE revocation_id = $1 ORDER BY seq")
                 .bind(revocation.to_string())
                 .fetch_all(pool)
                 .await?
         });
-        ids.iter().map(|id| parse(id, "revoked grant id")).collect()
+        rows.into_iter()
+            .map(|r| RevokedGrant::try_from(r).map(|g| g.withdrawn))
+            .collect()
+    }
+
+    /// Stores a key revocation: the token, a feed entry per key (in the
+    /// grants' order), and the keys' bindings deleted. A key removed before
+    /// keeps its first removal. The same revocation again is
+    /// [`StoreError::Conflict`].
+    pub async fn insert_key_revocation(
+        &self,
+        r: &RevocationRecord,
+        keys: &[Thumbprint],
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let _writing = self.writing().await;
+            let mut tx = pool.begin().await?;
+            lock_log!(self, tx)?;
+            sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(r.id.to_string())
+                .bind(r.principal.as_str())
+                .bind(r.signer.to_string())
+                .bind(&r.token)
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+            for key in keys {
+                sqlx::query(
+                    "INSERT INTO revoked_grants (grant_id, kind, revocation_id, revoked_at) VALUES ($1, 'key', $2, $3) \
+                     ON CONFLICT (grant_id) DO NOTHING",
+                )
+                .bind(key.to_string())
+                .bind(r.id.to_string())
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM bindings WHERE jkt = $1 AND principal = $2")
+                    .bind(key.to_string())
+                    .bind(r.principal.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let seq = append_event!(self, tx, EventKind::Revoked, Some(r.principal.as_str()), None::<String>, r.id.to_string(), r.created_at)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// Whether a user key was removed.
+    pub async fn is_key_revoked(&self, key: &Thumbprint) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_grants WHERE grant_id = $1 AND kind = 'key'")
+                .bind(key.to_string())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n > 0)
     }
 
     /// Which of a principal's grants are revoked, and when.
@@ -138,7 +213,7 @@ impl Store {
     /// Whether a grant is revoked.
     pub async fn is_revoked(&self, grant: &TokenId) -> Result<bool, StoreError> {
         let n: i64 = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_grants WHERE grant_id = $1")
+            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_grants WHERE grant_id = $1 AND kind = 'grant'")
                 .bind(grant.to_string())
                 .fetch_one(pool)
                 .await?

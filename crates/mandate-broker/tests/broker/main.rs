@@ -441,6 +441,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/inbox/events", "get"),
         ("/v1/keys", "post"),
         ("/v1/keys", "get"),
+        ("/v1/keys/revocations", "post"),
         ("/v1/revocations", "post"),
         ("/v1/revocations", "get"),
         ("/v1/revocations/events", "get"),

@@ -556,3 +556,118 @@ async fn a_long_poll_returns_as_soon_as_the_user_decides() {
         (StatusCode::BAD_REQUEST, Some("query.malformed"))
     );
 }
+
+/// A key revocation by `by`, for `sub`, removing `keys`.
+fn key_revocation(by: &SigningKey, sub: &str, keys: &[&SigningKey], jti: &str) -> String {
+    mandate_core::token::KeyRevocationClaims {
+        sub: sub.to_owned().try_into().unwrap(),
+        keys: keys.iter().map(|k| k.thumbprint()).collect(),
+        reason: None,
+        iat: NOW,
+        jti: jti.to_owned().try_into().unwrap(),
+    }
+    .sign(by)
+}
+
+#[tokio::test]
+async fn a_user_removes_their_own_keys_and_only_those() {
+    let h = harness().await;
+    let bearer = h.idp.token("alice", json!({}));
+    let desktop = SigningKey::from_seed(&[1; 32]);
+    let laptop = SigningKey::from_seed(&[21; 32]);
+    crate::enroll(&h.store, &h.alice, &laptop).await;
+    let bob = format!("{}#bob", h.idp.url);
+    let bobs = SigningKey::from_seed(&[22; 32]);
+    crate::enroll(&h.store, &bob, &bobs).await;
+    let remove = |token: String| {
+        post_json(
+            "/v1/keys/revocations",
+            json!({ "revocation": token }),
+            &bearer,
+        )
+    };
+    let refused = |status: StatusCode, code: &'static str| (status, Some(code));
+
+    for (token, expect) in [
+        // Signed by a key bound to nobody.
+        (
+            key_revocation(
+                &SigningKey::from_seed(&[23; 32]),
+                &h.alice,
+                &[&laptop],
+                "r1",
+            ),
+            refused(StatusCode::FORBIDDEN, "revocation.not_authorized"),
+        ),
+        // Naming another user's key.
+        (
+            key_revocation(&desktop, &h.alice, &[&bobs], "r2"),
+            refused(StatusCode::FORBIDDEN, "revocation.not_authorized"),
+        ),
+        // For another user.
+        (
+            key_revocation(&desktop, &bob, &[&laptop], "r3"),
+            refused(StatusCode::FORBIDDEN, "revocation.not_authorized"),
+        ),
+        // Signed by another user's key.
+        (
+            key_revocation(&bobs, &h.alice, &[&laptop], "r4"),
+            refused(StatusCode::FORBIDDEN, "revocation.not_authorized"),
+        ),
+    ] {
+        let (status, res) = call(&h.app, remove(token)).await;
+        assert_eq!((status, res["code"].as_str()), expect, "{res}");
+    }
+    // A grant revocation is not a key revocation.
+    let grant_revocation = mandate_core::token::RevocationClaims {
+        sub: h.alice.clone().try_into().unwrap(),
+        revokes: vec![TokenId::of("g")],
+        reason: None,
+        iat: NOW,
+        jti: "r5".to_owned().try_into().unwrap(),
+    }
+    .sign(&desktop);
+    let (status, res) = call(&h.app, remove(grant_revocation)).await;
+    assert_eq!(res["code"], "header.wrong_typ", "{status} {res}");
+    let (_, feed) = call(&h.app, get("/v1/revocations?since=0", None)).await;
+    assert_eq!(feed["revoked"], json!([]), "nothing was removed: {feed}");
+
+    // The desktop removes the laptop's key: once, then again, the same.
+    let token = key_revocation(&desktop, &h.alice, &[&laptop], "r6");
+    for _ in 0..2 {
+        let (status, res) = call(&h.app, remove(token.clone())).await;
+        assert_eq!(status, StatusCode::CREATED, "{res}");
+        assert_eq!(res["keys"], json!([laptop.thumbprint().to_string()]));
+    }
+    // It is on the feed, after nothing else, as a key.
+    let (_, feed) = call(&h.app, get("/v1/revocations?since=0", None)).await;
+    let entries = feed["revoked"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{feed}");
+    assert_eq!(entries[0]["key"], laptop.thumbprint().to_string());
+    assert!(entries[0].get("grant").is_none(), "{feed}");
+    // The user's keys no longer list it, and it is never bound again.
+    let (_, keys) = call(&h.app, with_bearer(get("/v1/keys", None), &bearer)).await;
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        1,
+        "only the desktop's: {keys}"
+    );
+    let session = SigningKey::from_seed(&[24; 32]);
+    let fresh = h.idp.token(
+        "alice",
+        json!({ "nonce": session.thumbprint().to_string() }),
+    );
+    let body = enrollment(&laptop, &session, &fresh, "The laptop, found", "r7");
+    refused_enrollment(&h, body, &fresh, StatusCode::CONFLICT, "key.revoked").await;
+}
+
+async fn refused_enrollment(
+    h: &Harness,
+    body: Value,
+    bearer: &str,
+    status: StatusCode,
+    code: &str,
+) {
+    let (got, res) = call(&h.app, post_json("/v1/keys", body, bearer)).await;
+    assert_eq!((got, res["code"].as_str()), (status, Some(code)), "{res}");
+}

@@ -13,6 +13,7 @@ mod engine;
 mod hostile;
 mod ingest;
 mod journey;
+mod lost_device;
 mod narrow;
 mod secrets;
 mod tamper;

@@ -3,7 +3,7 @@
 use mandate_core::{Principal, SigningKey, Thumbprint, TokenId};
 use mandate_store::{
     Binding, BindingPut, EventKind, GrantRecord, Idempotency, NewRequest, ReceiptRecord,
-    RequestStatus, RevocationRecord, Store, StoreError,
+    RequestStatus, RevocationRecord, Store, StoreError, Withdrawn,
 };
 
 const NOW: i64 = 1_767_225_600;
@@ -341,8 +341,11 @@ pub async fn revocations_feed(store: &Store) {
         "a refused revocation stores nothing"
     );
     let feed = store.revoked_since(0, 100).await.unwrap();
-    let ids: Vec<TokenId> = feed.iter().map(|r| r.grant_id).collect();
-    assert_eq!(ids, [grant_id(1), grant_id(2), grant_id(3)]);
+    let ids: Vec<Withdrawn> = feed.iter().map(|r| r.withdrawn).collect();
+    assert_eq!(
+        ids,
+        [grant_id(1), grant_id(2), grant_id(3)].map(Withdrawn::Grant)
+    );
     assert_eq!(
         feed[1].revocation_id,
         rev(1).id,
@@ -360,6 +363,42 @@ pub async fn revocations_feed(store: &Store) {
     );
     let rest = store.revoked_since(feed[0].seq, 100).await.unwrap();
     assert_eq!(rest.len(), 2);
+
+    // A key removal: a feed entry after the grants', the binding gone, and
+    // the key never bound again.
+    let user = SigningKey::from_seed(&[9; 32]);
+    let binding = Binding {
+        jkt: user.thumbprint(),
+        key: *user.public(),
+        principal: alice(),
+        token: "binding.9".into(),
+        issued_at: NOW,
+        expires_at: NOW + 100,
+        device: "lost laptop".into(),
+        enrolled_at: NOW,
+        last_used_at: None,
+    };
+    store.put_binding(&binding).await.unwrap();
+    store
+        .insert_key_revocation(&rev(7), &[user.thumbprint()])
+        .await
+        .unwrap();
+    assert!(store.is_key_revoked(&user.thumbprint()).await.unwrap());
+    assert!(!store.is_revoked(&TokenId::of("x")).await.unwrap());
+    assert_eq!(store.binding(&user.thumbprint()).await.unwrap(), None);
+    assert!(matches!(
+        store.put_binding(&binding).await,
+        Err(StoreError::Conflict)
+    ));
+    let last = store.revoked_since(feed[2].seq, 100).await.unwrap();
+    assert_eq!(
+        last.iter().map(|r| r.withdrawn).collect::<Vec<_>>(),
+        [Withdrawn::Key(user.thumbprint())]
+    );
+    assert_eq!(
+        store.revoked_by(&rev(7).id).await.unwrap(),
+        [Withdrawn::Key(user.thumbprint())]
+    );
 }
 
 pub async fn receipts_feed(store: &Store) {
