@@ -20,6 +20,7 @@ fn mandate_commands() -> &'static [&'static str] {
         "history",
         "delegations",
         "keys",
+        "remove_key",
         "revoke_preview",
         "narrow_preview",
         "narrow",

@@ -322,6 +322,13 @@ async fn keys(state: State<'_, App>) -> Result<Vec<Device>> {
     sent("keys", reply.await)
 }
 
+/// Removes another device's key (a signed key revocation on the feed).
+#[tauri::command]
+async fn remove_key(state: State<'_, App>, jkt: String) -> Result<()> {
+    let reply = async { Ok::<_, CommandError>(state.engine().await?.remove_key(&jkt).await?) };
+    sent("remove_key", reply.await)
+}
+
 #[tauri::command]
 async fn revoke_preview(state: State<'_, App>, id: String) -> Result<RevokePreview> {
     let reply = async { Ok::<_, CommandError>(state.engine().await?.revoke_preview(&id).await?) };
@@ -783,6 +790,7 @@ pub fn run() {
             history,
             delegations,
             keys,
+            remove_key,
             revoke_preview,
             narrow_preview,
             narrow,

@@ -144,4 +144,28 @@ test('a key enrolled on a second device is notified and listed beside this compu
   await shot('02-second-device');
   // One notification for the one new key: none for this computer's own.
   assert.equal(notifications().filter((n) => n.includes(ENROLLED)).length, 1, notifications().join('\n'));
+
+  // Not you? Remove it: this computer's key has no Remove button; the
+  // other's asks first, then goes, signed with this computer's key.
+  assert.equal((await browser.$$('[data-testid="device-remove"]')).length, 1);
+  await browser.$('[data-testid="device-remove"]').click();
+  const confirm = await browser.$('[data-testid="device-remove-confirm"]');
+  await confirm.waitForDisplayed({ timeout: WAIT });
+  await shot('03-remove-confirm');
+  await confirm.click();
+  await until('one device listed after the removal', async () => (await deviceRows()).length === 1)
+    .catch((e) => { throw new Error(`${e.message}\napp: ${ctx.app.output.slice(-3000)}`); });
+  const [left] = await deviceRows();
+  assert.ok(left.thisDevice, `the one left is this computer's: ${left.text}`);
+  assert.equal(left.fingerprint, ownFingerprint);
+  await shot('04-removed');
+  // The second device cannot sign in with its key again: the broker will
+  // not bind a removed key.
+  const again = start(bin('mandate-engine'), [
+    '--issuer', ctx.issuer, '--broker', ctx.broker,
+    '--data-dir', join(ctx.dir, 'second'), '--keyring-service', `mandate-devices-second-${process.pid}`, 'signin',
+  ], { MANDATE_BROWSER: ctx.browse, MANDATE_DEVICE_NAME: "Alice's travel laptop" });
+  const ended = await withTimeout(again.ended, 60_000, 'the removed device\'s sign-in');
+  assert.notEqual(ended.code, 0, again.output);
+  assert.match(again.output, /key\.revoked/);
 });

@@ -64,6 +64,7 @@ export const api = {
   history: () => call<HistoryView>('history'),
   delegations: () => call<Delegations>('delegations'),
   keys: () => call<Device[]>('keys'),
+  removeKey: (jkt: string) => call<null>('remove_key', { jkt }),
   revokePreview: (id: string) => call<RevokePreview>('revoke_preview', { id }),
   narrowPreview: (id: string) => call<NarrowPreview>('narrow_preview', { id }),
   narrow: (id: string) => call<Narrowed>('narrow', { id }),
