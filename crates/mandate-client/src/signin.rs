@@ -450,17 +450,9 @@ type CoreClientSet = openidconnect::core::CoreClient<
 
 /// Whether `url` is HTTPS, or plain HTTP to this machine: the only
 /// places sign-in secrets may be sent.
+/// The same rule as for brokers (`mandate_core::transport`).
 fn secure_or_loopback(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match (url.scheme(), url.host()) {
-        ("https", Some(_)) => true,
-        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
-        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
-        ("http", Some(url::Host::Domain(name))) => name.eq_ignore_ascii_case("localhost"),
-        _ => false,
-    }
+    reqwest::Url::parse(url).is_ok_and(|u| mandate_agent::client::secure_or_loopback(&u))
 }
 
 /// What the browser brought back to the loopback listener.

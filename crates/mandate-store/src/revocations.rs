@@ -70,6 +70,22 @@ impl TryFrom<RevokedRow> for RevokedGrant {
     }
 }
 
+/// Inserts the row of revocation `$r` inside the transaction `$tx`.
+macro_rules! insert_revocation_row {
+    ($tx:expr, $r:expr) => {
+        sqlx::query(
+            "INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($r.id.to_string())
+        .bind($r.principal.as_str())
+        .bind($r.signer.to_string())
+        .bind(&$r.token)
+        .bind($r.created_at)
+        .execute(&mut *$tx)
+        .await
+    };
+}
+
 impl Store {
     /// Stores a revocation and the grant ids it revokes. An id revoked
     /// before keeps its first revocation. The same revocation again is
@@ -83,14 +99,7 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(r.id.to_string())
-                .bind(r.principal.as_str())
-                .bind(r.signer.to_string())
-                .bind(&r.token)
-                .bind(r.created_at)
-                .execute(&mut *tx)
-                .await?;
+            insert_revocation_row!(tx, r)?;
             for grant in revoked {
                 sqlx::query(
                     "INSERT INTO revoked_grants (grant_id, revocation_id, revoked_at) VALUES ($1, $2, $3) \
@@ -151,14 +160,7 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(r.id.to_string())
-                .bind(r.principal.as_str())
-                .bind(r.signer.to_string())
-                .bind(&r.token)
-                .bind(r.created_at)
-                .execute(&mut *tx)
-                .await?;
+            insert_revocation_row!(tx, r)?;
             for key in keys {
                 sqlx::query(
                     "INSERT INTO revoked_grants (grant_id, kind, revocation_id, revoked_at) VALUES ($1, 'key', $2, $3) \
