@@ -15,6 +15,7 @@ mod ingest;
 mod journey;
 mod lost_device;
 mod narrow;
+mod renewal;
 mod secrets;
 mod tamper;
 
