@@ -49,6 +49,6 @@ start_broker() {
 # A second argument is the ID token's nonce (to enroll a key: the thumbprint
 # of the sign-in's session key).
 id_token() {
-    timeout 60 node tests/idp/signin.mjs --issuer "$issuer" --user "$1" ${2:+--nonce "$2"} \
+    timeout 60 node tests/idp/signin.mjs --issuer "$issuer" --user "$1" ${2:+"--nonce=$2"} \
         --scope "openid email profile" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])'
 }

@@ -114,7 +114,9 @@ pub async fn sign_in_with_nonce(
         .kill_on_drop(true)
         .stdin(Stdio::null());
     if let Some(nonce) = nonce {
-        cmd.args(["--nonce", nonce]);
+        // One form: a thumbprint begins with '-' one time in 64, which
+        // parseArgs would take for an option.
+        cmd.arg(format!("--nonce={nonce}"));
     }
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
