@@ -60,7 +60,8 @@ enum Command {
     Inbox,
     /// Approves a request, narrowed if asked.
     Approve {
-        /// The request's id.
+        /// The request's id (base64url: one in 64 begins with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// The scopes to grant, as a JSON array (default: as asked).
         #[arg(long)]
@@ -74,7 +75,8 @@ enum Command {
     },
     /// Denies a request.
     Deny {
-        /// The request's id.
+        /// The request's id (base64url: one in 64 begins with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Why, for the agent.
         #[arg(long)]
