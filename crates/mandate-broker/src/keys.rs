@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use mandate_core::token::{BindingClaims, Confirmation, Jti, KeyRevocationClaims, chain_hash};
 use mandate_core::{Claims as _, HttpCall, Jwk, PublicKey, TokenId, verify_proof};
-use mandate_store::{Binding, BindingPut, RevocationRecord};
+use mandate_store::{Binding, BindingPut, RevocationRecord, Withdrawn};
 use serde::Serialize;
 
 use crate::error::on_conflict;
@@ -308,7 +308,8 @@ pub async fn remove(state: &AppState, user: &User, compact: &str) -> Result<Remo
         token: compact.to_owned(),
         created_at: now,
     };
-    match s.store.insert_key_revocation(&record, &claims.keys).await {
+    let withdrawn: Vec<Withdrawn> = claims.keys.iter().copied().map(Withdrawn::Key).collect();
+    match s.store.insert_revocation(&record, &withdrawn).await {
         Ok(_) | Err(mandate_store::StoreError::Conflict) => {}
         Err(e) => return Err(e.into()),
     }

@@ -105,8 +105,14 @@ pub async fn revoke(
         token: compact.to_owned(),
         created_at: now,
     };
+    let withdrawn: Vec<Withdrawn> = claims
+        .revokes
+        .iter()
+        .copied()
+        .map(Withdrawn::Grant)
+        .collect();
     s.store
-        .insert_revocation(&record, &claims.revokes)
+        .insert_revocation(&record, &withdrawn)
         .await
         .map_err(on_conflict(
             "revocation.replayed",

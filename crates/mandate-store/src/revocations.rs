@@ -70,46 +70,51 @@ impl TryFrom<RevokedRow> for RevokedGrant {
     }
 }
 
-/// Inserts the row of revocation `$r` inside the transaction `$tx`.
-macro_rules! insert_revocation_row {
-    ($tx:expr, $r:expr) => {
-        sqlx::query(
-            "INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind($r.id.to_string())
-        .bind($r.principal.as_str())
-        .bind($r.signer.to_string())
-        .bind(&$r.token)
-        .bind($r.created_at)
-        .execute(&mut *$tx)
-        .await
-    };
-}
-
 impl Store {
-    /// Stores a revocation and the grant ids it revokes. An id revoked
-    /// before keeps its first revocation. The same revocation again is
+    /// Stores a revocation and what it withdraws: each revoked grant, or
+    /// removed user key (whose binding, if this principal's, is deleted),
+    /// is a feed entry in this order. A grant or key revoked before keeps
+    /// its first revocation. The same revocation again is
     /// [`StoreError::Conflict`].
     pub async fn insert_revocation(
         &self,
         r: &RevocationRecord,
-        revoked: &[TokenId],
+        withdrawn: &[Withdrawn],
     ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            insert_revocation_row!(tx, r)?;
-            for grant in revoked {
+            sqlx::query("INSERT INTO revocations (id, principal, signer_jkt, token, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(r.id.to_string())
+                .bind(r.principal.as_str())
+                .bind(r.signer.to_string())
+                .bind(&r.token)
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+            for w in withdrawn {
+                let (subject, kind) = match w {
+                    Withdrawn::Grant(id) => (id.to_string(), "grant"),
+                    Withdrawn::Key(jkt) => (jkt.to_string(), "key"),
+                };
                 sqlx::query(
-                    "INSERT INTO revoked_grants (grant_id, revocation_id, revoked_at) VALUES ($1, $2, $3) \
+                    "INSERT INTO revoked_grants (grant_id, kind, revocation_id, revoked_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (grant_id) DO NOTHING",
                 )
-                .bind(grant.to_string())
+                .bind(&subject)
+                .bind(kind)
                 .bind(r.id.to_string())
                 .bind(r.created_at)
                 .execute(&mut *tx)
                 .await?;
+                if let Withdrawn::Key(_) = w {
+                    sqlx::query("DELETE FROM bindings WHERE jkt = $1 AND principal = $2")
+                        .bind(&subject)
+                        .bind(r.principal.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             let seq = append_event!(self, tx, EventKind::Revoked, Some(r.principal.as_str()), None::<String>, r.id.to_string(), r.created_at)?;
             tx.commit().await?;
@@ -145,42 +150,6 @@ impl Store {
         rows.into_iter()
             .map(|r| RevokedGrant::try_from(r).map(|g| g.withdrawn))
             .collect()
-    }
-
-    /// Stores a key revocation: the token, a feed entry per key (in the
-    /// grants' order), and the keys' bindings deleted. A key removed before
-    /// keeps its first removal. The same revocation again is
-    /// [`StoreError::Conflict`].
-    pub async fn insert_key_revocation(
-        &self,
-        r: &RevocationRecord,
-        keys: &[Thumbprint],
-    ) -> Result<i64, StoreError> {
-        on_pool!(self, pool => {
-            let _writing = self.writing().await;
-            let mut tx = pool.begin().await?;
-            lock_log!(self, tx)?;
-            insert_revocation_row!(tx, r)?;
-            for key in keys {
-                sqlx::query(
-                    "INSERT INTO revoked_grants (grant_id, kind, revocation_id, revoked_at) VALUES ($1, 'key', $2, $3) \
-                     ON CONFLICT (grant_id) DO NOTHING",
-                )
-                .bind(key.to_string())
-                .bind(r.id.to_string())
-                .bind(r.created_at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM bindings WHERE jkt = $1 AND principal = $2")
-                    .bind(key.to_string())
-                    .bind(r.principal.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let seq = append_event!(self, tx, EventKind::Revoked, Some(r.principal.as_str()), None::<String>, r.id.to_string(), r.created_at)?;
-            tx.commit().await?;
-            Ok(seq)
-        })
     }
 
     /// Whether a user key was removed.

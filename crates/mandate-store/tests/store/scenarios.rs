@@ -325,15 +325,17 @@ pub async fn revocations_feed(store: &Store) {
         created_at: NOW + i64::from(n),
     };
     store
-        .insert_revocation(&rev(1), &[grant_id(1), grant_id(2)])
+        .insert_revocation(&rev(1), &[grant_id(1), grant_id(2)].map(Withdrawn::Grant))
         .await
         .unwrap();
     store
-        .insert_revocation(&rev(2), &[grant_id(2), grant_id(3)])
+        .insert_revocation(&rev(2), &[grant_id(2), grant_id(3)].map(Withdrawn::Grant))
         .await
         .unwrap();
     assert!(matches!(
-        store.insert_revocation(&rev(1), &[grant_id(4)]).await,
+        store
+            .insert_revocation(&rev(1), &[Withdrawn::Grant(grant_id(4))])
+            .await,
         Err(StoreError::Conflict)
     ));
     assert!(
@@ -380,7 +382,7 @@ pub async fn revocations_feed(store: &Store) {
     };
     store.put_binding(&binding).await.unwrap();
     store
-        .insert_key_revocation(&rev(7), &[user.thumbprint()])
+        .insert_revocation(&rev(7), &[Withdrawn::Key(user.thumbprint())])
         .await
         .unwrap();
     assert!(store.is_key_revoked(&user.thumbprint()).await.unwrap());
