@@ -162,7 +162,13 @@ pub async fn stack(dir: &Path) -> Stack {
 
 /// The example resource server, trusting `broker`.
 pub async fn resource_server(broker: &str, max_staleness: u64) -> Proc {
-    let mut cmd = Command::new(binary("mandate-resource-example"));
+    resource_server_from(&binary("mandate-resource-example"), broker, max_staleness).await
+}
+
+/// A resource server built like the example one (its flags and its
+/// address line), from `program`: another build of it, say.
+pub async fn resource_server_from(program: &Path, broker: &str, max_staleness: u64) -> Proc {
+    let mut cmd = Command::new(program);
     cmd.args(["--listen", "127.0.0.1:0", "--broker", broker])
         .args(["--max-staleness", &max_staleness.to_string()])
         .env("RUST_LOG", "warn");

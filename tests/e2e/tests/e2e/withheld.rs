@@ -30,7 +30,6 @@ use axum::response::Response;
 use futures_util::StreamExt as _;
 use mandate_core::TokenId;
 use serde_json::Value;
-use tokio::process::Command;
 
 use crate::journey::{agent, approved, call};
 use crate::user::User;
@@ -204,16 +203,7 @@ fn filter_events(
 /// trusting the broker at `broker`, with the staleness bound [`BOUND`].
 async fn resource_server(broker: &str, binary: Option<std::path::PathBuf>) -> Proc {
     let binary = binary.unwrap_or_else(|| procs::binary("mandate-resource-example"));
-    let mut cmd = Command::new(binary);
-    cmd.args(["--listen", "127.0.0.1:0", "--broker", broker])
-        .args(["--max-staleness", &BOUND.to_string()])
-        .env("RUST_LOG", "warn");
-    Proc::start(
-        "mandate-resource-example",
-        cmd,
-        "mandate-resource-example listening on ",
-    )
-    .await
+    procs::resource_server_from(&binary, broker, BOUND).await
 }
 
 /// Calls until the answer is no longer 200, for at most `within`; the
