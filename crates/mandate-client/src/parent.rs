@@ -8,10 +8,9 @@
 //! anything else is a warning, never a chain.
 
 use mandate_core::token::RequestClaims;
-use mandate_core::{
-    BindingSet, Context, KeySet, Policy, Principal, PublicKey, TokenId, VerifiedChain, verify_chain,
-};
+use mandate_core::{Principal, PublicKey, TokenId, VerifiedChain};
 
+use crate::activity::Checker;
 use crate::history::StoredRequest;
 
 /// What the chain behind a request turned out to be.
@@ -60,34 +59,26 @@ pub fn verify(
     }
 }
 
+/// The chain verified with the receipts' [`Checker`]: this user's key
+/// bound to `principal`, the served keys each under its own thumbprint (a
+/// wrong one can only fail to match, never stand in for another), at
+/// `received_at`.
 fn check(
     chain: &[String],
     request: &StoredRequest,
     principal: &str,
     user_key: &PublicKey,
-) -> Result<VerifiedChain, &'static str> {
+) -> Result<VerifiedChain, String> {
     let principal: Principal = principal
         .to_owned()
         .try_into()
-        .map_err(|_| "principal.malformed")?;
-    let mut keys = KeySet::new();
-    keys.insert(*user_key);
+        .map_err(|_| "principal.malformed".to_owned())?;
+    let mut checker = Checker::new(principal, user_key).map_err(|e| e.code().to_owned())?;
     for jwk in &request.parent_keys {
-        // A key is filed under its own thumbprint: a wrong one can only
-        // fail to match, never stand in for another.
-        keys.insert_jwk(jwk).map_err(|e| e.code())?;
+        checker.add_key(jwk).map_err(|e| e.code().to_owned())?;
     }
-    let mut bindings = BindingSet::new();
-    bindings
-        .insert(principal, user_key.thumbprint())
-        .map_err(|e| e.code())?;
-    let revoked = std::collections::HashSet::new();
-    let cx = Context {
-        now: request.received_at,
-        policy: Policy::default(),
-        keys: &keys,
-        bindings: &bindings,
-        revoked: &revoked,
-    };
-    verify_chain(chain, &cx).map_err(|e| e.code())
+    checker
+        .chain(chain, request.received_at)
+        .cloned()
+        .map_err(|e| e.code().to_owned())
 }
