@@ -44,6 +44,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 409: the request conflicts with what the broker holds.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
     /// A token rule failed: 400, with the rule's code.
     pub fn token(e: mandate_core::Error) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())

@@ -11,10 +11,6 @@ use serde::Serialize;
 use crate::error::on_conflict;
 use crate::{ApiError, AppState, User};
 
-fn conflict(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
 /// How long a key binding lasts: 7 days. The app renews it while the user
 /// is signed in on that device (at half its life), so a device that is
 /// lost, wiped or simply abandoned stops vouching for new chains within a
@@ -93,12 +89,13 @@ pub async fn enroll(
     let unauthorized =
         |e: mandate_core::Error| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
     if s.store.is_key_revoked(&key.thumbprint()).await? {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "key.revoked",
             "this key was removed and is never bound again; make a new one",
         ));
     }
-    let bound_elsewhere = || conflict("key.bound_elsewhere", "the key belongs to another user");
+    let bound_elsewhere =
+        || ApiError::conflict("key.bound_elsewhere", "the key belongs to another user");
     let current = s.store.binding(&key.thumbprint()).await?;
     // The cheap checks first: a proof is recorded (spent) only after them.
     let device = match &current {

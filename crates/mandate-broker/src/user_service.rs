@@ -91,10 +91,6 @@ fn unprocessable(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
-fn conflict(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
 /// Records the user's decision on a pending request.
 ///
 /// A grant must verify as a root signed by one of the user's bound keys,
@@ -223,20 +219,20 @@ pub async fn decide(
             let current = match (&request.status, &request.decision) {
                 (RequestStatus::Approved, Some(current)) => current,
                 _ => {
-                    return Err(conflict(
+                    return Err(ApiError::conflict(
                         "request.not_approved",
                         "only an approved request's grant can be re-issued",
                     ));
                 }
             };
             if TokenId::of(current) != replaces {
-                return Err(conflict(
+                return Err(ApiError::conflict(
                     "decision.stale",
                     "the request's grant is not the one this replaces",
                 ));
             }
             if !s.store.is_revoked(&replaces).await? {
-                return Err(conflict(
+                return Err(ApiError::conflict(
                     "decision.not_revoked",
                     "revoke the grant this replaces first",
                 ));
