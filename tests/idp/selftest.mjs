@@ -9,6 +9,8 @@
 import { spawn, execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const OVERALL_TIMEOUT_MS = 90_000;
@@ -78,6 +80,15 @@ function signin(issuer, user, extra = []) {
 
 function decode(jwt) {
   return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url'));
+}
+
+function kidOf(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url')).kid;
+}
+
+async function publishedKids(issuer) {
+  const res = await fetch(`${issuer}/jwks`, { signal: AbortSignal.timeout(10_000) });
+  return (await res.json()).keys.map((k) => k.kid);
 }
 
 async function signinOk(issuer, user, extra = []) {
@@ -185,6 +196,39 @@ async function main() {
   } finally {
     const s2 = await stopServer(short);
     ok(s2.code === 0, 'second server exits 0 on SIGTERM', JSON.stringify(s2));
+  }
+
+  // --keys-file: the keys survive a restart; --rotate-key puts a new one first.
+  const dir = mkdtempSync(join(tmpdir(), 'idp-selftest-'));
+  try {
+    const file = join(dir, 'keys.json');
+    const first = await startServer(['--keys-file', file]);
+    const port = new URL(first.issuer).port;
+    const fileKids = () => JSON.parse(readFileSync(file, 'utf8')).keys.map((k) => k.kid);
+    const [kid1] = fileKids();
+    ok(fileKids().length === 1 && (statSync(file).mode & 0o777) === 0o600, '--keys-file creates a 0600 file with one key');
+    ok(JSON.stringify(await publishedKids(first.issuer)) === JSON.stringify([kid1]), '/jwks publishes the file\'s key');
+    const before = await signinOk(first.issuer, 'alice', ['--scope', 'openid']);
+    ok(kidOf(before.id_token) === kid1, 'ID tokens are signed with the file\'s key', kidOf(before.id_token));
+    await stopServer(first);
+
+    const again = await startServer(['--keys-file', file, '--port', port]);
+    ok(again.issuer === first.issuer, 'a restart on the same port is the same issuer', again.issuer);
+    ok(JSON.stringify(await publishedKids(again.issuer)) === JSON.stringify([kid1]), 'a restart with the same file keeps the key');
+    const after = await signinOk(again.issuer, 'alice', ['--scope', 'openid']);
+    ok(kidOf(after.id_token) === kid1, 'and signs with it', kidOf(after.id_token));
+    await stopServer(again);
+
+    const rotated = await startServer(['--keys-file', file, '--port', port, '--rotate-key']);
+    const [kid2, old] = fileKids();
+    ok(kid2 !== kid1 && old === kid1 && fileKids().length === 2, '--rotate-key puts a new key first in the file and keeps the old one', JSON.stringify(fileKids()));
+    ok(JSON.stringify(await publishedKids(rotated.issuer)) === JSON.stringify([kid2, kid1]), 'both keys are published after a rotation');
+    const newer = await signinOk(rotated.issuer, 'bob', ['--scope', 'openid']);
+    ok(kidOf(newer.id_token) === kid2, 'the new key signs after a rotation', kidOf(newer.id_token));
+    const s3 = await stopServer(rotated);
+    ok(s3.code === 0, 'rotated server exits 0 on SIGTERM', JSON.stringify(s3));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

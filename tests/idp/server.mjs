@@ -2,15 +2,22 @@
 // A real OpenID Provider (panva/oidc-provider v9) for Mandate tests and local runs.
 //
 //   node server.mjs [--port N] [--id-token-ttl SECONDS] [--offline-access-without-consent-prompt]
+//                   [--keys-file PATH [--rotate-key]]
 //
-// Environment fallbacks: IDP_PORT, IDP_ID_TOKEN_TTL, IDP_OFFLINE_ACCESS_WITHOUT_CONSENT_PROMPT=1.
+// Environment fallbacks: IDP_PORT, IDP_ID_TOKEN_TTL, IDP_OFFLINE_ACCESS_WITHOUT_CONSENT_PROMPT=1,
+// IDP_KEYS_FILE.
 // Binds to 127.0.0.1 only. Once listening it prints exactly one line to stdout,
 //   issuer http://127.0.0.1:PORT
 // and logs everything else to stderr. Exits cleanly on SIGTERM / SIGINT.
-// Everything (keys, sessions, grants, tokens) lives in memory and is lost on exit.
+// Everything (keys, sessions, grants, tokens) lives in memory and is lost on exit, except the
+// signing keys when --keys-file names a JWKS file: it is created on first use and loaded on
+// every start, so a restart on the same port is the same provider with the same keys.
+// --rotate-key puts a fresh key first in that file (it signs from then on) and keeps the
+// others published.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parse as parseQuery } from 'node:querystring';
 
@@ -43,6 +50,8 @@ try {
       port: { type: 'string' },
       'id-token-ttl': { type: 'string' },
       'offline-access-without-consent-prompt': { type: 'boolean' },
+      'keys-file': { type: 'string' },
+      'rotate-key': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -52,7 +61,7 @@ try {
 }
 if (args.help) {
   process.stderr.write('usage: node server.mjs [--port N (0 = ephemeral, default)] [--id-token-ttl SECONDS (default 3600)]\n'
-    + '                      [--offline-access-without-consent-prompt]\n');
+    + '                      [--offline-access-without-consent-prompt] [--keys-file PATH [--rotate-key]]\n');
   process.exit(0);
 }
 
@@ -64,8 +73,75 @@ const ID_TOKEN_TTL = intOption(args['id-token-ttl'] ?? process.env.IDP_ID_TOKEN_
 // is treated as if it carried prompt=consent (what Keycloak/Auth0-style IdPs tolerate).
 const OFFLINE_WITHOUT_PROMPT = Boolean(args['offline-access-without-consent-prompt'])
   || process.env.IDP_OFFLINE_ACCESS_WITHOUT_CONSENT_PROMPT === '1';
+const KEYS_FILE = args['keys-file'] ?? process.env.IDP_KEYS_FILE;
+const ROTATE_KEY = Boolean(args['rotate-key']);
+if (KEYS_FILE === '') die('--keys-file must name a file');
+if (ROTATE_KEY && !KEYS_FILE) die('--rotate-key needs --keys-file');
 
-// Imported after argument parsing so that usage errors are not mixed with its warnings.
+// The RS256 signing keys: the first signs, all are published at /jwks. Without
+// --keys-file, one key generated at startup, in memory only.
+function newSigningJwk() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    ...privateKey.export({ format: 'jwk' }),
+    kid: `idp-${randomBytes(6).toString('hex')}`,
+    alg: 'RS256',
+    use: 'sig',
+  };
+}
+
+// The keys in `path`, a JWKS of private RSA keys; `null` when there is no such file.
+function readKeysFile(path) {
+  let text;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return null;
+    die(`--keys-file ${path}: ${err.message}`);
+  }
+  let keys;
+  try {
+    ({ keys } = JSON.parse(text));
+  } catch (err) {
+    die(`--keys-file ${path}: not JSON: ${err.message}`);
+  }
+  if (!Array.isArray(keys) || keys.length === 0) die(`--keys-file ${path}: no "keys" array, or it is empty`);
+  const kids = new Set();
+  for (const k of keys) {
+    if (k?.kty !== 'RSA' || typeof k.d !== 'string' || typeof k.kid !== 'string' || k.kid === '') {
+      die(`--keys-file ${path}: every key must be a private RSA JWK with a kid`);
+    }
+    if (kids.has(k.kid)) die(`--keys-file ${path}: kid ${JSON.stringify(k.kid)} appears twice`);
+    kids.add(k.kid);
+  }
+  return keys.map((k) => ({ ...k, alg: 'RS256', use: 'sig' }));
+}
+
+// Writes the keys to `path` (mode 0600) through a temporary file, so that a reader never
+// sees half a file.
+function writeKeysFile(path, keys) {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, `${JSON.stringify({ keys }, null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, path);
+  } catch (err) {
+    die(`--keys-file ${path}: ${err.message}`);
+  }
+}
+
+let signingKeys;
+if (KEYS_FILE) {
+  signingKeys = readKeysFile(KEYS_FILE);
+  if (signingKeys === null || ROTATE_KEY) {
+    signingKeys = [newSigningJwk(), ...(signingKeys ?? [])];
+    writeKeysFile(KEYS_FILE, signingKeys);
+  }
+} else {
+  signingKeys = [newSigningJwk()];
+}
+
+// Imported after argument parsing and the keys file so that usage errors are not mixed
+// with its warnings.
 const { default: Provider } = await import('oidc-provider');
 
 // ---------------------------------------------------------------------------
@@ -110,15 +186,6 @@ function nativeClient(clientId) {
   };
 }
 
-// A fixed RS256 signing key generated at startup (in memory only).
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingJwk = {
-  ...privateKey.export({ format: 'jwk' }),
-  kid: `idp-${randomBytes(6).toString('hex')}`,
-  alg: 'RS256',
-  use: 'sig',
-};
-
 // ---------------------------------------------------------------------------
 // Bind first (port 0 = ephemeral) so that the issuer can carry the real port.
 const server = createServer();
@@ -130,7 +197,7 @@ const ISSUER = `http://127.0.0.1:${port}`;
 const provider = new Provider(ISSUER, {
   clients: [nativeClient('mandate-desktop'), nativeClient('mandate-test')],
   findAccount,
-  jwks: { keys: [signingJwk] },
+  jwks: { keys: signingKeys },
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
@@ -227,7 +294,7 @@ server.on('request', (req, res) => {
 });
 
 process.stdout.write(`issuer ${ISSUER}\n`);
-process.stderr.write(`idp: listening, clients mandate-desktop & mandate-test, users ${Object.keys(USERS).join(', ')}, id token ttl ${ID_TOKEN_TTL}s${OFFLINE_WITHOUT_PROMPT ? ', offline_access without prompt=consent allowed' : ''}\n`);
+process.stderr.write(`idp: listening, clients mandate-desktop & mandate-test, users ${Object.keys(USERS).join(', ')}, id token ttl ${ID_TOKEN_TTL}s, signing key ${signingKeys[0].kid}${signingKeys.length > 1 ? ` (also publishing ${signingKeys.slice(1).map((k) => k.kid).join(', ')})` : ''}${KEYS_FILE ? ` from ${KEYS_FILE}` : ''}${OFFLINE_WITHOUT_PROMPT ? ', offline_access without prompt=consent allowed' : ''}\n`);
 
 let stopping = false;
 function shutdown(signal) {
