@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use mandate_core::token::{BindingClaims, Confirmation, Jti, KeyRevocationClaims, chain_hash};
-use mandate_core::{Claims as _, HttpCall, Jwk, PublicKey, TokenId, verify_proof};
+use mandate_core::{Claims as _, HttpCall, Jwk, PublicKey, TokenId, check_proof};
 use mandate_store::{Binding, BindingPut, RevocationRecord, Withdrawn};
 use serde::Serialize;
 
@@ -101,8 +101,9 @@ pub async fn enroll(
     let device = match &current {
         Some(b) if b.principal != user.principal => return Err(bound_elsewhere()),
         Some(b) if b.expires_at > now => {
-            verify_proof(e.proof, &key, &ath, &call, &s.policy, now, &s.replay)
-                .map_err(unauthorized)?;
+            let proof =
+                check_proof(e.proof, &key, &ath, &call, &s.policy, now).map_err(unauthorized)?;
+            state.spend(proof).await?;
             b.device.clone()
         }
         _ => {
@@ -131,18 +132,12 @@ pub async fn enroll(
                     "the sign-in was not made for this enrollment",
                 ));
             }
-            verify_proof(e.proof, &key, &ath, &call, &s.policy, now, &s.replay)
+            let proof =
+                check_proof(e.proof, &key, &ath, &call, &s.policy, now).map_err(unauthorized)?;
+            let session_proof = check_proof(session_proof, &session, &ath, &call, &s.policy, now)
                 .map_err(unauthorized)?;
-            verify_proof(
-                session_proof,
-                &session,
-                &ath,
-                &call,
-                &s.policy,
-                now,
-                &s.replay,
-            )
-            .map_err(unauthorized)?;
+            state.spend(proof).await?;
+            state.spend(session_proof).await?;
             s.store
                 .spend_id_token(
                     &TokenId::of(user.token.expose()).to_string(),

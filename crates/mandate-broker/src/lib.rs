@@ -26,6 +26,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod ratelimit;
 pub mod receipt_service;
+mod replay;
 pub mod revocation_service;
 pub mod service;
 mod state;

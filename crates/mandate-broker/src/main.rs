@@ -46,9 +46,16 @@ struct Args {
     /// The broker's signing key [default: broker-key in the data directory].
     #[arg(long, env = "MANDATE_BROKER_KEY_FILE")]
     key_file: Option<PathBuf>,
-    /// The most pending requests one user may have.
-    #[arg(long, default_value_t = Limits::default().max_pending_per_user)]
-    max_pending_per_user: i64,
+    /// The most pending requests one user may have from agents they
+    /// approved before, and those agents' endorsed sub-agents.
+    #[arg(long, default_value_t = Limits::default().max_pending_known)]
+    max_pending_known: i64,
+    /// The most pending requests one user may have from other agents.
+    #[arg(long, default_value_t = Limits::default().max_pending_new)]
+    max_pending_new: i64,
+    /// The most pending requests one agent may have for one user.
+    #[arg(long, default_value_t = Limits::default().max_pending_per_agent)]
+    max_pending_per_agent: i64,
     /// Overrides one rate limit: `KIND=BURST:PER_SECOND`, where KIND is
     /// agent_requests, user_prompts, agent_calls or user_calls. Repeatable.
     #[arg(long = "rate", value_parser = parse_rate)]
@@ -106,7 +113,9 @@ fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
 impl Args {
     fn limits(&self) -> Limits {
         let mut limits = Limits {
-            max_pending_per_user: self.max_pending_per_user,
+            max_pending_known: self.max_pending_known,
+            max_pending_new: self.max_pending_new,
+            max_pending_per_agent: self.max_pending_per_agent,
             sse_keepalive: Duration::from_secs(self.sse_keepalive.max(1)),
             binding_lifetime: self.binding_lifetime.max(1),
             ..Limits::default()

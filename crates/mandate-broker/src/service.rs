@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use mandate_core::token::{GrantClaims, RequestClaims, chain_hash};
-use mandate_core::{Error as TokenError, HttpCall, Jwk, Principal, TokenId, verify_proof};
-use mandate_store::{NewRequest, RequestStatus};
+use mandate_core::{
+    CheckedProof, Error as TokenError, HttpCall, Jwk, Principal, Thumbprint, TokenId, check_proof,
+};
+use mandate_store::{Lane, NewRequest, RequestStatus};
 use serde::Serialize;
 
 use crate::error::{on_conflict, too_fast};
@@ -71,10 +73,18 @@ pub struct Parent<'a> {
 /// Files an agent's signed request in its user's inbox.
 ///
 /// The request must verify (signature under the key in its header, times,
-/// scopes) and name, in `principal_hint`, a principal with an enrolled key.
-/// The same request twice is refused as a replay. A user with too many
-/// pending requests gets no more until some are decided, so that agents
-/// cannot wear the user down with prompts.
+/// scopes) and name a principal in `principal_hint`. Whether that
+/// principal has an enrolled key is not checked, and not told: a request
+/// for nobody is filed like any other, and lapses unseen. The same
+/// request twice is refused as a replay.
+///
+/// The inbox is fair (docs/broker.md, "A fair inbox"): a request from an
+/// agent the user approved before, or from a sub-agent such an agent
+/// endorsed, waits in the user's *known* lane; any other in the *new*
+/// lane. Each lane has its own cap on pending requests and its own rate,
+/// and each agent (for a sub-agent, the endorsing agent) its own cap and
+/// rate, so that throwaway keys can fill only the new lane, and cannot
+/// keep the agents the user already trusts from reaching them.
 ///
 /// A sub-agent's request names the grants of the chain it extends in
 /// `parent_chain`; `parent` carries them, and they must verify here, for
@@ -99,22 +109,26 @@ pub async fn submit_request(
         })?
         .try_into()
         .map_err(|_| unprocessable("request.no_principal", "principal_hint is not a principal"))?;
-    if !s
-        .limiters
-        .agent_requests
-        .allow(&request.signer().thumbprint().to_string())
-    {
+    let agent = request.signer().thumbprint();
+    if !s.limiters.agent_requests.allow(&agent.to_string()) {
         return Err(too_fast("rate.agent"));
     }
-    if s.store.bindings_of(&principal).await?.is_empty() {
-        return Err(unprocessable(
-            "request.unknown_principal",
-            "no user with an enrolled key has that principal",
-        ));
-    }
-    check_parent(state, compact, &claims.parent_chain, &principal, parent).await?;
-    if !s.limiters.user_prompts.allow(principal.as_str()) {
+    let endorsement =
+        check_parent(state, compact, &claims.parent_chain, &principal, parent).await?;
+    let (lane, sponsor) = match &endorsement {
+        Some((_, endorser)) => (Lane::Known, *endorser),
+        None if s.store.has_granted(&principal, &agent).await? => (Lane::Known, agent),
+        None => (Lane::New, agent),
+    };
+    let (max_pending, prompts) = match lane {
+        Lane::Known => (s.limits.max_pending_known, &s.limiters.known_prompts),
+        Lane::New => (s.limits.max_pending_new, &s.limiters.new_prompts),
+    };
+    if !prompts.allow(principal.as_str()) {
         return Err(too_fast("rate.user_prompts"));
+    }
+    if let Some((proof, _)) = endorsement {
+        state.spend(proof).await?;
     }
     let expires_at = claims
         .exp
@@ -123,25 +137,28 @@ pub async fn submit_request(
     let parent_keys = crate::chains::keys_named(parent.chain, parent.keys)?;
     let new = NewRequest {
         id: request.id(),
-        agent: request.signer().thumbprint(),
+        agent,
         principal: &principal,
         token: compact,
         parent_chain: parent.chain,
         parent_keys: &parent_keys,
         created_at: now,
         expires_at,
-        max_pending: s.limits.max_pending_per_user,
+        lane,
+        sponsor,
+        max_pending,
+        max_pending_per_agent: s.limits.max_pending_per_agent,
     };
     s.store.insert_request(&new).await.map_err(|e| match e {
         mandate_store::StoreError::Full => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "request.too_many_pending",
-            "the user has too many pending requests",
+            "too many requests wait for this user, from this agent or from agents like it",
         ),
         other => on_conflict("request.replayed", "this request was filed before")(other),
     })?;
     state.inner.hub.wake(state.store()).await;
-    tracing::info!(request = %request.id(), agent = %request.signer().thumbprint(), "request filed");
+    tracing::info!(request = %request.id(), agent = %agent, lane = lane.as_str(), "request filed");
     Ok(Submitted {
         id: request.id(),
         status: "pending",
@@ -150,14 +167,16 @@ pub async fn submit_request(
     })
 }
 
-/// Checks what a sub-agent's request stands on; nothing for a plain request.
+/// Checks what a sub-agent's request stands on: for a sub-agent's
+/// request, the endorsement (to be spent once the cheap checks pass) and
+/// the endorsing agent's key; nothing for a plain request.
 async fn check_parent(
     state: &AppState,
     compact: &str,
     ids: &[TokenId],
     principal: &Principal,
     parent: Parent<'_>,
-) -> Result<(), ApiError> {
+) -> Result<Option<(CheckedProof, Thumbprint)>, ApiError> {
     let mismatch = |message| unprocessable("request.parent_chain_mismatch", message);
     if ids.is_empty() {
         if !parent.chain.is_empty() || parent.endorsement.is_some() {
@@ -165,7 +184,7 @@ async fn check_parent(
                 "a parent chain came with a request that names none",
             ));
         }
-        return Ok(());
+        return Ok(None);
     }
     if parent.chain.len() != ids.len()
         || parent
@@ -207,17 +226,16 @@ async fn check_parent(
         uri: &uri,
     };
     let s = &state.inner;
-    verify_proof(
+    let proof = check_proof(
         endorsement,
         leaf,
         &chain_hash(&covered),
         &call,
         &s.policy,
         state.now(),
-        &s.replay,
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
-    Ok(())
+    Ok(Some((proof, checked.chain.leaf_key())))
 }
 
 /// Answers an agent polling its request. `pop` must be a proof of
@@ -259,7 +277,7 @@ pub async fn poll_request(
         method: "GET",
         uri: &uri,
     };
-    verify_proof(pop, &key, &ath, &call, &s.policy, now, &s.replay).map_err(|e| match e {
+    let proof = check_proof(pop, &key, &ath, &call, &s.policy, now).map_err(|e| match e {
         TokenError::PopWrongKey => ApiError::new(
             StatusCode::FORBIDDEN,
             "auth.not_your_request",
@@ -270,6 +288,7 @@ pub async fn poll_request(
     if !s.limiters.agent_calls.allow(&key.thumbprint().to_string()) {
         return Err(too_fast("rate.agent"));
     }
+    state.spend(proof).await?;
     let record = if record.status == RequestStatus::Pending && !wait.is_zero() {
         wait_for_decision(state, id, wait).await?.unwrap_or(record)
     } else {

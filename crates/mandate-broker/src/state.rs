@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mandate_core::{MemoryReplayCache, Policy, SigningKey, UnixTime};
+use mandate_core::{Policy, SigningKey, UnixTime};
 use mandate_store::Store;
 
 use crate::checkpoint::Checkpoints;
@@ -11,6 +11,7 @@ use crate::guard::{AllowedHost, AllowedOrigin, Guard};
 use crate::hub::Hub;
 use crate::oidc::OidcVerifier;
 use crate::ratelimit::{Limiter, Rate};
+use crate::replay::Replay;
 
 /// The current time, as Unix seconds. Tests pass a fixed or stepped clock.
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
@@ -18,13 +19,21 @@ pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 /// The guards' numbers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
-    /// The most pending requests one user may have.
-    pub max_pending_per_user: i64,
+    /// The most pending requests one user may have from agents they
+    /// approved before (and their endorsed sub-agents): the known lane.
+    pub max_pending_known: i64,
+    /// The most pending requests one user may have from other agents:
+    /// the new lane.
+    pub max_pending_new: i64,
+    /// The most pending requests one agent (for a sub-agent, the agent
+    /// that endorsed it) may have for one user.
+    pub max_pending_per_agent: i64,
     /// The longest a request may wait for a decision, in seconds.
     pub max_request_wait: i64,
     /// Requests one agent key may file.
     pub agent_requests: Rate,
-    /// Requests that may be filed to one user, by all agents together.
+    /// Requests that may be filed to one user in each lane, by all the
+    /// lane's agents together.
     pub user_prompts: Rate,
     /// Calls one agent key may make otherwise (polls).
     pub agent_calls: Rate,
@@ -42,7 +51,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_pending_per_user: 50,
+            max_pending_known: 50,
+            max_pending_new: 20,
+            max_pending_per_agent: 5,
             max_request_wait: 3600,
             agent_requests: Rate {
                 burst: 20,
@@ -70,7 +81,10 @@ impl Default for Limits {
 #[derive(Debug)]
 pub(crate) struct Limiters {
     pub agent_requests: Limiter,
-    pub user_prompts: Limiter,
+    /// `user_prompts`, for the known lane.
+    pub known_prompts: Limiter,
+    /// `user_prompts`, for the new lane.
+    pub new_prompts: Limiter,
     pub agent_calls: Limiter,
     pub user_calls: Limiter,
 }
@@ -79,7 +93,8 @@ impl Limiters {
     fn new(l: &Limits) -> Limiters {
         Limiters {
             agent_requests: Limiter::new(l.agent_requests),
-            user_prompts: Limiter::new(l.user_prompts),
+            known_prompts: Limiter::new(l.user_prompts),
+            new_prompts: Limiter::new(l.user_prompts),
             agent_calls: Limiter::new(l.agent_calls),
             user_calls: Limiter::new(l.user_calls),
         }
@@ -102,7 +117,7 @@ pub(crate) struct Inner {
     pub clock: Clock,
     pub policy: Policy,
     pub limits: Limits,
-    pub replay: MemoryReplayCache,
+    pub replay: Replay,
     pub hub: Hub,
     pub limiters: Limiters,
     pub checkpoints: Checkpoints,
@@ -121,6 +136,7 @@ impl AppState {
         clock: Clock,
         limits: Limits,
     ) -> AppState {
+        let replay = Replay::for_store(&store);
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -130,7 +146,7 @@ impl AppState {
                 clock,
                 policy: Policy::default(),
                 limits,
-                replay: MemoryReplayCache::new(100_000),
+                replay,
                 hub: Hub::default(),
                 limiters: Limiters::new(&limits),
                 checkpoints: Checkpoints::default(),

@@ -33,6 +33,7 @@ pub mod feed;
 mod json;
 pub mod jws;
 pub mod key;
+mod replay;
 pub mod scope;
 pub mod secret;
 pub mod token;
@@ -50,10 +51,13 @@ pub use error::Error;
 pub use feed::{Checkpointed, FeedHead, RevocationFeed};
 pub use jws::{MAX_TOKEN_BYTES, TokenId, TokenKind};
 pub use key::{AgentId, Jwk, PublicKey, SigningKey, Thumbprint};
+pub use replay::{MemoryReplayCache, ReplayCache, SpentProof};
 pub use scope::{AuthorizationDetail, Call};
 pub use secret::Secret;
 pub use token::{Claims, Policy, Principal, UnixTime, Verified};
-pub use verifier::{HttpCall, MemoryReplayCache, ReplayCache, Verifier, verify_pop, verify_proof};
+pub use verifier::{
+    CheckedProof, HttpCall, Verifier, check_pop, check_proof, verify_pop, verify_proof,
+};
 
 /// The most links a chain may have.
 pub const MAX_CHAIN_LINKS: usize = 16;

@@ -1,66 +1,14 @@
 //! What a resource server runs on each call: the chain, the proof of
 //! possession, the replay check and the scope of the call.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
-
 use crate::Error;
 use crate::cache::LinkCache;
 use crate::chain::{self, Context, VerifiedChain};
 use crate::jws::{self, TokenKind};
 use crate::key::PublicKey;
+use crate::replay::{ReplayCache, SpentProof};
 use crate::scope::{self, Call};
 use crate::token::{Claims as _, Policy, PopClaims, UnixTime, same_htu};
-
-/// Remembers proof ids until they can no longer be fresh.
-pub trait ReplayCache {
-    /// Records `key`, or fails with [`Error::PopReplayed`] if it is already
-    /// recorded and live, or [`Error::PopCacheFull`] if there is no room.
-    /// An entry may be forgotten after `keep_until`.
-    fn first_use(&self, key: &str, keep_until: UnixTime, now: UnixTime) -> Result<(), Error>;
-}
-
-/// A bounded in-memory replay cache. When full of live entries it refuses
-/// new ones rather than forget one that could still be replayed.
-#[derive(Debug)]
-pub struct MemoryReplayCache {
-    seen: Mutex<HashMap<String, UnixTime>>,
-    capacity: usize,
-}
-
-impl MemoryReplayCache {
-    /// A cache for at most `capacity` live proofs.
-    pub fn new(capacity: usize) -> MemoryReplayCache {
-        MemoryReplayCache {
-            seen: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, UnixTime>> {
-        // Each operation leaves the map consistent, so a poisoned lock is still usable.
-        self.seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl ReplayCache for MemoryReplayCache {
-    fn first_use(&self, key: &str, keep_until: UnixTime, now: UnixTime) -> Result<(), Error> {
-        let mut seen = self.lock();
-        if seen.get(key).is_some_and(|&until| until >= now) {
-            return Err(Error::PopReplayed);
-        }
-        if seen.len() >= self.capacity {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= self.capacity {
-                return Err(Error::PopCacheFull);
-            }
-        }
-        seen.insert(key.to_owned(), keep_until);
-        Ok(())
-    }
-}
 
 /// The HTTP call a proof of possession is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +27,20 @@ pub fn verify_pop(
     cx: &Context<'_>,
     replay: &dyn ReplayCache,
 ) -> Result<PopClaims, Error> {
+    check_pop(chain, pop, call, cx)?.record(replay, cx.now)
+}
+
+/// As [`verify_pop`], without recording the proof: the caller records it
+/// with [`CheckedProof::record`] once its own cheap checks have passed.
+pub fn check_pop(
+    chain: &VerifiedChain,
+    pop: &str,
+    call: &HttpCall<'_>,
+    cx: &Context<'_>,
+) -> Result<CheckedProof, Error> {
     let leaf = chain.leaf_key();
     let key = cx.keys.get(&leaf).ok_or(Error::UnknownKey)?;
-    verify_proof(pop, key, chain.ath(), call, &cx.policy, cx.now, replay)
+    check_proof(pop, key, chain.ath(), call, &cx.policy, cx.now)
 }
 
 /// Checks a proof of possession made by `key` for `call`, bound to `ath`,
@@ -97,6 +56,46 @@ pub fn verify_proof(
     now: UnixTime,
     replay: &dyn ReplayCache,
 ) -> Result<PopClaims, Error> {
+    check_proof(pop, key, ath, call, policy, now)?.record(replay, now)
+}
+
+/// A proof of possession that passed every check but the replay check.
+#[derive(Debug, Clone)]
+#[must_use = "a proof counts only once it is recorded"]
+pub struct CheckedProof {
+    claims: PopClaims,
+    spent: SpentProof,
+}
+
+impl CheckedProof {
+    /// What to record in a replay cache: shared caches take this.
+    pub fn spent(&self) -> &SpentProof {
+        &self.spent
+    }
+
+    /// Records the proof in `replay`; fails if it was used before, or if
+    /// there is no room for it.
+    pub fn record(self, replay: &dyn ReplayCache, now: UnixTime) -> Result<PopClaims, Error> {
+        replay.first_use(&self.spent, now)?;
+        Ok(self.claims)
+    }
+
+    /// The proof's claims, once the caller has recorded [`Self::spent`]
+    /// itself, as a shared replay cache does.
+    pub fn into_claims(self) -> PopClaims {
+        self.claims
+    }
+}
+
+/// As [`verify_proof`], without recording the proof.
+pub fn check_proof(
+    pop: &str,
+    key: &PublicKey,
+    ath: &str,
+    call: &HttpCall<'_>,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<CheckedProof, Error> {
     let token = jws::parse(pop, TokenKind::Pop)?;
     let jkt = key.thumbprint();
     if token.kid != jkt {
@@ -118,8 +117,8 @@ pub fn verify_proof(
         .iat
         .saturating_add(policy.pop_max_age)
         .saturating_add(policy.clock_skew);
-    replay.first_use(&format!("{jkt}:{}", claims.jti.as_str()), keep_until, now)?;
-    Ok(claims)
+    let spent = SpentProof::new(&jkt, ath, claims.jti.as_str(), keep_until);
+    Ok(CheckedProof { claims, spent })
 }
 
 /// A verifier with a bounded cache of links already verified.
@@ -162,10 +161,12 @@ impl Verifier {
         replay: &dyn ReplayCache,
     ) -> Result<VerifiedChain, Error> {
         let verified = self.verify_chain(chain, cx)?;
-        verify_pop(&verified, pop.ok_or(Error::PopMissing)?, http, cx, replay)?;
+        let proof = check_pop(&verified, pop.ok_or(Error::PopMissing)?, http, cx)?;
         if call.is_some_and(|c| !scope::permits(verified.scopes(), c)) {
             return Err(Error::OutOfScope);
         }
+        // Only a proof for a call the chain permits takes room in the cache.
+        proof.record(replay, cx.now)?;
         Ok(verified)
     }
 

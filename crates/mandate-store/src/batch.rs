@@ -17,6 +17,7 @@ use sqlx::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::events::APPEND_SQLITE;
+use crate::requests::{COUNT, UNCOUNT, counters};
 use crate::{EventKind, NewRequest, StoreError};
 
 /// The most requests stored in one transaction.
@@ -32,7 +33,10 @@ pub(crate) struct Job {
     parent_keys: String,
     created_at: i64,
     expires_at: i64,
+    lane: &'static str,
+    sponsor: String,
     max_pending: i64,
+    max_pending_per_agent: i64,
     reply: oneshot::Sender<Result<i64, StoreError>>,
 }
 
@@ -48,7 +52,10 @@ impl Job {
             parent_keys: r.parent_keys.to_owned(),
             created_at: r.created_at,
             expires_at: r.expires_at,
+            lane: r.lane.as_str(),
+            sponsor: r.sponsor.to_string(),
             max_pending: r.max_pending,
+            max_pending_per_agent: r.max_pending_per_agent,
             reply,
         };
         (job, answer)
@@ -94,26 +101,22 @@ async fn store(
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
     for j in jobs {
-        if j.max_pending <= 0 {
+        let [lane, agent] = counters(j.lane, &j.sponsor, &j.principal);
+        if j.max_pending <= 0
+            || j.max_pending_per_agent <= 0
+            || !count(&mut tx, &lane, j.max_pending).await?
+        {
             results.push(Err(StoreError::Full));
             continue;
         }
-        let counted = sqlx::query(
-            "INSERT INTO pending_counts (principal, n) VALUES ($1, 1) \
-             ON CONFLICT (principal) DO UPDATE SET n = pending_counts.n + 1 WHERE pending_counts.n < $2",
-        )
-        .bind(&j.principal)
-        .bind(j.max_pending)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if counted == 0 {
+        if !count(&mut tx, &agent, j.max_pending_per_agent).await? {
+            uncount(&mut tx, &lane).await?;
             results.push(Err(StoreError::Full));
             continue;
         }
         let stored = sqlx::query(
-            "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&j.id)
         .bind(&j.agent)
@@ -123,14 +126,14 @@ async fn store(
         .bind(&j.parent_keys)
         .bind(j.created_at)
         .bind(j.expires_at)
+        .bind(j.lane)
+        .bind(&j.sponsor)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if stored == 0 {
-            sqlx::query("UPDATE pending_counts SET n = n - 1 WHERE principal = $1")
-                .bind(&j.principal)
-                .execute(&mut *tx)
-                .await?;
+            uncount(&mut tx, &lane).await?;
+            uncount(&mut tx, &agent).await?;
             results.push(Err(StoreError::Conflict));
             continue;
         }
@@ -146,4 +149,32 @@ async fn store(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Adds one to `counter` unless it is at `cap`; whether it did.
+async fn count(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    counter: &str,
+    cap: i64,
+) -> Result<bool, StoreError> {
+    let counted = sqlx::query(COUNT)
+        .bind(counter)
+        .bind(cap)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(counted == 1)
+}
+
+/// Takes one off `counter`.
+async fn uncount(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    counter: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(UNCOUNT)
+        .bind(1_i64)
+        .bind(counter)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -108,6 +108,22 @@ impl Store {
         })
     }
 
+    /// Whether `principal` ever granted anything to agent `grantee`.
+    pub async fn has_granted(
+        &self,
+        principal: &Principal,
+        grantee: &mandate_core::Thumbprint,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT 1 FROM grants WHERE grantee_jkt = $1 AND principal = $2 LIMIT 1")
+                .bind(grantee.to_string())
+                .bind(principal.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
     /// One grant.
     pub async fn grant(&self, id: &TokenId) -> Result<Option<GrantRecord>, StoreError> {
         let row: Option<GrantRow> = on_pool!(self, pool => {

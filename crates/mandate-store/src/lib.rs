@@ -22,6 +22,7 @@ mod error;
 mod events;
 mod grants;
 mod idempotency;
+mod proofs;
 mod receipts;
 mod requests;
 mod revocations;
@@ -41,7 +42,7 @@ pub use events::{Event, EventKind, EventListener};
 pub use grants::GrantRecord;
 pub use idempotency::Idempotency;
 pub use receipts::ReceiptRecord;
-pub use requests::{NewRequest, RequestRecord, RequestStatus};
+pub use requests::{Lane, NewRequest, RequestRecord, RequestStatus};
 pub use revocations::{RevocationRecord, RevokedGrant, Withdrawn};
 
 /// How long a SQLite writer waits for the lock before giving up.

@@ -7,15 +7,55 @@ use crate::events::{append_event, lock_log};
 use crate::grants::insert_grant_in;
 use crate::{EventKind, GrantRecord, Store, StoreError, on_pool};
 
-/// Takes `$n` requests off `$principal`'s pending count, inside `$tx`.
+/// Adds one to a pending counter unless it has reached its cap (`$2`);
+/// no row changes when it has.
+pub(crate) const COUNT: &str = "INSERT INTO pending_counts (counter, n) VALUES ($1, 1) \
+     ON CONFLICT (counter) DO UPDATE SET n = pending_counts.n + 1 WHERE pending_counts.n < $2";
+
+/// Takes `$1` off a pending counter.
+pub(crate) const UNCOUNT: &str = "UPDATE pending_counts SET n = n - $1 WHERE counter = $2";
+
+/// The two counters a pending request counts against: its lane's for its
+/// user, and its sponsor's for its user.
+pub(crate) fn counters(lane: &str, sponsor: &str, principal: &str) -> [String; 2] {
+    [
+        format!("lane/{lane}/{principal}"),
+        format!("agent/{sponsor}/{principal}"),
+    ]
+}
+
+/// Takes `$n` requests of lane `$lane` and sponsor `$sponsor` off
+/// `$principal`'s pending counts, inside `$tx`.
 macro_rules! uncount {
-    ($tx:expr, $principal:expr, $n:expr) => {
-        sqlx::query("UPDATE pending_counts SET n = n - $1 WHERE principal = $2")
-            .bind($n)
-            .bind($principal)
-            .execute(&mut *$tx)
-            .await?
+    ($tx:expr, $lane:expr, $sponsor:expr, $principal:expr, $n:expr) => {
+        for counter in counters($lane, $sponsor, $principal) {
+            sqlx::query(UNCOUNT)
+                .bind($n)
+                .bind(counter)
+                .execute(&mut *$tx)
+                .await?;
+        }
     };
+}
+
+/// Which of a user's two queues a request waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// From an agent the user approved before, or from a sub-agent that
+    /// such an agent endorsed.
+    Known,
+    /// From any other agent.
+    New,
+}
+
+impl Lane {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Known => "known",
+            Lane::New => "new",
+        }
+    }
 }
 
 /// Where a request stands.
@@ -73,10 +113,17 @@ pub struct NewRequest<'a> {
     pub created_at: i64,
     /// When it lapses.
     pub expires_at: i64,
-    /// The most pending requests the principal may have; beyond it the
-    /// insert is [`StoreError::Full`]. Lapsed requests count until
-    /// [`Store::expire_requests`] marks them.
+    /// The queue it waits in.
+    pub lane: Lane,
+    /// The agent whose share it takes: the requesting agent, or for a
+    /// sub-agent, the agent that endorsed it.
+    pub sponsor: Thumbprint,
+    /// The most pending requests the principal may have in `lane`.
     pub max_pending: i64,
+    /// The most pending requests `sponsor` may have for the principal.
+    /// Beyond either cap the insert is [`StoreError::Full`]. Lapsed
+    /// requests count until [`Store::expire_requests`] marks them.
+    pub max_pending_per_agent: i64,
 }
 
 /// A stored request.
@@ -178,21 +225,23 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let counted = sqlx::query(
-                "INSERT INTO pending_counts (principal, n) VALUES ($1, 1) \
-                 ON CONFLICT (principal) DO UPDATE SET n = pending_counts.n + 1 WHERE pending_counts.n < $2",
-            )
-            .bind(r.principal.as_str())
-            .bind(r.max_pending)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if counted == 0 || r.max_pending <= 0 {
-                return Err(StoreError::Full);
+            let caps = [r.max_pending, r.max_pending_per_agent];
+            let names = counters(r.lane.as_str(), &r.sponsor.to_string(), r.principal.as_str());
+            for (counter, cap) in names.into_iter().zip(caps) {
+                let counted = sqlx::query(COUNT)
+                    .bind(counter)
+                    .bind(cap)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // Dropping the transaction undoes the other count.
+                if counted == 0 || cap <= 0 {
+                    return Err(StoreError::Full);
+                }
             }
             sqlx::query(
-                "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
+                "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10)",
             )
             .bind(r.id.to_string())
             .bind(r.agent.to_string())
@@ -202,6 +251,8 @@ impl Store {
             .bind(r.parent_keys)
             .bind(r.created_at)
             .bind(r.expires_at)
+            .bind(r.lane.as_str())
+            .bind(r.sponsor.to_string())
             .execute(&mut *tx)
             .await?;
             let seq = append_event!(self, tx, EventKind::RequestCreated, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
@@ -262,19 +313,19 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let principal: Option<String> = sqlx::query_scalar(
+            let row: Option<(String, String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'approved', decision = $1, decided_at = $2 \
-                 WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal",
+                 WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal, lane, sponsor_jkt",
             )
             .bind(&grant.token)
             .bind(now)
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(principal) = principal else {
+            let Some((principal, lane, sponsor)) = row else {
                 return Err(not_pending!(tx, id));
             };
-            uncount!(tx, &principal, 1_i64);
+            uncount!(tx, &lane, &sponsor, &principal, 1_i64);
             insert_grant_in!(self, tx, grant);
             let seq = append_event!(self, tx, EventKind::RequestDecided, Some(grant.principal.as_str()), Some(grant.grantee.to_string()), id.to_string(), now)?;
             tx.commit().await?;
@@ -332,19 +383,19 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let row: Option<(String, String)> = sqlx::query_as(
+            let row: Option<(String, String, String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'denied', decision = $1, decided_at = $2 \
-                 WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal, agent_jkt",
+                 WHERE id = $3 AND status = 'pending' AND expires_at > $2 RETURNING principal, agent_jkt, lane, sponsor_jkt",
             )
             .bind(denial)
             .bind(now)
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((principal, agent)) = row else {
+            let Some((principal, agent, lane, sponsor)) = row else {
                 return Err(not_pending!(tx, id));
             };
-            uncount!(tx, &principal, 1_i64);
+            uncount!(tx, &lane, &sponsor, &principal, 1_i64);
             let seq = append_event!(self, tx, EventKind::RequestDecided, Some(principal), Some(agent), id.to_string(), now)?;
             tx.commit().await?;
             Ok(seq)
@@ -358,20 +409,22 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let lapsed: Vec<(String, String, String)> = sqlx::query_as(
+            let lapsed: Vec<(String, String, String, String, String)> = sqlx::query_as(
                 "UPDATE requests SET status = 'expired', decided_at = $1 \
-                 WHERE status = 'pending' AND expires_at <= $1 RETURNING id, principal, agent_jkt",
+                 WHERE status = 'pending' AND expires_at <= $1 RETURNING id, principal, agent_jkt, lane, sponsor_jkt",
             )
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            let mut per_principal = std::collections::BTreeMap::<&str, i64>::new();
-            for (id, principal, agent) in &lapsed {
+            let mut per_counter = std::collections::BTreeMap::<String, i64>::new();
+            for (id, principal, agent, lane, sponsor) in &lapsed {
                 append_event!(self, tx, EventKind::RequestExpired, Some(principal.as_str()), Some(agent.as_str()), id.as_str(), now)?;
-                *per_principal.entry(principal.as_str()).or_default() += 1;
+                for counter in counters(lane, sponsor, principal) {
+                    *per_counter.entry(counter).or_default() += 1;
+                }
             }
-            for (principal, n) in per_principal {
-                uncount!(tx, principal, n);
+            for (counter, n) in per_counter {
+                sqlx::query(UNCOUNT).bind(n).bind(counter).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(lapsed.len() as u64)

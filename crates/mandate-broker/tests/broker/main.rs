@@ -63,7 +63,7 @@ pub async fn enroll(store: &Store, principal: &str, key: &SigningKey) {
 
 pub async fn harness() -> Harness {
     harness_with(Limits {
-        max_pending_per_user: 3,
+        max_pending_new: 3,
         max_request_wait: 600,
         ..Limits::default()
     })
@@ -254,15 +254,6 @@ async fn hostile_submissions_get_a_stable_code_and_store_nothing() {
             "body.too_large",
         ),
         (
-            post(
-                "/v1/requests",
-                json!({"request": request_token(&agent(1), "bob", "https://idp.example#bob")})
-                    .to_string(),
-            ),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "request.unknown_principal",
-        ),
-        (
             post("/v1/nothing", "{}"),
             StatusCode::NOT_FOUND,
             "not_found",
@@ -291,22 +282,89 @@ async fn hostile_submissions_get_a_stable_code_and_store_nothing() {
 
 #[tokio::test]
 async fn a_user_cannot_be_flooded_with_prompts() {
-    let h = harness().await;
-    for n in 0..3 {
-        let (status, _) = submit(
-            &h.app,
-            &request_token(&agent(1), &format!("f{n}"), &h.alice),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED);
+    let h = harness_with(Limits {
+        max_pending_new: 3,
+        max_pending_known: 2,
+        max_pending_per_agent: 2,
+        max_request_wait: 600,
+        ..Limits::default()
+    })
+    .await;
+    let file = |agent_n: u8, jti: &str| {
+        let token = request_token(&agent(agent_n), jti, &h.alice);
+        let app = h.app.clone();
+        async move { submit(&app, &token).await }
+    };
+    let too_many = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Some("request.too_many_pending"),
+    );
+    // One agent gets its share of the new lane, and no more.
+    for n in 0..2 {
+        assert_eq!(file(1, &format!("a{n}")).await.0, StatusCode::CREATED);
     }
-    let (status, body) = submit(&h.app, &request_token(&agent(2), "f3", &h.alice)).await;
+    let (status, body) = file(1, "a2").await;
+    assert_eq!((status, body["code"].as_str()), too_many);
+    // Throwaway keys fill the rest of the new lane.
+    assert_eq!(file(2, "b0").await.0, StatusCode::CREATED);
+    let (status, body) = file(3, "c0").await;
+    assert_eq!((status, body["code"].as_str()), too_many);
+    // An agent Alice approved before is in the known lane, and gets through.
+    let approved = agent(9);
+    h.store
+        .insert_grant(&GrantRecord {
+            id: TokenId::of("an earlier grant"),
+            principal: Principal::try_from(h.alice.clone()).unwrap(),
+            request_id: None,
+            parent_id: None,
+            issuer: SigningKey::from_seed(&[1; 32]).thumbprint(),
+            grantee: approved.thumbprint(),
+            token: "an earlier grant".into(),
+            expires_at: NOW + 3600,
+            created_at: NOW - 3600,
+        })
+        .await
+        .unwrap();
+    let (status, body) = file(9, "k0").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(file(9, "k1").await.0, StatusCode::CREATED);
+    let (status, body) = file(9, "k2").await;
+    assert_eq!((status, body["code"].as_str()), too_many, "its own share");
+}
+
+#[tokio::test]
+async fn who_is_enrolled_is_not_told() {
+    let h = harness().await;
+    let nobody = "https://idp.example#nobody";
+    let filed = |jti: &str, hint: &str| request_token(&agent(1), jti, hint);
+    let (alice_token, nobody_token) = (filed("e1", &h.alice), filed("e2", nobody));
+    let (s1, b1) = submit(&h.app, &alice_token).await;
+    let (s2, b2) = submit(&h.app, &nobody_token).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{b2}");
+    let keys = |b: &Value| {
+        let mut k: Vec<String> = b.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&b1), keys(&b2));
     assert_eq!(
-        (status, body["code"].as_str()),
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("request.too_many_pending")
-        )
+        (&b1["status"], &b1["expires_at"]),
+        (&b2["status"], &b2["expires_at"])
+    );
+    // Both are pending when polled, and the second reaches nobody's inbox.
+    for (token, jti) in [(&alice_token, "p1"), (&nobody_token, "p2")] {
+        let path = format!("/v1/requests/{}", TokenId::of(token));
+        let proof = pop(&agent(1), token, &format!("{URL}{path}"), jti);
+        let (status, body) = call(&h.app, get(&path, Some(&proof))).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("pending"))
+        );
+    }
+    let alice = Principal::try_from(h.alice.clone()).unwrap();
+    assert_eq!(
+        h.store.pending_requests(&alice, NOW).await.unwrap().len(),
+        1
     );
 }
 

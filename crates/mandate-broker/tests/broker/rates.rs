@@ -13,7 +13,8 @@ const NEVER: f64 = 1e-9;
 
 fn tight() -> Limits {
     Limits {
-        max_pending_per_user: 100,
+        max_pending_new: 100,
+        max_pending_per_agent: 100,
         max_request_wait: 600,
         agent_requests: Rate {
             burst: 2,

@@ -140,13 +140,13 @@ pub fn pop(f: &Fixture, jti: u64) -> String {
 
 /// A replay cache that does the work of a real one (hash and insert) but
 /// forgets at once, so that one proof can be measured many times.
-pub struct Forgetful(Mutex<HashSet<String>>);
+pub struct Forgetful(Mutex<HashSet<[u8; 32]>>);
 
 impl ReplayCache for Forgetful {
-    fn first_use(&self, key: &str, _keep_until: i64, _now: i64) -> Result<(), Error> {
+    fn first_use(&self, proof: &mandate_core::SpentProof, _now: i64) -> Result<(), Error> {
         let mut seen = self.0.lock().unwrap();
-        seen.insert(key.to_owned());
-        seen.remove(key);
+        seen.insert(proof.id);
+        seen.remove(&proof.id);
         Ok(())
     }
 }

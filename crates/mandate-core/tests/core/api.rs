@@ -454,16 +454,21 @@ fn the_link_cache_stays_bounded() {
 
 #[test]
 fn the_replay_cache_refuses_rather_than_forgets() {
-    let cache = MemoryReplayCache::new(2);
-    assert_eq!(cache.first_use("a", NOW + 60, NOW), Ok(()));
-    assert_eq!(cache.first_use("a", NOW + 60, NOW), Err(Error::PopReplayed));
-    assert_eq!(cache.first_use("b", NOW + 60, NOW), Ok(()));
+    let key = SigningKey::from_seed(&[9; 32]).public().thumbprint();
+    let cache = MemoryReplayCache::with_partition_capacity(1_000, 2);
+    let proof = |jti: &str, keep_until| mandate_core::SpentProof::new(&key, "ath", jti, keep_until);
+    assert_eq!(cache.first_use(&proof("a", NOW + 60), NOW), Ok(()));
     assert_eq!(
-        cache.first_use("c", NOW + 60, NOW),
+        cache.first_use(&proof("a", NOW + 60), NOW),
+        Err(Error::PopReplayed)
+    );
+    assert_eq!(cache.first_use(&proof("b", NOW + 60), NOW), Ok(()));
+    assert_eq!(
+        cache.first_use(&proof("c", NOW + 60), NOW),
         Err(Error::PopCacheFull)
     );
     // Once the entries can no longer be fresh, they make room.
-    assert_eq!(cache.first_use("c", NOW + 200, NOW + 61), Ok(()));
+    assert_eq!(cache.first_use(&proof("c", NOW + 200), NOW + 61), Ok(()));
 }
 
 #[test]
@@ -532,6 +537,18 @@ fn a_call_needs_a_proof_and_a_scope() {
             .err(),
         Some(Error::OutOfScope)
     );
+    // A proof for a call out of scope took no room: it still works once.
+    assert_eq!(replay.len(), 1);
+    verifier
+        .verify_call(
+            &chain.tokens,
+            Some(&pop("2")),
+            &http,
+            Some(&read),
+            &cx,
+            &replay,
+        )
+        .expect("the refused call recorded nothing");
     let stale = PopClaims {
         htm: "GET".into(),
         htu: http.uri.into(),

@@ -96,7 +96,8 @@ on_both!(
     receipts_feed,
     idempotency_keys,
     concurrent_writers,
-    pending_cap
+    pending_cap,
+    spent_proofs
 );
 
 #[tokio::test]

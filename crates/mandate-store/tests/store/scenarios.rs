@@ -2,7 +2,7 @@
 
 use mandate_core::{Principal, SigningKey, Thumbprint, TokenId};
 use mandate_store::{
-    Binding, BindingPut, EventKind, GrantRecord, Idempotency, NewRequest, ReceiptRecord,
+    Binding, BindingPut, EventKind, GrantRecord, Idempotency, Lane, NewRequest, ReceiptRecord,
     RequestStatus, RevocationRecord, Store, StoreError, Withdrawn,
 };
 
@@ -38,7 +38,10 @@ fn new_request(n: u32, principal: &Principal, expires_at: i64) -> NewRequest<'_>
         parent_keys: "[]",
         created_at: NOW,
         expires_at,
+        lane: Lane::New,
+        sponsor: key(10),
         max_pending: 1000,
+        max_pending_per_agent: 1000,
     }
 }
 
@@ -579,4 +582,66 @@ pub async fn pending_cap(store: &Store) {
             .await,
         Err(StoreError::Full)
     ));
+    // Alice's new lane is full, but her known lane has its own cap, and
+    // each sponsor its own share of it.
+    let known = |n: u32, sponsor: u8| NewRequest {
+        lane: Lane::Known,
+        sponsor: key(sponsor),
+        max_pending: 3,
+        max_pending_per_agent: 1,
+        ..new_request(n, &a, NOW + 300)
+    };
+    assert!(matches!(
+        store.insert_request(&capped(7, NOW + 300)).await,
+        Err(StoreError::Full)
+    ));
+    store.insert_request(&known(7, 11)).await.unwrap();
+    assert!(
+        matches!(
+            store.insert_request(&known(8, 11)).await,
+            Err(StoreError::Full)
+        ),
+        "one sponsor's share is full"
+    );
+    store.insert_request(&known(8, 12)).await.unwrap();
+    // A refusal for the sponsor's share took nothing from the lane.
+    store.insert_request(&known(9, 13)).await.unwrap();
+    assert!(matches!(
+        store.insert_request(&known(10, 14)).await,
+        Err(StoreError::Full)
+    ));
+    // Deciding gives both counters back.
+    store
+        .deny_request(&request_id(7), "denial", NOW)
+        .await
+        .unwrap();
+    store.insert_request(&known(10, 11)).await.unwrap();
+}
+
+pub async fn spent_proofs(store: &Store) {
+    let a = [1u8; 32];
+    let b = [2u8; 32];
+    store.spend_proof(&a, NOW + 60, NOW).await.unwrap();
+    assert!(
+        matches!(
+            store.spend_proof(&a, NOW + 60, NOW + 60).await,
+            Err(StoreError::Conflict)
+        ),
+        "a live proof is refused"
+    );
+    store.spend_proof(&b, NOW + 30, NOW).await.unwrap();
+    // Stale, a proof's row is taken over; forgetting drops only stale rows.
+    store.spend_proof(&a, NOW + 200, NOW + 61).await.unwrap();
+    assert_eq!(store.forget_spent_proofs(NOW + 61).await.unwrap(), 1);
+    assert!(matches!(
+        store.spend_proof(&a, NOW + 200, NOW + 62).await,
+        Err(StoreError::Conflict)
+    ));
+    // Two racing spends of one proof: exactly one succeeds.
+    let c = [3u8; 32];
+    let (x, y) = tokio::join!(
+        store.spend_proof(&c, NOW + 60, NOW),
+        store.spend_proof(&c, NOW + 60, NOW)
+    );
+    assert_eq!(usize::from(x.is_ok()) + usize::from(y.is_ok()), 1);
 }
