@@ -39,14 +39,6 @@ impl Published {
         };
         Published { event, revoked }
     }
-
-    /// Wraps `event` without looking anything up.
-    pub fn bare(event: Event) -> Published {
-        Published {
-            event,
-            revoked: None,
-        }
-    }
 }
 
 /// The hub; cheap to share.

@@ -53,6 +53,9 @@ struct Args {
     /// The most pending requests one user may have from other agents.
     #[arg(long, default_value_t = Limits::default().max_pending_new)]
     max_pending_new: i64,
+    /// The most followers of the revocation feed's stream at once.
+    #[arg(long, default_value_t = Limits::default().max_followers)]
+    max_followers: usize,
     /// The most pending requests one agent may have for one user.
     #[arg(long, default_value_t = Limits::default().max_pending_per_agent)]
     max_pending_per_agent: i64,
@@ -116,6 +119,7 @@ impl Args {
             max_pending_known: self.max_pending_known,
             max_pending_new: self.max_pending_new,
             max_pending_per_agent: self.max_pending_per_agent,
+            max_followers: self.max_followers,
             sse_keepalive: Duration::from_secs(self.sse_keepalive.max(1)),
             binding_lifetime: self.binding_lifetime.max(1),
             ..Limits::default()

@@ -43,6 +43,9 @@ pub struct Limits {
     /// tell a quiet stream from a dead one; also how often the revocation
     /// feed gets a fresh signed checkpoint (`mandate-checkpoint+jwt`).
     pub sse_keepalive: std::time::Duration,
+    /// The most followers of the revocation feed's stream at once, on
+    /// this instance.
+    pub max_followers: usize,
     /// How long a user key's binding lasts, in seconds
     /// ([`crate::keys::BINDING_LIFETIME`] by default).
     pub binding_lifetime: i64,
@@ -72,6 +75,7 @@ impl Default for Limits {
                 per_second: 20.0,
             },
             sse_keepalive: std::time::Duration::from_secs(5),
+            max_followers: 1024,
             binding_lifetime: crate::keys::BINDING_LIFETIME,
         }
     }
@@ -121,6 +125,8 @@ pub(crate) struct Inner {
     pub hub: Hub,
     pub limiters: Limiters,
     pub checkpoints: Checkpoints,
+    /// Places for followers of the revocation feed's stream.
+    pub followers: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -150,6 +156,7 @@ impl AppState {
                 hub: Hub::default(),
                 limiters: Limiters::new(&limits),
                 checkpoints: Checkpoints::default(),
+                followers: Arc::new(tokio::sync::Semaphore::new(limits.max_followers)),
             }),
             guard: Arc::new(Guard::for_url(public_url)),
         }

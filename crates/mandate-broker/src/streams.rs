@@ -9,6 +9,7 @@
 //! been sent, then each new one, once per keep-alive interval and after
 //! each revocation.
 
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use mandate_store::{Event, EventKind, Withdrawn};
 use serde_json::json;
@@ -96,45 +97,83 @@ impl Filter {
     }
 }
 
+/// How many events a stream reads from the log at a time.
+const PAGE: i64 = 500;
+
 /// An SSE response for `filter`, resuming after `last_seen` when given.
+///
+/// The missed events are read from the log a page at a time as the client
+/// takes them, so a follower resuming from 0 holds one page in memory, not
+/// the log. A follower that falls behind the live events catches up from
+/// the log the same way. The revocation feed, which needs no sign-in,
+/// takes one of [`crate::Limits::max_followers`] places for as long as it
+/// is open; when none is free it is `feed.busy` (503).
 pub async fn stream(
     state: AppState,
     filter: Filter,
     last_seen: Option<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    // Subscribe before reading the backlog, so that nothing falls between.
+    let place = match filter {
+        Filter::Revocations => Some(
+            Arc::clone(&state.inner.followers)
+                .try_acquire_owned()
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "feed.busy",
+                        "the revocation feed has as many followers as it takes; try again soon",
+                    )
+                })?,
+        ),
+        Filter::Inbox(_) => None,
+    };
+    // Subscribe before reading the log, so that nothing falls between.
     let mut live = state.inner.hub.subscribe(state.store()).await?;
-    let mut backlog: Vec<Published> = Vec::new();
-    if let Some(mut cursor) = last_seen {
-        loop {
-            let page = state.store().events_since(cursor, 500).await?;
-            let Some(tail) = page.last() else { break };
-            cursor = tail.seq;
-            for event in page {
-                // Look up only what this stream will show.
-                let published = if filter.wants(&event) {
-                    Published::resolve(state.store(), event).await
-                } else {
-                    Published::bare(event)
-                };
-                backlog.push(published);
-            }
-        }
-    }
+    let start = match last_seen {
+        Some(seq) => seq,
+        // Live from here: everything already in the log counts as seen.
+        None => state.store().last_event().await?,
+    };
     let mut checkpoints =
         matches!(filter, Filter::Revocations).then(|| state.inner.checkpoints.subscribe(&state));
+    let keepalive = KeepAlive::new().interval(state.inner.limits.sse_keepalive);
     let stream = async_stream::stream! {
-        let mut sent = last_seen.unwrap_or(0);
-        for p in backlog {
-            if let Some(ev) = filter.emit(&p) {
-                yield Ok(ev);
+        let _place = place;
+        let mut sent = start;
+        let mut catching_up = last_seen.is_some();
+        if !catching_up {
+            if let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone()) {
+                yield Ok(checkpoint_event(&latest));
             }
-            sent = p.event.seq;
-        }
-        if let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone()) {
-            yield Ok(checkpoint_event(&latest));
         }
         loop {
+            if catching_up {
+                let page = match state.store().events_since(sent, PAGE).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        // The client resumes from its last id.
+                        tracing::warn!(error = %e, "event stream could not read the log");
+                        break;
+                    }
+                };
+                catching_up = page.len() as i64 == PAGE;
+                for event in page {
+                    sent = event.seq;
+                    // Look up only what this stream will show.
+                    if filter.wants(&event) {
+                        let published = Published::resolve(state.store(), event).await;
+                        if let Some(ev) = filter.emit(&published) {
+                            yield Ok(ev);
+                        }
+                    }
+                }
+                if !catching_up {
+                    if let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone()) {
+                        yield Ok(checkpoint_event(&latest));
+                    }
+                }
+                continue;
+            }
             let next = tokio::select! {
                 live = live.recv() => Next::Live(live),
                 Some(c) = next_checkpoint(&mut checkpoints) => Next::Checkpoint(c),
@@ -149,18 +188,14 @@ pub async fn stream(
                         yield Ok(ev);
                     }
                 }
-                Next::Live(Err(RecvError::Lagged(_))) => {
-                    // Too slow to keep up: tell the client to resume from
-                    // its last id, and stop.
-                    yield Ok(SseEvent::default().event("lagged").data("{\"type\":\"lagged\"}"));
-                    break;
-                }
+                // Too slow to keep up with the live events: read what was
+                // missed from the log, then carry on.
+                Next::Live(Err(RecvError::Lagged(_))) => catching_up = true,
                 Next::Live(Err(RecvError::Closed)) => break,
                 Next::Checkpoint(c) => yield Ok(checkpoint_event(&c)),
             }
         }
     };
-    let keepalive = KeepAlive::new().interval(state.inner.limits.sse_keepalive);
     Ok(Sse::new(stream).keep_alive(keepalive))
 }
 

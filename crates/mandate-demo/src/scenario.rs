@@ -190,19 +190,19 @@ impl<'a> Actor<'a> {
         })
     }
 
-    /// Asks the user, again every `retry` while the broker does not know
-    /// them yet (they have not signed in), then waits for the decision. A
-    /// rate refusal waits longer: `retry` is meant to stay under the
-    /// broker's rate for one agent's requests, but the broker decides.
+    /// Asks the user, then waits for the decision. The broker files a
+    /// request for a user who has not signed in yet like any other, and it
+    /// waits for them. A refusal to file (a rate, or a full inbox) is
+    /// tried again after `retry` times 3.
     async fn ask(&self, ask: &Ask) -> anyhow::Result<Mandate> {
         let mut waiting = "";
         let pending = loop {
             let (wait, code) = match self.agent.request(ask).await {
                 Ok(pending) => break pending,
-                Err(e) if e.code() == "request.unknown_principal" => {
-                    (self.stage.retry, "request.unknown_principal")
-                }
                 Err(e) if e.code().starts_with("rate.") => (self.stage.retry * 3, "rate"),
+                Err(e) if e.code() == "request.too_many_pending" => {
+                    (self.stage.retry * 3, "request.too_many_pending")
+                }
                 Err(e) => return Err(e.into()),
             };
             // Said once for each reason, not on every try.

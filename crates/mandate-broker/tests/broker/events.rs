@@ -187,3 +187,64 @@ async fn the_revocation_stream_carries_checkpoints_and_one_after_each_revocation
     .unwrap();
     assert!(claims.seq > 0, "it covers the revocation: {claims:?}");
 }
+
+#[tokio::test]
+async fn the_revocation_stream_pages_a_long_log_and_takes_a_bounded_number_of_followers() {
+    let h = harness_with(Limits {
+        max_followers: 2,
+        ..Limits::default()
+    })
+    .await;
+    // More than a page of other events before the revocation.
+    let someone =
+        mandate_core::Principal::try_from("https://idp.example#someone".to_owned()).unwrap();
+    let agent_key = agent(7).thumbprint();
+    for n in 0..1_100u32 {
+        let id = TokenId::of(&format!("filler-{n}"));
+        h.store
+            .insert_request(&mandate_store::NewRequest {
+                id,
+                agent: agent_key,
+                principal: &someone,
+                token: "filler",
+                parent_chain: &[],
+                parent_keys: "[]",
+                created_at: crate::NOW,
+                expires_at: crate::NOW + 600,
+                lane: mandate_store::Lane::New,
+                sponsor: agent_key,
+                max_pending: i64::MAX,
+                max_pending_per_agent: i64::MAX,
+            })
+            .await
+            .unwrap();
+    }
+    let g = approved(&h, "paged").await;
+    let token = revocation(&h.alice, vec![g], &alice_key(), "paged1");
+    let (status, _) = crate::call(
+        &h.app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": token }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut from_start = Stream::open(
+        &h.app,
+        get("/v1/revocations/events", None).with_last_event_id(0),
+    )
+    .await;
+    let seen = from_start.until(&g.to_string()).await;
+    assert_eq!(seen.matches("event: revoked").count(), 1, "{seen}");
+    assert!(!seen.contains("filler"), "only revocations");
+
+    let second = Stream::open(&h.app, get("/v1/revocations/events", None)).await;
+    let (status, body) = crate::call(&h.app, get("/v1/revocations/events", None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("feed.busy"))
+    );
+    drop(second);
+    Stream::open(&h.app, get("/v1/revocations/events", None)).await;
+}

@@ -254,21 +254,14 @@ async fn next_line(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_demo_agent_waits_for_its_user_to_sign_in_and_for_the_brokers_rate() {
+async fn a_demo_agent_asks_before_its_user_signs_in_and_the_request_waits_for_her() {
     use tokio::io::AsyncBufReadExt as _;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let idp = procs::idp().await;
     let db = format!("sqlite://{}/broker.db", d.display());
-    // One request every 5 s for an agent, with no burst to speak of.
-    let broker = procs::broker(
-        &db,
-        &idp.url,
-        &d.join("broker"),
-        &["--rate", "agent_requests=1:0.2"],
-    )
-    .await;
+    let broker = procs::broker(&db, &idp.url, &d.join("broker"), &[]).await;
     let resources = demo_resources(&broker.url).await;
     let principal = format!("{}#alice", idp.url);
     let mut demo = tokio::process::Command::new(binary("mandate-demo"))
@@ -283,23 +276,24 @@ async fn a_demo_agent_waits_for_its_user_to_sign_in_and_for_the_brokers_rate() {
         .unwrap();
     let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
 
-    // Alice has not signed in: the agent waits. Asking again too soon, it
-    // is told to slow down, and waits longer; it does not give up.
+    // Alice has not signed in, and the broker does not say so: the request
+    // is filed like any other, and waits.
     let first = next_line(&mut lines, 15).await;
-    assert_eq!(
-        (first["step"].as_str(), first["code"].as_str()),
-        (Some("waiting"), Some("request.unknown_principal"))
-    );
-    let second = next_line(&mut lines, 15).await;
-    assert_eq!(
-        (second["step"].as_str(), second["code"].as_str()),
-        (Some("waiting"), Some("rate"))
-    );
+    assert_eq!(first["step"].as_str(), Some("asked"), "{first}");
 
-    // She signs in; the agent's next ask reaches her.
+    // She signs in; the request filed before is in her inbox.
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
-    let mut inbox = alice.inbox_events().await;
-    approve_next(&alice, &mut inbox, 40).await;
+    let (status, body) = alice.send(reqwest::Method::GET, "/v1/inbox", None).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["requests"][0]["id"]
+        .as_str()
+        .expect("one request")
+        .to_owned();
+    let token = alice.pending(&id).await;
+    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
+    let grant = alice.grant(&token, asked.authorization_details.clone());
+    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
+    assert_eq!(status, 200, "{body}");
     loop {
         let line = next_line(&mut lines, 30).await;
         if line["step"] == "done" {
