@@ -84,7 +84,9 @@ pub async fn check(
 
 /// Records the links of a verified chain that the broker did not hold
 /// (sub-delegations agents signed), so that their user sees them and can
-/// revoke them.
+/// revoke them. The chain's root must be a grant the broker holds for the
+/// chain's principal (`chain.unknown_root`, 422): a user's signature on a
+/// root made elsewhere does not let an agent fill their Delegations view.
 pub async fn record_links(
     state: &AppState,
     checked: &Checked,
@@ -92,6 +94,17 @@ pub async fn record_links(
 ) -> Result<(), ApiError> {
     let now = state.now();
     let verified = &checked.chain;
+    let root = TokenId::of(&chain[0]);
+    match state.store().grant(&root).await? {
+        Some(g) if g.principal == *verified.principal() => {}
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "chain.unknown_root",
+                "the chain's root is not a grant this broker holds for its user",
+            ));
+        }
+    }
     for (link, token) in verified.links().zip(chain) {
         let record = GrantRecord {
             id: link.id(),

@@ -60,7 +60,8 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().max_pending_per_agent)]
     max_pending_per_agent: i64,
     /// Overrides one rate limit: `KIND=BURST:PER_SECOND`, where KIND is
-    /// agent_requests, user_prompts, agent_calls or user_calls. Repeatable.
+    /// agent_requests, user_prompts, agent_calls, user_calls, receipts or
+    /// revocations. Repeatable.
     #[arg(long = "rate", value_parser = parse_rate)]
     rates: Vec<(String, Rate)>,
     /// Seconds of clock skew allowed on OIDC tokens' exp, nbf and iat.
@@ -106,7 +107,8 @@ fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
         return Err(bad());
     }
     match kind {
-        "agent_requests" | "user_prompts" | "agent_calls" | "user_calls" => {
+        "agent_requests" | "user_prompts" | "agent_calls" | "user_calls" | "receipts"
+        | "revocations" => {
             Ok((kind.to_owned(), rate))
         }
         _ => Err(format!("{kind:?} is not a rate limit")),
@@ -129,6 +131,8 @@ impl Args {
                 "agent_requests" => &mut limits.agent_requests,
                 "user_prompts" => &mut limits.user_prompts,
                 "agent_calls" => &mut limits.agent_calls,
+                "receipts" => &mut limits.receipts,
+                "revocations" => &mut limits.revocations,
                 _ => &mut limits.user_calls,
             };
             *slot = *rate;

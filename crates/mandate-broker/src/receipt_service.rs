@@ -25,7 +25,10 @@ pub struct Accepted {
 /// linked, attenuated, and with no link in the broker's revocation set.
 /// `keys` carries the agents' public keys; the users' keys come from the
 /// broker's own bindings. Links the broker did not know (sub-delegations
-/// agents made) are recorded, so that the user can see them.
+/// agents made) are recorded, so that the user can see them, but only
+/// beneath a root grant the broker holds for that user
+/// ([`chains::record_links`]). Each leaf agent, once verified, has its
+/// own rate (`rate.receipts`).
 pub async fn report(
     state: &AppState,
     receipt: &str,
@@ -38,6 +41,9 @@ pub async fn report(
     let receipt_v = Receipt::verify(receipt, checked.chain.leaf(), &checked.keys, &s.policy, now)
         .map_err(ApiError::token)?;
     let verified = &checked.chain;
+    if !s.limiters.receipts.allow(&verified.leaf_key().to_string()) {
+        return Err(crate::error::too_fast("rate.receipts"));
+    }
     chains::record_links(state, &checked, chain).await?;
     let record = ReceiptRecord {
         seq: 0,

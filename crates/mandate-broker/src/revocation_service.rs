@@ -20,6 +20,15 @@ pub struct Accepted {
     pub revoked: Vec<TokenId>,
 }
 
+/// Refuses a verified signer that has posted too many revocations lately.
+fn slow_down(state: &AppState, signer: &mandate_core::Thumbprint) -> Result<(), ApiError> {
+    if state.inner.limiters.revocations.allow(&signer.to_string()) {
+        Ok(())
+    } else {
+        Err(crate::error::too_fast("rate.revocations"))
+    }
+}
+
 /// Accepts a signed revocation.
 ///
 /// A user revokes with a key bound, now, to the revocation's `sub`: every
@@ -29,7 +38,8 @@ pub struct Accepted {
 /// through each revoked grant, with `keys`, and must be an issuer at or
 /// above each revoked link (`RevocationClaims::authorized`). Grants
 /// delegated beneath a revoked one fall with it at every verifier,
-/// because their chains pass through it.
+/// because their chains pass through it. Each signer, once verified, has
+/// its own rate (`rate.revocations`).
 pub async fn revoke(
     state: &AppState,
     compact: &str,
@@ -55,6 +65,7 @@ pub async fn revoke(
         Some(binding) => {
             let verified = token::verify::<RevocationClaims>(compact, &binding.key, &s.policy, now)
                 .map_err(ApiError::token)?;
+            slow_down(state, &kid)?;
             if !chain.is_empty() {
                 // The user revokes sub-delegations the broker has not seen.
                 let checked = chains::check(state, chain, keys, "revocation.malformed").await?;
@@ -71,6 +82,7 @@ pub async fn revoke(
             let key = checked.keys.get(&kid).ok_or_else(forbidden)?;
             let verified = token::verify::<RevocationClaims>(compact, key, &s.policy, now)
                 .map_err(ApiError::token)?;
+            slow_down(state, &kid)?;
             let claims = verified.claims();
             if claims.sub != *checked.chain.principal() {
                 return Err(forbidden());

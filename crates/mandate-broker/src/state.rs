@@ -39,6 +39,10 @@ pub struct Limits {
     pub agent_calls: Rate,
     /// Calls one signed-in user may make.
     pub user_calls: Rate,
+    /// Receipts one leaf agent may report.
+    pub receipts: Rate,
+    /// Revocations one signer (user key or agent) may post.
+    pub revocations: Rate,
     /// How often an idle SSE stream sends a comment, so that followers can
     /// tell a quiet stream from a dead one; also how often the revocation
     /// feed gets a fresh signed checkpoint (`mandate-checkpoint+jwt`).
@@ -74,6 +78,14 @@ impl Default for Limits {
                 burst: 240,
                 per_second: 20.0,
             },
+            receipts: Rate {
+                burst: 120,
+                per_second: 20.0,
+            },
+            revocations: Rate {
+                burst: 30,
+                per_second: 1.0,
+            },
             sse_keepalive: std::time::Duration::from_secs(5),
             max_followers: 1024,
             binding_lifetime: crate::keys::BINDING_LIFETIME,
@@ -91,6 +103,8 @@ pub(crate) struct Limiters {
     pub new_prompts: Limiter,
     pub agent_calls: Limiter,
     pub user_calls: Limiter,
+    pub receipts: Limiter,
+    pub revocations: Limiter,
 }
 
 impl Limiters {
@@ -101,6 +115,8 @@ impl Limiters {
             new_prompts: Limiter::new(l.user_prompts),
             agent_calls: Limiter::new(l.agent_calls),
             user_calls: Limiter::new(l.user_calls),
+            receipts: Limiter::new(l.receipts),
+            revocations: Limiter::new(l.revocations),
         }
     }
 }
