@@ -67,6 +67,11 @@ impl Proc {
         Proc { child, url }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the process now and waits for it to go.
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();

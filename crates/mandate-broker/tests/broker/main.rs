@@ -8,6 +8,7 @@ mod events;
 mod guard;
 mod instances;
 mod oidc;
+mod outage;
 mod rates;
 mod receipts;
 mod revocations;

@@ -201,8 +201,14 @@ async fn sub_agents_are_recorded_only_beneath_a_root_the_broker_holds() {
     let h = harness().await;
     // A root Alice's key signed, but that the broker never issued: no
     // request was decided here for it.
-    let root = crate::users::grant(&h, TokenId::of("never filed"), &agent(1), &["read"], NOW + 600)
-        .sign(&alice_key());
+    let root = crate::users::grant(
+        &h,
+        TokenId::of("never filed"),
+        &agent(1),
+        &["read"],
+        NOW + 600,
+    )
+    .sign(&alice_key());
     let r = receipt(TokenId::of(&root), &agent(1), "orphan");
     let body = report(&r, &[root], &[&agent(1)]);
     let (status, res) = call(&h.app, crate::post("/v1/receipts", body.to_string())).await;
@@ -231,11 +237,19 @@ async fn each_leaf_agent_reports_at_its_own_rate() {
     let chain = chain(&h).await;
     let leaf = TokenId::of(&chain[1]);
     for n in 0..2 {
-        let body = report(&receipt(leaf, &agent(2), &format!("ok{n}")), &chain, &[&agent(1), &agent(2)]);
+        let body = report(
+            &receipt(leaf, &agent(2), &format!("ok{n}")),
+            &chain,
+            &[&agent(1), &agent(2)],
+        );
         let (status, res) = call(&h.app, crate::post("/v1/receipts", body.to_string())).await;
         assert_eq!(status, StatusCode::CREATED, "{res}");
     }
-    let body = report(&receipt(leaf, &agent(2), "over"), &chain, &[&agent(1), &agent(2)]);
+    let body = report(
+        &receipt(leaf, &agent(2), "over"),
+        &chain,
+        &[&agent(1), &agent(2)],
+    );
     let (status, res) = call(&h.app, crate::post("/v1/receipts", body.to_string())).await;
     assert_eq!(
         (status, res["code"].as_str()),

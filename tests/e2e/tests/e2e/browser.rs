@@ -136,7 +136,7 @@ async function attempt(name, url, init) {
 "#;
 
 /// A request for `principal`, signed by `agent`, that the broker takes.
-fn signed_request(agent: &SigningKey, principal: &str, jti: &str) -> String {
+pub(crate) fn signed_request(agent: &SigningKey, principal: &str, jti: &str) -> String {
     let now = unix_now();
     RequestClaims {
         principal_hint: Some(principal.into()),

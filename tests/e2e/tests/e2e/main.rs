@@ -9,6 +9,8 @@
 mod browser;
 mod cli;
 mod demo;
+#[cfg(unix)]
+mod flood;
 mod hostile;
 mod instances;
 mod journey;
