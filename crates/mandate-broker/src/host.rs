@@ -215,13 +215,17 @@ impl Hosted {
     }
 }
 
-/// Marks lapsed requests expired, every few seconds.
+/// Marks lapsed requests expired, and forgets stale spent proofs, every
+/// few seconds.
 async fn expire_requests(store: Store) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         if let Err(e) = store.expire_requests(now()).await {
             tracing::warn!(error = ?e, "expiring requests failed");
+        }
+        if let Err(e) = store.forget_spent_proofs(now()).await {
+            tracing::warn!(error = ?e, "forgetting spent proofs failed");
         }
     }
 }

@@ -108,9 +108,7 @@ fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
     }
     match kind {
         "agent_requests" | "user_prompts" | "agent_calls" | "user_calls" | "receipts"
-        | "revocations" => {
-            Ok((kind.to_owned(), rate))
-        }
+        | "revocations" => Ok((kind.to_owned(), rate)),
         _ => Err(format!("{kind:?} is not a rate limit")),
     }
 }
