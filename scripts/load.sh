@@ -34,8 +34,9 @@ esac
 start_idp
 big=1000000000:1000000000
 start_broker "$CARGO_TARGET_DIR/release/mandate-broker" --database "$database" \
-    --max-pending-per-user 1000000000 \
-    --rate agent_requests=$big --rate user_prompts=$big --rate agent_calls=$big --rate user_calls=$big
+    --max-pending-new 1000000000 --max-pending-known 1000000000 --max-pending-per-agent 1000000000 \
+    --rate agent_requests=$big --rate user_prompts=$big --rate agent_calls=$big --rate user_calls=$big \
+    --rate receipts=$big --rate revocations=$big
 # The sign-in is made for the load's enrollment: its nonce is the
 # thumbprint of a session key the load tool proves it holds.
 session_key="$data/session.key"

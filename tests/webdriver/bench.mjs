@@ -42,7 +42,7 @@ ctx.issuer = await until('the provider', () => idp.output.match(/^issuer (\S+)$/
 ctx.principal = `${ctx.issuer}#alice`;
 const broker = start(bin('mandate-broker'), [
   '--listen', '127.0.0.1:0', '--data-dir', join(ctx.dir, 'broker'),
-  '--issuer', `${ctx.issuer}=mandate-desktop`, '--max-pending-per-user', '2000',
+  '--issuer', `${ctx.issuer}=mandate-desktop`, '--max-pending-new', '2000', '--max-pending-per-agent', '2000',
   '--rate', 'agent_requests=5000:5000', '--rate', 'user_prompts=5000:5000',
   '--rate', 'user_calls=5000:5000', '--rate', 'agent_calls=5000:5000',
 ], { RUST_LOG: 'warn' });
