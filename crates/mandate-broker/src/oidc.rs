@@ -17,19 +17,21 @@
 //!   the issuer again.
 //! - **Refetched** once it is older than that, or when a token names a
 //!   `kid` it lacks (the issuer rotated its key), but never sooner than
-//!   [`REFETCH_AFTER`] after the last fetch ended. A `kid` that the last
-//!   good JWKS still lacks after that fetch, or while that floor holds, is
-//!   `auth.unknown_key`.
+//!   [`REFETCH_AFTER`] after the last fetch ended. The caller waits for the
+//!   refetch. A `kid` missing from a good JWKS fetched within that floor,
+//!   or from the one the refetch brings, is `auth.unknown_key`.
 //! - **One fetch at a time.** Every caller that needs a refetch while one
 //!   is under way waits for that one (single flight). The fetch runs in a
-//!   task of its own and no lock is held while it runs: the cache is a map
-//!   behind a plain mutex, held only to read or replace an entry.
+//!   task of its own, so it lands even if its callers give up, and no lock
+//!   is held while it runs: the cache is a map behind a plain mutex, held
+//!   only to read or replace an entry.
 //! - **Failures are remembered.** After a failed fetch the next one waits
 //!   `REFETCH_AFTER`, doubled with each further consecutive failure up to
 //!   [`MAX_BACKOFF`] (30 s, 60 s, 120 s, 240 s, then every 300 s); a good
-//!   fetch ends the backoff. Meanwhile nobody waits on the issuer: a token
-//!   whose key is in the last good JWKS verifies, and any other token from
-//!   it is `auth.issuer_unavailable` at once.
+//!   fetch ends the backoff. While the last fetch has failed, a token whose
+//!   key the last good JWKS lacks is `auth.issuer_unavailable`, and within
+//!   the backoff that answer (or the key, from the last good JWKS) comes at
+//!   once: nobody waits on a failing issuer.
 //! - **Stale while the issuer fails.** When a refetch fails, the last good
 //!   JWKS stays in use, but only up to [`MAX_STALENESS`] after it was
 //!   fetched; past that, tokens from the issuer are
@@ -333,6 +335,9 @@ impl OidcVerifier {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
+            // Fetches are minutes apart: a connection kept for the next one
+            // would most likely be dead by then (the issuer restarted, say).
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(OidcVerifier {
             issuers: issuers.into(),
