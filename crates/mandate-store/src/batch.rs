@@ -1,8 +1,10 @@
-//! Group commit for filed requests on SQLite.
+//! Group commit for filed requests.
 //!
 //! Filing a request is the broker's hottest write. On SQLite each commit
-//! writes every page it touched to the WAL, and the writers take turns, so
-//! requests filed at the same moment are stored together: one task takes
+//! writes every page it touched to the WAL, and the writers take turns; on
+//! Postgres every writing transaction takes the log clock's row lock, so
+//! they take turns too, one commit (and one WAL flush) each. So requests
+//! filed at the same moment are stored together: one task takes
 //! whatever is queued (up to [`MAX_BATCH`]), stores each in one
 //! transaction, and answers each caller with its own outcome. A request
 //! arriving when nothing is queued is stored at once, alone. Each request
@@ -13,12 +15,11 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::events::APPEND_SQLITE;
+use crate::events::{APPEND_POSTGRES, APPEND_SQLITE};
 use crate::requests::{COUNT, UNCOUNT, counters};
-use crate::{EventKind, NewRequest, StoreError};
+use crate::{EventKind, NewRequest, Pool, StoreError};
 
 /// The most requests stored in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -62,15 +63,26 @@ impl Job {
     }
 }
 
-/// Starts the batch task; it ends when every sender is dropped.
-pub(crate) fn start(pool: SqlitePool, writer: Arc<Mutex<()>>) -> mpsc::Sender<Job> {
+/// Starts the batch task; it ends when every sender is dropped. On
+/// SQLite it takes the process's write turn (`writer`) for each batch.
+pub(crate) fn start(pool: Pool, writer: Arc<Mutex<()>>) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let turn = writer.lock().await;
-            let outcome = store(&pool, &batch).await;
-            drop(turn);
+            let outcome = match &pool {
+                Pool::Sqlite(p) => {
+                    let _turn = writer.lock().await;
+                    store!(p, &batch, None::<&str>, APPEND_SQLITE)
+                }
+                // The row lock on the log clock orders the writers.
+                Pool::Postgres(p) => store!(
+                    p,
+                    &batch,
+                    Some("UPDATE log_clock SET seq = seq WHERE id = 1"),
+                    APPEND_POSTGRES
+                ),
+            };
             match outcome {
                 Ok(results) => {
                     for (job, result) in batch.drain(..).zip(results) {
@@ -93,88 +105,93 @@ pub(crate) fn start(pool: SqlitePool, writer: Arc<Mutex<()>>) -> mpsc::Sender<Jo
     tx
 }
 
-/// Stores `jobs` in one transaction; each gets its own result.
-async fn store(
-    pool: &SqlitePool,
-    jobs: &[Job],
-) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for j in jobs {
-        let [lane, agent] = counters(j.lane, &j.sponsor, &j.principal);
-        if j.max_pending <= 0
-            || j.max_pending_per_agent <= 0
-            || !count(&mut tx, &lane, j.max_pending).await?
-        {
-            results.push(Err(StoreError::Full));
-            continue;
-        }
-        if !count(&mut tx, &agent, j.max_pending_per_agent).await? {
-            uncount(&mut tx, &lane).await?;
-            results.push(Err(StoreError::Full));
-            continue;
-        }
-        let stored = sqlx::query(
-            "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&j.id)
-        .bind(&j.agent)
-        .bind(&j.principal)
-        .bind(&j.token)
-        .bind(&j.parent_chain)
-        .bind(&j.parent_keys)
-        .bind(j.created_at)
-        .bind(j.expires_at)
-        .bind(j.lane)
-        .bind(&j.sponsor)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if stored == 0 {
-            uncount(&mut tx, &lane).await?;
-            uncount(&mut tx, &agent).await?;
-            results.push(Err(StoreError::Conflict));
-            continue;
-        }
-        let seq = sqlx::query_scalar::<_, i64>(APPEND_SQLITE)
-            .bind(EventKind::RequestCreated.as_str())
-            .bind(&j.principal)
-            .bind(&j.agent)
-            .bind(&j.id)
-            .bind(j.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
-        results.push(Ok(seq));
-    }
-    tx.commit().await?;
-    Ok(results)
+/// Adds one to a pending counter inside `$tx` unless it is at its cap;
+/// evaluates to whether it did.
+macro_rules! count {
+    ($tx:expr, $counter:expr, $cap:expr) => {
+        sqlx::query(COUNT)
+            .bind($counter)
+            .bind($cap)
+            .execute(&mut *$tx)
+            .await
+            .map(|done| done.rows_affected() == 1)
+    };
 }
 
-/// Adds one to `counter` unless it is at `cap`; whether it did.
-async fn count(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    counter: &str,
-    cap: i64,
-) -> Result<bool, StoreError> {
-    let counted = sqlx::query(COUNT)
-        .bind(counter)
-        .bind(cap)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    Ok(counted == 1)
+/// Takes one off a pending counter inside `$tx`.
+macro_rules! uncount {
+    ($tx:expr, $counter:expr) => {
+        sqlx::query(UNCOUNT)
+            .bind(1_i64)
+            .bind($counter)
+            .execute(&mut *$tx)
+            .await
+            .map(|_| ())
+    };
 }
 
-/// Takes one off `counter`.
-async fn uncount(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    counter: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(UNCOUNT)
-        .bind(1_i64)
-        .bind(counter)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Stores `$jobs` in one transaction on `$pool`, first running `$lock`
+/// (if any) and appending each event with `$append`; evaluates to each
+/// job's own result, or to the error that failed them all.
+macro_rules! store {
+    ($pool:expr, $jobs:expr, $lock:expr, $append:expr) => {
+        async {
+            let mut tx = $pool.begin().await?;
+            if let Some(lock) = $lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let mut results = Vec::with_capacity($jobs.len());
+            for j in $jobs.iter() {
+                let [lane, agent] = counters(j.lane, &j.sponsor, &j.principal);
+                if j.max_pending <= 0
+                    || j.max_pending_per_agent <= 0
+                    || !count!(tx, &lane, j.max_pending)?
+                {
+                    results.push(Err(StoreError::Full));
+                    continue;
+                }
+                if !count!(tx, &agent, j.max_pending_per_agent)? {
+                    uncount!(tx, &lane)?;
+                    results.push(Err(StoreError::Full));
+                    continue;
+                }
+                let stored = sqlx::query(
+                    "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&j.id)
+                .bind(&j.agent)
+                .bind(&j.principal)
+                .bind(&j.token)
+                .bind(&j.parent_chain)
+                .bind(&j.parent_keys)
+                .bind(j.created_at)
+                .bind(j.expires_at)
+                .bind(j.lane)
+                .bind(&j.sponsor)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if stored == 0 {
+                    uncount!(tx, &lane)?;
+                    uncount!(tx, &agent)?;
+                    results.push(Err(StoreError::Conflict));
+                    continue;
+                }
+                let seq = sqlx::query_scalar::<_, i64>($append)
+                    .bind(EventKind::RequestCreated.as_str())
+                    .bind(&j.principal)
+                    .bind(&j.agent)
+                    .bind(&j.id)
+                    .bind(j.created_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                results.push(Ok(seq));
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(results)
+        }
+        .await
+    };
 }
+use {count, store, uncount};

@@ -56,8 +56,8 @@ pub struct Store {
     /// in the process, rather than spinning in SQLite's busy handler,
     /// which sleeps for milliseconds at a time under contention.
     writer: Arc<tokio::sync::Mutex<()>>,
-    /// On SQLite, where filed requests go to be stored together.
-    batch: Option<tokio::sync::mpsc::Sender<batch::Job>>,
+    /// Where filed requests go to be stored together.
+    batch: tokio::sync::mpsc::Sender<batch::Job>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,10 +136,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl);
         };
         let writer = Arc::default();
-        let batch = match &pool {
-            Pool::Sqlite(p) => Some(batch::start(p.clone(), Arc::clone(&writer))),
-            Pool::Postgres(_) => None,
-        };
+        let batch = batch::start(pool.clone(), Arc::clone(&writer));
         Ok(Store {
             pool,
             writer,

@@ -216,49 +216,10 @@ impl Store {
     /// Stores a pending request. The same id again is [`StoreError::Conflict`]:
     /// a replayed request is refused, not stored twice.
     pub async fn insert_request(&self, r: &NewRequest<'_>) -> Result<i64, StoreError> {
-        if let Some(batch) = &self.batch {
-            let (job, answer) = crate::batch::Job::new(r);
-            batch.send(job).await.map_err(|_| StoreError::Closed)?;
-            return answer.await.map_err(|_| StoreError::Closed)?;
-        }
-        on_pool!(self, pool => {
-            let _writing = self.writing().await;
-            let mut tx = pool.begin().await?;
-            lock_log!(self, tx)?;
-            let caps = [r.max_pending, r.max_pending_per_agent];
-            let names = counters(r.lane.as_str(), &r.sponsor.to_string(), r.principal.as_str());
-            for (counter, cap) in names.into_iter().zip(caps) {
-                let counted = sqlx::query(COUNT)
-                    .bind(counter)
-                    .bind(cap)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                // Dropping the transaction undoes the other count.
-                if counted == 0 || cap <= 0 {
-                    return Err(StoreError::Full);
-                }
-            }
-            sqlx::query(
-                "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10)",
-            )
-            .bind(r.id.to_string())
-            .bind(r.agent.to_string())
-            .bind(r.principal.as_str())
-            .bind(r.token)
-            .bind(r.parent_chain.join("\n"))
-            .bind(r.parent_keys)
-            .bind(r.created_at)
-            .bind(r.expires_at)
-            .bind(r.lane.as_str())
-            .bind(r.sponsor.to_string())
-            .execute(&mut *tx)
-            .await?;
-            let seq = append_event!(self, tx, EventKind::RequestCreated, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
-            tx.commit().await?;
-            Ok(seq)
-        })
+        // Stored with whatever else was filed at the moment (crate::batch).
+        let (job, answer) = crate::batch::Job::new(r);
+        self.batch.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// One request.
