@@ -141,11 +141,8 @@ pub async fn stream(
         let _place = place;
         let mut sent = start;
         let mut catching_up = last_seen.is_some();
-        if !catching_up {
-            if let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone()) {
-                yield Ok(checkpoint_event(&latest));
-            }
-        }
+        // The latest checkpoint is sent once the stream has caught up.
+        let mut owe_checkpoint = true;
         loop {
             if catching_up {
                 let page = match state.store().events_since(sent, PAGE).await {
@@ -167,12 +164,12 @@ pub async fn stream(
                         }
                     }
                 }
-                if !catching_up {
-                    if let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone()) {
-                        yield Ok(checkpoint_event(&latest));
-                    }
-                }
                 continue;
+            }
+            if std::mem::take(&mut owe_checkpoint)
+                && let Some(latest) = checkpoints.as_mut().and_then(|rx| rx.borrow_and_update().clone())
+            {
+                yield Ok(checkpoint_event(&latest));
             }
             let next = tokio::select! {
                 live = live.recv() => Next::Live(live),
@@ -190,7 +187,10 @@ pub async fn stream(
                 }
                 // Too slow to keep up with the live events: read what was
                 // missed from the log, then carry on.
-                Next::Live(Err(RecvError::Lagged(_))) => catching_up = true,
+                Next::Live(Err(RecvError::Lagged(_))) => {
+                    catching_up = true;
+                    owe_checkpoint = true;
+                }
                 Next::Live(Err(RecvError::Closed)) => break,
                 Next::Checkpoint(c) => yield Ok(checkpoint_event(&c)),
             }
