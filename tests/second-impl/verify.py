@@ -1,0 +1,641 @@
+"""Mandate's verification rules, written from docs/protocol.md alone.
+
+Chains of grants (6.2), proofs of possession (6.5) and the call check (5.7).
+Signatures go through joserfc (RFC 7515/8037/9864); the strict-Ed25519
+extras of 2.6 and 2.7 that a JOSE library does not make are checked here.
+Every rule is an allow-list: a grammar, a schema or a set of names.
+"""
+import base64
+import hashlib
+import re
+import unicodedata
+import warnings
+from json.decoder import scanstring
+
+from joserfc import jws
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import OKPKey
+
+warnings.filterwarnings("ignore", category=SecurityWarning)  # "EdDSA is deprecated"
+
+MAX_TOKEN_BYTES, MAX_LINKS, SKEW, POP_MAX_AGE = 16384, 16, 60, 60
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+M, S = "token.malformed", "scope.malformed"
+AGENT_PREFIX = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
+
+
+class Refused(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+# -- 2.2 base64url, strict ---------------------------------------------------
+
+B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64e(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def b64d(text, code=M, size=None):
+    """Decodes strictly; `code` on failure, and when not exactly `size` bytes."""
+    if not isinstance(text, str) or not B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise Refused(code)
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64e(raw) != text or (size is not None and len(raw) != size):
+        raise Refused(code)  # non-canonical trailing bits, or the wrong length
+    return raw
+
+
+def token_id(compact):
+    return b64e(hashlib.sha256(compact.encode()).digest())
+
+
+# -- 2.5 JSON: one ordered tree, and the strictness pass in document order ------
+
+class Obj(list):
+    """A JSON object: its (name, value) members in document order."""
+
+
+class Num:
+    """A JSON number: its literal text."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+ARRAY_MEMBERS = {"authorization_details", "actions", "locations", "revokes", "parent_chain", "keys"}
+NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+WS = re.compile(r"[ \t\n\r]*")
+LITERALS = {"true": True, "false": False, "null": None}
+
+
+def well_formed(s):
+    """No lone surrogate: from a \\u escape, or a byte that was not UTF-8."""
+    return not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+
+
+def parse_json(text, strict):
+    """Parses one JSON object followed only by whitespace. With `strict`, this is
+    the strictness pass of 2.5: the first violation in document order decides."""
+    skip = lambda i: WS.match(text, i).end()  # noqa: E731
+
+    def value(i, name, in_array):
+        i = skip(i)
+        c = text[i : i + 1]
+        if c == '"':
+            return string(i)
+        if c in ("{", "["):
+            is_obj, close = c == "{", "}" if c == "{" else "]"
+            if strict and not is_obj and (in_array or name not in ARRAY_MEMBERS):
+                raise Refused(M)  # an array where Mandate defines none
+            out, seen, i = Obj() if is_obj else [], set(), skip(i + 1)
+            if text[i : i + 1] == close:
+                return out, i + 1
+            while True:
+                if is_obj:
+                    key, i = string(skip(i))
+                    if strict and key in seen:
+                        raise Refused("token.duplicate_key")
+                    seen.add(key)
+                    i = skip(i)
+                    if text[i : i + 1] != ":":
+                        raise Refused(M)
+                    item, i = value(i + 1, key, False)
+                    out.append((key, item))
+                else:
+                    item, i = value(i, None, True)
+                    out.append(item)
+                i = skip(i)
+                if text[i : i + 1] == close:
+                    return out, i + 1
+                if text[i : i + 1] != ",":
+                    raise Refused(M)
+                i += 1
+        m = NUMBER.match(text, i)
+        if m and m.end() > i:
+            return Num(m.group()), m.end()
+        for word, val in LITERALS.items():
+            if text.startswith(word, i):
+                return val, i + len(word)
+        raise Refused(M)
+
+    def string(i):
+        if text[i : i + 1] != '"':
+            raise Refused(M)
+        try:
+            s, end = scanstring(text, i + 1, True)  # no raw control characters
+        except ValueError:
+            raise Refused(M) from None
+        if strict and not well_formed(s):
+            raise Refused(M)
+        return s, end
+
+    try:
+        tree, end = value(0, None, False)
+    except RecursionError:
+        raise Refused(M) from None
+    if not isinstance(tree, Obj) or WS.match(text, end).end() != len(text):
+        raise Refused(M)
+    return tree
+
+
+# -- 2.5 the typed read: schemas of allowed members ---------------------------
+
+def is_cc(ch):
+    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
+
+
+def string(v):
+    if not isinstance(v, str):
+        raise Refused(M)
+    return v
+
+
+def bounded_text(lo, hi, code):
+    def rule(v):
+        s = string(v)
+        if not lo <= len(s.encode()) <= hi or any(map(is_cc, s)):
+            raise Refused(code)
+        return s
+    return rule
+
+
+def integer(lo, hi):
+    def rule(v):
+        # No fraction, exponent or "-0" (which JSON parsers read as a float).
+        if not isinstance(v, Num) or not re.fullmatch(r"0|-?[1-9][0-9]*", v.text) or not lo <= int(v.text) <= hi:
+            raise Refused(M)
+        return int(v.text)
+    return rule
+
+
+def b64_32(v):
+    """A thumbprint or a token id: base64url of exactly 32 bytes."""
+    b64d(string(v), M, 32)
+    return v
+
+
+def agent_id(v):
+    s = string(v)
+    if not s.startswith(AGENT_PREFIX):
+        raise Refused(M)
+    b64_32(s[len(AGENT_PREFIX) :])
+    return s
+
+
+def array_of(rule, nonempty_code=None):
+    def read(v):
+        if not isinstance(v, list):
+            raise Refused(M)
+        out = [rule(x) for x in v]
+        if nonempty_code and not out:
+            raise Refused(nonempty_code)
+        return out
+    return read
+
+
+def obj(schema):
+    """Reads an object: members in document order, unknown ones refused,
+    `null` read as absent when optional, a missing one noticed at the end."""
+    def read(v):
+        if not isinstance(v, Obj):
+            raise Refused(M)
+        out = {}
+        for name, item in v:
+            if name not in schema:
+                raise Refused(M)
+            rule, required = schema[name]
+            if item is None and not required:
+                continue
+            if item is None:
+                raise Refused(M)
+            out[name] = rule(item)
+        if any(req and name not in out for name, (_, req) in schema.items()):
+            raise Refused(M)
+        return out
+    return read
+
+
+def matching(test, code):
+    """A string rule: `test` (a regex or a function) must hold, else `code`."""
+    def rule(v):
+        s = string(v)
+        if not (test.fullmatch(s) if isinstance(test, re.Pattern) else test(s)):
+            raise Refused(code)
+        return s
+    return rule
+
+
+AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,6})?")
+TIME, JTI = integer(I64_MIN, I64_MAX), bounded_text(1, 128, M)
+NAME = bounded_text(1, 256, S)
+DETAIL = obj({
+    "type": (NAME, True),
+    "actions": (array_of(NAME, S), True),
+    "locations": (array_of(matching(lambda loc: check_location(loc), S), S), True),
+    "identifier": (NAME, False),
+    "limits": (obj({
+        "max_calls": (integer(0, 2**64 - 1), False),
+        "max_amount": (obj({"amount": (matching(AMOUNT, S), True),
+                            "currency": (matching(re.compile("[A-Z]{3}"), S), True)}), False),
+    }), False),
+})
+GRANT = obj({
+    "sub": (bounded_text(1, 512, M), True),
+    "act": (obj({"sub": (agent_id, True)}), True),
+    "cnf": (obj({"jkt": (b64_32, True)}), True),
+    "authorization_details": (array_of(DETAIL), True),
+    "purpose": (string, True),
+    "intent": (string, False),
+    "iat": (TIME, True), "nbf": (TIME, True), "exp": (TIME, True),
+    "jti": (JTI, True),
+    "max_depth": (integer(0, 255), True),
+    "prf": (b64_32, False),
+    "req": (b64_32, False),
+})
+POP = obj({"htm": (string, True), "htu": (string, True), "iat": (TIME, True),
+           "jti": (JTI, True), "ath": (string, True)})
+
+
+def read_claims(payload, schema):
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(M) from None
+    return schema(parse_json(text, strict=True))
+
+
+# -- 2.6 keys, 2.7 signatures: Ed25519 arithmetic for the strict checks -----------
+
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+
+
+def fsqrt(a):
+    """A square root mod P, or None (P = 5 mod 8)."""
+    r = pow(a, (P + 3) // 8, P)
+    if r * r % P != a % P:
+        r = r * pow(2, (P - 1) // 4, P) % P
+    return r if r * r % P == a % P else None
+
+
+def _order8_ys():
+    # 2Q has y = 0 (order 4) iff y^2 = -x^2, so d*y^4 + 2*y^2 - 1 = 0.
+    root = fsqrt(1 + D)
+    ys = {fsqrt((s * root - 1) * pow(D, P - 2, P) % P) for s in (1, -1)} - {None}
+    return {y for y0 in ys for y in (y0, P - y0)}
+
+
+SMALL_ORDER_YS = {0, 1, P - 1} | _order8_ys()
+assert len(SMALL_ORDER_YS) == 5
+
+
+def y_of(raw32):
+    return int.from_bytes(raw32, "little") & (2**255 - 1)
+
+
+def check_point(raw32):
+    """2.6 steps 1 to 3: canonical y, on the curve, not of small order."""
+    y = y_of(raw32)
+    if y >= P:
+        return False
+    yy = y * y % P
+    if fsqrt((yy - 1) * pow(D * yy + 1, P - 2, P) % P) is None:
+        return False
+    return y not in SMALL_ORDER_YS
+
+
+JWK_MEMBERS = {"kty": {"OKP"}, "crv": {"Ed25519"}, "x": None, "kid": None,
+               "alg": {"EdDSA", "Ed25519"}, "use": {"sig"}}
+
+
+class Key:
+    def __init__(self, jwk):
+        """A public key from a parsed JWK, by the rules of 2.6 (`key.invalid`)."""
+        if not isinstance(jwk, dict):
+            raise Refused("key.invalid")
+        jwk = {k: v for k, v in jwk.items() if v is not None}
+        if not set(jwk) <= set(JWK_MEMBERS) \
+                or not {"kty", "crv", "x"} <= set(jwk) or not all(isinstance(v, str) for v in jwk.values()):
+            raise Refused("key.invalid")
+        if any(allowed and jwk[k] not in allowed for k, allowed in JWK_MEMBERS.items() if k in jwk):
+            raise Refused("key.invalid")
+        self.raw = b64d(jwk["x"], "key.invalid", 32)
+        if not check_point(self.raw):
+            raise Refused("key.invalid")
+        canon = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % b64e(self.raw)
+        self.thumbprint = b64e(hashlib.sha256(canon.encode()).digest())
+        if "kid" in jwk and jwk["kid"] != self.thumbprint:
+            raise Refused("key.invalid")
+        self.jose = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": b64e(self.raw)})
+
+
+def check_signature(compact, key, alg, sig):
+    """The JOSE library verifies; then the rules of strict Ed25519 (2.7) that
+    OpenSSL's verifier leaves out: S < L, R not of small order."""
+    try:
+        jws.deserialize_compact(compact, key.jose, algorithms=[alg])
+    except (JoseError, ValueError):
+        raise Refused("signature.invalid") from None
+    if int.from_bytes(sig[32:], "little") >= L or y_of(sig[:32]) in SMALL_ORDER_YS:
+        raise Refused("signature.invalid")
+
+
+# -- 3 the JOSE header, checked in the order of 3.2 -----------------------------
+
+ALGS = {"EdDSA", "Ed25519"}
+UNTRUSTED = {"jku", "x5c", "x5u", "x5t", "x5t#S256"}
+KNOWN_HEADER = {"alg", "typ", "kid", "jwk", "crit"} | UNTRUSTED
+
+
+def deep_well_formed(v):
+    if isinstance(v, Obj):
+        return all(well_formed(k) and deep_well_formed(x) for k, x in v)
+    if isinstance(v, list):
+        return all(map(deep_well_formed, v))
+    return not isinstance(v, str) or well_formed(v)
+
+
+def repeats(v, skip=None):
+    """Whether an object at any depth repeats a member name (9, `token.duplicate_key`)."""
+    if isinstance(v, Obj):
+        names = [name for name, _ in v]
+        return len(set(names)) != len(names) or any(repeats(x) for name, x in v if name != skip)
+    return isinstance(v, list) and any(map(repeats, v))
+
+
+def parse_token(compact, typ):
+    """3.2 for a grant or a proof (kinds that never carry `jwk`)."""
+    if len(compact.encode()) > MAX_TOKEN_BYTES:
+        raise Refused("token.too_large")
+    parts = compact.split(".")
+    if len(parts) != 3:
+        raise Refused(M)
+    # Bytes that are not UTF-8 only matter in names and in alg/typ/kid/jwk.
+    header = parse_json(b64d(parts[0]).decode("utf-8", "surrogateescape"), strict=False)
+    for name, v in header:
+        if not well_formed(name) or (name in ("alg", "typ", "kid") and not isinstance(v, str)) \
+                or (name in ("alg", "typ", "kid", "jwk") and not deep_well_formed(v)):
+            raise Refused(M)
+    if repeats(header, skip="jwk"):  # a repeat inside `jwk` makes it unusable (3.1)
+        raise Refused("token.duplicate_key")
+    h = dict(header)
+    checks = [
+        (h.get("alg") in ALGS, "header.alg_not_allowed"),
+        ("crit" not in h, "header.crit_unsupported"),
+        (h.get("typ") == typ, "header.wrong_typ"),
+        (not (set(h) & UNTRUSTED or "jwk" in h), "header.untrusted_key"),
+        (set(h) <= KNOWN_HEADER, "header.unknown_member"),
+    ]
+    for ok, code in checks:
+        if not ok:
+            raise Refused(code)
+    b64d(h.get("kid"), "header.kid_mismatch", 32)
+    sig = b64d(parts[2], M, 64)
+    payload = b64d(parts[1], M)
+    return h, payload, sig
+
+
+# -- 5.3 to 5.7 locations, coverage, amounts, attenuation, the call check ----------
+
+UNRES, SUBD, HEX2 = r"A-Za-z0-9\-._~", r"!$&'()*+,;=", r"%[0-9A-Fa-f]{2}"
+PATH = rf"(?:[{UNRES}{SUBD}:@/]|{HEX2})*"
+URI_FORM = re.compile(rf"[A-Za-z][A-Za-z0-9+.\-]*://(?:[{UNRES}{SUBD}:@\[\]]|{HEX2})*(?:/{PATH})?")
+NAME_FORM = re.compile(PATH)
+ESCAPE_RUN = re.compile(rf"(?:{HEX2})+")
+REFUSED_DECODED = set("%./\\;")
+
+
+def refused_char(ch):
+    return is_cc(ch) or ch in REFUSED_DECODED or \
+        any(c in REFUSED_DECODED or is_cc(c) for c in unicodedata.normalize("NFKC", ch))
+
+
+def check_location(s):
+    """5.3: the grammar, then the wildcard, dot-segment and escape rules."""
+    if not 1 <= len(s.encode()) <= 2048:
+        return False
+    if not (URI_FORM if "://" in s else NAME_FORM).fullmatch(s):
+        return False
+    if "*" in s[:-1] or any(seg.split(";")[0] in (".", "..") for seg in s.split("/")):
+        return False
+    for run in ESCAPE_RUN.finditer(s):
+        try:
+            decoded = bytes.fromhex(run.group().replace("%", "")).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if any(map(refused_char, decoded)):
+            return False
+    return True
+
+
+def covers(p, c):
+    return c == p or (p.endswith("/") and c.startswith(p)) or (p.endswith("*") and c.startswith(p[:-1]))
+
+
+def millionths(s):
+    whole, _, frac = s.partition(".")
+    return int(whole) * 10**6 + int(frac.ljust(6, "0"))
+
+
+RANK = {"type": 0, "action": 1, "location": 2, "currency": 3, "limit": 4}
+
+
+def shape(c, p):
+    if c["type"] != p["type"] or ("identifier" in p and c.get("identifier") != p["identifier"]):
+        return "type"
+    if not set(c["actions"]) <= set(p["actions"]):
+        return "action"
+    if not all(any(covers(pl, cl) for pl in p["locations"]) for cl in c["locations"]):
+        return "location"
+    return None
+
+
+def draw(budget, limits):
+    """Returns (failure, reduced budget): 5.6 `draw` on a copy."""
+    calls, money = budget
+    if calls is not None:
+        if limits.get("max_calls") is None or limits["max_calls"] > calls:
+            return "limit", budget
+        calls -= limits["max_calls"]
+    if money is not None:
+        want = limits.get("max_amount")
+        if want is None:
+            return "limit", budget
+        if want["currency"] != money[1]:
+            return "currency", budget
+        if millionths(want["amount"]) > money[0]:
+            return "limit", budget
+        money = (money[0] - millionths(want["amount"]), money[1])
+    return None, (calls, money)
+
+
+def within(children, parents):
+    budgets = []
+    for p in parents:
+        lim = p.get("limits", {})
+        amt = lim.get("max_amount")
+        budgets.append((lim.get("max_calls"), amt and (millionths(amt["amount"]), amt["currency"])))
+    for c in children:
+        closest = "type"
+        for j, p in enumerate(parents):
+            failure = shape(c, p)
+            if failure is None:
+                failure, reduced = draw(budgets[j], c.get("limits", {}))
+                if failure is None:
+                    budgets[j] = reduced
+                    break
+            closest = max(closest, failure, key=RANK.get)
+        else:
+            raise Refused("scope.escalated_" + closest)
+
+
+def permits(details, call):
+    """5.7 `scope::permits`."""
+    loc, amt = call["location"], call.get("amount")
+    if not check_location(loc):
+        return False
+    if amt is not None and not (isinstance(amt.get("amount"), str) and AMOUNT.fullmatch(amt["amount"])):
+        return False
+    for d in details:
+        money = d.get("limits", {}).get("max_amount")
+        if d["type"] == call["type"] and call["action"] in d["actions"] \
+                and any(covers(p, loc) for p in d["locations"]) \
+                and d.get("identifier") in (None, call.get("identifier")) \
+                and (not money or amt is None or (amt.get("currency") == money["currency"]
+                                                  and millionths(amt["amount"]) <= millionths(money["amount"]))):
+            return True
+    return False
+
+
+# -- 6.2 chains, 6.4 windows, 6.5 proofs -----------------------------------------
+
+def sat(a, b):
+    return max(I64_MIN, min(I64_MAX, a + b))
+
+
+def window(iat, nbf, exp, now):
+    if nbf >= exp or iat >= exp:
+        raise Refused("time.empty_window")
+    if now >= sat(exp, SKEW):
+        raise Refused("time.expired")
+    if nbf > sat(now, SKEW):
+        raise Refused("time.not_yet_valid")
+
+
+def canonical_detail(d):
+    out = {"type": d["type"], "actions": sorted(set(d["actions"])), "locations": d["locations"]}
+    if "identifier" in d:
+        out["identifier"] = d["identifier"]
+    if d.get("limits"):
+        out["limits"] = d["limits"]
+    return out
+
+
+def verify_chain(chain, keys, bindings, revoked, revoked_keys, now):
+    """6.2. `keys`: thumbprint -> Key; `bindings`: set of (sub, thumbprint)."""
+    if not chain:
+        raise Refused("chain.empty")
+    if len(chain) > MAX_LINKS:
+        raise Refused("chain.too_long")
+    agents, links = [], []
+    for i, compact in enumerate(chain):
+        if len(compact.encode()) > MAX_TOKEN_BYTES:
+            raise Refused("token.too_large")
+        tid = token_id(compact)
+        if any(tid == link["id"] for link in links):
+            raise Refused("chain.loop")
+        parent = links[-1] if links else None
+        expected = parent["cnf"]["jkt"] if parent else None
+        h, payload, sig = parse_token(compact, "mandate-grant+jwt")
+        if expected is not None and h["kid"] != expected:
+            raise Refused("chain.wrong_signer")
+        issuer = expected or h["kid"]
+        if issuer not in keys:
+            raise Refused("key.unknown")
+        check_signature(compact, keys[issuer], h["alg"], sig)
+        c = read_claims(payload, GRANT)
+        if not c["authorization_details"]:
+            raise Refused(S)
+        window(c["iat"], c["nbf"], c["exp"], now)
+        if c["act"]["sub"] != AGENT_PREFIX + c["cnf"]["jkt"]:
+            raise Refused("chain.act_mismatch")
+        if parent is None:
+            if "prf" in c:
+                raise Refused("chain.prf_mismatch")
+            if (c["sub"], issuer) not in bindings:
+                raise Refused("chain.root_not_bound")
+            if issuer in revoked_keys:
+                raise Refused("chain.key_revoked")
+            agents.append(issuer)
+        else:
+            for failed, code in [
+                (c.get("prf") != parent["id"], "chain.prf_mismatch"),
+                (c["sub"] != parent["sub"], "chain.sub_changed"),
+                (c["max_depth"] >= parent["max_depth"], "chain.depth_exceeded"),
+                (c["exp"] > parent["exp"], "chain.outlives_parent"),
+                (c["nbf"] < parent["nbf"], "chain.precedes_parent"),
+            ]:
+                if failed:
+                    raise Refused(code)
+            within(c["authorization_details"], parent["authorization_details"])
+        if c["cnf"]["jkt"] in agents:
+            raise Refused("chain.loop")
+        agents.append(c["cnf"]["jkt"])
+        if tid in revoked:
+            raise Refused("chain.revoked")
+        links.append(dict(c, id=tid))
+    leaf = links[-1]
+    ath = b64e(hashlib.sha256(b"".join(b64d(link["id"]) for link in links)).digest())
+    return {
+        "principal": links[0]["sub"], "leaf_agent": leaf["act"]["sub"], "leaf_key": leaf["cnf"]["jkt"],
+        "expires_at": min(link["exp"] for link in links), "depth_left": leaf["max_depth"],
+        "scopes": [canonical_detail(d) for d in leaf["authorization_details"]], "ath": ath,
+    }
+
+
+QUERY = re.compile(rf"(?:\?(?:[{UNRES}{SUBD}:@/?]|{HEX2})*)?(?:#(?:[{UNRES}{SUBD}:@/?]|{HEX2})*)?")
+
+
+def split_http_uri(uri):
+    """6.5 'well formed': (origin, path), or None."""
+    cut = min([i for i in (uri.find("?"), uri.find("#")) if i >= 0], default=len(uri))
+    target, rest = uri[:cut], uri[cut:]
+    scheme, sep, after = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or after[:1] in ("", "/") \
+            or "*" in target or not check_location(target) or not QUERY.fullmatch(rest):
+        return None
+    slash = after.find("/")
+    end = len(target) if slash < 0 else len(scheme) + 3 + slash
+    return target[:end].lower(), target[end:]
+
+
+def same_htu(a, b):
+    sa, sb = split_http_uri(a), split_http_uri(b)
+    return sa is not None and sa == sb
+
+
+def verify_pop(verified, keys, token, htm, htu, now, replay):
+    """6.5; `replay` maps '<leaf key>:<jti>' to its keep-until time."""
+    h, payload, sig = parse_token(token, "mandate-pop+jwt")
+    if h["kid"] != verified["leaf_key"]:
+        raise Refused("pop.wrong_key")
+    if h["kid"] not in keys:
+        raise Refused("key.unknown")
+    check_signature(token, keys[h["kid"]], h["alg"], sig)
+    c = read_claims(payload, POP)
+    if now - c["iat"] > POP_MAX_AGE or c["iat"] - now > SKEW:
+        raise Refused("pop.stale")
+    for failed, code in [(c["htm"] != htm, "pop.htm_mismatch"),
+                         (not same_htu(c["htu"], htu), "pop.htu_mismatch"),
+                         (c["ath"] != verified["ath"], "pop.ath_mismatch")]:
+        if failed:
+            raise Refused(code)
+    key = verified["leaf_key"] + ":" + c["jti"]
+    if replay.get(key, now - 1) >= now:
+        raise Refused("pop.replayed")
+    replay[key] = c["iat"] + POP_MAX_AGE + SKEW
