@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::events::{APPEND_POSTGRES, APPEND_SQLITE};
-use crate::requests::{COUNT, UNCOUNT, counters};
+use crate::requests::{COUNT_BOTH, UNCOUNT, counters};
 use crate::{EventKind, NewRequest, Pool, StoreError};
 
 /// The most requests stored in one transaction.
@@ -73,13 +73,14 @@ pub(crate) fn start(pool: Pool, writer: Arc<Mutex<()>>) -> mpsc::Sender<Job> {
             let outcome = match &pool {
                 Pool::Sqlite(p) => {
                     let _turn = writer.lock().await;
-                    store!(p, &batch, None::<&str>, APPEND_SQLITE)
+                    store!(p, &batch, None::<&str>, None::<&str>, APPEND_SQLITE)
                 }
                 // The row lock on the log clock orders the writers.
                 Pool::Postgres(p) => store!(
                     p,
                     &batch,
                     Some("UPDATE log_clock SET seq = seq WHERE id = 1"),
+                    Some(FILE_POSTGRES),
                     APPEND_POSTGRES
                 ),
             };
@@ -105,19 +106,6 @@ pub(crate) fn start(pool: Pool, writer: Arc<Mutex<()>>) -> mpsc::Sender<Job> {
     tx
 }
 
-/// Adds one to a pending counter inside `$tx` unless it is at its cap;
-/// evaluates to whether it did.
-macro_rules! count {
-    ($tx:expr, $counter:expr, $cap:expr) => {
-        sqlx::query(COUNT)
-            .bind($counter)
-            .bind($cap)
-            .execute(&mut *$tx)
-            .await
-            .map(|done| done.rows_affected() == 1)
-    };
-}
-
 /// Takes one off a pending counter inside `$tx`.
 macro_rules! uncount {
     ($tx:expr, $counter:expr) => {
@@ -130,11 +118,41 @@ macro_rules! uncount {
     };
 }
 
+/// Binds a job's request columns, in [`INSERT`]'s order, to `$query`.
+macro_rules! bind_request {
+    ($query:expr, $j:expr) => {
+        $query
+            .bind(&$j.id)
+            .bind(&$j.agent)
+            .bind(&$j.principal)
+            .bind(&$j.token)
+            .bind(&$j.parent_chain)
+            .bind(&$j.parent_keys)
+            .bind($j.created_at)
+            .bind($j.expires_at)
+            .bind($j.lane)
+            .bind(&$j.sponsor)
+    };
+}
+
+/// Stores a request, unless its id is taken.
+const INSERT: &str = "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
+
+/// On Postgres, [`INSERT`] and its event (kind `$11`) in one statement:
+/// returns the event's number, or no row when the id is taken.
+const FILE_POSTGRES: &str = "WITH r AS (INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING id), \
+     c AS (UPDATE log_clock SET seq = seq + 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM r) RETURNING seq) \
+     INSERT INTO events (seq, kind, principal, agent_jkt, subject, created_at) \
+     SELECT seq, $11, $3, $2, $1, $7 FROM c RETURNING seq";
+
 /// Stores `$jobs` in one transaction on `$pool`, first running `$lock`
-/// (if any) and appending each event with `$append`; evaluates to each
-/// job's own result, or to the error that failed them all.
+/// (if any), filing each request with `$file` if given, else inserting it
+/// and appending its event with `$append`; evaluates to each job's own
+/// result, or to the error that failed them all.
 macro_rules! store {
-    ($pool:expr, $jobs:expr, $lock:expr, $append:expr) => {
+    ($pool:expr, $jobs:expr, $lock:expr, $file:expr, $append:expr) => {
         async {
             let mut tx = $pool.begin().await?;
             if let Some(lock) = $lock {
@@ -143,49 +161,61 @@ macro_rules! store {
             let mut results = Vec::with_capacity($jobs.len());
             for j in $jobs.iter() {
                 let [lane, agent] = counters(j.lane, &j.sponsor, &j.principal);
-                if j.max_pending <= 0
-                    || j.max_pending_per_agent <= 0
-                    || !count!(tx, &lane, j.max_pending)?
-                {
+                if j.max_pending <= 0 || j.max_pending_per_agent <= 0 {
                     results.push(Err(StoreError::Full));
                     continue;
                 }
-                if !count!(tx, &agent, j.max_pending_per_agent)? {
-                    uncount!(tx, &lane)?;
+                let counted: Vec<String> = sqlx::query_scalar(COUNT_BOTH)
+                    .bind(&lane)
+                    .bind(&agent)
+                    .bind(j.max_pending)
+                    .bind(j.max_pending_per_agent)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if counted.len() < 2 {
+                    // Give back the one counter that had room, if any.
+                    for counter in &counted {
+                        uncount!(tx, counter)?;
+                    }
                     results.push(Err(StoreError::Full));
                     continue;
                 }
-                let stored = sqlx::query(
-                    "INSERT INTO requests (id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, lane, sponsor_jkt) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&j.id)
-                .bind(&j.agent)
-                .bind(&j.principal)
-                .bind(&j.token)
-                .bind(&j.parent_chain)
-                .bind(&j.parent_keys)
-                .bind(j.created_at)
-                .bind(j.expires_at)
-                .bind(j.lane)
-                .bind(&j.sponsor)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if stored == 0 {
+                let seq: Option<i64> = match $file {
+                    // One statement: the request and its event.
+                    Some(file) => {
+                        bind_request!(sqlx::query_scalar::<_, i64>(file), j)
+                            .bind(EventKind::RequestCreated.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                    None => {
+                        let stored = bind_request!(sqlx::query(INSERT), j)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if stored == 0 {
+                            None
+                        } else {
+                            Some(
+                                sqlx::query_scalar::<_, i64>($append)
+                                    .bind(EventKind::RequestCreated.as_str())
+                                    .bind(&j.principal)
+                                    .bind(&j.agent)
+                                    .bind(&j.id)
+                                    .bind(j.created_at)
+                                    .fetch_one(&mut *tx)
+                                    .await?,
+                            )
+                        }
+                    }
+                };
+                let Some(seq) = seq else {
+                    // Filed before: a replay, refused, and counted once.
                     uncount!(tx, &lane)?;
                     uncount!(tx, &agent)?;
                     results.push(Err(StoreError::Conflict));
                     continue;
-                }
-                let seq = sqlx::query_scalar::<_, i64>($append)
-                    .bind(EventKind::RequestCreated.as_str())
-                    .bind(&j.principal)
-                    .bind(&j.agent)
-                    .bind(&j.id)
-                    .bind(j.created_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                };
                 results.push(Ok(seq));
             }
             tx.commit().await?;
@@ -194,4 +224,4 @@ macro_rules! store {
         .await
     };
 }
-use {count, store, uncount};
+use {bind_request, store, uncount};

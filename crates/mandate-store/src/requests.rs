@@ -7,10 +7,13 @@ use crate::events::{append_event, lock_log};
 use crate::grants::insert_grant_in;
 use crate::{EventKind, GrantRecord, Store, StoreError, on_pool};
 
-/// Adds one to a pending counter unless it has reached its cap (`$2`);
-/// no row changes when it has.
-pub(crate) const COUNT: &str = "INSERT INTO pending_counts (counter, n) VALUES ($1, 1) \
-     ON CONFLICT (counter) DO UPDATE SET n = pending_counts.n + 1 WHERE pending_counts.n < $2";
+/// Adds one to each of two pending counters (`$1`, `$2`) unless it has
+/// reached its cap (`$3`, `$4`), in one statement; returns a row naming
+/// each counter that was counted.
+pub(crate) const COUNT_BOTH: &str = "INSERT INTO pending_counts (counter, n) VALUES ($1, 1), ($2, 1) \
+     ON CONFLICT (counter) DO UPDATE SET n = pending_counts.n + 1 \
+     WHERE pending_counts.n < CASE WHEN pending_counts.counter = $1 THEN $3 ELSE $4 END \
+     RETURNING counter";
 
 /// Takes `$1` off a pending counter.
 pub(crate) const UNCOUNT: &str = "UPDATE pending_counts SET n = n - $1 WHERE counter = $2";
