@@ -165,6 +165,12 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
         "agent_requests=100:100",
         "--rate",
         "user_prompts=100:100",
+        // A kill before the decision leaves its request pending, and one
+        // agent files them all.
+        "--max-pending-new",
+        "100",
+        "--max-pending-per-agent",
+        "100",
         "--allowed-host",
         relay_host.as_str(),
     ])
