@@ -254,10 +254,17 @@ test('no secret reaches the database, the logs or any payload sent to the page',
 
 test('a long inbox is virtual, and the keyboard reaches every row', { timeout: 180_000 }, async () => {
   // More rows than fit in view, within the in-process broker's default
-  // limits: 30 prompts to a user in a burst, 20 requests per agent key.
+  // limits (docs/broker.md, "A fair inbox"): at most 5 pending requests
+  // per agent key, 20 in the new lane (agents Alice never approved) and
+  // 30 prompts a lane in a burst. a and b were approved above, so theirs
+  // wait in the known lane; four new agents file the rest.
   const before = Number(await browser.$('[data-testid="pending-count"]').getText());
   const total = 24;
-  const keys = ['a.key', 'b.key', 'h.key'];
+  const keys = ['a.key', 'b.key', 'n0.key', 'n1.key', 'n2.key', 'n3.key'];
+  for (const key of keys.filter((k) => k.startsWith('n'))) {
+    const { code, output } = await cli(['agent', 'init', '--key', join(ctx.dir, key)]);
+    assert.equal(code, 0, output);
+  }
   for (let i = before; i < total; i += 5) {
     const batch = [];
     for (let j = i; j < Math.min(i + 5, total); j += 1) {
