@@ -35,6 +35,28 @@ function sha256b64u(str) {
 /** A token's id: base64url(SHA-256(compact token ASCII bytes)). */
 const tokenId = (token) => sha256b64u(token);
 
+/** Orders strings by code point (as by UTF-8 bytes), not by UTF-16 units. */
+const byCodePoint = (a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+
+/**
+ * A detail in the canonical form of docs/protocol.md section 10.2 step 7:
+ * actions deduplicated and sorted by code point, locations as written, and
+ * identifier and limits only when set (null counts as absent).
+ */
+function canonicalDetail(d) {
+  const out = {
+    type: d.type,
+    actions: [...new Set(d.actions)].sort(byCodePoint),
+    locations: d.locations,
+  };
+  if (d.identifier != null) out.identifier = d.identifier;
+  const limits = {};
+  if (d.limits?.max_calls != null) limits.max_calls = d.limits.max_calls;
+  if (d.limits?.max_amount != null) limits.max_amount = d.limits.max_amount;
+  if (Object.keys(limits).length > 0) out.limits = limits;
+  return out;
+}
+
 /**
  * Verifies `token` with jose under `jwk`, letting the header's alg choose
  * between the two accepted Ed25519 identifiers. Returns header and payload.
@@ -121,7 +143,11 @@ async function checkVector(v) {
   assert.equal(v.verified.leaf_agent, leaf.act.sub, 'leaf_agent');
   assert.equal(v.verified.expires_at, Math.min(...payloads.map((p) => p.exp)), 'expires_at');
   assert.equal(v.verified.depth_left, leaf.max_depth, 'depth_left');
-  assert.deepEqual(v.verified.scopes, leaf.authorization_details, 'scopes are the leaf grant');
+  assert.deepEqual(
+    v.verified.scopes,
+    leaf.authorization_details.map(canonicalDetail),
+    "scopes are the leaf grant's details, in canonical form",
+  );
 
   // 4. Proof of possession by the leaf's key, bound to this exact chain.
   if (v.pop) {

@@ -29,6 +29,9 @@ def run(vector):
     bindings = {(b["sub"], b["jkt"]) for b in vector["user_bindings"]}
     if len({jkt for _, jkt in bindings}) != len(bindings):
         return "broken vector: a key bound to two principals", None
+    call = vector.get("call")
+    if call is not None and call.get("amount") is not None and not verify.is_money(call["amount"]):
+        return "broken vector: a call amount that is not a money value (5.7, 10.2)", None
     try:
         verified = verify.verify_chain(vector["chain"], keys, bindings, set(vector["revoked"]),
                                        set(vector.get("revoked_keys", [])), now)
@@ -39,7 +42,6 @@ def run(vector):
             if pop.get("seen_before", False):
                 verify.verify_pop(*args)  # this first check must succeed
             verify.verify_pop(*args)
-        call = vector.get("call")
         if call is not None and not verify.permits(verified["scopes"], call):
             raise Refused("call.out_of_scope")
     except Refused as refused:
@@ -126,6 +128,17 @@ def doc_examples():
         problems.append("5.4: coverage")
     if verify.millionths("5000") != verify.millionths("5000.00") or verify.millionths("0.000001") != 1:
         problems.append("5.5: amounts")
+    for text in ['{"a":"\\ud800"}', '{"a":"\\udc00"}', '{"a":"\\ud800\\u0041"}', '{"\\ud800":1}']:
+        if not refused(verify.M, verify.parse_json, text, True):
+            problems.append(f"2.5: the lone surrogate of {text} accepted")
+    if verify.parse_json('{"a":"\\ud83d\\ude00"}', True) != [("a", "\U0001F600")]:
+        problems.append("2.5: a surrogate pair refused")
+    if not refused(verify.M, verify.integer(0, 255), verify.Num("-0")):
+        problems.append("2.5: -0 read as an integer")
+    if not verify.is_money({"amount": "0050.50", "currency": "EUR"}) or any(
+            verify.is_money(m) for m in [{"amount": "5,000", "currency": "EUR"}, {"amount": "5"},
+                                         {"amount": "5", "currency": "EUR", "x": 1}]):
+        problems.append("5.7: money values of a call")
     return problems
 
 

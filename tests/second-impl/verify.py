@@ -8,6 +8,7 @@ Every rule is an allow-list: a grammar, a schema or a set of names.
 import base64
 import hashlib
 import re
+import sys
 import unicodedata
 import warnings
 from json.decoder import scanstring
@@ -19,6 +20,10 @@ from joserfc.jwk import OKPKey
 warnings.filterwarnings("ignore", category=SecurityWarning)  # "EdDSA is deprecated"
 
 MAX_TOKEN_BYTES, MAX_LINKS, SKEW, POP_MAX_AGE = 16384, 16, 60, 60
+MAX_DEPTH = 127  # 2.5: objects and arrays nest at most 127 deep in the claims
+# The header has no depth limit (3.1), only its size (2.3): at most 12288
+# bytes, so at most 6144 levels, one Python frame each.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 M, S = "token.malformed", "scope.malformed"
 AGENT_PREFIX = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
@@ -56,7 +61,12 @@ def token_id(compact):
 # -- 2.5 JSON: one ordered tree, and the strictness pass in document order ------
 
 class Obj(list):
-    """A JSON object: its (name, value) members in document order."""
+    """A JSON object: its (name, value) members in document order, and the
+    raw text of each value in `raw`."""
+
+    def __init__(self):
+        super().__init__()
+        self.raw = []
 
 
 class Num:
@@ -79,15 +89,18 @@ def well_formed(s):
 
 def parse_json(text, strict):
     """Parses one JSON object followed only by whitespace. With `strict`, this is
-    the strictness pass of 2.5: the first violation in document order decides."""
+    the strictness pass of 2.5: the first violation in document order decides.
+    Without it (the header, 3.1), only well-formedness is checked."""
     skip = lambda i: WS.match(text, i).end()  # noqa: E731
 
-    def value(i, name, in_array):
+    def value(i, name, in_array, depth=1):
         i = skip(i)
         c = text[i : i + 1]
         if c == '"':
             return string(i)
         if c in ("{", "["):
+            if strict and depth > MAX_DEPTH:
+                raise Refused(M)  # noticed at the opening bracket: nothing inside is read
             is_obj, close = c == "{", "}" if c == "{" else "]"
             if strict and not is_obj and (in_array or name not in ARRAY_MEMBERS):
                 raise Refused(M)  # an array where Mandate defines none
@@ -103,10 +116,12 @@ def parse_json(text, strict):
                     i = skip(i)
                     if text[i : i + 1] != ":":
                         raise Refused(M)
-                    item, i = value(i + 1, key, False)
+                    start = skip(i + 1)
+                    item, i = value(start, key, False, depth + 1)
                     out.append((key, item))
+                    out.raw.append(text[start:i])
                 else:
-                    item, i = value(i, None, True)
+                    item, i = value(i, None, True, depth + 1)
                     out.append(item)
                 i = skip(i)
                 if text[i : i + 1] == close:
@@ -133,10 +148,7 @@ def parse_json(text, strict):
             raise Refused(M)
         return s, end
 
-    try:
-        tree, end = value(0, None, False)
-    except RecursionError:
-        raise Refused(M) from None
+    tree, end = value(0, None, False)
     if not isinstance(tree, Obj) or WS.match(text, end).end() != len(text):
         raise Refused(M)
     return tree
@@ -229,20 +241,42 @@ def matching(test, code):
     return rule
 
 
-AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,6})?")
+AMOUNT, CURRENCY = re.compile(r"[0-9]{1,18}(\.[0-9]{1,6})?"), re.compile("[A-Z]{3}")
 TIME, JTI = integer(I64_MIN, I64_MAX), bounded_text(1, 128, M)
-NAME = bounded_text(1, 256, S)
-DETAIL = obj({
-    "type": (NAME, True),
-    "actions": (array_of(NAME, S), True),
-    "locations": (array_of(matching(lambda loc: check_location(loc), S), S), True),
-    "identifier": (NAME, False),
+MONEY = obj({"amount": (matching(AMOUNT, S), True), "currency": (matching(CURRENCY, S), True)})
+DETAIL_MEMBERS = obj({
+    # Where the value stands (5.1 step 1): types, locations, amounts, currencies.
+    "type": (string, True),
+    "actions": (array_of(string), True),
+    "locations": (array_of(matching(lambda loc: check_location(loc), S)), True),
+    "identifier": (string, False),
     "limits": (obj({
         "max_calls": (integer(0, 2**64 - 1), False),
-        "max_amount": (obj({"amount": (matching(AMOUNT, S), True),
-                            "currency": (matching(re.compile("[A-Z]{3}"), S), True)}), False),
+        "max_amount": (MONEY, False),
     }), False),
 })
+
+
+def is_name(s):
+    """5.2: 1 to 256 bytes, no control character."""
+    return 1 <= len(s.encode()) <= 256 and not any(map(is_cc, s))
+
+
+def DETAIL(v):
+    """5.1: a detail. When it ends (step 2): a missing member (in `obj`), then
+    the names of 5.2 and an empty `actions` or `locations`."""
+    d = DETAIL_MEMBERS(v)
+    names = [d["type"], *d["actions"], *([d["identifier"]] if "identifier" in d else [])]
+    if not all(map(is_name, names)) or not d["actions"] or not d["locations"]:
+        raise Refused(S)
+    return d
+
+
+def is_money(v):
+    """5.7: a call's amount is a money value of 5.1: exactly `amount` and `currency`."""
+    return isinstance(v, dict) and set(v) == {"amount", "currency"} \
+        and all(isinstance(v[k], str) for k in v) \
+        and AMOUNT.fullmatch(v["amount"]) is not None and CURRENCY.fullmatch(v["currency"]) is not None
 GRANT = obj({
     "sub": (bounded_text(1, 512, M), True),
     "act": (obj({"sub": (agent_id, True)}), True),
@@ -352,22 +386,6 @@ UNTRUSTED = {"jku", "x5c", "x5u", "x5t", "x5t#S256"}
 KNOWN_HEADER = {"alg", "typ", "kid", "jwk", "crit"} | UNTRUSTED
 
 
-def deep_well_formed(v):
-    if isinstance(v, Obj):
-        return all(well_formed(k) and deep_well_formed(x) for k, x in v)
-    if isinstance(v, list):
-        return all(map(deep_well_formed, v))
-    return not isinstance(v, str) or well_formed(v)
-
-
-def repeats(v, skip=None):
-    """Whether an object at any depth repeats a member name (9, `token.duplicate_key`)."""
-    if isinstance(v, Obj):
-        names = [name for name, _ in v]
-        return len(set(names)) != len(names) or any(repeats(x) for name, x in v if name != skip)
-    return isinstance(v, list) and any(map(repeats, v))
-
-
 def parse_token(compact, typ):
     """3.2 for a grant or a proof (kinds that never carry `jwk`)."""
     if len(compact.encode()) > MAX_TOKEN_BYTES:
@@ -375,13 +393,19 @@ def parse_token(compact, typ):
     parts = compact.split(".")
     if len(parts) != 3:
         raise Refused(M)
-    # Bytes that are not UTF-8 only matter in names and in alg/typ/kid/jwk.
+    # 3.2 step 4. Bytes that are not UTF-8 become lone surrogates here (and
+    # only those show as such in the raw text of a value): they matter in
+    # names and in alg/typ/kid/jwk. A lone surrogate escape matters in names
+    # and alg/typ/kid; in jwk it makes the key unusable, which a grant or a
+    # proof refuses anyway (step 9). Other values are not looked at (3.1).
     header = parse_json(b64d(parts[0]).decode("utf-8", "surrogateescape"), strict=False)
-    for name, v in header:
+    for (name, v), raw in zip(header, header.raw):
         if not well_formed(name) or (name in ("alg", "typ", "kid") and not isinstance(v, str)) \
-                or (name in ("alg", "typ", "kid", "jwk") and not deep_well_formed(v)):
+                or (name in ("alg", "typ", "kid") and not well_formed(v)) \
+                or (name == "jwk" and not well_formed(raw)):
             raise Refused(M)
-    if repeats(header, skip="jwk"):  # a repeat inside `jwk` makes it unusable (3.1)
+    names = [name for name, _ in header]
+    if len(set(names)) != len(names):  # step 5: the header's own members only
         raise Refused("token.duplicate_key")
     h = dict(header)
     checks = [
@@ -495,18 +519,17 @@ def within(children, parents):
 
 
 def permits(details, call):
-    """5.7 `scope::permits`."""
+    """5.7 `scope::permits`. The call's amount, if any, is a money value
+    (`is_money`): the caller checks that first."""
     loc, amt = call["location"], call.get("amount")
     if not check_location(loc):
-        return False
-    if amt is not None and not (isinstance(amt.get("amount"), str) and AMOUNT.fullmatch(amt["amount"])):
         return False
     for d in details:
         money = d.get("limits", {}).get("max_amount")
         if d["type"] == call["type"] and call["action"] in d["actions"] \
                 and any(covers(p, loc) for p in d["locations"]) \
                 and d.get("identifier") in (None, call.get("identifier")) \
-                and (not money or amt is None or (amt.get("currency") == money["currency"]
+                and (not money or amt is None or (amt["currency"] == money["currency"]
                                                   and millionths(amt["amount"]) <= millionths(money["amount"]))):
             return True
     return False

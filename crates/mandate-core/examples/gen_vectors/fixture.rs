@@ -51,6 +51,11 @@ impl Party {
 
     /// Signs arbitrary header and payload bytes, bypassing every rule of the crate.
     pub fn raw(&self, header: &str, payload: &str) -> String {
+        self.raw_bytes(header.as_bytes(), payload)
+    }
+
+    /// [`Party::raw`] for a header that need not be UTF-8.
+    pub fn raw_bytes(&self, header: &[u8], payload: &str) -> String {
         let input = format!(
             "{}.{}",
             base64url::encode(header),

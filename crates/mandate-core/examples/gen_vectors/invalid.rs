@@ -1175,5 +1175,282 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "The call's location climbs out with ..",
         json!({"type": "files", "action": "read", "location": "https://files.example/v1/reports/../payroll"}),
     );
+    silent_rules(&mut out);
     out.cases
+}
+
+/// A one-link chain whose root Alice signs under `header` over its payload
+/// as `edit` rewrites it.
+fn root_signed(
+    out: &mut Out,
+    name: &str,
+    description: &str,
+    header: &str,
+    edit: impl FnOnce(String) -> String,
+    expect: &str,
+) {
+    let cast = out.cast;
+    out.with_link(
+        name,
+        description,
+        1,
+        0,
+        |c| cast.alice.raw(header, &edit(payload(c, 0))),
+        expect,
+    );
+}
+
+/// [`root_signed`] under the standard header with `extra` members appended.
+fn root_edited(
+    out: &mut Out,
+    name: &str,
+    description: &str,
+    extra: &str,
+    edit: impl FnOnce(String) -> String,
+    expect: &str,
+) {
+    let header = format!(
+        r#"{{"alg":"EdDSA","typ":"{GRANT}","kid":"{}"{extra}}}"#,
+        out.cast.alice.jkt()
+    );
+    root_signed(out, name, description, &header, edit, expect);
+}
+
+/// Appends `member` (`"name":value`) to the claims object.
+fn with_member(p: String, member: &str) -> String {
+    format!("{},{member}}}", &p[..p.len() - 1])
+}
+
+/// An object nested `depth` deep counting itself, whose innermost object
+/// repeats a member name.
+fn nested_repeat(depth: usize) -> String {
+    let wrappers = depth - 1;
+    format!(
+        "{}{}{}",
+        r#"{"x":"#.repeat(wrappers),
+        r#"{"a":1,"a":1}"#,
+        "}".repeat(wrappers)
+    )
+}
+
+/// Cases where docs/protocol.md once left the answer open and the second
+/// implementation (tests/second-impl) had to guess: repeats and escapes
+/// inside header values (3.1, 3.2), `-0`, lone surrogates and nesting depth
+/// in the claims (2.5), and when a detail's scope errors are noticed (5.1).
+fn silent_rules(out: &mut Out) {
+    let x = out.cast.alice.jwk().x;
+    let files = r#""locations":["https://files.example/v1/reports/"]}"#;
+
+    // Repeats inside header values: only the header's own members count.
+    root_edited(
+        out,
+        "header-nested-repeat",
+        "An unknown header member whose object value repeats a name: only the header's own member names are checked for repeats",
+        r#","zip":{"a":1,"a":2}"#,
+        |p| p,
+        "header.unknown_member",
+    );
+    root_edited(
+        out,
+        "header-nested-repeat-crit",
+        "crit with a value that repeats a name: crit is refused for being there, its value is not read",
+        r#","crit":{"exp":1,"exp":2}"#,
+        |p| p,
+        "header.crit_unsupported",
+    );
+    root_edited(
+        out,
+        "jwk-header-repeated-member",
+        "A jwk header that repeats x: the key is unusable, and a grant refuses jwk usable or not",
+        &format!(r#","jwk":{{"kty":"OKP","crv":"Ed25519","x":"{x}","x":"{x}"}}"#),
+        |p| p,
+        "header.untrusted_key",
+    );
+
+    // Escapes that decode to a lone surrogate.
+    root_edited(
+        out,
+        "header-lone-surrogate-name",
+        "A header member name that is a lone surrogate escape",
+        r#","\ud800":1"#,
+        |p| p,
+        "token.malformed",
+    );
+    root_signed(
+        out,
+        "header-lone-surrogate-kid",
+        "A kid that is a lone surrogate escape: the header is malformed, before kid is checked",
+        &format!(r#"{{"alg":"EdDSA","typ":"{GRANT}","kid":"\udc00"}}"#),
+        |p| p,
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "header-lone-surrogate-unknown-member",
+        "An unknown header member whose string value is a lone surrogate escape: that value is not read",
+        r#","zip":"\udc00""#,
+        |p| p,
+        "header.unknown_member",
+    );
+    root_edited(
+        out,
+        "jwk-header-lone-surrogate",
+        "A jwk header whose kid is a lone surrogate escape: the key is unusable, not the header malformed",
+        &format!(r#","jwk":{{"kty":"OKP","crv":"Ed25519","x":"{x}","kid":"\ud800"}}"#),
+        |p| p,
+        "header.untrusted_key",
+    );
+    let cast = out.cast;
+    let mut not_utf8 = format!(
+        r#"{{"alg":"EdDSA","typ":"{GRANT}","kid":"{}","jwk":{{"kty":"OKP","crv":"Ed25519","x":"{x}","kid":""#,
+        cast.alice.jkt()
+    )
+    .into_bytes();
+    not_utf8.extend_from_slice(b"\xed\xa0\x80\"}}");
+    out.with_link(
+        "jwk-header-not-utf8",
+        "A jwk header whose kid holds bytes that are not UTF-8 (a surrogate encoded raw): unlike an escape, that stops the header parser",
+        1,
+        0,
+        |c| cast.alice.raw_bytes(&not_utf8, &payload(c, 0)),
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "claims-lone-surrogate",
+        "purpose holds a lone surrogate escape",
+        "",
+        |p| p.replacen(r#""purpose":"Prepare"#, r#""purpose":"\ud800Prepare"#, 1),
+        "token.malformed",
+    );
+
+    // -0 is not an integer.
+    root_edited(
+        out,
+        "claims-negative-zero-max-depth",
+        "max_depth written -0: not an integer, though 0 would be valid here",
+        "",
+        |p| p.replacen(r#""max_depth":8"#, r#""max_depth":-0"#, 1),
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "claims-negative-zero-time",
+        "iat written -0: not an integer, though 0 would be valid here",
+        "",
+        |p| p.replacen(&format!(r#""iat":{}"#, NOW - 600), r#""iat":-0"#, 1),
+        "token.malformed",
+    );
+
+    // Nesting depth: the claims object is depth 1; depth 128 is refused.
+    root_edited(
+        out,
+        "duplicate-claim-127-deep",
+        "A repeated name in an object 127 deep: depth 127 is still read, so the repeat decides",
+        "",
+        |p| with_member(p, &format!(r#""x":{}"#, nested_repeat(126))),
+        "token.duplicate_key",
+    );
+    root_edited(
+        out,
+        "claims-nested-128-deep",
+        "An object 128 deep, whose members repeat a name: the depth is refused before the repeat is read",
+        "",
+        |p| with_member(p, &format!(r#""x":{}"#, nested_repeat(127))),
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "header-nested-3000-deep",
+        "An unknown header member holding arrays 3000 deep: the header has no depth limit",
+        &format!(r#","zip":{}{}"#, "[".repeat(3000), "]".repeat(3000)),
+        |p| p,
+        "header.unknown_member",
+    );
+
+    // When a detail's scope errors are noticed (5.1).
+    root_edited(
+        out,
+        "scope-empty-actions-then-unknown-member",
+        "A detail with no actions and, later, an unknown member: emptiness is checked when the detail ends",
+        "",
+        |p| {
+            p.replacen(r#"["list","read","write"]"#, "[]", 1).replacen(
+                files,
+                r#""locations":["https://files.example/v1/reports/"],"datatypes":"report"}"#,
+                1,
+            )
+        },
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "scope-empty-type-then-unknown-member",
+        "A detail with an empty type and, later, an unknown member: names are checked when the detail ends",
+        "",
+        |p| {
+            p.replacen(r#""type":"files""#, r#""type":"""#, 1).replacen(
+                files,
+                r#""locations":["https://files.example/v1/reports/"],"datatypes":"report"}"#,
+                1,
+            )
+        },
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "scope-empty-actions-missing-locations",
+        "A detail with no actions and no locations member: the missing member is noticed first",
+        "",
+        |p| {
+            p.replacen(
+                r#""actions":["list","read","write"],"locations":["https://files.example/v1/reports/"]"#,
+                r#""actions":[]"#,
+                1,
+            )
+        },
+        "token.malformed",
+    );
+    root_edited(
+        out,
+        "scope-bad-location-then-unknown-member",
+        "A detail with a dot segment in a location and, later, an unknown member: a location is checked where it stands",
+        "",
+        |p| {
+            p.replacen(
+                files,
+                r#""locations":["https://files.example/v1/reports/../payroll/"],"datatypes":"report"}"#,
+                1,
+            )
+        },
+        "scope.malformed",
+    );
+    root_edited(
+        out,
+        "scope-bad-amount-then-unknown-member",
+        "A money limit whose amount has a grouping comma and, later in the detail, an unknown member: an amount is checked where it stands",
+        "",
+        |p| {
+            p.replacen(r#""amount":"5000.00""#, r#""amount":"5,000.00""#, 1)
+                .replacen(
+                    r#""currency":"EUR"}}}"#,
+                    r#""currency":"EUR"}},"datatypes":"order"}"#,
+                    1,
+                )
+        },
+        "scope.malformed",
+    );
+    root_edited(
+        out,
+        "scope-empty-actions-then-unknown-claim",
+        "A detail with no actions, then an unknown claim after authorization_details: the detail's end comes first",
+        "",
+        |p| {
+            with_member(
+                p.replacen(r#"["list","read","write"]"#, "[]", 1),
+                r#""admin":true"#,
+            )
+        },
+        "scope.malformed",
+    );
 }

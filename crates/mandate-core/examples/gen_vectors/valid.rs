@@ -375,5 +375,34 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         json!({"type": "files", "action": "read", "location": "https://files.example/v1/reports/caf%C3%A9%20q3;v=2"}),
     );
     out.push(("valid-call-escaped-location".into(), v));
+    out.push(("valid-scopes-canonical-form".into(), canonical_form(cast)));
     out
+}
+
+/// A root whose details are written the long way round: `verified.scopes`
+/// gives their canonical form (protocol 10.2 step 7).
+fn canonical_form(cast: &Cast) -> Vector {
+    let root = root_claims(ALICE, &cast.agents[0], "valid-scopes-canonical-form");
+    let plain = serde_json::to_string(&root.authorization_details).expect("details");
+    let written = concat!(
+        r#"[{"type":"files","actions":["write","read","Write","read","ｒead","🔒lock"],"#,
+        r#""locations":["https://files.example/v1/reports/b/","https://files.example/v1/reports/a/","https://files.example/v1/reports/b/"],"#,
+        r#""limits":{}},"#,
+        r#"{"type":"purchase_order","actions":["create"],"locations":["https://erp.example/vendors/"],"#,
+        r#""identifier":null,"limits":{"max_calls":null,"max_amount":{"amount":"0050.50","currency":"EUR"}}}]"#,
+    );
+    let payload = claims_json(&root).replacen(&plain, written, 1);
+    let claims: mandate_core::token::GrantClaims =
+        serde_json::from_str(&payload).expect("the claims read");
+    let mut chain = Chain::default();
+    chain.push(
+        cast.alice
+            .raw(&cast.alice.header("mandate-grant+jwt"), &payload),
+        claims,
+    );
+    valid(
+        cast,
+        "Details as written: actions unsorted and repeated, locations unsorted and repeated, a limits object that sets no limit, null for absent members, an amount with leading zeros",
+        &chain,
+    )
 }
