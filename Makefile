@@ -19,7 +19,7 @@ bindings:
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings setup test ui lint unit webdriver bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz
+.PHONY: run bindings setup test ui lint unit webdriver bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
@@ -51,6 +51,20 @@ unit: ui
 	  (MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 MANDATE_REQUIRE_KEYRING=1 \
 	     timeout 2400 scripts/with-keyring.sh cargo test --workspace --all-targets --locked && \
 	   cargo test --workspace --doc --locked) 2>&1 | tee $(LOGS)/unit.log
+
+## Faults for CHAOS_SECONDS (default 10 minutes): two brokers on one
+## Postgres under load, through kill -9, SIGSTOP, Postgres restarts and
+## dropped streams (tests/e2e/tests/e2e/chaos.rs; `unit` runs it for 2
+## minutes). pg.sh installs Postgres if need be and enables the Postgres
+## tests; the chaos test restarts a server of its own beside that one.
+CHAOS_SECONDS ?= 600
+chaos:
+	@mkdir -p $(LOGS)
+	set -o pipefail; url=$$(timeout 300 scripts/pg.sh start) && trap 'scripts/pg.sh stop' EXIT && \
+	  cargo build --workspace --bins --locked && \
+	  MANDATE_TEST_PG_URL=$$url MANDATE_REQUIRE_PG=1 MANDATE_CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	    timeout $$(( $(CHAOS_SECONDS) + 1800 )) cargo test -p mandate-e2e --test e2e --locked chaos:: -- --nocapture \
+	    2>&1 | tee $(LOGS)/chaos.log
 
 # The real app (WebKitGTK) under a virtual screen and a keyring session,
 # driven over WebDriver (tauri-driver); screenshots go to target/e2e-shots/.

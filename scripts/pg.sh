@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops a throwaway PostgreSQL server on 127.0.0.1 for the tests.
 #
-#   scripts/pg.sh start   prints DATABASE_URL for the running server
+#   scripts/pg.sh start     prints DATABASE_URL for the running server
+#   scripts/pg.sh restart   restarts the running server; its fast shutdown
+#                           cuts every open connection (the chaos test)
 #   scripts/pg.sh stop
 #
 # The cluster lives in $PG_DIR (default /tmp/mandate-pg, which the postgres
@@ -11,6 +13,9 @@ set -euo pipefail
 PG_DIR=${PG_DIR:-${TMPDIR:-/tmp}/mandate-pg}
 PG_PORT=${PG_PORT:-54329}
 BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+
+# The server's options: loopback only, the port, its socket in $PG_DIR.
+OPTS="-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=200 -c fsync=off"
 
 as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -34,9 +39,17 @@ start)
     fi
     if ! as_pg "$BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
         as_pg "$BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=200 -c fsync=off" start >/dev/null
+            -o "$OPTS" start >/dev/null
     fi
     echo "postgres://mandate@127.0.0.1:$PG_PORT/postgres"
+    ;;
+restart)
+    if [ -z "$BIN" ] || [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+        echo "pg.sh: no cluster in $PG_DIR to restart" >&2
+        exit 1
+    fi
+    as_pg "$BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -m fast -w -t 60 \
+        -o "$OPTS" restart >/dev/null
     ;;
 stop)
     if [ -n "$BIN" ] && [ -f "$PG_DIR/data/PG_VERSION" ]; then
@@ -44,7 +57,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|restart|stop" >&2
     exit 2
     ;;
 esac

@@ -42,29 +42,48 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` and waits for a stdout line `PREFIX URL`.
-    pub async fn start(name: &'static str, mut cmd: Command, prefix: &str) -> Proc {
+    pub async fn start(name: &'static str, cmd: Command, prefix: &str) -> Proc {
+        Proc::try_start(name, cmd, prefix)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Proc::start`], returning why the process did not start (it
+    /// exited first, say, when its port was taken) in place of panicking.
+    /// Its standard error is inherited unless `cmd` sets it.
+    pub async fn try_start(
+        name: &'static str,
+        mut cmd: Command,
+        prefix: &str,
+    ) -> Result<Proc, String> {
         cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("{name} printed nothing within {START_TIMEOUT:?}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("{name} exited before printing its address"));
-        let url = line
-            .strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("{name} printed {line:?}"))
-            .trim()
-            .to_owned();
+        let line = match tokio::time::timeout(START_TIMEOUT, lines.next_line()).await {
+            Err(_) => Err(format!("{name} printed nothing within {START_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(format!("reading {name}'s output: {e}")),
+            Ok(Ok(None)) => Err(format!("{name} exited before printing its address")),
+            Ok(Ok(Some(line))) => Ok(line),
+        };
+        let url = line.and_then(|line| {
+            line.strip_prefix(prefix)
+                .map(|url| url.trim().to_owned())
+                .ok_or_else(|| format!("{name} printed {line:?}"))
+        });
+        let url = match url {
+            Ok(url) => url,
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+                return Err(e);
+            }
+        };
         // Keep draining stdout so that the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Proc { child, url }
+        Ok(Proc { child, url })
     }
 
     /// The process id, while it runs.
@@ -138,15 +157,31 @@ pub async fn sign_in_with_nonce(
 
 /// A broker process on `database`, trusting `issuer` for `mandate-desktop`.
 pub async fn broker(database: &str, issuer: &str, data: &Path, extra: &[&str]) -> Proc {
+    let cmd = broker_command("127.0.0.1:0", database, issuer, data, extra);
+    Proc::start("mandate-broker", cmd, BROKER_PREFIX).await
+}
+
+/// What a broker prints before its URL.
+pub const BROKER_PREFIX: &str = "mandate-broker listening on ";
+
+/// The command [`broker`] runs, listening on `listen` (such as
+/// `127.0.0.1:0`), for a test that starts it itself ([`Proc::try_start`]).
+pub fn broker_command(
+    listen: &str,
+    database: &str,
+    issuer: &str,
+    data: &Path,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(binary("mandate-broker"));
-    cmd.args(["--listen", "127.0.0.1:0", "--database", database])
+    cmd.args(["--listen", listen, "--database", database])
         .arg("--data-dir")
         .arg(data)
         .args(["--issuer", &format!("{issuer}=mandate-desktop")])
         .args(["--sse-keepalive", "1"])
         .args(extra)
         .env("RUST_LOG", "warn");
-    Proc::start("mandate-broker", cmd, "mandate-broker listening on ").await
+    cmd
 }
 
 /// What most end-to-end tests start from: a test provider, and a broker
@@ -173,21 +208,25 @@ pub async fn resource_server(broker: &str, max_staleness: u64) -> Proc {
 /// A resource server built like the example one (its flags and its
 /// address line), from `program`: another build of it, say.
 pub async fn resource_server_from(program: &Path, broker: &str, max_staleness: u64) -> Proc {
+    let cmd = resource_server_command(program, broker, max_staleness);
+    Proc::start("mandate-resource-example", cmd, RESOURCE_SERVER_PREFIX).await
+}
+
+/// What the example resource server prints before its URL.
+pub const RESOURCE_SERVER_PREFIX: &str = "mandate-resource-example listening on ";
+
+/// The command [`resource_server_from`] runs.
+pub fn resource_server_command(program: &Path, broker: &str, max_staleness: u64) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(["--listen", "127.0.0.1:0", "--broker", broker])
         .args(["--max-staleness", &max_staleness.to_string()])
         .env("RUST_LOG", "warn");
-    Proc::start(
-        "mandate-resource-example",
-        cmd,
-        "mandate-resource-example listening on ",
-    )
-    .await
+    cmd
 }
 
-/// A fresh database on the test Postgres server, or `None` when there is
-/// none (and none is required).
-pub async fn postgres(name: &str) -> Option<String> {
+/// The test Postgres server's URL (`MANDATE_TEST_PG_URL`), or `None` when
+/// there is none (and none is required).
+fn test_pg_url() -> Option<String> {
     let Ok(base) = std::env::var("MANDATE_TEST_PG_URL") else {
         assert!(
             std::env::var_os("MANDATE_REQUIRE_PG").is_none(),
@@ -198,6 +237,13 @@ pub async fn postgres(name: &str) -> Option<String> {
         );
         return None;
     };
+    Some(base)
+}
+
+/// A fresh database on the test Postgres server, or `None` when there is
+/// none (and none is required).
+pub async fn postgres(name: &str) -> Option<String> {
+    let base = test_pg_url()?;
     let db = format!("e2e_{name}_{}", std::process::id());
     let admin = sqlx::PgPool::connect(&base).await.unwrap();
     for sql in [
@@ -212,6 +258,118 @@ pub async fn postgres(name: &str) -> Option<String> {
     admin.close().await;
     let (server, _) = base.rsplit_once('/').unwrap();
     Some(format!("{server}/{db}"))
+}
+
+/// A Postgres server of a test's own, for a test that stops and restarts
+/// it: the shared test server serves other tests at the same time. It is
+/// made by `scripts/pg.sh` with a directory (in the temporary directory,
+/// named after this process) and a port of its own, and only where the
+/// shared one is configured: `None` as [`postgres`] gives it. Stopped and
+/// removed when dropped; one left behind by a test process that was
+/// killed is removed by the next.
+pub struct PgCluster {
+    dir: PathBuf,
+    port: u16,
+    /// Its URL, on the `postgres` database.
+    pub url: String,
+}
+
+/// How a [`PgCluster`]'s directory is named, before the process id.
+const CLUSTER_PREFIX: &str = "mandate-e2e-pg-";
+
+impl PgCluster {
+    /// Makes and starts the cluster, or `None`.
+    pub async fn start() -> Option<PgCluster> {
+        test_pg_url()?;
+        sweep_clusters();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("{CLUSTER_PREFIX}{}", std::process::id()));
+        let mut cluster = PgCluster {
+            dir,
+            port,
+            url: String::new(),
+        };
+        cluster.url = cluster.pg_sh("start").await.trim().to_owned();
+        Some(cluster)
+    }
+
+    /// Restarts the server at once (`scripts/pg.sh restart`).
+    pub async fn restart(&self) {
+        self.pg_sh("restart").await;
+    }
+
+    /// Stops the server (`scripts/pg.sh stop`).
+    pub async fn stop(&self) {
+        self.pg_sh("stop").await;
+    }
+
+    /// Starts the stopped server again.
+    pub async fn start_again(&self) {
+        self.pg_sh("start").await;
+    }
+
+    /// Runs `scripts/pg.sh COMMAND` on this cluster; its output.
+    async fn pg_sh(&self, command: &str) -> String {
+        let mut cmd = Command::new(repo().join("scripts/pg.sh"));
+        cmd.arg(command)
+            .env("PG_DIR", &self.dir)
+            .env("PG_PORT", self.port.to_string())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("scripts/pg.sh {command} timed out"))
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        remove_cluster(&self.dir);
+    }
+}
+
+/// Stops the cluster in `dir`, if it runs, and removes it.
+fn remove_cluster(dir: &Path) {
+    let _ = std::process::Command::new(repo().join("scripts/pg.sh"))
+        .arg("stop")
+        .env("PG_DIR", dir)
+        .stdin(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Removes the clusters of test processes that are gone.
+fn sweep_clusters() {
+    // Whether a process is gone is read from /proc.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(CLUSTER_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            remove_cluster(&entry.path());
+        }
+    }
 }
 
 /// Runs the `mandate` CLI with `args`; returns its exit status success,

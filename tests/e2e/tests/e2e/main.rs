@@ -7,6 +7,8 @@
 
 #[cfg(unix)]
 mod browser;
+#[cfg(unix)]
+mod chaos;
 mod cli;
 mod demo;
 #[cfg(unix)]
