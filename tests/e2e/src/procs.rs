@@ -20,11 +20,16 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// Where the workspace's binaries are built: the directory above the
+/// test executable's.
+fn binaries() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_owned()
+}
+
 /// A binary built from this workspace, next to the test executable.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
+    let path = binaries().join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` (make test does)",
@@ -350,26 +355,45 @@ fn remove_cluster(dir: &Path) {
 
 /// Removes the clusters of test processes that are gone.
 fn sweep_clusters() {
+    sweep_gone(&std::env::temp_dir(), CLUSTER_PREFIX, remove_cluster);
+}
+
+/// Calls `remove` on each entry of `dir` named `PREFIX<PID>` whose
+/// process is gone.
+fn sweep_gone(dir: &Path, prefix: &str, remove: impl Fn(&Path)) {
     // Whether a process is gone is read from /proc.
     if !Path::new("/proc/self").exists() {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(CLUSTER_PREFIX))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            remove_cluster(&entry.path());
+            remove(&entry.path());
         }
     }
+}
+
+/// A directory of this test process's own for the logs of the processes
+/// a test starts, `NAME/PID` beside the workspace's binaries, kept after
+/// the test; those of test processes that are gone are removed.
+pub fn log_dir(name: &str) -> PathBuf {
+    let base = binaries().join(name);
+    sweep_gone(&base, "", |dir| {
+        let _ = std::fs::remove_dir_all(dir);
+    });
+    let dir = base.join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Runs the `mandate` CLI with `args`; returns its exit status success,

@@ -30,7 +30,7 @@
 //! in `make test`; `make chaos` runs 10 minutes), and the run ends with one
 //! summary line of figures. It restarts Postgres, so it runs on a server
 //! of its own ([`procs::PgCluster`]), not the one other tests share. The
-//! processes' logs go to `chaos-logs` beside the test binaries.
+//! processes' logs go to `chaos-logs/PID` beside the workspace's binaries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -556,12 +556,7 @@ async fn pause() {
 
 async fn run(cluster: PgCluster, seconds: u64, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let logs = procs::binary("mandate-broker")
-        .parent()
-        .unwrap()
-        .join("chaos-logs");
-    let _ = std::fs::remove_dir_all(&logs);
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = procs::log_dir("chaos-logs");
     eprintln!("chaos: the processes' logs are in {}", logs.display());
 
     let idp = procs::idp().await;
