@@ -114,14 +114,17 @@ impl Store {
         principal: &Principal,
         grantee: &mandate_core::Thumbprint,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT 1 FROM grants WHERE grantee_jkt = $1 AND principal = $2 LIMIT 1")
-                .bind(grantee.to_string())
-                .bind(principal.as_str())
-                .fetch_optional(pool)
-                .await?
+        // COUNT is a BIGINT on both backends (a bare `1` is an INT4 on Postgres).
+        let found: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM grants WHERE grantee_jkt = $1 AND principal = $2 LIMIT 1) AS g",
+            )
+            .bind(grantee.to_string())
+            .bind(principal.as_str())
+            .fetch_one(pool)
+            .await?
         });
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     /// One grant.

@@ -218,6 +218,10 @@ pub async fn requests_flow(store: &Store) {
         .unwrap();
     assert_eq!(store.children_of(&g.id).await.unwrap().len(), 2);
     assert_eq!(store.grants_of(&a).await.unwrap().len(), 3);
+    // Whom a user has granted to: the fair inbox's known lane.
+    assert!(store.has_granted(&a, &key(11)).await.unwrap());
+    assert!(!store.has_granted(&a, &key(12)).await.unwrap());
+    assert!(!store.has_granted(&b, &key(11)).await.unwrap());
     assert!(matches!(
         store.insert_grant(&grant(1, Some(g.id), None)).await,
         Err(StoreError::Conflict)
