@@ -143,7 +143,7 @@ pub async fn stream(
         let mut catching_up = last_seen.is_some();
         // The latest checkpoint is sent once the stream has caught up.
         let mut owe_checkpoint = true;
-        loop {
+        'stream: loop {
             if catching_up {
                 let page = match state.store().events_since(sent, PAGE).await {
                     Ok(page) => page,
@@ -155,14 +155,19 @@ pub async fn stream(
                 };
                 catching_up = page.len() as i64 == PAGE;
                 for event in page {
-                    sent = event.seq;
+                    let seq = event.seq;
                     // Look up only what this stream will show.
                     if filter.wants(&event) {
                         let published = Published::resolve(state.store(), event).await;
-                        if let Some(ev) = filter.emit(&published) {
-                            yield Ok(ev);
-                        }
+                        let Some(ev) = filter.emit(&published) else {
+                            // Never skip what it should carry: end here, and
+                            // the client resumes from the last id it got.
+                            tracing::warn!(seq, "an event could not be read; the stream ends before it");
+                            break 'stream;
+                        };
+                        yield Ok(ev);
                     }
+                    sent = seq;
                 }
                 continue;
             }
@@ -180,10 +185,14 @@ pub async fn stream(
                     if p.event.seq <= sent {
                         continue;
                     }
-                    sent = p.event.seq;
-                    if let Some(ev) = filter.emit(&p) {
+                    if filter.wants(&p.event) {
+                        let Some(ev) = filter.emit(&p) else {
+                            tracing::warn!(seq = p.event.seq, "an event could not be read; the stream ends before it");
+                            break 'stream;
+                        };
                         yield Ok(ev);
                     }
+                    sent = p.event.seq;
                 }
                 // Too slow to keep up with the live events: read what was
                 // missed from the log, then carry on.
