@@ -87,6 +87,30 @@ async fn own_request(
     }
 }
 
+/// Whether a decision the store refused as a conflict stands anyway: an
+/// earlier attempt of this very decision (a retry that raced it, on this
+/// instance or another) committed it meanwhile. Any other conflict is
+/// `request.already_decided`.
+async fn stands(
+    state: &AppState,
+    id: &TokenId,
+    kind: RequestStatus,
+    posted: &str,
+    e: mandate_store::StoreError,
+) -> Result<(), ApiError> {
+    if matches!(e, mandate_store::StoreError::Conflict)
+        && let Some(r) = state.store().request(id).await?
+        && r.status == kind
+        && r.decision.as_deref() == Some(posted)
+    {
+        return Ok(());
+    }
+    Err(on_conflict(
+        "request.already_decided",
+        "the request was decided or has lapsed",
+    )(e))
+}
+
 fn unprocessable(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
@@ -148,10 +172,6 @@ pub async fn decide(
             .insert(user.principal.clone(), b.jkt)
             .map_err(ApiError::token)?;
     }
-    let already = on_conflict(
-        "request.already_decided",
-        "the request was decided or has lapsed",
-    );
     // A root grant signed by one of those keys, answering this request,
     // to its agent: its verified chain, and its record to store.
     let root = |grant: &str| -> Result<_, ApiError> {
@@ -207,10 +227,9 @@ pub async fn decide(
                     "the grant gives more than the agent asked for",
                 ));
             }
-            s.store
-                .approve_request(id, &record, now)
-                .await
-                .map_err(already)?;
+            if let Err(e) = s.store.approve_request(id, &record, now).await {
+                stands(state, id, kind, posted, e).await?;
+            }
             s.store.touch_binding(&record.issuer, now).await?;
             state.inner.hub.wake(state.store()).await;
             Ok("approved")
@@ -277,10 +296,9 @@ pub async fn decide(
                     "the denial names another request or user",
                 ));
             }
-            s.store
-                .deny_request(id, denial, now)
-                .await
-                .map_err(already)?;
+            if let Err(e) = s.store.deny_request(id, denial, now).await {
+                stands(state, id, kind, posted, e).await?;
+            }
             state.inner.hub.wake(state.store()).await;
             Ok("denied")
         }
