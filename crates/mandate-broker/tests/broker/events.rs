@@ -51,6 +51,20 @@ impl Stream {
     }
 }
 
+/// Alice revokes grant `g` with revocation `jti`, and the broker takes it.
+async fn alice_revokes(h: &crate::Harness, g: TokenId, jti: &str) {
+    let token = revocation(&h.alice, vec![g], &alice_key(), jti);
+    let (status, body) = crate::call(
+        &h.app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": token }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 #[tokio::test]
 async fn a_filed_request_reaches_only_its_users_inbox_stream() {
     let h = harness().await;
@@ -94,16 +108,7 @@ async fn revocations_stream_live_and_resume_after_a_disconnect() {
     let h = harness().await;
     let g = approved(&h, "ev").await;
     let mut live = Stream::open(&h.app, get("/v1/revocations/events", None)).await;
-    let token = revocation(&h.alice, vec![g], &alice_key(), "ev1");
-    let (status, _) = crate::call(
-        &h.app,
-        crate::post(
-            "/v1/revocations",
-            json!({ "revocation": token }).to_string(),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    alice_revokes(&h, g, "ev1").await;
     let seen = live.until(&g.to_string()).await;
     assert!(seen.contains("event: revoked"), "{seen}");
     let id: i64 = seen
@@ -159,16 +164,7 @@ async fn the_revocation_stream_carries_checkpoints_and_one_after_each_revocation
         !first.contains("id:"),
         "a checkpoint has no event id: {first}"
     );
-    let token = revocation(&h.alice, vec![g], &alice_key(), "cps1");
-    let (status, _) = crate::call(
-        &h.app,
-        crate::post(
-            "/v1/revocations",
-            json!({ "revocation": token }).to_string(),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    alice_revokes(&h, g, "cps1").await;
     let seen = live.until(&g.to_string()).await;
     let seen = if seen.contains("event: checkpoint") {
         seen
@@ -220,16 +216,7 @@ async fn the_revocation_stream_pages_a_long_log_and_takes_a_bounded_number_of_fo
             .unwrap();
     }
     let g = approved(&h, "paged").await;
-    let token = revocation(&h.alice, vec![g], &alice_key(), "paged1");
-    let (status, _) = crate::call(
-        &h.app,
-        crate::post(
-            "/v1/revocations",
-            json!({ "revocation": token }).to_string(),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    alice_revokes(&h, g, "paged1").await;
     let mut from_start = Stream::open(
         &h.app,
         get("/v1/revocations/events", None).with_last_event_id(0),

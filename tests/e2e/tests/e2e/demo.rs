@@ -63,10 +63,15 @@ async fn approve_next(alice: &User, inbox: &mut Events, secs: u64) -> RequestCla
         .as_str()
         .unwrap()
         .to_owned();
-    let token = alice.pending(&id).await;
+    approve(alice, &id).await
+}
+
+/// Request `id` from `alice`'s inbox, approved as asked; returns what it asked.
+async fn approve(alice: &User, id: &str) -> RequestClaims {
+    let token = alice.pending(id).await;
     let (_, asked) = peek::<RequestClaims>(&token).unwrap();
     let grant = alice.grant(&token, asked.authorization_details.clone());
-    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
+    let (status, body) = alice.decide(id, json!({ "grant": grant })).await;
     assert_eq!(status, 200, "{body}");
     asked
 }
@@ -289,11 +294,7 @@ async fn a_demo_agent_asks_before_its_user_signs_in_and_the_request_waits_for_he
         .as_str()
         .expect("one request")
         .to_owned();
-    let token = alice.pending(&id).await;
-    let (_, asked) = peek::<RequestClaims>(&token).unwrap();
-    let grant = alice.grant(&token, asked.authorization_details.clone());
-    let (status, body) = alice.decide(&id, json!({ "grant": grant })).await;
-    assert_eq!(status, 200, "{body}");
+    approve(&alice, &id).await;
     loop {
         let line = next_line(&mut lines, 30).await;
         if line["step"] == "done" {
