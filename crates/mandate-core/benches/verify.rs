@@ -17,7 +17,13 @@
 //! - `warm_call`: the same chain presented again with a proof, through a
 //!   `Verifier` whose cache holds the links; all time, revocation, linkage
 //!   and scope checks still run;
-//! - `one_verify_strict`: the warm path's floor.
+//! - `warm_call_real`: `warm_call` with a fresh proof each time, spent in
+//!   the real replay cache on a synthetic clock (10 calls a second, so the
+//!   chain's partition holds about 1,200 live proofs and expiry runs);
+//! - `one_verify_strict`: the warm path's floor;
+//! - `floor_chain_mandate`, `floor_call_mandate`, `one_mandate_strict`: the
+//!   same floors with Mandate's own key parsing and strict check, which
+//!   reaches `verify_strict`'s verdict for less work.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -26,26 +32,37 @@ mod common;
 use std::time::Duration;
 
 use common::{Bench, DEPTHS, Variant};
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn benches(c: &mut Criterion) {
     for depth in DEPTHS {
         let bench = Bench::new(depth);
         let mut group = c.benchmark_group(format!("depth-{depth}"));
-        let variants: [(&str, Variant); 7] = [
+        let variants: [(&str, Variant); 10] = [
             ("floor_chain", Bench::floor_chain),
+            ("floor_chain_mandate", Bench::floor_chain_mandate),
             ("cold_chain", Bench::cold_chain),
             ("biscuit", Bench::biscuit),
             ("floor_call", Bench::floor_call),
+            ("floor_call_mandate", Bench::floor_call_mandate),
             ("cold_call", Bench::cold_call),
             ("warm_call", Bench::warm_call),
             ("one_verify_strict", Bench::one_verify_strict),
+            ("one_mandate_strict", Bench::one_mandate_strict),
         ];
         for (name, run) in variants {
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
                 b.iter(|| run(&bench))
             });
         }
+        // A fresh proof per call, made outside the timed code.
+        group.bench_function(BenchmarkId::from_parameter("warm_call_real"), |b| {
+            b.iter_batched(
+                || bench.mint_pop(),
+                |pop| bench.warm_call_real_with(&pop),
+                BatchSize::SmallInput,
+            )
+        });
         group.finish();
     }
 }

@@ -4,7 +4,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
 use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,8 +17,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use mandate_core::scope::AuthorizationDetail;
 use mandate_core::token::{Actor, Confirmation, GrantClaims, PopClaims};
 use mandate_core::{
-    BindingSet, Call, Claims as _, Context, Error, HttpCall, KeySet, Policy, PublicKey,
-    ReplayCache, SigningKey, TokenId, Verifier, base64url,
+    BindingSet, Call, Claims as _, Context, Error, HttpCall, KeySet, MemoryReplayCache, Policy,
+    PublicKey, ReplayCache, SigningKey, TokenId, UnixTime, Verifier, base64url,
 };
 
 pub const DEPTHS: [usize; 4] = [1, 2, 4, 8];
@@ -128,10 +129,14 @@ pub fn fixture(depth: usize) -> Fixture {
 }
 
 pub fn pop(f: &Fixture, jti: u64) -> String {
+    pop_at(f, jti, now())
+}
+
+pub fn pop_at(f: &Fixture, jti: u64, iat: UnixTime) -> String {
     PopClaims {
         htm: "GET".into(),
         htu: HTU.into(),
-        iat: now(),
+        iat,
         jti: format!("pop-{jti}").try_into().unwrap(),
         ath: mandate_core::token::chain_hash(&f.chain),
     }
@@ -139,7 +144,8 @@ pub fn pop(f: &Fixture, jti: u64) -> String {
 }
 
 /// A replay cache that does the work of a real one (hash and insert) but
-/// forgets at once, so that one proof can be measured many times.
+/// forgets at once, so that one proof can be measured many times. The
+/// `warm_call_real` variant measures the real cache instead.
 pub struct Forgetful(Mutex<HashSet<[u8; 32]>>);
 
 impl ReplayCache for Forgetful {
@@ -198,6 +204,23 @@ pub fn biscuit_token(depth: usize, root: &KeyPair) -> Vec<u8> {
 /// One measured variant.
 pub type Variant = fn(&Bench);
 
+/// Calls a second of the synthetic clock that `warm_call_real` runs on:
+/// proofs are kept for `pop_max_age` plus the skew (120 s by default), so
+/// after two minutes of it the chain's partition holds about 1,200 live
+/// proofs, and every call sweeps the ones that just went stale.
+pub const CALLS_PER_SECOND: u64 = 10;
+
+/// Fresh proofs of possession, and the real replay cache they are spent in.
+struct RealCache {
+    cache: MemoryReplayCache,
+    /// The synthetic clock's start.
+    clock0: UnixTime,
+    /// Proofs made so far.
+    minted: Cell<u64>,
+    /// Proofs made ahead of the timed code, each with its instant.
+    ready: RefCell<VecDeque<(UnixTime, String)>>,
+}
+
 /// Everything one depth's variants need, prepared outside the timed code.
 pub struct Bench {
     pub depth: usize,
@@ -208,7 +231,9 @@ pub struct Bench {
     pub keys: KeySet,
     pub verifier: Verifier,
     leaf_vk: VerifyingKey,
+    leaf_pk: PublicKey,
     replay: Forgetful,
+    real: RealCache,
     biscuit_root: KeyPair,
     biscuit: Vec<u8>,
     biscuit_revoked: HashSet<Vec<u8>>,
@@ -241,6 +266,7 @@ impl Bench {
         };
         verifier.verify_chain(&f.chain, &cx).unwrap();
         let leaf_vk = VerifyingKey::from_bytes(&f.key_bytes[depth]).unwrap();
+        let leaf_pk = PublicKey::from_bytes(&f.key_bytes[depth]).unwrap();
         let biscuit_root = KeyPair::new_with_algorithm(Algorithm::Ed25519);
         let biscuit = biscuit_token(depth, &biscuit_root);
         let biscuit_revoked = (0..10_000u32).map(|n| n.to_be_bytes().repeat(16)).collect();
@@ -257,7 +283,16 @@ impl Bench {
             keys,
             verifier,
             leaf_vk,
+            leaf_pk,
             replay: Forgetful(Mutex::new(HashSet::new())),
+            // A resource server's cache: room for 100,000 proofs, 12,500
+            // in any one partition.
+            real: RealCache {
+                cache: MemoryReplayCache::new(100_000),
+                clock0: now(),
+                minted: Cell::new(0),
+                ready: RefCell::new(VecDeque::new()),
+            },
             biscuit_root,
             biscuit,
             biscuit_revoked,
@@ -280,6 +315,24 @@ impl Bench {
         let leaf = VerifyingKey::from_bytes(black_box(&self.f.key_bytes[self.depth])).unwrap();
         leaf.verify_strict(&self.pop_input, &Signature::from_bytes(&self.pop_sig))
             .unwrap();
+    }
+
+    /// The chain's floor with Mandate's own primitives: d keys parsed by
+    /// `PublicKey::from_bytes` (decompression, the checks, a thumbprint)
+    /// and d of its strict checks (the same verdict as `verify_strict`, for
+    /// less work; docs/protocol.md 2.7).
+    pub fn floor_chain_mandate(&self) {
+        for ((input, sig), key) in self.f.signed.iter().zip(&self.f.key_bytes) {
+            let pk = PublicKey::from_bytes(black_box(key)).unwrap();
+            pk.verify_strict(input, sig).unwrap();
+        }
+    }
+
+    /// `floor_chain_mandate` plus the proof's key and signature.
+    pub fn floor_call_mandate(&self) {
+        self.floor_chain_mandate();
+        let leaf = PublicKey::from_bytes(black_box(&self.f.key_bytes[self.depth])).unwrap();
+        leaf.verify_strict(&self.pop_input, &self.pop_sig).unwrap();
     }
 
     fn cold(&self, with_pop: bool) {
@@ -338,6 +391,69 @@ impl Bench {
                 &cx,
                 &self.replay,
             )
+            .unwrap();
+    }
+
+    /// A fresh proof for `warm_call_real_with`, `CALLS_PER_SECOND` to a
+    /// second of the synthetic clock, with its instant.
+    pub fn mint_pop(&self) -> (UnixTime, String) {
+        let n = self.real.minted.get();
+        self.real.minted.set(n + 1);
+        let at = self.real.clock0 + (n / CALLS_PER_SECOND) as UnixTime;
+        (at, pop_at(&self.f, n, at))
+    }
+
+    /// Makes proofs ahead, outside the timed code, so that at least `n`
+    /// are ready for `warm_call_real`.
+    pub fn top_up(&self, n: usize) {
+        while self.real.ready.borrow().len() < n {
+            let pop = self.mint_pop();
+            self.real.ready.borrow_mut().push_back(pop);
+        }
+    }
+
+    /// `warm_call` with a fresh proof each time, spent in the real replay
+    /// cache (`MemoryReplayCache`) at the proof's instant of the synthetic
+    /// clock; takes the next proof `top_up` made.
+    pub fn warm_call_real(&self) {
+        let pop = self
+            .real
+            .ready
+            .borrow_mut()
+            .pop_front()
+            .expect("top_up before warm_call_real");
+        self.warm_call_real_with(&pop);
+    }
+
+    /// `warm_call_real` with the proof given.
+    pub fn warm_call_real_with(&self, (at, pop): &(UnixTime, String)) {
+        let cx = Context {
+            now: *at,
+            policy: Policy::default(),
+            keys: &self.keys,
+            bindings: &self.f.bindings,
+            revoked: &self.f.revoked,
+        };
+        let http = HttpCall {
+            method: "GET",
+            uri: HTU,
+        };
+        self.verifier
+            .verify_call(
+                black_box(&self.f.chain),
+                Some(pop),
+                &http,
+                Some(&CALL),
+                &cx,
+                &self.real.cache,
+            )
+            .unwrap();
+    }
+
+    /// Mandate's strict check of one signature, with a parsed key.
+    pub fn one_mandate_strict(&self) {
+        self.leaf_pk
+            .verify_strict(black_box(&self.pop_input), &self.pop_sig)
             .unwrap();
     }
 
