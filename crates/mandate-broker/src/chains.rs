@@ -121,6 +121,10 @@ pub async fn record_links(
             Ok(_) | Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
+        state
+            .inner
+            .known
+            .granted(&record.principal, &record.grantee);
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod host;
 mod hub;
 pub mod keys;
+mod known;
 pub mod oidc;
 pub mod openapi;
 pub mod ratelimit;

@@ -117,7 +117,7 @@ pub async fn submit_request(
         check_parent(state, compact, &claims.parent_chain, &principal, parent).await?;
     let (lane, sponsor) = match &endorsement {
         Some((_, endorser)) => (Lane::Known, *endorser),
-        None if s.store.has_granted(&principal, &agent).await? => (Lane::Known, agent),
+        None if s.known.is_known(&s.store, &principal, &agent).await? => (Lane::Known, agent),
         None => (Lane::New, agent),
     };
     let (max_pending, prompts) = match lane {

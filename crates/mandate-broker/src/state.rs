@@ -9,6 +9,7 @@ use mandate_store::Store;
 use crate::checkpoint::Checkpoints;
 use crate::guard::{AllowedHost, AllowedOrigin, Guard};
 use crate::hub::Hub;
+use crate::known::KnownAgents;
 use crate::oidc::OidcVerifier;
 use crate::ratelimit::{Limiter, Rate};
 use crate::replay::Replay;
@@ -139,6 +140,8 @@ pub(crate) struct Inner {
     pub limits: Limits,
     pub replay: Replay,
     pub hub: Hub,
+    /// Which agents each user granted something to: a request's lane.
+    pub known: KnownAgents,
     pub limiters: Limiters,
     pub checkpoints: Checkpoints,
     /// Places for followers of the revocation feed's stream.
@@ -170,6 +173,7 @@ impl AppState {
                 limits,
                 replay,
                 hub: Hub::default(),
+                known: KnownAgents::default(),
                 limiters: Limiters::new(&limits),
                 checkpoints: Checkpoints::default(),
                 followers: Arc::new(tokio::sync::Semaphore::new(limits.max_followers)),

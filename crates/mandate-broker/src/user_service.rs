@@ -230,6 +230,7 @@ pub async fn decide(
             if let Err(e) = s.store.approve_request(id, &record, now).await {
                 stands(state, id, kind, posted, e).await?;
             }
+            s.known.granted(&record.principal, &record.grantee);
             s.store.touch_binding(&record.issuer, now).await?;
             state.inner.hub.wake(state.store()).await;
             Ok("approved")

@@ -49,6 +49,21 @@ impl Stream {
         }
         std::mem::take(&mut self.seen)
     }
+
+    /// Reads until the broker ends the stream, or fails after 5 s; what
+    /// came.
+    pub async fn until_end(&mut self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Some(frame) = tokio::time::timeout_at(deadline, self.body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("the stream did not end; got {:?}", self.seen))
+        {
+            if let Ok(data) = frame.expect("frame").into_data() {
+                self.seen.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+        std::mem::take(&mut self.seen)
+    }
 }
 
 /// Alice revokes grant `g` with revocation `jti`, and the broker takes it.
@@ -133,7 +148,7 @@ async fn revocations_stream_live_and_resume_after_a_disconnect() {
     );
 }
 
-trait WithHeader {
+pub trait WithHeader {
     fn with_header(self, name: &'static str, value: &str) -> Self;
     fn with_last_event_id(self, id: i64) -> Self;
 }
