@@ -14,7 +14,7 @@ use mandate_core::base64url as b64;
 use mandate_core::token::{GrantClaims, ReceiptClaims, peek};
 use mandate_core::{
     BindingSet, Context, Error, Jwk, KeySet, Ledger, Policy, Principal, PublicKey, Receipt, Step,
-    TokenId, VerifiedChain, verify_chain,
+    TokenId, VerifiedChain, Verifier,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, QueryBuilder, Sqlite};
@@ -98,6 +98,9 @@ impl<S: AsRef<str>, T: AsRef<str>> ReceiptFields<S, T> {
     }
 }
 
+/// How many verified grants a [`Checker`] remembers the signatures of.
+const LINKS: usize = 4096;
+
 /// Checks receipts against one user's key. Chains are verified once per
 /// leaf grant and reused while time and revocations allow.
 pub struct Checker {
@@ -109,6 +112,9 @@ pub struct Checker {
     revoked_at: HashMap<TokenId, i64>,
     /// Leaf grant id -> (the time it was verified at, the chain).
     chains: HashMap<TokenId, (i64, VerifiedChain)>,
+    /// Grants whose signatures verified, so that a new sub-agent's chain
+    /// costs only its new links' signatures.
+    verifier: Verifier,
     /// The public keys (`x`) already learned.
     learned: HashSet<String>,
 }
@@ -136,6 +142,7 @@ impl Checker {
             policy: Policy::default(),
             revoked_at: HashMap::new(),
             chains: HashMap::new(),
+            verifier: Verifier::new(LINKS),
             learned: HashSet::new(),
         })
     }
@@ -193,7 +200,7 @@ impl Checker {
                 bindings: &self.bindings,
                 revoked: &revoked,
             };
-            let verified = verify_chain(chain, &cx)?;
+            let verified = self.verifier.verify_chain(chain, &cx)?;
             self.chains.insert(leaf, (at, verified));
         }
         self.chains
