@@ -22,7 +22,9 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { remote } from 'webdriverio';
-import { ROOT, TARGET, WAIT, ask, bin, cli, freePort, killAll, start, until, withTimeout } from './harness.mjs';
+import {
+  ROOT, TARGET, WAIT, ask, bin, cli, freePort, killAll, paintedAt, start, startBroker, startProvider, until, watchForRow, withTimeout,
+} from './harness.mjs';
 
 // The app as built for users (`cargo build --release -p mandate-app`), or
 // the debug build with BENCH_PROFILE=debug.
@@ -37,16 +39,12 @@ const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-')) };
 let browser;
 let driverPort;
 
-const idp = start(process.execPath, [join(ROOT, 'tests/idp/server.mjs'), '--port', '0']);
-ctx.issuer = await until('the provider', () => idp.output.match(/^issuer (\S+)$/m)?.[1]);
-ctx.principal = `${ctx.issuer}#alice`;
-const broker = start(bin('mandate-broker'), [
-  '--listen', '127.0.0.1:0', '--data-dir', join(ctx.dir, 'broker'),
-  '--issuer', `${ctx.issuer}=mandate-desktop`, '--max-pending-new', '2000', '--max-pending-per-agent', '2000',
+await startProvider(ctx);
+await startBroker(ctx, [
+  '--max-pending-new', '2000', '--max-pending-per-agent', '2000',
   '--rate', 'agent_requests=5000:5000', '--rate', 'user_prompts=5000:5000',
   '--rate', 'user_calls=5000:5000', '--rate', 'agent_calls=5000:5000',
-], { RUST_LOG: 'warn' });
-ctx.broker = await until('the broker', () => broker.output.match(/listening on (http:\/\/\S+)/)?.[1]);
+]);
 
 async function startDriver() {
   driverPort = await freePort();
@@ -98,20 +96,10 @@ async function latencies(label) {
   const samples = [];
   for (let i = 0; i < LATENCY_SAMPLES; i += 1) {
     const purpose = `latency ${label} ${i}`;
-    await browser.execute((p) => {
-      window.__painted = undefined;
-      const seen = () => [...document.querySelectorAll('[data-testid="inbox-row"]')].some((r) => r.textContent.includes(p));
-      const observer = new MutationObserver(() => {
-        if (seen()) {
-          observer.disconnect();
-          requestAnimationFrame(() => { window.__painted = performance.timeOrigin + performance.now(); });
-        }
-      });
-      observer.observe(document.body, { childList: true, subtree: true, characterData: true });
-    }, purpose);
+    await watchForRow(browser, purpose);
     const spawned = Date.now();
     const agent = ask(ctx, 'agent.key', 'Bench Bot', 'files:read:https://files.example/reports/', [], purpose);
-    const painted = await until('the painted row', async () => browser.execute(() => window.__painted));
+    const painted = await paintedAt(browser);
     // From starting the agent's CLI (so including its start-up, signing
     // and the HTTP exchange): an upper bound on the broker-to-row time.
     samples.push(Math.round(painted - spawned));

@@ -1,6 +1,7 @@
 // What the WebDriver tests and the app benchmark share: processes started
 // in their own process groups (and killed with them), free ports, polling,
-// the `mandate` CLI, and a WebDriver session on the real app.
+// the `mandate` CLI, the provider and a broker of their own, a WebDriver
+// session on the real app, and when a new inbox row was painted.
 
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -77,6 +78,27 @@ export function withTimeout(promise, ms, what) {
   ]);
 }
 
+/** The test provider (tests/idp/server.mjs) on a free port; sets
+ * `ctx.issuer` and `ctx.principal` (alice's). */
+export async function startProvider(ctx) {
+  const idp = start(process.execPath, [join(ROOT, 'tests/idp/server.mjs'), '--port', '0']);
+  ctx.issuer = await until('the provider', () => idp.output.match(/^issuer (\S+)$/m)?.[1]);
+  ctx.principal = `${ctx.issuer}#alice`;
+  return idp;
+}
+
+/** A `mandate-broker` process of its own on SQLite under `ctx.dir`,
+ * trusting `ctx.issuer` for the app; sets `ctx.broker`. `args` are more
+ * options (raised limits, say). Its output is its log, uncoloured. */
+export async function startBroker(ctx, args = [], env = {}) {
+  const broker = start(bin('mandate-broker'), [
+    '--listen', '127.0.0.1:0', '--data-dir', join(ctx.dir, 'broker'),
+    '--issuer', `${ctx.issuer}=mandate-desktop`, ...args,
+  ], { RUST_LOG: 'warn', NO_COLOR: '1', ...env });
+  ctx.broker = await until('the broker', () => broker.output.match(/listening on (http:\/\/\S+)/)?.[1]);
+  return broker;
+}
+
 /** `mandate agent request` in the background, for `ctx.principal` at `ctx.broker`. */
 export function ask(ctx, key, name, scope, extra = [], purpose = 'Tidy the Q3 reports') {
   return start(bin('mandate'), [
@@ -118,6 +140,31 @@ export async function rowIn(browser, text, timeout = WAIT) {
     return false;
   }, timeout);
   return found;
+}
+
+/**
+ * Watches the page for an inbox row holding `text`. Once one is in the
+ * page, the first animation frame after it notes the wall-clock time
+ * (`Date.now()`, the clock of the broker's log and of this process);
+ * `paintedAt` waits for that time. Call it before the row can arrive.
+ */
+export async function watchForRow(browser, text) {
+  await browser.execute((t) => {
+    window.__painted = undefined;
+    const seen = () => [...document.querySelectorAll('[data-testid="inbox-row"]')].some((r) => r.textContent.includes(t));
+    const observer = new MutationObserver(() => {
+      if (seen()) {
+        observer.disconnect();
+        requestAnimationFrame(() => { window.__painted = Date.now(); });
+      }
+    });
+    observer.observe(document.body, { childList: true, subtree: true, characterData: true });
+  }, text);
+}
+
+/** When the row `watchForRow` watches for was painted (epoch ms). */
+export async function paintedAt(browser, timeout = WAIT) {
+  return until('the painted row', async () => browser.execute(() => window.__painted), timeout);
 }
 
 /** Ends `session` (if the app still answers), kills every child, and

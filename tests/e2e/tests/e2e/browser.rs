@@ -25,9 +25,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mandate_agent::unix_now;
-use mandate_core::token::{AgentInfo, RequestClaims};
-use mandate_core::{Claims as _, SigningKey, TokenId};
+use mandate_core::{SigningKey, TokenId};
 use rand_core::OsRng;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -35,8 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::journey::files;
 use crate::user::User;
+use mandate_e2e::flood::signed_request;
 use mandate_e2e::procs;
 
 /// How long chromium may take to load the page and run every attempt.
@@ -134,30 +132,6 @@ async function attempt(name, url, init) {
 </script>
 </body></html>
 "#;
-
-/// A request for `principal`, signed by `agent`, that the broker takes.
-pub(crate) fn signed_request(agent: &SigningKey, principal: &str, jti: &str) -> String {
-    let now = unix_now();
-    RequestClaims {
-        principal_hint: Some(principal.into()),
-        agent: AgentInfo {
-            name: "Prize bot".into(),
-            publisher: None,
-            version: None,
-        },
-        authorization_details: vec![files(&["read"], "https://files.example/reports/")],
-        purpose: "Read the reports".into(),
-        intent: None,
-        lifetime: 3600,
-        max_depth: 1,
-        parent_chain: vec![],
-        binding_code: "ABCD-EF12".to_string().try_into().unwrap(),
-        jti: jti.to_string().try_into().unwrap(),
-        iat: now,
-        exp: now + 600,
-    }
-    .sign(agent)
-}
 
 /// The attacker's server for `evil.test`, stopped when dropped.
 struct Attacker {

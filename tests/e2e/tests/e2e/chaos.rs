@@ -53,9 +53,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use crate::browser::signed_request;
 use crate::journey::files;
 use crate::user::User;
+use mandate_e2e::flood::signed_request;
 use mandate_e2e::procs::{self, PgCluster, Proc};
 
 /// How long the faults go on unless `MANDATE_CHAOS_SECONDS` says.

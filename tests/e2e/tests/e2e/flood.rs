@@ -3,20 +3,15 @@
 //! reaches her inbox; the flood gets no more than the new lane's share;
 //! and the broker's memory stays bounded.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use mandate_agent::Ask;
-use mandate_core::SigningKey;
-use rand_core::OsRng;
-use serde_json::json;
 
-use crate::browser::signed_request;
 use crate::journey::{agent, approved, files};
 use crate::user::User;
+use mandate_e2e::flood::{Flood, filed};
 use mandate_e2e::procs;
 
 /// Requests the flood files, in all.
@@ -45,50 +40,17 @@ async fn a_flood_of_throwaway_agents_does_not_keep_a_known_agent_from_its_user()
     let mut inbox = alice.inbox_events().await;
     let before = peak_kib(pid);
 
-    let attacker = SigningKey::generate(&mut OsRng);
-    let throwaway: Vec<SigningKey> = (0..THROWAWAY)
-        .map(|_| SigningKey::generate(&mut OsRng))
-        .collect();
-    let principal = alice.principal.to_string();
     let sent = Arc::new(AtomicUsize::new(0));
     let flood = {
-        let (url, sent) = (format!("{}/v1/requests", broker.url), Arc::clone(&sent));
-        let http = mandate_agent::client::http_client().unwrap();
-        tokio::spawn(async move {
-            let answers = futures_util::stream::iter(0..FLOOD)
-                .map(|n| {
-                    // Every other request is the attacker's; the rest go
-                    // round the throwaway keys.
-                    let key = if n % 2 == 0 {
-                        &attacker
-                    } else {
-                        &throwaway[(n / 2) % THROWAWAY]
-                    };
-                    let body = json!({ "request": signed_request(key, &principal, &format!("flood-{n}")) });
-                    let (http, url, sent) = (http.clone(), url.clone(), Arc::clone(&sent));
-                    async move {
-                        let res = http
-                            .post(&url)
-                            .json(&body)
-                            .timeout(Duration::from_secs(30))
-                            .send()
-                            .await;
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        let res = res.expect("the broker answers under the flood");
-                        let status = res.status().as_u16();
-                        let body: serde_json::Value = res.json().await.unwrap_or_default();
-                        (status, body["code"].as_str().unwrap_or("").to_owned())
-                    }
-                })
-                .buffer_unordered(32)
-                .collect::<Vec<_>>()
-                .await;
-            let mut tally = BTreeMap::<(u16, String), usize>::new();
-            for a in answers {
-                *tally.entry(a).or_default() += 1;
-            }
-            tally
-        })
+        let flood = Flood {
+            broker: broker.url.clone(),
+            principal: alice.principal.to_string(),
+            requests: FLOOD,
+            throwaway: THROWAWAY,
+            concurrency: 32,
+        };
+        let sent = Arc::clone(&sent);
+        tokio::spawn(async move { flood.run(&sent).await })
     };
 
     // Mid-flood, the planner asks again.
@@ -132,13 +94,8 @@ async fn a_flood_of_throwaway_agents_does_not_keep_a_known_agent_from_its_user()
         before / 1024,
         peak / 1024
     );
-    let filed: usize = tally
-        .iter()
-        .filter(|((status, _), _)| *status == 201)
-        .map(|(_, n)| n)
-        .sum();
     assert!(
-        filed <= 20,
+        filed(&tally) <= 20,
         "the flood got only the new lane's share: {tally:?}"
     );
     assert!(

@@ -84,7 +84,7 @@ async fn a_proof_one_broker_accepted_is_refused_by_another() {
     let alice = User::enrolled(&idp.url, "alice", &one.url).await;
 
     let key = SigningKey::generate(&mut rand_core::OsRng);
-    let request = crate::browser::signed_request(&key, &alice.principal.to_string(), "replay");
+    let request = mandate_e2e::flood::signed_request(&key, &alice.principal.to_string(), "replay");
     let http = mandate_agent::client::http_client().unwrap();
     let filed = http
         .post(format!("{}/v1/requests", one.url))

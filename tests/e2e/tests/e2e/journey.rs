@@ -9,7 +9,6 @@ use mandate_agent::{
     Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Mandate, Outcome, Report,
 };
 use mandate_core::TokenId;
-use mandate_core::scope::AuthorizationDetail;
 use serde_json::{Value, json};
 
 use crate::user::User;
@@ -28,9 +27,7 @@ pub fn agent(broker: &str, name: &str, dir: &std::path::Path) -> Agent {
     )
 }
 
-pub fn files(actions: &[&str], location: &str) -> AuthorizationDetail {
-    AuthorizationDetail::new("files", actions.iter().copied(), [location]).unwrap()
-}
+pub use mandate_e2e::flood::files;
 
 /// One call to the resource server under `mandate`; the status and body.
 pub async fn call(agent: &Agent, mandate: &Mandate, url: &str) -> (u16, Value) {
