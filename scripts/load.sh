@@ -33,7 +33,7 @@ esac
 
 start_idp
 big=1000000000:1000000000
-start_broker "$CARGO_TARGET_DIR/release/mandate-broker" --database "$database" \
+start_broker "${MANDATE_LOAD_BROKER:-$CARGO_TARGET_DIR/release/mandate-broker}" --database "$database" \
     --max-pending-new 1000000000 --max-pending-known 1000000000 --max-pending-per-agent 1000000000 \
     --rate agent_requests=$big --rate user_prompts=$big --rate agent_calls=$big --rate user_calls=$big \
     --rate receipts=$big --rate revocations=$big
