@@ -98,12 +98,20 @@ async fn stands(
     posted: &str,
     e: mandate_store::StoreError,
 ) -> Result<(), ApiError> {
-    if matches!(e, mandate_store::StoreError::Conflict)
-        && let Some(r) = state.store().request(id).await?
-        && r.status == kind
-        && r.decision.as_deref() == Some(posted)
-    {
-        return Ok(());
+    if matches!(e, mandate_store::StoreError::Conflict) {
+        let now = state.store().request(id).await?;
+        if let Some(r) = &now
+            && r.status == kind
+            && r.decision.as_deref() == Some(posted)
+        {
+            return Ok(());
+        }
+        tracing::info!(
+            request = %id,
+            status = ?now.as_ref().map(|r| r.status),
+            same = now.as_ref().is_some_and(|r| r.decision.as_deref() == Some(posted)),
+            "a decision was refused: the request is no longer pending"
+        );
     }
     Err(on_conflict(
         "request.already_decided",

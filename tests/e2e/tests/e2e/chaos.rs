@@ -62,10 +62,12 @@ use mandate_e2e::procs::{self, PgCluster, Proc};
 const DEFAULT_SECONDS: u64 = 120;
 /// Followers of the revocation stream.
 const FOLLOWERS: usize = 100;
-/// Agents filing requests at once, each one request at a time, each
-/// with a key of its own: every request is a new agent's, in the fair
-/// inbox's new lane.
+/// Agents filing requests at once, each one request at a time.
 const AGENTS: usize = 8;
+/// Each agent's key files this many requests before it takes a new one:
+/// a key's first request waits in the fair inbox's new lane, and once the
+/// user has approved one, its next in the known lane.
+const REQUESTS_PER_KEY: u64 = 5;
 /// The resource servers' max staleness, in seconds.
 const MAX_STALENESS: u64 = 5;
 /// Added to the max staleness for the machine: a revocation acknowledged
@@ -734,6 +736,14 @@ async fn run(cluster: PgCluster, seconds: u64, seed: u64) {
         instance.kill().await;
     }
     idp.kill().await;
+    // Both lanes of the fair inbox were used, through the faults.
+    let lanes: BTreeMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT lane, COUNT(*) FROM requests GROUP BY lane")
+            .fetch_all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     db.close().await;
 
     let l = ctx.ledger();
@@ -750,7 +760,7 @@ async fn run(cluster: PgCluster, seconds: u64, seed: u64) {
          requests[submitted={} accepted={} retried={} replayed_after_retry={} unanswered={} refused={:?}] \
          decisions[approved={} denied={} own_retry_conflicts={} second_refused={} unanswered={} seen={}] \
          revocations[acknowledged={} created={} replayed_after_retry={} unanswered={} deliveries={deliveries} follower_connections={connections}] \
-         resource_servers[before={:?} after_bound={:?}] retried_attempts={:?} losses={losses} duplicates={duplicates}",
+         resource_servers[before={:?} after_bound={:?}] retried_attempts={:?} lanes={lanes:?} losses={losses} duplicates={duplicates}",
         faults_line.join(" "),
         l.submitted,
         l.accepted,
@@ -789,6 +799,10 @@ async fn run(cluster: PgCluster, seconds: u64, seed: u64) {
         "every kind of fault was injected: {faults_line:?}"
     );
     assert!(l.accepted > 0 && !l.revoked.is_empty() && !l.after.is_empty());
+    assert!(
+        lanes.get("known").is_some_and(|&n| n > 0) && lanes.get("new").is_some_and(|&n| n > 0),
+        "requests waited in both lanes: {lanes:?}"
+    );
 }
 
 /// Waits until both instances read the store again.
@@ -1008,11 +1022,14 @@ async fn agent(
     revoke: mpsc::Sender<Approved>,
 ) {
     let mut rng = Rng::new(ctx.seed, 100 + n as u64);
+    let mut key = SigningKey::generate(&mut OsRng);
     for k in 0_u64.. {
         if ctx.stop.load(Ordering::SeqCst) {
             return;
         }
-        let key = SigningKey::generate(&mut OsRng);
+        if k % REQUESTS_PER_KEY == 0 {
+            key = SigningKey::generate(&mut OsRng);
+        }
         let token = signed_request(&key, &ctx.user.principal, &format!("chaos-{n}-{k}"));
         let id = TokenId::of(&token).to_string();
         if submit(&ctx, &id, &token, &mut rng).await {
@@ -1037,7 +1054,10 @@ async fn agent(
                     }
                 };
                 revoke
-                    .send(Approved { mandate, key })
+                    .send(Approved {
+                        mandate,
+                        key: SigningKey::from_seed(&key.to_seed()),
+                    })
                     .await
                     .expect("the user revokes");
             }
@@ -1290,11 +1310,14 @@ async fn decide(ctx: Arc<Ctx>, f: Filed, mut rng: Rng) {
     };
     let deny = rng.chance(10);
     let path = format!("/v1/requests/{}/decision", f.id);
-    let answers = (200, "request.already_decided", true);
     let mut ours = true;
     loop {
         let (field, token) = decision(if ours { deny } else { !deny });
         let body = json!({ field: token });
+        // Our own decision may meet a conflict from an attempt of its own
+        // still committing, and is tried again; the second device's can
+        // only be refused.
+        let answers = (200, "request.already_decided", ours);
         let (posted, _) = post_as_user(&ctx, "decision", &path, &body, answers, &mut rng).await;
         let again = {
             let mut l = ctx.ledger();
