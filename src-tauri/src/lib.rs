@@ -121,13 +121,14 @@ pub fn config_from_env(default_data_dir: PathBuf) -> Option<Config> {
         None => BrokerMode::InProcess {
             listen: var("MANDATE_BROKER_LISTEN")
                 .and_then(|l| l.parse().ok())
-                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 7700))),
+                .or_else(|| mandate_client::engine::DEFAULT_LISTEN.parse().ok())?,
         },
     };
     Some(Config {
         data_dir: var("MANDATE_DATA_DIR").map_or(default_data_dir, PathBuf::from),
         issuer,
-        client_id: var("MANDATE_CLIENT_ID").unwrap_or_else(|| "mandate-desktop".into()),
+        client_id: var("MANDATE_CLIENT_ID")
+            .unwrap_or_else(|| mandate_client::engine::CLIENT_ID.into()),
         broker,
         keyring_service: var("MANDATE_KEYRING_SERVICE")
             .unwrap_or_else(|| mandate_client::vault::SERVICE.into()),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::AgentError;
+use crate::{AgentError, BrokerError};
 
 /// How long one HTTP exchange may take, besides a long-poll's wait.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -299,6 +299,11 @@ impl Broker {
     }
 }
 
+/// The broker agents reach unless told otherwise: a broker on this
+/// machine, listening where it does by default
+/// (`mandate_broker::host::DEFAULT_LISTEN`).
+pub const DEFAULT_BROKER_URL: &str = "http://127.0.0.1:7700";
+
 /// An HTTP client as the SDK uses it: rustls with ring, a connect
 /// timeout, no redirects.
 pub fn http_client() -> Result<reqwest::Client, AgentError> {
@@ -308,33 +313,48 @@ pub fn http_client() -> Result<reqwest::Client, AgentError> {
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))
+        .map_err(|e| BrokerError::Unreachable(e.without_url().to_string()).into())
 }
 
-/// Sends a request and reads a JSON answer, or the broker's error.
-async fn read<T: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, AgentError> {
+/// Sends a request and reads a JSON answer, or the broker's error: how
+/// every client of the broker, the agent SDK's and the desktop engine's,
+/// reads its answers.
+pub async fn read_json<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+) -> Result<T, BrokerError> {
     let res = req
         .send()
         .await
-        .map_err(|e| AgentError::Unreachable(without_url(e)))?;
+        .map_err(|e| BrokerError::Unreachable(without_url(e)))?;
     let status = res.status();
     let bytes = res
         .bytes()
         .await
-        .map_err(|e| AgentError::Unreachable(without_url(e)))?;
+        .map_err(|e| BrokerError::Unreachable(without_url(e)))?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|_| {
-            AgentError::Unreachable("the broker's answer is not the expected JSON".into())
+            BrokerError::Unreachable("the broker's answer is not the expected JSON".into())
         });
     }
-    let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
-    Err(AgentError::Refused {
+    Err(refusal(status, &bytes))
+}
+
+/// The broker's refusal, from its status and JSON error body (`code` and
+/// `message`); `http.error` when the body is not one.
+pub fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> BrokerError {
+    let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
+    BrokerError::Refused {
         status: status.as_u16(),
         code: body
             .as_ref()
             .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
         message: body.map_or_else(|| status.to_string(), |b| b.message),
-    })
+    }
+}
+
+/// [`read_json`], for the SDK's own calls.
+async fn read<T: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, AgentError> {
+    Ok(read_json(req).await?)
 }
 
 /// A transport error's text, without the URL (whose query may carry data).

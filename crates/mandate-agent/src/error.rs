@@ -2,10 +2,11 @@
 
 use mandate_keyfile::KeyFileError;
 
-/// Why an agent operation failed.
+/// Why a call to the broker (or, for the CLI, a resource server) failed:
+/// the reason shared by the agent SDK's errors and the desktop engine's.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AgentError {
+pub enum BrokerError {
     /// The broker could not be reached, or its answer could not be read.
     #[error("cannot reach the broker: {0}")]
     Unreachable(String),
@@ -19,6 +20,25 @@ pub enum AgentError {
         /// The broker's explanation.
         message: String,
     },
+}
+
+impl BrokerError {
+    /// A stable code naming the failure.
+    pub fn code(&self) -> &str {
+        match self {
+            BrokerError::Unreachable(_) => "broker.unreachable",
+            BrokerError::Refused { code, .. } => code,
+        }
+    }
+}
+
+/// Why an agent operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The broker could not be reached, or refused.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     /// A token failed verification.
     #[error("{0}")]
     Token(#[from] mandate_core::Error),
@@ -54,8 +74,7 @@ impl AgentError {
     /// A stable code naming the failure, for scripts.
     pub fn code(&self) -> &str {
         match self {
-            AgentError::Unreachable(_) => "broker.unreachable",
-            AgentError::Refused { code, .. } => code,
+            AgentError::Broker(e) => e.code(),
             AgentError::Token(e) => e.code(),
             AgentError::Denied(_) => "request.denied",
             AgentError::Expired => "request.expired",

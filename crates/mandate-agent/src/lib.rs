@@ -37,7 +37,7 @@ pub mod guide {}
 
 pub use agent::{Agent, Ask, Delegation, Pending, Report, unix_now};
 pub use client::Broker;
-pub use error::AgentError;
+pub use error::{AgentError, BrokerError};
 pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
 pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::client::{Broker, FeedPage, Metadata, without_url};
 use crate::sse::SseParser;
-use crate::{AgentError, unix_now};
+use crate::{AgentError, BrokerError, unix_now};
 
 /// How long the stream may go without a checkpoint before it is taken for
 /// dead and reopened. The broker signs one every 5 s by default.
@@ -238,13 +238,13 @@ impl Revocations {
         }
         let res = tokio::time::timeout(IDLE_TIMEOUT, req.send())
             .await
-            .map_err(|_| AgentError::Unreachable("the revocation stream did not open".into()))?
-            .map_err(|e| AgentError::Unreachable(without_url(e)))?;
+            .map_err(|_| BrokerError::Unreachable("the revocation stream did not open".into()))?
+            .map_err(|e| BrokerError::Unreachable(without_url(e)))?;
         if !res.status().is_success() {
-            return Err(AgentError::Unreachable(format!(
+            return Err(AgentError::from(BrokerError::Unreachable(format!(
                 "the revocation stream answered {}",
                 res.status()
-            )));
+            ))));
         }
         // The stream is subscribed: whatever was accepted before it is in
         // the feed, whatever comes after arrives on the stream.
@@ -256,18 +256,19 @@ impl Revocations {
             let silence = IDLE_TIMEOUT.saturating_sub(heard.elapsed());
             let chunk = match tokio::time::timeout(silence, bytes.next()).await {
                 Err(_) => {
-                    return Err(AgentError::Unreachable(
+                    return Err(BrokerError::Unreachable(
                         "no checkpoint came on the revocation stream".into(),
-                    ));
+                    )
+                    .into());
                 }
                 Ok(None) => return Ok(()),
-                Ok(Some(chunk)) => chunk.map_err(|e| AgentError::Unreachable(without_url(e)))?,
+                Ok(Some(chunk)) => chunk.map_err(|e| BrokerError::Unreachable(without_url(e)))?,
             };
             for event in parser.feed(&chunk) {
                 match event.name.as_str() {
                     "revoked" => {
                         let pushed: Pushed = serde_json::from_str(&event.data).map_err(|_| {
-                            AgentError::Unreachable("a revocation event is malformed".into())
+                            BrokerError::Unreachable("a revocation event is malformed".into())
                         })?;
                         let mut feed = self.write_feed();
                         for grant in pushed.grants {
@@ -283,14 +284,16 @@ impl Revocations {
                         heard = Instant::now();
                         let pushed: PushedCheckpoint =
                             serde_json::from_str(&event.data).map_err(|_| {
-                                AgentError::Unreachable("a checkpoint event is malformed".into())
+                                BrokerError::Unreachable("a checkpoint event is malformed".into())
                             })?;
                         if self.checkpoint(&pushed.checkpoint)? {
                             self.catch_up(broker, seen).await?;
                         }
                     }
                     "lagged" => {
-                        return Err(AgentError::Unreachable("the stream fell behind".into()));
+                        return Err(
+                            BrokerError::Unreachable("the stream fell behind".into()).into()
+                        );
                     }
                     _ => {}
                 }

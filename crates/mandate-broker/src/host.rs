@@ -19,6 +19,9 @@ use crate::guard::{AllowedHost, AllowedOrigin};
 use crate::oidc::{OidcVerifier, TrustedIssuer};
 use crate::{AppState, Limits, router};
 
+/// Where a broker listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
 /// How long a stop waits for open SSE streams, which never hang up by
 /// themselves.
 const STREAM_GRACE: Duration = Duration::from_secs(2);

@@ -24,7 +24,7 @@ use mandate_broker::{AllowedHost, AllowedOrigin, Limits};
 #[command(version)]
 struct Args {
     /// The address to listen on.
-    #[arg(long, env = "MANDATE_BROKER_LISTEN", default_value = "127.0.0.1:7700")]
+    #[arg(long, env = "MANDATE_BROKER_LISTEN", default_value = mandate_broker::host::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Where the key file and the default SQLite database live.
     #[arg(
@@ -68,7 +68,7 @@ struct Args {
     #[arg(long, default_value_t = mandate_broker::oidc::LEEWAY)]
     oidc_leeway: i64,
     /// Seconds between keep-alive comments on idle SSE streams.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = Limits::default().sse_keepalive.as_secs())]
     sse_keepalive: u64,
     /// How long a user key's binding lasts, in seconds; the app renews it
     /// at half its life while the user is signed in.

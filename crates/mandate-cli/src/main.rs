@@ -24,8 +24,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use io::{identity, parse_scopes, print_json, read_mandate, write_mandate};
 use mandate_agent::{
-    Action, Agent, AgentError, AgentInfo, Ask, Broker, Delegation, Outcome, Pending, Report,
-    Revocations,
+    Action, Agent, AgentError, AgentInfo, Ask, Broker, BrokerError, Delegation, Outcome, Pending,
+    Report, Revocations,
 };
 use mandate_core::{AgentId, TokenId};
 use serde_json::json;
@@ -42,7 +42,7 @@ struct Cli {
         long,
         global = true,
         env = "MANDATE_BROKER",
-        default_value = "http://127.0.0.1:7700"
+        default_value = mandate_agent::client::DEFAULT_BROKER_URL
     )]
     broker: String,
     #[command(subcommand)]
@@ -568,21 +568,22 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
                 .timeout(Duration::from_secs(30))
                 .send()
                 .await
-                .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))?;
+                .map_err(|e| BrokerError::Unreachable(e.without_url().to_string()))?;
             let status = res.status().as_u16();
             let body = res
                 .text()
                 .await
-                .map_err(|e| AgentError::Unreachable(e.without_url().to_string()))?;
+                .map_err(|e| BrokerError::Unreachable(e.without_url().to_string()))?;
             let body: serde_json::Value =
                 serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
             print_json(&json!({ "status": status, "body": body }));
             if !(200..300).contains(&status) {
-                return Err(AgentError::Refused {
+                return Err(BrokerError::Refused {
                     status,
                     code: body["code"].as_str().unwrap_or("http.error").to_owned(),
                     message: "the resource server refused the call".into(),
-                });
+                }
+                .into());
             }
         }
         AgentCommand::Report {

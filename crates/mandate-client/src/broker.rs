@@ -80,12 +80,6 @@ struct Inbox {
     requests: Vec<InboxItem>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    code: String,
-    message: String,
-}
-
 impl BrokerClient {
     /// A client for the broker at `url`, which must be `https://`, or
     /// `http://` to this machine (`broker.url_insecure` otherwise; the
@@ -93,8 +87,8 @@ impl BrokerClient {
     /// client of a broker).
     pub fn new(url: &str) -> Result<BrokerClient, ClientError> {
         let url = mandate_agent::client::broker_url(url)?;
-        let http = crate::http::client().map_err(ClientError::Unreachable)?;
-        let streaming = crate::http::streaming_client().map_err(ClientError::Unreachable)?;
+        let http = crate::http::client().map_err(ClientError::unreachable)?;
+        let streaming = crate::http::streaming_client().map_err(ClientError::unreachable)?;
         Ok(BrokerClient {
             url,
             http,
@@ -194,11 +188,11 @@ impl BrokerClient {
         let res = req
             .send()
             .await
-            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+            .map_err(|e| ClientError::unreachable(e.without_url().to_string()))?;
         let status = res.status();
         if !status.is_success() {
             let bytes = res.bytes().await.unwrap_or_default();
-            return Err(refusal(status, &bytes));
+            return Err(mandate_agent::client::refusal(status, &bytes).into());
         }
         Ok(res.bytes_stream())
     }
@@ -309,21 +303,7 @@ impl BrokerClient {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
-        let status = res.status();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|_| {
-                ClientError::Unreachable("the broker's answer is not the expected JSON".into())
-            });
-        }
-        Err(refusal(status, &bytes))
+        Ok(mandate_agent::client::read_json(req).await?)
     }
 }
 
@@ -361,18 +341,6 @@ pub struct ReceiptItem {
     /// The agents' public keys.
     #[serde(default)]
     pub keys: Vec<Jwk>,
-}
-
-/// The broker's refusal, from its status and JSON error body.
-fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
-    let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
-    ClientError::Refused {
-        status: status.as_u16(),
-        code: body
-            .as_ref()
-            .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
-        message: body.map_or_else(|| status.to_string(), |b| b.message),
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use mandate_agent::BrokerError;
 use mandate_broker::host::{HostConfig, HostKey, Hosted};
 use mandate_broker::oidc::TrustedIssuer;
 use mandate_core::Claims as _;
@@ -70,6 +71,12 @@ pub fn device_name() -> String {
         .collect();
     shown
 }
+
+pub use mandate_broker::host::DEFAULT_LISTEN;
+
+/// The app's client id at the organization's provider, unless told
+/// otherwise.
+pub const CLIENT_ID: &str = "mandate-desktop";
 
 /// Where the broker is.
 #[derive(Debug, Clone)]
@@ -254,7 +261,7 @@ impl Engine {
                 host.key = Some(HostKey::new(key));
                 let hosted = Hosted::start(host)
                     .await
-                    .map_err(|e| ClientError::Unreachable(format!("starting the broker: {e:#}")))?;
+                    .map_err(|e| ClientError::unreachable(format!("starting the broker: {e:#}")))?;
                 let url = hosted.url().to_owned();
                 (Some(hosted), url)
             }
@@ -694,7 +701,7 @@ impl Engine {
         let active = self.active().await?;
         match self.fetch_inbox(&active).await {
             Ok(_) => {}
-            Err(ClientError::Unreachable(e)) => {
+            Err(ClientError::Broker(BrokerError::Unreachable(e))) => {
                 tracing::info!(error = %e, "the broker is unreachable; showing the local inbox");
             }
             Err(e) => return Err(e),
@@ -945,11 +952,11 @@ impl Engine {
                         .await
                 }
                 // Cannot happen for rows this engine wrote.
-                Err(_) => Err(ClientError::Refused {
+                Err(_) => Err(ClientError::Broker(BrokerError::Refused {
                     status: 400,
                     code: "request.malformed".into(),
                     message: "the request id is malformed".into(),
-                }),
+                })),
             };
             if !self.settle(&active, sent, answer).await? {
                 waiting += 1;
@@ -975,11 +982,11 @@ impl Engine {
         {
             let sent = Outgoing::Reissue(&r.token_id);
             let answer = match (revocation_refused, revocation_delivered) {
-                (Some(code), _) => Err(ClientError::Refused {
+                (Some(code), _) => Err(ClientError::Broker(BrokerError::Refused {
                     status: 409,
                     code,
                     message: "the revocation of the grant it replaces was refused".into(),
-                }),
+                })),
                 (None, false) => {
                     waiting += 1;
                     continue;
@@ -1074,7 +1081,9 @@ impl Engine {
         let principal = &active.profile.principal;
         let refused = match answer {
             Ok(()) => None,
-            Err(ClientError::Refused { status, code, .. }) if final_refusal(status) => {
+            Err(ClientError::Broker(BrokerError::Refused { status, code, .. }))
+                if final_refusal(status) =>
+            {
                 tracing::warn!(?sent, %code, "the broker refused it for good");
                 Some(code)
             }
@@ -1337,7 +1346,7 @@ impl Engine {
                     .save_grants(&active.profile.principal, &grants)
                     .await
             }
-            Err(ClientError::Unreachable(e)) => {
+            Err(ClientError::Broker(BrokerError::Unreachable(e))) => {
                 tracing::info!(error = %e, "the broker is unreachable; showing the local grants");
                 Ok(())
             }
@@ -1499,11 +1508,11 @@ impl Engine {
         loop {
             let chunk = tokio::time::timeout(STREAM_IDLE, res.next())
                 .await
-                .map_err(|_| ClientError::Unreachable("the inbox stream went quiet".into()))?;
+                .map_err(|_| ClientError::unreachable("the inbox stream went quiet"))?;
             let Some(chunk) = chunk else {
                 return Ok(());
             };
-            let chunk = chunk.map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+            let chunk = chunk.map_err(|e| ClientError::unreachable(e.without_url().to_string()))?;
             let (mut requests, mut receipts) = (false, false);
             let mut enrolled = Vec::new();
             for event in parser.feed(&chunk) {
@@ -1570,5 +1579,17 @@ fn account_of(profile: &Profile, key: &SigningKey) -> Account {
         email: profile.email.clone(),
         key_fingerprint: key.public().agent_id().fingerprint(),
         broker_url: profile.broker_url.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The agents' default broker is where a broker listens by default.
+    #[test]
+    fn agents_default_to_where_the_broker_listens() {
+        assert_eq!(
+            mandate_agent::client::DEFAULT_BROKER_URL,
+            format!("http://{}", super::DEFAULT_LISTEN)
+        );
     }
 }

@@ -4,19 +4,10 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The broker could not be reached, or its answer not read.
-    #[error("cannot reach the broker: {0}")]
-    Unreachable(String),
-    /// The broker refused, with its stable code.
-    #[error("the broker refused ({status} {code}): {message}")]
-    Refused {
-        /// The HTTP status.
-        status: u16,
-        /// The broker's code.
-        code: String,
-        /// The broker's explanation.
-        message: String,
-    },
+    /// The broker could not be reached, or refused (the reason the agent
+    /// SDK's errors share).
+    #[error(transparent)]
+    Broker(#[from] mandate_agent::BrokerError),
     /// A token failed verification.
     #[error("{0}")]
     Token(#[from] mandate_core::Error),
@@ -49,11 +40,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The broker could not be reached, or its answer not read.
+    pub fn unreachable(why: impl Into<String>) -> ClientError {
+        ClientError::Broker(mandate_agent::BrokerError::Unreachable(why.into()))
+    }
+
     /// A stable code for the UI.
     pub fn code(&self) -> &str {
         match self {
-            ClientError::Unreachable(_) => "broker.unreachable",
-            ClientError::Refused { code, .. } => code,
+            ClientError::Broker(e) => e.code(),
             ClientError::Token(e) => e.code(),
             ClientError::Invalid(_) => "input.invalid",
             ClientError::Keyring(_) => "keyring.unavailable",

@@ -33,13 +33,13 @@ struct Args {
     #[arg(long, env = "MANDATE_ISSUER")]
     issuer: String,
     /// The app's client id at the provider.
-    #[arg(long, env = "MANDATE_CLIENT_ID", default_value = "mandate-desktop")]
+    #[arg(long, env = "MANDATE_CLIENT_ID", default_value = mandate_client::engine::CLIENT_ID)]
     client_id: String,
     /// A shared broker's URL. Without it, a broker is hosted in-process.
     #[arg(long, env = "MANDATE_BROKER")]
     broker: Option<String>,
     /// Where the in-process broker listens.
-    #[arg(long, default_value = "127.0.0.1:7700")]
+    #[arg(long, default_value = mandate_client::engine::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// The OS keyring service the secrets are kept under.
     #[arg(long, env = "MANDATE_KEYRING_SERVICE", default_value = mandate_client::vault::SERVICE)]

@@ -21,7 +21,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:7800")]
     listen: SocketAddr,
     /// The broker whose bindings and revocations to trust.
-    #[arg(long, env = "MANDATE_BROKER", default_value = "http://127.0.0.1:7700")]
+    #[arg(long, env = "MANDATE_BROKER", default_value = mandate_agent::client::DEFAULT_BROKER_URL)]
     broker: String,
     /// Refuse every call once the latest broker checkpoint caught up to is
     /// older than this, in seconds.

@@ -18,7 +18,7 @@ use mandate_demo::scenario::{Format, Scenario, Stage};
 #[derive(Debug, Parser)]
 struct Args {
     /// The broker.
-    #[arg(long, env = "MANDATE_BROKER", default_value = "http://127.0.0.1:7700")]
+    #[arg(long, env = "MANDATE_BROKER", default_value = mandate_agent::client::DEFAULT_BROKER_URL)]
     broker: String,
     /// The demo resource servers (mandate-demo-resources).
     #[arg(long, default_value = "http://127.0.0.1:7800")]
