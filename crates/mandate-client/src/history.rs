@@ -72,12 +72,18 @@ pub enum DecisionKind {
     Denial,
 }
 
+/// How many ids `receipt_ids_recent` holds before they are moved to
+/// `receipt_ids`: few enough that a batch's random inserts land on a few
+/// hundred pages, enough that each move writes `receipt_ids` through once
+/// for tens of thousands of receipts.
+pub(crate) const RECENT_IDS: i64 = 65_536;
+
 /// The local history database.
 #[derive(Debug, Clone)]
 pub struct History {
     pool: SqlitePool,
     /// How many new receipt ids are held apart before they join the rest
-    /// (`activity::RECENT_IDS`; tests lower it).
+    /// ([`RECENT_IDS`]; tests lower it).
     pub(crate) recent_ids: i64,
 }
 
@@ -270,7 +276,7 @@ impl History {
             .map_err(|e| ClientError::History(e.to_string()))?;
         Ok(History {
             pool,
-            recent_ids: crate::activity::RECENT_IDS,
+            recent_ids: RECENT_IDS,
         })
     }
 
@@ -408,7 +414,7 @@ impl History {
         .bind(&item.request)
         .bind(&agent_id)
         .bind(&agent_name)
-        .bind(crate::view::skeleton(&agent_name))
+        .bind(crate::names::skeleton(&agent_name))
         .bind(&chain)
         .bind(&keys)
         .bind(item.received_at)
@@ -944,7 +950,7 @@ impl History {
             .await?;
         Ok(History {
             pool,
-            recent_ids: crate::activity::RECENT_IDS,
+            recent_ids: RECENT_IDS,
         })
     }
 

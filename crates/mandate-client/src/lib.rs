@@ -25,6 +25,7 @@ mod error;
 pub mod export;
 pub mod history;
 mod http;
+pub mod names;
 pub mod narrow;
 pub mod parent;
 pub mod signin;

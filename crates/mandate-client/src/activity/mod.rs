@@ -132,12 +132,6 @@ const ROW_COLUMNS: &str = "r.seq, r.id, r.grant_id, r.agent, \
 const SEQ_OF_ID: &str = "(SELECT seq FROM receipt_ids WHERE key = ?
      UNION ALL SELECT seq FROM receipt_ids_recent WHERE key = ?)";
 
-/// How many ids `receipt_ids_recent` holds before they are moved to
-/// `receipt_ids`: few enough that a batch's random inserts land on a few
-/// hundred pages, enough that each move writes `receipt_ids` through once
-/// for tens of thousands of receipts.
-pub(crate) const RECENT_IDS: i64 = 65_536;
-
 /// How many of an id's first characters are its key in the tables of ids
 /// (fixed by migration 0005, which fills them).
 const ID_KEY_LEN: usize = 10;
