@@ -26,6 +26,7 @@ use mandate_client::engine::{Account, BrokerMode, Config, Engine, Update};
 use mandate_client::export::ExportFormat;
 use mandate_client::history::StoredRevocation;
 use mandate_client::narrow::{NarrowPreview, Narrowed};
+use mandate_client::notices;
 use mandate_client::view::{InboxRow, RequestDetail, ScopeChoice};
 use mandate_client::{Browser, ClientError, CommandBrowser, Narrowing};
 use serde::{Deserialize, Serialize};
@@ -511,8 +512,10 @@ fn start_following(app: &AppHandle, engine: &Engine) {
                     }
                 }
                 Update::KeyEnrolled { device, at, .. } => {
-                    let when = local_time(&chrono::Local, *at, unix_now());
-                    show(&app, enrolled_text(device.as_deref(), &when));
+                    show(
+                        &app,
+                        &notices::key_enrolled(device.as_deref(), *at, unix_now()),
+                    );
                 }
                 _ => {}
             }
@@ -550,16 +553,10 @@ async fn remind(
             .agent_name
             .as_deref()
             .unwrap_or(&grant.agent_fingerprint);
-        let body = reminder_text(who, &grant.purpose, grant.expires_at - unix_now());
-        if let Err(e) = app
-            .notification()
-            .builder()
-            .title("Mandate")
-            .body(body)
-            .show()
-        {
-            tracing::debug!(error = %e, "no desktop notification");
-        }
+        show(
+            app,
+            &notices::reminder(who, &grant.purpose, grant.expires_at - unix_now()),
+        );
     }
 }
 
@@ -567,16 +564,6 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The reminder for a grant about to lapse, `left` seconds from now.
-fn reminder_text(who: &str, purpose: &str, left: i64) -> String {
-    let when = match left.max(0).div_euclid(60) {
-        0 => "in under a minute".to_owned(),
-        1 => "in 1 minute".to_owned(),
-        n => format!("in {n} minutes"),
-    };
-    format!("{who}'s authority (“{purpose}”) lapses {when}.")
 }
 
 /// Stops forwarding (at sign-out).
@@ -590,54 +577,18 @@ fn stop_following(app: &AppHandle) {
 }
 
 fn notify(app: &AppHandle, new: usize) {
-    let body = if new == 1 {
-        "An agent asks for your authority.".to_owned()
-    } else {
-        format!("{new} agents ask for your authority.")
-    };
-    show(app, body);
-}
-
-/// What the user is told when a key is enrolled for them elsewhere:
-/// `device` as it named itself, `when` as [`local_time`] says it.
-fn enrolled_text(device: Option<&str>, when: &str) -> String {
-    let on = match device {
-        Some(device) => format!("on “{device}”"),
-        None => "on a device the broker did not name".to_owned(),
-    };
-    format!(
-        "A new key was enrolled for you {on} {when}. Not you? Open Devices in Mandate and remove it."
-    )
-}
-
-/// `at` (unix seconds) in `zone`: "at 14:05" on the day of `now`, else
-/// "on 3 Dec 2026 at 14:05".
-fn local_time<Z: chrono::TimeZone>(zone: &Z, at: i64, now: i64) -> String
-where
-    Z::Offset: std::fmt::Display,
-{
-    let (Some(at), Some(now)) = (
-        zone.timestamp_opt(at, 0).single(),
-        zone.timestamp_opt(now, 0).single(),
-    ) else {
-        return "just now".to_owned();
-    };
-    if at.date_naive() == now.date_naive() {
-        at.format("at %H:%M").to_string()
-    } else {
-        at.format("on %-d %b %Y at %H:%M").to_string()
-    }
+    show(app, &notices::requests_waiting(new));
 }
 
 /// A desktop notification from Mandate.
-fn show(app: &AppHandle, body: String) {
+fn show(app: &AppHandle, text: &str) {
     // No notification server (a bare session) is not an error worth more
     // than a log line.
     if let Err(e) = app
         .notification()
         .builder()
         .title("Mandate")
-        .body(body)
+        .body(notices::body(text))
         .show()
     {
         tracing::debug!(error = %e, "no desktop notification");
@@ -649,7 +600,7 @@ fn set_pending(app: &AppHandle, pending: usize) {
     let Some(tray) = app.try_state::<TrayIcon>() else {
         return;
     };
-    let _ = tray.set_tooltip(Some(&tray_tooltip(pending)));
+    let _ = tray.set_tooltip(Some(&notices::tray_tooltip(pending)));
     let _ = tray.set_title(if pending == 0 {
         None
     } else {
@@ -722,15 +673,6 @@ fn confirm_revoke_all(app: &AppHandle) {
                 }
             });
         });
-}
-
-/// The tray's tooltip for `pending` waiting requests.
-fn tray_tooltip(pending: usize) -> String {
-    match pending {
-        0 => "Mandate: nothing waiting".to_owned(),
-        1 => "Mandate: 1 request waiting".to_owned(),
-        n => format!("Mandate: {n} requests waiting"),
-    }
 }
 
 /// Builds and runs the app.
@@ -817,51 +759,5 @@ pub fn run() {
             tracing::error!(error = %e, "the app could not start");
             std::process::exit(1);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_tray_says_how_many_requests_wait() {
-        assert_eq!(super::tray_tooltip(0), "Mandate: nothing waiting");
-        assert_eq!(super::tray_tooltip(1), "Mandate: 1 request waiting");
-        assert_eq!(super::tray_tooltip(500), "Mandate: 500 requests waiting");
-    }
-
-    #[test]
-    fn a_key_enrolled_elsewhere_says_where_and_when_and_what_to_do() {
-        assert_eq!(
-            super::enrolled_text(Some("Alice's phone (android)"), "at 14:05"),
-            "A new key was enrolled for you on “Alice's phone (android)” at 14:05. \
-             Not you? Open Devices in Mandate and remove it."
-        );
-        assert!(super::enrolled_text(None, "at 14:05").starts_with(
-            "A new key was enrolled for you on a device the broker did not name at 14:05."
-        ));
-        // 2026-12-03 14:05:00 UTC.
-        let at = 1_796_306_700;
-        assert_eq!(super::local_time(&chrono::Utc, at, at + 60), "at 14:05");
-        assert_eq!(
-            super::local_time(&chrono::Utc, at, at + 86_400),
-            "on 3 Dec 2026 at 14:05"
-        );
-        assert_eq!(super::local_time(&chrono::Utc, i64::MAX, at), "just now");
-    }
-
-    #[test]
-    fn a_reminder_says_who_what_and_when() {
-        assert_eq!(
-            super::reminder_text("Report Bot", "Tidy the reports", 299),
-            "Report Bot's authority (“Tidy the reports”) lapses in 4 minutes."
-        );
-        assert_eq!(
-            super::reminder_text("Report Bot", "x", 61),
-            "Report Bot's authority (“x”) lapses in 1 minute."
-        );
-        assert_eq!(
-            super::reminder_text("Report Bot", "x", -3),
-            "Report Bot's authority (“x”) lapses in under a minute."
-        );
     }
 }

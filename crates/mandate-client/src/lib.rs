@@ -27,6 +27,7 @@ pub mod history;
 mod http;
 pub mod names;
 pub mod narrow;
+pub mod notices;
 pub mod parent;
 pub mod signin;
 pub mod vault;

@@ -1,0 +1,162 @@
+//! What the app says outside its window: the desktop notifications and
+//! the tray's tooltip. The shell only shows them.
+//!
+//! Names and purposes in these texts come from agents and from other
+//! devices, so they are untrusted. Linux notification servers read the
+//! body as markup (`<b>`, `<a href>`, `<img>`). [`body`] escapes the text
+//! there, so an agent's name cannot add a link or an image to a
+//! notification that speaks with Mandate's voice.
+
+/// A notification's body as the platform's notification server should
+/// get it: markup-escaped on Linux, as is elsewhere.
+pub fn body(text: &str) -> String {
+    if cfg!(target_os = "linux") {
+        escape_markup(text)
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `text` with the characters that start markup escaped.
+fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// New requests in the inbox.
+pub fn requests_waiting(new: usize) -> String {
+    if new == 1 {
+        "An agent asks for your authority.".to_owned()
+    } else {
+        format!("{new} agents ask for your authority.")
+    }
+}
+
+/// The reminder for a grant about to lapse, `left` seconds from now.
+pub fn reminder(who: &str, purpose: &str, left: i64) -> String {
+    let when = match left.max(0).div_euclid(60) {
+        0 => "in under a minute".to_owned(),
+        1 => "in 1 minute".to_owned(),
+        n => format!("in {n} minutes"),
+    };
+    format!("{who}'s authority (“{purpose}”) lapses {when}.")
+}
+
+/// What the user is told when a key is enrolled for them elsewhere:
+/// `device` as it named itself, at `at` (unix seconds), in the local time.
+pub fn key_enrolled(device: Option<&str>, at: i64, now: i64) -> String {
+    key_enrolled_text(device, &local_time(&chrono::Local, at, now))
+}
+
+/// [`key_enrolled`], with `when` as [`local_time`] says it.
+fn key_enrolled_text(device: Option<&str>, when: &str) -> String {
+    let on = match device {
+        Some(device) => format!("on “{device}”"),
+        None => "on a device the broker did not name".to_owned(),
+    };
+    format!(
+        "A new key was enrolled for you {on} {when}. Not you? Open Devices in Mandate and remove it."
+    )
+}
+
+/// `at` (unix seconds) in `zone`: "at 14:05" on the day of `now`, else
+/// "on 3 Dec 2026 at 14:05".
+fn local_time<Z: chrono::TimeZone>(zone: &Z, at: i64, now: i64) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    let (Some(at), Some(now)) = (
+        zone.timestamp_opt(at, 0).single(),
+        zone.timestamp_opt(now, 0).single(),
+    ) else {
+        return "just now".to_owned();
+    };
+    if at.date_naive() == now.date_naive() {
+        at.format("at %H:%M").to_string()
+    } else {
+        at.format("on %-d %b %Y at %H:%M").to_string()
+    }
+}
+
+/// The tray's tooltip for `pending` waiting requests.
+pub fn tray_tooltip(pending: usize) -> String {
+    match pending {
+        0 => "Mandate: nothing waiting".to_owned(),
+        1 => "Mandate: 1 request waiting".to_owned(),
+        n => format!("Mandate: {n} requests waiting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tray_says_how_many_requests_wait() {
+        assert_eq!(tray_tooltip(0), "Mandate: nothing waiting");
+        assert_eq!(tray_tooltip(1), "Mandate: 1 request waiting");
+        assert_eq!(tray_tooltip(500), "Mandate: 500 requests waiting");
+        assert_eq!(requests_waiting(1), "An agent asks for your authority.");
+        assert_eq!(requests_waiting(3), "3 agents ask for your authority.");
+    }
+
+    #[test]
+    fn a_key_enrolled_elsewhere_says_where_and_when_and_what_to_do() {
+        assert_eq!(
+            key_enrolled_text(Some("Alice's phone (android)"), "at 14:05"),
+            "A new key was enrolled for you on “Alice's phone (android)” at 14:05. \
+             Not you? Open Devices in Mandate and remove it."
+        );
+        assert!(key_enrolled_text(None, "at 14:05").starts_with(
+            "A new key was enrolled for you on a device the broker did not name at 14:05."
+        ));
+        // 2026-12-03 14:05:00 UTC.
+        let at = 1_796_306_700;
+        assert_eq!(local_time(&chrono::Utc, at, at + 60), "at 14:05");
+        assert_eq!(
+            local_time(&chrono::Utc, at, at + 86_400),
+            "on 3 Dec 2026 at 14:05"
+        );
+        assert_eq!(local_time(&chrono::Utc, i64::MAX, at), "just now");
+    }
+
+    #[test]
+    fn a_reminder_says_who_what_and_when() {
+        assert_eq!(
+            reminder("Report Bot", "Tidy the reports", 299),
+            "Report Bot's authority (“Tidy the reports”) lapses in 4 minutes."
+        );
+        assert_eq!(
+            reminder("Report Bot", "x", 61),
+            "Report Bot's authority (“x”) lapses in 1 minute."
+        );
+        assert_eq!(
+            reminder("Report Bot", "x", -3),
+            "Report Bot's authority (“x”) lapses in under a minute."
+        );
+    }
+
+    #[test]
+    fn an_agents_words_cannot_add_markup_to_a_notification() {
+        let name = "<a href=\"https://evil.example\">Mandate</a> & <img src=x>";
+        assert_eq!(
+            escape_markup(&reminder(name, "x", 61)),
+            "&lt;a href=\"https://evil.example\"&gt;Mandate&lt;/a&gt; &amp; &lt;img src=x&gt;'s \
+             authority (“x”) lapses in 1 minute."
+        );
+        assert_eq!(escape_markup("plain text"), "plain text");
+        if cfg!(target_os = "linux") {
+            assert_eq!(body("a <b>"), "a &lt;b&gt;");
+        } else {
+            assert_eq!(body("a <b>"), "a <b>");
+        }
+    }
+}
