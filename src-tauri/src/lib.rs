@@ -489,13 +489,15 @@ fn start_following(app: &AppHandle, engine: &Engine) {
     let engine = engine.clone();
     let reminders = expiry_reminders_on();
     *forwarding = Some(tauri::async_runtime::spawn(async move {
-        let mut reminded = std::collections::HashSet::new();
-        let mut tick = tokio::time::interval(REMINDER_EVERY);
+        let mut due = notices::Reminders::default();
+        let mut tick = tokio::time::interval(notices::REMINDER_EVERY);
         loop {
             let received = tokio::select! {
                 received = updates.recv() => received,
                 _ = tick.tick(), if reminders => {
-                    remind(&app, &engine, &mut reminded).await;
+                    for text in due.due(&engine).await {
+                        show(&app, &text);
+                    }
                     continue;
                 }
             };
@@ -512,10 +514,7 @@ fn start_following(app: &AppHandle, engine: &Engine) {
                     }
                 }
                 Update::KeyEnrolled { device, at, .. } => {
-                    show(
-                        &app,
-                        &notices::key_enrolled(device.as_deref(), *at, unix_now()),
-                    );
+                    show(&app, &notices::key_enrolled(device.as_deref(), *at));
                 }
                 _ => {}
             }
@@ -525,45 +524,9 @@ fn start_following(app: &AppHandle, engine: &Engine) {
     }));
 }
 
-/// How often grants about to lapse are looked for.
-const REMINDER_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long before a grant lapses its reminder comes.
-const REMINDER_BEFORE: i64 = 5 * 60;
-
 /// Expiry reminders are on unless `MANDATE_EXPIRY_REMINDERS` is `off`.
 fn expiry_reminders_on() -> bool {
     std::env::var("MANDATE_EXPIRY_REMINDERS").map_or(true, |v| v != "off")
-}
-
-/// A desktop notification for each grant that lapses within five
-/// minutes, once per grant.
-async fn remind(
-    app: &AppHandle,
-    engine: &Engine,
-    reminded: &mut std::collections::HashSet<String>,
-) {
-    let Ok(soon) = engine.expiring(REMINDER_BEFORE).await else {
-        return;
-    };
-    for grant in soon {
-        if !reminded.insert(grant.id.clone()) {
-            continue;
-        }
-        let who = grant
-            .agent_name
-            .as_deref()
-            .unwrap_or(&grant.agent_fingerprint);
-        show(
-            app,
-            &notices::reminder(who, &grant.purpose, grant.expires_at - unix_now()),
-        );
-    }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Stops forwarding (at sign-out).

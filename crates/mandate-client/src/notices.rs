@@ -7,6 +7,47 @@
 //! there, so an agent's name cannot add a link or an image to a
 //! notification that speaks with Mandate's voice.
 
+use std::collections::HashSet;
+
+use crate::delegations::GrantView;
+use crate::engine::Engine;
+
+/// How often grants about to lapse are looked for.
+pub const REMINDER_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long before a grant lapses its reminder comes.
+pub const REMINDER_BEFORE: i64 = 5 * 60;
+
+/// The reminders of grants about to lapse, each grant's once.
+#[derive(Debug, Default)]
+pub struct Reminders {
+    reminded: HashSet<String>,
+}
+
+impl Reminders {
+    /// The reminders due now: one for each grant in force that lapses
+    /// within [`REMINDER_BEFORE`] and was not reminded of before. None
+    /// when nobody is signed in.
+    pub async fn due(&mut self, engine: &Engine) -> Vec<String> {
+        let Ok(soon) = engine.expiring(REMINDER_BEFORE).await else {
+            return Vec::new();
+        };
+        self.due_of(&soon, mandate_broker::host::now())
+    }
+
+    fn due_of(&mut self, soon: &[GrantView], now: i64) -> Vec<String> {
+        soon.iter()
+            .filter(|grant| self.reminded.insert(grant.id.clone()))
+            .map(|grant| {
+                let who = grant
+                    .agent_name
+                    .as_deref()
+                    .unwrap_or(&grant.agent_fingerprint);
+                reminder(who, &grant.purpose, grant.expires_at - now)
+            })
+            .collect()
+    }
+}
+
 /// A notification's body as the platform's notification server should
 /// get it: markup-escaped on Linux, as is elsewhere.
 pub fn body(text: &str) -> String {
@@ -52,7 +93,8 @@ pub fn reminder(who: &str, purpose: &str, left: i64) -> String {
 
 /// What the user is told when a key is enrolled for them elsewhere:
 /// `device` as it named itself, at `at` (unix seconds), in the local time.
-pub fn key_enrolled(device: Option<&str>, at: i64, now: i64) -> String {
+pub fn key_enrolled(device: Option<&str>, at: i64) -> String {
+    let now = mandate_broker::host::now();
     key_enrolled_text(device, &local_time(&chrono::Local, at, now))
 }
 
@@ -142,6 +184,46 @@ mod tests {
             reminder("Report Bot", "x", -3),
             "Report Bot's authority (“x”) lapses in under a minute."
         );
+    }
+
+    fn grant(id: &str, name: Option<&str>, expires_at: i64) -> GrantView {
+        GrantView {
+            id: id.into(),
+            parent: None,
+            depth: 0,
+            agent: "urn:agent".into(),
+            agent_fingerprint: "AB12-CD34".into(),
+            agent_name: name.map(Into::into),
+            issued_by: "you".into(),
+            purpose: "Tidy the reports".into(),
+            scopes: Vec::new(),
+            max_depth: 0,
+            issued_at: 0,
+            expires_at,
+            revoked_at: None,
+            state: crate::delegations::GrantState::Active,
+            actions: 0,
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn each_grant_about_to_lapse_is_reminded_of_once() {
+        let mut reminders = Reminders::default();
+        let soon = [
+            grant("g1", Some("Report Bot"), 1_000 + 299),
+            grant("g2", None, 1_000 + 30),
+        ];
+        assert_eq!(
+            reminders.due_of(&soon, 1_000),
+            [
+                "Report Bot's authority (“Tidy the reports”) lapses in 4 minutes.",
+                "AB12-CD34's authority (“Tidy the reports”) lapses in under a minute.",
+            ]
+        );
+        assert!(reminders.due_of(&soon, 1_010).is_empty(), "once each");
+        let later = [grant("g3", Some("Planner"), 1_100)];
+        assert_eq!(reminders.due_of(&later, 1_040).len(), 1);
     }
 
     #[test]
