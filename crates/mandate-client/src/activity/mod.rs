@@ -9,11 +9,11 @@
 //! that fails is kept and shown as failed, with the rule it broke.
 //!
 //! The parts, each with one job:
-//! - [`check`]: the checks themselves, no storage ([`Checker`]);
-//! - [`ingest`]: writing checked pages of the feed ([`Ingest`]);
-//! - [`chain`]: the receipt rows' hash chain, and its verification;
-//! - [`query`]: the timeline's pages, one receipt, reporting one;
-//! - [`attribution`]: a receipt traced back to the user's intent.
+//! - `check`: the checks themselves, no storage ([`Checker`]);
+//! - `ingest`: writing checked pages of the feed ([`Ingest`]);
+//! - `chain`: the receipt rows' hash chain, and its verification;
+//! - `query`: the timeline's pages, one receipt, reporting one;
+//! - `attribution`: a receipt traced back to the user's intent.
 
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;

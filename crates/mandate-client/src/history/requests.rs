@@ -1,0 +1,198 @@
+//! The requests the user was shown: recorded as they arrive, listed,
+//! and marked when the broker no longer holds them.
+
+use mandate_core::token::RequestClaims;
+use mandate_core::{Policy, SigningKey};
+use sqlx::Row as _;
+
+use super::log::append;
+use super::{History, RequestState, StoredRequest};
+use crate::ClientError;
+use crate::broker::InboxItem;
+
+impl History {
+    /// Records a request from the inbox, once. Returns whether it was new.
+    pub async fn record_request(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        item: &InboxItem,
+        now: i64,
+    ) -> Result<bool, ClientError> {
+        // Only a request that verifies is kept (and ever shown).
+        let asked = RequestClaims::verify(&item.request, &Policy::default(), item.received_at)?;
+        let agent_id = asked.signer().agent_id().to_string();
+        let agent_name = asked.claims().agent.name.clone();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let chain = serde_json::to_string(&item.parent_chain)
+            .map_err(|e| ClientError::History(e.to_string()))?;
+        let keys =
+            serde_json::to_string(&item.keys).map_err(|e| ClientError::History(e.to_string()))?;
+        let id = item.id.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO requests (id, principal, request, agent_id, agent_name, agent_skeleton,
+               parent_chain, parent_keys, received_at, expires_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(principal)
+        .bind(&item.request)
+        .bind(&agent_id)
+        .bind(&agent_name)
+        .bind(crate::names::skeleton(&agent_name))
+        .bind(&chain)
+        .bind(&keys)
+        .bind(item.received_at)
+        .bind(item.expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            append(
+                &mut tx,
+                key,
+                principal,
+                now,
+                "request.seen",
+                &id,
+                Some(&item.request),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// The ids of every request of `principal` the history holds.
+    pub async fn request_ids(
+        &self,
+        principal: &str,
+    ) -> Result<std::collections::HashSet<String>, ClientError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM requests WHERE principal = ?")
+            .bind(principal)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().collect())
+    }
+
+    /// The requests of `principal`, newest first; only those in `state`
+    /// if given.
+    pub async fn requests(
+        &self,
+        principal: &str,
+        state: Option<RequestState>,
+    ) -> Result<Vec<StoredRequest>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT * FROM requests WHERE principal = ? AND (? IS NULL OR state = ?)
+             ORDER BY received_at DESC, id",
+        )
+        .bind(principal)
+        .bind(state)
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(request_of).collect()
+    }
+
+    /// One request of `principal`.
+    pub async fn request(
+        &self,
+        principal: &str,
+        id: &str,
+    ) -> Result<Option<StoredRequest>, ClientError> {
+        let row = sqlx::query("SELECT * FROM requests WHERE principal = ? AND id = ?")
+            .bind(principal)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_of).transpose()
+    }
+
+    /// What the history knows of the agent behind request `id`: whether
+    /// its key asked before, and, for a key that did not, whether another
+    /// key used a look-alike name before (a known name with a new key).
+    pub async fn agent_record(
+        &self,
+        principal: &str,
+        id: &str,
+    ) -> Result<(bool, bool), ClientError> {
+        let row = sqlx::query(
+            "SELECT
+               EXISTS (SELECT 1 FROM requests o WHERE o.principal = r.principal
+                       AND o.agent_id = r.agent_id AND o.received_at <= r.received_at AND o.id <> r.id),
+               EXISTS (SELECT 1 FROM requests o WHERE o.principal = r.principal
+                       AND o.agent_skeleton = r.agent_skeleton AND o.agent_id <> r.agent_id
+                       AND o.received_at <= r.received_at)
+             FROM requests r WHERE r.principal = ? AND r.id = ?",
+        )
+        .bind(principal)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        ?
+        .ok_or(ClientError::NotFound)?;
+        let known = row.try_get::<bool, _>(0)?;
+        let name_taken = row.try_get::<bool, _>(1)?;
+        Ok((known, name_taken && !known))
+    }
+
+    /// The names agents gave themselves, by agent id (the latest name of
+    /// each).
+    pub async fn agent_names(
+        &self,
+        principal: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, agent_name FROM requests WHERE principal = ? ORDER BY received_at",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("agent_id")?, r.try_get("agent_name")?)))
+            .collect()
+    }
+
+    /// Marks the pending requests of `principal` that the broker no longer
+    /// lists as pending (they lapsed, or were decided on another device)
+    /// expired, keeping those in `still_pending`. Returns how many.
+    pub async fn expire_missing(
+        &self,
+        principal: &str,
+        still_pending: &[String],
+    ) -> Result<usize, ClientError> {
+        let mut expired = 0;
+        for r in self
+            .requests(principal, Some(RequestState::Pending))
+            .await?
+        {
+            if !still_pending.contains(&r.id) {
+                expired += sqlx::query(
+                    "UPDATE requests SET state = 'expired' WHERE id = ? AND state = 'pending'",
+                )
+                .bind(&r.id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected() as usize;
+            }
+        }
+        Ok(expired)
+    }
+}
+
+fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {
+    let chain: String = r.try_get("parent_chain")?;
+    let keys: String = r.try_get("parent_keys")?;
+    Ok(StoredRequest {
+        id: r.try_get("id")?,
+        request: r.try_get("request")?,
+        parent_chain: serde_json::from_str(&chain)
+            .map_err(|e| ClientError::History(e.to_string()))?,
+        parent_keys: serde_json::from_str(&keys)
+            .map_err(|e| ClientError::History(e.to_string()))?,
+        received_at: r.try_get("received_at")?,
+        expires_at: r.try_get("expires_at")?,
+        state: r.try_get("state")?,
+    })
+}
