@@ -99,8 +99,8 @@ async fn stands(
     e: mandate_store::StoreError,
 ) -> Result<(), ApiError> {
     if matches!(e, mandate_store::StoreError::Conflict) {
-        let now = state.store().request(id).await?;
-        if let Some(r) = &now
+        let current = state.store().request(id).await?;
+        if let Some(r) = &current
             && r.status == kind
             && r.decision.as_deref() == Some(posted)
         {
@@ -108,8 +108,8 @@ async fn stands(
         }
         tracing::info!(
             request = %id,
-            status = ?now.as_ref().map(|r| r.status),
-            same = now.as_ref().is_some_and(|r| r.decision.as_deref() == Some(posted)),
+            status = ?current.as_ref().map(|r| r.status),
+            same = current.as_ref().is_some_and(|r| r.decision.as_deref() == Some(posted)),
             "a decision was refused: the request is no longer pending"
         );
     }

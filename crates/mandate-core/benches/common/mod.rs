@@ -371,8 +371,14 @@ impl Bench {
 
     /// The same chain again with a proof, through the link cache.
     pub fn warm_call(&self) {
+        self.warm(now(), &self.pop, &self.replay);
+    }
+
+    /// The chain through the link cache, with proof `pop` at `now`, spent
+    /// in `replay`: the work of both warm variants.
+    fn warm(&self, now: UnixTime, pop: &str, replay: &dyn ReplayCache) {
         let cx = Context {
-            now: now(),
+            now,
             policy: Policy::default(),
             keys: &self.keys,
             bindings: &self.f.bindings,
@@ -385,11 +391,11 @@ impl Bench {
         self.verifier
             .verify_call(
                 black_box(&self.f.chain),
-                Some(&self.pop),
+                Some(pop),
                 &http,
                 Some(&CALL),
                 &cx,
-                &self.replay,
+                replay,
             )
             .unwrap();
     }
@@ -427,27 +433,7 @@ impl Bench {
 
     /// `warm_call_real` with the proof given.
     pub fn warm_call_real_with(&self, (at, pop): &(UnixTime, String)) {
-        let cx = Context {
-            now: *at,
-            policy: Policy::default(),
-            keys: &self.keys,
-            bindings: &self.f.bindings,
-            revoked: &self.f.revoked,
-        };
-        let http = HttpCall {
-            method: "GET",
-            uri: HTU,
-        };
-        self.verifier
-            .verify_call(
-                black_box(&self.f.chain),
-                Some(pop),
-                &http,
-                Some(&CALL),
-                &cx,
-                &self.real.cache,
-            )
-            .unwrap();
+        self.warm(*at, pop, &self.real.cache);
     }
 
     /// Mandate's strict check of one signature, with a parsed key.
