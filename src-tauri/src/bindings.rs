@@ -21,7 +21,7 @@ use mandate_client::view::{
 };
 use ts_rs::{Config, TS};
 
-use crate::{
+use mandate_client::commands::{
     AppState, ApproveInput, CommandError, Exported, HistoryCheck, HistoryView, ReportInput,
 };
 

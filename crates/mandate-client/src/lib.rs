@@ -17,6 +17,7 @@
 
 pub mod activity;
 pub mod broker;
+pub mod commands;
 pub mod decision;
 pub mod delegations;
 pub mod devices;

@@ -128,6 +128,21 @@ where
     }
 }
 
+/// The desktop notification an update calls for, if any: new requests,
+/// and a key enrolled on another device.
+pub fn of(update: &crate::Update) -> Option<String> {
+    match update {
+        crate::Update::Inbox { new, .. } if !new.is_empty() => Some(requests_waiting(new.len())),
+        crate::Update::KeyEnrolled { device, at, .. } => Some(key_enrolled(device.as_deref(), *at)),
+        _ => None,
+    }
+}
+
+/// Expiry reminders are on unless `MANDATE_EXPIRY_REMINDERS` is `off`.
+pub fn reminders_on() -> bool {
+    std::env::var("MANDATE_EXPIRY_REMINDERS").map_or(true, |v| v != "off")
+}
+
 /// The tray's tooltip for `pending` waiting requests.
 pub fn tray_tooltip(pending: usize) -> String {
     match pending {
@@ -140,6 +155,36 @@ pub fn tray_tooltip(pending: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_requests_and_keys_enrolled_elsewhere_are_notified_and_nothing_else() {
+        let inbox = |new: &[&str]| crate::Update::Inbox {
+            pending: 4,
+            new: new.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        assert_eq!(of(&inbox(&["a", "b"])), Some(requests_waiting(2)));
+        assert_eq!(of(&inbox(&[])), None, "an inbox that only shrank");
+        let enrolled = crate::Update::KeyEnrolled {
+            jkt: "k".into(),
+            fingerprint: "f".into(),
+            device: Some("laptop (linux)".into()),
+            at: 1_700_000_000,
+        };
+        assert_eq!(
+            of(&enrolled),
+            Some(key_enrolled(Some("laptop (linux)"), 1_700_000_000))
+        );
+        for quiet in [
+            crate::Update::Connection { online: true },
+            crate::Update::Activity { new: 3, failed: 0 },
+            crate::Update::Delivery {
+                request_id: "r".into(),
+                delivered: true,
+            },
+        ] {
+            assert_eq!(of(&quiet), None, "{quiet:?}");
+        }
+    }
 
     #[test]
     fn the_tray_says_how_many_requests_wait() {
