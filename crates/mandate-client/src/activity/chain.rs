@@ -1,13 +1,15 @@
 //! The receipt rows' hash chain: what each row's hash covers, and the walk
 //! that checks the chain and its signed head.
 
+use std::collections::HashSet;
+
 use mandate_core::PublicKey;
 use mandate_core::base64url as b64;
 use sqlx::FromRow;
 
 use super::{ID_KEY_LEN, ReceiptStatus};
 use crate::ClientError;
-use crate::history::History;
+use crate::history::{History, Verified};
 
 /// What each receipt row's hash starts with.
 const RECEIPT_DOMAIN: &[u8] = b"mandate-history-receipt/v1";
@@ -85,6 +87,31 @@ impl<S: AsRef<str>, T: AsRef<str>> ReceiptFields<S, T> {
 }
 
 impl History {
+    /// Checks the whole history of `principal`: the event chain, its
+    /// signed head and the rows it speaks of ([`History::verify_log`]),
+    /// then the receipts' chain ([`History::verify_receipts`]). The first
+    /// break is an error naming it.
+    pub async fn verify(
+        &self,
+        principal: &str,
+        user_key: &PublicKey,
+    ) -> Result<Verified, ClientError> {
+        let reported: HashSet<String> = sqlx::query_scalar(
+            "SELECT id FROM receipts WHERE principal = ? AND reported_at IS NOT NULL",
+        )
+        .bind(principal)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .collect();
+        let (events, head) = self.verify_log(principal, user_key, reported).await?;
+        Ok(Verified {
+            events,
+            head,
+            receipts: self.verify_receipts(principal, user_key).await?,
+        })
+    }
+
     /// Walks `principal`'s receipt chain, oldest first: each row must
     /// follow the one before and match its hash, and the last must be the
     /// head the user key signed. Returns how many rows it holds; a

@@ -1,13 +1,17 @@
 //! The event log: each event's hash covers the one before it, and the
-//! chain's head is signed with the user key. [`History::verify`] walks it
-//! and cross-checks the rows it speaks of.
+//! chain's head is signed with the user key. [`History::verify_log`] walks
+//! it and cross-checks the rows it speaks of: this module's own tables,
+//! and the rows another part hands it (the receipts marked reported, in
+//! [`History::verify`], which checks the receipts' chain too).
 
 use mandate_core::base64url as b64;
 use mandate_core::{PublicKey, SigningKey};
 use sha2::{Digest as _, Sha256};
 use sqlx::{Row as _, SqliteConnection};
 
-use super::{Event, History, Verified};
+use std::collections::HashSet;
+
+use super::{Event, History};
 use crate::ClientError;
 
 /// What signs a chain's head: the detached-signature context.
@@ -26,14 +30,17 @@ impl History {
         .await?)
     }
 
-    /// Checks the whole chain of `principal`: every event's hash and link,
-    /// and the head's signature under `user_key`. The first break is an
-    /// error naming the event.
-    pub async fn verify(
+    /// Checks the event chain of `principal`: every event's hash and
+    /// link, the head's signature under `user_key`, and the rows the events
+    /// speak of, with `reported` the ids of the receipts marked reported.
+    /// The first break is an error naming the event. Returns how many
+    /// events the chain holds and its head.
+    pub(crate) async fn verify_log(
         &self,
         principal: &str,
         user_key: &PublicKey,
-    ) -> Result<Verified, ClientError> {
+        reported: HashSet<String>,
+    ) -> Result<(i64, String), ClientError> {
         let events = self.events(principal).await?;
         let mut prev = [0u8; 32];
         for e in &events {
@@ -61,11 +68,7 @@ impl History {
             .await?;
         let Some(head) = head else {
             return if events.is_empty() {
-                Ok(Verified {
-                    events: 0,
-                    head: b64::encode(prev),
-                    receipts: self.verify_receipts(principal, user_key).await?,
-                })
+                Ok((0, b64::encode(prev)))
             } else {
                 Err(ClientError::Tampered("the signed head is missing".into()))
             };
@@ -89,13 +92,8 @@ impl History {
                 &signature,
             )
             .map_err(|_| ClientError::Tampered("the head's signature does not verify".into()))?;
-        self.check_rows(principal, &events).await?;
-        let receipts = self.verify_receipts(principal, user_key).await?;
-        Ok(Verified {
-            events: events.len() as i64,
-            head: hash,
-            receipts,
-        })
+        self.check_rows(principal, &events, reported).await?;
+        Ok((events.len() as i64, hash))
     }
 
     /// Checks the rows the screens read against the verified event log,
@@ -103,7 +101,12 @@ impl History {
     /// or report must find its row holding the very token it recorded (in
     /// log order, so the first mismatch named is the earliest), and no
     /// such row may exist without its event.
-    async fn check_rows(&self, principal: &str, events: &[Event]) -> Result<(), ClientError> {
+    async fn check_rows(
+        &self,
+        principal: &str,
+        events: &[Event],
+        mut reported: HashSet<String>,
+    ) -> Result<(), ClientError> {
         let table = |sql: &'static str| async move {
             let rows: Vec<(String, String)> = sqlx::query_as(sql)
                 .bind(principal)
@@ -121,9 +124,6 @@ impl History {
             table("SELECT token_id, token FROM revocations WHERE principal = ?").await?;
         let mut reissues =
             table("SELECT token_id, token FROM reissues WHERE principal = ?").await?;
-        let mut reported =
-            table("SELECT id, '' FROM receipts WHERE principal = ? AND reported_at IS NOT NULL")
-                .await?;
         for e in events {
             let (rows, what) = match e.kind.as_str() {
                 "request.seen" => (&mut requests, "request"),
@@ -131,7 +131,7 @@ impl History {
                 "revocation.signed" => (&mut revocations, "revocation"),
                 "grant.reissued" => (&mut reissues, "re-issued grant"),
                 "receipt.reported" => {
-                    if reported.remove(&e.subject).is_none() {
+                    if !reported.remove(&e.subject) {
                         return Err(ClientError::Tampered(format!(
                             "event {} reports receipt {}, which is not marked reported",
                             e.seq, e.subject
@@ -169,7 +169,7 @@ impl History {
                 )));
             }
         }
-        if let Some(id) = reported.keys().min() {
+        if let Some(id) = reported.iter().min() {
             return Err(ClientError::Tampered(format!(
                 "receipt {id}: marked reported, but no report was recorded"
             )));

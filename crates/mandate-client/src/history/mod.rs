@@ -16,7 +16,8 @@
 //! `log` is the event chain and its verification; `profiles`, `requests`
 //! and `decisions` (with the outbox and revocations) each write their
 //! tables with an event in the log. The receipts' tables are
-//! [`crate::activity`]'s.
+//! [`crate::activity`]'s, which also checks the whole history
+//! ([`History::verify`]) on top of this module's log.
 
 use std::path::Path;
 use std::str::FromStr as _;
