@@ -8,6 +8,7 @@ use mandate_core::token::{GrantClaims, peek};
 use serde::Serialize;
 
 use crate::ClientError;
+use crate::activity::{GrantRow, GrantUse};
 use crate::history::History;
 use crate::view::{ScopeView, scope_view};
 
@@ -107,14 +108,6 @@ pub struct RevokePreview {
     pub pending_requests: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct GrantRow {
-    id: String,
-    token: String,
-    parent: Option<String>,
-    revoked_at: Option<i64>,
-}
-
 impl History {
     /// Every grant of `principal`'s the history holds, with its usage.
     /// `user` is the user key's thumbprint: what it signed, the user gave.
@@ -124,37 +117,13 @@ impl History {
         user: &mandate_core::Thumbprint,
         now: i64,
     ) -> Result<Vec<GrantView>, ClientError> {
-        let rows: Vec<GrantRow> = sqlx::query_as(
-            "SELECT id, token, parent, revoked_at FROM grants WHERE principal = ? ORDER BY issued_at, id",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?;
-        let usage: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT grant_id, kind, actions, last_at FROM grant_usage WHERE principal = ?",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = self.grant_rows(principal).await?;
+        let usage = self.grant_usage(principal).await?;
         // A grant re-issued narrower carries on the one it replaced: what was
         // used under the old one counts for the new one, or every scope of
         // the new grant would show as never used.
-        let reissued: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-            "SELECT replaces, token_id FROM reissues WHERE principal = ?",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .collect();
-        let names: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-            "SELECT agent_id, agent_name FROM requests WHERE principal = ? ORDER BY received_at",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .collect();
+        let reissued = self.replacements(principal).await?;
+        let names = self.agent_names(principal).await?;
 
         let parsed: Vec<(GrantRow, GrantClaims, mandate_core::Thumbprint)> = rows
             .into_iter()
@@ -191,7 +160,13 @@ impl History {
             .take(mandate_core::MAX_CHAIN_LINKS)
             .filter_map(|g| index.get(g).copied())
         };
-        for (grant, kind, n, last) in &usage {
+        for GrantUse {
+            grant_id: grant,
+            kind,
+            actions: n,
+            last_at: last,
+        } in &usage
+        {
             let Some(&i) = index.get(grant.as_str()) else {
                 continue;
             };
@@ -339,13 +314,9 @@ impl History {
             .filter(|g| g.id != grant.id && below.contains(&g.id) && g.state == GrantState::Active)
             .collect();
         falls.sort_by_key(|g| (g.depth, g.issued_at));
-        let pending: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, parent_chain FROM requests WHERE principal = ? AND state = 'pending'",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?;
-        let pending_requests = pending
+        let pending_requests = self
+            .pending_parent_chains(principal)
+            .await?
             .into_iter()
             .filter(|(_, chain)| {
                 serde_json::from_str::<Vec<String>>(chain).is_ok_and(|c| {
@@ -377,22 +348,18 @@ pub struct AgentChoice {
 impl History {
     /// Every agent that holds or held one of `principal`'s grants.
     pub async fn agents(&self, principal: &str) -> Result<Vec<AgentChoice>, ClientError> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT g.grantee, (SELECT q.agent_name FROM requests q WHERE q.principal = g.principal
-                 AND q.agent_id = g.grantee ORDER BY q.received_at DESC LIMIT 1)
-             FROM grants g WHERE g.principal = ? GROUP BY g.grantee ORDER BY min(g.issued_at)",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
+        // The name each agent gave last.
+        let names = self.agent_names(principal).await?;
+        Ok(self
+            .grantees(principal)
+            .await?
             .into_iter()
-            .map(|(agent, name)| AgentChoice {
+            .map(|agent| AgentChoice {
+                name: names.get(&agent).cloned(),
                 fingerprint: agent
                     .parse::<mandate_core::AgentId>()
                     .map_or_else(|_| agent.clone(), |a| a.fingerprint()),
                 agent,
-                name,
             })
             .collect())
     }

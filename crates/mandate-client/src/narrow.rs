@@ -14,11 +14,11 @@ use mandate_core::scope::AuthorizationDetail;
 use mandate_core::token::{GrantClaims, Jti, peek};
 use mandate_core::{Claims as _, SigningKey, Thumbprint, TokenId};
 use serde::Serialize;
-use sqlx::FromRow;
 
 use crate::ClientError;
 use crate::delegations::{GrantState, RevokePreview};
-use crate::history::{History, StoredRevocation, append, insert_revocation};
+pub use crate::history::StoredReissue;
+use crate::history::{History, StoredRevocation};
 use crate::view::ScopeView;
 
 /// What narrowing a grant to what was used keeps, drops and takes down.
@@ -47,30 +47,6 @@ pub(crate) struct Plan {
     pub scopes: Vec<AuthorizationDetail>,
 }
 
-/// A re-issued grant, and how its delivery went.
-#[derive(Debug, Clone, Serialize, FromRow, ts_rs::TS)]
-pub struct StoredReissue {
-    /// The new grant's id.
-    pub token_id: String,
-    /// The request it answers.
-    pub request_id: String,
-    /// The grant it replaces.
-    pub replaces: String,
-    /// The revocation of that grant.
-    pub revocation_id: String,
-    /// The new grant.
-    pub token: String,
-    /// When it was signed.
-    pub reissued_at: i64,
-    /// How many deliveries were tried.
-    pub attempts: i64,
-    /// When the broker accepted it.
-    pub delivered_at: Option<i64>,
-    /// The broker's code, if it refused the grant (or its revocation) for
-    /// good.
-    pub refused_code: Option<String>,
-}
-
 /// A re-issue, with the revocation it comes after.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Narrowed {
@@ -92,13 +68,10 @@ impl History {
         now: i64,
     ) -> Result<Plan, ClientError> {
         let revoke = self.revoke_preview(principal, user, id, now).await?;
-        let token: String =
-            sqlx::query_scalar("SELECT token FROM grants WHERE principal = ? AND id = ?")
-                .bind(principal)
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?
-                .ok_or(ClientError::NotFound)?;
+        let token = self
+            .grant_token(principal, id)
+            .await?
+            .ok_or(ClientError::NotFound)?;
         let (kid, claims) = peek::<GrantClaims>(&token)?;
         if revoke.grant.state != GrantState::Active {
             return Err(ClientError::Invalid(
@@ -160,114 +133,6 @@ impl History {
             request,
             scopes,
         })
-    }
-
-    /// Records the revocation of the grant `plan` narrows and the grant
-    /// re-issued in its place, with their events and the new head, in one
-    /// transaction. From then on both are in the outbox.
-    pub(crate) async fn record_reissue(
-        &self,
-        key: &SigningKey,
-        principal: &str,
-        plan: &Plan,
-        (revocation, grant): (&str, &str),
-        now: i64,
-    ) -> Result<Narrowed, ClientError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let revocation = insert_revocation(
-            &mut tx,
-            key,
-            principal,
-            revocation,
-            &[plan.id.to_string()],
-            now,
-        )
-        .await?;
-        let reissue = StoredReissue {
-            token_id: TokenId::of(grant).to_string(),
-            request_id: plan.request.to_string(),
-            replaces: plan.id.to_string(),
-            revocation_id: revocation.token_id.clone(),
-            token: grant.to_owned(),
-            reissued_at: now,
-            attempts: 0,
-            delivered_at: None,
-            refused_code: None,
-        };
-        sqlx::query(
-            "INSERT INTO reissues (token_id, principal, request_id, replaces, revocation_id, token, reissued_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&reissue.token_id)
-        .bind(principal)
-        .bind(&reissue.request_id)
-        .bind(&reissue.replaces)
-        .bind(&reissue.revocation_id)
-        .bind(grant)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        append(
-            &mut tx,
-            key,
-            principal,
-            now,
-            "grant.reissued",
-            &reissue.token_id,
-            Some(grant),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Narrowed {
-            revocation,
-            reissue,
-        })
-    }
-
-    /// The re-issued grant with `token_id`, if one was recorded.
-    pub async fn reissue(&self, token_id: &str) -> Result<Option<StoredReissue>, ClientError> {
-        Ok(sqlx::query_as("SELECT token_id, request_id, replaces, revocation_id, token, reissued_at, attempts, delivered_at, refused_code FROM reissues WHERE token_id = ?")
-            .bind(token_id)
-            .fetch_optional(self.pool())
-            .await?)
-    }
-
-    /// The re-issued grants of `principal` not yet delivered nor refused,
-    /// oldest first, each with how its revocation's delivery went: the
-    /// broker's code if it refused the revocation for good, and whether it
-    /// accepted it.
-    pub(crate) async fn reissue_outbox(
-        &self,
-        principal: &str,
-    ) -> Result<Vec<(StoredReissue, Option<String>, bool)>, ClientError> {
-        #[derive(FromRow)]
-        struct Row {
-            #[sqlx(flatten)]
-            reissue: StoredReissue,
-            revocation_refused: Option<String>,
-            revocation_delivered: Option<i64>,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT r.token_id, r.request_id, r.replaces, r.revocation_id, r.token, r.reissued_at,
-                    r.attempts, r.delivered_at, r.refused_code,
-                    v.refused_code AS revocation_refused, v.delivered_at AS revocation_delivered
-             FROM reissues r JOIN revocations v ON v.token_id = r.revocation_id
-             WHERE r.principal = ? AND r.delivered_at IS NULL AND r.refused_code IS NULL
-             ORDER BY r.reissued_at, r.token_id",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.reissue,
-                    r.revocation_refused,
-                    r.revocation_delivered.is_some(),
-                )
-            })
-            .collect())
     }
 }
 

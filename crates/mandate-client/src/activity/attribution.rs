@@ -1,8 +1,6 @@
 //! A receipt traced back: user intent, agent interpretation, agent
 //! decision, sub-agent action.
 
-use std::collections::HashMap;
-
 use mandate_core::{Ledger, PublicKey, Step, TokenId};
 use serde::Serialize;
 
@@ -108,7 +106,7 @@ impl History {
                 complete: false,
             });
         }
-        let names = self.agent_names_by_id(principal).await?;
+        let names = self.agent_names(principal).await?;
         let who = |agent: &mandate_core::AgentId| {
             let id = agent.to_string();
             names
@@ -189,18 +187,5 @@ impl History {
             steps,
             complete: explained.complete,
         })
-    }
-
-    async fn agent_names_by_id(
-        &self,
-        principal: &str,
-    ) -> Result<HashMap<String, String>, ClientError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT agent_id, agent_name FROM requests WHERE principal = ? ORDER BY received_at",
-        )
-        .bind(principal)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().collect())
     }
 }

@@ -13,19 +13,26 @@
 //! - `ingest`: writing checked pages of the feed ([`Ingest`]);
 //! - `chain`: the receipt rows' hash chain, and its verification;
 //! - `query`: the timeline's pages, one receipt, reporting one;
+//! - `grants`: the grants as saved at each sync, and their usage;
 //! - `attribution`: a receipt traced back to the user's intent.
+
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
+use crate::history::agent_name_sql;
+
 mod attribution;
 mod chain;
 mod check;
+mod grants;
 mod ingest;
 mod query;
 
 pub use attribution::{AttributionView, StepView};
 pub use check::{Checker, Verdict};
+pub(crate) use grants::{GrantRow, GrantUse};
 pub use ingest::Ingest;
 pub use query::fts_query;
 
@@ -117,13 +124,22 @@ pub struct Ingested {
     pub failed: usize,
 }
 
-const ROW_COLUMNS: &str = "r.seq, r.id, r.grant_id, r.agent, \
-    (SELECT q.agent_name FROM requests q WHERE q.principal = r.principal AND q.agent_id = r.agent \
-     ORDER BY q.received_at DESC LIMIT 1) AS agent_name, \
-    (SELECT q.agent_name FROM grants g JOIN grants p ON p.id = g.parent \
-     JOIN requests q ON q.principal = r.principal AND q.agent_id = p.grantee \
-     WHERE g.id = r.grant_id ORDER BY q.received_at DESC LIMIT 1) AS delegated_by, \
-    r.kind, r.target, r.summary, r.rationale, r.outcome, r.at, r.received_at, r.status, r.error, r.reported_at";
+/// The columns of an [`ActivityRow`], over `receipts r`: the agents' names
+/// come from the requests through [`agent_name_sql`], the one place that
+/// reads them from the requests' table.
+static ROW_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    let agent = agent_name_sql("r.principal", "r.agent");
+    // The agent that delegated the grant the receipt was made under.
+    let delegator = agent_name_sql(
+        "r.principal",
+        "(SELECT p.grantee FROM grants g JOIN grants p ON p.id = g.parent WHERE g.id = r.grant_id)",
+    );
+    format!(
+        "r.seq, r.id, r.grant_id, r.agent, {agent} AS agent_name, {delegator} AS delegated_by, \
+         r.kind, r.target, r.summary, r.rationale, r.outcome, r.at, r.received_at, r.status, \
+         r.error, r.reported_at"
+    )
+});
 
 /// The rows of `receipts` whose id may be the one bound (twice): those under
 /// its key in either table of ids (migration 0005). The caller compares the

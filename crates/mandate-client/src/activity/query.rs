@@ -26,7 +26,7 @@ impl History {
             }
         });
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
-        q.push(ROW_COLUMNS);
+        q.push(ROW_COLUMNS.as_str());
         match &text {
             Some(words) => {
                 // CROSS JOIN keeps the full-text index the outer loop
@@ -85,8 +85,9 @@ impl History {
         id: &str,
     ) -> Result<Option<(ActivityRow, String)>, ClientError> {
         let sql = format!(
-            "SELECT {ROW_COLUMNS}, r.token FROM receipts r
-             WHERE r.seq IN {SEQ_OF_ID} AND r.principal = ? AND r.id = ?"
+            "SELECT {}, r.token FROM receipts r
+             WHERE r.seq IN {SEQ_OF_ID} AND r.principal = ? AND r.id = ?",
+            ROW_COLUMNS.as_str()
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id_key(id))

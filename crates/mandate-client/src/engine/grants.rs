@@ -169,10 +169,20 @@ impl Grants {
             &mut rand_core::OsRng,
         );
         let grant = crate::narrow::reissued_grant(&plan, &active.key, at, &mut rand_core::OsRng);
-        let narrowed = self
+        let (revocation, reissue) = self
             .history
-            .record_reissue(&active.key, principal, &plan, (&revocation, &grant), at)
+            .record_reissue(
+                &active.key,
+                principal,
+                (&plan.id.to_string(), &plan.request.to_string()),
+                (&revocation, &grant),
+                at,
+            )
             .await?;
+        let narrowed = Narrowed {
+            revocation,
+            reissue,
+        };
         tracing::info!(replaces = %plan.id, grant = %narrowed.reissue.token_id, "grant narrowed to what was used");
         Ok(narrowed)
     }

@@ -1,12 +1,14 @@
-//! The decisions the user signed, which double as the outbox, and the
-//! revocations, each with its event in the log.
+//! The decisions the user signed, which double as the outbox, the
+//! revocations, and the grants re-issued narrower (see [`crate::narrow`]),
+//! each with its event in the log.
 
-use mandate_core::SigningKey;
-use sqlx::{Row as _, SqliteConnection};
+use mandate_core::{SigningKey, TokenId};
+use sqlx::{FromRow, Row as _, SqliteConnection};
 
 use super::log::append;
 use super::{
-    DecisionKind, History, NewDecision, Outgoing, RequestState, StoredDecision, StoredRevocation,
+    DecisionKind, History, NewDecision, Outgoing, RequestState, StoredDecision, StoredReissue,
+    StoredRevocation,
 };
 use crate::ClientError;
 
@@ -231,7 +233,7 @@ impl History {
 
 /// Records a revocation and its event in `tx` (see
 /// [`History::record_revocation`]).
-pub(crate) async fn insert_revocation(
+async fn insert_revocation(
     tx: &mut SqliteConnection,
     key: &SigningKey,
     principal: &str,
@@ -285,4 +287,126 @@ fn revocation_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRevocation, Client
         delivered_at: r.try_get("delivered_at")?,
         refused_code: r.try_get("refused_code")?,
     })
+}
+
+impl History {
+    /// Records the revocation of grant `replaces` and the `grant`
+    /// re-issued in its place in answer to request `request_id`, with their
+    /// events and the new head, in one transaction. From then on both are
+    /// in the outbox.
+    pub(crate) async fn record_reissue(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        (replaces, request_id): (&str, &str),
+        (revocation, grant): (&str, &str),
+        now: i64,
+    ) -> Result<(StoredRevocation, StoredReissue), ClientError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let revocation = insert_revocation(
+            &mut tx,
+            key,
+            principal,
+            revocation,
+            &[replaces.to_owned()],
+            now,
+        )
+        .await?;
+        let reissue = StoredReissue {
+            token_id: TokenId::of(grant).to_string(),
+            request_id: request_id.to_owned(),
+            replaces: replaces.to_owned(),
+            revocation_id: revocation.token_id.clone(),
+            token: grant.to_owned(),
+            reissued_at: now,
+            attempts: 0,
+            delivered_at: None,
+            refused_code: None,
+        };
+        sqlx::query(
+            "INSERT INTO reissues (token_id, principal, request_id, replaces, revocation_id, token, reissued_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&reissue.token_id)
+        .bind(principal)
+        .bind(&reissue.request_id)
+        .bind(&reissue.replaces)
+        .bind(&reissue.revocation_id)
+        .bind(grant)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append(
+            &mut tx,
+            key,
+            principal,
+            now,
+            "grant.reissued",
+            &reissue.token_id,
+            Some(grant),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((revocation, reissue))
+    }
+
+    /// The re-issued grant with `token_id`, if one was recorded.
+    pub async fn reissue(&self, token_id: &str) -> Result<Option<StoredReissue>, ClientError> {
+        Ok(sqlx::query_as("SELECT token_id, request_id, replaces, revocation_id, token, reissued_at, attempts, delivered_at, refused_code FROM reissues WHERE token_id = ?")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The re-issued grants of `principal` not yet delivered nor refused,
+    /// oldest first, each with how its revocation's delivery went: the
+    /// broker's code if it refused the revocation for good, and whether it
+    /// accepted it.
+    pub(crate) async fn reissue_outbox(
+        &self,
+        principal: &str,
+    ) -> Result<Vec<(StoredReissue, Option<String>, bool)>, ClientError> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            reissue: StoredReissue,
+            revocation_refused: Option<String>,
+            revocation_delivered: Option<i64>,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT r.token_id, r.request_id, r.replaces, r.revocation_id, r.token, r.reissued_at,
+                    r.attempts, r.delivered_at, r.refused_code,
+                    v.refused_code AS revocation_refused, v.delivered_at AS revocation_delivered
+             FROM reissues r JOIN revocations v ON v.token_id = r.revocation_id
+             WHERE r.principal = ? AND r.delivered_at IS NULL AND r.refused_code IS NULL
+             ORDER BY r.reissued_at, r.token_id",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.reissue,
+                    r.revocation_refused,
+                    r.revocation_delivered.is_some(),
+                )
+            })
+            .collect())
+    }
+
+    /// The grants of `principal`'s re-issued narrower: each replaced
+    /// grant's id, with the id of the grant that replaces it.
+    pub(crate) async fn replacements(
+        &self,
+        principal: &str,
+    ) -> Result<std::collections::HashMap<String, String>, ClientError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT replaces, token_id FROM reissues WHERE principal = ?")
+                .bind(principal)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
 }

@@ -36,8 +36,8 @@ mod log;
 mod profiles;
 mod requests;
 
-pub(crate) use decisions::insert_revocation;
 pub(crate) use log::{append, decode_hash, field_into, head_message};
+pub(crate) use requests::agent_name_sql;
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ts_rs::TS)]
@@ -217,6 +217,30 @@ pub struct Event {
     pub prev: String,
     /// The base64url hash of this event.
     pub hash: String,
+}
+
+/// A re-issued grant, and how its delivery went.
+#[derive(Debug, Clone, Serialize, FromRow, ts_rs::TS)]
+pub struct StoredReissue {
+    /// The new grant's id.
+    pub token_id: String,
+    /// The request it answers.
+    pub request_id: String,
+    /// The grant it replaces.
+    pub replaces: String,
+    /// The revocation of that grant.
+    pub revocation_id: String,
+    /// The new grant.
+    pub token: String,
+    /// When it was signed.
+    pub reissued_at: i64,
+    /// How many deliveries were tried.
+    pub attempts: i64,
+    /// When the broker accepted it.
+    pub delivered_at: Option<i64>,
+    /// The broker's code, if it refused the grant (or its revocation) for
+    /// good.
+    pub refused_code: Option<String>,
 }
 
 /// The outcome of [`History::verify`].

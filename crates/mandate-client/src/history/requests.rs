@@ -10,6 +10,18 @@ use super::{History, RequestState, StoredRequest};
 use crate::ClientError;
 use crate::broker::InboxItem;
 
+/// The name the agent `agent` last gave the user `principal` in a
+/// request, as an SQL scalar subquery over two SQL expressions: for other
+/// parts' queries that show agents' names beside their own rows, so that
+/// they need not read the requests' table themselves. NULL when it never
+/// asked.
+pub(crate) fn agent_name_sql(principal: &str, agent: &str) -> String {
+    format!(
+        "(SELECT q.agent_name FROM requests q WHERE q.principal = {principal} \
+         AND q.agent_id = {agent} ORDER BY q.received_at DESC LIMIT 1)"
+    )
+}
+
 impl History {
     /// Records a request from the inbox, once. Returns whether it was new.
     pub async fn record_request(
@@ -152,6 +164,20 @@ impl History {
         rows.iter()
             .map(|r| Ok((r.try_get("agent_id")?, r.try_get("agent_name")?)))
             .collect()
+    }
+
+    /// The pending requests of `principal`, each with its parent chain
+    /// (the JSON array of the grants above the asking agent, as recorded).
+    pub(crate) async fn pending_parent_chains(
+        &self,
+        principal: &str,
+    ) -> Result<Vec<(String, String)>, ClientError> {
+        Ok(sqlx::query_as(
+            "SELECT id, parent_chain FROM requests WHERE principal = ? AND state = 'pending'",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Marks the pending requests of `principal` that the broker no longer
