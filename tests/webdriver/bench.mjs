@@ -32,7 +32,8 @@ const APP = process.env.BENCH_PROFILE === 'debug'
   ? bin('mandate-app')
   : join(TARGET, 'release', 'mandate-app');
 const PENDING = 500;
-const STARTS = 5;
+// BENCH_STARTS: how many cold starts of each kind (default 5).
+const STARTS = Number(process.env.BENCH_STARTS ?? 5);
 const LATENCY_SAMPLES = 15;
 
 const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-')) };
