@@ -1,9 +1,9 @@
 //! The Mandate desktop app: a thin Tauri v2 shell over the engine
 //! (`mandate-client`). Each command is one call into the engine or its
-//! [`commands`](mandate_client::commands); errors reach the page as
-//! `{ code, message }`. The user key and the sign-in tokens stay in the
-//! engine (and the OS keyring): no command returns them. What is left here
-//! needs a window: the save dialog, the tray, desktop notifications.
+//! [`commands`]; errors reach the page as `{ code, message }`. The user
+//! key and the sign-in tokens stay in the engine (and the OS keyring): no
+//! command returns them. What is left here needs a window: the save
+//! dialog, the tray, desktop notifications.
 //!
 //! Configuration comes from the environment, so that `make run` and the
 //! tests can point the app at their own provider and broker (see

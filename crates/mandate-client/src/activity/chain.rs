@@ -88,7 +88,7 @@ impl<S: AsRef<str>, T: AsRef<str>> ReceiptFields<S, T> {
 
 impl History {
     /// Checks the whole history of `principal`: the event chain, its
-    /// signed head and the rows it speaks of ([`History::verify_log`]),
+    /// signed head and the rows it speaks of (`History::verify_log`),
     /// then the receipts' chain ([`History::verify_receipts`]). The first
     /// break is an error naming it.
     pub async fn verify(

@@ -64,10 +64,10 @@ pub struct Account {
 /// The engine. Cheap to clone; clones share everything.
 ///
 /// It is a facade over its parts, each with one job and its own state:
-/// the sign-in ([`session`]), the inbox and its decisions ([`inbox`]),
-/// the outbox's delivery ([`outbox`]), the grants after the decision
-/// ([`grants`]), the receipts ([`receipts`]), the user's other devices
-/// ([`keys`]), and what runs in the background ([`follow`]). The parts do
+/// the sign-in (`session`), the inbox and its decisions (`inbox`),
+/// the outbox's delivery (`outbox`), the grants after the decision
+/// (`grants`), the receipts (`receipts`), the user's other devices
+/// (`keys`), and what runs in the background (`follow`). The parts do
 /// not call each other: where one step leads to another (a decision
 /// recorded, then delivered), the engine takes both.
 #[derive(Clone)]
