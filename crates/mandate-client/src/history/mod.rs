@@ -14,8 +14,8 @@
 //!
 //! The parts: this module opens the database and holds the types;
 //! `log` is the event chain and its verification; `profiles`, `requests`
-//! and `decisions` (with the outbox and revocations) each write their
-//! tables with an event in the log. The receipts' tables are
+//! and `decisions` (with the outbox, revocations and re-issued grants)
+//! each write their tables with an event in the log. The receipts' tables are
 //! [`crate::activity`]'s, which also checks the whole history
 //! ([`History::verify`]) on top of this module's log.
 
