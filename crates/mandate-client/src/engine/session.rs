@@ -387,7 +387,7 @@ impl SignedIn {
     }
 }
 
-pub(super) fn jwk_json(key: &PublicKey) -> String {
+fn jwk_json(key: &PublicKey) -> String {
     // A JWK of four short strings always encodes.
     serde_json::to_string(&key.to_jwk()).unwrap_or_default()
 }
