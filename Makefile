@@ -14,12 +14,17 @@ LOGS := $(CARGO_TARGET_DIR)/test-logs
 bindings:
 	MANDATE_WRITE_BINDINGS=1 cargo test -p mandate-app --lib --locked bindings
 
+## Rewrites docs/broker-api.md and docs/errors.md from the code (tests/docs);
+## its tests, in `make unit`, fail while they are stale.
+docs:
+	MANDATE_WRITE_DOCS=1 cargo test -p mandate-docs --locked
+
 ## The app and its local stack (a provider, the in-process broker, a demo
 ## agent); Ctrl-C stops it all. See scripts/run.sh.
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings setup test ui lint unit webdriver bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
+.PHONY: run bindings docs setup test ui lint unit webdriver bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh

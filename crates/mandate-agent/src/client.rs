@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{AgentError, BrokerError};
+use crate::{AgentError, BrokerError, LocalCode};
 
 /// How long one HTTP exchange may take, besides a long-poll's wait.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -137,8 +137,8 @@ impl BrokerUrlError {
     /// The stable code.
     pub fn code(&self) -> &'static str {
         match self {
-            BrokerUrlError::Malformed => "broker.url_malformed",
-            BrokerUrlError::Insecure => "broker.url_insecure",
+            BrokerUrlError::Malformed => LocalCode::UrlMalformed.as_str(),
+            BrokerUrlError::Insecure => LocalCode::UrlInsecure.as_str(),
         }
     }
 }
@@ -345,9 +345,10 @@ pub fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> BrokerError {
     let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
     BrokerError::Refused {
         status: status.as_u16(),
-        code: body
-            .as_ref()
-            .map_or_else(|| "http.error".to_owned(), |b| b.code.clone()),
+        code: body.as_ref().map_or_else(
+            || LocalCode::HttpError.as_str().to_owned(),
+            |b| b.code.clone(),
+        ),
         message: body.map_or_else(|| status.to_string(), |b| b.message),
     }
 }

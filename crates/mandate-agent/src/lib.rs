@@ -37,12 +37,12 @@ pub mod guide {}
 
 pub use agent::{Agent, Ask, Delegation, Pending, Report, unix_now};
 pub use client::Broker;
-pub use error::{AgentError, BrokerError};
+pub use error::{AgentError, BrokerError, LocalCode};
 pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
 pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
 pub use revocations::Revocations;
 pub use verifier::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, Mandated, Need, NoNeed, Refusal, ResourceVerifier,
-    VerifierConfig, require_mandate,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, Mandated, Need, NoNeed, Refusal, ResourceCode,
+    ResourceVerifier, VerifierConfig, require_mandate, rule_status,
 };

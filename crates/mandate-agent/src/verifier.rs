@@ -289,6 +289,39 @@ fn permitted_without_money_limit(scopes: &[AuthorizationDetail], call: &Call<'_>
         .any(|d| d.limits.max_amount.is_none() && scope::permits(std::slice::from_ref(d), call))
 }
 
+mandate_core::error_codes! {
+    /// The codes a resource server's verifier answers besides the
+    /// protocol's (for those, see [`rule_status`]). docs/errors.md is
+    /// generated from this list.
+    pub enum ResourceCode {
+        /// The server declares no need for this call.
+        NoNeed = ("call.no_need", Some(403), "The server declares no scope for this method and path.", "Call only what the server serves; a valid mandate does not change this."),
+        /// The body could not be read for its need.
+        Unreadable = ("call.unreadable", Some(400), "The server could not read the body to learn what the call needs (the message says why).", "Send the body the server documents."),
+        /// The body is over the limit.
+        TooLarge = ("call.too_large", Some(413), "The body is over the server's limit.", "Send a smaller body."),
+        /// The call states no amount where one is needed.
+        AmountMissing = ("call.amount_missing", Some(403), "The call states no amount, and only scopes with a money limit cover it.", "State the amount the server documents."),
+        /// The revocation list is not current.
+        Stale = ("revocation.stale", Some(503), "The server's revocation list is not current: no broker checkpoint it caught up to is recent enough.", "Retry after a while; nothing is wrong with your mandate."),
+        /// No mandate presented.
+        Missing = ("mandate.missing", Some(401), "A mandate header is missing: `Mandate-Chain`, `Mandate-Binding`, `Mandate-Keys` or `Mandate-PoP`.", "Send all four (docs/agents.md, On the wire)."),
+        /// A mandate header that is not usable.
+        Malformed = ("mandate.malformed", Some(400), "A mandate header is not text, or a key in `Mandate-Keys` is not 32 bytes of base64url.", "Send the headers as docs/agents.md describes."),
+    }
+}
+
+/// The status a resource server answers a protocol rule with: 403 for a
+/// revoked chain or key and for a call out of scope, 503 for a full replay
+/// cache, and 401 for every other rule.
+pub fn rule_status(code: &str) -> StatusCode {
+    match code {
+        "chain.revoked" | "chain.key_revoked" | "call.out_of_scope" => StatusCode::FORBIDDEN,
+        "pop.cache_full" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
 /// Why a call was refused: a status and a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -301,76 +334,71 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    fn of(code: ResourceCode, message: String) -> Refusal {
+        Refusal {
+            status: code
+                .doc()
+                .status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST),
+            code: code.as_str(),
+            message,
+        }
+    }
+
     fn no_need(why: NoNeed) -> Refusal {
         match why {
-            NoNeed::Undeclared => Refusal {
-                status: StatusCode::FORBIDDEN,
-                code: "call.no_need",
-                message: "this server declares no scope for this method and path".into(),
-            },
+            NoNeed::Undeclared => Refusal::of(
+                ResourceCode::NoNeed,
+                "this server declares no scope for this method and path".into(),
+            ),
             NoNeed::Unreadable(message) => Refusal::unreadable(message),
         }
     }
 
     fn unreadable(message: &str) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            code: "call.unreadable",
-            message: message.into(),
-        }
+        Refusal::of(ResourceCode::Unreadable, message.into())
     }
 
     fn too_large(max: usize) -> Refusal {
-        Refusal {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "call.too_large",
-            message: format!("the body is longer than {max} bytes"),
-        }
+        Refusal::of(
+            ResourceCode::TooLarge,
+            format!("the body is longer than {max} bytes"),
+        )
     }
 
     fn amount_missing() -> Refusal {
-        Refusal {
-            status: StatusCode::FORBIDDEN,
-            code: "call.amount_missing",
-            message: "the call states no amount, and only details with a money limit cover it"
-                .into(),
-        }
+        Refusal::of(
+            ResourceCode::AmountMissing,
+            "the call states no amount, and only details with a money limit cover it".into(),
+        )
     }
 
     fn stale() -> Refusal {
-        Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "revocation.stale",
-            message: "the revocation list is not current; refusing until it is".into(),
-        }
+        Refusal::of(
+            ResourceCode::Stale,
+            "the revocation list is not current; refusing until it is".into(),
+        )
     }
 
     fn missing() -> Refusal {
-        Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            code: "mandate.missing",
-            message:
-                "present a mandate: Mandate-Chain, Mandate-Binding, Mandate-Keys and Mandate-PoP"
-                    .into(),
-        }
+        Refusal::of(
+            ResourceCode::Missing,
+            "present a mandate: Mandate-Chain, Mandate-Binding, Mandate-Keys and Mandate-PoP"
+                .into(),
+        )
     }
 
     fn malformed(header: &str) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            code: "mandate.malformed",
-            message: format!("the {header} header is malformed"),
-        }
+        Refusal::of(
+            ResourceCode::Malformed,
+            format!("the {header} header is malformed"),
+        )
     }
 
     fn token(e: mandate_core::Error) -> Refusal {
-        let status = match e.code() {
-            "chain.revoked" | "chain.key_revoked" | "call.out_of_scope" => StatusCode::FORBIDDEN,
-            "pop.cache_full" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        };
         Refusal {
-            status,
+            status: rule_status(e.code()),
             code: e.code(),
             message: e.to_string(),
         }

@@ -1,6 +1,7 @@
 //! Chains presented to the broker (with a receipt, or behind a sub-agent's
 //! request), verified against the broker's own bindings and revocations.
 
+use crate::error::Code;
 use std::collections::HashSet;
 
 use mandate_core::{BindingSet, Context, Jwk, KeySet, TokenId, VerifiedChain, verify_chain};
@@ -28,7 +29,7 @@ pub async fn check(
     state: &AppState,
     chain: &[String],
     keys: &[Jwk],
-    malformed: &'static str,
+    malformed: Code,
 ) -> Result<Checked, ApiError> {
     let now = state.now();
     let s = &state.inner;
@@ -36,7 +37,7 @@ pub async fn check(
         || chain.len() > mandate_core::MAX_CHAIN_LINKS
         || keys.len() > 2 * mandate_core::MAX_CHAIN_LINKS
     {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
             malformed,
             "a chain of 1 to 16 grants, root first, and at most 32 keys",
         ));
@@ -99,8 +100,7 @@ pub async fn record_links(
         Some(g) if g.principal == *verified.principal() => {}
         _ => {
             return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "chain.unknown_root",
+                Code::UnknownRoot,
                 "the chain's root is not a grant this broker holds for its user",
             ));
         }

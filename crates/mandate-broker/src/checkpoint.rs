@@ -13,10 +13,10 @@
 //! A checkpoint is signed only after the feed was read: while the store
 //! cannot be read, the last one ages, and followers go stale.
 
+use crate::error::Code;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use mandate_core::token::CheckpointClaims;
 use mandate_core::{Claims as _, FeedHead};
 use mandate_store::{EventKind, StoreError, Withdrawn};
@@ -73,8 +73,7 @@ impl Checkpoints {
         let mut rx = self.subscribe(state);
         let unavailable = || {
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "checkpoint.unavailable",
+                Code::CheckpointUnavailable,
                 "the revocation feed has no checkpoint yet",
             )
         };

@@ -23,13 +23,14 @@
 //!
 //! No answer repeats the refused value.
 
+use crate::error::Code;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -257,8 +258,7 @@ impl Guard {
         let admitted = |h: Option<AllowedHost>| h.is_some_and(|h| self.hosts.contains(&h));
         if !hosts.into_iter().chain(target).all(admitted) {
             return Err(ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "request.host",
+                Code::Host,
                 "this broker does not answer for that host (see --allowed-host)",
             ));
         }
@@ -302,16 +302,12 @@ fn one(headers: &HeaderMap, name: HeaderName) -> Result<Option<&HeaderValue>, Re
 }
 
 fn host_missing() -> ApiError {
-    ApiError::bad_request(
-        "request.host_missing",
-        "the request must name one host, in Host",
-    )
+    ApiError::new(Code::HostMissing, "the request must name one host, in Host")
 }
 
 fn foreign_origin() -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "request.origin",
+        Code::Origin,
         "requests from this origin are not accepted (see --allowed-origin)",
     )
 }
@@ -332,8 +328,7 @@ pub fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), Ap
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "body.content_type",
+            Code::ContentType,
             "the body must be sent as Content-Type: application/json",
         ))
     }

@@ -11,7 +11,7 @@ use mandate_core::{Jwk, TokenId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ErrorBody;
+use crate::error::{Code, ErrorBody};
 use crate::keys::{self, Enrolled, KeyItem, Removed};
 use crate::receipt_service::{self, ReceiptItem};
 use crate::revocation_service::{self, FeedEntry, GrantItem};
@@ -29,23 +29,18 @@ fn json_body<T: for<'de> Deserialize<'de>>(
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body.too_large",
-                "the body is too large",
-            )
+            ApiError::new(Code::BodyTooLarge, "the body is too large")
         } else {
-            ApiError::bad_request("body.unreadable", "the body could not be read")
+            ApiError::new(Code::BodyUnreadable, "the body could not be read")
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        ApiError::bad_request("body.malformed_json", "the body is not the expected JSON")
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::new(Code::BodyMalformed, "the body is not the expected JSON"))
 }
 
 fn request_id(id: &str) -> Result<TokenId, ApiError> {
     id.parse()
-        .map_err(|_| ApiError::bad_request("request.bad_id", "not a request id"))
+        .map_err(|_| ApiError::new(Code::BadId, "not a request id"))
 }
 
 /// The broker's public key set.
@@ -67,6 +62,11 @@ pub struct Metadata {
     pub oidc_issuers: Vec<String>,
 }
 
+/// The broker's metadata.
+///
+/// Anyone may read it. `jwks` holds the key that signs bindings and
+/// checkpoints; resource servers trust it. `oidc_issuers` are the providers
+/// whose users may sign in.
 #[utoipa::path(get, path = "/.well-known/mandate", tag = "broker", responses((status = 200, body = Metadata)))]
 pub async fn metadata(State(state): State<AppState>) -> Json<Metadata> {
     let s = &state.inner;
@@ -100,6 +100,19 @@ pub struct SubmitBody {
     endorsement: Option<String>,
 }
 
+/// Files an agent's request in a user's inbox.
+///
+/// No sign-in: the request token is signed by the agent's own key, carried in
+/// its `jwk` header. The request's `principal_hint` must be the user as
+/// `ISSUER#SUBJECT`, exactly the `iss` and `sub` of the user's ID token
+/// (`request.no_principal` otherwise). The request's id, in the reply and in
+/// `/v1/requests/{id}`, is the token id of the request token: the base64url
+/// SHA-256 of its compact form. The binding code is the agent's own: it chose
+/// `binding_code` when it signed the request, and the reply repeats it. A
+/// sub-agent's request also carries the chain it extends (`parent_chain`,
+/// `keys`) and `endorsement`, a `mandate-pop+jwt` by that chain's leaf agent
+/// for `POST` on this URL whose `ath` is the chain hash of the parent
+/// chain's grants followed by the request token.
 #[utoipa::path(
     post, path = "/v1/requests", tag = "agents", request_body = SubmitBody,
     responses(
@@ -133,6 +146,16 @@ pub struct Wait {
     wait: u64,
 }
 
+/// A request's state, as its agent sees it.
+///
+/// No sign-in: the `Mandate-PoP` header carries a `mandate-pop+jwt` by the
+/// key that signed the request, for `GET` on `{public URL}/v1/requests/{id}`
+/// (the query is not part of `htu`), whose `ath` is the chain hash
+/// (protocol.md 4.6) of the one-token list holding the request token:
+/// `BASE64URL(SHA-256(SHA-256(request token)))`. Each proof is accepted once.
+/// With `wait` (at most 30 s), a pending request is held open until it is
+/// decided or the wait ends. Once approved, the reply carries the grant, the
+/// broker's binding for the user key that signed it, and that key.
 #[utoipa::path(
     get, path = "/v1/requests/{id}", tag = "agents",
     params(("id" = String, Path, description = "The request's id"), Wait,
@@ -149,21 +172,20 @@ pub async fn poll_request(
     query: Result<Query<Wait>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<RequestView>, ApiError> {
-    let Query(wait) = query.map_err(|_| {
-        ApiError::bad_request("query.malformed", "wait must be a number of seconds")
-    })?;
+    let Query(wait) = query
+        .map_err(|_| ApiError::new(Code::QueryMalformed, "wait must be a number of seconds"))?;
     let id = request_id(&id)?;
-    let pop =
-        match headers.get(POP_HEADER) {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::bad_request("auth.pop_malformed", "the proof is not text")
-            })?),
-        };
+    let pop = match headers.get(POP_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::new(Code::PopMalformed, "the proof is not text"))?,
+        ),
+    };
     let wait = std::time::Duration::from_secs(wait.wait);
     if wait > service::MAX_WAIT {
-        return Err(ApiError::bad_request(
-            "query.malformed",
+        return Err(ApiError::new(
+            Code::QueryMalformed,
             "wait is at most 30 seconds",
         ));
     }
@@ -177,6 +199,11 @@ pub struct Inbox {
     pub requests: Vec<InboxItem>,
 }
 
+/// The signed-in user's pending requests.
+///
+/// The bearer is the user's OIDC ID token. Each request comes with the chain
+/// behind it and its agents' keys, so that the app verifies every link
+/// itself.
 #[utoipa::path(
     get, path = "/v1/inbox", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Inbox), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
@@ -209,6 +236,13 @@ pub struct EnrollBody {
     session_proof: Option<String>,
 }
 
+/// Enrolls a user key, or renews its binding.
+///
+/// The bearer is the user's OIDC ID token. `proof` is a `mandate-pop+jwt` by
+/// the key for `POST` on the broker's `/v1/keys`, whose `ath` is the chain
+/// hash of the one-element list holding the bearer token. A new key also
+/// needs a fresh sign-in made for it: `session_jwk`, `session_proof` and
+/// `device` (docs/broker.md, Keys and devices).
 #[utoipa::path(
     post, path = "/v1/keys", tag = "users", security(("bearer" = [])), request_body = EnrollBody,
     responses(
@@ -240,6 +274,9 @@ pub struct Keys {
     pub keys: Vec<KeyItem>,
 }
 
+/// The signed-in user's keys, oldest first.
+///
+/// The bearer is the user's OIDC ID token.
 #[utoipa::path(
     get, path = "/v1/keys", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Keys), (status = 401, body = ErrorBody))
@@ -258,6 +295,12 @@ pub struct RemoveBody {
     revocation: String,
 }
 
+/// Removes some of the signed-in user's keys.
+///
+/// The bearer is the user's OIDC ID token, and the body a
+/// `mandate-key-revocation+jwt` signed by one of that user's bound keys. The
+/// keys are never bound again, and each becomes an entry of the revocation
+/// feed.
 #[utoipa::path(
     post, path = "/v1/keys/revocations", tag = "users", security(("bearer" = [])), request_body = RemoveBody,
     responses(
@@ -302,6 +345,14 @@ pub struct Decided {
     pub status: &'static str,
 }
 
+/// Records the user's decision on a request.
+///
+/// The bearer is the user's OIDC ID token. The body carries a root
+/// `mandate-grant+jwt` or a `mandate-denial+jwt` signed by one of the user's
+/// enrolled keys, naming the request. The broker checks a grant against the
+/// request (its agent, and no more than was asked). With `replaces`, on an
+/// approved request, a grant re-issues the current one narrower, once that
+/// one is revoked.
 #[utoipa::path(
     post, path = "/v1/requests/{id}/decision", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")), request_body = DecisionBody,
@@ -325,12 +376,12 @@ pub async fn decide(
         (Some(grant), None, Some(replaces)) => Decision::Reissue {
             grant,
             replaces: replaces.parse().map_err(|_| {
-                ApiError::bad_request("decision.malformed", "replaces is not a grant id")
+                ApiError::new(Code::DecisionMalformed, "replaces is not a grant id")
             })?,
         },
         _ => {
-            return Err(ApiError::bad_request(
-                "decision.malformed",
+            return Err(ApiError::new(
+                Code::DecisionMalformed,
                 "send exactly one of grant and denial, and replaces only with a grant",
             ));
         }
@@ -356,6 +407,14 @@ pub struct RevokeBody {
     keys: Vec<Jwk>,
 }
 
+/// Revokes grants.
+///
+/// No sign-in: the revocation's signature is its authority. A user revokes
+/// with a key bound to the revocation's `sub`, and every revoked id must be
+/// one of that user's grants. An agent revokes what it delegated: it sends
+/// `chain` (through every grant it revokes, root first) and `keys`, and must
+/// have signed at or above each revoked link. Grants beneath a revoked one
+/// fall with it.
 #[utoipa::path(
     post, path = "/v1/revocations", tag = "revocations", request_body = RevokeBody,
     responses(
@@ -393,8 +452,8 @@ impl Since {
     /// The position, which may not be negative.
     fn position(&self) -> Result<i64, ApiError> {
         if !(0..=MAX_POSITION).contains(&self.since) {
-            return Err(ApiError::bad_request(
-                "query.malformed",
+            return Err(ApiError::new(
+                Code::QueryMalformed,
                 "since must be between 0 and 2^53 - 1",
             ));
         }
@@ -415,6 +474,10 @@ pub struct Feed {
     pub checkpoint: String,
 }
 
+/// A page of the revocation feed.
+///
+/// Anyone may read it. Up to 1,000 entries after `since`, oldest first, with
+/// `next` and the broker's latest signed checkpoint.
 #[utoipa::path(
     get, path = "/v1/revocations", tag = "revocations", params(Since),
     responses((status = 200, body = Feed), (status = 400, body = ErrorBody),
@@ -425,7 +488,7 @@ pub async fn revocation_feed(
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Json<Feed>, ApiError> {
     let Query(since) =
-        query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
+        query.map_err(|_| ApiError::new(Code::QueryMalformed, "since must be an integer"))?;
     let position = since.position()?;
     let revoked = revocation_service::feed(&state, position).await?;
     let next = revoked.last().map_or(position, |r| r.seq);
@@ -444,6 +507,10 @@ pub struct Grants {
     pub grants: Vec<GrantItem>,
 }
 
+/// The signed-in user's grants.
+///
+/// The bearer is the user's OIDC ID token. Each grant comes with the
+/// sub-delegations agents reported beneath it, and its revocation state.
 #[utoipa::path(
     get, path = "/v1/grants", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Grants), (status = 401, body = ErrorBody))
@@ -468,6 +535,11 @@ pub struct ReportBody {
     keys: Vec<Jwk>,
 }
 
+/// Stores an agent's receipt.
+///
+/// No sign-in: the receipt is signed by the leaf agent's key, and checked
+/// against `chain`, which must verify here and begin with a grant this broker
+/// holds.
 #[utoipa::path(
     post, path = "/v1/receipts", tag = "agents", request_body = ReportBody,
     responses(
@@ -493,6 +565,10 @@ pub struct Receipts {
     pub next: i64,
 }
 
+/// A page of the signed-in user's receipts.
+///
+/// The bearer is the user's OIDC ID token. Each receipt comes with its chain
+/// and its agents' keys, so that the app checks it itself.
 #[utoipa::path(
     get, path = "/v1/receipts", tag = "users", security(("bearer" = [])), params(Since),
     responses((status = 200, body = Receipts), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
@@ -503,7 +579,7 @@ pub async fn receipts(
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Json<Receipts>, ApiError> {
     let Query(since) =
-        query.map_err(|_| ApiError::bad_request("query.malformed", "since must be an integer"))?;
+        query.map_err(|_| ApiError::new(Code::QueryMalformed, "since must be an integer"))?;
     let position = since.position()?;
     let receipts = receipt_service::receipts(&state, &user, position).await?;
     let next = receipts.last().map_or(position, |r| r.seq);
@@ -522,13 +598,17 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .filter(|n| (0..=MAX_POSITION).contains(n))
         .map(Some)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "sse.bad_last_event_id",
+            ApiError::new(
+                Code::BadLastEventId,
                 "Last-Event-ID must be an integer from 0 to 2^53 - 1",
             )
         })
 }
 
+/// The signed-in user's inbox, live (server-sent events).
+///
+/// The bearer is the user's OIDC ID token. Events say when a request arrives
+/// or is decided, when a receipt is stored, and when a key is enrolled.
 #[utoipa::path(
     get, path = "/v1/inbox/events", tag = "users", security(("bearer" = [])),
     params(("last-event-id" = Option<i64>, Header, description = "Resume after this event", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
@@ -549,6 +629,10 @@ pub async fn inbox_events(
     .await
 }
 
+/// The revocation feed, live (server-sent events).
+///
+/// Anyone may follow it. `revoked` events carry each revocation, `checkpoint`
+/// events each new signed checkpoint; resume with `Last-Event-ID`.
 #[utoipa::path(
     get, path = "/v1/revocations/events", tag = "revocations",
     params(("last-event-id" = Option<i64>, Header, description = "Resume after this event", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
@@ -564,5 +648,5 @@ pub async fn revocation_events(
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(Code::NotFound, "no such endpoint")
 }

@@ -8,7 +8,7 @@ use mandate_core::{Claims as _, HttpCall, Jwk, PublicKey, TokenId, check_proof};
 use mandate_store::{Binding, BindingPut, RevocationRecord, Withdrawn};
 use serde::Serialize;
 
-use crate::error::on_conflict;
+use crate::error::{Code, on_conflict};
 use crate::{ApiError, AppState, User};
 
 /// How long a key binding lasts: 7 days. The app renews it while the user
@@ -86,16 +86,15 @@ pub async fn enroll(
         uri: &uri,
     };
     let ath = chain_hash(&[user.token.expose()]);
-    let unauthorized =
-        |e: mandate_core::Error| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+    let unauthorized = ApiError::proof;
     if s.store.is_key_revoked(&key.thumbprint()).await? {
-        return Err(ApiError::conflict(
-            "key.revoked",
+        return Err(ApiError::new(
+            Code::KeyRevoked,
             "this key was removed and is never bound again; make a new one",
         ));
     }
     let bound_elsewhere =
-        || ApiError::conflict("key.bound_elsewhere", "the key belongs to another user");
+        || ApiError::new(Code::KeyBoundElsewhere, "the key belongs to another user");
     let current = s.store.binding(&key.thumbprint()).await?;
     // The cheap checks first: a proof is recorded (spent) only after them.
     let device = match &current {
@@ -112,23 +111,21 @@ pub async fn enroll(
                 .is_some_and(|at| now.saturating_sub(at) <= ENROLLMENT_MAX_AGE);
             if !fresh {
                 return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "key.sign_in_stale",
+                    Code::SignInStale,
                     "enrolling a new key needs a sign-in from the last 5 minutes",
                 ));
             }
             let device = device_name(e.device)?;
             let (Some(session_jwk), Some(session_proof)) = (e.session_jwk, e.session_proof) else {
-                return Err(ApiError::bad_request(
-                    "key.session_missing",
+                return Err(ApiError::new(
+                    Code::SessionMissing,
                     "a new key needs the sign-in's session key and its proof",
                 ));
             };
             let session = PublicKey::from_jwk(session_jwk).map_err(ApiError::token)?;
             if user.nonce.as_deref() != Some(session.thumbprint().to_string().as_str()) {
                 return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "key.nonce_mismatch",
+                    Code::NonceMismatch,
                     "the sign-in was not made for this enrollment",
                 ));
             }
@@ -146,7 +143,7 @@ pub async fn enroll(
                 )
                 .await
                 .map_err(on_conflict(
-                    "key.token_spent",
+                    Code::TokenSpent,
                     "this sign-in has enrolled a key already; sign in again",
                 ))?;
             device
@@ -176,7 +173,7 @@ pub async fn enroll(
         last_used_at: None,
     };
     let put = s.store.put_binding(&record).await.map_err(on_conflict(
-        "key.bound_elsewhere",
+        Code::KeyBoundElsewhere,
         "the key belongs to another user",
     ))?;
     state.inner.hub.wake(state.store()).await;
@@ -204,8 +201,8 @@ fn device_name(name: Option<&str>) -> Result<String, ApiError> {
         {
             Ok(n.to_owned())
         }
-        _ => Err(ApiError::bad_request(
-            "key.device_malformed",
+        _ => Err(ApiError::new(
+            Code::DeviceMalformed,
             "a new key needs a device name of 1 to 64 characters, without control characters",
         )),
     }
@@ -264,9 +261,9 @@ pub async fn remove(state: &AppState, user: &User, compact: &str) -> Result<Remo
     let now = state.now();
     let s = &state.inner;
     let not_authorized = || {
-        ApiError::new(
+        ApiError::rule(
             StatusCode::FORBIDDEN,
-            "revocation.not_authorized",
+            &mandate_core::Error::RevocationNotAuthorized,
             "the key revocation is not the signed-in user's, or names another user's key",
         )
     };

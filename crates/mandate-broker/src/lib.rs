@@ -43,7 +43,7 @@ use axum::handler::Handler;
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
 
-pub use error::ApiError;
+pub use error::{ApiError, Code};
 pub use guard::{AllowedHost, AllowedOrigin, Guard};
 pub use state::{AppState, Clock, Limits};
 pub use user::User;

@@ -43,6 +43,7 @@
 //! fetch makes every token from the issuer `auth.issuer_unavailable`, for
 //! the backoff above.
 
+use crate::error::Code;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -144,18 +145,18 @@ pub enum AuthError {
 
 impl AuthError {
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            AuthError::Missing => "auth.missing",
-            AuthError::Malformed => "auth.malformed",
-            AuthError::Algorithm => "auth.algorithm",
-            AuthError::UnknownIssuer => "auth.unknown_issuer",
-            AuthError::Audience => "auth.audience",
-            AuthError::Expired => "auth.expired",
-            AuthError::NotYetValid => "auth.not_yet_valid",
-            AuthError::UnknownKey => "auth.unknown_key",
-            AuthError::Signature => "auth.signature",
-            AuthError::IssuerUnavailable => "auth.issuer_unavailable",
+            AuthError::Missing => Code::AuthMissing,
+            AuthError::Malformed => Code::AuthMalformed,
+            AuthError::Algorithm => Code::AuthAlgorithm,
+            AuthError::UnknownIssuer => Code::AuthUnknownIssuer,
+            AuthError::Audience => Code::AuthAudience,
+            AuthError::Expired => Code::AuthExpired,
+            AuthError::NotYetValid => Code::AuthNotYetValid,
+            AuthError::UnknownKey => Code::AuthUnknownKey,
+            AuthError::Signature => Code::AuthSignature,
+            AuthError::IssuerUnavailable => Code::AuthIssuerUnavailable,
         }
     }
 }
@@ -711,7 +712,7 @@ mod tests {
         .await
         .expect("the key lookup ends")
         .map(|jwk| jwk.common.key_id.unwrap_or_default())
-        .map_err(|e| e.code())
+        .map_err(|e| e.code().as_str())
     }
 
     #[tokio::test]

@@ -1,12 +1,14 @@
 //! The broker's OpenAPI document, generated from the handlers' annotations
 //! and served at `/openapi.json`.
 
+use std::collections::BTreeMap;
+
 use utoipa::Modify;
 use utoipa::OpenApi;
-use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
+use crate::error::Code;
 use crate::handlers;
 
 /// The document.
@@ -30,7 +32,7 @@ use crate::handlers;
         handlers::report,
         handlers::receipts,
     ),
-    modifiers(&Bearer, &FrontDoor),
+    modifiers(&Bearer, &Codes),
     tags(
         (name = "broker", description = "About the broker"),
         (name = "agents", description = "Called by agents; authenticated by their signatures"),
@@ -51,73 +53,322 @@ impl Modify for Bearer {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "The signed-in user's OIDC ID token (the `id_token` of the \
+                         provider's token response), for a client id the broker \
+                         takes. An access token is refused (`auth.malformed`).",
+                    ))
                     .build(),
             ),
         );
     }
 }
 
-/// The front door's answers ([`crate::guard`]), which every operation may
-/// give: 400 `request.host_missing`, 421 `request.host` and 403
-/// `request.origin`, and on a `POST`, 415 `body.content_type`.
-struct FrontDoor;
-
-/// What any operation may answer at the front door.
-const ANY: [(&str, &str); 3] = [
-    (
-        "400",
-        "Malformed input; or no Host (`request.host_missing`)",
-    ),
-    (
-        "403",
-        "Not allowed; or an Origin that is not allowed (`request.origin`)",
-    ),
-    (
-        "421",
-        "A Host this broker does not answer for (`request.host`)",
-    ),
-];
-
-/// What an operation with a body may answer besides.
-const WITH_BODY: [(&str, &str); 1] = [(
-    "415",
-    "A body not sent as application/json (`body.content_type`)",
-)];
-
-impl Modify for FrontDoor {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            if let Some(get) = &mut item.get {
-                add_refusals(get, &ANY);
-            }
-            if let Some(post) = &mut item.post {
-                add_refusals(post, &ANY);
-                add_refusals(post, &WITH_BODY);
-            }
-        }
-    }
+/// The protocol rules an operation checks, and how it answers them.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// A token of the body fails a rule: 400 with the rule's code.
+    pub body: bool,
+    /// The caller's own proof (a `Mandate-PoP`, an enrollment's proof,
+    /// an endorsement) fails a rule: 401 with the rule's code.
+    pub proof: bool,
+    /// Rules answered 403 instead.
+    pub forbidden: &'static [&'static str],
 }
 
-/// Documents `answers` on `operation`, keeping any it documents itself.
-fn add_refusals(operation: &mut Operation, answers: &[(&str, &str)]) {
-    for (status, description) in answers {
-        operation
-            .responses
-            .responses
-            .entry((*status).to_owned())
-            .or_insert_with(|| {
-                RefOr::T(
-                    ResponseBuilder::new()
-                        .description(*description)
-                        .content(
-                            "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                .build(),
-                        )
-                        .build(),
-                )
-            });
+const NO_RULES: Rules = Rules {
+    body: false,
+    proof: false,
+    forbidden: &[],
+};
+const BODY_RULES: Rules = Rules {
+    body: true,
+    ..NO_RULES
+};
+const BODY_AND_PROOF_RULES: Rules = Rules {
+    body: true,
+    proof: true,
+    forbidden: &[],
+};
+
+/// What one operation answers besides its success, beyond [`FRONT_DOOR`],
+/// [`WITH_BODY`] (for a `POST`), [`STORE`] and [`SIGNED_IN`] (for the
+/// user's calls), which [`Codes`] adds.
+#[derive(Debug, Clone, Copy)]
+pub struct Answers {
+    /// `get` or `post`.
+    pub method: &'static str,
+    /// The path, as the document names it.
+    pub path: &'static str,
+    /// The broker's own codes.
+    pub codes: &'static [Code],
+    /// The protocol's rules.
+    pub rules: Rules,
+}
+
+/// Every operation answers these: the front door ([`crate::guard`]).
+pub const FRONT_DOOR: &[Code] = &[Code::HostMissing, Code::Host, Code::Origin];
+/// Every `POST` answers these besides.
+pub const WITH_BODY: &[Code] = &[
+    Code::ContentType,
+    Code::BodyTooLarge,
+    Code::BodyUnreadable,
+    Code::BodyMalformed,
+];
+/// Every operation that reads the store may answer these.
+pub const STORE: &[Code] = &[
+    Code::StoreCorrupt,
+    Code::StoreFull,
+    Code::StoreUnavailable,
+    Code::StoreDatabase,
+    Code::StoreClosed,
+];
+/// Every call by a signed-in user (a bearer ID token) may answer these.
+pub const SIGNED_IN: &[Code] = &[
+    Code::AuthMissing,
+    Code::AuthMalformed,
+    Code::AuthAlgorithm,
+    Code::AuthUnknownIssuer,
+    Code::AuthAudience,
+    Code::AuthExpired,
+    Code::AuthNotYetValid,
+    Code::AuthUnknownKey,
+    Code::AuthSignature,
+    Code::AuthIssuerUnavailable,
+    Code::RateUser,
+];
+/// Answered to any path, not to one operation: an unknown path
+/// (`not_found`), and a store conflict no operation expects.
+pub const ANY_PATH: &[Code] = &[Code::NotFound, Code::StoreConflict];
+
+/// Each operation's own answers.
+pub const ANSWERS: &[Answers] = &[
+    Answers {
+        method: "get",
+        path: "/.well-known/mandate",
+        codes: &[],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "post",
+        path: "/v1/requests",
+        codes: &[
+            Code::NoPrincipal,
+            Code::UnknownIssuer,
+            Code::RateAgent,
+            Code::ParentChainMismatch,
+            Code::EndorsementMissing,
+            Code::TooManyPending,
+            Code::RateUserPrompts,
+            Code::RequestReplayed,
+        ],
+        rules: BODY_AND_PROOF_RULES,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/requests/{id}",
+        codes: &[
+            Code::QueryMalformed,
+            Code::BadId,
+            Code::PopMalformed,
+            Code::RequestNotFound,
+            Code::PopMissing,
+            Code::NotYourRequest,
+            Code::RateAgent,
+        ],
+        rules: Rules {
+            proof: true,
+            ..NO_RULES
+        },
+    },
+    Answers {
+        method: "get",
+        path: "/v1/inbox",
+        codes: &[],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/inbox/events",
+        codes: &[Code::BadLastEventId],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "post",
+        path: "/v1/keys",
+        codes: &[
+            Code::KeyRevoked,
+            Code::KeyBoundElsewhere,
+            Code::SignInStale,
+            Code::SessionMissing,
+            Code::NonceMismatch,
+            Code::TokenSpent,
+            Code::DeviceMalformed,
+        ],
+        rules: BODY_AND_PROOF_RULES,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/keys",
+        codes: &[],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "post",
+        path: "/v1/keys/revocations",
+        codes: &[],
+        rules: Rules {
+            forbidden: &["revocation.not_authorized"],
+            ..BODY_RULES
+        },
+    },
+    Answers {
+        method: "post",
+        path: "/v1/requests/{id}/decision",
+        codes: &[
+            Code::BadId,
+            Code::DecisionMalformed,
+            Code::RequestNotFound,
+            Code::AlreadyDecided,
+            Code::NotApproved,
+            Code::DecisionWrongRequest,
+            Code::DecisionWrongAgent,
+            Code::DecisionExceedsRequest,
+            Code::DecisionStale,
+            Code::DecisionNotRevoked,
+            Code::DecisionExceedsGrant,
+            Code::DecisionKeyNotEnrolled,
+        ],
+        rules: BODY_RULES,
+    },
+    Answers {
+        method: "post",
+        path: "/v1/revocations",
+        codes: &[
+            Code::RevocationMalformed,
+            Code::UnknownGrant,
+            Code::RevocationReplayed,
+            Code::RateRevocations,
+            Code::UnknownRoot,
+        ],
+        rules: Rules {
+            forbidden: &["revocation.not_authorized"],
+            ..BODY_RULES
+        },
+    },
+    Answers {
+        method: "get",
+        path: "/v1/revocations",
+        codes: &[Code::QueryMalformed, Code::CheckpointUnavailable],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/revocations/events",
+        codes: &[Code::BadLastEventId, Code::FeedBusy],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/grants",
+        codes: &[],
+        rules: NO_RULES,
+    },
+    Answers {
+        method: "post",
+        path: "/v1/receipts",
+        codes: &[
+            Code::ReceiptMalformed,
+            Code::ReceiptReplayed,
+            Code::RateReceipts,
+            Code::UnknownRoot,
+        ],
+        rules: BODY_RULES,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/receipts",
+        codes: &[Code::QueryMalformed],
+        rules: NO_RULES,
+    },
+];
+
+/// Every code `method` on `path` may answer, in order, and its rules;
+/// `None` for an operation [`ANSWERS`] does not list.
+pub fn answers(method: &str, path: &str, signed_in: bool) -> Option<(Vec<Code>, Rules)> {
+    let own = ANSWERS
+        .iter()
+        .find(|a| a.method == method && a.path == path)?;
+    let mut codes: Vec<Code> = FRONT_DOOR.to_vec();
+    if method == "post" {
+        codes.extend_from_slice(WITH_BODY);
+    }
+    if signed_in {
+        codes.extend_from_slice(SIGNED_IN);
+    }
+    for code in own.codes {
+        if !codes.contains(code) {
+            codes.push(*code);
+        }
+    }
+    if path != "/.well-known/mandate" {
+        codes.extend_from_slice(STORE);
+    }
+    Some((codes, own.rules))
+}
+
+/// Documents, on every operation, each status it may answer and the codes
+/// that come with it, from [`answers`].
+struct Codes;
+
+impl Modify for Codes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [("get", item.get.as_mut()), ("post", item.post.as_mut())] {
+                let Some(operation) = operation else { continue };
+                let signed_in = operation.security.is_some();
+                // An operation missing from ANSWERS is documented without
+                // its codes; mandate-docs's tests fail on it.
+                let Some((codes, rules)) = answers(method, path, signed_in) else {
+                    continue;
+                };
+                let mut by_status: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+                for code in codes {
+                    let doc = code.doc();
+                    by_status
+                        .entry(doc.status.unwrap_or(400))
+                        .or_default()
+                        .push(format!("`{}`", doc.code));
+                }
+                let rule = "a protocol rule's code (docs/errors.md)".to_owned();
+                if rules.body {
+                    by_status.entry(400).or_default().push(rule.clone());
+                }
+                if rules.proof {
+                    by_status.entry(401).or_default().push(rule.clone());
+                }
+                for code in rules.forbidden {
+                    by_status.entry(403).or_default().push(format!("`{code}`"));
+                }
+                for (status, codes) in by_status {
+                    let response = RefOr::T(
+                        ResponseBuilder::new()
+                            .description(codes.join(", "))
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_string(), response);
+                }
+            }
+        }
     }
 }
 

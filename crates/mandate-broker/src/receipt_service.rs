@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use mandate_store::{GrantRecord, ReceiptRecord, StoreError};
 use serde::Serialize;
 
-use crate::error::on_conflict;
+use crate::error::{Code, on_conflict};
 use crate::{ApiError, AppState, User, chains};
 
 /// A receipt the broker accepted.
@@ -37,12 +37,12 @@ pub async fn report(
 ) -> Result<Accepted, ApiError> {
     let now = state.now();
     let s = &state.inner;
-    let checked = chains::check(state, chain, keys, "receipt.malformed").await?;
+    let checked = chains::check(state, chain, keys, Code::ReceiptMalformed).await?;
     let receipt_v = Receipt::verify(receipt, checked.chain.leaf(), &checked.keys, &s.policy, now)
         .map_err(ApiError::token)?;
     let verified = &checked.chain;
     if !s.limiters.receipts.allow(&verified.leaf_key().to_string()) {
-        return Err(crate::error::too_fast("rate.receipts"));
+        return Err(crate::error::too_fast(Code::RateReceipts));
     }
     chains::record_links(state, &checked, chain).await?;
     let record = ReceiptRecord {
@@ -56,7 +56,7 @@ pub async fn report(
         created_at: now,
     };
     let seq = s.store.insert_receipt(&record).await.map_err(on_conflict(
-        "receipt.replayed",
+        Code::ReceiptReplayed,
         "this receipt was reported before",
     ))?;
     state.inner.hub.wake(state.store()).await;

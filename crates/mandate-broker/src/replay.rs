@@ -8,7 +8,6 @@
 //! proof is recorded only after the cheaper checks of its call have
 //! passed, rate limits included.
 
-use axum::http::StatusCode;
 use mandate_core::token::PopClaims;
 use mandate_core::{CheckedProof, Error as TokenError, MemoryReplayCache};
 use mandate_store::{Backend, Store, StoreError};
@@ -43,8 +42,7 @@ impl AppState {
     /// store error, never taken for a fresh proof.
     pub(crate) async fn spend(&self, proof: CheckedProof) -> Result<PopClaims, ApiError> {
         let now = self.now();
-        let refused =
-            |e: TokenError| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+        let refused = ApiError::proof;
         match &self.inner.replay {
             Replay::Memory(cache) => proof.record(cache, now).map_err(refused),
             Replay::Shared => {

@@ -6,7 +6,7 @@ use mandate_core::{Jwk, Link, TokenId};
 use mandate_store::{RevocationRecord, RevokedGrant, Withdrawn};
 use serde::Serialize;
 
-use crate::error::on_conflict;
+use crate::error::{Code, on_conflict};
 use crate::{ApiError, AppState, User, chains};
 
 /// A revocation the broker accepted.
@@ -25,7 +25,7 @@ fn slow_down(state: &AppState, signer: &mandate_core::Thumbprint) -> Result<(), 
     if state.inner.limiters.revocations.allow(&signer.to_string()) {
         Ok(())
     } else {
-        Err(crate::error::too_fast("rate.revocations"))
+        Err(crate::error::too_fast(Code::RateRevocations))
     }
 }
 
@@ -50,9 +50,9 @@ pub async fn revoke(
     let s = &state.inner;
     let (kid, peeked) = token::peek::<RevocationClaims>(compact).map_err(ApiError::token)?;
     let forbidden = || {
-        ApiError::new(
+        ApiError::rule(
             StatusCode::FORBIDDEN,
-            "revocation.not_authorized",
+            &mandate_core::Error::RevocationNotAuthorized,
             "the signer may not revoke these grants",
         )
     };
@@ -68,7 +68,7 @@ pub async fn revoke(
             slow_down(state, &kid)?;
             if !chain.is_empty() {
                 // The user revokes sub-delegations the broker has not seen.
-                let checked = chains::check(state, chain, keys, "revocation.malformed").await?;
+                let checked = chains::check(state, chain, keys, Code::RevocationMalformed).await?;
                 if *checked.chain.principal() != verified.claims().sub {
                     return Err(forbidden());
                 }
@@ -78,7 +78,7 @@ pub async fn revoke(
         }
         None if chain.is_empty() => return Err(forbidden()),
         None => {
-            let checked = chains::check(state, chain, keys, "revocation.malformed").await?;
+            let checked = chains::check(state, chain, keys, Code::RevocationMalformed).await?;
             let key = checked.keys.get(&kid).ok_or_else(forbidden)?;
             let verified = token::verify::<RevocationClaims>(compact, key, &s.policy, now)
                 .map_err(ApiError::token)?;
@@ -103,8 +103,7 @@ pub async fn revoke(
             Some(g) if g.principal == claims.sub => {}
             _ => {
                 return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "revocation.unknown_grant",
+                    Code::UnknownGrant,
                     "a revoked id is not one of this user's grants",
                 ));
             }
@@ -127,7 +126,7 @@ pub async fn revoke(
         .insert_revocation(&record, &withdrawn)
         .await
         .map_err(on_conflict(
-            "revocation.replayed",
+            Code::RevocationReplayed,
             "this revocation was posted before",
         ))?;
     state.inner.hub.wake(state.store()).await;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use mandate_core::token::{GrantClaims, RequestClaims, chain_hash};
 use mandate_core::{
     CheckedProof, Error as TokenError, HttpCall, Jwk, Principal, Thumbprint, TokenId, check_proof,
@@ -11,7 +10,7 @@ use mandate_core::{
 use mandate_store::{Lane, NewRequest, RequestStatus};
 use serde::Serialize;
 
-use crate::error::{on_conflict, too_fast};
+use crate::error::{Code, on_conflict, too_fast};
 use crate::{ApiError, AppState};
 
 /// The answer to a filed request.
@@ -98,20 +97,10 @@ pub async fn submit_request(
     let s = &state.inner;
     let request = RequestClaims::verify(compact, &s.policy, now).map_err(ApiError::token)?;
     let claims = request.claims();
-    let principal: Principal = claims
-        .principal_hint
-        .clone()
-        .ok_or_else(|| {
-            unprocessable(
-                "request.no_principal",
-                "the request names no principal_hint",
-            )
-        })?
-        .try_into()
-        .map_err(|_| unprocessable("request.no_principal", "principal_hint is not a principal"))?;
+    let principal = principal_of(state, claims.principal_hint.as_deref())?;
     let agent = request.signer().thumbprint();
     if !s.limiters.agent_requests.allow(&agent.to_string()) {
-        return Err(too_fast("rate.agent"));
+        return Err(too_fast(Code::RateAgent));
     }
     let endorsement =
         check_parent(state, compact, &claims.parent_chain, &principal, parent).await?;
@@ -125,7 +114,7 @@ pub async fn submit_request(
         Lane::New => (s.limits.max_pending_new, &s.limiters.new_prompts),
     };
     if !prompts.allow(principal.as_str()) {
-        return Err(too_fast("rate.user_prompts"));
+        return Err(too_fast(Code::RateUserPrompts));
     }
     if let Some((proof, _)) = endorsement {
         state.spend(proof).await?;
@@ -151,11 +140,10 @@ pub async fn submit_request(
     };
     s.store.insert_request(&new).await.map_err(|e| match e {
         mandate_store::StoreError::Full => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "request.too_many_pending",
+            Code::TooManyPending,
             "too many requests wait for this user, from this agent or from agents like it",
         ),
-        other => on_conflict("request.replayed", "this request was filed before")(other),
+        other => on_conflict(Code::RequestReplayed, "this request was filed before")(other),
     })?;
     state.inner.hub.wake(state.store()).await;
     tracing::info!(request = %request.id(), agent = %agent, lane = lane.as_str(), "request filed");
@@ -177,7 +165,7 @@ async fn check_parent(
     principal: &Principal,
     parent: Parent<'_>,
 ) -> Result<Option<(CheckedProof, Thumbprint)>, ApiError> {
-    let mismatch = |message| unprocessable("request.parent_chain_mismatch", message);
+    let mismatch = |message| ApiError::new(Code::ParentChainMismatch, message);
     if ids.is_empty() {
         if !parent.chain.is_empty() || parent.endorsement.is_some() {
             return Err(mismatch(
@@ -197,20 +185,14 @@ async fn check_parent(
             "the parent chain sent is not the one the request names",
         ));
     }
-    let checked = crate::chains::check(
-        state,
-        parent.chain,
-        parent.keys,
-        "request.parent_chain_mismatch",
-    )
-    .await?;
+    let checked =
+        crate::chains::check(state, parent.chain, parent.keys, Code::ParentChainMismatch).await?;
     if checked.chain.principal() != principal {
         return Err(mismatch("the parent chain is another user's"));
     }
     let endorsement = parent.endorsement.ok_or_else(|| {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "request.endorsement_missing",
+            Code::EndorsementMissing,
             "a sub-agent's request needs its delegating agent's endorsement",
         )
     })?;
@@ -234,7 +216,7 @@ async fn check_parent(
         &s.policy,
         state.now(),
     )
-    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
+    .map_err(ApiError::proof)?;
     Ok(Some((proof, checked.chain.leaf_key())))
 }
 
@@ -249,27 +231,16 @@ pub async fn poll_request(
 ) -> Result<RequestView, ApiError> {
     let now = state.now();
     let s = &state.inner;
-    let record = s.store.request(id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "request.not_found",
-            "no such request",
-        )
-    })?;
-    let pop = pop.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "auth.pop_missing",
-            "a Mandate-PoP header is required",
-        )
-    })?;
+    let record = s
+        .store
+        .request(id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::RequestNotFound, "no such request"))?;
+    let pop =
+        pop.ok_or_else(|| ApiError::new(Code::PopMissing, "a Mandate-PoP header is required"))?;
     let key = RequestClaims::agent_key(&record.token).map_err(|e| {
         tracing::error!(request = %id, error = %e, "stored request no longer verifies");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store.corrupt",
-            "stored request is unreadable",
-        )
+        ApiError::new(Code::StoreCorrupt, "stored request is unreadable")
     })?;
     let uri = format!("{}/v1/requests/{id}", s.public_url);
     let ath = chain_hash(&[record.token.as_str()]);
@@ -278,15 +249,13 @@ pub async fn poll_request(
         uri: &uri,
     };
     let proof = check_proof(pop, &key, &ath, &call, &s.policy, now).map_err(|e| match e {
-        TokenError::PopWrongKey => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "auth.not_your_request",
-            "the request belongs to another agent",
-        ),
-        other => ApiError::new(StatusCode::UNAUTHORIZED, other.code(), other.to_string()),
+        TokenError::PopWrongKey => {
+            ApiError::new(Code::NotYourRequest, "the request belongs to another agent")
+        }
+        other => ApiError::proof(other),
     })?;
     if !s.limiters.agent_calls.allow(&key.thumbprint().to_string()) {
-        return Err(too_fast("rate.agent"));
+        return Err(too_fast(Code::RateAgent));
     }
     state.spend(proof).await?;
     let record = if record.status == RequestStatus::Pending && !wait.is_zero() {
@@ -366,6 +335,34 @@ async fn wait_for_decision(
     }
 }
 
-fn unprocessable(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+/// The user a request is for: its `principal_hint`, which must be
+/// `ISSUER#SUBJECT` with ISSUER one of this broker's issuers (as its
+/// metadata lists them) and SUBJECT not empty. Any such principal is
+/// filed alike, enrolled or not, so that nobody learns who is.
+fn principal_of(state: &AppState, hint: Option<&str>) -> Result<Principal, ApiError> {
+    let hint = hint
+        .ok_or_else(|| ApiError::new(Code::NoPrincipal, "the request names no principal_hint"))?;
+    let malformed = || {
+        ApiError::new(
+            Code::NoPrincipal,
+            "principal_hint must be the user as ISSUER#SUBJECT",
+        )
+    };
+    let (issuer, subject) = hint.split_once('#').ok_or_else(malformed)?;
+    if issuer.is_empty() || subject.is_empty() {
+        return Err(malformed());
+    }
+    if !state
+        .inner
+        .oidc
+        .issuers()
+        .iter()
+        .any(|i| i.issuer == issuer)
+    {
+        return Err(ApiError::new(
+            Code::UnknownIssuer,
+            "principal_hint names an issuer this broker does not take",
+        ));
+    }
+    Principal::try_from(hint.to_owned()).map_err(|_| malformed())
 }

@@ -9,7 +9,7 @@
 //! been sent, then each new one, once per keep-alive interval and after
 //! each revocation.
 
-use axum::http::StatusCode;
+use crate::error::Code;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use mandate_store::{Event, EventKind, Withdrawn};
 use serde_json::json;
@@ -119,8 +119,7 @@ pub async fn stream(
                 .try_acquire_owned()
                 .map_err(|_| {
                     ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "feed.busy",
+                        Code::FeedBusy,
                         "the revocation feed has as many followers as it takes; try again soon",
                     )
                 })?,

@@ -1,7 +1,7 @@
 //! The signed-in user, as an extractor: a verified OIDC bearer token.
 
+use crate::error::Code;
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use mandate_core::{Principal, Secret};
 
@@ -29,12 +29,7 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<User, ApiError> {
-        let unauthorized = |e: AuthError| match e {
-            AuthError::IssuerUnavailable => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
-            }
-            e => ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
-        };
+        let unauthorized = |e: AuthError| ApiError::new(e.code(), e.to_string());
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -54,7 +49,7 @@ impl FromRequestParts<AppState> for User {
             .map_err(unauthorized)?;
         let principal = signed_in.principal;
         if !state.inner.limiters.user_calls.allow(principal.as_str()) {
-            return Err(crate::error::too_fast("rate.user"));
+            return Err(crate::error::too_fast(Code::RateUser));
         }
         Ok(User {
             principal,

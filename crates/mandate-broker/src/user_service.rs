@@ -1,14 +1,13 @@
 //! What signed-in users do: read their inbox and decide requests. Their
 //! keys are in [`crate::keys`].
 
-use axum::http::StatusCode;
 use mandate_core::scope::within;
 use mandate_core::token::{self, DenialClaims, GrantClaims, RequestClaims};
 use mandate_core::{BindingSet, Context, Jwk, KeySet, TokenId, verify_chain};
 use mandate_store::{GrantRecord, RequestRecord, RequestStatus};
 use serde::Serialize;
 
-use crate::error::on_conflict;
+use crate::error::{Code, on_conflict};
 use crate::{ApiError, AppState, User};
 
 /// One pending request, as the user's inbox shows it.
@@ -79,11 +78,7 @@ async fn own_request(
 ) -> Result<RequestRecord, ApiError> {
     match state.store().request(id).await? {
         Some(r) if r.principal == user.principal => Ok(r),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "request.not_found",
-            "no such request",
-        )),
+        _ => Err(ApiError::new(Code::RequestNotFound, "no such request")),
     }
 }
 
@@ -114,13 +109,9 @@ async fn stands(
         );
     }
     Err(on_conflict(
-        "request.already_decided",
+        Code::AlreadyDecided,
         "the request was decided or has lapsed",
     )(e))
-}
-
-fn unprocessable(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
 /// Records the user's decision on a pending request.
@@ -158,11 +149,7 @@ pub async fn decide(
     let asked =
         RequestClaims::verify(&request.token, &s.policy, request.created_at).map_err(|e| {
             tracing::error!(request = %id, error = %e, "stored request no longer verifies");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store.corrupt",
-                "stored request is unreadable",
-            )
+            ApiError::new(Code::StoreCorrupt, "stored request is unreadable")
         })?;
     // The user's keys in force now: the only keys a root grant or a
     // denial may be signed with.
@@ -194,14 +181,14 @@ pub async fn decide(
         let chain = verify_chain(&[grant], &cx).map_err(ApiError::token)?;
         let g = chain.root().claims();
         if g.req != Some(*id) {
-            return Err(unprocessable(
-                "decision.wrong_request",
+            return Err(ApiError::new(
+                Code::DecisionWrongRequest,
                 "the grant answers another request",
             ));
         }
         if g.cnf.jkt != request.agent {
-            return Err(unprocessable(
-                "decision.wrong_agent",
+            return Err(ApiError::new(
+                Code::DecisionWrongAgent,
                 "the grant goes to another agent",
             ));
         }
@@ -230,8 +217,8 @@ pub async fn decide(
                         .saturating_add(i64::from(a.lifetime))
                         .saturating_add(s.policy.clock_skew)
             {
-                return Err(unprocessable(
-                    "decision.exceeds_request",
+                return Err(ApiError::new(
+                    Code::DecisionExceedsRequest,
                     "the grant gives more than the agent asked for",
                 ));
             }
@@ -247,21 +234,21 @@ pub async fn decide(
             let current = match (&request.status, &request.decision) {
                 (RequestStatus::Approved, Some(current)) => current,
                 _ => {
-                    return Err(ApiError::conflict(
-                        "request.not_approved",
+                    return Err(ApiError::new(
+                        Code::NotApproved,
                         "only an approved request's grant can be re-issued",
                     ));
                 }
             };
             if TokenId::of(current) != replaces {
-                return Err(ApiError::conflict(
-                    "decision.stale",
+                return Err(ApiError::new(
+                    Code::DecisionStale,
                     "the request's grant is not the one this replaces",
                 ));
             }
             if !s.store.is_revoked(&replaces).await? {
-                return Err(ApiError::conflict(
-                    "decision.not_revoked",
+                return Err(ApiError::new(
+                    Code::DecisionNotRevoked,
                     "revoke the grant this replaces first",
                 ));
             }
@@ -273,8 +260,8 @@ pub async fn decide(
                 || g.max_depth > old.max_depth
                 || g.exp > old.exp
             {
-                return Err(unprocessable(
-                    "decision.exceeds_grant",
+                return Err(ApiError::new(
+                    Code::DecisionExceedsGrant,
                     "a re-issued grant must stay within the grant it replaces",
                 ));
             }
@@ -282,7 +269,7 @@ pub async fn decide(
                 .reissue_grant(id, current, &record, now)
                 .await
                 .map_err(on_conflict(
-                    "decision.stale",
+                    Code::DecisionStale,
                     "the request's grant changed meanwhile",
                 ))?;
             state.inner.hub.wake(state.store()).await;
@@ -292,16 +279,15 @@ pub async fn decide(
             let (kid, _) = token::peek::<DenialClaims>(denial).map_err(ApiError::token)?;
             let key = keys.get(&kid).ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "decision.key_not_enrolled",
+                    Code::DecisionKeyNotEnrolled,
                     "the signing key is not enrolled for this user",
                 )
             })?;
             let verified = token::verify::<DenialClaims>(denial, key, &s.policy, now)
                 .map_err(ApiError::token)?;
             if verified.claims().req != *id || verified.claims().sub != user.principal {
-                return Err(unprocessable(
-                    "decision.wrong_request",
+                return Err(ApiError::new(
+                    Code::DecisionWrongRequest,
                     "the denial names another request or user",
                 ));
             }

@@ -344,7 +344,7 @@ async fn verify_receipts(broker: &Broker, file: &Path) -> Result<(), AgentError>
             Err(e) => {
                 bad += 1;
                 print_json(
-                    &json!({ "line": line_no, "error": "export.malformed", "message": e.to_string() }),
+                    &json!({ "line": line_no, "error": mandate_agent::LocalCode::ExportMalformed.as_str(), "message": e.to_string() }),
                 );
                 continue;
             }
@@ -408,7 +408,7 @@ async fn verify_history(db: &Path, fingerprint: Option<&str>) -> Result<(), Agen
         if fingerprint.is_some_and(|f| f != shown) {
             broken += 1;
             print_json(
-                &json!({ "principal": profile.principal, "intact": false, "error": "history.key_mismatch", "message": format!("the history names key {shown}, not the one given") }),
+                &json!({ "principal": profile.principal, "intact": false, "error": mandate_agent::LocalCode::HistoryKeyMismatch.as_str(), "message": format!("the history names key {shown}, not the one given") }),
             );
             continue;
         }
@@ -580,7 +580,10 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
             if !(200..300).contains(&status) {
                 return Err(BrokerError::Refused {
                     status,
-                    code: body["code"].as_str().unwrap_or("http.error").to_owned(),
+                    code: body["code"]
+                        .as_str()
+                        .unwrap_or(mandate_agent::LocalCode::HttpError.as_str())
+                        .to_owned(),
                     message: "the resource server refused the call".into(),
                 }
                 .into());

@@ -38,7 +38,7 @@ impl CommandError {
     /// The app was started without an OIDC provider to sign in with.
     pub fn config_missing() -> CommandError {
         CommandError {
-            code: "config.missing".into(),
+            code: crate::EngineCode::ConfigMissing.as_str().into(),
             message: "no OIDC provider is configured: set MANDATE_ISSUER".into(),
         }
     }

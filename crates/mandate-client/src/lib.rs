@@ -37,5 +37,5 @@ pub mod view;
 pub use broker::{BrokerClient, Enrollment, InboxItem};
 pub use decision::Narrowing;
 pub use engine::{Account, BrokerMode, Config, Engine, Update};
-pub use error::ClientError;
+pub use error::{ClientError, EngineCode};
 pub use signin::{Browser, CommandBrowser, Provider, Session, SignInError};

@@ -72,7 +72,7 @@ fn check(
     let principal: Principal = principal
         .to_owned()
         .try_into()
-        .map_err(|_| "principal.malformed".to_owned())?;
+        .map_err(|_| crate::EngineCode::PrincipalMalformed.as_str().to_owned())?;
     let mut checker = Checker::new(principal, user_key).map_err(|e| e.code().to_owned())?;
     for jwk in &request.parent_keys {
         checker.add_key(jwk).map_err(|e| e.code().to_owned())?;

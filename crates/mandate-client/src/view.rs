@@ -251,6 +251,8 @@ pub struct InboxRow {
     pub agent_name: String,
     /// Its key's fingerprint.
     pub fingerprint: String,
+    /// The code the agent showed its user, to match with this request.
+    pub binding_code: String,
     /// What it says it will do.
     pub interpretation: String,
     /// The highest risk among its scopes.
@@ -282,6 +284,7 @@ pub fn row(
         id: request.id.clone(),
         agent_name: claims.agent.name.clone(),
         fingerprint: agent_id.fingerprint(),
+        binding_code: claims.binding_code.to_string(),
         interpretation: claims.purpose.clone(),
         risk: claims
             .authorization_details

@@ -5,6 +5,7 @@
 //! the broker's JSON errors and the UI branch on them. Messages never carry
 //! token bytes, key material or claim values supplied by the token.
 
+use crate::codes::CodeDoc;
 use crate::jws::TokenKind;
 
 /// Where in a chain a failure happened: the index of the link, root = 0.
@@ -269,6 +270,247 @@ impl Error {
         "checkpoint.diverged",
     ];
 
+    /// Every code with its meaning and what to do, in the order of
+    /// [`Error::CODES`]. The status depends on who answers: see
+    /// docs/errors.md.
+    pub const DOCS: &'static [CodeDoc] = &[
+        doc(
+            "token.too_large",
+            "A token is longer than 16,384 bytes.",
+            "Send shorter tokens: fewer or smaller scopes, a shorter purpose.",
+        ),
+        doc(
+            "token.malformed",
+            "A token is not three base64url parts of JSON, or a claim is missing, unknown, or of the wrong shape.",
+            "Fix the token against docs/protocol.md section 4 for its kind; the message names the part.",
+        ),
+        doc(
+            "token.duplicate_key",
+            "A JSON object in the header or the claims repeats a member name.",
+            "Emit each member once.",
+        ),
+        doc(
+            "header.alg_not_allowed",
+            "`alg` is absent or not `EdDSA`.",
+            "Sign with Ed25519 and say `\"alg\":\"EdDSA\"`.",
+        ),
+        doc(
+            "header.wrong_typ",
+            "`typ` is absent or not the exact value for this kind of token.",
+            "Use the kind's `typ`, such as `mandate-request+jwt`, exactly.",
+        ),
+        doc(
+            "header.crit_unsupported",
+            "The header has `crit`.",
+            "Leave `crit` out: Mandate defines no critical extensions.",
+        ),
+        doc(
+            "header.untrusted_key",
+            "The header carries a key or key reference (`jku`, `x5c`, `x5u`, `x5t`, or `jwk` on a kind other than a request).",
+            "Leave keys out of the header; only a request carries its `jwk`.",
+        ),
+        doc(
+            "header.unknown_member",
+            "The header has a member Mandate does not define.",
+            "Send only `alg`, `typ`, `kid`, and `jwk` on a request.",
+        ),
+        doc(
+            "header.kid_mismatch",
+            "`kid` is absent, malformed, or not the thumbprint of the key that must sign.",
+            "Set `kid` to the RFC 7638 thumbprint of the signing key.",
+        ),
+        doc(
+            "key.unknown",
+            "No public key with the needed thumbprint was supplied.",
+            "Send every key the chain names (the user's and each agent's) in `Mandate-Keys` or `keys`.",
+        ),
+        doc(
+            "signature.invalid",
+            "The Ed25519 signature does not verify.",
+            "Sign the exact `header.payload` bytes with the key `kid` names.",
+        ),
+        doc(
+            "key.invalid",
+            "A public key is malformed, not canonical, not on the curve, or weak.",
+            "Send the 32-byte Ed25519 public key as an OKP JWK with `crv` `Ed25519`.",
+        ),
+        doc(
+            "time.expired",
+            "A token's `exp` has passed (beyond the allowed skew).",
+            "Get a fresh token: a new request, grant or proof.",
+        ),
+        doc(
+            "time.not_yet_valid",
+            "A token's `nbf` (or `iat`) is in the future beyond the allowed skew.",
+            "Check the clock; keep it within 60 s of the broker's.",
+        ),
+        doc(
+            "time.empty_window",
+            "A token's `nbf` or `iat` is at or after its `exp`.",
+            "Make `exp` later than `nbf` and `iat`.",
+        ),
+        doc(
+            "chain.empty",
+            "The chain has no grants.",
+            "Send the grants, root first.",
+        ),
+        doc(
+            "chain.too_long",
+            "The chain has more than 16 grants, or a request asks for a depth of 16 or more.",
+            "Keep chains to 16 grants.",
+        ),
+        doc(
+            "chain.root_not_bound",
+            "The root grant is not signed by a key the broker bound to its `sub`.",
+            "Send the broker's current binding for the user key; ask the user to sign in if it lapsed.",
+        ),
+        doc(
+            "chain.wrong_signer",
+            "A grant is not signed by the key its parent grants to.",
+            "Sign a sub-delegation with your own agent key, the one your grant's `cnf.jkt` names.",
+        ),
+        doc(
+            "chain.prf_mismatch",
+            "`prf` is at the root, or below it is absent or not the parent's id.",
+            "Set `prf` to the parent grant's token id; the root has none.",
+        ),
+        doc(
+            "chain.sub_changed",
+            "A grant's `sub` differs from its parent's.",
+            "Copy `sub` from the parent grant.",
+        ),
+        doc(
+            "chain.act_mismatch",
+            "A grant's `act.sub` is not the agent id of its `cnf.jkt`.",
+            "Set `act.sub` to the grantee's agent id, derived from the same key as `cnf.jkt`.",
+        ),
+        doc(
+            "chain.loop",
+            "A grant repeats an earlier link, or grants to the user or to an earlier agent.",
+            "Delegate only to a new key.",
+        ),
+        doc(
+            "chain.depth_exceeded",
+            "A grant's `max_depth` is not below its parent's.",
+            "Give a sub-delegation a smaller `max_depth`; at 0, ask the user instead.",
+        ),
+        doc(
+            "chain.outlives_parent",
+            "A grant expires after its parent.",
+            "Cap `exp` at the parent's.",
+        ),
+        doc(
+            "chain.precedes_parent",
+            "A grant's `nbf` is before its parent's.",
+            "Start no earlier than the parent.",
+        ),
+        doc(
+            "scope.escalated_type",
+            "A sub-delegation names a type (or identifier) its parent does not grant.",
+            "Delegate only within the parent's scopes.",
+        ),
+        doc(
+            "scope.escalated_action",
+            "A sub-delegation has an action its parent lacks.",
+            "Delegate only the parent's actions.",
+        ),
+        doc(
+            "scope.escalated_location",
+            "A sub-delegation's location is outside every parent location.",
+            "Delegate locations at or below the parent's.",
+        ),
+        doc(
+            "scope.escalated_limit",
+            "A sub-delegation drops or exceeds a parent limit.",
+            "Keep every parent limit, at most what is left of it.",
+        ),
+        doc(
+            "scope.escalated_currency",
+            "A money limit is in another currency than the parent's.",
+            "Use the parent's currency.",
+        ),
+        doc(
+            "scope.malformed",
+            "A scope breaks docs/protocol.md section 5, or a grant or request has none.",
+            "Fix the scope: names, locations, amounts, non-empty actions and locations.",
+        ),
+        doc(
+            "chain.revoked",
+            "A grant of the chain is revoked.",
+            "Stop using the chain. Ask again if the work must go on; a narrowed grant may answer your request (`mandate agent renew`).",
+        ),
+        doc(
+            "chain.key_revoked",
+            "The user removed the key that signed the chain's root.",
+            "Stop using the chain and ask the user again.",
+        ),
+        doc(
+            "pop.missing",
+            "No proof of possession came where one is required.",
+            "Send a `Mandate-PoP` proof with the call.",
+        ),
+        doc(
+            "pop.wrong_key",
+            "The proof is not signed by the key the leaf grant names.",
+            "Sign the proof with the leaf agent's own key.",
+        ),
+        doc(
+            "pop.stale",
+            "The proof's `iat` is older than allowed (60 s) or too far ahead.",
+            "Make a fresh proof for every call, with `iat` now.",
+        ),
+        doc(
+            "pop.replayed",
+            "This proof was accepted before.",
+            "Make a fresh proof, with a new `jti`, for every call.",
+        ),
+        doc(
+            "pop.cache_full",
+            "The replay cache is full; the server fails closed.",
+            "Slow down, then retry with a fresh proof.",
+        ),
+        doc(
+            "pop.htm_mismatch",
+            "The proof's `htm` is not the call's method.",
+            "Set `htm` to the method, in upper case.",
+        ),
+        doc(
+            "pop.htu_mismatch",
+            "The proof's `htu` is malformed or not the call's URL.",
+            "Set `htu` to the URL called, without query or fragment.",
+        ),
+        doc(
+            "pop.ath_mismatch",
+            "The proof's `ath` is not the hash of the presented chain.",
+            "Compute `ath` over the chain you send (docs/protocol.md 6.5).",
+        ),
+        doc(
+            "call.out_of_scope",
+            "No scope of the leaf grant permits this call.",
+            "Ask for a grant that covers it; do not retry.",
+        ),
+        doc(
+            "binding.rejected",
+            "A binding is not from the expected broker, or binds a key to two users.",
+            "Use the binding from this broker for this user's key.",
+        ),
+        doc(
+            "revocation.not_authorized",
+            "The signer may not revoke that grant (or those keys).",
+            "Revoke with the user's key or an agent key above the grant.",
+        ),
+        doc(
+            "checkpoint.rejected",
+            "A checkpoint does not name the expected broker.",
+            "Follow the broker you trust, at its public URL.",
+        ),
+        doc(
+            "checkpoint.diverged",
+            "The revocation feed does not match the broker's checkpoint.",
+            "Read the feed again from the broker; distrust the path that altered it.",
+        ),
+    ];
+
     /// The index of the chain link the failure is about, when there is one.
     pub fn link(&self) -> Option<LinkIndex> {
         match self {
@@ -290,5 +532,15 @@ impl Error {
             | Error::KeyRevoked(i) => Some(*i),
             _ => None,
         }
+    }
+}
+
+/// A protocol code's documentation; its status depends on who answers.
+const fn doc(code: &'static str, meaning: &'static str, remedy: &'static str) -> CodeDoc {
+    CodeDoc {
+        code,
+        status: None,
+        meaning,
+        remedy,
     }
 }

@@ -28,6 +28,7 @@ pub mod attribution;
 mod b64;
 mod cache;
 pub mod chain;
+pub mod codes;
 mod error;
 pub mod feed;
 mod json;

@@ -126,6 +126,10 @@ agent_name: string,
  */
 fingerprint: string, 
 /**
+ * The code the agent showed its user, to match with this request.
+ */
+binding_code: string, 
+/**
  * What it says it will do.
  */
 interpretation: string, 

@@ -334,11 +334,59 @@ async fn a_user_cannot_be_flooded_with_prompts() {
 }
 
 #[tokio::test]
+async fn a_request_names_its_user_as_issuer_and_subject() {
+    let h = harness().await;
+    let issuer = h.alice.trim_end_matches("#alice").to_owned();
+    let refused = [
+        ("alice@example.com".to_owned(), "request.no_principal"),
+        (format!("{issuer}#"), "request.no_principal"),
+        ("#alice".to_owned(), "request.no_principal"),
+        (format!("{issuer}#al\u{7}ice"), "request.no_principal"),
+        (
+            "https://idp.example#alice".to_owned(),
+            "request.unknown_issuer",
+        ),
+        (format!("{issuer}/#alice"), "request.unknown_issuer"),
+    ];
+    for (i, (hint, code)) in refused.iter().enumerate() {
+        let token = request_token(&agent(1), &format!("n{i}"), hint);
+        let (status, body) = submit(&h.app, &token).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(*code)),
+            "{hint:?}: {body}"
+        );
+    }
+    let (_, mut none) =
+        mandate_core::token::peek::<RequestClaims>(&request_token(&agent(1), "n9", &h.alice))
+            .unwrap();
+    none.principal_hint = None;
+    let (status, body) = submit(&h.app, &none.sign(&agent(1))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("request.no_principal")
+        ),
+        "{body}"
+    );
+    // Nothing of these was filed.
+    let alice = Principal::try_from(h.alice.clone()).unwrap();
+    assert!(
+        h.store
+            .pending_requests(&alice, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn who_is_enrolled_is_not_told() {
     let h = harness().await;
-    let nobody = "https://idp.example#nobody";
+    let nobody = h.alice.replace("#alice", "#nobody");
     let filed = |jti: &str, hint: &str| request_token(&agent(1), jti, hint);
-    let (alice_token, nobody_token) = (filed("e1", &h.alice), filed("e2", nobody));
+    let (alice_token, nobody_token) = (filed("e1", &h.alice), filed("e2", &nobody));
     let (s1, b1) = submit(&h.app, &alice_token).await;
     let (s2, b2) = submit(&h.app, &nobody_token).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{b2}");

@@ -52,7 +52,7 @@ impl Outbox {
                 // Cannot happen for rows this engine wrote.
                 Err(_) => Err(ClientError::Broker(BrokerError::Refused {
                     status: 400,
-                    code: "request.malformed".into(),
+                    code: mandate_broker::Code::BadId.as_str().into(),
                     message: "the request id is malformed".into(),
                 })),
             };

@@ -71,17 +71,17 @@ impl SignInError {
     /// A stable code for the UI.
     pub fn code(&self) -> &'static str {
         match self {
-            SignInError::Discovery(_) => "signin.discovery",
-            SignInError::Listener(_) => "signin.listener",
-            SignInError::Browser(_) => "signin.browser",
-            SignInError::TimedOut => "signin.timed_out",
-            SignInError::Refused(_) => "signin.refused",
-            SignInError::Malformed => "signin.malformed",
-            SignInError::Exchange(_) => "signin.exchange",
-            SignInError::NoIdToken => "signin.no_id_token",
-            SignInError::NonceMismatch => "signin.nonce_mismatch",
-            SignInError::Expired => "signin.expired",
-            SignInError::InvalidIdToken(_) => "signin.id_token_invalid",
+            SignInError::Discovery(_) => crate::EngineCode::SignInDiscovery.as_str(),
+            SignInError::Listener(_) => crate::EngineCode::SignInListener.as_str(),
+            SignInError::Browser(_) => crate::EngineCode::SignInBrowser.as_str(),
+            SignInError::TimedOut => crate::EngineCode::SignInTimedOut.as_str(),
+            SignInError::Refused(_) => crate::EngineCode::SignInRefused.as_str(),
+            SignInError::Malformed => crate::EngineCode::SignInMalformed.as_str(),
+            SignInError::Exchange(_) => crate::EngineCode::SignInExchange.as_str(),
+            SignInError::NoIdToken => crate::EngineCode::SignInNoIdToken.as_str(),
+            SignInError::NonceMismatch => crate::EngineCode::SignInNonceMismatch.as_str(),
+            SignInError::Expired => crate::EngineCode::SignInExpired.as_str(),
+            SignInError::InvalidIdToken(_) => crate::EngineCode::SignInInvalid.as_str(),
         }
     }
 

@@ -1,0 +1,221 @@
+//! Writes two docs from the code, so that they cannot drift from it:
+//!
+//! - `docs/errors.md`, every stable error code with its status, meaning
+//!   and remedy, from the code's own enums ([`errors_md`]);
+//! - `docs/broker-api.md`, every endpoint of the broker with its
+//!   parameters, bodies, replies, examples, statuses and codes, from the
+//!   broker's OpenAPI document ([`broker_api_md`]).
+//!
+//! `make docs` rewrites them (`MANDATE_WRITE_DOCS=1 cargo test -p
+//! mandate-docs`); without it, the tests fail while either is stale.
+
+mod api;
+mod errors;
+mod examples;
+
+pub use api::broker_api_md;
+pub use errors::errors_md;
+
+/// A table cell: one line, with `|` escaped.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// The header every generated file starts with.
+fn generated(source: &str) -> String {
+    format!(
+        "<!-- Generated from {source} by `make docs` (tests/docs). Edit the code, not this file: a test fails while this file is stale. -->\n\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn docs_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+    }
+
+    /// Compares `file` with `wanted`, or writes it under MANDATE_WRITE_DOCS=1.
+    fn current(file: &str, wanted: &str) {
+        let path = docs_dir().join(file);
+        if std::env::var_os("MANDATE_WRITE_DOCS").is_some() {
+            std::fs::write(&path, wanted).expect("writing the doc");
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        if have != wanted {
+            let line = have
+                .lines()
+                .zip(wanted.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| have.lines().count().min(wanted.lines().count()));
+            panic!(
+                "docs/{file} is stale from line {} on; run `make docs` and commit it",
+                line + 1
+            );
+        }
+    }
+
+    #[test]
+    fn errors_md_is_current() {
+        current("errors.md", &errors_md());
+    }
+
+    #[test]
+    fn broker_api_md_is_current() {
+        current(
+            "broker-api.md",
+            &broker_api_md().expect("every body has an example"),
+        );
+    }
+
+    #[test]
+    fn codes_are_unique_within_each_table_and_well_formed() {
+        for (heading, codes) in errors::tables() {
+            let mut seen = HashSet::new();
+            for doc in &codes {
+                assert!(seen.insert(doc.code), "{heading}: {} twice", doc.code);
+                let ok = doc.code.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                assert!(ok, "{heading}: {} is not a code", doc.code);
+                assert!(
+                    !doc.meaning.is_empty() && !doc.remedy.is_empty(),
+                    "{}",
+                    doc.code
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_protocol_docs_cover_every_rule_in_order() {
+        let documented: Vec<&str> = mandate_core::Error::DOCS.iter().map(|d| d.code).collect();
+        assert_eq!(documented, mandate_core::Error::CODES);
+    }
+
+    #[test]
+    fn protocol_md_section_9_lists_every_rule_and_no_other() {
+        let text = std::fs::read_to_string(docs_dir().join("protocol.md")).expect("protocol.md");
+        let start = text.find("## 9. Error codes").expect("section 9");
+        let end = text[start..]
+            .find("\n## 10.")
+            .map_or(text.len(), |e| start + e);
+        let listed: HashSet<&str> = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let codes: HashSet<&str> = mandate_core::Error::CODES.iter().copied().collect();
+        assert_eq!(listed, codes);
+    }
+
+    #[test]
+    fn every_broker_code_is_answered_somewhere_and_every_operation_is_listed() {
+        let doc = api::document();
+        let mut answered: HashSet<&str> = mandate_broker::openapi::ANY_PATH
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        for (method, path, op) in api::operations(&doc) {
+            let signed_in = op["security"].is_array();
+            let (codes, _) = mandate_broker::openapi::answers(&method, &path, signed_in)
+                .unwrap_or_else(|| panic!("{method} {path} is not in openapi::ANSWERS"));
+            answered.extend(codes.iter().map(|c| c.as_str()));
+            // And the document shows each code under its status.
+            for code in codes {
+                let status = code.doc().status.expect("a broker code has a status");
+                let shown = op["responses"][status.to_string()]["description"]
+                    .as_str()
+                    .unwrap_or("");
+                assert!(
+                    shown.contains(code.as_str()),
+                    "{method} {path}: {code} not under {status}"
+                );
+            }
+        }
+        for answers in mandate_broker::openapi::ANSWERS {
+            assert!(
+                api::operations(&doc)
+                    .iter()
+                    .any(|(m, p, _)| m == answers.method && p == answers.path),
+                "ANSWERS lists {} {}, which the document lacks",
+                answers.method,
+                answers.path
+            );
+        }
+        for code in mandate_broker::Code::ALL {
+            assert!(
+                answered.contains(code.as_str()),
+                "no endpoint answers {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_body_example_is_a_body_the_broker_takes() {
+        use mandate_broker::handlers::{
+            DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody,
+        };
+        let doc = api::document();
+        let check = |name: &str, parse: &dyn Fn(Value) -> bool| {
+            let example = examples::example(&doc, name).expect("an example");
+            assert!(parse(example.clone()), "{name}: {example}");
+        };
+        check("SubmitBody", &|v| {
+            serde_json::from_value::<SubmitBody>(v).is_ok()
+        });
+        check("EnrollBody", &|v| {
+            serde_json::from_value::<EnrollBody>(v).is_ok()
+        });
+        check("RemoveBody", &|v| {
+            serde_json::from_value::<RemoveBody>(v).is_ok()
+        });
+        check("DecisionBody", &|v| {
+            serde_json::from_value::<DecisionBody>(v).is_ok()
+        });
+        check("RevokeBody", &|v| {
+            serde_json::from_value::<RevokeBody>(v).is_ok()
+        });
+        check("ReportBody", &|v| {
+            serde_json::from_value::<ReportBody>(v).is_ok()
+        });
+        // Every operation's body is one of these.
+        for (method, path, op) in api::operations(&doc) {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            if let Some(name) = examples::reference(schema) {
+                assert!(
+                    [
+                        "SubmitBody",
+                        "EnrollBody",
+                        "RemoveBody",
+                        "DecisionBody",
+                        "RevokeBody",
+                        "ReportBody"
+                    ]
+                    .contains(&name),
+                    "{method} {path}: check that {name}'s example parses"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_key_and_its_thumbprint_agree() {
+        let jwk: mandate_core::Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": examples::X
+        }))
+        .expect("a JWK");
+        let key = mandate_core::PublicKey::from_jwk(&jwk).expect("a key");
+        assert_eq!(key.thumbprint().to_string(), examples::JKT);
+    }
+}
