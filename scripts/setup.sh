@@ -77,6 +77,10 @@ fi
 # (tests/e2e/tests/e2e/browser.rs): Debian's chromium, run headless.
 if need chromium; then apt_install chromium; fi
 
+# jq, which docs/app.md's mandate-engine examples use, and the test that
+# runs them (tests/e2e/tests/e2e/headless.rs).
+if need jq; then apt_install jq; fi
+
 # Python's venv, for schemathesis (scripts/api-fuzz.sh installs it).
 if need python3; then apt_install python3; fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv

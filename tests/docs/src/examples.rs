@@ -13,7 +13,7 @@ pub const JKT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
 /// A token id: 43 base64url characters.
 const ID: &str = "Xr3nJ0uRz0t6f2qgkq3yW9H8c5ZQ2m1V8d4bT7sYpLw";
 /// A time, in Unix seconds.
-const NOW: i64 = 1_764_720_000;
+const NOW: i64 = 1_796_320_000;
 
 fn jwk() -> Value {
     json!({ "kty": "OKP", "crv": "Ed25519", "x": X })

@@ -114,12 +114,13 @@ enum Command {
     /// The grants in force, by agent, with the sub-delegations beneath
     /// them; and those that ended.
     Delegations,
-    /// Revokes grants, and with them everything delegated beneath them;
-    /// signs the revocation and delivers it.
+    /// Revokes a grant, and with it everything delegated beneath it; signs
+    /// the revocation and delivers it.
     Revoke {
-        /// The grants' ids, as `delegations` lists them.
-        #[arg(required = true, allow_hyphen_values = true)]
-        grants: Vec<String>,
+        /// The grant's id, as `delegations` lists it (base64url: one in 64
+        /// begins with '-').
+        #[arg(allow_hyphen_values = true)]
+        grant: String,
         /// Why, for the record.
         #[arg(long)]
         reason: Option<String>,
@@ -293,8 +294,8 @@ async fn command(engine: &Engine, command: Command) -> Result<Done, CommandError
             })
         }
         Command::Delegations => done(&engine.delegations().await?, text::delegations),
-        Command::Revoke { grants, reason } => done(
-            &commands::revoke(engine, &grants, reason.as_deref()).await?,
+        Command::Revoke { grant, reason } => done(
+            &commands::revoke(engine, &[grant], reason.as_deref()).await?,
             text::revocation,
         ),
         Command::RevokeAll => done(&engine.revoke_all().await?, |r| match r {
