@@ -80,13 +80,17 @@ webdriver:
 	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
 	    node --test --test-concurrency=1 --test-force-exit tests/webdriver/ 2>&1 | tee $(LOGS)/webdriver.log
 
-# The jose interop test, the test OIDC provider's own checks, and the second
-# implementation of the verification rules (Python, from docs/protocol.md).
+# The jose interop test, the test OIDC provider's own checks, the second
+# implementation of the verification rules (Python, from docs/protocol.md),
+# and an agent in Python written from docs/agents.md's "From any language"
+# alone, replaying that section's exchanges against live servers (it needs
+# the binaries `unit` builds).
 interop:
 	@mkdir -p $(LOGS)
 	set -o pipefail; (cd tests/interop && timeout 300 node --test && \
 	  cd ../idp && timeout 120 node selftest.mjs && \
-	  cd ../second-impl && timeout 600 ./run.sh) 2>&1 | tee $(LOGS)/interop.log
+	  cd ../second-impl && timeout 600 ./run.sh && \
+	  cd ../walkthrough && timeout 600 ./run.sh) 2>&1 | tee $(LOGS)/interop.log
 
 ## Each fuzz target for FUZZ_SECONDS (default 60).
 fuzz: setup

@@ -22,6 +22,11 @@ for path in sys.argv[1:]:
         m = re.search(r"(\d+) unique failures?", line)
         if m:
             failed += int(m.group(1))
+        # tests/walkthrough
+        m = re.match(r"^walkthrough: (\d+) passed, (\d+) failed$", line.strip())
+        if m:
+            passed += int(m.group(1))
+            failed += int(m.group(2))
         m = re.match(r"^# (pass|fail) (\d+)$", line.strip())
         if m:
             if m.group(1) == "pass":
