@@ -219,3 +219,139 @@ mod tests {
         assert_eq!(key.thumbprint().to_string(), examples::JKT);
     }
 }
+
+#[cfg(test)]
+mod every_code_is_listed {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    /// String literals in the sources that look like codes but are not
+    /// error codes: event kinds, action types, example names. A new
+    /// literal of the shape `word.word` must be one of the documented codes
+    /// or be added here, on purpose.
+    const NOT_CODES: &[&str] = &[
+        // The history's and the broker's event kinds.
+        "binding.stored",
+        "decision.delivered",
+        "decision.refused",
+        "denial.signed",
+        "grant.reissued",
+        "grant.signed",
+        "grant.stored",
+        "key.enrolled",
+        "key.removed",
+        "receipt.reported",
+        "receipt.stored",
+        "reissue.delivered",
+        "reissue.refused",
+        "request.created",
+        "request.decided",
+        "request.seen",
+        "revocation.delivered",
+        "revocation.refused",
+        "revocation.signed",
+        // Receipts' action types, in the demo and the tests.
+        "audit_logs.read",
+        "email.send",
+        "files.read",
+        "gdpr.finding",
+        "market_data.read",
+        "marketing_data.read",
+        "plan.outcome",
+        "purchase_order.create",
+        "purchase_order.place",
+        "vendors.read",
+        // The demo's resource servers' own refusals (docs/demo.md).
+        "limit.exceeded",
+        "order.malformed",
+        "order.unavailable",
+        // Store errors no caller is answered with: the broker answers
+        // `not_found` for a missing row, and the other two stop it at
+        // start-up, before it serves anything.
+        "store.not_found",
+        "store.migration_failed",
+        "store.unsupported_url",
+        // Names: hosts, files, SQL aliases, and the macro's own example.
+        "app.example",
+        "broker.db",
+        "broker.example",
+        "history.sqlite",
+        "localhost.example",
+        "mandate.example",
+        "r.agent",
+        "r.principal",
+        "thing.slow",
+    ];
+
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every `"word.word"` literal in `text`.
+    fn literals(text: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        for (i, piece) in text.split('"').enumerate() {
+            let dotted = piece.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && piece
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+                    && piece.matches('.').count() == 1
+            });
+            if i % 2 == 1 && dotted {
+                found.insert(piece.to_owned());
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_code_in_the_sources_is_in_errors_md() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        let crates = std::fs::read_dir(root.join("crates")).expect("crates/");
+        for krate in crates.flatten() {
+            sources(&krate.path().join("src"), &mut files);
+        }
+        sources(&root.join("src-tauri/src"), &mut files);
+        assert!(files.len() > 50, "read the sources: {}", files.len());
+        let documented: BTreeSet<&str> = crate::errors::tables()
+            .into_iter()
+            .flat_map(|(_, codes)| codes.into_iter().map(|d| d.code))
+            .collect();
+        let mut missing = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for literal in literals(&text) {
+                if !documented.contains(literal.as_str()) && !NOT_CODES.contains(&literal.as_str())
+                {
+                    missing.push(format!("{literal} in {}", file.display()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "codes missing from the enums of codes (and so from docs/errors.md), or literals to \
+             add to NOT_CODES:\n{}",
+            missing.join("\n")
+        );
+        // And no entry of NOT_CODES is a documented code.
+        for literal in NOT_CODES {
+            assert!(
+                !documented.contains(literal),
+                "{literal} is a documented code"
+            );
+        }
+    }
+}
