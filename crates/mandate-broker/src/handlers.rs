@@ -418,7 +418,7 @@ pub struct RevokeBody {
 #[utoipa::path(
     post, path = "/v1/revocations", tag = "revocations", request_body = RevokeBody,
     responses(
-        (status = 201, body = revocation_service::Accepted),
+        (status = 201, body = revocation_service::RevocationAccepted),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
@@ -426,7 +426,7 @@ pub struct RevokeBody {
 pub async fn revoke(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<revocation_service::Accepted>), ApiError> {
+) -> Result<(StatusCode, Json<revocation_service::RevocationAccepted>), ApiError> {
     let body: RevokeBody = json_body(body)?;
     let accepted =
         revocation_service::revoke(&state, &body.revocation, &body.chain, &body.keys).await?;
@@ -543,14 +543,14 @@ pub struct ReportBody {
 #[utoipa::path(
     post, path = "/v1/receipts", tag = "agents", request_body = ReportBody,
     responses(
-        (status = 201, body = receipt_service::Accepted),
+        (status = 201, body = receipt_service::ReceiptAccepted),
         (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
     )
 )]
 pub async fn report(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<receipt_service::Accepted>), ApiError> {
+) -> Result<(StatusCode, Json<receipt_service::ReceiptAccepted>), ApiError> {
     let body: ReportBody = json_body(body)?;
     let accepted = receipt_service::report(&state, &body.receipt, &body.chain, &body.keys).await?;
     Ok((StatusCode::CREATED, Json(accepted)))

@@ -11,7 +11,7 @@ use crate::{ApiError, AppState, User, chains};
 
 /// A receipt the broker accepted.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Accepted {
+pub struct ReceiptAccepted {
     /// The receipt's id.
     #[schema(value_type = String)]
     pub id: TokenId,
@@ -34,7 +34,7 @@ pub async fn report(
     receipt: &str,
     chain: &[String],
     keys: &[Jwk],
-) -> Result<Accepted, ApiError> {
+) -> Result<ReceiptAccepted, ApiError> {
     let now = state.now();
     let s = &state.inner;
     let checked = chains::check(state, chain, keys, Code::ReceiptMalformed).await?;
@@ -60,7 +60,7 @@ pub async fn report(
         "this receipt was reported before",
     ))?;
     state.inner.hub.wake(state.store()).await;
-    Ok(Accepted {
+    Ok(ReceiptAccepted {
         id: receipt_v.id(),
         seq,
     })

@@ -11,7 +11,7 @@ use crate::{ApiError, AppState, User, chains};
 
 /// A revocation the broker accepted.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Accepted {
+pub struct RevocationAccepted {
     /// The revocation token's id.
     #[schema(value_type = String)]
     pub id: TokenId,
@@ -45,7 +45,7 @@ pub async fn revoke(
     compact: &str,
     chain: &[String],
     keys: &[Jwk],
-) -> Result<Accepted, ApiError> {
+) -> Result<RevocationAccepted, ApiError> {
     let now = state.now();
     let s = &state.inner;
     let (kid, peeked) = token::peek::<RevocationClaims>(compact).map_err(ApiError::token)?;
@@ -131,7 +131,7 @@ pub async fn revoke(
         ))?;
     state.inner.hub.wake(state.store()).await;
     tracing::info!(revocation = %verified.id(), grants = claims.revokes.len(), "revoked");
-    Ok(Accepted {
+    Ok(RevocationAccepted {
         id: verified.id(),
         revoked: claims.revokes.clone(),
     })

@@ -32,7 +32,7 @@ fn token(typ: &str) -> Value {
 /// The value for field `field` of schema `schema`, if the table has one.
 pub fn value(schema: &str, field: &str) -> Option<Value> {
     let v = match (schema, field) {
-        ("Accepted", "revoked") => json!([ID]),
+        ("RevocationAccepted", "revoked") => json!([ID]),
         ("Decided", "status") => json!("approved"),
         ("RequestView", "status") => json!("approved"),
         ("Submitted", "status") => json!("pending"),

@@ -161,6 +161,47 @@ mod tests {
         }
     }
 
+    /// utoipa names a schema after its type alone, and a second type of
+    /// the same name silently replaces the first in the document: every
+    /// type the broker documents must have a name of its own.
+    #[test]
+    fn no_two_documented_types_share_a_name() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crates/mandate-broker/src");
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for entry in std::fs::read_dir(&dir)
+            .expect("the broker's sources")
+            .flatten()
+        {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let mut documented = false;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with("#[derive(") && line.contains("ToSchema") {
+                    documented = true;
+                } else if documented
+                    && let Some(rest) = line
+                        .strip_prefix("pub struct ")
+                        .or_else(|| line.strip_prefix("pub enum "))
+                        .or_else(|| line.strip_prefix("struct "))
+                {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    if let Some((_, other)) = seen.iter().find(|(n, _)| *n == name) {
+                        panic!("{name} is documented in {other} and in {file}");
+                    }
+                    seen.push((name, file));
+                    documented = false;
+                }
+            }
+        }
+        let doc = api::document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        assert_eq!(seen.len(), schemas.len(), "{seen:?}");
+    }
+
     #[test]
     fn every_body_example_is_a_body_the_broker_takes() {
         use mandate_broker::handlers::{
