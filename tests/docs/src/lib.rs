@@ -357,6 +357,14 @@ mod every_code_is_listed {
         found
     }
 
+    /// Every documented code.
+    fn documented() -> BTreeSet<&'static str> {
+        crate::errors::tables()
+            .into_iter()
+            .flat_map(|(_, codes)| codes.into_iter().map(|d| d.code))
+            .collect()
+    }
+
     #[test]
     fn every_code_in_the_sources_is_in_errors_md() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -367,10 +375,7 @@ mod every_code_is_listed {
         }
         sources(&root.join("src-tauri/src"), &mut files);
         assert!(files.len() > 50, "read the sources: {}", files.len());
-        let documented: BTreeSet<&str> = crate::errors::tables()
-            .into_iter()
-            .flat_map(|(_, codes)| codes.into_iter().map(|d| d.code))
-            .collect();
+        let documented = documented();
         let mut missing = Vec::new();
         for file in &files {
             let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -388,11 +393,60 @@ mod every_code_is_listed {
             missing.join("\n")
         );
         // And no entry of NOT_CODES is a documented code.
-        for literal in NOT_CODES {
+        for literal in NOT_CODES.iter().chain(DOC_NAMES) {
             assert!(
                 !documented.contains(literal),
                 "{literal} is a documented code"
             );
         }
+    }
+
+    /// Names in the docs that look like codes but are not: files, and a
+    /// token's first two parts.
+    const DOC_NAMES: &[&str] = &["history.rs", "signin.rs", "header.payload"];
+
+    /// The docs name no code that does not exist: every `` `word.word` ``
+    /// whose first word is a family of codes (`auth`, `chain`, ...) is a
+    /// documented code, or one of the names in NOT_CODES.
+    #[test]
+    fn the_docs_name_only_codes_that_exist() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let documented = documented();
+        let families: BTreeSet<&str> = documented
+            .iter()
+            .filter_map(|c| c.split_once('.').map(|(f, _)| f))
+            .collect();
+        let mut files = vec![root.join("README.md")];
+        for entry in std::fs::read_dir(root.join("docs"))
+            .expect("docs/")
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|e| e == "md") {
+                files.push(entry.path());
+            }
+        }
+        let mut unknown = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for (i, piece) in text.split('`').enumerate() {
+                let Some((family, _)) = piece.split_once('.') else {
+                    continue;
+                };
+                if i % 2 == 1
+                    && literals(&format!("\"{piece}\"")).contains(piece)
+                    && families.contains(family)
+                    && !documented.contains(piece)
+                    && !NOT_CODES.contains(&piece)
+                    && !DOC_NAMES.contains(&piece)
+                {
+                    unknown.push(format!("{piece} in {}", file.display()));
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "the docs name codes that do not exist:\n{}",
+            unknown.join("\n")
+        );
     }
 }
