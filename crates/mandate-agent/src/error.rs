@@ -9,31 +9,100 @@ mandate_core::error_codes! {
     /// standard error and exits with 1.
     pub enum LocalCode {
         /// The broker could not be reached.
-        Unreachable = ("broker.unreachable", None, "The broker could not be reached, or its answer could not be read.", "Check the broker URL and that the broker runs; retry."),
+        Unreachable = (
+            "broker.unreachable",
+            None,
+            "The broker could not be reached, or its answer could not be read.",
+            "Check the broker URL and that the broker runs; retry.",
+        ),
         /// The broker URL is not a plain base URL.
-        UrlMalformed = ("broker.url_malformed", None, "The broker URL is not an absolute URL with a host, or has credentials, a query or a fragment.", "Give the broker's base URL, such as `https://mandate.example.com`."),
+        UrlMalformed = (
+            "broker.url_malformed",
+            None,
+            "The broker URL is not an absolute URL with a host, or has credentials, a query or a \
+             fragment.",
+            "Give the broker's base URL, such as `https://mandate.example.com`.",
+        ),
         /// The broker URL is plain HTTP to another machine.
-        UrlInsecure = ("broker.url_insecure", None, "The broker URL is not `https://`, nor `http://` to this machine.", "Use `https://`; plain HTTP only to 127.0.0.0/8, `::1` or `localhost`."),
+        UrlInsecure = (
+            "broker.url_insecure",
+            None,
+            "The broker URL is not `https://`, nor `http://` to this machine.",
+            "Use `https://`; plain HTTP only to 127.0.0.0/8, `::1` or `localhost`.",
+        ),
         /// An answer without a JSON error body.
-        HttpError = ("http.error", None, "A server refused without a JSON error body (its status is in the message).", "Check that the URL is the broker's or the resource server's."),
+        HttpError = (
+            "http.error",
+            None,
+            "A server refused without a JSON error body (its status is in the message).",
+            "Check that the URL is the broker's or the resource server's.",
+        ),
         /// The user denied the request.
-        Denied = ("request.denied", None, "The user denied the request (the message carries their reason).", "Do not ask again for the same thing at once; tell your user."),
+        Denied = (
+            "request.denied",
+            None,
+            "The user denied the request (the message carries their reason).",
+            "Do not ask again for the same thing at once; tell your user.",
+        ),
         /// The request lapsed.
-        Expired = ("request.expired", None, "The request lapsed before the user decided.", "Ask again if it still matters."),
+        Expired = (
+            "request.expired",
+            None,
+            "The request lapsed before the user decided.",
+            "Ask again if it still matters.",
+        ),
         /// No decision in the time allowed.
-        TimedOut = ("request.timed_out", None, "No decision came within the time the caller allowed (`--timeout`).", "Wait again (the request may still be pending), or ask again."),
+        TimedOut = (
+            "request.timed_out",
+            None,
+            "No decision came within the time the caller allowed (`--timeout`).",
+            "Wait again (the request may still be pending), or ask again.",
+        ),
         /// No depth left to delegate.
-        DepthExhausted = ("delegate.depth_exhausted", None, "The mandate allows no further delegation (its `max_depth` is 0).", "Put the sub-agent's request in front of the user instead (`--parent`, `Agent::escalate`)."),
+        DepthExhausted = (
+            "delegate.depth_exhausted",
+            None,
+            "The mandate allows no further delegation (its `max_depth` is 0).",
+            "Put the sub-agent's request in front of the user instead (`--parent`, \
+             `Agent::escalate`).",
+        ),
         /// The key file is unusable.
-        KeyFile = ("agent.key_file", None, "The agent's key file could not be read or written, is not a key, or others can read it.", "Fix the path; keep the file at mode 0600."),
+        KeyFile = (
+            "agent.key_file",
+            None,
+            "The agent's key file could not be read or written, is not a key, or others can read \
+             it.",
+            "Fix the path; keep the file at mode 0600.",
+        ),
         /// An input was unusable.
-        Invalid = ("input.invalid", None, "An argument or a file given is not usable (the message says which).", "Fix the input."),
+        Invalid = (
+            "input.invalid",
+            None,
+            "An argument or a file given is not usable (the message says which).",
+            "Fix the input.",
+        ),
         /// The revocation list is not current.
-        Stale = ("revocation.stale", None, "The broker's revocation list could not be confirmed current: no signed checkpoint matched it.", "Retry; if it persists, the path to the broker holds revocations back."),
+        Stale = (
+            "revocation.stale",
+            None,
+            "The broker's revocation list could not be confirmed current: no signed checkpoint \
+             matched it.",
+            "Retry; if it persists, the path to the broker holds revocations back.",
+        ),
         /// A line of an export that is not a record.
-        ExportMalformed = ("export.malformed", None, "`mandate verify --receipts`: a line is not a record of the app's export.", "Export again from the app; the line's result says which."),
+        ExportMalformed = (
+            "export.malformed",
+            None,
+            "`mandate verify --receipts`: a line is not a record of the app's export.",
+            "Export again from the app; the line's result says which.",
+        ),
         /// A history checked against another key.
-        HistoryKeyMismatch = ("history.key_mismatch", None, "`mandate history verify`: the history names another user key than the one given.", "Give the fingerprint the app shows for this history's user."),
+        HistoryKeyMismatch = (
+            "history.key_mismatch",
+            None,
+            "`mandate history verify`: the history names another user key than the one given.",
+            "Give the fingerprint the app shows for this history's user.",
+        ),
     }
 }
 

@@ -295,19 +295,58 @@ mandate_core::error_codes! {
     /// generated from this list.
     pub enum ResourceCode {
         /// The server declares no need for this call.
-        NoNeed = ("call.no_need", Some(403), "The server declares no scope for this method and path.", "Call only what the server serves; a valid mandate does not change this."),
+        NoNeed = (
+            "call.no_need",
+            Some(403),
+            "The server declares no scope for this method and path.",
+            "Call only what the server serves; a valid mandate does not change this.",
+        ),
         /// The body could not be read for its need.
-        Unreadable = ("call.unreadable", Some(400), "The server could not read the body to learn what the call needs (the message says why).", "Send the body the server documents."),
+        Unreadable = (
+            "call.unreadable",
+            Some(400),
+            "The server could not read the body to learn what the call needs (the message says \
+             why).",
+            "Send the body the server documents.",
+        ),
         /// The body is over the limit.
-        TooLarge = ("call.too_large", Some(413), "The body is over the server's limit.", "Send a smaller body."),
+        TooLarge = (
+            "call.too_large",
+            Some(413),
+            "The body is over the server's limit.",
+            "Send a smaller body.",
+        ),
         /// The call states no amount where one is needed.
-        AmountMissing = ("call.amount_missing", Some(403), "The call states no amount, and only scopes with a money limit cover it.", "State the amount the server documents."),
+        AmountMissing = (
+            "call.amount_missing",
+            Some(403),
+            "The call states no amount, and only scopes with a money limit cover it.",
+            "State the amount the server documents.",
+        ),
         /// The revocation list is not current.
-        Stale = ("revocation.stale", Some(503), "The server's revocation list is not current: no broker checkpoint it caught up to is recent enough.", "Retry after a while; nothing is wrong with your mandate."),
+        Stale = (
+            "revocation.stale",
+            Some(503),
+            "The server's revocation list is not current: no broker checkpoint it caught up to \
+             is recent enough.",
+            "Retry after a while; nothing is wrong with your mandate.",
+        ),
         /// No mandate presented.
-        Missing = ("mandate.missing", Some(401), "A mandate header is missing: `Mandate-Chain`, `Mandate-Binding`, `Mandate-Keys` or `Mandate-PoP`.", "Send all four (docs/agents.md, On the wire)."),
+        Missing = (
+            "mandate.missing",
+            Some(401),
+            "A mandate header is missing: `Mandate-Chain`, `Mandate-Binding`, `Mandate-Keys` or \
+             `Mandate-PoP`.",
+            "Send all four (docs/agents.md, On the wire).",
+        ),
         /// A mandate header that is not usable.
-        Malformed = ("mandate.malformed", Some(400), "A mandate header is not text, or a key in `Mandate-Keys` is not 32 bytes of base64url.", "Send the headers as docs/agents.md describes."),
+        Malformed = (
+            "mandate.malformed",
+            Some(400),
+            "A mandate header is not text, or a key in `Mandate-Keys` is not 32 bytes of \
+             base64url.",
+            "Send the headers as docs/agents.md describes.",
+        ),
     }
 }
 

@@ -7,43 +7,140 @@ mandate_core::error_codes! {
     /// `error CODE: message` on standard error and exits with 1.
     pub enum EngineCode {
         /// No provider configured.
-        ConfigMissing = ("config.missing", None, "No OIDC provider is configured.", "Set `MANDATE_ISSUER` (or `--issuer`)."),
+        ConfigMissing = (
+            "config.missing",
+            None,
+            "No OIDC provider is configured.",
+            "Set `MANDATE_ISSUER` (or `--issuer`).",
+        ),
         /// An input was unusable.
-        Invalid = ("input.invalid", None, "A choice is not possible (approving more than was asked, an unknown scope) or an argument is malformed.", "Fix the input; the message says which."),
+        Invalid = (
+            "input.invalid",
+            None,
+            "A choice is not possible (approving more than was asked, an unknown scope) or an \
+             argument is malformed.",
+            "Fix the input; the message says which.",
+        ),
         /// The keyring refused.
-        Keyring = ("keyring.unavailable", None, "The OS keyring refused or is not running.", "Start a Secret Service (GNOME Keyring, KWallet), or unlock it."),
+        Keyring = (
+            "keyring.unavailable",
+            None,
+            "The OS keyring refused or is not running.",
+            "Start a Secret Service (GNOME Keyring, KWallet), or unlock it.",
+        ),
         /// The history could not be used.
-        History = ("history.unavailable", None, "The local history could not be read or written.", "Check the data directory and its free space."),
+        History = (
+            "history.unavailable",
+            None,
+            "The local history could not be read or written.",
+            "Check the data directory and its free space.",
+        ),
         /// The history was changed outside the app.
-        Tampered = ("history.tampered", None, "The local history does not verify: a row was changed, removed or added outside the app.", "Keep the file for inspection; `history verify` says where it breaks."),
+        Tampered = (
+            "history.tampered",
+            None,
+            "The local history does not verify: a row was changed, removed or added outside the \
+             app.",
+            "Keep the file for inspection; `history verify` says where it breaks.",
+        ),
         /// Nobody is signed in.
-        SignedOut = ("session.signed_out", None, "The operation needs a signed-in user.", "Run `signin` first."),
+        SignedOut = (
+            "session.signed_out",
+            None,
+            "The operation needs a signed-in user.",
+            "Run `signin` first.",
+        ),
         /// No such request in the inbox.
-        NotFound = ("request.not_found", None, "No such request in this user's inbox (or it was decided).", "Check the id with `inbox`."),
+        NotFound = (
+            "request.not_found",
+            None,
+            "No such request in this user's inbox (or it was decided).",
+            "Check the id with `inbox`.",
+        ),
         /// The provider's discovery failed.
-        SignInDiscovery = ("signin.discovery", None, "The provider's discovery document or keys could not be read.", "Check the issuer URL and that the provider answers."),
+        SignInDiscovery = (
+            "signin.discovery",
+            None,
+            "The provider's discovery document or keys could not be read.",
+            "Check the issuer URL and that the provider answers.",
+        ),
         /// No loopback listener for the redirect.
-        SignInListener = ("signin.listener", None, "The loopback listener for the provider's redirect could not start.", "Free a loopback port; retry."),
+        SignInListener = (
+            "signin.listener",
+            None,
+            "The loopback listener for the provider's redirect could not start.",
+            "Free a loopback port; retry.",
+        ),
         /// The browser could not be opened.
-        SignInBrowser = ("signin.browser", None, "The browser could not be opened.", "Set `MANDATE_BROWSER` to a command the URL is appended to."),
+        SignInBrowser = (
+            "signin.browser",
+            None,
+            "The browser could not be opened.",
+            "Set `MANDATE_BROWSER` to a command the URL is appended to.",
+        ),
         /// The sign-in took too long.
-        SignInTimedOut = ("signin.timed_out", None, "The sign-in did not complete in time.", "Sign in again."),
+        SignInTimedOut = (
+            "signin.timed_out",
+            None,
+            "The sign-in did not complete in time.",
+            "Sign in again.",
+        ),
         /// The provider refused.
-        SignInRefused = ("signin.refused", None, "The provider refused the sign-in (the message carries its error).", "Sign in again, or ask the provider's administrator."),
+        SignInRefused = (
+            "signin.refused",
+            None,
+            "The provider refused the sign-in (the message carries its error).",
+            "Sign in again, or ask the provider's administrator.",
+        ),
         /// A malformed redirect.
-        SignInMalformed = ("signin.malformed", None, "The provider's redirect was malformed or its `state` did not match.", "Sign in again from the start."),
+        SignInMalformed = (
+            "signin.malformed",
+            None,
+            "The provider's redirect was malformed or its `state` did not match.",
+            "Sign in again from the start.",
+        ),
         /// The code exchange failed.
-        SignInExchange = ("signin.exchange", None, "Exchanging the code for tokens failed.", "Sign in again."),
+        SignInExchange = (
+            "signin.exchange",
+            None,
+            "Exchanging the code for tokens failed.",
+            "Sign in again.",
+        ),
         /// No ID token.
-        SignInNoIdToken = ("signin.no_id_token", None, "The provider answered without an ID token.", "Ask for the `openid` scope; check the provider's client."),
+        SignInNoIdToken = (
+            "signin.no_id_token",
+            None,
+            "The provider answered without an ID token.",
+            "Ask for the `openid` scope; check the provider's client.",
+        ),
         /// A replayed sign-in.
-        SignInNonceMismatch = ("signin.nonce_mismatch", None, "The ID token's `nonce` is not this sign-in's.", "Sign in again."),
+        SignInNonceMismatch = (
+            "signin.nonce_mismatch",
+            None,
+            "The ID token's `nonce` is not this sign-in's.",
+            "Sign in again.",
+        ),
         /// An expired ID token.
-        SignInExpired = ("signin.expired", None, "The ID token has expired.", "Sign in again; check the clock."),
+        SignInExpired = (
+            "signin.expired",
+            None,
+            "The ID token has expired.",
+            "Sign in again; check the clock.",
+        ),
         /// An ID token that does not validate.
-        SignInInvalid = ("signin.id_token_invalid", None, "The ID token does not validate: signature, issuer, audience or subject.", "Check the issuer and the client id."),
+        SignInInvalid = (
+            "signin.id_token_invalid",
+            None,
+            "The ID token does not validate: signature, issuer, audience or subject.",
+            "Check the issuer and the client id.",
+        ),
         /// A principal that is not one.
-        PrincipalMalformed = ("principal.malformed", None, "A chain shown for a request names a principal that is not `ISSUER#SUBJECT`.", "Deny the request: its chain is not checkable."),
+        PrincipalMalformed = (
+            "principal.malformed",
+            None,
+            "A chain shown for a request names a principal that is not `ISSUER#SUBJECT`.",
+            "Deny the request: its chain is not checkable.",
+        ),
     }
 }
 

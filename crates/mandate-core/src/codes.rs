@@ -39,7 +39,7 @@ macro_rules! error_codes {
         $vis:vis enum $name:ident {
             $(
                 $(#[$vmeta:meta])*
-                $variant:ident = ($code:literal, $status:expr, $meaning:literal, $remedy:literal),
+                $variant:ident = ($code:literal, $status:expr, $meaning:literal, $remedy:literal $(,)?),
             )*
         }
     ) => {
