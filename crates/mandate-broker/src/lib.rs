@@ -46,6 +46,7 @@ use axum::routing::{MethodRouter, get, post};
 pub use error::{ApiError, Code};
 pub use guard::{AllowedHost, AllowedOrigin, Guard};
 pub use state::{AppState, Clock, Limits};
+pub use streams::{INBOX_EVENTS, REVOCATION_EVENTS, StreamEvent};
 pub use user::User;
 
 /// The largest request body accepted, in bytes: a request plus a chain of

@@ -1,4 +1,5 @@
-//! Server-sent event streams: a user's inbox, and the revocation feed.
+//! Server-sent event streams: a user's inbox, and the revocation feed
+//! ([`INBOX_EVENTS`], [`REVOCATION_EVENTS`]).
 //!
 //! Each event's SSE id is its sequence number in the event log. A client
 //! that reconnects with `Last-Event-ID` gets what it missed, then live
@@ -23,6 +24,65 @@ use crate::checkpoint::Checkpoint;
 use crate::hub::Published;
 use crate::{ApiError, AppState};
 
+/// One kind of event a stream carries: its SSE `event` name, the `data`
+/// it carries, and when it comes. docs/broker-api.md is generated from
+/// these lists, and the inbox stream carries exactly its list's kinds.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEvent {
+    /// The SSE `event` field.
+    pub event: &'static str,
+    /// The SSE `data` field's JSON, with each value's meaning for a value.
+    pub data: &'static str,
+    /// When it comes.
+    pub when: &'static str,
+}
+
+/// The events of `GET /v1/inbox/events`; each has as its SSE `id` its
+/// position in the event log.
+pub const INBOX_EVENTS: &[StreamEvent] = &[
+    StreamEvent {
+        event: "request.created",
+        data: r#"{"type":"request.created","request":REQUEST_ID}"#,
+        when: "a request was filed in the user's inbox: read `GET /v1/inbox`",
+    },
+    StreamEvent {
+        event: "request.decided",
+        data: r#"{"type":"request.decided","request":REQUEST_ID}"#,
+        when: "a request was approved or denied, on any of the user's devices",
+    },
+    StreamEvent {
+        event: "request.expired",
+        data: r#"{"type":"request.expired","request":REQUEST_ID}"#,
+        when: "a request lapsed undecided",
+    },
+    StreamEvent {
+        event: "receipt.stored",
+        data: r#"{"type":"receipt.stored","receipt":RECEIPT_ID}"#,
+        when: "an agent reported a receipt under one of the user's grants: read `GET /v1/receipts`",
+    },
+    StreamEvent {
+        event: "key.enrolled",
+        data: r#"{"type":"key.enrolled","key":THUMBPRINT,"at":UNIX_TIME}"#,
+        when: "a user key was enrolled for the user, on this device or another",
+    },
+];
+
+/// The events of `GET /v1/revocations/events`.
+pub const REVOCATION_EVENTS: &[StreamEvent] = &[
+    StreamEvent {
+        event: "revoked",
+        data: r#"{"type":"revoked","revocation":REVOCATION_ID,"grants":[GRANT_ID],"keys":[THUMBPRINT]}"#,
+        when: "grants were revoked (`keys` only when user keys were removed); its SSE `id` is its \
+               position in the event log",
+    },
+    StreamEvent {
+        event: "checkpoint",
+        data: r#"{"type":"checkpoint","checkpoint":CHECKPOINT_JWT}"#,
+        when: "the latest signed checkpoint, when the stream opens or a resuming stream has \
+               caught up, then each new one; it has no SSE `id`",
+    },
+];
+
 /// Which events a stream carries, and how each is written.
 #[derive(Debug, Clone)]
 pub enum Filter {
@@ -38,14 +98,7 @@ impl Filter {
         match self {
             Filter::Inbox(p) => {
                 e.principal.as_deref() == Some(p)
-                    && matches!(
-                        e.kind,
-                        EventKind::RequestCreated
-                            | EventKind::RequestDecided
-                            | EventKind::RequestExpired
-                            | EventKind::ReceiptStored
-                            | EventKind::KeyEnrolled
-                    )
+                    && INBOX_EVENTS.iter().any(|s| s.event == e.kind.as_str())
             }
             Filter::Revocations => e.kind == EventKind::Revoked,
         }
@@ -58,13 +111,7 @@ impl Filter {
             return None;
         }
         let data = match self {
-            Filter::Inbox(_) if e.kind == EventKind::ReceiptStored => {
-                json!({ "type": e.kind.as_str(), "receipt": e.subject })
-            }
-            Filter::Inbox(_) if e.kind == EventKind::KeyEnrolled => {
-                json!({ "type": e.kind.as_str(), "key": e.subject, "at": e.created_at })
-            }
-            Filter::Inbox(_) => json!({ "type": e.kind.as_str(), "request": e.subject }),
+            Filter::Inbox(_) => inbox_data(e),
             Filter::Revocations => {
                 let revoked = p.revoked.as_ref()?;
                 let grants: Vec<String> = revoked
@@ -94,6 +141,17 @@ impl Filter {
                 .event(e.kind.as_str())
                 .data(data.to_string()),
         )
+    }
+}
+
+/// The `data` of an inbox event, as [`INBOX_EVENTS`] documents it.
+fn inbox_data(e: &Event) -> serde_json::Value {
+    match e.kind {
+        EventKind::ReceiptStored => json!({ "type": e.kind.as_str(), "receipt": e.subject }),
+        EventKind::KeyEnrolled => {
+            json!({ "type": e.kind.as_str(), "key": e.subject, "at": e.created_at })
+        }
+        _ => json!({ "type": e.kind.as_str(), "request": e.subject }),
     }
 }
 
@@ -239,4 +297,63 @@ fn checkpoint_event(c: &Checkpoint) -> SseEvent {
     SseEvent::default()
         .event("checkpoint")
         .data(data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The member names of a documented `data`, whose values are
+    /// placeholders.
+    fn members(data: &str) -> Vec<String> {
+        data.split('"')
+            .enumerate()
+            .filter(|(i, piece)| i % 2 == 1 && data.contains(&format!("\"{piece}\":")))
+            .map(|(_, piece)| piece.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_inbox_events_are_as_documented() {
+        for documented in INBOX_EVENTS {
+            let kind = [
+                EventKind::RequestCreated,
+                EventKind::RequestDecided,
+                EventKind::RequestExpired,
+                EventKind::GrantStored,
+                EventKind::Revoked,
+                EventKind::ReceiptStored,
+                EventKind::BindingStored,
+                EventKind::KeyEnrolled,
+            ]
+            .into_iter()
+            .find(|k| k.as_str() == documented.event)
+            .expect("an event kind");
+            let e = Event {
+                seq: 7,
+                kind,
+                principal: Some("https://idp.example#alice".into()),
+                agent: None,
+                subject: "x".into(),
+                created_at: 1,
+            };
+            let data = inbox_data(&e);
+            let mut have: Vec<String> = data
+                .as_object()
+                .expect("an object")
+                .keys()
+                .cloned()
+                .collect();
+            let mut want = members(documented.data);
+            have.sort();
+            want.sort();
+            assert_eq!(have, want, "{}", documented.event);
+            assert_eq!(data["type"], documented.event);
+            assert!(Filter::Inbox("https://idp.example#alice".into()).wants(&e));
+        }
+        assert_eq!(
+            members(REVOCATION_EVENTS[0].data),
+            ["type", "revocation", "grants", "keys"]
+        );
+    }
 }

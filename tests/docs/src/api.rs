@@ -243,6 +243,22 @@ fn endpoint(
         );
     }
     out.push('\n');
+    let events = match op["operationId"].as_str() {
+        Some("inbox_events") => mandate_broker::INBOX_EVENTS,
+        Some("revocation_events") => mandate_broker::REVOCATION_EVENTS,
+        _ => &[],
+    };
+    if !events.is_empty() {
+        out.push_str(
+            "The stream's events (and a keep-alive comment while it is idle; a client that \
+             reconnects with `Last-Event-ID` gets what it missed, then live events):\n\n\
+             | event | data | when |\n|---|---|---|\n",
+        );
+        for e in events {
+            let _ = writeln!(out, "| `{}` | `{}` | {} |", e.event, e.data, cell(e.when));
+        }
+        out.push('\n');
+    }
     for (status, name) in bodies {
         let _ = writeln!(out, "A {status} reply, for example:\n");
         json_block(out, &example(doc, &name)?);
