@@ -564,9 +564,14 @@ impl ApiError {
     }
 
     /// A protocol rule failed in the caller's own proof (a `Mandate-PoP`,
-    /// an enrollment's proof, an endorsement): 401, with the rule's code.
+    /// an enrollment's proof, an endorsement): 401, with the rule's code;
+    /// but a full replay cache, which is no fault of the proof, is 503.
     pub fn proof(e: mandate_core::Error) -> ApiError {
-        ApiError::rule(StatusCode::UNAUTHORIZED, &e, e.to_string())
+        let status = match e {
+            mandate_core::Error::PopCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::rule(status, &e, e.to_string())
     }
 
     /// A protocol rule, answered with `status`.
@@ -623,5 +628,32 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_refused_is_401_but_a_full_replay_cache_is_503() {
+        let replayed = ApiError::proof(mandate_core::Error::PopReplayed);
+        assert_eq!(
+            (replayed.status, replayed.code),
+            (StatusCode::UNAUTHORIZED, "pop.replayed")
+        );
+        let full = ApiError::proof(mandate_core::Error::PopCacheFull);
+        assert_eq!(
+            (full.status, full.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "pop.cache_full")
+        );
+    }
+
+    #[test]
+    fn every_broker_code_has_its_own_status() {
+        for code in Code::ALL {
+            let status = code.doc().status.expect("a status");
+            assert_eq!(ApiError::new(*code, "m").status.as_u16(), status, "{code}");
+        }
     }
 }

@@ -346,6 +346,10 @@ impl Modify for Codes {
                 }
                 if rules.proof {
                     by_status.entry(401).or_default().push(rule.clone());
+                    by_status
+                        .entry(503)
+                        .or_default()
+                        .push("`pop.cache_full`".to_owned());
                 }
                 for code in rules.forbidden {
                     by_status.entry(403).or_default().push(format!("`{code}`"));

@@ -115,7 +115,8 @@ fn intro(heading: &str) -> &'static str {
              which is in [broker-api.md](broker-api.md). The broker also answers the \
              [protocol's codes](#the-protocols-rules): 400 when a token of the body breaks a \
              rule, 401 when the caller's own proof does (a `Mandate-PoP`, an enrollment's \
-             `proof`, an endorsement), and 403 for `revocation.not_authorized`.\n"
+             `proof`, an endorsement), 403 for `revocation.not_authorized`, and 503 for \
+             `pop.cache_full`, when its cache of spent proofs is full.\n"
         }
         "Resource servers" => {
             "What a resource server that uses the verifier middleware \
@@ -127,7 +128,7 @@ fn intro(heading: &str) -> &'static str {
             "A token, a chain or a proof that breaks a rule of \
              [protocol.md](protocol.md#9-error-codes) gets the rule's code wherever it is \
              checked: at the broker (400 for a token of the body, 401 for the caller's own \
-             proof), at a resource server (the status below), and in the SDK, the CLI and the \
+             proof, 503 for `pop.cache_full`), at a resource server (the status below), and in the SDK, the CLI and the \
              app, which print it. Section 9 of protocol.md gives each rule exactly.\n"
         }
         "The SDK and the `mandate` CLI" => {
