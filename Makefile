@@ -4,6 +4,9 @@ SHELL := /bin/bash
 CHECKOUT_ID := $(shell pwd -P | sha256sum | cut -c1-12)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/mandate/target-$(CHECKOUT_ID)
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/mandate/fuzz-target-$(CHECKOUT_ID)
+# Marks this checkout's cache as in use, so that another checkout's
+# `make setup` (scripts/cache-prune.sh) does not take it for abandoned.
+_ := $(shell mkdir -p $(CARGO_TARGET_DIR) && touch $(CARGO_TARGET_DIR)/.last-used)
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS := parse_token verify_chain plain_claims location_grammar

@@ -4,7 +4,7 @@
 # Every checkout path gets its own cache (scripts/env.sh), so each new clone
 # leaves one behind; on a shared disk they once filled it, and the linker
 # died with a bus error mid-build. Run by `make setup`:
-#   - marks this checkout's caches as used now;
+#   - marks this checkout's caches as used now (every `make` does too);
 #   - removes other checkouts' caches unused for RETAIN_HOURS (default 48);
 #   - when the disk has less than LOW_GIB free (default 25), also removes
 #     other checkouts' caches unused for an hour, then this checkout's
@@ -25,16 +25,17 @@ for dir in "${ours[@]}"; do touch "$dir/.last-used"; done
 
 free_gib() { df -P -k "$root" | awk 'NR == 2 { print int($4 / 1048576) }'; }
 
-# Other checkouts' caches not used in the last $1 minutes. A cache without a
-# mark (older scripts) counts from its directory's own time.
+# Other checkouts' caches not used in the last $1 minutes. Used means its
+# mark (which `make` sets on every run in that checkout) or anything a build
+# wrote (deps/, .fingerprint/, the binaries) is newer than that: a checkout
+# built with plain cargo, and never through make, still counts as in use.
 stale() {
-    local minutes=$1 dir mark
+    local minutes=$1 dir
     for dir in "$root"/target-* "$root"/fuzz-target-*; do
         [ -d "$dir" ] || continue
         case " ${ours[*]} " in *" $dir "*) continue ;; esac
-        mark="$dir/.last-used"
-        [ -e "$mark" ] || mark="$dir"
-        [ -n "$(find "$mark" -maxdepth 0 -mmin +"$minutes")" ] && echo "$dir"
+        [ -n "$(find "$dir" -maxdepth 3 -mmin -"$minutes" -print -quit 2>/dev/null)" ] && continue
+        echo "$dir"
     done
     return 0
 }
