@@ -315,21 +315,27 @@ fn foreign_origin() -> ApiError {
 /// Rule 3: whether a request with `method` and these headers may reach a
 /// handler that reads its body.
 pub fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    check_media_type(method, headers, "application/json")
+}
+
+/// Whether a request with `method` and these headers says its body is of
+/// media type `wanted` (any case, with any parameters).
+fn check_media_type(method: &Method, headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
     if matches!(*method, Method::GET | Method::HEAD) {
         return Ok(());
     }
-    let json = one(headers, header::CONTENT_TYPE)
+    let matches = one(headers, header::CONTENT_TYPE)
         .ok()
         .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    if json {
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(wanted));
+    if matches {
         Ok(())
     } else {
         Err(ApiError::new(
             Code::ContentType,
-            "the body must be sent as Content-Type: application/json",
+            format!("the body must be sent as Content-Type: {wanted}"),
         ))
     }
 }
@@ -338,6 +344,19 @@ pub fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), Ap
 /// not serve still gets 405.
 pub async fn json_only(request: Request, next: Next) -> Response {
     match check_content_type(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Rule 3 for OAuth's endpoints, whose bodies are forms
+/// (`application/x-www-form-urlencoded`, RFC 6749).
+pub async fn form_only(request: Request, next: Next) -> Response {
+    match check_media_type(
+        request.method(),
+        request.headers(),
+        "application/x-www-form-urlencoded",
+    ) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

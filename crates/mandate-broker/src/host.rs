@@ -57,6 +57,9 @@ pub struct HostConfig {
     pub allowed_hosts: Vec<AllowedHost>,
     /// Web origins whose requests are taken (default: none).
     pub allowed_origins: Vec<AllowedOrigin>,
+    /// The resources the broker issues OAuth access tokens for (default:
+    /// none, and the token endpoint refuses every exchange).
+    pub oauth_resources: Vec<crate::oauth::Resource>,
 }
 
 impl HostConfig {
@@ -75,6 +78,7 @@ impl HostConfig {
             oidc_leeway: crate::oidc::LEEWAY,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            oauth_resources: Vec::new(),
         }
     }
 }
@@ -161,7 +165,8 @@ impl Hosted {
             .chain([public_host])
             .chain(config.allowed_hosts.iter().cloned());
         let state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits)
-            .allowing(hosts, config.allowed_origins.iter().cloned());
+            .allowing(hosts, config.allowed_origins.iter().cloned())
+            .serving(config.oauth_resources.clone());
         let answers: Vec<String> = state
             .guard()
             .hosts()

@@ -23,6 +23,7 @@ pub mod host;
 mod hub;
 pub mod keys;
 mod known;
+pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod ratelimit;
@@ -75,6 +76,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/grants", get(handlers::grants))
         .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
+        .route(oauth::JWKS_PATH, get(oauth::jwks))
+        .route(oauth::TOKEN_PATH, post_form(oauth::token))
+        .route(oauth::INTROSPECT_PATH, post_form(oauth::introspect))
+        .route(
             "/v1/receipts",
             post_json(handlers::report).get(handlers::receipts),
         )
@@ -82,6 +90,17 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(door, Guard::admit))
         .with_state(state)
+}
+
+/// A `POST` route whose body must be a form, as OAuth's endpoints take
+/// ([`guard::form_only`]). Browsers cannot drive it: they send `Origin`
+/// with every `POST`, which the front door refuses.
+fn post_form<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    post(handler).route_layer(middleware::from_fn(guard::form_only))
 }
 
 /// A `POST` route whose body must be sent as JSON ([`guard::json_only`]).

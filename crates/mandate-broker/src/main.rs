@@ -93,6 +93,17 @@ struct Args {
         value_delimiter = ','
     )]
     allowed_origins: Vec<AllowedOrigin>,
+    /// A resource the broker issues OAuth access tokens for,
+    /// `URI[=ALG]`: its URI as clients name it in `resource`, and the
+    /// signature its tokens carry (`EdDSA`, the default, or `ES256`). See
+    /// docs/oauth.md. Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "oauth-resource",
+        env = "MANDATE_BROKER_OAUTH_RESOURCE",
+        value_delimiter = ',',
+        value_parser = mandate_broker::oauth::Resource::parse
+    )]
+    oauth_resources: Vec<mandate_broker::oauth::Resource>,
 }
 
 fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
@@ -165,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
         oidc_leeway: args.oidc_leeway,
         allowed_hosts: args.allowed_hosts.clone(),
         allowed_origins: args.allowed_origins.clone(),
+        oauth_resources: args.oauth_resources.clone(),
         ..HostConfig::new(args.listen, args.data_dir.clone(), issuers)
     };
     let hosted = Hosted::start(config).await?;

@@ -31,6 +31,10 @@ use crate::handlers;
         handlers::grants,
         handlers::report,
         handlers::receipts,
+        crate::oauth::metadata,
+        crate::oauth::jwks,
+        crate::oauth::token,
+        crate::oauth::introspect,
     ),
     modifiers(&Bearer, &Codes),
     tags(
@@ -38,6 +42,7 @@ use crate::handlers;
         (name = "agents", description = "Called by agents; authenticated by their signatures"),
         (name = "users", description = "Called by the app; authenticated by an OIDC ID token"),
         (name = "revocations", description = "Publishing and following revocations"),
+        (name = "oauth", description = "The broker as an OAuth authorization server: chains exchanged for access tokens (docs/oauth.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -104,6 +109,10 @@ pub struct Answers {
     pub codes: &'static [Code],
     /// The protocol's rules.
     pub rules: Rules,
+    /// Whether it is one of OAuth's endpoints, which answer errors as
+    /// RFC 6749 does (`{"error", "error_description"}`, [`crate::oauth`])
+    /// once past the front door.
+    pub oauth: bool,
 }
 
 /// Every operation answers these: the front door ([`crate::guard`]).
@@ -148,6 +157,7 @@ pub const ANSWERS: &[Answers] = &[
         path: "/.well-known/mandate",
         codes: &[],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "post",
@@ -163,6 +173,7 @@ pub const ANSWERS: &[Answers] = &[
             Code::RequestReplayed,
         ],
         rules: BODY_AND_PROOF_RULES,
+        oauth: false,
     },
     Answers {
         method: "get",
@@ -180,18 +191,21 @@ pub const ANSWERS: &[Answers] = &[
             proof: true,
             ..NO_RULES
         },
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/inbox",
         codes: &[],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/inbox/events",
         codes: &[Code::BadLastEventId],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "post",
@@ -206,12 +220,14 @@ pub const ANSWERS: &[Answers] = &[
             Code::DeviceMalformed,
         ],
         rules: BODY_AND_PROOF_RULES,
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/keys",
         codes: &[],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "post",
@@ -221,6 +237,7 @@ pub const ANSWERS: &[Answers] = &[
             forbidden: &["revocation.not_authorized"],
             ..BODY_RULES
         },
+        oauth: false,
     },
     Answers {
         method: "post",
@@ -240,6 +257,7 @@ pub const ANSWERS: &[Answers] = &[
             Code::DecisionKeyNotEnrolled,
         ],
         rules: BODY_RULES,
+        oauth: false,
     },
     Answers {
         method: "post",
@@ -255,24 +273,28 @@ pub const ANSWERS: &[Answers] = &[
             forbidden: &["revocation.not_authorized"],
             ..BODY_RULES
         },
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/revocations",
         codes: &[Code::QueryMalformed, Code::CheckpointUnavailable],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/revocations/events",
         codes: &[Code::BadLastEventId, Code::FeedBusy],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/grants",
         codes: &[],
         rules: NO_RULES,
+        oauth: false,
     },
     Answers {
         method: "post",
@@ -284,12 +306,42 @@ pub const ANSWERS: &[Answers] = &[
             Code::UnknownRoot,
         ],
         rules: BODY_RULES,
+        oauth: false,
     },
     Answers {
         method: "get",
         path: "/v1/receipts",
         codes: &[Code::QueryMalformed],
         rules: NO_RULES,
+        oauth: false,
+    },
+    Answers {
+        method: "get",
+        path: "/.well-known/oauth-authorization-server",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "get",
+        path: "/oauth/jwks",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "post",
+        path: "/oauth/token",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "post",
+        path: "/oauth/introspect",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
     },
 ];
 
@@ -300,6 +352,13 @@ pub fn answers(method: &str, path: &str, signed_in: bool) -> Option<(Vec<Code>, 
         .iter()
         .find(|a| a.method == method && a.path == path)?;
     let mut codes: Vec<Code> = FRONT_DOOR.to_vec();
+    if own.oauth {
+        // Past the front door, OAuth's endpoints answer OAuth's errors.
+        if method == "post" {
+            codes.push(Code::ContentType);
+        }
+        return Some((codes, own.rules));
+    }
     if method == "post" {
         codes.extend_from_slice(WITH_BODY);
     }
@@ -354,7 +413,23 @@ impl Modify for Codes {
                 for code in rules.forbidden {
                     by_status.entry(403).or_default().push(format!("`{code}`"));
                 }
+                let oauth = ANSWERS
+                    .iter()
+                    .any(|a| a.oauth && a.method == method && a.path == path.as_str());
                 for (status, codes) in by_status {
+                    let key = status.to_string();
+                    if oauth
+                        && let Some(RefOr::T(declared)) =
+                            operation.responses.responses.get_mut(&key)
+                    {
+                        // An OAuth error, or the front door's.
+                        declared.description = format!(
+                            "{}; at the front door, {}",
+                            declared.description,
+                            codes.join(", ")
+                        );
+                        continue;
+                    }
                     let response = RefOr::T(
                         ResponseBuilder::new()
                             .description(codes.join(", "))

@@ -9,7 +9,9 @@
 //! passed, rate limits included.
 
 use mandate_core::token::PopClaims;
-use mandate_core::{CheckedProof, Error as TokenError, MemoryReplayCache};
+use mandate_core::{
+    CheckedProof, Error as TokenError, MemoryReplayCache, ReplayCache as _, SpentProof,
+};
 use mandate_store::{Backend, Store, StoreError};
 
 use crate::{ApiError, AppState};
@@ -57,6 +59,24 @@ impl AppState {
                     Err(e) => Err(e.into()),
                 }
             }
+        }
+    }
+
+    /// Records `spent`, an entry made by hand (a DPoP proof's), as
+    /// [`AppState::spend`] does a checked proof.
+    pub(crate) async fn spend_entry(&self, spent: &SpentProof) -> Result<(), ApiError> {
+        let now = self.now();
+        match &self.inner.replay {
+            Replay::Memory(cache) => cache.first_use(spent, now).map_err(ApiError::proof),
+            Replay::Shared => match self
+                .store()
+                .spend_proof(&spent.id, spent.keep_until, now)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict) => Err(ApiError::proof(TokenError::PopReplayed)),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 }

@@ -128,6 +128,8 @@ pub struct AppState {
     pub(crate) inner: Arc<Inner>,
     /// The front door's allow-lists ([`crate::guard`]).
     pub(crate) guard: Arc<Guard>,
+    /// The OAuth side: access-token keys and resources ([`crate::oauth`]).
+    pub(crate) oauth: Arc<crate::oauth::OAuth>,
 }
 
 pub(crate) struct Inner {
@@ -162,6 +164,10 @@ impl AppState {
         limits: Limits,
     ) -> AppState {
         let replay = Replay::for_store(&store);
+        let oauth = Arc::new(crate::oauth::OAuth {
+            keys: crate::oauth::keys::TokenKeys::of(&key),
+            resources: Vec::new(),
+        });
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -179,7 +185,22 @@ impl AppState {
                 followers: Arc::new(tokio::sync::Semaphore::new(limits.max_followers)),
             }),
             guard: Arc::new(Guard::for_url(public_url)),
+            oauth,
         }
+    }
+
+    /// Also issues OAuth access tokens for `resources` ([`crate::oauth`]).
+    pub fn serving(mut self, resources: Vec<crate::oauth::Resource>) -> AppState {
+        self.oauth = Arc::new(crate::oauth::OAuth {
+            keys: crate::oauth::keys::TokenKeys::of(&self.inner.key),
+            resources,
+        });
+        self
+    }
+
+    /// The OAuth side.
+    pub(crate) fn oauth(&self) -> &crate::oauth::OAuth {
+        &self.oauth
     }
 
     /// Also answers requests whose `Host` is one of `hosts`, and requests

@@ -104,6 +104,9 @@ fn who(op: &Value) -> &'static str {
     match op["tags"][0].as_str() {
         Some("agents") => "an agent",
         Some("users") => "the user (bearer ID token)",
+        Some("oauth") if op["operationId"] == "token" => {
+            "an agent, with its chain and a DPoP proof by its key"
+        }
         _ if op["operationId"] == "revoke" => "a user's or an agent's key, by signature",
         _ => "anyone",
     }
@@ -206,16 +209,51 @@ fn endpoint(
     if op["security"].is_array() {
         out.push_str("Header `Authorization: Bearer ID_TOKEN` (the user's OIDC ID token).\n\n");
     }
-    let body = &op["requestBody"]["content"]["application/json"]["schema"];
-    if !body.is_null() {
+    let json_body = &op["requestBody"]["content"]["application/json"]["schema"];
+    let form_body = &op["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+    for (body, form) in [(json_body, false), (form_body, true)] {
+        if body.is_null() {
+            continue;
+        }
         let name = reference(body)
             .ok_or_else(|| format!("{method} {path}: the body has no named schema"))?;
-        let _ = writeln!(
-            out,
-            "Body: [{name}](#{}), for example:\n",
-            name.to_lowercase()
-        );
-        json_block(out, &example(doc, name)?);
+        let example = example(doc, name)?;
+        if form {
+            let _ = writeln!(
+                out,
+                "Body: a form (`application/x-www-form-urlencoded`) of [{name}](#{}), for example:\n",
+                name.to_lowercase()
+            );
+            let pairs: Vec<(String, String)> = example
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let text = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n&");
+            let _ = writeln!(
+                out,
+                "```text\n{text}\n```\n\n(one line, each value URL-encoded)\n"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "Body: [{name}](#{}), for example:\n",
+                name.to_lowercase()
+            );
+            json_block(out, &example);
+        }
     }
     out.push_str("Answers:\n\n");
     let Some(responses) = op["responses"].as_object() else {
@@ -228,7 +266,9 @@ fn endpoint(
         let response = &responses[status];
         let schema = &response["content"]["application/json"]["schema"];
         let what = match reference(schema) {
-            Some("ErrorBody") => response["description"].as_str().unwrap_or("").to_owned(),
+            Some("ErrorBody" | "OAuthErrorBody") => {
+                response["description"].as_str().unwrap_or("").to_owned()
+            }
             Some(name) => {
                 bodies.push((status.clone(), name.to_owned()));
                 format!("[{name}](#{})", name.to_lowercase())
@@ -271,6 +311,7 @@ fn header_name(name: &str) -> String {
     match name {
         "mandate-pop" => "Mandate-PoP".into(),
         "last-event-id" => "Last-Event-ID".into(),
+        "dpop" => "DPoP".into(),
         other => other.to_owned(),
     }
 }

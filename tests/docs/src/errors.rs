@@ -22,6 +22,13 @@ pub fn tables() -> Vec<(&'static str, Vec<CodeDoc>)> {
         ),
         ("The protocol's rules", mandate_core::Error::DOCS.to_vec()),
         (
+            "OAuth endpoints",
+            mandate_broker::oauth::OAuthCode::ALL
+                .iter()
+                .map(|c| c.doc())
+                .collect(),
+        ),
+        (
             "The SDK and the `mandate` CLI",
             mandate_agent::LocalCode::ALL
                 .iter()
@@ -130,6 +137,13 @@ fn intro(heading: &str) -> &'static str {
              checked: at the broker (400 for a token of the body, 401 for the caller's own \
              proof, 503 for `pop.cache_full`), at a resource server (the status below), and in the SDK, the CLI and the \
              app, which print it. Section 9 of protocol.md gives each rule exactly.\n"
+        }
+        "OAuth endpoints" => {
+            "The broker's OAuth endpoints (`/oauth/token`, `/oauth/introspect`; \
+             [broker-api.md](broker-api.md)) answer past the front door as RFC 6749 does: \
+             `{\"error\": \"invalid_grant\", \"error_description\": \"…\"}`, with \
+             `Cache-Control: no-store`. For `invalid_grant`, the description starts with the \
+             Mandate code of the rule that failed, such as `chain.revoked`.\n"
         }
         "The SDK and the `mandate` CLI" => {
             "Codes the agent SDK (`mandate_agent::AgentError::code`) and the `mandate` CLI \

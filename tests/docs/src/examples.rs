@@ -45,6 +45,29 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         ("DecisionBody", "denial" | "replaces") => return None,
         ("RequestView", "denial") => return None,
         ("SubmitBody", "endorsement") => token("mandate-pop+jwt"),
+        ("TokenForm", "grant_type") => json!("urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("TokenForm", "subject_token") => json!(format!(
+            "{},{}",
+            token("mandate-grant+jwt").as_str().unwrap_or_default(),
+            token("mandate-grant+jwt").as_str().unwrap_or_default()
+        )),
+        ("TokenForm", "subject_token_type") => json!("urn:mandate:params:oauth:token-type:chain"),
+        ("TokenForm", "resource") => json!("https://files.example/"),
+        ("TokenForm", "mandate_keys") => json!(X),
+        ("TokenForm", "scope") => json!("files:read"),
+        ("TokenForm", "authorization_details" | "requested_token_type") => return None,
+        ("IntrospectForm", "token") => token("at+jwt"),
+        ("IntrospectForm", "token_type_hint") => return None,
+        ("TokenIssued", "access_token") => token("at+jwt"),
+        ("TokenIssued", "issued_token_type") => {
+            json!("urn:ietf:params:oauth:token-type:access_token")
+        }
+        ("TokenIssued", "token_type") => json!("DPoP"),
+        ("TokenIssued", "expires_in") => json!(300),
+        ("OAuthErrorBody", "error") => json!("invalid_grant"),
+        ("OAuthErrorBody", "error_description") => {
+            json!("chain.revoked: a grant of the chain is revoked")
+        }
         (_, "id" | "parent" | "replaces") => json!(ID),
         (_, "jkt") => json!(JKT),
         (_, "seq" | "next") => json!(42),

@@ -168,10 +168,10 @@ mod tests {
     fn no_two_documented_types_share_a_name() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crates/mandate-broker/src");
         let mut seen: Vec<(String, String)> = Vec::new();
-        for entry in std::fs::read_dir(&dir)
+        let entries = std::fs::read_dir(&dir)
             .expect("the broker's sources")
-            .flatten()
-        {
+            .chain(std::fs::read_dir(dir.join("oauth")).expect("the broker's oauth sources"));
+        for entry in entries.flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             let mut documented = false;
             for line in text.lines() {
@@ -230,10 +230,18 @@ mod tests {
         check("ReportBody", &|v| {
             serde_json::from_value::<ReportBody>(v).is_ok()
         });
+        check("TokenForm", &|v| {
+            serde_json::from_value::<mandate_broker::oauth::TokenForm>(v).is_ok()
+        });
+        check("IntrospectForm", &|v| {
+            serde_json::from_value::<mandate_broker::oauth::IntrospectForm>(v).is_ok()
+        });
         // Every operation's body is one of these.
         for (method, path, op) in api::operations(&doc) {
-            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
-            if let Some(name) = examples::reference(schema) {
+            let content = &op["requestBody"]["content"];
+            let json = examples::reference(&content["application/json"]["schema"]);
+            let form = examples::reference(&content["application/x-www-form-urlencoded"]["schema"]);
+            if let Some(name) = json.or(form) {
                 assert!(
                     [
                         "SubmitBody",
@@ -241,7 +249,9 @@ mod tests {
                         "RemoveBody",
                         "DecisionBody",
                         "RevokeBody",
-                        "ReportBody"
+                        "ReportBody",
+                        "TokenForm",
+                        "IntrospectForm"
                     ]
                     .contains(&name),
                     "{method} {path}: check that {name}'s example parses"

@@ -7,6 +7,7 @@ mod binary;
 mod events;
 mod guard;
 mod instances;
+mod oauth;
 mod oidc;
 mod outage;
 mod rates;

@@ -1,0 +1,485 @@
+//! The broker as an OAuth 2 authorization server, for resource servers and
+//! clients that speak OAuth rather than Mandate (docs/oauth.md):
+//!
+//! - RFC 8414 metadata at `/.well-known/oauth-authorization-server`, and
+//!   the access-token keys at `/oauth/jwks` ([`keys`]);
+//! - RFC 8693 token exchange at `/oauth/token`: a Mandate chain and a DPoP
+//!   proof (RFC 9449) by its leaf agent's key, for an RFC 9068 access
+//!   token bound to that key, for one resource (RFC 8707) the broker
+//!   serves ([`exchange`]);
+//! - RFC 7662 introspection at `/oauth/introspect`: a token whose chain
+//!   was revoked is inactive at once.
+//!
+//! Errors are RFC 6749's `{"error", "error_description"}` ([`OAuthCode`]).
+
+pub mod dpop;
+pub mod exchange;
+pub mod keys;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mandate_core::scope::Location;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use keys::{Alg, TokenKeys};
+
+/// Where the token endpoint is, under the broker's public URL.
+pub const TOKEN_PATH: &str = "/oauth/token";
+/// Where the key set is.
+pub const JWKS_PATH: &str = "/oauth/jwks";
+/// Where introspection is.
+pub const INTROSPECT_PATH: &str = "/oauth/introspect";
+
+mandate_core::error_codes! {
+    /// The `error` of the OAuth endpoints (RFC 6749 section 5.2, RFC 8707,
+    /// RFC 9396, RFC 9449), each with its status.
+    pub enum OAuthCode {
+        /// A parameter missing, repeated or malformed.
+        InvalidRequest = (
+            "invalid_request",
+            Some(400),
+            "A parameter is missing, repeated or malformed, or the body is not a form.",
+            "Send each parameter once, as `application/x-www-form-urlencoded`.",
+        ),
+        /// Not token exchange.
+        UnsupportedGrantType = (
+            "unsupported_grant_type",
+            Some(400),
+            "`grant_type` is not `urn:ietf:params:oauth:grant-type:token-exchange`.",
+            "Exchange a Mandate chain; the code flow is not served yet.",
+        ),
+        /// The chain does not verify, is revoked or expired, or is not the
+        /// proof key's.
+        InvalidGrant = (
+            "invalid_grant",
+            Some(400),
+            "The chain does not verify here (revoked, expired, or broken: the description \
+             starts with the Mandate code), or its leaf grant is to another key than the DPoP \
+             proof's.",
+            "Ask for a new grant; present the chain with the leaf agent's own key.",
+        ),
+        /// An unknown resource, or one the chain grants nothing at.
+        InvalidTarget = (
+            "invalid_target",
+            Some(400),
+            "The broker issues no tokens for this `resource`, or the chain grants nothing at \
+             it.",
+            "Name a resource the metadata lists (`mandate_resources`), which the chain's scopes \
+             reach.",
+        ),
+        /// `authorization_details` wider than the chain.
+        InvalidAuthorizationDetails = (
+            "invalid_authorization_details",
+            Some(400),
+            "`authorization_details` is not a list of scopes within what the chain grants at \
+             the resource.",
+            "Ask for the same or less.",
+        ),
+        /// `scope` wider than the chain.
+        InvalidScope = (
+            "invalid_scope",
+            Some(400),
+            "`scope` names an action the chain does not grant at the resource.",
+            "Name `TYPE:ACTION` pairs the chain grants.",
+        ),
+        /// A missing or bad DPoP proof.
+        InvalidDpopProof = (
+            "invalid_dpop_proof",
+            Some(400),
+            "The `DPoP` header is missing, or its proof is malformed, stale, replayed, or not \
+             for this request (the description says which).",
+            "Send one fresh proof, by the leaf agent's key, for `POST` on the token endpoint.",
+        ),
+        /// A key exchanging too fast.
+        SlowDown = (
+            "slow_down",
+            Some(429),
+            "This agent key exchanges (and polls) too fast: it shares the `agent_calls` rate.",
+            "Slow down: a token lives 5 minutes, so keep it and use it until it nears its end.",
+        ),
+        /// The store failed.
+        TemporarilyUnavailable = (
+            "temporarily_unavailable",
+            Some(503),
+            "The broker cannot reach its store.",
+            "Retry later.",
+        ),
+    }
+}
+
+/// An OAuth error answer.
+#[derive(Debug)]
+pub struct OAuthError {
+    code: OAuthCode,
+    description: String,
+}
+
+impl OAuthError {
+    /// An error with its code and a description for people.
+    pub fn new(code: OAuthCode, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+
+    fn unavailable() -> OAuthError {
+        OAuthError::new(OAuthCode::TemporarilyUnavailable, "storage is unavailable")
+    }
+}
+
+/// RFC 6749's error body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OAuthErrorBody {
+    /// The error code, such as `invalid_grant`.
+    error: String,
+    /// What went wrong, for people; for `invalid_grant`, it starts with
+    /// the Mandate code of the rule that failed.
+    error_description: String,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = self
+            .code
+            .doc()
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        let body = OAuthErrorBody {
+            error: self.code.as_str().to_owned(),
+            error_description: self.description,
+        };
+        no_store((status, Json(body)).into_response())
+    }
+}
+
+/// RFC 6749 section 5.1: token answers are never cached.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// One resource the broker issues access tokens for, and how it wants
+/// them signed.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Its URI, as clients name it in `resource` and tokens in `aud`.
+    pub uri: String,
+    /// The same, as a scope location: the scopes it covers are its own.
+    pub location: Location,
+    /// The signature its tokens carry.
+    pub alg: Alg,
+}
+
+impl Resource {
+    /// `URI` or `URI=ALG` (`EdDSA`, the default, or `ES256`). The URI is
+    /// absolute, `https://` (or `http://` to this machine), without a
+    /// fragment or query, and a valid scope location.
+    pub fn parse(text: &str) -> Result<Resource, String> {
+        let (uri, alg) = match text.rsplit_once('=') {
+            Some((uri, alg)) if !alg.contains('/') => (
+                uri,
+                Alg::named(alg).ok_or_else(|| format!("{alg}: the algorithm is EdDSA or ES256"))?,
+            ),
+            _ => (text, Alg::EdDsa),
+        };
+        if !secure_uri(uri) || uri.contains(['?', '#']) {
+            return Err(format!(
+                "{uri}: a resource is an https:// URI (http:// only to this machine), without a query or fragment"
+            ));
+        }
+        let location = Location::try_from(uri.to_owned())
+            .map_err(|why| format!("{uri}: not a scope location: {why}"))?;
+        Ok(Resource {
+            uri: uri.to_owned(),
+            location,
+            alg,
+        })
+    }
+}
+
+/// Whether `uri` is `https://`, or `http://` to this machine
+/// ([`mandate_core::transport::secure_or_loopback`]).
+fn secure_uri(uri: &str) -> bool {
+    use mandate_core::transport::{Host, secure_or_loopback};
+    let Some((origin, _)) = mandate_core::uri::split_http_uri(uri) else {
+        return false;
+    };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .map(Host::Ipv6)
+    } else {
+        let name = authority
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(authority, |(name, _)| name);
+        Some(name.parse().map_or(Host::Domain(name), Host::Ipv4))
+    };
+    secure_or_loopback(scheme, host)
+}
+
+/// The broker's OAuth side: its access-token keys and its resources.
+pub struct OAuth {
+    /// The keys that sign access tokens.
+    pub keys: TokenKeys,
+    /// The resources it issues tokens for.
+    pub resources: Vec<Resource>,
+}
+
+impl OAuth {
+    /// The resource named `uri`, exactly.
+    pub fn resource(&self, uri: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.uri == uri)
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), each parameter at
+/// most once (RFC 6749 section 3.2).
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: Result<Bytes, BytesRejection>) -> Result<Form, OAuthError> {
+        let malformed = || OAuthError::new(OAuthCode::InvalidRequest, "the body is not a form");
+        let bytes = body.map_err(|_| malformed())?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed())?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidRequest,
+                    format!("{} is repeated", printable(name)),
+                ));
+            }
+        }
+        Ok(Form(pairs))
+    }
+
+    /// The parameter `name`, if given.
+    pub fn optional(&self, name: &str) -> Result<Option<&str>, OAuthError> {
+        Ok(self
+            .0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str()))
+    }
+
+    /// The parameter `name`, which must be given.
+    pub fn one(&self, name: &str) -> Result<&str, OAuthError> {
+        self.optional(name)?
+            .ok_or_else(|| OAuthError::new(OAuthCode::InvalidRequest, format!("{name} is missing")))
+    }
+}
+
+/// A parameter name for a description: short, and only printable ASCII.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(40)
+        .collect()
+}
+
+/// RFC 8414 authorization server metadata.
+#[utoipa::path(
+    get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    responses((status = 200, description = "The metadata (RFC 8414)", body = Object))
+)]
+pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
+    let base = &state.inner.public_url;
+    let resources: serde_json::Map<String, Value> = state
+        .oauth()
+        .resources
+        .iter()
+        .map(|r| (r.uri.clone(), json!(r.alg.as_str())))
+        .collect();
+    Json(json!({
+        "issuer": base,
+        "token_endpoint": format!("{base}{TOKEN_PATH}"),
+        "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
+        "grant_types_supported": [exchange::GRANT_TYPE],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["none"],
+        "dpop_signing_alg_values_supported": ["EdDSA"],
+        "authorization_details_types_supported": ["*"],
+        "mandate_subject_token_types_supported": [exchange::CHAIN_TOKEN_TYPE],
+        "mandate_resources": resources,
+    }))
+}
+
+/// The keys that verify access tokens (RFC 7517): yesterday's, today's and
+/// tomorrow's, Ed25519 and P-256.
+#[utoipa::path(
+    get, path = "/oauth/jwks", tag = "oauth",
+    responses((status = 200, description = "A JWK Set", body = Object))
+)]
+pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
+    Json(state.oauth().keys.jwks(state.now()))
+}
+
+/// The token endpoint's form (RFC 8693 section 2.1). [`Form`] reads the
+/// body; this type documents it, and the docs' test parses its example.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the form; Form reads the body")]
+pub struct TokenForm {
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    grant_type: String,
+    /// The chain: its grants, root first, separated by `,`.
+    subject_token: String,
+    /// `urn:mandate:params:oauth:token-type:chain`.
+    subject_token_type: String,
+    /// The resource the token is for (RFC 8707), one the metadata lists.
+    resource: String,
+    /// Optional: the public keys (base64url, 32 bytes each, separated by
+    /// `,`) of the agents above the leaf, for a chain of two grants or
+    /// more. The leaf's key is the DPoP proof's.
+    mandate_keys: Option<String>,
+    /// Optional: a JSON list of scopes within the chain's at the resource
+    /// (RFC 9396).
+    authorization_details: Option<String>,
+    /// Optional: `TYPE:ACTION` pairs, space-separated, to keep.
+    scope: Option<String>,
+    /// Optional: `urn:ietf:params:oauth:token-type:access_token`.
+    requested_token_type: Option<String>,
+}
+
+/// A token issued (RFC 8693 section 2.2.1).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenIssued {
+    /// The RFC 9068 access token (`typ` `at+jwt`), bound to the DPoP key.
+    access_token: String,
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    issued_token_type: &'static str,
+    /// `DPoP`: present it with `Authorization: DPoP` and a fresh proof.
+    token_type: &'static str,
+    /// Seconds it lives: at most 300, and never past the chain's end.
+    expires_in: i64,
+}
+
+/// Exchanges a Mandate chain for an access token (RFC 8693).
+///
+/// The body is a form. The `DPoP` header carries a proof (RFC 9449) by the
+/// leaf agent's key, for `POST` on this URL. The token is for `resource`
+/// only, holds the chain as nested `act` claims (the leaf outermost), the
+/// scopes at the resource, and `cnf.jkt`; it lives at most 5 minutes.
+#[utoipa::path(
+    post, path = "/oauth/token", tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    params(("dpop" = String, Header, description = "A DPoP proof by the chain's leaf agent")),
+    responses(
+        (status = 200, body = TokenIssued),
+        (status = 400, body = OAuthErrorBody, description = "An OAuth error: `invalid_request`, `unsupported_grant_type`, `invalid_grant`, `invalid_target`, `invalid_authorization_details`, `invalid_scope` or `invalid_dpop_proof`"),
+        (status = 429, body = OAuthErrorBody, description = "An OAuth error: `slow_down`"),
+        (status = 503, body = OAuthErrorBody, description = "An OAuth error: `temporarily_unavailable`"),
+    )
+)]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match token_answer(&state, &headers, body).await {
+        Ok(issued) => no_store(
+            Json(TokenIssued {
+                access_token: issued.token,
+                issued_token_type: exchange::ACCESS_TOKEN_TYPE,
+                token_type: "DPoP",
+                expires_in: issued.expires_in,
+            })
+            .into_response(),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn token_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<exchange::Issued, OAuthError> {
+    let form = Form::parse(body)?;
+    if form.one("grant_type")? != exchange::GRANT_TYPE {
+        return Err(OAuthError::new(
+            OAuthCode::UnsupportedGrantType,
+            "the grant type is token exchange",
+        ));
+    }
+    let mut proofs = headers.get_all("dpop").iter();
+    let dpop = match (proofs.next(), proofs.next()) {
+        (None, _) => None,
+        (Some(p), None) => Some(p.to_str().map_err(|_| {
+            OAuthError::new(OAuthCode::InvalidDpopProof, "the DPoP header is not text")
+        })?),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                OAuthCode::InvalidDpopProof,
+                "send one DPoP header",
+            ));
+        }
+    };
+    exchange::exchange(state, &form, dpop).await
+}
+
+/// Says whether an access token is active (RFC 7662).
+///
+/// It needs no client authentication: a token's claims are readable by
+/// whoever holds it, and whether its chain is revoked is public in the
+/// revocation feed. A token is active while it is this broker's, unexpired,
+/// and no grant of its chain (nor the user key at its root) is revoked.
+#[utoipa::path(
+    post, path = "/oauth/introspect", tag = "oauth",
+    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": false}`, or `active` true with the token's claims", body = Object),
+        (status = 400, body = OAuthErrorBody, description = "An OAuth error: `invalid_request`"),
+        (status = 503, body = OAuthErrorBody, description = "An OAuth error: `temporarily_unavailable`"),
+    )
+)]
+pub async fn introspect(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = async {
+        let form = Form::parse(body)?;
+        let token = form.one("token")?;
+        let now = state.now();
+        let Some(claims) = state.oauth().keys.verify(token, now) else {
+            return Ok(json!({ "active": false }));
+        };
+        if !exchange::active(&state, &claims, now).await? {
+            return Ok(json!({ "active": false }));
+        }
+        let mut out = claims;
+        out["active"] = json!(true);
+        out["token_type"] = json!("DPoP");
+        Ok::<Value, OAuthError>(out)
+    };
+    match answer.await {
+        Ok(v) => no_store(Json(v).into_response()),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The introspection form (RFC 7662 section 2.1), as [`TokenForm`] is.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the form; Form reads the body")]
+pub struct IntrospectForm {
+    /// The access token.
+    token: String,
+    /// Optional, and ignored: `access_token`.
+    token_type_hint: Option<String>,
+}
