@@ -85,15 +85,17 @@ webdriver:
 
 # The jose interop test, the test OIDC provider's own checks, the second
 # implementation of the verification rules (Python, from docs/protocol.md),
-# and an agent in Python written from docs/agents.md's "From any language"
-# alone, replaying that section's exchanges against live servers (it needs
-# the binaries `unit` builds).
+# an agent in Python written from docs/agents.md's "From any language"
+# alone, replaying that section's exchanges against live servers, and a
+# resource server written with PyJWT alone taking the broker's OAuth
+# access tokens (these two need the binaries `unit` builds).
 interop:
 	@mkdir -p $(LOGS)
 	set -o pipefail; (cd tests/interop && timeout 300 node --test && \
 	  cd ../idp && timeout 120 node selftest.mjs && \
 	  cd ../second-impl && timeout 600 ./run.sh && \
-	  cd ../walkthrough && timeout 600 ./run.sh) 2>&1 | tee $(LOGS)/interop.log
+	  cd ../walkthrough && timeout 600 ./run.sh && \
+	  cd ../oauth && timeout 600 ./run.sh) 2>&1 | tee $(LOGS)/interop.log
 
 ## Each fuzz target for FUZZ_SECONDS (default 60).
 fuzz: setup

@@ -22,8 +22,8 @@ for path in sys.argv[1:]:
         m = re.search(r"(\d+) unique failures?", line)
         if m:
             failed += int(m.group(1))
-        # tests/walkthrough
-        m = re.match(r"^walkthrough: (\d+) passed, (\d+) failed$", line.strip())
+        # tests/walkthrough and tests/oauth
+        m = re.match(r"^(?:walkthrough|oauth-rs): (\d+) passed, (\d+) failed$", line.strip())
         if m:
             passed += int(m.group(1))
             failed += int(m.group(2))
