@@ -4,7 +4,7 @@
 use crate::error::Code;
 use std::collections::HashSet;
 
-use mandate_core::{BindingSet, Context, Jwk, KeySet, TokenId, VerifiedChain, verify_chain};
+use mandate_core::{BindingSet, Context, Jwk, KeySet, TokenId, VerifiedChain};
 
 use mandate_store::{GrantRecord, StoreError};
 
@@ -75,7 +75,10 @@ pub async fn check(
         bindings: &bindings,
         revoked: &revoked,
     };
-    let verified = verify_chain(chain, &cx).map_err(ApiError::token)?;
+    let verified = s
+        .verifier
+        .verify_chain(chain, &cx)
+        .map_err(ApiError::token)?;
     Ok(Checked {
         chain: verified,
         keys: key_set,

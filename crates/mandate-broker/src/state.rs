@@ -122,6 +122,10 @@ impl Limiters {
     }
 }
 
+/// How many verified links the broker keeps (two generations of half
+/// each): a parsed grant takes 1 to 2 KiB, so 10 to 20 MiB at most.
+const LINK_CACHE: usize = 10_000;
+
 /// The shared state of the broker.
 #[derive(Clone)]
 pub struct AppState {
@@ -148,6 +152,10 @@ pub(crate) struct Inner {
     pub checkpoints: Checkpoints,
     /// Places for followers of the revocation feed's stream.
     pub followers: Arc<tokio::sync::Semaphore>,
+    /// Chain verification, with a cache of links whose signatures
+    /// verified (protocol.md 6.3): a chain presented again (a receipt's,
+    /// a token exchange's) skips their signature checks, and nothing else.
+    pub verifier: mandate_core::Verifier,
 }
 
 impl AppState {
@@ -183,6 +191,7 @@ impl AppState {
                 limiters: Limiters::new(&limits),
                 checkpoints: Checkpoints::default(),
                 followers: Arc::new(tokio::sync::Semaphore::new(limits.max_followers)),
+                verifier: mandate_core::Verifier::new(LINK_CACHE),
             }),
             guard: Arc::new(Guard::for_url(public_url)),
             oauth,

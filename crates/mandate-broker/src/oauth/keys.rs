@@ -8,6 +8,9 @@
 //! (at most 5-minute) life, and a verifier that caches the set for up to a
 //! day already holds tomorrow's key.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use ed25519_dalek::Signer as _;
 use mandate_core::base64url;
 use mandate_core::{SigningKey, UnixTime};
@@ -50,6 +53,9 @@ impl Alg {
 pub struct TokenKeys {
     /// The broker key's seed, which every day's keys are derived from.
     seed: Zeroizing<[u8; 32]>,
+    /// The keys derived so far, with their JWKs: deriving one takes a
+    /// scalar multiplication, and every token and key set needs them.
+    derived: Mutex<HashMap<(Alg, i64), Arc<Derived>>>,
 }
 
 /// One day's key of one algorithm.
@@ -58,16 +64,43 @@ enum DayKey {
     Es256(p256::ecdsa::SigningKey),
 }
 
+/// A day's key, and its public JWK (with `kid`).
+struct Derived {
+    key: DayKey,
+    jwk: Value,
+    kid: String,
+}
+
 impl TokenKeys {
     /// The keys derived from `broker`.
     pub fn of(broker: &SigningKey) -> TokenKeys {
         TokenKeys {
             seed: broker.to_seed(),
+            derived: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The key of `alg` for `day`.
-    fn key(&self, alg: Alg, day: i64) -> DayKey {
+    /// The key of `alg` for `day`, derived once; keys of days long past
+    /// are forgotten.
+    fn key(&self, alg: Alg, day: i64) -> Arc<Derived> {
+        let mut derived = self
+            .derived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(d) = derived.get(&(alg, day)) {
+            return Arc::clone(d);
+        }
+        derived.retain(|(_, d), _| (*d - day).abs() <= 2);
+        let key = self.derive(alg, day);
+        let jwk = key.jwk();
+        let kid = jwk["kid"].as_str().unwrap_or_default().to_owned();
+        let d = Arc::new(Derived { key, jwk, kid });
+        derived.insert((alg, day), Arc::clone(&d));
+        d
+    }
+
+    /// Derives the key of `alg` for `day`.
+    fn derive(&self, alg: Alg, day: i64) -> DayKey {
         for counter in 0u8.. {
             let mut h = Sha256::new();
             h.update(b"mandate-access-token-key/v1\0");
@@ -97,7 +130,7 @@ impl TokenKeys {
         let mut keys = Vec::new();
         for day in [today, today + 1, today - 1] {
             for alg in [Alg::EdDsa, Alg::Es256] {
-                keys.push(self.key(alg, day).jwk());
+                keys.push(self.key(alg, day).jwk.clone());
             }
         }
         json!({ "keys": keys })
@@ -107,13 +140,13 @@ impl TokenKeys {
     /// that day's key of `alg`.
     pub fn sign(&self, alg: Alg, typ: &str, claims: &Value, now: UnixTime) -> String {
         let key = self.key(alg, now.div_euclid(ROTATION));
-        let header = json!({ "alg": alg.as_str(), "typ": typ, "kid": key.kid() });
+        let header = json!({ "alg": alg.as_str(), "typ": typ, "kid": key.kid });
         let input = format!(
             "{}.{}",
             base64url::encode(header.to_string().as_bytes()),
             base64url::encode(claims.to_string().as_bytes())
         );
-        let signature = match &key {
+        let signature = match &key.key {
             DayKey::EdDsa(k) => k.sign(input.as_bytes()).to_bytes().to_vec(),
             DayKey::Es256(k) => {
                 let s: p256::ecdsa::Signature = k.sign(input.as_bytes());
@@ -137,8 +170,8 @@ impl TokenKeys {
         let key = [today, today - 1, today + 1]
             .into_iter()
             .map(|day| self.key(alg, day))
-            .find(|k| k.kid() == kid)?;
-        let good = match &key {
+            .find(|k| k.kid == kid)?;
+        let good = match &key.key {
             DayKey::EdDsa(k) => {
                 let signature = ed25519_dalek::Signature::from_slice(&signature).ok()?;
                 k.verifying_key()
@@ -190,11 +223,6 @@ impl DayKey {
         jwk["alg"] = json!(alg);
         jwk["use"] = json!("sig");
         jwk
-    }
-
-    fn kid(&self) -> String {
-        let jwk = self.jwk();
-        jwk["kid"].as_str().unwrap_or_default().to_owned()
     }
 }
 
