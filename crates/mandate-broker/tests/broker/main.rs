@@ -556,6 +556,10 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/grants", "get"),
         ("/v1/receipts", "post"),
         ("/v1/receipts", "get"),
+        ("/.well-known/oauth-authorization-server", "get"),
+        ("/oauth/jwks", "get"),
+        ("/oauth/token", "post"),
+        ("/oauth/introspect", "post"),
     ];
     for (path, method) in routes {
         assert!(
