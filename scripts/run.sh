@@ -113,11 +113,14 @@ setsid "$bin/mandate-demo-resources" --listen "$resources_listen" --broker "http
     >"$logs/resources.log" 2>&1 &
 pids+=($!)
 wait_for_port "$resources_listen" 30
+# The log exists before anything writes or follows it: the background
+# child opens it only when it runs, which may be after `tail` starts.
+: >"$logs/demo.log"
 setsid "$bin/mandate-demo" --broker "http://$listen" --resources "http://$resources_listen" \
-    --principal "$issuer#alice" --dir "$data/demo" --format text >"$logs/demo.log" 2>&1 &
+    --principal "$issuer#alice" --dir "$data/demo" --format text >>"$logs/demo.log" 2>&1 &
 pids+=($!)
 # Their progress, here too.
-setsid tail -n +1 -f "$logs/demo.log" &
+setsid tail -n +1 -F "$logs/demo.log" &
 pids+=($!)
 
 # Until the app is closed (or Ctrl-C).

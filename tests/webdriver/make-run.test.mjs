@@ -18,9 +18,21 @@ const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const dir = mkdtempSync(join(tmpdir(), 'mandate-make-run-'));
 let run;
 
-after(() => {
+after(async () => {
+  // After a failure, stop the run as Ctrl-C would, so that run.sh stops
+  // what it started (each child in a session of its own, which a signal to
+  // make's group does not reach); then kill whatever of it is left, by PID.
   if (run && run.exitCode === null) {
-    try { process.kill(-run.pid, 'SIGKILL'); } catch { /* gone */ }
+    try { process.kill(-run.pid, 'SIGINT'); } catch { /* gone */ }
+    await withTimeout(run.ended, 15_000, 'make run to stop').catch(() => {
+      try { process.kill(-run.pid, 'SIGKILL'); } catch { /* gone */ }
+    });
+  }
+  for (const line of ours()) {
+    const pid = Number(line.split(' ')[0]);
+    if (pid !== process.pid) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
   }
   rmSync(dir, { recursive: true, force: true });
 });
