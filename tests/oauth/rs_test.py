@@ -2,10 +2,11 @@
 """A resource server that knows nothing of Mandate takes the broker's
 access tokens (docs/oauth.md, "Checking a token at a resource server").
 
-The server below uses PyJWT and the standard library only. It checks the
-token against the broker's published keys and metadata, the DPoP proof
-(RFC 9449) against the token's `cnf.jkt`, and asks the broker's
-introspection whether the token is still active.
+The server below uses PyJWT and the standard library only, and its check
+is the ```python oauth-check block of docs/oauth.md, read out of the doc
+and run as it is: it checks the token against the broker's published keys
+and metadata, the DPoP proof (RFC 9449) against the token's `cnf.jkt`, and
+asks the broker's introspection whether the token is still active.
 
 The test around it runs the real processes: the test OIDC provider,
 mandate-broker (with `--oauth-resource` naming this server), the user
@@ -62,7 +63,24 @@ def check(what, ok, detail=""):
 # The resource server: PyJWT and the standard library, no Mandate code.
 
 
+def doc_block():
+    """The resource server's check, as docs/oauth.md gives it: the block
+    after ```python oauth-check, run here as it is."""
+    text = open(os.path.join(REPO, "docs", "oauth.md"), encoding="utf-8").read()
+    m = re.search(r"^```python oauth-check\n(.*?)^```$", text, re.S | re.M)
+    if not m:
+        raise AssertionError("docs/oauth.md has no ```python oauth-check block")
+    scope = {}
+    exec(compile(m.group(1), "docs/oauth.md (oauth-check)", "exec"), scope)
+    return scope
+
+
+DOC = doc_block()
+
+
 class ResourceServer(http.server.BaseHTTPRequestHandler):
+    """A file server whose every call passes the doc's check_call."""
+
     # Set once the broker is known.
     broker = None
     resource = None
@@ -71,100 +89,33 @@ class ResourceServer(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def refuse(self, why):
-        body = json.dumps({"error": "invalid_token", "error_description": why}).encode()
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", f'DPoP error="invalid_token", algs="EdDSA"')
+    def reply(self, status, body, extra=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for k, v in extra:
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(data)
 
     def do_GET(self):
-        try:
-            claims = self.authorize()
-        except Refused as e:
-            return self.refuse(str(e))
-        body = json.dumps({
-            "file": self.path,
-            "user": claims["sub"],
-            "agent": claims["client_id"],
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def authorize(self):
-        broker = ResourceServer.broker
-        auth = self.headers.get("Authorization", "")
-        if not auth.startswith("DPoP "):
-            raise Refused("Authorization: DPoP TOKEN is required")
-        token = auth[len("DPoP "):]
-        proofs = self.headers.get_all("DPoP") or []
-        if len(proofs) != 1:
-            raise Refused("exactly one DPoP proof is required")
-        proof = proofs[0]
-        # The token: typ, the resource's algorithm, the published key.
-        header = jwt.get_unverified_header(token)
-        alg = broker["metadata"]["mandate_resources"][ResourceServer.resource]
-        if header.get("typ") != "at+jwt" or header.get("alg") != alg:
-            raise Refused("not an at+jwt signed as this resource asked")
-        key = broker["jwks"].get_signing_key_from_jwt(token)
-        try:
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=[alg],
-                audience=ResourceServer.resource,
-                issuer=broker["metadata"]["issuer"],
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "cnf"]},
-            )
-        except jwt.PyJWTError as e:
-            raise Refused(f"the token: {type(e).__name__}")
-        # The proof (RFC 9449 section 4.3), bound to the token's cnf.jkt.
-        ph = jwt.get_unverified_header(proof)
-        if ph.get("typ") != "dpop+jwt" or ph.get("alg") != "EdDSA" or "jwk" not in ph:
-            raise Refused("the proof's header")
-        jwk = ph["jwk"]
-        if set(jwk) - {"kty", "crv", "x", "kid", "alg", "use"}:
-            raise Refused("the proof's jwk is not a public key")
-        thumb = b64(hashlib.sha256(json.dumps(
-            {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]},
-            separators=(",", ":"), sort_keys=True).encode()).digest())
-        if thumb != claims["cnf"]["jkt"]:
-            raise Refused("the proof is by another key than the token's")
-        try:
-            pc = jwt.decode(proof, jwt.PyJWK(jwk).key, algorithms=["EdDSA"])
-        except jwt.PyJWTError as e:
-            raise Refused(f"the proof: {type(e).__name__}")
+        headers = {}
+        for k, v in self.headers.items():
+            headers.setdefault(k.lower(), []).append(v)
         url = f"http://{self.headers['Host']}{urllib.parse.urlsplit(self.path).path}"
-        if pc.get("htm") != "GET" or pc.get("htu") != url:
-            raise Refused("the proof is for another call")
-        if abs(time.time() - pc.get("iat", 0)) > 60:
-            raise Refused("the proof is stale")
-        if pc.get("ath") != b64(hashlib.sha256(token.encode()).digest()):
-            raise Refused("the proof is for another token")
-        if pc.get("jti") in ResourceServer.seen_jti:
-            raise Refused("the proof was used before")
-        ResourceServer.seen_jti.add(pc.get("jti"))
-        # Still active: the broker's introspection sees a revocation at once.
-        form = urllib.parse.urlencode({"token": token}).encode()
-        req = urllib.request.Request(
-            broker["metadata"]["introspection_endpoint"], data=form,
-            headers={"Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            if not json.loads(r.read()).get("active"):
-                raise Refused("the token is no longer active")
+        try:
+            claims = DOC["check_call"](
+                "GET", url, headers, ResourceServer.resource,
+                ResourceServer.broker["metadata"], ResourceServer.broker["jwks"],
+                ResourceServer.seen_jti)
+        except DOC["Refused"] as e:
+            return self.reply(401, {"error": "invalid_token", "error_description": str(e)},
+                              [("WWW-Authenticate", 'DPoP error="invalid_token", algs="EdDSA"')])
         if not any(d.get("type") == "files" and "read" in d.get("actions", [])
                    for d in claims.get("authorization_details", [])):
-            raise Refused("the token does not grant files:read")
-        return claims
-
-
-class Refused(Exception):
-    pass
+            return self.reply(403, {"error": "insufficient_scope"})
+        self.reply(200, {"file": self.path, "user": claims["sub"], "agent": claims["client_id"]})
 
 
 # --------------------------------------------------------------------------
