@@ -315,7 +315,6 @@ pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["none"],
         "dpop_signing_alg_values_supported": ["EdDSA"],
-        "authorization_details_types_supported": ["*"],
         "mandate_subject_token_types_supported": [exchange::CHAIN_TOKEN_TYPE],
         "mandate_resources": resources,
     }))
