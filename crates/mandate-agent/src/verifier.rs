@@ -375,11 +375,7 @@ pub struct Refusal {
 impl Refusal {
     fn of(code: ResourceCode, message: String) -> Refusal {
         Refusal {
-            status: code
-                .doc()
-                .status
-                .and_then(|s| StatusCode::from_u16(s).ok())
-                .unwrap_or(StatusCode::BAD_REQUEST),
+            status: StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
             code: code.as_str(),
             message,
         }

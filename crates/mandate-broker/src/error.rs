@@ -545,13 +545,8 @@ pub struct ErrorBody {
 impl ApiError {
     /// An error with one of the broker's codes, and its status.
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
-        let status = code
-            .doc()
-            .status
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST);
         ApiError {
-            status,
+            status: StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
             code: code.as_str(),
             message: message.into(),
         }

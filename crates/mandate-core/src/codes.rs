@@ -74,6 +74,15 @@ macro_rules! error_codes {
             pub const fn as_str(self) -> &'static str {
                 self.doc().code
             }
+
+            /// The HTTP status it is answered with: its own, or 400 for a
+            /// code that names none.
+            pub const fn http_status(self) -> u16 {
+                match self.doc().status {
+                    Some(status) => status,
+                    None => 400,
+                }
+            }
         }
 
         impl ::std::fmt::Display for $name {

@@ -15,6 +15,8 @@ use serde::Deserialize;
 pub struct Proof {
     /// The proof key's RFC 7638 thumbprint: what `cnf.jkt` binds to.
     pub jkt: Thumbprint,
+    /// The proof key, as its `jwk` header gave it.
+    pub jwk: Jwk,
     /// Its `jti`.
     pub jti: String,
     /// Its `iat`.
@@ -89,6 +91,7 @@ pub fn check(
     }
     Ok(Proof {
         jkt: key.thumbprint(),
+        jwk: header.jwk,
         jti: claims.jti,
         iat: claims.iat,
     })

@@ -95,7 +95,7 @@ pub async fn exchange(
             "this key exchanges too fast",
         ));
     }
-    let mut keys = vec![proof_jwk(dpop)];
+    let mut keys = vec![proof.jwk.clone()];
     if let Some(more) = form.optional("mandate_keys")? {
         for x in more.split(',') {
             keys.push(Jwk {
@@ -190,22 +190,6 @@ pub async fn exchange(
         token: state.oauth().keys.sign(target.alg, "at+jwt", &claims, now),
         expires_in: exp - now,
     })
-}
-
-/// The proof's own `jwk` header, which the check already parsed.
-fn proof_jwk(dpop: &str) -> Jwk {
-    let header = dpop.split('.').next().unwrap_or_default();
-    mandate_core::base64url::decode(header)
-        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
-        .and_then(|h| serde_json::from_value(h["jwk"].clone()).ok())
-        .unwrap_or(Jwk {
-            kty: String::new(),
-            crv: String::new(),
-            x: String::new(),
-            kid: None,
-            alg: None,
-            use_: None,
-        })
 }
 
 /// 16 random bytes, for a `jti`.

@@ -146,12 +146,8 @@ pub struct OAuthErrorBody {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = self
-            .code
-            .doc()
-            .status
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST);
+        let status =
+            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         let body = OAuthErrorBody {
             error: self.code.as_str().to_owned(),
             error_description: self.description,

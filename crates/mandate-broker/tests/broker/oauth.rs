@@ -337,25 +337,18 @@ async fn each_refusal_has_its_rfc_error_code() {
     let root_id = approved(&h, "orf").await;
     let root = root_token(&h, root_id).await;
     let one = vec![root.clone()];
-    let refused = |status: StatusCode, body: &Value, error: &str| {
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(error)),
-            "{body}"
-        );
-    };
 
     // No proof; another key's proof; a stale one; one for another URL.
     let (s, b) = call(&app, exchange(&one, None, &[])).await;
-    refused(s, &b, "invalid_dpop_proof");
+    refused_with(s, &b, "invalid_dpop_proof");
     let (s, b) = call(&app, exchange(&one, Some(&dpop(&agent(3), "r1", NOW)), &[])).await;
-    refused(s, &b, "invalid_grant");
+    refused_with(s, &b, "invalid_grant");
     let (s, b) = call(
         &app,
         exchange(&one, Some(&dpop(&agent(1), "r2", NOW - 600)), &[]),
     )
     .await;
-    refused(s, &b, "invalid_dpop_proof");
+    refused_with(s, &b, "invalid_dpop_proof");
     // An unknown resource.
     let (s, b) = call(
         &app,
@@ -366,7 +359,7 @@ async fn each_refusal_has_its_rfc_error_code() {
         ),
     )
     .await;
-    refused(s, &b, "invalid_target");
+    refused_with(s, &b, "invalid_target");
     // authorization_details and scope wider than the chain.
     let wider =
         json!([{ "type": "files", "actions": ["read", "write"], "locations": ["https://f/r/"] }])
@@ -380,7 +373,7 @@ async fn each_refusal_has_its_rfc_error_code() {
         ),
     )
     .await;
-    refused(s, &b, "invalid_authorization_details");
+    refused_with(s, &b, "invalid_authorization_details");
     let (s, b) = call(
         &app,
         exchange(
@@ -390,7 +383,7 @@ async fn each_refusal_has_its_rfc_error_code() {
         ),
     )
     .await;
-    refused(s, &b, "invalid_scope");
+    refused_with(s, &b, "invalid_scope");
     // A chain wider than its parent: the child asks for write.
     let mut wide = GrantClaims {
         sub: h.alice.clone().try_into().unwrap(),
@@ -423,7 +416,7 @@ async fn each_refusal_has_its_rfc_error_code() {
         ),
     )
     .await;
-    refused(s, &b, "invalid_grant");
+    refused_with(s, &b, "invalid_grant");
     assert!(
         b["error_description"]
             .as_str()
@@ -446,7 +439,7 @@ async fn each_refusal_has_its_rfc_error_code() {
         ),
     )
     .await;
-    refused(s, &b, "invalid_grant");
+    refused_with(s, &b, "invalid_grant");
     assert!(
         b["error_description"]
             .as_str()
@@ -459,7 +452,7 @@ async fn each_refusal_has_its_rfc_error_code() {
     let (s, b) = call(&app, exchange(&one, Some(&proof), &[])).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = call(&app, exchange(&one, Some(&proof), &[])).await;
-    refused(s, &b, "invalid_dpop_proof");
+    refused_with(s, &b, "invalid_dpop_proof");
     // An empty chain.
     let (s, b) = call(
         &app,
