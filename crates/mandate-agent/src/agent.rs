@@ -151,6 +151,7 @@ impl Agent {
             jti: Jti::random(&mut OsRng),
             iat: now,
             exp: now.saturating_add(i64::from(ask.expires_in)),
+            oauth_client: None,
         }
         .sign(&self.key)
     }

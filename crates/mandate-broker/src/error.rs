@@ -214,6 +214,14 @@ mandate_core::error_codes! {
             "Use the issuer exactly as the broker's metadata lists it, with no trailing `/` \
              added or dropped.",
         ),
+        /// An agent's request that claims to come from an OAuth client.
+        OAuthClientClaim = (
+            "request.oauth_client",
+            Some(422),
+            "The request carries `oauth_client`, which only the broker sets, for the requests \
+             it files itself in the authorization code flow.",
+            "Leave `oauth_client` out; an OAuth client goes through `/oauth/authorize`.",
+        ),
         /// A parent chain that does not match the request.
         ParentChainMismatch = (
             "request.parent_chain_mismatch",

@@ -60,6 +60,10 @@ pub struct HostConfig {
     /// The resources the broker issues OAuth access tokens for (default:
     /// none, and the token endpoint refuses every exchange).
     pub oauth_resources: Vec<crate::oauth::Resource>,
+    /// The OAuth authorization code flow: where users sign in and as
+    /// which client (default: not served). Its issuer must be one of
+    /// [`HostConfig::issuers`].
+    pub oauth_code_flow: Option<crate::oauth::authorize::CodeFlowConfig>,
 }
 
 impl HostConfig {
@@ -79,6 +83,7 @@ impl HostConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             oauth_resources: Vec::new(),
+            oauth_code_flow: None,
         }
     }
 }
@@ -164,9 +169,19 @@ impl Hosted {
             .into_iter()
             .chain([public_host])
             .chain(config.allowed_hosts.iter().cloned());
-        let state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits)
-            .allowing(hosts, config.allowed_origins.iter().cloned())
+        let mut state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits)
             .serving(config.oauth_resources.clone());
+        if let Some(flow) = &config.oauth_code_flow {
+            anyhow::ensure!(
+                config.issuers.iter().any(|i| i.issuer == flow.issuer),
+                "the OAuth sign-in issuer {:?} is not one of the broker's issuers",
+                flow.issuer
+            );
+            let flow = crate::oauth::authorize::CodeFlow::new(flow.clone())
+                .context("building the OAuth sign-in's HTTP client")?;
+            state = state.with_code_flow(flow);
+        }
+        let state = state.allowing(hosts, config.allowed_origins.iter().cloned());
         let answers: Vec<String> = state
             .guard()
             .hosts()

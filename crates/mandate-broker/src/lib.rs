@@ -82,6 +82,20 @@ pub fn router(state: AppState) -> Router {
         .route(oauth::JWKS_PATH, get(oauth::jwks))
         .route(oauth::TOKEN_PATH, post_form(oauth::token))
         .route(oauth::INTROSPECT_PATH, post_form(oauth::introspect))
+        .route(oauth::REVOKE_PATH, post_form(oauth::revoke))
+        .route(
+            oauth::authorize::AUTHORIZE_PATH,
+            get(oauth::authorize::authorize),
+        )
+        .route(
+            oauth::authorize::CALLBACK_PATH,
+            get(oauth::authorize::callback),
+        )
+        .route("/oauth/wait/{flow}", get(oauth::authorize::wait))
+        .route(
+            oauth::client::REGISTER_PATH,
+            post_json(oauth::client::register),
+        )
         .route(
             "/v1/receipts",
             post_json(handlers::report).get(handlers::receipts),

@@ -104,6 +104,25 @@ struct Args {
         value_parser = mandate_broker::oauth::Resource::parse
     )]
     oauth_resources: Vec<mandate_broker::oauth::Resource>,
+    /// Serves the OAuth authorization code flow, signing users in at
+    /// `ISSUER` (one of the --issuer ones) as the public client
+    /// `CLIENT_ID`, whose redirect URI is the broker's
+    /// `/oauth/callback`. See docs/oauth.md, "The code flow".
+    #[arg(
+        long = "oauth-sign-in",
+        env = "MANDATE_BROKER_OAUTH_SIGN_IN",
+        value_parser = mandate_broker::oauth::authorize::CodeFlowConfig::parse
+    )]
+    oauth_sign_in: Option<mandate_broker::oauth::authorize::CodeFlowConfig>,
+    /// Also takes OAuth clients whose `client_id` is an `http://` URL on
+    /// this machine (for tests): metadata documents are otherwise
+    /// `https://` only.
+    #[arg(long)]
+    oauth_loopback_clients: bool,
+    /// The lifetime, in seconds, an OAuth client's request asks for; the
+    /// user may shorten it in the app.
+    #[arg(long, default_value_t = 86_400)]
+    oauth_grant_lifetime: u32,
 }
 
 fn parse_rate(spec: &str) -> Result<(String, Rate), String> {
@@ -177,6 +196,13 @@ async fn main() -> anyhow::Result<()> {
         allowed_hosts: args.allowed_hosts.clone(),
         allowed_origins: args.allowed_origins.clone(),
         oauth_resources: args.oauth_resources.clone(),
+        oauth_code_flow: args.oauth_sign_in.clone().map(|flow| {
+            mandate_broker::oauth::authorize::CodeFlowConfig {
+                loopback_clients: args.oauth_loopback_clients,
+                grant_lifetime: args.oauth_grant_lifetime,
+                ..flow
+            }
+        }),
         ..HostConfig::new(args.listen, args.data_dir.clone(), issuers)
     };
     let hosted = Hosted::start(config).await?;

@@ -35,6 +35,11 @@ use crate::handlers;
         crate::oauth::jwks,
         crate::oauth::token,
         crate::oauth::introspect,
+        crate::oauth::revoke,
+        crate::oauth::authorize::authorize,
+        crate::oauth::authorize::callback,
+        crate::oauth::authorize::wait,
+        crate::oauth::client::register,
     ),
     modifiers(&Bearer, &Codes),
     tags(
@@ -42,7 +47,7 @@ use crate::handlers;
         (name = "agents", description = "Called by agents; authenticated by their signatures"),
         (name = "users", description = "Called by the app; authenticated by an OIDC ID token"),
         (name = "revocations", description = "Publishing and following revocations"),
-        (name = "oauth", description = "The broker as an OAuth authorization server: chains exchanged for access tokens (docs/oauth.md)"),
+        (name = "oauth", description = "The broker as an OAuth authorization server: chains exchanged for access tokens, and the code flow whose consent is the app (docs/oauth.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -339,6 +344,41 @@ pub const ANSWERS: &[Answers] = &[
     Answers {
         method: "post",
         path: "/oauth/introspect",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "post",
+        path: "/oauth/revoke",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "get",
+        path: "/oauth/authorize",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "get",
+        path: "/oauth/callback",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "get",
+        path: "/oauth/wait/{flow}",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: true,
+    },
+    Answers {
+        method: "post",
+        path: "/oauth/register",
         codes: &[],
         rules: NO_RULES,
         oauth: true,

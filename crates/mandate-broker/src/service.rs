@@ -93,10 +93,35 @@ pub async fn submit_request(
     compact: &str,
     parent: Parent<'_>,
 ) -> Result<Submitted, ApiError> {
+    file_request(state, compact, parent, false).await
+}
+
+/// Files a request the broker made and signed itself, with the key it
+/// holds for an OAuth client ([`crate::oauth::authorize`]): the only kind
+/// that may carry `oauth_client`.
+pub(crate) async fn file_for_oauth_client(
+    state: &AppState,
+    compact: &str,
+) -> Result<Submitted, ApiError> {
+    file_request(state, compact, Parent::default(), true).await
+}
+
+async fn file_request(
+    state: &AppState,
+    compact: &str,
+    parent: Parent<'_>,
+    by_broker: bool,
+) -> Result<Submitted, ApiError> {
     let now = state.now();
     let s = &state.inner;
     let request = RequestClaims::verify(compact, &s.policy, now).map_err(ApiError::token)?;
     let claims = request.claims();
+    if claims.oauth_client.is_some() != by_broker {
+        return Err(ApiError::new(
+            Code::OAuthClientClaim,
+            "only the broker files requests for OAuth clients",
+        ));
+    }
     let principal = principal_of(state, claims.principal_hint.as_deref())?;
     let agent = request.signer().thumbprint();
     if !s.limiters.agent_requests.allow(&agent.to_string()) {

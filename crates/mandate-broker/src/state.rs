@@ -175,6 +175,7 @@ impl AppState {
         let oauth = Arc::new(crate::oauth::OAuth {
             keys: crate::oauth::keys::TokenKeys::of(&key),
             resources: Vec::new(),
+            code_flow: None,
         });
         AppState {
             inner: Arc::new(Inner {
@@ -199,11 +200,26 @@ impl AppState {
     }
 
     /// Also issues OAuth access tokens for `resources` ([`crate::oauth`]).
-    pub fn serving(mut self, resources: Vec<crate::oauth::Resource>) -> AppState {
-        self.oauth = Arc::new(crate::oauth::OAuth {
+    pub fn serving(self, resources: Vec<crate::oauth::Resource>) -> AppState {
+        self.with_oauth(|oauth| oauth.resources = resources)
+    }
+
+    /// Also serves the authorization code flow ([`crate::oauth::authorize`]).
+    pub fn with_code_flow(self, flow: crate::oauth::authorize::CodeFlow) -> AppState {
+        self.with_oauth(|oauth| oauth.code_flow = Some(flow))
+    }
+
+    /// Changes the OAuth side. Call it before the state is cloned: a
+    /// shared OAuth side is rebuilt from its keys and resources, without
+    /// its code flow.
+    fn with_oauth(mut self, change: impl FnOnce(&mut crate::oauth::OAuth)) -> AppState {
+        let mut oauth = Arc::try_unwrap(self.oauth).unwrap_or_else(|shared| crate::oauth::OAuth {
             keys: crate::oauth::keys::TokenKeys::of(&self.inner.key),
-            resources,
+            resources: shared.resources.clone(),
+            code_flow: None,
         });
+        change(&mut oauth);
+        self.oauth = Arc::new(oauth);
         self
     }
 

@@ -41,6 +41,13 @@ impl Thumbprint {
         hasher.update(br#""}"#);
         Thumbprint(hasher.finalize().into())
     }
+
+    /// The thumbprint of any JWK, given as RFC 7638's canonical JSON of its
+    /// required members (in lexicographic order, no whitespace): for keys
+    /// Mandate does not hold itself, such as an OAuth client's P-256 DPoP key.
+    pub fn of_canonical_jwk(canonical: &[u8]) -> Thumbprint {
+        Thumbprint(Sha256::digest(canonical).into())
+    }
 }
 
 b64::digest_text!(Thumbprint, "thumbprint");

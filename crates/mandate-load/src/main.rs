@@ -177,6 +177,7 @@ fn sign_requests(cx: &Ctx, n: usize) -> Vec<String> {
                 jti: Jti::random(&mut OsRng),
                 iat: now,
                 exp: now + 3600,
+                oauth_client: None,
             }
             .sign(&cx.agents[i % cx.agents.len()])
         })

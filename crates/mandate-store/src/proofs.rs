@@ -38,6 +38,18 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `id` was recorded and is still live at `now`.
+    pub async fn is_spent(&self, id: &[u8; 32], now: i64) -> Result<bool, StoreError> {
+        let found: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT keep_until FROM spent_proofs WHERE id = $1 AND keep_until >= $2")
+                .bind(hex(id))
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
     /// Forgets proofs that were stale before `now`; returns how many.
     pub async fn forget_spent_proofs(&self, now: i64) -> Result<u64, StoreError> {
         Ok(on_pool!(self, pool => {

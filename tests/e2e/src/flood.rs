@@ -44,6 +44,7 @@ pub fn signed_request(agent: &SigningKey, principal: &str, jti: &str) -> String 
         jti: jti.to_string().try_into().unwrap(),
         iat: now,
         exp: now + 600,
+        oauth_client: None,
     }
     .sign(agent)
 }

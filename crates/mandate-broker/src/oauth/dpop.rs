@@ -1,9 +1,10 @@
 //! DPoP proofs (RFC 9449, section 4.3), as the token endpoint checks them.
 //!
 //! A proof is a JWS with `typ` `dpop+jwt`, signed by the key in its own
-//! `jwk` header. Mandate's agents hold Ed25519 keys, so the algorithm is
-//! `EdDSA`. The claims are `jti`, `htm`, `htu` and `iat`; `ath` belongs to
-//! proofs that present an access token, not to the token endpoint's.
+//! `jwk` header: `EdDSA` with an Ed25519 key (Mandate's agents hold those),
+//! or `ES256` with a P-256 key (what most OAuth clients make). The claims
+//! are `jti`, `htm`, `htu` and `iat`; `ath` belongs to proofs that present
+//! an access token, not to the token endpoint's.
 
 use mandate_core::token::{Policy, same_htu};
 use mandate_core::{Jwk, PublicKey, Thumbprint, UnixTime, base64url};
@@ -15,8 +16,9 @@ use serde::Deserialize;
 pub struct Proof {
     /// The proof key's RFC 7638 thumbprint: what `cnf.jkt` binds to.
     pub jkt: Thumbprint,
-    /// The proof key, as its `jwk` header gave it.
-    pub jwk: Jwk,
+    /// The proof key, when it is an Ed25519 key (a Mandate agent's may
+    /// be); `None` for a P-256 key.
+    pub jwk: Option<Jwk>,
     /// Its `jti`.
     pub jti: String,
     /// Its `iat`.
@@ -28,7 +30,17 @@ pub struct Proof {
 struct Header {
     typ: String,
     alg: String,
-    jwk: Jwk,
+    jwk: serde_json::Value,
+}
+
+/// A P-256 public JWK: exactly these members.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EcJwk {
+    kty: String,
+    crv: String,
+    x: String,
+    y: String,
 }
 
 #[derive(Deserialize)]
@@ -64,17 +76,24 @@ pub fn check(
     if header.typ != "dpop+jwt" {
         return Err("the DPoP proof's typ must be dpop+jwt");
     }
-    if header.alg != "EdDSA" {
-        return Err("the DPoP proof must be signed with EdDSA (Ed25519)");
-    }
-    let key = PublicKey::from_jwk(&header.jwk)
-        .map_err(|_| "the DPoP proof's jwk is not a public Ed25519 key")?;
-    let signature: [u8; 64] = decode(signature)?
-        .try_into()
-        .map_err(|_| "the DPoP proof's signature is not 64 bytes")?;
+    let signature = decode(signature)?;
     let input = &proof[..proof.len() - proof.rsplit('.').next().map_or(0, str::len) - 1];
-    key.verify_strict(input.as_bytes(), &signature)
-        .map_err(|_| "the DPoP proof's signature does not verify")?;
+    let (jkt, jwk) = match header.alg.as_str() {
+        "EdDSA" => {
+            let jwk: Jwk = serde_json::from_value(header.jwk)
+                .map_err(|_| "the DPoP proof's jwk is not a public Ed25519 key")?;
+            let key = PublicKey::from_jwk(&jwk)
+                .map_err(|_| "the DPoP proof's jwk is not a public Ed25519 key")?;
+            let signature: [u8; 64] = signature
+                .try_into()
+                .map_err(|_| "the DPoP proof's signature is not 64 bytes")?;
+            key.verify_strict(input.as_bytes(), &signature)
+                .map_err(|_| "the DPoP proof's signature does not verify")?;
+            (key.thumbprint(), Some(jwk))
+        }
+        "ES256" => (es256(header.jwk, input, &signature)?, None),
+        _ => return Err("the DPoP proof must be signed with EdDSA (Ed25519) or ES256 (P-256)"),
+    };
     let claims: Claims = serde_json::from_slice(&decode(claims)?)
         .map_err(|_| "the DPoP proof's claims must be exactly jti, htm, htu and iat")?;
     if claims.jti.is_empty() || claims.jti.len() > 128 || claims.jti.chars().any(char::is_control) {
@@ -90,11 +109,66 @@ pub fn check(
         return Err("the DPoP proof's iat is too old or in the future");
     }
     Ok(Proof {
-        jkt: key.thumbprint(),
-        jwk: header.jwk,
+        jkt,
+        jwk,
         jti: claims.jti,
         iat: claims.iat,
     })
+}
+
+/// Verifies an ES256 signature over `input` under the P-256 `jwk`, and
+/// returns the key's RFC 7638 thumbprint.
+fn es256(
+    jwk: serde_json::Value,
+    input: &str,
+    signature: &[u8],
+) -> Result<Thumbprint, &'static str> {
+    use p256::ecdsa::signature::Verifier as _;
+    let not_p256 = "the DPoP proof's jwk is not a public P-256 key";
+    let jwk: EcJwk = serde_json::from_value(jwk).map_err(|_| not_p256)?;
+    if jwk.kty != "EC" || jwk.crv != "P-256" {
+        return Err(not_p256);
+    }
+    let coordinate = |c: &str| -> Result<[u8; 32], &'static str> {
+        base64url::decode(c)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or(not_p256)
+    };
+    let (x, y) = (coordinate(&jwk.x)?, coordinate(&jwk.y)?);
+    let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+    let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|_| not_p256)?;
+    let signature = p256::ecdsa::Signature::from_slice(signature)
+        .map_err(|_| "the DPoP proof's signature is not 64 bytes of r and s")?;
+    key.verify(input.as_bytes(), &signature)
+        .map_err(|_| "the DPoP proof's signature does not verify")?;
+    // RFC 7638: the required members in lexicographic order, no whitespace;
+    // x and y as they were sent, which decoded to 32 bytes each.
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk.x, jwk.y
+    );
+    Ok(Thumbprint::of_canonical_jwk(canonical.as_bytes()))
+}
+
+/// Spends a DPoP proof at the token endpoint, once every other check has
+/// passed: a second use is refused.
+pub(crate) async fn spend(state: &crate::AppState, proof: &Proof) -> Result<(), super::OAuthError> {
+    let s = &state.inner;
+    state
+        .spend_entry(&mandate_core::SpentProof::new(
+            &proof.jkt,
+            "oauth-token",
+            &proof.jti,
+            proof.iat + s.policy.pop_max_age + s.policy.clock_skew,
+        ))
+        .await
+        .map_err(|e| match e.code {
+            "pop.replayed" => super::OAuthError::new(
+                super::OAuthCode::InvalidDpopProof,
+                "this DPoP proof was used before",
+            ),
+            _ => super::OAuthError::unavailable(),
+        })
 }
 
 #[cfg(test)]
@@ -141,6 +215,66 @@ mod tests {
         assert!(check(&sign(&key, &h, &c2), "POST", URL, &Policy::default(), NOW).is_ok());
     }
 
+    /// An ES256 proof by `key` with these claims, and its key's JWK.
+    fn es256_proof(key: &p256::ecdsa::SigningKey, claims: &Value) -> (String, Value) {
+        use p256::ecdsa::signature::Signer as _;
+        let point = key.verifying_key().to_encoded_point(false);
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256",
+            "x": base64url::encode(point.x().unwrap()),
+            "y": base64url::encode(point.y().unwrap()),
+        });
+        let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": jwk });
+        let input = format!(
+            "{}.{}",
+            base64url::encode(header.to_string().as_bytes()),
+            base64url::encode(claims.to_string().as_bytes())
+        );
+        let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
+        (
+            format!("{input}.{}", base64url::encode(signature.to_bytes())),
+            jwk,
+        )
+    }
+
+    #[test]
+    fn an_es256_proof_names_its_p256_key_by_rfc_7638() {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let (_, c) = good(&SigningKey::from_seed(&[3; 32]));
+        let (proof, jwk) = es256_proof(&key, &c);
+        let checked = check(&proof, "POST", URL, &Policy::default(), NOW).unwrap();
+        assert!(checked.jwk.is_none(), "a P-256 key is no Mandate agent key");
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
+            jwk["x"], jwk["y"]
+        );
+        let digest: [u8; 32] = sha2::Sha256::digest(canonical.as_bytes()).into();
+        assert_eq!(checked.jkt.to_string(), base64url::encode(digest));
+        // Another key's signature, a tampered claim, or an extra member fail.
+        let other = p256::ecdsa::SigningKey::from_slice(&[8; 32]).unwrap();
+        let (foreign, _) = es256_proof(&other, &c);
+        let mixed = format!(
+            "{}.{}",
+            proof.rsplit_once('.').unwrap().0,
+            foreign.rsplit('.').next().unwrap()
+        );
+        assert!(
+            check(&mixed, "POST", URL, &Policy::default(), NOW)
+                .unwrap_err()
+                .contains("verify")
+        );
+        let mut c2 = c.clone();
+        c2["htm"] = json!("GET");
+        let (wrong, _) = es256_proof(&key, &c2);
+        assert!(
+            check(&wrong, "POST", URL, &Policy::default(), NOW)
+                .unwrap_err()
+                .contains("htm")
+        );
+    }
+
+    use sha2::Digest as _;
+
     #[test]
     fn every_rule_has_its_refusal() {
         let key = SigningKey::from_seed(&[3; 32]);
@@ -157,7 +291,7 @@ mod tests {
         };
         let cases = [
             (with("typ", json!("jwt"), true), "typ"),
-            (with("alg", json!("ES256"), true), "EdDSA"),
+            (with("alg", json!("ES256"), true), "P-256"),
             (with("alg", json!("none"), true), "EdDSA"),
             (
                 with(

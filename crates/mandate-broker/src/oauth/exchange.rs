@@ -95,7 +95,13 @@ pub async fn exchange(
             "this key exchanges too fast",
         ));
     }
-    let mut keys = vec![proof.jwk.clone()];
+    let leaf = proof.jwk.clone().ok_or_else(|| {
+        OAuthError::new(
+            OAuthCode::InvalidDpopProof,
+            "a chain's agents hold Ed25519 keys: sign the proof with the leaf agent's (EdDSA)",
+        )
+    })?;
+    let mut keys = vec![leaf];
     if let Some(more) = form.optional("mandate_keys")? {
         for x in more.split(',') {
             keys.push(Jwk {
@@ -155,41 +161,52 @@ pub async fn exchange(
         details = narrowed_to_scope(&details, asked)?;
     }
     // The proof is spent last, once everything else has passed.
-    state
-        .spend_entry(&mandate_core::SpentProof::new(
-            &proof.jkt,
-            "oauth-token",
-            &proof.jti,
-            proof.iat + s.policy.pop_max_age + s.policy.clock_skew,
-        ))
-        .await
-        .map_err(|e| match e.code {
-            "pop.replayed" => OAuthError::new(
-                OAuthCode::InvalidDpopProof,
-                "this DPoP proof was used before",
-            ),
-            _ => OAuthError::unavailable(),
-        })?;
-    let exp = verified.expires_at().min(now + MAX_LIFETIME);
-    let claims = json!({
-        "iss": s.public_url,
-        "sub": verified.principal().as_str(),
+    super::dpop::spend(state, &proof).await?;
+    Ok(mint(
+        state,
+        target,
+        verified,
+        &details,
+        &verified.leaf_agent().to_string(),
+        Some(&proof.jkt),
+        now,
+    ))
+}
+
+/// An access token for `target`, carrying `chain` and `details`, issued
+/// to `client_id` and bound to the DPoP key `jkt` (a bearer token without
+/// one), at `now`.
+pub(crate) fn mint(
+    state: &AppState,
+    target: &super::Resource,
+    chain: &mandate_core::VerifiedChain,
+    details: &[AuthorizationDetail],
+    client_id: &str,
+    jkt: Option<&mandate_core::Thumbprint>,
+    now: UnixTime,
+) -> Issued {
+    let exp = chain.expires_at().min(now + MAX_LIFETIME);
+    let mut claims = json!({
+        "iss": state.inner.public_url,
+        "sub": chain.principal().as_str(),
         "aud": target.uri,
-        "client_id": verified.leaf_agent().to_string(),
+        "client_id": client_id,
         "iat": now,
         "exp": exp,
         "jti": mandate_core::base64url::encode(rand_bytes()),
-        "act": actors(verified),
+        "act": actors(chain),
         "authorization_details": details,
-        "scope": scope_string(&details),
-        "cnf": { "jkt": proof.jkt.to_string() },
-        "mandate_chain": verified.links().map(|l| l.id().to_string()).collect::<Vec<_>>(),
-        "mandate_user_key": verified.root().issuer().to_string(),
+        "scope": scope_string(details),
+        "mandate_chain": chain.links().map(|l| l.id().to_string()).collect::<Vec<_>>(),
+        "mandate_user_key": chain.root().issuer().to_string(),
     });
-    Ok(Issued {
+    if let Some(jkt) = jkt {
+        claims["cnf"] = json!({ "jkt": jkt.to_string() });
+    }
+    Issued {
         token: state.oauth().keys.sign(target.alg, "at+jwt", &claims, now),
         expires_in: exp - now,
-    })
+    }
 }
 
 /// 16 random bytes, for a `jti`.
@@ -218,7 +235,10 @@ fn actors(chain: &mandate_core::VerifiedChain) -> Value {
 /// The details of `scopes` at `resource`: each detail's locations that
 /// the resource covers, and, for a location that covers the resource, the
 /// resource itself. Details with no location there are dropped.
-fn at_resource(scopes: &[AuthorizationDetail], resource: &Location) -> Vec<AuthorizationDetail> {
+pub(crate) fn at_resource(
+    scopes: &[AuthorizationDetail],
+    resource: &Location,
+) -> Vec<AuthorizationDetail> {
     scopes
         .iter()
         .filter_map(|d| {
@@ -245,7 +265,7 @@ fn at_resource(scopes: &[AuthorizationDetail], resource: &Location) -> Vec<Autho
 
 /// `TYPE:ACTION` for each action of each detail, space-separated: the
 /// `scope` claim, for resource servers that read only that.
-fn scope_string(details: &[AuthorizationDetail]) -> String {
+pub(crate) fn scope_string(details: &[AuthorizationDetail]) -> String {
     let mut words = BTreeSet::new();
     for d in details {
         for a in &d.actions {

@@ -124,6 +124,23 @@ impl TokenKeys {
         unreachable!("a P-256 scalar within 256 tries")
     }
 
+    /// An Ed25519 key derived from the broker's seed for `purpose` and
+    /// `input`: the key the broker holds for an OAuth client
+    /// (`client-agent`, its `client_id`), and the keys that seal its
+    /// registrations and refresh tokens. The same seed, purpose and input
+    /// give the same key after a restart.
+    pub fn derived(&self, purpose: &str, input: &[u8]) -> mandate_core::SigningKey {
+        let mut h = Sha256::new();
+        h.update(b"mandate-oauth-derived-key/v1\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update((input.len() as u64).to_be_bytes());
+        h.update(input);
+        h.update(self.seed.as_ref());
+        let seed = Zeroizing::new(<[u8; 32]>::from(h.finalize()));
+        mandate_core::SigningKey::from_seed(&seed)
+    }
+
     /// The public JWKs of days `day - 1` to `day + 1`, for both algorithms.
     pub fn jwks(&self, now: UnixTime) -> Value {
         let today = now.div_euclid(ROTATION);

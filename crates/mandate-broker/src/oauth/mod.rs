@@ -8,10 +8,17 @@
 //!   token bound to that key, for one resource (RFC 8707) the broker
 //!   serves ([`exchange`]);
 //! - RFC 7662 introspection at `/oauth/introspect`: a token whose chain
-//!   was revoked is inactive at once.
+//!   was revoked is inactive at once;
+//! - the authorization code flow with PKCE ([`authorize`], [`code`]),
+//!   whose consent screen is the desktop app, for clients identified by a
+//!   metadata document or a registration ([`client`]); refresh tokens, and
+//!   RFC 7009 revocation at `/oauth/revoke`.
 //!
 //! Errors are RFC 6749's `{"error", "error_description"}` ([`OAuthCode`]).
 
+pub mod authorize;
+pub mod client;
+pub mod code;
 pub mod dpop;
 pub mod exchange;
 pub mod keys;
@@ -35,6 +42,8 @@ pub const TOKEN_PATH: &str = "/oauth/token";
 pub const JWKS_PATH: &str = "/oauth/jwks";
 /// Where introspection is.
 pub const INTROSPECT_PATH: &str = "/oauth/introspect";
+/// Where tokens are revoked (RFC 7009).
+pub const REVOKE_PATH: &str = "/oauth/revoke";
 
 mandate_core::error_codes! {
     /// The `error` of the OAuth endpoints (RFC 6749 section 5.2, RFC 8707,
@@ -47,12 +56,47 @@ mandate_core::error_codes! {
             "A parameter is missing, repeated or malformed, or the body is not a form.",
             "Send each parameter once, as `application/x-www-form-urlencoded`.",
         ),
-        /// Not token exchange.
+        /// A grant type the broker does not serve.
         UnsupportedGrantType = (
             "unsupported_grant_type",
             Some(400),
-            "`grant_type` is not `urn:ietf:params:oauth:grant-type:token-exchange`.",
-            "Exchange a Mandate chain; the code flow is not served yet.",
+            "`grant_type` is not `urn:ietf:params:oauth:grant-type:token-exchange`, \
+             `authorization_code` or `refresh_token`, or the broker does not serve the code flow.",
+            "Use a grant type the metadata lists in `grant_types_supported`.",
+        ),
+        /// An authorization request whose `response_type` is not `code`.
+        UnsupportedResponseType = (
+            "unsupported_response_type",
+            None,
+            "The authorization request's `response_type` is not `code` (sent back to the \
+             client's redirect URI).",
+            "Ask for `response_type=code`.",
+        ),
+        /// The user denied, or did not sign in, or the request lapsed.
+        AccessDenied = (
+            "access_denied",
+            None,
+            "The user denied the request in the app, did not sign in, or let the request lapse \
+             (sent back to the client's redirect URI).",
+            "Ask the user again, later, for what they are willing to approve.",
+        ),
+        /// Client metadata the broker does not take (RFC 7591).
+        InvalidClientMetadata = (
+            "invalid_client_metadata",
+            Some(400),
+            "The registration's metadata is malformed or asks for what the broker does not \
+             serve: a secret, a grant type other than `authorization_code` and \
+             `refresh_token`, a response type other than `code`.",
+            "Register a public client: `redirect_uris`, and optionally `client_name`.",
+        ),
+        /// A redirect URI the broker does not take (RFC 7591).
+        InvalidRedirectUri = (
+            "invalid_redirect_uri",
+            Some(400),
+            "A redirect URI is not `https://`, `http://` to a loopback address, or a \
+             private-use scheme with a dot; or it has a fragment or user info, or is longer \
+             than 512 bytes; or there are none, or more than 5.",
+            "Name 1 to 5 redirect URIs of those kinds (RFC 8252).",
         ),
         /// The chain does not verify, is revoked or expired, or is not the
         /// proof key's.
@@ -228,12 +272,16 @@ fn secure_uri(uri: &str) -> bool {
     secure_or_loopback(scheme, host)
 }
 
-/// The broker's OAuth side: its access-token keys and its resources.
+/// The broker's OAuth side: its access-token keys, its resources, and
+/// its code flow, if it serves one.
 pub struct OAuth {
     /// The keys that sign access tokens.
     pub keys: TokenKeys,
     /// The resources it issues tokens for.
     pub resources: Vec<Resource>,
+    /// The authorization code flow, when the broker has an OIDC client of
+    /// its own to sign users in with.
+    pub code_flow: Option<authorize::CodeFlow>,
 }
 
 impl OAuth {
@@ -249,10 +297,15 @@ pub struct Form(Vec<(String, String)>);
 
 impl Form {
     fn parse(body: Result<Bytes, BytesRejection>) -> Result<Form, OAuthError> {
-        let malformed = || OAuthError::new(OAuthCode::InvalidRequest, "the body is not a form");
-        let bytes = body.map_err(|_| malformed())?;
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed())?;
+        let bytes =
+            body.map_err(|_| OAuthError::new(OAuthCode::InvalidRequest, "the body is not a form"))?;
+        Form::from_bytes(&bytes)
+    }
+
+    /// A form (or a query string), each parameter at most once.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Form, OAuthError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+            .map_err(|_| OAuthError::new(OAuthCode::InvalidRequest, "the body is not a form"))?;
         for (i, (name, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(n, _)| n == name) {
                 return Err(OAuthError::new(
@@ -301,19 +354,33 @@ pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
         .iter()
         .map(|r| (r.uri.clone(), json!(r.alg.as_str())))
         .collect();
-    Json(json!({
+    let mut grant_types = vec![exchange::GRANT_TYPE];
+    let mut meta = json!({
         "issuer": base,
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{JWKS_PATH}"),
         "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
-        "grant_types_supported": [exchange::GRANT_TYPE],
+        "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["none"],
-        "dpop_signing_alg_values_supported": ["EdDSA"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
         "mandate_subject_token_types_supported": [exchange::CHAIN_TOKEN_TYPE],
         "mandate_resources": resources,
-    }))
+    });
+    if state.oauth().code_flow.is_some() {
+        grant_types.extend(["authorization_code", "refresh_token"]);
+        meta["authorization_endpoint"] = json!(format!("{base}{}", authorize::AUTHORIZE_PATH));
+        meta["registration_endpoint"] = json!(format!("{base}{}", client::REGISTER_PATH));
+        meta["response_types_supported"] = json!(["code"]);
+        meta["response_modes_supported"] = json!(["query"]);
+        meta["code_challenge_methods_supported"] = json!(["S256"]);
+        meta["authorization_response_iss_parameter_supported"] = json!(true);
+        meta["client_id_metadata_document_supported"] = json!(true);
+    }
+    meta["grant_types_supported"] = json!(grant_types);
+    Json(meta)
 }
 
 /// The keys that verify access tokens (RFC 7517): yesterday's, today's and
@@ -331,50 +398,83 @@ pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[expect(dead_code, reason = "documents the form; Form reads the body")]
 pub struct TokenForm {
-    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`,
+    /// `authorization_code` or `refresh_token`.
     grant_type: String,
-    /// The chain: its grants, root first, separated by `,`.
-    subject_token: String,
-    /// `urn:mandate:params:oauth:token-type:chain`.
-    subject_token_type: String,
+    /// Token exchange: the chain, its grants root first, separated by `,`.
+    subject_token: Option<String>,
+    /// Token exchange: `urn:mandate:params:oauth:token-type:chain`.
+    subject_token_type: Option<String>,
     /// The resource the token is for (RFC 8707), one the metadata lists.
-    resource: String,
-    /// Optional: the public keys (base64url, 32 bytes each, separated by
-    /// `,`) of the agents above the leaf, for a chain of two grants or
-    /// more. The leaf's key is the DPoP proof's.
+    /// Required for a token exchange; for a code or a refresh, optional,
+    /// and if given the one the code or refresh token is for.
+    resource: Option<String>,
+    /// Token exchange, optional: the public keys (base64url, 32 bytes
+    /// each, separated by `,`) of the agents above the leaf, for a chain of
+    /// two grants or more. The leaf's key is the DPoP proof's.
     mandate_keys: Option<String>,
-    /// Optional: a JSON list of scopes within the chain's at the resource
-    /// (RFC 9396).
+    /// Token exchange, optional: a JSON list of scopes within the chain's
+    /// at the resource (RFC 9396).
     authorization_details: Option<String>,
-    /// Optional: `TYPE:ACTION` pairs, space-separated, to keep.
+    /// Token exchange, optional: `TYPE:ACTION` pairs, space-separated, to
+    /// keep.
     scope: Option<String>,
-    /// Optional: `urn:ietf:params:oauth:token-type:access_token`.
+    /// Token exchange, optional:
+    /// `urn:ietf:params:oauth:token-type:access_token`.
     requested_token_type: Option<String>,
+    /// Code: the code the redirect brought.
+    code: Option<String>,
+    /// Code: the PKCE verifier (RFC 7636), 43 to 128 characters.
+    code_verifier: Option<String>,
+    /// Code: the client; refresh: optional, and if given the one the
+    /// refresh token was issued to.
+    client_id: Option<String>,
+    /// Code: the redirect URI, exactly as in the authorization request
+    /// (required if it named one).
+    redirect_uri: Option<String>,
+    /// Refresh: the refresh token.
+    refresh_token: Option<String>,
 }
 
-/// A token issued (RFC 8693 section 2.2.1).
+/// A token issued (RFC 6749 section 5.1, RFC 8693 section 2.2.1).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenIssued {
-    /// The RFC 9068 access token (`typ` `at+jwt`), bound to the DPoP key.
+    /// The RFC 9068 access token (`typ` `at+jwt`), bound to the DPoP key
+    /// if there was a proof.
     access_token: String,
-    /// `urn:ietf:params:oauth:token-type:access_token`.
-    issued_token_type: &'static str,
-    /// `DPoP`: present it with `Authorization: DPoP` and a fresh proof.
+    /// For a token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
+    /// `DPoP`: present it with `Authorization: DPoP` and a fresh proof. A
+    /// code redeemed without a proof gives a `Bearer` token.
     token_type: &'static str,
-    /// Seconds it lives: at most 300, and never past the chain's end.
+    /// Seconds it lives: at most 300, and never past the grant's end.
     expires_in: i64,
+    /// For a code or a refresh with DPoP: a refresh token, bound to the
+    /// same key, good once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    /// For a code or a refresh: the scopes granted at the resource, as
+    /// `TYPE:ACTION` words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
-/// Exchanges a Mandate chain for an access token (RFC 8693).
+/// Issues an access token: for a Mandate chain (RFC 8693 token
+/// exchange), an authorization code (RFC 6749 section 4.1.3, with the PKCE
+/// verifier), or a refresh token.
 ///
-/// The body is a form. The `DPoP` header carries a proof (RFC 9449) by the
-/// leaf agent's key, for `POST` on this URL. The token is for `resource`
-/// only, holds the chain as nested `act` claims (the leaf outermost), the
-/// scopes at the resource, and `cnf.jkt`; it lives at most 5 minutes.
+/// The body is a form. For a token exchange, the `DPoP` header carries a
+/// proof (RFC 9449) by the leaf agent's key, for `POST` on this URL; the
+/// token is for `resource` only, holds the chain as nested `act` claims
+/// (the leaf outermost), the scopes at the resource, and `cnf.jkt`; it
+/// lives at most 5 minutes. For a code, the proof is optional (it binds
+/// the token, and brings a refresh token); for a refresh, it is required,
+/// by the key the refresh token is bound to.
 #[utoipa::path(
     post, path = "/oauth/token", tag = "oauth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
-    params(("dpop" = String, Header, description = "A DPoP proof by the chain's leaf agent")),
+    params(("dpop" = Option<String>, Header, description = "A DPoP proof: by the chain's leaf agent, or by the client's key")),
     responses(
         (status = 200, body = TokenIssued),
         (status = 400, body = OAuthErrorBody, description = "An OAuth error: `invalid_request`, `unsupported_grant_type`, `invalid_grant`, `invalid_target`, `invalid_authorization_details`, `invalid_scope` or `invalid_dpop_proof`"),
@@ -388,15 +488,7 @@ pub async fn token(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match token_answer(&state, &headers, body).await {
-        Ok(issued) => no_store(
-            Json(TokenIssued {
-                access_token: issued.token,
-                issued_token_type: exchange::ACCESS_TOKEN_TYPE,
-                token_type: "DPoP",
-                expires_in: issued.expires_in,
-            })
-            .into_response(),
-        ),
+        Ok(issued) => no_store(Json(issued).into_response()),
         Err(e) => e.into_response(),
     }
 }
@@ -405,28 +497,84 @@ async fn token_answer(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<exchange::Issued, OAuthError> {
+) -> Result<TokenIssued, OAuthError> {
     let form = Form::parse(body)?;
-    if form.one("grant_type")? != exchange::GRANT_TYPE {
-        return Err(OAuthError::new(
-            OAuthCode::UnsupportedGrantType,
-            "the grant type is token exchange",
-        ));
+    let grant_type = form.one("grant_type")?;
+    let dpop = dpop_header(headers)?;
+    if grant_type == exchange::GRANT_TYPE {
+        let issued = exchange::exchange(state, &form, dpop).await?;
+        return Ok(TokenIssued {
+            access_token: issued.token,
+            issued_token_type: Some(exchange::ACCESS_TOKEN_TYPE),
+            token_type: "DPoP",
+            expires_in: issued.expires_in,
+            refresh_token: None,
+            scope: None,
+        });
     }
-    let mut proofs = headers.get_all("dpop").iter();
-    let dpop = match (proofs.next(), proofs.next()) {
-        (None, _) => None,
-        (Some(p), None) => Some(p.to_str().map_err(|_| {
-            OAuthError::new(OAuthCode::InvalidDpopProof, "the DPoP header is not text")
-        })?),
-        (Some(_), Some(_)) => {
+    let answer = match grant_type {
+        "authorization_code" => code::redeem(state, &form, dpop).await?,
+        "refresh_token" => code::refresh(state, &form, dpop).await?,
+        _ => {
             return Err(OAuthError::new(
-                OAuthCode::InvalidDpopProof,
-                "send one DPoP header",
+                OAuthCode::UnsupportedGrantType,
+                "the grant type is token exchange, authorization_code or refresh_token",
             ));
         }
     };
-    exchange::exchange(state, &form, dpop).await
+    Ok(TokenIssued {
+        access_token: answer.issued.token,
+        issued_token_type: None,
+        token_type: if answer.dpop { "DPoP" } else { "Bearer" },
+        expires_in: answer.issued.expires_in,
+        refresh_token: answer.refresh_token,
+        scope: Some(answer.scope),
+    })
+}
+
+/// The `DPoP` header, if there is one; two are refused.
+fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+    let mut proofs = headers.get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) => p.to_str().map(Some).map_err(|_| {
+            OAuthError::new(OAuthCode::InvalidDpopProof, "the DPoP header is not text")
+        }),
+        (Some(_), Some(_)) => Err(OAuthError::new(
+            OAuthCode::InvalidDpopProof,
+            "send one DPoP header",
+        )),
+    }
+}
+
+/// Revokes an access or refresh token (RFC 7009).
+///
+/// It needs no client authentication: whoever holds a token may give it
+/// up. The answer is 200 for any token, unknown and malformed ones too
+/// (RFC 7009 section 2.2). A revoked access token introspects as
+/// inactive; a revoked refresh token is refused. To end a grant itself,
+/// and every token drawn on it, the user revokes it in the app.
+#[utoipa::path(
+    post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, body = OAuthErrorBody, description = "An OAuth error: `invalid_request`"),
+        (status = 503, body = OAuthErrorBody, description = "An OAuth error: `temporarily_unavailable`"),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = async {
+        let form = Form::parse(body)?;
+        code::revoke(&state, &form).await
+    };
+    match answer.await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Says whether an access token is active (RFC 7662).
@@ -455,12 +603,17 @@ pub async fn introspect(
         let Some(claims) = state.oauth().keys.verify(token, now) else {
             return Ok(json!({ "active": false }));
         };
-        if !exchange::active(&state, &claims, now).await? {
+        let revoked = match claims["jti"].as_str() {
+            Some(jti) => code::access_revoked(&state, jti, now).await?,
+            None => true,
+        };
+        if revoked || !exchange::active(&state, &claims, now).await? {
             return Ok(json!({ "active": false }));
         }
+        let bound = claims.get("cnf").is_some();
         let mut out = claims;
         out["active"] = json!(true);
-        out["token_type"] = json!("DPoP");
+        out["token_type"] = json!(if bound { "DPoP" } else { "Bearer" });
         Ok::<Value, OAuthError>(out)
     };
     match answer.await {

@@ -125,6 +125,7 @@ pub fn request_token(agent: &SigningKey, jti: &str, hint: &str) -> String {
         jti: jti.to_string().try_into().unwrap(),
         iat: NOW,
         exp: NOW + 300,
+        oauth_client: None,
     }
     .sign(agent)
 }
@@ -560,6 +561,11 @@ async fn the_openapi_document_covers_every_route() {
         ("/oauth/jwks", "get"),
         ("/oauth/token", "post"),
         ("/oauth/introspect", "post"),
+        ("/oauth/revoke", "post"),
+        ("/oauth/register", "post"),
+        ("/oauth/authorize", "get"),
+        ("/oauth/callback", "get"),
+        ("/oauth/wait/{flow}", "get"),
     ];
     for (path, method) in routes {
         assert!(

@@ -154,6 +154,7 @@ fn request_naming(agent: &SigningKey, principal: &str, named: &[String]) -> Stri
         jti: Jti::random(&mut OsRng),
         iat: now - 5,
         exp: now + 600,
+        oauth_client: None,
     }
     .sign(agent)
 }

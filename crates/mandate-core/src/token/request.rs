@@ -126,6 +126,39 @@ pub struct RequestClaims {
     pub iat: UnixTime,
     /// The request lapses at this instant.
     pub exp: UnixTime,
+    /// For a request the broker files on behalf of an OAuth client in the
+    /// authorization code flow: the client, as the broker identified it.
+    /// Brokers refuse this claim in a request an agent files itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client: Option<OAuthClient>,
+}
+
+/// An OAuth client that asked for authority through the broker's
+/// authorization endpoint (docs/oauth.md, "The code flow").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClient {
+    /// The `client_id`: the URL of its metadata document, or the id the
+    /// broker gave it at registration.
+    pub client_id: String,
+    /// How the broker knows the client: `metadata_document` (it fetched
+    /// the document at `client_id`, which names the redirect URI) or
+    /// `registration` (RFC 7591: anyone may register any name).
+    pub verified_by: ClientVerification,
+    /// Where the browser goes back to, exactly as registered.
+    pub redirect_uri: String,
+    /// The resource (RFC 8707) the client asks for.
+    pub resource: String,
+}
+
+/// How the broker identified an OAuth client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientVerification {
+    /// A Client ID Metadata Document, fetched from the `client_id` URL.
+    MetadataDocument,
+    /// Dynamic client registration (RFC 7591): self-asserted.
+    Registration,
 }
 
 impl Claims for RequestClaims {

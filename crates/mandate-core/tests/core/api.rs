@@ -86,6 +86,7 @@ fn request() -> RequestClaims {
         jti: token::Jti::random(&mut rng()),
         iat: NOW,
         exp: NOW + 300,
+        oauth_client: None,
     }
 }
 
