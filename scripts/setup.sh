@@ -64,9 +64,11 @@ if [ ! -d tests/interop/node_modules/jose ]; then
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# The WebDriver tests: webdriverio, and tauri-driver (WebKitWebDriver comes
+# The WebDriver tests: webdriverio, oauth4webapi and jose (the OAuth
+# client and resource server), and tauri-driver (WebKitWebDriver comes
 # from the webkit2gtk-driver package above).
-if [ ! -d tests/webdriver/node_modules/webdriverio ]; then
+if [ ! -d tests/webdriver/node_modules/webdriverio ] || [ ! -d tests/webdriver/node_modules/oauth4webapi ] \
+    || [ ! -d tests/webdriver/node_modules/jose ]; then
     (cd tests/webdriver && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if need tauri-driver; then

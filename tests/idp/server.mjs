@@ -174,12 +174,12 @@ async function findAccount(_ctx, id) {
 // ---------------------------------------------------------------------------
 // Clients: native public clients (no secret, PKCE S256 required). A loopback
 // redirect URI registered without a port matches any port (RFC 8252 §7.3).
-function nativeClient(clientId) {
+function nativeClient(clientId, redirectUri = 'http://127.0.0.1/callback') {
   return {
     client_id: clientId,
     application_type: 'native',
     token_endpoint_auth_method: 'none',
-    redirect_uris: ['http://127.0.0.1/callback'],
+    redirect_uris: [redirectUri],
     response_types: ['code'],
     grant_types: ['authorization_code', 'refresh_token'],
     id_token_signed_response_alg: 'RS256',
@@ -195,7 +195,13 @@ const { port } = server.address();
 const ISSUER = `http://127.0.0.1:${port}`;
 
 const provider = new Provider(ISSUER, {
-  clients: [nativeClient('mandate-desktop'), nativeClient('mandate-test')],
+  // mandate-broker: the broker's own sign-in, for the OAuth code flow
+  // (docs/oauth.md), back to its /oauth/callback.
+  clients: [
+    nativeClient('mandate-desktop'),
+    nativeClient('mandate-test'),
+    nativeClient('mandate-broker', 'http://127.0.0.1/oauth/callback'),
+  ],
   findAccount,
   jwks: { keys: signingKeys },
   claims: {
@@ -294,7 +300,7 @@ server.on('request', (req, res) => {
 });
 
 process.stdout.write(`issuer ${ISSUER}\n`);
-process.stderr.write(`idp: listening, clients mandate-desktop & mandate-test, users ${Object.keys(USERS).join(', ')}, id token ttl ${ID_TOKEN_TTL}s, signing key ${signingKeys[0].kid}${signingKeys.length > 1 ? ` (also publishing ${signingKeys.slice(1).map((k) => k.kid).join(', ')})` : ''}${KEYS_FILE ? ` from ${KEYS_FILE}` : ''}${OFFLINE_WITHOUT_PROMPT ? ', offline_access without prompt=consent allowed' : ''}\n`);
+process.stderr.write(`idp: listening, clients mandate-desktop, mandate-test & mandate-broker, users ${Object.keys(USERS).join(', ')}, id token ttl ${ID_TOKEN_TTL}s, signing key ${signingKeys[0].kid}${signingKeys.length > 1 ? ` (also publishing ${signingKeys.slice(1).map((k) => k.kid).join(', ')})` : ''}${KEYS_FILE ? ` from ${KEYS_FILE}` : ''}${OFFLINE_WITHOUT_PROMPT ? ', offline_access without prompt=consent allowed' : ''}\n`);
 
 let stopping = false;
 function shutdown(signal) {
