@@ -17,7 +17,8 @@ use mandate_client::history::{
 };
 use mandate_client::narrow::{NarrowPreview, Narrowed, StoredReissue};
 use mandate_client::view::{
-    ActionView, AgentView, Hop, InboxRow, RequestDetail, Risk, Role, ScopeChoice, ScopeView,
+    ActionView, AgentView, ClientCheck, Hop, InboxRow, OAuthClientView, RequestDetail, Risk, Role,
+    ScopeChoice, ScopeView,
 };
 use ts_rs::{Config, TS};
 
@@ -42,6 +43,8 @@ pub fn typescript() -> String {
         RequestState::decl(&cfg),
         RequestDetail::decl(&cfg),
         AgentView::decl(&cfg),
+        OAuthClientView::decl(&cfg),
+        ClientCheck::decl(&cfg),
         ScopeView::decl(&cfg),
         ActionView::decl(&cfg),
         Role::decl(&cfg),

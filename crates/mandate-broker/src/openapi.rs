@@ -176,6 +176,7 @@ pub const ANSWERS: &[Answers] = &[
             Code::TooManyPending,
             Code::RateUserPrompts,
             Code::RequestReplayed,
+            Code::OAuthClientClaim,
         ],
         rules: BODY_AND_PROOF_RULES,
         oauth: false,

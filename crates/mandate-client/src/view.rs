@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use mandate_core::scope::{self, AuthorizationDetail};
-use mandate_core::token::RequestClaims;
+use mandate_core::token::{ClientVerification, RequestClaims};
 use mandate_core::{Policy, PublicKey, VerifiedChain};
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,33 @@ pub struct RequestDetail {
     pub max_depth: u8,
     /// The decision, once made.
     pub decision: Option<StoredDecision>,
+    /// The OAuth client behind the request, when the broker filed it for
+    /// one (its authorization code flow): who the broker checked it is.
+    pub oauth_client: Option<OAuthClientView>,
+}
+
+/// An OAuth client asking through the broker's authorization endpoint.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct OAuthClientView {
+    /// Its `client_id`.
+    pub client_id: String,
+    /// How the broker knows it.
+    pub verified_by: ClientCheck,
+    /// Where the browser goes back to, with the code.
+    pub redirect_uri: String,
+    /// The resource its tokens are for.
+    pub resource: String,
+}
+
+/// How the broker identified an OAuth client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCheck {
+    /// The broker fetched its metadata document from the `client_id`
+    /// URL: the client is whoever serves that address.
+    MetadataDocument,
+    /// It registered itself (RFC 7591): its name is its own claim.
+    Registration,
 }
 
 /// An agent, as it describes itself and as its key identifies it.
@@ -239,6 +266,15 @@ pub fn detail(
         lifetime: claims.lifetime,
         max_depth: claims.max_depth,
         decision,
+        oauth_client: claims.oauth_client.as_ref().map(|c| OAuthClientView {
+            client_id: c.client_id.clone(),
+            verified_by: match c.verified_by {
+                ClientVerification::MetadataDocument => ClientCheck::MetadataDocument,
+                ClientVerification::Registration => ClientCheck::Registration,
+            },
+            redirect_uri: c.redirect_uri.clone(),
+            resource: c.resource.clone(),
+        }),
     })
 }
 

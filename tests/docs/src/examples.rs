@@ -57,6 +57,19 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         ("TokenForm", "scope") => json!("files:read"),
         ("TokenForm", "authorization_details" | "requested_token_type") => return None,
         ("IntrospectForm", "token") => token("at+jwt"),
+        ("ClientMetadata" | "Registered", "redirect_uris") => {
+            json!(["http://127.0.0.1:8765/callback"])
+        }
+        ("ClientMetadata" | "Registered", "client_name") => json!("Acme IDE"),
+        ("ClientMetadata", "client_id" | "client_secret") => return None,
+        ("Registered", "client_id") => json!("mandate-client.METADATA.SEAL"),
+        ("Registered", "client_id_issued_at") => json!(NOW),
+        ("Registered", "token_endpoint_auth_method") => json!("none"),
+        ("Registered", "grant_types") => json!(["authorization_code", "refresh_token"]),
+        ("Registered", "response_types") => json!(["code"]),
+        ("ClientMetadata", "token_endpoint_auth_method") => json!("none"),
+        ("ClientMetadata", "grant_types") => json!(["authorization_code", "refresh_token"]),
+        ("ClientMetadata", "response_types") => json!(["code"]),
         ("IntrospectForm", "token_type_hint") => return None,
         ("TokenIssued", "access_token") => token("at+jwt"),
         ("TokenIssued", "issued_token_type") => {

@@ -236,6 +236,9 @@ mod tests {
         check("IntrospectForm", &|v| {
             serde_json::from_value::<mandate_broker::oauth::IntrospectForm>(v).is_ok()
         });
+        check("ClientMetadata", &|v| {
+            serde_json::from_value::<mandate_broker::oauth::client::ClientMetadata>(v).is_ok()
+        });
         // Every operation's body is one of these.
         for (method, path, op) in api::operations(&doc) {
             let content = &op["requestBody"]["content"];
@@ -251,7 +254,8 @@ mod tests {
                         "RevokeBody",
                         "ReportBody",
                         "TokenForm",
-                        "IntrospectForm"
+                        "IntrospectForm",
+                        "ClientMetadata"
                     ]
                     .contains(&name),
                     "{method} {path}: check that {name}'s example parses"
@@ -308,6 +312,7 @@ mod every_code_is_listed {
         "gdpr.finding",
         "market_data.read",
         "marketing_data.read",
+        "oauth.token",
         "plan.outcome",
         "purchase_order.create",
         "purchase_order.place",

@@ -223,7 +223,12 @@ max_depth: number,
 /**
  * The decision, once made.
  */
-decision: StoredDecision | null, };
+decision: StoredDecision | null, 
+/**
+ * The OAuth client behind the request, when the broker filed it for
+ * one (its authorization code flow): who the broker checked it is.
+ */
+oauth_client: OAuthClientView | null, };
 
 export type AgentView = { 
 /**
@@ -254,6 +259,26 @@ known: boolean,
  * What is suspicious about the name.
  */
 warnings: Array<string>, };
+
+export type OAuthClientView = { 
+/**
+ * Its `client_id`.
+ */
+client_id: string, 
+/**
+ * How the broker knows it.
+ */
+verified_by: ClientCheck, 
+/**
+ * Where the browser goes back to, with the code.
+ */
+redirect_uri: string, 
+/**
+ * The resource its tokens are for.
+ */
+resource: string, };
+
+export type ClientCheck = "metadata_document" | "registration";
 
 export type ScopeView = { 
 /**

@@ -73,7 +73,7 @@ impl Client {
 /// The metadata a client gives (RFC 7591 section 2), in a document or a
 /// registration. Members not named here are ignored, as RFC 7591 allows.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct Metadata {
+pub struct ClientMetadata {
     /// In a metadata document, its own URL; absent in a registration.
     #[serde(default)]
     client_id: Option<String>,
@@ -102,7 +102,7 @@ pub struct Metadata {
 /// Why metadata is refused: RFC 7591's code and a description.
 type Refusal = (OAuthCode, String);
 
-impl Metadata {
+impl ClientMetadata {
     /// The name and redirect URIs, if the metadata is acceptable.
     fn check(self) -> Result<(Option<String>, Vec<String>), Refusal> {
         let bad = |why: &str| (OAuthCode::InvalidClientMetadata, why.to_owned());
@@ -261,7 +261,10 @@ fn document_url(id: &str, loopback: bool) -> Result<reqwest::Url, String> {
 /// Fetches and parses the metadata document at `url`: a 200 answer of at
 /// most [`MAX_DOCUMENT_BYTES`] of JSON, within the client's timeout, with
 /// no redirect followed.
-async fn fetch_document(http: &reqwest::Client, url: &reqwest::Url) -> Result<Metadata, String> {
+async fn fetch_document(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+) -> Result<ClientMetadata, String> {
     let unreachable = || "the client's metadata document could not be fetched".to_owned();
     let mut answer = http
         .get(url.clone())
@@ -342,7 +345,7 @@ pub struct Registered {
 /// name is the client's own claim, and the app says so.
 #[utoipa::path(
     post, path = "/oauth/register", tag = "oauth",
-    request_body = Metadata,
+    request_body = ClientMetadata,
     responses(
         (status = 201, body = Registered),
         (status = 400, body = super::OAuthErrorBody, description = "An RFC 7591 error: `invalid_redirect_uri` or `invalid_client_metadata`"),
@@ -350,7 +353,7 @@ pub struct Registered {
 )]
 pub async fn register(
     State(state): State<AppState>,
-    body: Result<Json<Metadata>, JsonRejection>,
+    body: Result<Json<ClientMetadata>, JsonRejection>,
 ) -> Response {
     let answer = || -> Result<Registered, OAuthError> {
         if state.oauth().code_flow.is_none() {
@@ -463,7 +466,7 @@ mod tests {
 
     #[test]
     fn metadata_is_checked_member_by_member() {
-        let parse = |v: Value| serde_json::from_value::<Metadata>(v).unwrap().check();
+        let parse = |v: Value| serde_json::from_value::<ClientMetadata>(v).unwrap().check();
         let ok =
             parse(json!({ "client_name": " Editor ", "redirect_uris": ["http://127.0.0.1/cb"] }))
                 .unwrap();

@@ -14,8 +14,10 @@
 //! end, and never after the grant is revoked. Without DPoP the access
 //! token is a bearer token and no refresh token is issued.
 
+use mandate_core::token::{Action, Claims as _, Jti, Outcome, ReceiptClaims};
 use mandate_core::{Jwk, TokenId, UnixTime, base64url};
 use mandate_store::RequestStatus;
+use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -106,6 +108,7 @@ async fn grant_of(
     resource: &super::Resource,
 ) -> Result<
     (
+        String,
         mandate_core::VerifiedChain,
         Vec<mandate_core::scope::AuthorizationDetail>,
     ),
@@ -123,18 +126,14 @@ async fn grant_of(
         _ => return Err(gone()),
     };
     let key: Jwk = client_agent(state, client_id).public().to_jwk();
-    let checked = crate::chains::check(state, &[grant], &[key], crate::error::Code::BodyMalformed)
-        .await
-        .map_err(|e| {
-            if e.status.is_server_error() {
-                OAuthError::unavailable()
-            } else {
-                OAuthError::new(
-                    OAuthCode::InvalidGrant,
-                    format!("{}: {}", e.code, e.message),
-                )
-            }
-        })?;
+    let checked = crate::chains::check(
+        state,
+        std::slice::from_ref(&grant),
+        &[key],
+        crate::error::Code::BodyMalformed,
+    )
+    .await
+    .map_err(OAuthError::from_broker)?;
     let details = at_resource(checked.chain.scopes(), &resource.location);
     if details.is_empty() {
         return Err(OAuthError::new(
@@ -142,7 +141,7 @@ async fn grant_of(
             "the grant gives nothing at this resource",
         ));
     }
-    Ok((checked.chain, details))
+    Ok((grant, checked.chain, details))
 }
 
 /// The access token (and, with DPoP, a refresh token) for request `rid`'s
@@ -155,7 +154,7 @@ async fn answer(
     proof: Option<&super::dpop::Proof>,
     now: UnixTime,
 ) -> Result<Answer, OAuthError> {
-    let (chain, details) = grant_of(state, rid, client_id, resource).await?;
+    let (grant, chain, details) = grant_of(state, rid, client_id, resource).await?;
     if let Some(proof) = proof {
         super::dpop::spend(state, proof).await?;
     }
@@ -169,6 +168,8 @@ async fn answer(
         jkt.as_ref(),
         now,
     );
+    let scope = super::exchange::scope_string(&details);
+    record_use(state, grant, &chain, client_id, resource, &scope, *rid, now).await?;
     let refresh_token = jkt.map(|jkt| {
         seal(
             state,
@@ -186,8 +187,44 @@ async fn answer(
         issued,
         dpop: jkt.is_some(),
         refresh_token,
-        scope: super::exchange::scope_string(&details),
+        scope,
     })
+}
+
+/// Files a receipt of the token's issue, signed with the key the broker
+/// holds for the client, under the grant: the user sees each token the
+/// client was given under Activity, traced to the request they approved.
+/// No receipt, no token: a use the user cannot see is not handed out.
+#[allow(clippy::too_many_arguments)]
+async fn record_use(
+    state: &AppState,
+    grant: String,
+    chain: &mandate_core::VerifiedChain,
+    client_id: &str,
+    resource: &super::Resource,
+    scope: &str,
+    request: TokenId,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    let key = client_agent(state, client_id);
+    let receipt = ReceiptClaims {
+        grant: chain.leaf().id(),
+        action: Action {
+            kind: "oauth.token".to_owned(),
+            target: resource.uri.clone(),
+            summary: format!("Was given an access token for {}: {scope}", resource.uri),
+        },
+        outcome: Outcome::Succeeded,
+        rationale: None,
+        cause: Some(request),
+        iat: now,
+        jti: Jti::random(&mut OsRng),
+    }
+    .sign(&key);
+    crate::receipt_service::report(state, &receipt, &[grant], &[key.public().to_jwk()])
+        .await
+        .map(drop)
+        .map_err(OAuthError::from_broker)
 }
 
 /// Redeems an authorization code (RFC 6749 section 4.1.3, RFC 7636
@@ -287,6 +324,12 @@ pub async fn refresh(
     dpop: Option<&str>,
 ) -> Result<Answer, OAuthError> {
     let now = state.now();
+    if state.oauth().code_flow.is_none() {
+        return Err(OAuthError::new(
+            OAuthCode::UnsupportedGrantType,
+            "this broker does not serve the code flow",
+        ));
+    }
     let refuse = |why: &str| OAuthError::new(OAuthCode::InvalidGrant, why);
     let token = form.one("refresh_token")?;
     let sealed =

@@ -116,16 +116,7 @@ pub async fn exchange(
     }
     let checked = chains::check(state, &chain, &keys, crate::error::Code::BodyMalformed)
         .await
-        .map_err(|e| {
-            if e.status.is_server_error() {
-                OAuthError::unavailable()
-            } else {
-                OAuthError::new(
-                    OAuthCode::InvalidGrant,
-                    format!("{}: {}", e.code, e.message),
-                )
-            }
-        })?;
+        .map_err(OAuthError::from_broker)?;
     let verified = &checked.chain;
     if verified.leaf_key() != proof.jkt {
         return Err(OAuthError::new(

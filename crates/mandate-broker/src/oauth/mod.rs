@@ -176,6 +176,23 @@ impl OAuthError {
     fn unavailable() -> OAuthError {
         OAuthError::new(OAuthCode::TemporarilyUnavailable, "storage is unavailable")
     }
+
+    /// A refusal by the broker's own checks of a chain or a receipt, in
+    /// OAuth's words: the store's failures are `temporarily_unavailable`,
+    /// a rate is `slow_down`, and every other refusal is `invalid_grant`
+    /// led by the Mandate code of the rule that failed.
+    fn from_broker(e: crate::error::ApiError) -> OAuthError {
+        if e.status.is_server_error() {
+            OAuthError::unavailable()
+        } else if e.status == StatusCode::TOO_MANY_REQUESTS {
+            OAuthError::new(OAuthCode::SlowDown, "too many calls for this client: wait")
+        } else {
+            OAuthError::new(
+                OAuthCode::InvalidGrant,
+                format!("{}: {}", e.code, e.message),
+            )
+        }
+    }
 }
 
 /// RFC 6749's error body.

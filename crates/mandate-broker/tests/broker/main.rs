@@ -8,6 +8,7 @@ mod events;
 mod guard;
 mod instances;
 mod oauth;
+mod oauth_code;
 mod oidc;
 mod outage;
 mod rates;

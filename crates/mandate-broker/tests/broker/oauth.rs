@@ -17,7 +17,7 @@ use crate::revocations::{approved, revocation};
 use crate::users::alice_key;
 use crate::{HOST, Harness, NOW, URL, agent, call, harness};
 
-const FILES: &str = "https://f/";
+pub(crate) const FILES: &str = "https://f/";
 const TOKEN_URL: &str = "http://127.0.0.1:7700/oauth/token";
 const CHAIN_TYPE: &str = "urn:mandate:params:oauth:token-type:chain";
 
@@ -31,7 +31,7 @@ fn app(h: &Harness) -> Router {
 }
 
 /// A DPoP proof by `key` for `POST` on the token endpoint.
-fn dpop(key: &SigningKey, jti: &str, iat: i64) -> String {
+pub(crate) fn dpop(key: &SigningKey, jti: &str, iat: i64) -> String {
     let header = json!({ "typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.public().to_jwk() });
     let claims = json!({ "jti": jti, "htm": "POST", "htu": TOKEN_URL, "iat": iat });
     let input = format!(
@@ -490,7 +490,7 @@ async fn each_refusal_has_its_rfc_error_code() {
     );
 }
 
-fn refused_with(status: StatusCode, body: &Value, error: &str) {
+pub(crate) fn refused_with(status: StatusCode, body: &Value, error: &str) {
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some(error)),
