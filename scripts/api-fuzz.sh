@@ -18,7 +18,10 @@ fi
 cargo build --quiet -p mandate-broker --bin mandate-broker
 source scripts/stack.sh
 start_idp
-start_broker "$CARGO_TARGET_DIR/debug/mandate-broker"
+# The OAuth endpoints too, with the code flow on (signing in at the test
+# provider as its `mandate-broker` client) and one resource.
+start_broker "$CARGO_TARGET_DIR/debug/mandate-broker" \
+    --oauth-sign-in "$issuer=mandate-broker" --oauth-resource https://files.example/
 token=$(id_token alice)
 
 timeout 900 "$VENV/bin/st" run "$broker_url/openapi.json" --checks all \

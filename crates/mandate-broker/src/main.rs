@@ -120,8 +120,10 @@ struct Args {
     #[arg(long)]
     oauth_loopback_clients: bool,
     /// The lifetime, in seconds, an OAuth client's request asks for; the
-    /// user may shorten it in the app.
-    #[arg(long, default_value_t = 86_400)]
+    /// user may shorten it in the app. From 1 to 2592000 (30 days), as
+    /// any request's lifetime.
+    #[arg(long, default_value_t = 86_400,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(mandate_core::token::MAX_LIFETIME_SECS)))]
     oauth_grant_lifetime: u32,
 }
 

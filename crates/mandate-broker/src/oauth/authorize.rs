@@ -381,16 +381,14 @@ fn see_other(location: &str, cookie: Option<String>) -> Response {
     response
 }
 
-/// Back to the client's `redirect_uri` with `params`, `state` and `iss`.
-fn back(
+/// The client's `redirect_uri` with `params`, `state` and `iss`.
+fn back_url(
     state: &AppState,
     redirect_uri: &str,
     client_state: Option<&str>,
     params: &[(&str, &str)],
-) -> Response {
-    let Ok(mut url) = reqwest::Url::parse(redirect_uri) else {
-        return stop("the redirect URI is not valid");
-    };
+) -> Option<reqwest::Url> {
+    let mut url = reqwest::Url::parse(redirect_uri).ok()?;
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in params {
@@ -401,7 +399,56 @@ fn back(
         }
         q.append_pair("iss", &state.inner.public_url);
     }
-    see_other(url.as_str(), None)
+    Some(url)
+}
+
+/// Back to the client's `redirect_uri` with `params`, `state` and `iss`.
+fn back(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Response {
+    match back_url(state, redirect_uri, client_state, params) {
+        Some(url) => see_other(url.as_str(), None),
+        None => stop("the redirect URI is not valid"),
+    }
+}
+
+/// A refusal of an authorization request from a client that checked out,
+/// before the user has signed in: a page with the error and a link back
+/// to the client carrying it (RFC 6749 section 4.1.2.1), never a
+/// redirect. Anyone can register a client, so a redirect here would make
+/// the broker an open redirector for any site (RFC 9700 section 4.11.2);
+/// the person follows the link or not.
+fn refuse_page(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    code: OAuthCode,
+    description: &str,
+) -> Response {
+    let params = [("error", code.as_str()), ("error_description", description)];
+    let Some(url) = back_url(state, redirect_uri, client_state, &params) else {
+        return stop("the redirect URI is not valid");
+    };
+    let to = match url.host_str() {
+        Some(host) => host.to_owned(),
+        None => url.scheme().to_owned(),
+    };
+    page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in cannot go on",
+        &format!(
+            "<p>The authorization request is refused: {why}.</p>\
+             <p>Nothing was shared. <a href=\"{href}\" data-testid=\"back\">Return to {to}</a> \
+             to tell the application so.</p>",
+            why = esc(description),
+            href = esc(url.as_str()),
+            to = esc(&to),
+        ),
+        false,
+    )
 }
 
 /// An error sent back to the client (RFC 6749 section 4.1.2.1).
@@ -431,8 +478,9 @@ fn back_error(
 /// (`TYPE:ACTION` words at the resource; `offline_access` is taken and
 /// ignored) or `authorization_details`, and optionally `state` and
 /// `dpop_jkt`. Until the client and its redirect URI check out, problems
-/// are shown to the person on a page; after, they go back to the client
-/// as `error` parameters. Otherwise the browser goes on to sign in.
+/// are shown to the person on a page; after, the page holds a link back
+/// to the client with `error` parameters, never a redirect (anyone can
+/// register a client). Otherwise the browser goes on to sign in.
 #[utoipa::path(
     get, path = "/oauth/authorize", tag = "oauth",
     params(
@@ -448,8 +496,8 @@ fn back_error(
         ("dpop_jkt" = Option<String>, Query, description = "The thumbprint of the DPoP key the code is bound to"),
     ),
     responses(
-        (status = 303, description = "To the sign-in, or back to the client with an `error`"),
-        (status = 400, description = "A page: the client or its redirect URI is unknown, or the query is malformed"),
+        (status = 303, description = "To the sign-in"),
+        (status = 400, description = "A page: the client or its redirect URI is unknown, or the query is malformed; or, once they check out, a refusal with a link back to the client carrying `error`, `state` and `iss`"),
     )
 )]
 pub async fn authorize(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
@@ -474,10 +522,11 @@ pub async fn authorize(State(state): State<AppState>, RawQuery(query): RawQuery)
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
         _ => return stop("The redirect_uri is not one the client registered, exactly."),
     };
-    // From here on, errors go back to the client.
+    // From here on, errors are for the client, on a page with a link
+    // back to it.
     let client_state = q.optional("state").ok().flatten().map(str::to_owned);
     let refuse = |code: OAuthCode, why: &str| {
-        back_error(&state, &redirect_uri, client_state.as_deref(), code, why)
+        refuse_page(&state, &redirect_uri, client_state.as_deref(), code, why)
     };
     if q.optional("response_type").ok().flatten() != Some("code") {
         return refuse(

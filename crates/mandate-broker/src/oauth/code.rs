@@ -145,18 +145,30 @@ async fn grant_of(
 }
 
 /// The access token (and, with DPoP, a refresh token) for request `rid`'s
-/// grant.
+/// grant. `refreshed` is the refresh token used, if one was: it is spent
+/// once the grant checks out, so that a refusal before (a revoked grant,
+/// the store out of reach) does not cost the client its refresh token.
 async fn answer(
     state: &AppState,
     rid: &TokenId,
     client_id: &str,
     resource: &super::Resource,
     proof: Option<&super::dpop::Proof>,
+    refreshed: Option<&Refresh>,
     now: UnixTime,
 ) -> Result<Answer, OAuthError> {
     let (grant, chain, details) = grant_of(state, rid, client_id, resource).await?;
     if let Some(proof) = proof {
         super::dpop::spend(state, proof).await?;
+    }
+    // A second use, or a use after revocation, is refused.
+    if let Some(used) = refreshed
+        && !spend_once(state, &format!("refresh:{}", used.jti), used.exp, now).await?
+    {
+        return Err(OAuthError::new(
+            OAuthCode::InvalidGrant,
+            "the refresh token was used or revoked before",
+        ));
     }
     let jkt = proof.map(|p| p.jkt);
     let issued = mint(
@@ -311,6 +323,7 @@ pub async fn redeem(
         client_id,
         resource,
         proof.as_ref(),
+        None,
         now,
     )
     .await
@@ -365,12 +378,21 @@ pub async fn refresh(
     let resource = state.oauth().resource(&sealed.res).ok_or_else(|| {
         OAuthError::new(OAuthCode::InvalidTarget, "the resource is no longer served")
     })?;
-    // Spent once the cheap checks pass: a second use, or a use after
-    // revocation, is refused.
-    if !spend_once(state, &format!("refresh:{}", sealed.jti), sealed.exp, now).await? {
+    // Used or revoked before? Refused at once; otherwise it is spent once
+    // the grant checks out ([`answer`]), which settles a race of two uses.
+    if is_spent(state, &format!("refresh:{}", sealed.jti), now).await? {
         return Err(refuse("the refresh token was used or revoked before"));
     }
-    answer(state, &rid, &sealed.cid, resource, Some(&proof), now).await
+    answer(
+        state,
+        &rid,
+        &sealed.cid,
+        resource,
+        Some(&proof),
+        Some(&sealed),
+        now,
+    )
+    .await
 }
 
 fn seal(state: &AppState, refresh: &Refresh) -> String {
@@ -422,9 +444,14 @@ pub async fn access_revoked(
     jti: &str,
     now: UnixTime,
 ) -> Result<bool, OAuthError> {
+    is_spent(state, &format!("access:{jti}"), now).await
+}
+
+/// Whether `what` is on the spent list.
+async fn is_spent(state: &AppState, what: &str, now: UnixTime) -> Result<bool, OAuthError> {
     state
         .store()
-        .is_spent(&spent_id(&format!("access:{jti}")), now)
+        .is_spent(&spent_id(what), now)
         .await
         .map_err(|_| OAuthError::unavailable())
 }

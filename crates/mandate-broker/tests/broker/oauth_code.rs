@@ -229,6 +229,35 @@ fn assert_back(reply: &Reply, redirect_uri: &str, error: &str) {
     assert_eq!(q.get("iss").map(String::as_str), Some(URL), "{to}");
 }
 
+/// A refusal before the user signed in: a page, never a redirect (anyone
+/// can register a client, so a redirect would make the broker an open
+/// redirector), whose one link goes back to the client at `redirect_uri`
+/// with `error`, the client's state and the broker as `iss`; and no flow
+/// started. Returns the link's query.
+fn assert_link_back(reply: &Reply, redirect_uri: &str, error: &str) -> HashMap<String, String> {
+    let (status, headers, text) = reply;
+    assert_eq!(*status, StatusCode::BAD_REQUEST, "{error}: {text}");
+    assert!(headers.get(LOCATION).is_none(), "{error}: no redirect");
+    assert!(headers.get(SET_COOKIE).is_none(), "{error}: no flow");
+    assert_eq!(headers["x-frame-options"], "DENY", "{error}");
+    let hrefs: Vec<&str> = text
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|h| h.split('"').next())
+        .collect();
+    assert_eq!(hrefs.len(), 1, "{error}: one link: {text}");
+    let to = reqwest::Url::parse(&hrefs[0].replace("&amp;", "&")).unwrap();
+    assert!(
+        to.as_str().starts_with(&format!("{redirect_uri}?")),
+        "{error}: {to}"
+    );
+    let q = params(&to);
+    assert_eq!(q.get("error").map(String::as_str), Some(error), "{to}");
+    assert!(q.contains_key("error_description"), "{to}");
+    assert_eq!(q.get("iss").map(String::as_str), Some(URL), "{to}");
+    q
+}
+
 /// A sign-in under way.
 struct SignIn {
     /// The flow: the broker's `state` at the provider.
@@ -568,7 +597,7 @@ async fn an_unknown_client_or_redirect_uri_gets_a_page_never_a_redirect() {
 }
 
 #[tokio::test]
-async fn once_the_client_checks_out_refusals_go_back_to_it_with_state_and_iss() {
+async fn once_the_client_checks_out_refusals_link_back_to_it_with_state_and_iss() {
     let h = harness().await;
     let broker = app(&h, Some(code_flow(&provider().await, false)));
     let client = registered(&broker, &[CB]).await;
@@ -640,10 +669,11 @@ async fn once_the_client_checks_out_refusals_go_back_to_it_with_state_and_iss() 
     ];
     for (changes, error) in cases {
         let reply = send(&broker, authorize(&client, &changes)).await;
-        assert_back(&reply, CB, error);
+        let q = assert_link_back(&reply, CB, error);
+        assert_eq!(q.get("state").map(String::as_str), Some(STATE), "{q:?}");
     }
     // Without a state, none goes back; `iss` always does.
-    let (status, headers, text) = send(
+    let reply = send(
         &broker,
         authorize(
             &client,
@@ -651,11 +681,8 @@ async fn once_the_client_checks_out_refusals_go_back_to_it_with_state_and_iss() 
         ),
     )
     .await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
-    let q = params(&location(&headers));
-    assert_eq!(q["error"], "unsupported_response_type");
+    let q = assert_link_back(&reply, CB, "unsupported_response_type");
     assert!(!q.contains_key("state"), "{q:?}");
-    assert_eq!(q["iss"], URL);
     assert_eq!(
         h.store.events_since(0, 10).await.unwrap().len(),
         1,
@@ -812,7 +839,7 @@ async fn a_sign_in_provider_that_cannot_be_used_is_reported_to_the_client() {
     let broker = app(&h, Some(code_flow(&h.idp.url, false)));
     let client = registered(&broker, &[CB]).await;
     let reply = send(&broker, authorize(&client, &[])).await;
-    assert_back(&reply, CB, "temporarily_unavailable");
+    assert_link_back(&reply, CB, "temporarily_unavailable");
     // A provider whose discovery names another issuer.
     let (liar, _) = serve(|url| {
         vec![(
@@ -827,7 +854,7 @@ async fn a_sign_in_provider_that_cannot_be_used_is_reported_to_the_client() {
     .await;
     let broker = app(&h, Some(code_flow(&liar, false)));
     let reply = send(&broker, authorize(&client, &[])).await;
-    assert_back(&reply, CB, "temporarily_unavailable");
+    assert_link_back(&reply, CB, "temporarily_unavailable");
     // One that does not answer: bind a port, note it, close it.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -838,7 +865,7 @@ async fn a_sign_in_provider_that_cannot_be_used_is_reported_to_the_client() {
         Some(code_flow(&format!("http://127.0.0.1:{port}"), false)),
     );
     let reply = send(&broker, authorize(&client, &[])).await;
-    assert_back(&reply, CB, "temporarily_unavailable");
+    assert_link_back(&reply, CB, "temporarily_unavailable");
 }
 
 #[tokio::test]

@@ -24,7 +24,9 @@ pub use key_revocation::{KeyRevocationClaims, MAX_REVOKED_KEYS};
 pub(crate) use pop::chain_hash_of_ids;
 pub use pop::{PopClaims, chain_hash, same_htu};
 pub use receipt::{Action, Outcome, ReceiptClaims};
-pub use request::{AgentInfo, BindingCode, ClientVerification, OAuthClient, RequestClaims};
+pub use request::{
+    AgentInfo, BindingCode, ClientVerification, MAX_LIFETIME_SECS, OAuthClient, RequestClaims,
+};
 pub use revocation::RevocationClaims;
 
 use crate::Error;
