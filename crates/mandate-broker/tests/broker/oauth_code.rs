@@ -211,29 +211,35 @@ fn assert_page(reply: &Reply, hidden: &[&str], case: &str) {
     }
 }
 
+/// `to` goes back to the client at `redirect_uri` with `error`, a
+/// description and the broker as `iss`; returns its query.
+fn assert_error_for(to: &reqwest::Url, redirect_uri: &str, error: &str) -> HashMap<String, String> {
+    assert!(
+        to.as_str().starts_with(&format!("{redirect_uri}?")),
+        "{error}: {to}"
+    );
+    let q = params(to);
+    assert_eq!(q.get("error").map(String::as_str), Some(error), "{to}");
+    assert!(q.contains_key("error_description"), "{to}");
+    assert_eq!(q.get("iss").map(String::as_str), Some(URL), "{to}");
+    q
+}
+
 /// A redirect back to the client at `redirect_uri` with `error`, the
 /// client's state and the broker as `iss`; and no flow started.
 fn assert_back(reply: &Reply, redirect_uri: &str, error: &str) {
     let (status, headers, text) = reply;
     assert_eq!(*status, StatusCode::SEE_OTHER, "{error}: {text}");
     assert!(headers.get(SET_COOKIE).is_none(), "{error}: no flow");
-    let to = location(headers);
-    assert!(
-        to.as_str().starts_with(&format!("{redirect_uri}?")),
-        "{error}: {to}"
-    );
-    let q = params(&to);
-    assert_eq!(q.get("error").map(String::as_str), Some(error), "{to}");
-    assert!(q.contains_key("error_description"), "{to}");
-    assert_eq!(q.get("state").map(String::as_str), Some(STATE), "{to}");
-    assert_eq!(q.get("iss").map(String::as_str), Some(URL), "{to}");
+    let q = assert_error_for(&location(headers), redirect_uri, error);
+    assert_eq!(q.get("state").map(String::as_str), Some(STATE), "{q:?}");
 }
 
 /// A refusal before the user signed in: a page, never a redirect (anyone
 /// can register a client, so a redirect would make the broker an open
 /// redirector), whose one link goes back to the client at `redirect_uri`
-/// with `error`, the client's state and the broker as `iss`; and no flow
-/// started. Returns the link's query.
+/// with `error` and the broker as `iss`; and no flow started. Returns the
+/// link's query.
 fn assert_link_back(reply: &Reply, redirect_uri: &str, error: &str) -> HashMap<String, String> {
     let (status, headers, text) = reply;
     assert_eq!(*status, StatusCode::BAD_REQUEST, "{error}: {text}");
@@ -247,15 +253,7 @@ fn assert_link_back(reply: &Reply, redirect_uri: &str, error: &str) -> HashMap<S
         .collect();
     assert_eq!(hrefs.len(), 1, "{error}: one link: {text}");
     let to = reqwest::Url::parse(&hrefs[0].replace("&amp;", "&")).unwrap();
-    assert!(
-        to.as_str().starts_with(&format!("{redirect_uri}?")),
-        "{error}: {to}"
-    );
-    let q = params(&to);
-    assert_eq!(q.get("error").map(String::as_str), Some(error), "{to}");
-    assert!(q.contains_key("error_description"), "{to}");
-    assert_eq!(q.get("iss").map(String::as_str), Some(URL), "{to}");
-    q
+    assert_error_for(&to, redirect_uri, error)
 }
 
 /// A sign-in under way.
