@@ -49,25 +49,15 @@ pub async fn check(
         key_set.insert_jwk(jwk).map_err(ApiError::token)?;
     }
     let mut bindings = BindingSet::new();
-    for b in s
-        .store
-        .bindings_of(&root.sub)
-        .await?
-        .into_iter()
-        .filter(|b| b.expires_at > now)
-    {
+    let bound = s.chain_state.bindings_of(state, &root.sub).await?;
+    for b in bound.iter().filter(|b| b.expires_at > now) {
         key_set.insert(b.key);
         bindings
             .insert(root.sub.clone(), b.jkt)
             .map_err(ApiError::token)?;
     }
-    let mut revoked = HashSet::new();
-    for token in chain {
-        let id = TokenId::of(token);
-        if s.store.is_revoked(&id).await? {
-            revoked.insert(id);
-        }
-    }
+    let ids: Vec<TokenId> = chain.iter().map(|t| TokenId::of(t)).collect();
+    let revoked = s.chain_state.revoked_among(state, &ids).await?;
     let cx = Context {
         now,
         policy: s.policy,

@@ -176,6 +176,7 @@ pub async fn enroll(
         Code::KeyBoundElsewhere,
         "the key belongs to another user",
     ))?;
+    state.inner.chain_state.changed();
     state.inner.hub.wake(state.store()).await;
     match put {
         BindingPut::Enrolled(_) => tracing::info!(jkt = %key.thumbprint(), "user key enrolled"),
@@ -302,6 +303,7 @@ pub async fn remove(state: &AppState, user: &User, compact: &str) -> Result<Remo
         Ok(_) | Err(mandate_store::StoreError::Conflict) => {}
         Err(e) => return Err(e.into()),
     }
+    state.inner.chain_state.changed();
     state.inner.hub.wake(state.store()).await;
     tracing::info!(revocation = %id, keys = claims.keys.len(), "user keys removed");
     Ok(Removed {

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chain_state;
 pub mod chains;
 mod checkpoint;
 mod error;

@@ -129,6 +129,7 @@ pub async fn revoke(
             Code::RevocationReplayed,
             "this revocation was posted before",
         ))?;
+    state.inner.chain_state.changed();
     state.inner.hub.wake(state.store()).await;
     tracing::info!(revocation = %verified.id(), grants = claims.revokes.len(), "revoked");
     Ok(RevocationAccepted {

@@ -148,6 +148,8 @@ pub(crate) struct Inner {
     pub hub: Hub,
     /// Which agents each user granted something to: a request's lane.
     pub known: KnownAgents,
+    /// What a chain's check reads from the store: bindings, revocations.
+    pub chain_state: Arc<crate::chain_state::ChainState>,
     pub limiters: Limiters,
     pub checkpoints: Checkpoints,
     /// Places for followers of the revocation feed's stream.
@@ -189,6 +191,7 @@ impl AppState {
                 replay,
                 hub: Hub::default(),
                 known: KnownAgents::default(),
+                chain_state: Arc::default(),
                 limiters: Limiters::new(&limits),
                 checkpoints: Checkpoints::default(),
                 followers: Arc::new(tokio::sync::Semaphore::new(limits.max_followers)),

@@ -55,6 +55,26 @@ async fn root_token(h: &Harness, id: TokenId) -> String {
 
 /// Agent 1 delegates `read` under its grant to agent 2, for `exp`.
 fn child(h: &Harness, root: TokenId, exp: i64, location: &str) -> String {
+    to_agent_2(
+        h,
+        &agent(1),
+        Some(root),
+        exp,
+        location,
+        &format!("child-{exp}"),
+    )
+}
+
+/// A grant of `read` at `location` to agent 2, signed by `by` under
+/// `prf` (a root grant without one), for `exp`.
+fn to_agent_2(
+    h: &Harness,
+    by: &SigningKey,
+    prf: Option<TokenId>,
+    exp: i64,
+    location: &str,
+    jti: &str,
+) -> String {
     GrantClaims {
         sub: h.alice.clone().try_into().unwrap(),
         act: Actor {
@@ -71,12 +91,31 @@ fn child(h: &Harness, root: TokenId, exp: i64, location: &str) -> String {
         iat: NOW,
         nbf: NOW,
         exp,
-        jti: format!("child-{exp}").try_into().unwrap(),
+        jti: jti.to_owned().try_into().unwrap(),
         max_depth: 0,
-        prf: Some(root),
+        prf,
         req: None,
     }
-    .sign(&agent(1))
+    .sign(by)
+}
+
+/// The refusal says the chain is revoked.
+fn assert_revoked(body: &Value) {
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(description.starts_with("chain.revoked"), "{body}");
+}
+
+/// Alice revokes grant `id`, at `app`.
+async fn revoke(app: &Router, h: &Harness, id: TokenId, jti: &str) {
+    let (status, body) = call(
+        app,
+        crate::post(
+            "/v1/revocations",
+            json!({ "revocation": revocation(&h.alice, vec![id], &alice_key(), jti) }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 /// A token-exchange call.
@@ -245,16 +284,7 @@ async fn a_chain_is_exchanged_for_an_access_token_bound_to_the_leaf_key() {
     assert_eq!(body["active"], true);
     assert_eq!(body["client_id"], leaf);
     assert_eq!(body["token_type"], "DPoP");
-    let (status, body) = call(
-        &app,
-        crate::post(
-            "/v1/revocations",
-            json!({ "revocation": revocation(&h.alice, vec![root_id], &alice_key(), "orv") })
-                .to_string(),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    revoke(&app, &h, root_id, "orv").await;
     let (_, body) = call(&app, introspect(&token)).await;
     assert_eq!(body, json!({ "active": false }), "revoked at once");
     // And a revoked chain is not exchanged again.
@@ -272,13 +302,7 @@ async fn a_chain_is_exchanged_for_an_access_token_bound_to_the_leaf_key() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "{body}"
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .starts_with("chain.revoked"),
-        "{body}"
-    );
+    assert_revoked(&body);
     // Not a token of this broker's, or garbage: inactive.
     for other in ["x", "a.b.c", root.as_str()] {
         let (status, body) = call(&app, introspect(other)).await;
@@ -494,6 +518,102 @@ pub(crate) fn refused_with(status: StatusCode, body: &Value, error: &str) {
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some(error)),
+        "{body}"
+    );
+}
+
+/// Two broker instances on one store. Each keeps a chain's bindings and
+/// revocation state in memory between changes; what one instance
+/// revokes, the other's exchange refuses as soon as its event hub has
+/// seen it (at once on Postgres through LISTEN/NOTIFY, within a poll on
+/// SQLite), although it had that chain's state in memory.
+#[tokio::test]
+async fn a_revocation_on_another_instance_reaches_this_ones_exchange() {
+    let h = harness().await;
+    let this = app(&h);
+    let tick = std::sync::Arc::clone(&h.clock);
+    let other = router(mandate_broker::AppState::new(
+        h.store.clone(),
+        SigningKey::from_seed(&[90; 32]),
+        URL,
+        mandate_broker::oidc::OidcVerifier::new(vec![h.idp.trusted()]).unwrap(),
+        std::sync::Arc::new(move || tick.load(std::sync::atomic::Ordering::SeqCst)),
+        mandate_broker::Limits::default(),
+    ));
+    let root_id = approved(&h, "oi1").await;
+    let root = root_token(&h, root_id).await;
+    let chain = vec![
+        root.clone(),
+        child(&h, root_id, NOW + 400, "https://f/r/q3/"),
+    ];
+    let keys = base64url::encode(agent(1).public().as_bytes());
+    let mut n = 0;
+    let mut exchange_here = async || {
+        n += 1;
+        let proof = dpop(&agent(2), &format!("oi-{n}"), NOW);
+        call(
+            &this,
+            exchange(&chain, Some(&proof), &[("mandate_keys", &keys)]),
+        )
+        .await
+    };
+    // Twice: the second is answered from memory.
+    for _ in 0..2 {
+        let (status, body) = exchange_here().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    revoke(&other, &h, root_id, "oir").await;
+    // This instance learns of it from the store's event log; until then
+    // it may still exchange. 40 tries, 250 ms apart, bound the wait.
+    let mut refused = None;
+    for _ in 0..40 {
+        let (status, body) = exchange_here().await;
+        if body["error"] == "invalid_grant" {
+            refused = Some(body);
+            break;
+        }
+        assert!(
+            status == StatusCode::OK || body["error"] == "slow_down",
+            "{status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let body = refused.expect("the revocation never reached this instance");
+    assert_revoked(&body);
+}
+
+/// A chain rooted in a user key that the user removes (a lost laptop) is
+/// refused by the next exchange, although its state was in memory.
+#[tokio::test]
+async fn a_removed_user_key_ends_its_chains_at_once() {
+    let h = harness().await;
+    let app = app(&h);
+    let laptop = SigningKey::from_seed(&[21; 32]);
+    crate::enroll(&h.store, &h.alice, &laptop).await;
+    let root = to_agent_2(&h, &laptop, None, NOW + 600, "https://f/r/", "laptop-root");
+    let chain = vec![root];
+    for n in 0..2 {
+        let proof = dpop(&agent(2), &format!("rk-{n}"), NOW);
+        let (status, body) = call(&app, exchange(&chain, Some(&proof), &[])).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let bearer = h.idp.token("alice", json!({}));
+    let removal = crate::users::key_revocation(&alice_key(), &h.alice, &[&laptop], "rk");
+    let (status, body) = call(
+        &app,
+        crate::users::post_json(
+            "/v1/keys/revocations",
+            json!({ "revocation": removal }),
+            &bearer,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let proof = dpop(&agent(2), "rk-after", NOW);
+    let (status, body) = call(&app, exchange(&chain, Some(&proof), &[])).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "{body}"
     );
 }

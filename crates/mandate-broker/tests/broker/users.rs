@@ -558,7 +558,12 @@ async fn a_long_poll_returns_as_soon_as_the_user_decides() {
 }
 
 /// A key revocation by `by`, for `sub`, removing `keys`.
-fn key_revocation(by: &SigningKey, sub: &str, keys: &[&SigningKey], jti: &str) -> String {
+pub(crate) fn key_revocation(
+    by: &SigningKey,
+    sub: &str,
+    keys: &[&SigningKey],
+    jti: &str,
+) -> String {
     mandate_core::token::KeyRevocationClaims {
         sub: sub.to_owned().try_into().unwrap(),
         keys: keys.iter().map(|k| k.thumbprint()).collect(),
