@@ -39,6 +39,7 @@ import urllib.parse
 import urllib.request
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -173,6 +174,19 @@ def dpop(seed: bytes, method: str, url: str, token=None) -> str:
                       headers={"typ": "dpop+jwt", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}})
 
 
+def es256_dpop(method: str, url: str, token: str, jwk_of=None) -> str:
+    """A proof by a fresh P-256 key, as OAuth clients make them; `jwk_of`
+    replaces the header's key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    numbers = key.public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256",
+           "x": b64(numbers.x.to_bytes(32, "big")), "y": b64(numbers.y.to_bytes(32, "big"))}
+    claims = {"jti": secrets.token_urlsafe(16), "htm": method, "htu": url, "iat": int(time.time()),
+              "ath": b64(hashlib.sha256(token.encode()).digest())}
+    return jwt.encode(claims, key, algorithm="ES256",
+                      headers={"typ": "dpop+jwt", "jwk": jwk_of or jwk})
+
+
 def call(url, token=None, proof=None, proofs=None):
     u = urllib.parse.urlsplit(url)
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
@@ -269,6 +283,12 @@ def main():
         other = secrets.token_bytes(32)
         status, body = call(url, token, dpop(other, "GET", url, token))
         check("another key's proof: refused", status == 401 and "another key" in body["error_description"], body)
+        status, body = call(url, token, es256_dpop("GET", url, token))
+        check("another key's ES256 proof: refused", status == 401 and "another key" in body["error_description"], body)
+        agent_jwk = json.loads(base64.urlsafe_b64decode(dpop(seed, "GET", url).split(".")[0] + "==")).get("jwk")
+        status, body = call(url, token, es256_dpop("GET", url, token, jwk_of=agent_jwk))
+        check("an ES256 proof naming the agent's Ed25519 key: refused",
+              status == 401 and "not of its algorithm" in body["error_description"], body)
         proof = dpop(seed, "GET", url, token)
         assert call(url, token, proof)[0] == 200
         status, body = call(url, token, proof)

@@ -68,8 +68,8 @@ mandate_core::error_codes! {
         UnsupportedResponseType = (
             "unsupported_response_type",
             None,
-            "The authorization request's `response_type` is not `code` (sent back to the \
-             client's redirect URI).",
+            "The authorization request's `response_type` is not `code` (shown on a page, with a \
+             link back to the client's redirect URI carrying it).",
             "Ask for `response_type=code`.",
         ),
         /// The user denied, or did not sign in, or the request lapsed.
@@ -98,22 +98,25 @@ mandate_core::error_codes! {
              than 512 bytes; or there are none, or more than 5.",
             "Name 1 to 5 redirect URIs of those kinds (RFC 8252).",
         ),
-        /// The chain does not verify, is revoked or expired, or is not the
-        /// proof key's.
+        /// The chain, code or refresh token is not good (any more).
         InvalidGrant = (
             "invalid_grant",
             Some(400),
             "The chain does not verify here (revoked, expired, or broken: the description \
              starts with the Mandate code), or its leaf grant is to another key than the DPoP \
-             proof's.",
-            "Ask for a new grant; present the chain with the leaf agent's own key.",
+             proof's; or the authorization code is unknown, spent, expired, or for another \
+             client, redirect URI or PKCE verifier; or the refresh token is not this broker's, \
+             expired, used or revoked before, or its grant is revoked.",
+            "Ask for a new grant (in the code flow: start a new authorization); present a chain \
+             with the leaf agent's own key, and a refresh token once.",
         ),
         /// An unknown resource, or one the chain grants nothing at.
         InvalidTarget = (
             "invalid_target",
             Some(400),
-            "The broker issues no tokens for this `resource`, or the chain grants nothing at \
-             it.",
+            "The broker issues no tokens for this `resource`, or the chain (or the grant behind \
+             a code or refresh token) grants nothing at it, or a code or refresh token is used \
+             for another resource than the one it was issued for.",
             "Name a resource the metadata lists (`mandate_resources`), which the chain's scopes \
              reach.",
         ),
@@ -122,14 +125,16 @@ mandate_core::error_codes! {
             "invalid_authorization_details",
             Some(400),
             "`authorization_details` is not a list of scopes within what the chain grants at \
-             the resource.",
+             the resource (in an authorization request: not a list of Mandate scopes at the \
+             resource).",
             "Ask for the same or less.",
         ),
         /// `scope` wider than the chain.
         InvalidScope = (
             "invalid_scope",
             Some(400),
-            "`scope` names an action the chain does not grant at the resource.",
+            "`scope` names an action the chain does not grant at the resource (in an \
+             authorization request: it is missing, or not `TYPE:ACTION` words).",
             "Name `TYPE:ACTION` pairs the chain grants.",
         ),
         /// A missing or bad DPoP proof.
@@ -137,21 +142,26 @@ mandate_core::error_codes! {
             "invalid_dpop_proof",
             Some(400),
             "The `DPoP` header is missing, or its proof is malformed, stale, replayed, or not \
-             for this request (the description says which).",
-            "Send one fresh proof, by the leaf agent's key, for `POST` on the token endpoint.",
+             for this request, or not by the key a code or refresh token is bound to (the \
+             description says which).",
+            "Send one fresh proof, for `POST` on the token endpoint, by the leaf agent's key \
+             (by the client's key, for a code or refresh token).",
         ),
         /// A key exchanging too fast.
         SlowDown = (
             "slow_down",
             Some(429),
-            "This agent key exchanges (and polls) too fast: it shares the `agent_calls` rate.",
+            "This agent key exchanges (and polls) too fast: it shares the `agent_calls` rate; \
+             or an OAuth client is given tokens faster than the `receipts` rate.",
             "Slow down: a token lives 5 minutes, so keep it and use it until it nears its end.",
         ),
         /// The store failed.
         TemporarilyUnavailable = (
             "temporarily_unavailable",
             Some(503),
-            "The broker cannot reach its store.",
+            "The broker cannot reach its store; or, in the code flow, the sign-in provider \
+             cannot be used, too many sign-ins or codes are under way, or the request could \
+             not be filed.",
             "Retry later.",
         ),
     }
