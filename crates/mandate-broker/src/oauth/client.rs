@@ -14,6 +14,8 @@
 //! Either way the client is public (`token_endpoint_auth_method` `none`):
 //! PKCE and, when it sends one, its DPoP key stand in for a secret.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -31,6 +33,8 @@ use crate::AppState;
 pub const REGISTER_PATH: &str = "/oauth/register";
 /// The largest metadata document fetched, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
+/// How long looking up and fetching a metadata document may take.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The most redirect URIs a client may name.
 const MAX_REDIRECT_URIS: usize = 5;
 /// The longest redirect URI, in bytes.
@@ -214,7 +218,8 @@ pub async fn identify(state: &AppState, id: &str) -> Result<Client, String> {
         .as_ref()
         .ok_or_else(|| "this broker does not serve the code flow".to_owned())?;
     let url = document_url(id, flow.config.loopback_clients)?;
-    let metadata = fetch_document(&flow.http, &url).await?;
+    let address = document_address(&url, flow.config.loopback_clients).await?;
+    let metadata = fetch_document(&url, address).await?;
     if metadata.client_id.as_deref() != Some(id) {
         return Err("the client's metadata document names another client_id".into());
     }
@@ -258,15 +263,98 @@ fn document_url(id: &str, loopback: bool) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
-/// Fetches and parses the metadata document at `url`: a 200 answer of at
-/// most [`MAX_DOCUMENT_BYTES`] of JSON, within the client's timeout, with
-/// no redirect followed.
-async fn fetch_document(
-    http: &reqwest::Client,
-    url: &reqwest::Url,
-) -> Result<ClientMetadata, String> {
+/// The address to fetch the metadata document at `url` from. Anyone can
+/// name any URL as a `client_id`, so the broker fetches only from public
+/// addresses ([`is_public`]): never from a private, loopback, link-local
+/// or otherwise reserved one, which would let a stranger's browser make
+/// the broker probe the network behind it (SSRF). Every address the name
+/// resolves to must be public, and the fetch is pinned to the one checked,
+/// so a second lookup cannot answer otherwise. With `loopback` (tests),
+/// loopback addresses are taken too.
+async fn document_address(url: &reqwest::Url, loopback: bool) -> Result<SocketAddr, String> {
+    let refuse = || "the client's metadata document is not on a public address".to_owned();
+    let port = url.port_or_known_default().ok_or_else(refuse)?;
+    let addresses: Vec<SocketAddr> = match host_of(url) {
+        Some(Host::Ip(ip)) => vec![SocketAddr::new(ip, port)],
+        Some(Host::Name(name)) => {
+            let unresolved = || "the client's metadata document's host did not resolve".to_owned();
+            tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| unresolved())?
+                .map_err(|_| unresolved())?
+                .collect()
+        }
+        None => return Err(refuse()),
+    };
+    let allowed = |a: &SocketAddr| is_public(a.ip()) || (loopback && a.ip().is_loopback());
+    match addresses.first() {
+        Some(first) if addresses.iter().all(allowed) => Ok(*first),
+        _ => Err(refuse()),
+    }
+}
+
+/// A URL's host: an address, or a name to look up.
+enum Host<'a> {
+    Ip(IpAddr),
+    Name(&'a str),
+}
+
+fn host_of(url: &reqwest::Url) -> Option<Host<'_>> {
+    let host = url.host_str()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    Some(match bare.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(host),
+    })
+}
+
+/// Whether `ip` is a public unicast address: an allow-list, so what is not
+/// known to be public (private, shared, loopback, link-local, multicast,
+/// documentation, benchmarking, reserved, IPv4-mapped, 6to4, Teredo) is
+/// refused.
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(a == 0
+                || a == 10
+                || a == 127
+                || a >= 224
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 169 && b == 254)
+                || (a == 172 && (16..32).contains(&b))
+                || (a == 192 && b == 0 && (c == 0 || c == 2))
+                || (a == 192 && b == 88 && c == 99)
+                || (a == 192 && b == 168)
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            // Global unicast is 2000::/3.
+            (s[0] & 0xe000) == 0x2000
+                && !(s[0] == 0x2001 && s[1] == 0x0db8)
+                && !(s[0] == 0x2001 && s[1] == 0)
+                && s[0] != 0x2002
+                && (s[0] & 0xfff0) != 0x3ff0
+        }
+    }
+}
+
+/// Fetches and parses the metadata document at `url` from `address`: a
+/// 200 answer of at most [`MAX_DOCUMENT_BYTES`] of JSON, within
+/// [`FETCH_TIMEOUT`], with no redirect followed.
+async fn fetch_document(url: &reqwest::Url, address: SocketAddr) -> Result<ClientMetadata, String> {
     let unreachable = || "the client's metadata document could not be fetched".to_owned();
-    let mut answer = http
+    let mut client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(Host::Name(name)) = host_of(url) {
+        client = client.resolve(name, address);
+    }
+    let client = client.build().map_err(|_| unreachable())?;
+    let mut answer = client
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
@@ -462,6 +550,53 @@ mod tests {
             assert!(document_url(bad, false).is_err(), "{bad}");
         }
         assert!(document_url("http://10.0.0.1/client.json", true).is_err());
+    }
+
+    #[test]
+    fn only_public_addresses_are_fetched_from() {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "93.184.215.14",
+            "2606:4700::1111",
+            "2a00:1450::1",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        for private in [
+            "0.0.0.0",
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::a00:1",
+            "2001:db8::1",
+            "2001::1",
+            "2002:a00:1::1",
+            "3fff::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
     }
 
     #[test]

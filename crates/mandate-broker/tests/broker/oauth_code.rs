@@ -828,6 +828,29 @@ async fn a_metadata_document_is_fetched_from_its_url_and_must_name_it() {
     let reply = send(&strict, authorize(&format!("{site}/client.json"), &[])).await;
     assert_page(&reply, &[site.as_str()], "http:// without loopback clients");
     assert_eq!(fetched.load(Ordering::SeqCst), before, "not fetched");
+    // Nor is an https:// one on this machine, by address or by name, or on
+    // a private or link-local address (SSRF): nothing is looked up past the
+    // address check. (The document server speaks plain HTTP, so a fetch
+    // would fail otherwise: the page says which check refused it.)
+    let port = site.rsplit(':').next().unwrap();
+    for id in [
+        format!("https://127.0.0.1:{port}/client.json"),
+        format!("https://localhost:{port}/client.json"),
+        format!("https://[::1]:{port}/client.json"),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        "https://10.0.0.1/client.json".to_owned(),
+        "https://[fd00::1]/client.json".to_owned(),
+        "https://[::ffff:127.0.0.1]/client.json".to_owned(),
+    ] {
+        let reply = send(&strict, authorize(&id, &[])).await;
+        assert_page(&reply, &[id.as_str()], &id);
+        assert!(
+            reply.2.contains("not on a public address"),
+            "{id}: {}",
+            reply.2
+        );
+    }
+    assert_eq!(fetched.load(Ordering::SeqCst), before, "not fetched");
 }
 
 #[tokio::test]
