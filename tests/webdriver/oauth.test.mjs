@@ -3,8 +3,8 @@
 // RFC 9207 `iss`) asks the broker for a token for a resource server; the
 // user signs in at the test OIDC provider through the broker's pages, and
 // approves the request in the real app (mandate-app, WebKitGTK, over
-// WebDriver), after checking that the binding code on the broker's page is
-// the one in the app. The client redeems the code, calls the resource
+// WebDriver), narrowed to reading only, after checking that the binding
+// code on the broker's page is the one in the app. The client redeems the code, calls the resource
 // server, refreshes, and the app's Activity shows the token it was given.
 // Then the user revokes the grant in the app: introspection says inactive,
 // the refresh token is refused and the resource server refuses the token.
@@ -96,7 +96,7 @@ async function startClientSite() {
 
 /** The authorization request's URL, and what the client keeps for the
  * token request. */
-async function authorization(client, redirectUri, dpopKeys) {
+async function authorization(client, redirectUri, dpopKeys, scope = 'files:read') {
   const verifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const url = new URL(ctx.as.authorization_endpoint);
@@ -108,7 +108,7 @@ async function authorization(client, redirectUri, dpopKeys) {
     code_challenge_method: 'S256',
     state,
     resource: ctx.resource,
-    scope: 'files:read',
+    scope,
     dpop_jkt: await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKeys.publicKey)),
   }).toString();
   return { url, verifier, state };
@@ -230,7 +230,7 @@ test('an OAuth client gets a DPoP-bound token through the app\'s consent, uses i
   const redirectUri = `${ctx.site}/cb`;
   const keys = await oauth.generateKeyPair('ES256');
   const dpop = oauth.DPoP(client, keys);
-  const { url, verifier, state } = await authorization(client, redirectUri, keys);
+  const { url, verifier, state } = await authorization(client, redirectUri, keys, 'files:read files:write');
 
   // The user's browser: sign-in at the provider, then the waiting page.
   const wait = await signInAndWait(url);
@@ -246,6 +246,9 @@ test('an OAuth client gets a DPoP-bound token through the app\'s consent, uses i
   assert.equal(await app.$('[data-testid="oauth-resource"]').getText(), ctx.resource);
   assert.equal(await app.$('[data-testid="oauth-redirect"]').getText(), redirectUri);
   await shot('01-request');
+  // The user lets it read, not write.
+  await app.$('[data-testid="action-0-write"]').click();
+  assert.equal(await app.$('[data-testid="approve"]').getText(), 'Approve narrowed');
   await app.$('[data-testid="approve"]').click();
   await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
 
@@ -264,6 +267,10 @@ test('an OAuth client gets a DPoP-bound token through the app\'s consent, uses i
   assert.equal(claims.sub, ctx.principal);
   assert.equal(claims.cnf.jkt, await jose.calculateJwkThumbprint(await jose.exportJWK(keys.publicKey)));
   assert.ok(claims.exp - claims.iat <= 300, JSON.stringify(claims));
+  // What the user approved, narrowed: read, not write.
+  assert.equal(issued.scope, 'files:read');
+  assert.equal(claims.scope, 'files:read');
+  assert.deepEqual(claims.authorization_details, [{ type: 'files', actions: ['read'], locations: [ctx.resource] }]);
   // The code is spent.
   assert.equal(await refusal(oauth.authorizationCodeGrantRequest(ctx.as, client, oauth.None(), params, redirectUri, verifier, {
     DPoP: dpop, additionalParameters: { resource: ctx.resource }, ...insecure,
