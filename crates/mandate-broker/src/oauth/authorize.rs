@@ -234,8 +234,7 @@ impl CodeFlow {
 
     fn start(&self, flow: Flow, now: UnixTime) -> Option<String> {
         let mut flows = locked(&self.flows);
-        flows.retain(|_, f| f.deadline > now);
-        if flows.len() >= MAX_FLOWS {
+        if !make_room(&mut flows, MAX_FLOWS, now) {
             return None;
         }
         let id = random_text();
@@ -260,6 +259,31 @@ impl CodeFlow {
 
     fn end(&self, id: &str) {
         locked(&self.flows).remove(id);
+    }
+}
+
+/// Makes room for one more flow in `flows`, which holds at most `max`:
+/// drops those past their deadline, and if it is still full, the oldest
+/// flow whose user has not signed in yet. Anyone can start a flow, so a
+/// flood of authorization requests pushes out only other flows still at
+/// the sign-in, never one whose user has signed in (those are bounded by
+/// each user's prompt rate). False if every flow is a signed-in one.
+fn make_room(flows: &mut HashMap<String, Flow>, max: usize, now: UnixTime) -> bool {
+    flows.retain(|_, f| f.deadline > now);
+    if flows.len() < max {
+        return true;
+    }
+    let oldest = flows
+        .iter()
+        .filter(|(_, f)| f.request.is_none())
+        .min_by_key(|(_, f)| f.deadline)
+        .map(|(id, _)| id.clone());
+    match oldest {
+        Some(id) => {
+            flows.remove(&id);
+            true
+        }
+        None => false,
     }
 }
 
@@ -987,5 +1011,56 @@ pub async fn wait(
                 "the user did not approve the request",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(deadline: UnixTime, signed_in: bool) -> Flow {
+        Flow {
+            secret: random_text(),
+            client: Client {
+                id: "https://client.example/c.json".into(),
+                name: None,
+                redirect_uris: vec!["https://client.example/cb".into()],
+                verified_by: ClientVerification::MetadataDocument,
+            },
+            redirect_uri: "https://client.example/cb".into(),
+            redirect_given: true,
+            state: None,
+            challenge: "c".repeat(43),
+            dpop_jkt: None,
+            resource: "https://f/".into(),
+            details: Vec::new(),
+            nonce: random_text(),
+            verifier: random_text(),
+            deadline,
+            request: signed_in.then(|| (TokenId::of("a.b.c"), BindingCode::random(&mut OsRng))),
+        }
+    }
+
+    #[test]
+    fn a_full_table_drops_the_oldest_flow_still_at_the_sign_in_never_a_signed_in_one() {
+        let now = 1_000;
+        let mut flows: HashMap<String, Flow> = HashMap::new();
+        flows.insert("lapsed".into(), flow(now, false));
+        flows.insert("signed-in-oldest".into(), flow(now + 10, true));
+        flows.insert("at-sign-in-old".into(), flow(now + 20, false));
+        flows.insert("at-sign-in-new".into(), flow(now + 30, false));
+        // Room without dropping anything live: only the lapsed one goes.
+        assert!(make_room(&mut flows, 4, now));
+        assert_eq!(flows.len(), 3);
+        assert!(!flows.contains_key("lapsed"));
+        // Full: the oldest at the sign-in goes, not the older signed-in one.
+        assert!(make_room(&mut flows, 3, now));
+        assert!(!flows.contains_key("at-sign-in-old"));
+        assert!(flows.contains_key("signed-in-oldest") && flows.contains_key("at-sign-in-new"));
+        assert!(make_room(&mut flows, 2, now));
+        assert_eq!(flows.keys().collect::<Vec<_>>(), vec!["signed-in-oldest"]);
+        // Only signed-in flows: no room.
+        assert!(!make_room(&mut flows, 1, now));
+        assert_eq!(flows.len(), 1);
     }
 }
