@@ -20,8 +20,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use mandate_core::{Principal, TokenId};
-use mandate_store::{Binding, EventKind, StoreError};
+use mandate_core::{Principal, PublicKey, Thumbprint, TokenId, UnixTime};
+use mandate_store::{EventKind, StoreError};
 use tokio::sync::OnceCell;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -48,8 +48,19 @@ pub(crate) struct ChainState {
 struct Cached {
     /// Bumped by every change.
     generation: u64,
-    bindings: HashMap<String, Arc<Vec<Binding>>>,
+    bindings: HashMap<String, Arc<Vec<BoundKey>>>,
     unrevoked: HashSet<TokenId>,
+}
+
+/// What a chain's check needs of a binding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BoundKey {
+    /// The user key's thumbprint.
+    pub jkt: Thumbprint,
+    /// The user key.
+    pub key: PublicKey,
+    /// When the binding ends.
+    pub expires_at: UnixTime,
 }
 
 impl ChainState {
@@ -88,7 +99,7 @@ impl ChainState {
         self: &Arc<Self>,
         state: &AppState,
         principal: &Principal,
-    ) -> Result<Arc<Vec<Binding>>, StoreError> {
+    ) -> Result<Arc<Vec<BoundKey>>, StoreError> {
         let keeps = self.keeps(state).await;
         let generation = {
             let c = self.cached();
@@ -97,7 +108,20 @@ impl ChainState {
             }
             c.generation
         };
-        let read = Arc::new(state.inner.store.bindings_of(principal).await?);
+        let read: Arc<Vec<BoundKey>> = Arc::new(
+            state
+                .inner
+                .store
+                .bindings_of(principal)
+                .await?
+                .into_iter()
+                .map(|b| BoundKey {
+                    jkt: b.jkt,
+                    key: b.key,
+                    expires_at: b.expires_at,
+                })
+                .collect(),
+        );
         if keeps {
             let mut c = self.cached();
             if c.generation == generation {
