@@ -343,6 +343,9 @@ test('a registered client the user denies gets access_denied', { timeout: 180_00
   await openRequest(REGISTERED_NAME, wait.code)
     .catch((e) => { throw new Error(`${e.message}\napp: ${appLog()}`); });
   assert.equal(await app.$('[data-testid="oauth-verified"]').getText(), 'registered with the broker: its name is its own claim');
+  // Its id is its metadata sealed by the broker: shown shortened, whole on hover.
+  assert.equal(await app.$('[data-testid="oauth-client-id"]').getAttribute('title'), client.client_id);
+  assert.equal(await app.$('[data-testid="oauth-redirect"]').getText(), redirectUri);
   await shot('04-registered');
   await app.$('[data-testid="deny"]').click();
   await app.$('[data-testid="deny-reason"]').setValue('Not this one');
