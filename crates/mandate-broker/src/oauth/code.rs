@@ -58,6 +58,35 @@ struct Refresh {
     jti: String,
     /// When it lapses: the grant's end.
     exp: UnixTime,
+    /// Its line: the id of the first refresh token the code gave, which
+    /// every token refreshed from it carries on. A token used twice ends
+    /// the whole line (RFC 9700 section 4.14.2).
+    #[serde(default)]
+    fam: String,
+}
+
+impl Refresh {
+    /// The spent-list entry of the token itself.
+    fn spent_key(&self) -> String {
+        format!("refresh:{}", self.jti)
+    }
+
+    /// The spent-list entry that ends its line.
+    fn line_key(&self) -> String {
+        let line = if self.fam.is_empty() {
+            &self.jti
+        } else {
+            &self.fam
+        };
+        format!("refresh-line:{line}")
+    }
+
+    /// Ends the line: no token of it refreshes again.
+    async fn end_line(&self, state: &AppState, now: UnixTime) -> Result<(), OAuthError> {
+        spend_once(state, &self.line_key(), self.exp, now)
+            .await
+            .map(drop)
+    }
 }
 
 /// The DPoP proof of a token request, if one came: its key's thumbprint,
@@ -161,13 +190,14 @@ async fn answer(
     if let Some(proof) = proof {
         super::dpop::spend(state, proof).await?;
     }
-    // A second use, or a use after revocation, is refused.
+    // A second use (here, a race of two) ends the line, as below.
     if let Some(used) = refreshed
-        && !spend_once(state, &format!("refresh:{}", used.jti), used.exp, now).await?
+        && !spend_once(state, &used.spent_key(), used.exp, now).await?
     {
+        used.end_line(state, now).await?;
         return Err(OAuthError::new(
             OAuthCode::InvalidGrant,
-            "the refresh token was used or revoked before",
+            "the refresh token was used before: its line is ended",
         ));
     }
     let jkt = proof.map(|p| p.jkt);
@@ -192,6 +222,13 @@ async fn answer(
                 jkt: jkt.to_string(),
                 jti: super::authorize::random_text(),
                 exp: chain.expires_at(),
+                fam: refreshed.map_or_else(super::authorize::random_text, |r| {
+                    if r.fam.is_empty() {
+                        r.jti.clone()
+                    } else {
+                        r.fam.clone()
+                    }
+                }),
             },
         )
     });
@@ -378,10 +415,21 @@ pub async fn refresh(
     let resource = state.oauth().resource(&sealed.res).ok_or_else(|| {
         OAuthError::new(OAuthCode::InvalidTarget, "the resource is no longer served")
     })?;
-    // Used or revoked before? Refused at once; otherwise it is spent once
-    // the grant checks out ([`answer`]), which settles a race of two uses.
-    if is_spent(state, &format!("refresh:{}", sealed.jti), now).await? {
-        return Err(refuse("the refresh token was used or revoked before"));
+    // Its line ended (revoked, or a token of it used twice)? Refused.
+    // Used before? Someone holds a copy, the client or a thief: the whole
+    // line ends, and both must go through the code flow again (RFC 9700
+    // section 4.14.2). Otherwise it is spent once the grant checks out
+    // ([`answer`]).
+    if is_spent(state, &sealed.line_key(), now).await? {
+        return Err(refuse(
+            "the refresh token's line was ended: revoked, or a token of it was used twice",
+        ));
+    }
+    if is_spent(state, &sealed.spent_key(), now).await? {
+        sealed.end_line(state, now).await?;
+        return Err(refuse(
+            "the refresh token was used before: its line is ended",
+        ));
     }
     answer(
         state,
@@ -429,7 +477,10 @@ pub async fn revoke(state: &AppState, form: &Form) -> Result<(), OAuthError> {
     let now = state.now();
     let token = form.one("token")?;
     if let Some(refresh) = open(state, token) {
-        spend_once(state, &format!("refresh:{}", refresh.jti), refresh.exp, now).await?;
+        // RFC 7009 section 2.1: the grant behind it is withdrawn from the
+        // client, so its whole line ends with it.
+        spend_once(state, &refresh.spent_key(), refresh.exp, now).await?;
+        refresh.end_line(state, now).await?;
     } else if let Some(claims) = state.oauth().keys.verify(token, now)
         && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
     {

@@ -18,7 +18,7 @@ use mandate_broker::oauth::Resource;
 use mandate_broker::oauth::authorize::{CodeFlow, CodeFlowConfig};
 use mandate_broker::oauth::keys::TokenKeys;
 use mandate_broker::router;
-use mandate_core::{SigningKey, TokenId, base64url};
+use mandate_core::{Claims as _, SigningKey, TokenId, base64url};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -27,6 +27,8 @@ use crate::{HOST, Harness, NOW, URL, agent, call, get, harness, post};
 
 /// A second resource: with two, an authorization request must name one.
 const LEDGER: &str = "https://ledger.example/";
+/// The client the hand-sealed refresh tokens are for.
+const REFRESH_CLIENT: &str = "mandate-client.x";
 /// The broker's own client id at the sign-in provider.
 const BROKER_CLIENT: &str = "mandate-broker";
 /// A sign-in provider for tests that never reach one.
@@ -291,9 +293,15 @@ async fn start(app: &Router, req: Request<Body>) -> SignIn {
 /// seal by the key derived from `broker`'s): for a request that does not
 /// exist, at [`FILES`], bound to agent 5's key.
 fn refresh_token(broker: &SigningKey, jti: &str, exp: i64) -> String {
+    refresh_token_for(broker, TokenId::of("no such request"), jti, exp)
+}
+
+/// A refresh token for request `rid`'s grant, to [`REFRESH_CLIENT`], as
+/// the broker `broker` seals them.
+fn refresh_token_for(broker: &SigningKey, rid: TokenId, jti: &str, exp: i64) -> String {
     let payload = json!({
-        "rid": TokenId::of("no such request").to_string(),
-        "cid": "mandate-client.x",
+        "rid": rid.to_string(),
+        "cid": REFRESH_CLIENT,
         "res": FILES,
         "jkt": agent(5).thumbprint().to_string(),
         "jti": jti,
@@ -1095,4 +1103,85 @@ async fn revocation_answers_alike_for_any_token_and_spends_refresh_tokens() {
     let (status, body) = call(&broker, refresh(&kept, &[], Some("p2"))).await;
     refused_with(status, &body, "invalid_grant");
     assert!(!description(&body).contains("revoked"), "{body}");
+}
+
+/// A line of refresh tokens on a real grant: each use gives a new token
+/// and an access token; a token used twice ends the whole line (RFC 9700
+/// section 4.14.2), and revoking the grant ends every line on it.
+#[tokio::test]
+async fn a_refresh_token_used_twice_ends_its_line_and_a_revoked_grant_every_line() {
+    let h = harness().await;
+    let broker = app(&h, Some(code_flow(IDP, false)));
+    // The grant the user approved for the client: to the key the broker
+    // holds for it, for the request the broker filed.
+    let client_agent =
+        TokenKeys::of(&this_broker()).derived("client-agent", REFRESH_CLIENT.as_bytes());
+    let request = crate::request_token(&client_agent, "rq-line", &h.alice);
+    crate::submit(&h.app, &request).await;
+    let rid = TokenId::of(&request);
+    let grant = crate::users::grant(&h, rid, &client_agent, &["read"], NOW + 3600)
+        .sign(&crate::users::alice_key());
+    let bearer = h.idp.token("alice", json!({}));
+    let (status, body) = call(
+        &h.app,
+        crate::users::post_json(
+            &format!("/v1/requests/{rid}/decision"),
+            json!({ "grant": grant }),
+            &bearer,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let first = refresh_token_for(&this_broker(), rid, "line-1", NOW + 3600);
+    let (status, body) = call(&broker, refresh(&first, &[], Some("l1"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let second = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    // The second token of the line works once.
+    let (status, body) = call(&broker, refresh(&second, &[], Some("l2"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let third = body["refresh_token"].as_str().unwrap().to_owned();
+    // The first, used again: someone holds a copy. Refused, and the line
+    // ends: the newest token of it is refused too.
+    let (status, body) = call(&broker, refresh(&first, &[], Some("l3"))).await;
+    refused_with(status, &body, "invalid_grant");
+    assert!(description(&body).contains("used before"), "{body}");
+    let (status, body) = call(&broker, refresh(&third, &[], Some("l4"))).await;
+    refused_with(status, &body, "invalid_grant");
+    assert!(description(&body).contains("line was ended"), "{body}");
+
+    // Another line on the same grant stands; RFC 7009 revocation of one of
+    // its tokens ends it.
+    let other = refresh_token_for(&this_broker(), rid, "line-2", NOW + 3600);
+    let (status, body) = call(&broker, refresh(&other, &[], Some("l5"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&broker, form("/oauth/revoke", &[("token", &other)])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&broker, refresh(&next, &[], Some("l6"))).await;
+    refused_with(status, &body, "invalid_grant");
+    assert!(description(&body).contains("line was ended"), "{body}");
+
+    // A third line, then the user revokes the grant: refused.
+    let last = refresh_token_for(&this_broker(), rid, "line-3", NOW + 3600);
+    let revocation = crate::revocations::revocation(
+        &h.alice,
+        vec![TokenId::of(&grant)],
+        &crate::users::alice_key(),
+        "rv-line",
+    );
+    let (status, body) = call(
+        &h.app,
+        post(
+            "/v1/revocations",
+            json!({ "revocation": revocation }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(&broker, refresh(&last, &[], Some("l7"))).await;
+    refused_with(status, &body, "invalid_grant");
+    assert!(description(&body).contains("chain.revoked"), "{body}");
 }
