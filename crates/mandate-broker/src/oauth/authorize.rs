@@ -452,7 +452,7 @@ fn refuse_page(
     code: OAuthCode,
     description: &str,
 ) -> Response {
-    let params = [("error", code.as_str()), ("error_description", description)];
+    let params = error_params(code, description);
     let Some(url) = back_url(state, redirect_uri, client_state, &params) else {
         return stop("the redirect URI is not valid");
     };
@@ -475,7 +475,13 @@ fn refuse_page(
     )
 }
 
-/// An error sent back to the client (RFC 6749 section 4.1.2.1).
+/// An error's parameters on the way back to the client (RFC 6749
+/// section 4.1.2.1).
+fn error_params(code: OAuthCode, description: &str) -> [(&'static str, &str); 2] {
+    [("error", code.as_str()), ("error_description", description)]
+}
+
+/// An error sent back to the client.
 fn back_error(
     state: &AppState,
     redirect_uri: &str,
@@ -487,7 +493,7 @@ fn back_error(
         state,
         redirect_uri,
         client_state,
-        &[("error", code.as_str()), ("error_description", description)],
+        &error_params(code, description),
     )
 }
 

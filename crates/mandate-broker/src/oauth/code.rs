@@ -71,14 +71,19 @@ impl Refresh {
         format!("refresh:{}", self.jti)
     }
 
-    /// The spent-list entry that ends its line.
-    fn line_key(&self) -> String {
-        let line = if self.fam.is_empty() {
+    /// Its line's id: the first token's own id for a token sealed before
+    /// lines were, which is then the first of its line.
+    fn line(&self) -> &str {
+        if self.fam.is_empty() {
             &self.jti
         } else {
             &self.fam
-        };
-        format!("refresh-line:{line}")
+        }
+    }
+
+    /// The spent-list entry that ends its line.
+    fn line_key(&self) -> String {
+        format!("refresh-line:{}", self.line())
     }
 
     /// Ends the line: no token of it refreshes again.
@@ -86,6 +91,18 @@ impl Refresh {
         spend_once(state, &self.line_key(), self.exp, now)
             .await
             .map(drop)
+    }
+
+    /// The token was used before: someone holds a copy, the client or a
+    /// thief. Its line ends, and the answer is the refusal.
+    async fn used_again(&self, state: &AppState, now: UnixTime) -> OAuthError {
+        match self.end_line(state, now).await {
+            Ok(()) => OAuthError::new(
+                OAuthCode::InvalidGrant,
+                "the refresh token was used before: its line is ended",
+            ),
+            Err(e) => e,
+        }
     }
 }
 
@@ -190,15 +207,11 @@ async fn answer(
     if let Some(proof) = proof {
         super::dpop::spend(state, proof).await?;
     }
-    // A second use (here, a race of two) ends the line, as below.
+    // A second use (here, a race of two) ends the line, as in [`refresh`].
     if let Some(used) = refreshed
         && !spend_once(state, &used.spent_key(), used.exp, now).await?
     {
-        used.end_line(state, now).await?;
-        return Err(OAuthError::new(
-            OAuthCode::InvalidGrant,
-            "the refresh token was used before: its line is ended",
-        ));
+        return Err(used.used_again(state, now).await);
     }
     let jkt = proof.map(|p| p.jkt);
     let issued = mint(
@@ -222,13 +235,7 @@ async fn answer(
                 jkt: jkt.to_string(),
                 jti: super::authorize::random_text(),
                 exp: chain.expires_at(),
-                fam: refreshed.map_or_else(super::authorize::random_text, |r| {
-                    if r.fam.is_empty() {
-                        r.jti.clone()
-                    } else {
-                        r.fam.clone()
-                    }
-                }),
+                fam: refreshed.map_or_else(super::authorize::random_text, |r| r.line().to_owned()),
             },
         )
     });
@@ -426,10 +433,7 @@ pub async fn refresh(
         ));
     }
     if is_spent(state, &sealed.spent_key(), now).await? {
-        sealed.end_line(state, now).await?;
-        return Err(refuse(
-            "the refresh token was used before: its line is ended",
-        ));
+        return Err(sealed.used_again(state, now).await);
     }
     answer(
         state,
