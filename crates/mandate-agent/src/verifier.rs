@@ -136,6 +136,8 @@ pub struct Mandated {
     pub scopes: Vec<AuthorizationDetail>,
     /// How many grants the chain has.
     pub depth: usize,
+    /// The ids of the chain's grants, root first.
+    pub chain: Vec<TokenId>,
 }
 
 /// The shared verifier state; cheap to clone.
@@ -152,6 +154,14 @@ struct Inner {
     chains: Verifier,
     replay: MemoryReplayCache,
     revocations: Revocations,
+}
+
+impl Inner {
+    fn current(&self) -> bool {
+        self.revocations
+            .age()
+            .is_some_and(|age| age <= self.config.max_staleness)
+    }
 }
 
 impl std::fmt::Debug for ResourceVerifier {
@@ -208,12 +218,49 @@ impl ResourceVerifier {
         body: &[u8],
     ) -> Result<Mandated, Refusal> {
         let s = &*self.inner;
-        match s.revocations.age() {
-            Some(age) if age <= s.config.max_staleness => {}
-            _ => return Err(Refusal::stale()),
+        if !s.current() {
+            return Err(Refusal::stale());
         }
         // What the call needs comes first: it costs no signature check.
         let need = (s.config.needs)(method, path, body).map_err(Refusal::no_need)?;
+        self.verify(method, path, headers, Some(&need))
+    }
+
+    /// Checks the mandate a call presents (its chain, binding, keys, proof
+    /// of possession and revocation) without asking what the call needs:
+    /// for a server that authorizes the call itself from
+    /// [`Mandated::scopes`], such as a gateway that reads the method from
+    /// the body. Nothing of the call's scope is checked here.
+    pub fn check_presented(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Mandated, Refusal> {
+        if !self.inner.current() {
+            return Err(Refusal::stale());
+        }
+        self.verify(method, path, headers, None)
+    }
+
+    /// Whether the revocation set is within its staleness bound.
+    pub fn is_current(&self) -> bool {
+        self.inner.current()
+    }
+
+    /// The revocations this verifier follows.
+    pub fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
+    }
+
+    fn verify(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        need: Option<&Need>,
+    ) -> Result<Mandated, Refusal> {
+        let s = &*self.inner;
         let header = |name: &str| {
             headers
                 .get(name)
@@ -246,13 +293,13 @@ impl ResourceVerifier {
             method: method.as_str(),
             uri: &uri,
         };
-        let call = Call {
+        let call = need.map(|need| Call {
             kind: &need.kind,
             action: &need.action,
             location: &need.location,
             identifier: need.identifier.as_deref(),
             amount: need.amount.as_ref(),
-        };
+        });
         let verified = s
             .revocations
             .with(|revoked| {
@@ -264,12 +311,15 @@ impl ResourceVerifier {
                     revoked,
                 };
                 s.chains
-                    .verify_call(&chain, pop, &http, Some(&call), &cx, &s.replay)
+                    .verify_call(&chain, pop, &http, call.as_ref(), &cx, &s.replay)
             })
             .map_err(Refusal::token)?;
         // `permits` lets a call with no amount through a money limit; here
         // such a call needs a detail without one.
-        if call.amount.is_none() && !permitted_without_money_limit(verified.scopes(), &call) {
+        if let Some(call) = &call
+            && call.amount.is_none()
+            && !permitted_without_money_limit(verified.scopes(), call)
+        {
             return Err(Refusal::amount_missing());
         }
         Ok(Mandated {
@@ -278,6 +328,7 @@ impl ResourceVerifier {
             grant: verified.leaf().id(),
             scopes: verified.scopes().to_vec(),
             depth: verified.links().len(),
+            chain: verified.links().map(|l| l.id()).collect(),
         })
     }
 }

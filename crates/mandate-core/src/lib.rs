@@ -29,6 +29,7 @@ mod b64;
 mod cache;
 pub mod chain;
 pub mod codes;
+pub mod dpop;
 mod error;
 pub mod feed;
 mod json;

@@ -117,7 +117,7 @@ fn dpop_key(
         return Ok(None);
     };
     let url = format!("{}{TOKEN_PATH}", state.inner.public_url);
-    super::dpop::check(dpop, "POST", &url, &state.inner.policy, now)
+    super::dpop::check(dpop, "POST", &url, None, &state.inner.policy, now)
         .map(Some)
         .map_err(|why| OAuthError::new(OAuthCode::InvalidDpopProof, why))
 }

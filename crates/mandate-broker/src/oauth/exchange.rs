@@ -73,7 +73,7 @@ pub async fn exchange(
     let dpop = dpop
         .ok_or_else(|| OAuthError::new(OAuthCode::InvalidDpopProof, "a DPoP proof is required"))?;
     let url = format!("{}{TOKEN_PATH}", s.public_url);
-    let proof = super::dpop::check(dpop, "POST", &url, &s.policy, now)
+    let proof = super::dpop::check(dpop, "POST", &url, None, &s.policy, now)
         .map_err(|why| OAuthError::new(OAuthCode::InvalidDpopProof, why))?;
     // The chain, with its agents' keys: the proof's, and any the client
     // sends for the agents above it.

@@ -1,0 +1,105 @@
+//! `mandate-gateway`: run in front of an MCP server that speaks Streamable
+//! HTTP, trusting a Mandate broker.
+//!
+//!     mandate-gateway --listen 127.0.0.1:7900 --upstream http://127.0.0.1:8000/mcp \
+//!         --broker http://127.0.0.1:7700
+//!
+//! On start it prints `mandate-gateway listening on URL`, the MCP
+//! endpoint's URL, which is the resource clients ask the broker for.
+//! docs/mcp.md has the whole story.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::{HeaderName, HeaderValue};
+use clap::Parser;
+use mandate_gateway::{Config, Gateway};
+
+/// Per-tool Mandate authority in front of an MCP server.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The address to listen on.
+    #[arg(long, env = "MANDATE_GATEWAY_LISTEN", default_value = "127.0.0.1:7900")]
+    listen: SocketAddr,
+    /// The upstream MCP endpoint (Streamable HTTP).
+    #[arg(long, env = "MANDATE_GATEWAY_UPSTREAM")]
+    upstream: String,
+    /// The broker whose tokens, bindings and revocations to trust.
+    #[arg(long, env = "MANDATE_BROKER", default_value = "http://127.0.0.1:7700")]
+    broker: String,
+    /// The MCP endpoint's URL as clients reach it: the resource the broker
+    /// issues tokens for (its --oauth-resource) [default:
+    /// http://LISTEN/mcp].
+    #[arg(long, env = "MANDATE_GATEWAY_RESOURCE")]
+    resource: Option<String>,
+    /// A header to send upstream with every call, `NAME: VALUE`: the
+    /// gateway's own credential, if the upstream needs one. Prefer the
+    /// environment variable, which other users cannot read.
+    #[arg(long, env = "MANDATE_GATEWAY_UPSTREAM_HEADER", hide_env_values = true)]
+    upstream_header: Vec<String>,
+    /// An `Origin` a browser page may call from (none by default).
+    #[arg(long)]
+    allowed_origin: Vec<String>,
+    /// A name for the resource metadata.
+    #[arg(long)]
+    name: Option<String>,
+    /// The largest request body, in bytes.
+    #[arg(long, default_value_t = mandate_gateway::DEFAULT_MAX_BODY)]
+    max_body: usize,
+    /// Refuse every call once the latest broker checkpoint caught up to is
+    /// older than this, in seconds.
+    #[arg(long, default_value_t = mandate_agent::DEFAULT_MAX_STALENESS.as_secs())]
+    max_staleness: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut upstream_headers = Vec::new();
+    for h in &args.upstream_header {
+        let (name, value) = h
+            .split_once(':')
+            .context("--upstream-header must be NAME: VALUE")?;
+        upstream_headers.push((
+            HeaderName::try_from(name.trim()).context("--upstream-header: not a header name")?,
+            HeaderValue::try_from(value.trim()).context("--upstream-header: not a header value")?,
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let config = Config {
+        resource: args
+            .resource
+            .unwrap_or_else(|| format!("http://{bound}/mcp")),
+        upstream: args.upstream,
+        upstream_headers,
+        max_body: args.max_body,
+        allowed_origins: args.allowed_origin,
+        resource_name: args.name,
+        max_staleness: Duration::from_secs(args.max_staleness),
+    };
+    let resource = config.resource.clone();
+    let gateway = Gateway::start(config, &args.broker).await?;
+    let app = gateway.router();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "mandate-gateway listening on {resource}")?;
+    out.flush()?;
+    drop(out);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
