@@ -56,6 +56,12 @@ if [ ! -d ui/node_modules/svelte ]; then
     (cd ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The MCP server on the official SDK that the gateway stands in front of,
+# in the demo and the tests.
+if [ ! -d tests/mcp/node_modules/@modelcontextprotocol/sdk ]; then
+    (cd tests/mcp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # `make run` needs no more than this.
 [ "${1:-}" = run ] && exit 0
 

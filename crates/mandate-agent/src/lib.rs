@@ -25,6 +25,7 @@ pub mod client;
 mod error;
 mod escalate;
 mod mandate;
+pub mod oauth;
 mod online;
 pub mod revocations;
 pub mod sse;
@@ -40,6 +41,7 @@ pub use client::Broker;
 pub use error::{AgentError, BrokerError, LocalCode};
 pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
+pub use oauth::AccessToken;
 pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
 pub use revocations::Revocations;
 pub use verifier::{

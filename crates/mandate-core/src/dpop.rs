@@ -141,6 +141,34 @@ pub fn check(
     })
 }
 
+/// A DPoP proof by `key` (`EdDSA`) for a `method` call to `url` at `iat`,
+/// with `jti`, presenting the access token whose `ath` is `ath` (none at
+/// a token endpoint): the header exactly `typ`, `alg` and `jwk`, the
+/// claims exactly `jti`, `htm`, `htu`, `iat` and, with a token, `ath`.
+pub fn sign(
+    key: &crate::SigningKey,
+    method: &str,
+    url: &str,
+    ath: Option<&str>,
+    iat: UnixTime,
+    jti: &str,
+) -> String {
+    let mut jwk = key.public().to_jwk();
+    jwk.kid = None;
+    let header = serde_json::json!({ "typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk });
+    let mut claims = serde_json::json!({ "jti": jti, "htm": method, "htu": url, "iat": iat });
+    if let Some(ath) = ath {
+        claims["ath"] = serde_json::json!(ath);
+    }
+    let mut compact = base64url::encode(header.to_string().as_bytes());
+    compact.push('.');
+    compact.push_str(&base64url::encode(claims.to_string().as_bytes()));
+    let signature = key.sign(compact.as_bytes());
+    compact.push('.');
+    compact.push_str(&base64url::encode(signature));
+    compact
+}
+
 /// A P-256 public key, as a JWK names it.
 #[derive(Debug, Clone)]
 pub struct P256Key {
@@ -393,5 +421,19 @@ mod tests {
         c["extra"] = json!(1);
         let e = check(&sign(&key, &h, &c), "POST", URL, Some("AAA"), &p, NOW).unwrap_err();
         assert!(e.contains("and ath"), "{e}");
+    }
+
+    #[test]
+    fn a_signed_proof_checks_out() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let p = Policy::default();
+        let proof = super::sign(&key, "POST", URL, Some("AAA"), NOW, "j9");
+        let checked = check(&proof, "POST", URL, Some("AAA"), &p, NOW).unwrap();
+        assert_eq!(
+            (checked.jkt, checked.jti.as_str()),
+            (key.thumbprint(), "j9")
+        );
+        let bare = super::sign(&key, "POST", URL, None, NOW, "j9");
+        assert!(check(&bare, "POST", URL, None, &p, NOW).is_ok());
     }
 }

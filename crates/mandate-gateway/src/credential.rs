@@ -236,7 +236,7 @@ impl Credentials {
             via: Via::Mandate,
             principal: m.principal.to_string(),
             agent: m.agent.to_string(),
-            holder: m.agent.to_string(),
+            holder: m.agent.thumbprint().to_string(),
             chain: m.chain.clone(),
             scopes: m.scopes,
         })

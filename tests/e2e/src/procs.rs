@@ -414,3 +414,38 @@ pub async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The test MCP server: `tests/mcp/server.mjs`, on the official SDK
+/// (`@modelcontextprotocol/sdk`), serving the files under `root`.
+pub async fn mcp_upstream(root: &Path, extra: &[&str]) -> Proc {
+    let dir = repo().join("tests/mcp");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
+        "run `npm ci` in tests/mcp (scripts/setup.sh does)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("server.mjs"))
+        .args(["--port", "0", "--root"])
+        .arg(root)
+        .args(extra);
+    Proc::start("mcp-upstream", cmd, "mcp-upstream listening on ").await
+}
+
+/// A port on 127.0.0.1 that was free a moment ago: for a process whose
+/// URL must be known before it starts (the broker names the gateway's as
+/// a resource first).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `mandate-gateway` on `port`, in front of `upstream`, trusting
+/// `broker`; its URL is its MCP endpoint's.
+pub async fn gateway(port: u16, upstream: &str, broker: &str, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(binary("mandate-gateway"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", upstream, "--broker", broker])
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    Proc::start("mandate-gateway", cmd, "mandate-gateway listening on ").await
+}

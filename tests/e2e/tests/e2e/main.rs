@@ -13,6 +13,7 @@ mod cli;
 mod demo;
 #[cfg(unix)]
 mod flood;
+mod gateway;
 mod headless;
 mod hostile;
 mod instances;

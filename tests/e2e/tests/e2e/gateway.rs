@@ -1,0 +1,632 @@
+//! `mandate-gateway` in front of a real MCP server on the official SDK
+//! (tests/mcp/server.mjs), with a real provider and broker: an agent
+//! calls tools under its mandate and under an access token, gets
+//! `insufficient_scope` for a tool outside its grant, steps up with the
+//! user's approval, and is refused once the user revokes. Every refusal
+//! (another audience, a header that disagrees with the body, a batch, a
+//! name by case or look-alike, hostile JSON-RPC) is a 4xx with a JSON-RPC
+//! error, and none reaches the upstream.
+
+use std::time::{Duration, Instant};
+
+use mandate_agent::{AccessToken, Agent, Ask, Mandate};
+use mandate_core::scope::AuthorizationDetail;
+use serde_json::{Value, json};
+
+use crate::journey::agent;
+use crate::user::User;
+use mandate_e2e::procs::{self, Proc};
+
+/// How the calls present their authority.
+#[derive(Clone, Copy)]
+enum Cred<'a> {
+    None,
+    Mandate(&'a Mandate),
+    Token(&'a AccessToken),
+}
+
+/// An MCP client over Streamable HTTP, by hand: one session.
+struct Mcp<'a> {
+    url: String,
+    agent: &'a Agent,
+    session: Option<String>,
+}
+
+/// An answer: its status, `WWW-Authenticate`, and the JSON-RPC message
+/// (from JSON or from the last event of an SSE stream).
+struct Answer {
+    status: u16,
+    challenge: String,
+    body: Value,
+}
+
+impl Answer {
+    /// Asserts a refusal with `status` whose challenge names `error`.
+    fn refused(&self, status: u16, error: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(
+            self.challenge.contains(&format!("error=\"{error}\"")),
+            "{}",
+            self.challenge
+        );
+    }
+}
+
+impl<'a> Mcp<'a> {
+    fn new(url: &str, agent: &'a Agent) -> Mcp<'a> {
+        Mcp {
+            url: url.to_owned(),
+            agent,
+            session: None,
+        }
+    }
+
+    /// A POST to the endpoint under `cred`, in this session if one is open.
+    fn request(&self, cred: Cred<'_>) -> reqwest::RequestBuilder {
+        let mut req = mandate_agent::client::http_client()
+            .unwrap()
+            .post(&self.url)
+            .timeout(Duration::from_secs(10))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        match cred {
+            Cred::None => {}
+            Cred::Mandate(m) => {
+                for (name, value) in self.agent.present(m, "POST", &self.url).unwrap() {
+                    req = req.header(name, value);
+                }
+            }
+            Cred::Token(t) => {
+                req = req
+                    .header("authorization", format!("DPoP {}", t.token))
+                    .header("dpop", self.agent.dpop("POST", &self.url, Some(&t.token)));
+            }
+        }
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req
+    }
+
+    async fn raw(&self, cred: Cred<'_>, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.request(cred);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.body(body).send().await.unwrap();
+        let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .next_back()
+                .unwrap_or(Value::Null)
+        });
+        Answer {
+            status,
+            challenge,
+            body,
+        }
+    }
+
+    async fn call(&self, cred: Cred<'_>, method: &str, params: Value) -> Answer {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        self.raw(cred, body.to_string().into_bytes(), &[]).await
+    }
+
+    /// Opens a session under `cred`.
+    async fn initialize(&mut self, cred: Cred<'_>) {
+        let params = json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": { "name": "mandate-e2e", "version": "1" },
+        });
+        let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params });
+        let res = self
+            .request(cred)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "initialize");
+        self.session = Some(res.headers()["mcp-session-id"].to_str().unwrap().to_owned());
+        let _ = res.text().await;
+        let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let a = self.raw(cred, note.to_string().into_bytes(), &[]).await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+
+    async fn tool(&self, cred: Cred<'_>, name: &str, arguments: Value) -> Answer {
+        self.call(
+            cred,
+            "tools/call",
+            json!({ "name": name, "arguments": arguments }),
+        )
+        .await
+    }
+
+    async fn tool_names(&self, cred: Cred<'_>) -> Vec<String> {
+        let a = self.call(cred, "tools/list", json!({})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let mut names: Vec<String> = a.body["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn mcp(actions: &[&str], resource: &str) -> AuthorizationDetail {
+    AuthorizationDetail::new("mcp", actions.iter().copied(), [resource]).unwrap()
+}
+
+/// Files a request for `scopes` and approves it as asked.
+async fn granted(user: &User, agent: &Agent, scopes: Vec<AuthorizationDetail>) -> Mandate {
+    let ask = Ask {
+        principal: user.principal.clone(),
+        scopes,
+        purpose: "Fix the failing test in the project".into(),
+        intent: Some("Fix the build".into()),
+        lifetime: 3600,
+        max_depth: 0,
+        expires_in: 600,
+    };
+    crate::journey::approve_as_asked(user, agent, &ask).await
+}
+
+/// The JSON-RPC messages the upstream has received.
+async fn upstream_calls(upstream: &Proc) -> Vec<Value> {
+    let url = upstream.url.trim_end_matches("/mcp").to_owned() + "/calls";
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    idp: Proc,
+    broker: Proc,
+    upstream: Proc,
+    gateway: Proc,
+    other_resource: String,
+    alice: User,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("README.md"), "# The project\n").unwrap();
+    let port = procs::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let other_resource = "http://127.0.0.1:9/other-mcp".to_owned();
+    let idp = procs::idp().await;
+    let database = format!("sqlite://{}/broker.db", dir.path().display());
+    let broker = procs::broker(
+        &database,
+        &idp.url,
+        &dir.path().join("broker"),
+        &[
+            "--oauth-resource",
+            &resource,
+            "--oauth-resource",
+            &other_resource,
+        ],
+    )
+    .await;
+    let upstream = procs::mcp_upstream(&project, &[]).await;
+    let gateway = procs::gateway(port, &upstream.url, &broker.url, &[]).await;
+    assert_eq!(gateway.url, resource);
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    Setup {
+        _dir: dir,
+        idp,
+        broker,
+        upstream,
+        gateway,
+        other_resource,
+        alice,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_are_called_per_grant_with_step_up_and_revocation() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let resource = s.gateway.url.clone();
+    let coder = agent(&s.broker.url, "coder", dir.path());
+    let reading = granted(
+        &s.alice,
+        &coder,
+        vec![mcp(&["read_file", "list_files"], &resource)],
+    )
+    .await;
+
+    // Without a credential: a challenge that names the resource metadata,
+    // which names the broker.
+    let mut session = Mcp::new(&resource, &coder);
+    let a = session.call(Cred::None, "tools/list", json!({})).await;
+    assert_eq!(a.status, 401);
+    assert!(a.challenge.starts_with("DPoP "), "{}", a.challenge);
+    let metadata_url = a
+        .challenge
+        .split("resource_metadata=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let metadata: Value = reqwest::get(&metadata_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], resource);
+    assert_eq!(metadata["authorization_servers"], json!([s.broker.url]));
+    assert_eq!(metadata["dpop_bound_access_tokens_required"], true);
+
+    // Under the mandate: only the granted tools are listed, and callable.
+    session.initialize(Cred::Mandate(&reading)).await;
+    assert_eq!(
+        session.tool_names(Cred::Mandate(&reading)).await,
+        ["list_files", "read_file"]
+    );
+    let a = session
+        .tool(
+            Cred::Mandate(&reading),
+            "read_file",
+            json!({ "path": "README.md" }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["result"]["content"][0]["text"], "# The project\n");
+
+    // A tool outside the grant: insufficient_scope, with what to ask for.
+    let a = session
+        .tool(
+            Cred::Mandate(&reading),
+            "run_command",
+            json!({ "command": "make test" }),
+        )
+        .await;
+    a.refused(403, "insufficient_scope");
+    assert!(
+        a.challenge
+            .contains(r#"scope="mcp:list_files mcp:read_file mcp:run_command""#),
+        "{}",
+        a.challenge
+    );
+    let data = &a.body["error"]["data"];
+    assert_eq!(data["code"], "gateway.insufficient_scope");
+    assert_eq!(data["tool"], "run_command");
+    assert_eq!(data["hints"]["destructive"], true, "{data}");
+    assert_eq!(data["hints"]["read_only"], false, "{data}");
+    let needed: Vec<AuthorizationDetail> =
+        serde_json::from_value(data["authorization_details"].clone()).unwrap();
+    assert_eq!(needed, vec![mcp(&["run_command"], &resource)]);
+    let seen = upstream_calls(&s.upstream).await;
+    assert!(
+        !seen.iter().any(|c| c["name"] == "run_command"),
+        "the refused call reached the upstream: {seen:?}"
+    );
+
+    // Step-up: the agent asks for what the refusal names; once the user
+    // approves, the call goes through.
+    let mut wider = reading.leaf().unwrap().authorization_details;
+    wider.extend(needed);
+    let running = granted(&s.alice, &coder, wider).await;
+    let a = session
+        .tool(
+            Cred::Mandate(&running),
+            "run_command",
+            json!({ "command": "make test" }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["result"]["content"][0]["text"], "ran: make test");
+
+    // An access token for the gateway, exchanged from the same mandate and
+    // bound to the agent's key. The session is the key's: the same agent
+    // goes on in it with the token.
+    let token = coder.exchange(&running, &resource).await.unwrap();
+    let a = session
+        .tool(Cred::Token(&token), "list_files", json!({ "path": "." }))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["result"]["content"][0]["text"], "README.md");
+    // The client's credentials never went upstream.
+    for call in upstream_calls(&s.upstream).await {
+        assert_eq!(call["authorization"], Value::Null, "{call}");
+        assert_eq!(call["dpop"], Value::Null, "{call}");
+    }
+
+    // Another agent cannot use this session, even with a grant of its own.
+    let other = agent(&s.broker.url, "other", dir.path());
+    let others = granted(&s.alice, &other, vec![mcp(&["read_file"], &resource)]).await;
+    let mut stolen = Mcp::new(&resource, &other);
+    stolen.session.clone_from(&session.session);
+    let a = stolen
+        .tool(
+            Cred::Mandate(&others),
+            "read_file",
+            json!({ "path": "README.md" }),
+        )
+        .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(a.body["error"]["data"]["code"], "gateway.session");
+
+    // A token for another resource is refused here.
+    let other_grant = granted(
+        &s.alice,
+        &coder,
+        vec![mcp(&["read_file"], &s.other_resource)],
+    )
+    .await;
+    let elsewhere = coder
+        .exchange(&other_grant, &s.other_resource)
+        .await
+        .unwrap();
+    let a = session
+        .tool(
+            Cred::Token(&elsewhere),
+            "read_file",
+            json!({ "path": "README.md" }),
+        )
+        .await;
+    a.refused(401, "invalid_token");
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another resource"),
+        "{}",
+        a.body
+    );
+
+    // A replayed proof, a bearer token and a proof for another token are
+    // refused.
+    let proof = coder.dpop("POST", &resource, Some(&token.token));
+    let replay = |proof: String| {
+        let token = token.token.clone();
+        let session = session.session.clone().unwrap();
+        let url = resource.clone();
+        async move {
+            mandate_agent::client::http_client()
+                .unwrap()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .header("authorization", format!("DPoP {token}"))
+                .header("dpop", proof)
+                .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(replay(proof.clone()).await, 200);
+    assert_eq!(replay(proof).await, 401, "a replayed proof");
+    let foreign = coder.dpop("POST", &resource, Some(&elsewhere.token));
+    assert_eq!(replay(foreign).await, 401, "a proof for another token");
+    let bearer = mandate_agent::client::http_client()
+        .unwrap()
+        .post(&resource)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", token.token))
+        .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401, "a bearer token");
+
+    // The user revokes: the next calls are refused, under the mandate and
+    // under the token drawn on it, as soon as the gateway's revocation
+    // set has it (pushed on the broker's stream).
+    let revoked_at = Instant::now();
+    let (status, body) = s.alice.revoke(&[running.leaf_id().unwrap()]).await;
+    assert_eq!(status, 201, "{body}");
+    let refused_after = loop {
+        let a = session
+            .tool(
+                Cred::Token(&token),
+                "read_file",
+                json!({ "path": "README.md" }),
+            )
+            .await;
+        if a.status == 401 {
+            assert!(
+                a.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("revoked")
+            );
+            break revoked_at.elapsed();
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "the gateway never refused the revoked grant"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "gateway: a revoked grant was refused {refused_after:?} after the revocation was accepted"
+    );
+    let a = session
+        .tool(
+            Cred::Mandate(&running),
+            "read_file",
+            json!({ "path": "README.md" }),
+        )
+        .await;
+    a.refused(401, "invalid_token");
+    assert_eq!(
+        a.body["error"]["data"]["rule"], "chain.revoked",
+        "{}",
+        a.body
+    );
+    // The narrower grant, not revoked, still reads.
+    let a = session
+        .tool(
+            Cred::Mandate(&reading),
+            "read_file",
+            json!({ "path": "README.md" }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    s.gateway.kill().await;
+    s.upstream.kill().await;
+    s.broker.kill().await;
+    s.idp.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_json_rpc_never_reaches_the_upstream() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let resource = s.gateway.url.clone();
+    let coder = agent(&s.broker.url, "coder", dir.path());
+    let reading = granted(&s.alice, &coder, vec![mcp(&["read_file"], &resource)]).await;
+    let mut session = Mcp::new(&resource, &coder);
+    session.initialize(Cred::Mandate(&reading)).await;
+    // The gateway learns the upstream's tools from a listing.
+    assert_eq!(
+        session.tool_names(Cred::Mandate(&reading)).await,
+        ["read_file"]
+    );
+    let before = upstream_calls(&s.upstream).await.len();
+
+    let call = |name: &str| {
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": { "name": name, "arguments": { "path": "README.md" } } })
+        .to_string()
+    };
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":{}"x"{}}}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let oversized = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":"{}"}}}}}}"#,
+        "a".repeat(2 * 1024 * 1024)
+    );
+    // What is sent, the headers beside it, the status and JSON-RPC code.
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, Option<i64>);
+    let cases: Vec<Case> = vec![
+        ("malformed JSON", "{\"jsonrpc\":".into(), vec![], 400, Some(-32700)),
+        ("not JSON at all", "\u{0}\u{ff}".into(), vec![], 400, Some(-32700)),
+        ("an oversized body", oversized, vec![], 413, None),
+        ("deep nesting", deep, vec![], 400, Some(-32600)),
+        (
+            "a batch that hides a second call",
+            format!("[{},{}]", call("read_file"), call("run_command")),
+            vec![],
+            400,
+            Some(-32600),
+        ),
+        (
+            "a member given twice",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","name":"run_command"}}"#.into(),
+            vec![],
+            400,
+            Some(-32600),
+        ),
+        (
+            "a method of the wrong type",
+            r#"{"jsonrpc":"2.0","id":1,"method":["tools/call"]}"#.into(),
+            vec![],
+            400,
+            Some(-32600),
+        ),
+        (
+            "a name of the wrong type",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"x":1}}}"#.into(),
+            vec![],
+            400,
+            Some(-32602),
+        ),
+        (
+            "an id of the wrong type",
+            r#"{"jsonrpc":"2.0","id":[1],"method":"tools/list"}"#.into(),
+            vec![],
+            400,
+            Some(-32600),
+        ),
+        (
+            "an unknown method",
+            r#"{"jsonrpc":"2.0","id":1,"method":"admin/exec","params":{}}"#.into(),
+            vec![],
+            404,
+            Some(-32601),
+        ),
+        (
+            "a header that names another tool than the body",
+            call("run_command"),
+            vec![("mcp-method", "tools/call"), ("mcp-name", "read_file")],
+            400,
+            Some(-32020),
+        ),
+        (
+            "a header that names another method than the body",
+            call("read_file"),
+            vec![("mcp-method", "tools/list")],
+            400,
+            Some(-32020),
+        ),
+        (
+            "a name that differs only by case",
+            call("READ_FILE"),
+            vec![],
+            400,
+            None,
+        ),
+        ("a Unicode look-alike name", call("read_fіle"), vec![], 400, None),
+        (
+            "a name with a zero-width space",
+            call("read\u{200b}_file"),
+            vec![],
+            400,
+            None,
+        ),
+    ];
+    for (what, body, headers, status, rpc_code) in cases {
+        let a = session
+            .raw(Cred::Mandate(&reading), body.into_bytes(), &headers)
+            .await;
+        assert_eq!(a.status, status, "{what}: {}", a.body);
+        assert_eq!(a.body["jsonrpc"], "2.0", "{what}: a JSON-RPC error");
+        assert!(a.body["error"]["message"].is_string(), "{what}: {}", a.body);
+        if let Some(code) = rpc_code {
+            assert_eq!(a.body["error"]["code"], code, "{what}: {}", a.body);
+        }
+    }
+    let after = upstream_calls(&s.upstream).await;
+    assert_eq!(
+        after.len(),
+        before,
+        "a refused message reached the upstream: {:?}",
+        &after[before..]
+    );
+    // The same call, well formed, goes through.
+    let a = session
+        .raw(Cred::Mandate(&reading), call("read_file").into_bytes(), &[])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    s.gateway.kill().await;
+    s.upstream.kill().await;
+    s.broker.kill().await;
+    s.idp.kill().await;
+}
