@@ -37,6 +37,16 @@ pub enum Risk {
 struct CatalogType {
     label: String,
     actions: BTreeMap<String, CatalogAction>,
+    /// For a type whose actions are open-ended (`mcp`: a tool's name),
+    /// how to name one not listed; its risk stays unknown.
+    #[serde(default)]
+    other_actions: Option<OtherActions>,
+}
+
+#[derive(Deserialize)]
+struct OtherActions {
+    /// The label, with `{action}` where the action's name goes.
+    label: String,
 }
 
 #[derive(Deserialize)]
@@ -408,7 +418,9 @@ pub(crate) fn scope_view(d: &AuthorizationDetail) -> ScopeView {
             },
             None => ActionView {
                 name: a.clone(),
-                label: None,
+                label: known
+                    .and_then(|t| t.other_actions.as_ref())
+                    .map(|o| o.label.replace("{action}", a)),
                 risk: Risk::Unknown,
                 irreversible: false,
             },
@@ -596,6 +608,22 @@ mod tests {
         );
         assert_eq!(v.actions[1].label, None);
         assert_eq!(v.risk, Risk::Unknown);
+        // A tool of an MCP server is named, and its risk stays unknown.
+        let d = AuthorizationDetail::new(
+            "mcp",
+            ["run_command", "resources/read"],
+            ["https://gw.example/mcp"],
+        )
+        .unwrap();
+        let v = scope_view(&d);
+        assert_eq!(v.label.as_deref(), Some("MCP tools"));
+        assert_eq!(v.actions[0].name, "resources/read");
+        assert_eq!(v.actions[0].risk, Risk::Low);
+        assert_eq!(
+            v.actions[1].label.as_deref(),
+            Some("Use the tool \u{201c}run_command\u{201d}")
+        );
+        assert_eq!((v.actions[1].risk, v.risk), (Risk::Unknown, Risk::Unknown));
         let d =
             AuthorizationDetail::new("rockets", ["launch"], ["https://space.example/"]).unwrap();
         let v = scope_view(&d);
