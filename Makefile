@@ -80,7 +80,7 @@ chaos:
 webdriver:
 	@mkdir -p $(LOGS)
 	set -o pipefail; cargo build --workspace --bins --locked && \
-	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
+	  timeout 720 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
 	    node --test --test-concurrency=1 --test-force-exit tests/webdriver/ 2>&1 | tee $(LOGS)/webdriver.log
 
 # The jose interop test, the test OIDC provider's own checks, the second

@@ -28,8 +28,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as oauth from 'oauth4webapi';
 import * as jose from 'jose';
-import { browser as browse, walkToCallback } from '../idp/flow.mjs';
 import { ROOT, WAIT, closeAll, openSession, rowIn, startBroker, startProvider, until } from './harness.mjs';
+import { backToClient, signInAndWait } from './codeflow.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const CLIENT_NAME = 'Acme Files Client';
@@ -114,37 +114,6 @@ async function authorization(client, redirectUri, dpopKeys, scope = 'files:read'
     dpop_jkt: await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKeys.publicKey)),
   }).toString();
   return { url, verifier, state };
-}
-
-/** A person's browser from the authorization URL to the broker's waiting
- * page: the broker sends it to sign in at the provider, which sends it
- * back; returns the browser and the waiting page's URL and code. */
-async function signInAndWait(url) {
-  const request = browse(AbortSignal.timeout(60_000));
-  const back = await walkToCallback(request, url.href, { user: 'alice', password: 'any' },
-    (u) => u.href.startsWith(`${ctx.broker}/oauth/callback`));
-  const callback = await request(back.href);
-  assert.equal(callback.res.status, 303, callback.text);
-  const waitUrl = new URL(callback.res.headers.get('location'), back).href;
-  assert.ok(waitUrl.startsWith(`${ctx.broker}/oauth/wait/`), waitUrl);
-  const page = await request(waitUrl);
-  assert.equal(page.res.status, 200, page.text);
-  const code = page.text.match(/data-testid="binding-code">([^<]+)</)?.[1];
-  assert.ok(code, page.text);
-  return { request, waitUrl, code, page: page.text };
-}
-
-/** Polls the waiting page until it sends the browser back to the client;
- * returns that URL. */
-async function backToClient(request, waitUrl, redirectUri) {
-  return until('the redirect back to the client', async () => {
-    const step = await request(waitUrl);
-    if (step.res.status === 200) return undefined;
-    assert.equal(step.res.status, 303, step.text);
-    const location = new URL(step.res.headers.get('location'));
-    assert.ok(location.href.startsWith(redirectUri), location.href);
-    return location;
-  });
 }
 
 /** The inbox row of `name`, opened; checks the binding code against the
@@ -235,7 +204,7 @@ test('an OAuth client gets a DPoP-bound token through the app\'s consent, uses i
   const { url, verifier, state } = await authorization(client, redirectUri, keys, 'files:read files:write');
 
   // The user's browser: sign-in at the provider, then the waiting page.
-  const wait = await signInAndWait(url);
+  const wait = await signInAndWait(ctx.broker, url);
   assert.match(wait.page, new RegExp(CLIENT_NAME));
   t.diagnostic(`binding code ${wait.code}`);
 
@@ -343,7 +312,7 @@ test('a registered client the user denies gets access_denied', { timeout: 180_00
   const client = { client_id: (await registered.json()).client_id };
   const keys = await oauth.generateKeyPair('ES256');
   const { url, state } = await authorization(client, redirectUri, keys);
-  const wait = await signInAndWait(url);
+  const wait = await signInAndWait(ctx.broker, url);
 
   await app.$('[data-testid="nav-inbox"]').click();
   await openRequest(REGISTERED_NAME, wait.code)

@@ -1,0 +1,230 @@
+// The MCP gateway with an MCP client and server that nobody here wrote:
+// the official SDK's (@modelcontextprotocol/sdk) Client, with its own
+// OAuth support, calls tests/mcp/server.mjs (the SDK's server) through
+// mandate-gateway. The client discovers the gateway's resource metadata
+// from its 401, registers with the broker (RFC 7591), and sends the user
+// to authorize; the user signs in at the test provider and approves the
+// request in the real app (WebKitGTK, over WebDriver). The client lists
+// the tools (only the granted ones), calls one, and gets
+// `insufficient_scope` for run_command; the SDK authorizes again with the
+// challenge's scope, the user approves the step-up in the app (which
+// names the tool and the server), and the call goes through.
+//
+// The SDK's client speaks OAuth with bearer tokens; the gateway takes
+// DPoP-bound tokens only. `dpopFetch` below is what docs/mcp.md tells a
+// client without DPoP to add: it signs an ES256 DPoP proof for the token
+// endpoint and each MCP call, sends the token as `DPoP`, and shows the
+// SDK the gateway's `DPoP` challenges in the `Bearer` form it reads.
+//
+//   scripts/with-keyring.sh xvfb-run -a node --test tests/webdriver/mcp.test.mjs
+//
+// Screens are saved under target/e2e-shots/ as mcp-*.png.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as jose from 'jose';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { ROOT, WAIT, bin, closeAll, freePort, openSession, rowIn, start, startBroker, startProvider, until } from './harness.mjs';
+import { backToClient, signInAndWait } from './codeflow.mjs';
+
+const SHOTS = join(ROOT, 'target', 'e2e-shots');
+const CLIENT_NAME = 'Coding agent (MCP SDK)';
+const REDIRECT = 'http://127.0.0.1:9/callback';
+
+const ctx = {};
+let app;
+const shot = (name) => app.saveScreenshot(join(SHOTS, `mcp-${name}.png`));
+const appLog = () => ctx.driver.output.split('\n').filter((l) => !l.includes('mandate_app::ipc')).slice(-40).join('\n');
+
+/** A fetch that adds DPoP (RFC 9449) for the SDK: an ES256 proof on each
+ * call to the broker's token endpoint and to the gateway, the access
+ * token sent as `DPoP`, and the gateway's `DPoP` challenges shown to the
+ * SDK as `Bearer` ones. */
+async function dpopFetch() {
+  const { privateKey, publicKey } = await jose.generateKeyPair('ES256');
+  const jwk = await jose.exportJWK(publicKey);
+  const proof = (method, url, token) => new jose.SignJWT({
+    jti: randomUUID(), htm: method, htu: url.split(/[?#]/)[0], iat: Math.floor(Date.now() / 1000),
+    ...(token ? { ath: createHash('sha256').update(token).digest('base64url') } : {}),
+  }).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk }).sign(privateKey);
+  return async (input, init = {}) => {
+    const url = String(input instanceof Request ? input.url : input);
+    const method = (init.method ?? 'GET').toUpperCase();
+    const headers = new Headers(init.headers);
+    if (url === ctx.tokenEndpoint) headers.set('dpop', await proof(method, url));
+    if (url.startsWith(ctx.gateway)) {
+      const token = headers.get('authorization')?.replace(/^Bearer /, '');
+      if (token) {
+        headers.set('authorization', `DPoP ${token}`);
+        headers.set('dpop', await proof(method, url, token));
+      }
+    }
+    const res = await fetch(input, { ...init, headers });
+    const challenge = res.headers.get('www-authenticate');
+    if (!challenge?.startsWith('DPoP ')) return res;
+    const shown = new Headers(res.headers);
+    shown.set('www-authenticate', challenge.replace(/^DPoP /, 'Bearer '));
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: shown });
+  };
+}
+
+/** The SDK's OAuth client provider, kept in memory. It hands the SDK no
+ * refresh token: SDK 1.32 answers `insufficient_scope` by refreshing
+ * first, and a refresh never widens a grant (docs/mcp.md, Step-up). */
+function provider() {
+  const kept = { redirects: [], states: [] };
+  return {
+    kept,
+    get redirectUrl() { return REDIRECT; },
+    get clientMetadata() {
+      return {
+        client_name: CLIENT_NAME,
+        redirect_uris: [REDIRECT],
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        scope: 'mcp:read_file mcp:list_files',
+      };
+    },
+    state: () => { const s = randomUUID(); kept.states.push(s); return s; },
+    clientInformation: () => kept.client,
+    saveClientInformation: (c) => { kept.client = c; },
+    tokens: () => kept.tokens && { ...kept.tokens, refresh_token: undefined },
+    saveTokens: (t) => { kept.tokens = t; },
+    redirectToAuthorization: (url) => { kept.redirects.push(url); },
+    saveCodeVerifier: (v) => { kept.verifier = v; },
+    codeVerifier: () => kept.verifier,
+  };
+}
+
+/** Walks the person's side of an authorization the SDK asked for, and
+ * approves it in the app after comparing the binding code; returns the
+ * code the client gets back, and the app's scope labels. */
+async function approveInApp(url, check) {
+  const wait = await signInAndWait(ctx.broker, url);
+  await app.$('[data-testid="nav-inbox"]').click();
+  await (await rowIn(app, CLIENT_NAME)).click();
+  await app.$('[data-testid="oauth-client"]').waitForDisplayed({ timeout: WAIT });
+  assert.equal(await app.$('[data-testid="binding-code"]').getText(), wait.code);
+  assert.equal(await app.$('[data-testid="oauth-resource"]').getText(), ctx.gateway);
+  const scopes = await app.$$('[data-testid="scope"]').map((s) => s.getText());
+  await check(scopes);
+  await app.$('[data-testid="approve"]').click();
+  await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
+  const back = await backToClient(wait.request, wait.waitUrl, REDIRECT);
+  // The client checks iss (RFC 9207) and its state before using the code.
+  assert.equal(back.searchParams.get('iss'), ctx.broker);
+  assert.equal(back.searchParams.get('state'), url.searchParams.get('state'));
+  return back.searchParams.get('code');
+}
+
+/** The upstream's record of the JSON-RPC messages it received. */
+const upstreamCalls = async () => (await fetch(ctx.upstream.replace(/\/mcp$/, '/calls'))).json();
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  ctx.dir = mkdtempSync(join(tmpdir(), 'mandate-mcp-'));
+  const project = join(ctx.dir, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'README.md'), '# The project\n');
+  const upstream = start(process.execPath, [join(ROOT, 'tests/mcp/server.mjs'), '--port', '0', '--root', project]);
+  ctx.upstream = await until('the MCP server', () => upstream.output.match(/listening on (\S+)/)?.[1]);
+  const port = await freePort();
+  ctx.gateway = `http://127.0.0.1:${port}/mcp`;
+  await startProvider(ctx);
+  await startBroker(ctx, [
+    '--oauth-sign-in', `${ctx.issuer}=mandate-broker`,
+    '--oauth-resource', ctx.gateway,
+  ], { RUST_LOG: 'warn' });
+  const gateway = start(bin('mandate-gateway'), [
+    '--listen', `127.0.0.1:${port}`, '--upstream', ctx.upstream, '--broker', ctx.broker,
+  ], { RUST_LOG: 'warn' });
+  await until('the gateway', () => gateway.output.includes(`listening on ${ctx.gateway}`));
+  ctx.tokenEndpoint = (await (await fetch(`${ctx.broker}/.well-known/oauth-authorization-server`)).json()).token_endpoint;
+  const opened = await openSession({
+    MANDATE_ISSUER: ctx.issuer,
+    MANDATE_BROKER: ctx.broker,
+    MANDATE_DATA_DIR: join(ctx.dir, 'app'),
+    MANDATE_KEYRING_SERVICE: `mandate-mcp-${process.pid}`,
+    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
+    RUST_LOG: 'warn',
+  });
+  app = opened.session;
+  ctx.driver = opened.driver;
+});
+
+after(async () => {
+  await closeAll(app, ctx.dir);
+});
+
+test('the MCP SDK\'s client authorizes through the app, calls a granted tool, and steps up for another', { timeout: 300_000 }, async () => {
+  await app.$('[data-testid="sign-in"]').waitForDisplayed({ timeout: WAIT });
+  await app.$('[data-testid="sign-in"]').click();
+  await app.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT });
+
+  const auth = provider();
+  const fetchWithDpop = await dpopFetch();
+  const transport = () => new StreamableHTTPClientTransport(new URL(ctx.gateway), { authProvider: auth, fetch: fetchWithDpop });
+  const client = new Client({ name: 'mandate-mcp-test', version: '1.0.0' });
+
+  // First contact: 401, discovery, registration, and a redirect to the
+  // broker's authorization endpoint.
+  await assert.rejects(client.connect(transport()), UnauthorizedError);
+  assert.equal(auth.kept.redirects.length, 1);
+  const first = auth.kept.redirects[0];
+  assert.equal(first.origin + first.pathname, `${ctx.broker}/oauth/authorize`);
+  assert.equal(first.searchParams.get('resource'), ctx.gateway);
+  assert.ok(auth.kept.client.client_id.startsWith('mandate-client.'), auth.kept.client.client_id);
+
+  const code = await approveInApp(first, async (scopes) => {
+    assert.equal(scopes.length, 1, scopes.join('\n'));
+    assert.match(scopes[0], /MCP tools/);
+    assert.match(scopes[0], /read_file/);
+    assert.match(scopes[0], /list_files/);
+    assert.doesNotMatch(scopes[0], /run_command/);
+    await shot('01-request');
+  }).catch((e) => { throw new Error(`${e.message}\napp: ${appLog()}`); });
+  const connecting = transport();
+  await connecting.finishAuth(code);
+  assert.equal(auth.kept.tokens.token_type.toLowerCase(), 'dpop');
+  await client.connect(connecting);
+
+  // Only the granted tools are listed, and the granted one runs.
+  const listed = (await client.listTools()).tools.map((t) => t.name).sort();
+  assert.deepEqual(listed, ['list_files', 'read_file']);
+  const read = await client.callTool({ name: 'read_file', arguments: { path: 'README.md' } });
+  assert.equal(read.content[0].text, '# The project\n');
+
+  // Another tool: insufficient_scope. The SDK authorizes again, for the
+  // scope the challenge names.
+  await assert.rejects(client.callTool({ name: 'run_command', arguments: { command: 'make test' } }), UnauthorizedError);
+  assert.equal(auth.kept.redirects.length, 2);
+  const stepUp = auth.kept.redirects[1];
+  assert.deepEqual(stepUp.searchParams.get('scope').split(' ').sort(), ['mcp:list_files', 'mcp:read_file', 'mcp:run_command']);
+  assert.ok(!(await upstreamCalls()).some((c) => c.name === 'run_command'), 'the refused call reached the upstream');
+  // The user sees which tool, on which server.
+  const stepCode = await approveInApp(stepUp, async (scopes) => {
+    assert.match(scopes.join('\n'), /run_command/);
+    await shot('02-step-up');
+  }).catch((e) => { throw new Error(`${e.message}\napp: ${appLog()}`); });
+  await client.close();
+  const again = transport();
+  await again.finishAuth(stepCode);
+  const client2 = new Client({ name: 'mandate-mcp-test', version: '1.0.0' });
+  await client2.connect(again);
+  const ran = await client2.callTool({ name: 'run_command', arguments: { command: 'make test' } });
+  assert.equal(ran.content[0].text, 'ran: make test');
+  assert.deepEqual((await client2.listTools()).tools.map((t) => t.name).sort(), ['list_files', 'read_file', 'run_command']);
+  // The client's credentials never reached the upstream.
+  for (const call of await upstreamCalls()) {
+    assert.equal(call.authorization, null, JSON.stringify(call));
+    assert.equal(call.dpop, null, JSON.stringify(call));
+  }
+  await client2.close();
+});
