@@ -11,10 +11,11 @@
 // names the tool and the server), and the call goes through.
 //
 // The SDK's client speaks OAuth with bearer tokens; the gateway takes
-// DPoP-bound tokens only. `dpopFetch` below is what docs/mcp.md tells a
-// client without DPoP to add: it signs an ES256 DPoP proof for the token
-// endpoint and each MCP call, sends the token as `DPoP`, and shows the
-// SDK the gateway's `DPoP` challenges in the `Bearer` form it reads.
+// DPoP-bound tokens only. The ```js mcp-dpop-fetch``` block of
+// docs/mcp.md, read out of that page, is what a client without DPoP adds:
+// it signs an ES256 DPoP proof for the token endpoint and each MCP call,
+// sends the token as `DPoP`, and shows the SDK the gateway's `DPoP`
+// challenges in the `Bearer` form it reads.
 //
 //   scripts/with-keyring.sh xvfb-run -a node --test tests/webdriver/mcp.test.mjs
 //
@@ -22,11 +23,10 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as jose from 'jose';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
@@ -42,37 +42,14 @@ let app;
 const shot = (name) => app.saveScreenshot(join(SHOTS, `mcp-${name}.png`));
 const appLog = () => ctx.driver.output.split('\n').filter((l) => !l.includes('mandate_app::ipc')).slice(-40).join('\n');
 
-/** A fetch that adds DPoP (RFC 9449) for the SDK: an ES256 proof on each
- * call to the broker's token endpoint and to the gateway, the access
- * token sent as `DPoP`, and the gateway's `DPoP` challenges shown to the
- * SDK as `Bearer` ones. */
-async function dpopFetch() {
-  const { privateKey, publicKey } = await jose.generateKeyPair('ES256');
-  const jwk = await jose.exportJWK(publicKey);
-  const proof = (method, url, token) => new jose.SignJWT({
-    jti: randomUUID(), htm: method, htu: url.split(/[?#]/)[0], iat: Math.floor(Date.now() / 1000),
-    ...(token ? { ath: createHash('sha256').update(token).digest('base64url') } : {}),
-  }).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk }).sign(privateKey);
-  return async (input, init = {}) => {
-    const url = String(input instanceof Request ? input.url : input);
-    const method = (init.method ?? 'GET').toUpperCase();
-    const headers = new Headers(init.headers);
-    if (url === ctx.tokenEndpoint) headers.set('dpop', await proof(method, url));
-    if (url.startsWith(ctx.gateway)) {
-      const token = headers.get('authorization')?.replace(/^Bearer /, '');
-      if (token) {
-        headers.set('authorization', `DPoP ${token}`);
-        headers.set('dpop', await proof(method, url, token));
-      }
-    }
-    const res = await fetch(input, { ...init, headers });
-    const challenge = res.headers.get('www-authenticate');
-    if (!challenge?.startsWith('DPoP ')) return res;
-    const shown = new Headers(res.headers);
-    shown.set('www-authenticate', challenge.replace(/^DPoP /, 'Bearer '));
-    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: shown });
-  };
-}
+// The DPoP adapter, out of docs/mcp.md, written next to this file (so
+// that it finds jose) each run; git ignores it.
+const doc = readFileSync(join(ROOT, 'docs/mcp.md'), 'utf8');
+const block = doc.match(/```js mcp-dpop-fetch\n([\s\S]*?)\n```/)?.[1];
+assert.ok(block, 'docs/mcp.md has a ```js mcp-dpop-fetch``` block');
+const ADAPTER = join(ROOT, 'tests/webdriver/.mcp-dpop-fetch.mjs');
+writeFileSync(ADAPTER, block);
+const { dpopFetch } = await import(ADAPTER);
 
 /** The SDK's OAuth client provider, kept in memory. It hands the SDK no
  * refresh token: SDK 1.32 answers `insufficient_scope` by refreshing
@@ -169,7 +146,7 @@ test('the MCP SDK\'s client authorizes through the app, calls a granted tool, an
   await app.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT });
 
   const auth = provider();
-  const fetchWithDpop = await dpopFetch();
+  const fetchWithDpop = await dpopFetch(ctx.tokenEndpoint, ctx.gateway);
   const transport = () => new StreamableHTTPClientTransport(new URL(ctx.gateway), { authProvider: auth, fetch: fetchWithDpop });
   const client = new Client({ name: 'mandate-mcp-test', version: '1.0.0' });
 

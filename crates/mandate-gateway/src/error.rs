@@ -96,6 +96,13 @@ mandate_core::error_codes! {
              drive it.",
             "Call the gateway from outside a browser, or have its operator allow the origin.",
         ),
+        /// No such path.
+        NotFound = (
+            "gateway.not_found",
+            Some(404),
+            "The gateway serves only its MCP endpoint and its resource metadata.",
+            "Call the MCP endpoint, the URL the gateway printed (the metadata's `resource`).",
+        ),
         /// The upstream could not be reached or refused the gateway.
         Upstream = (
             "gateway.upstream",

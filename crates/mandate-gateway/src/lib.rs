@@ -425,11 +425,7 @@ async fn metadata(State(gw): State<Gateway>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "code": "gateway.not_found", "message": "no such path" })),
-    )
-        .into_response()
+    Refusal::new(GatewayCode::NotFound, "no such path").into_response()
 }
 
 /// `POST` to the MCP endpoint: one JSON-RPC message.

@@ -29,6 +29,10 @@ pub fn tables() -> Vec<(&'static str, Vec<CodeDoc>)> {
                 .collect(),
         ),
         (
+            "The MCP gateway",
+            mandate_gateway::Code::ALL.iter().map(|c| c.doc()).collect(),
+        ),
+        (
             "The SDK and the `mandate` CLI",
             mandate_agent::LocalCode::ALL
                 .iter()
@@ -49,7 +53,7 @@ pub fn tables() -> Vec<(&'static str, Vec<CodeDoc>)> {
 pub fn errors_md() -> String {
     let mut out = String::from("# Error codes\n\n");
     out.push_str(&generated(
-        "the code's enums of codes (`mandate_broker::Code`, `mandate_agent::ResourceCode`, `mandate_core::Error::DOCS`, `mandate_agent::LocalCode`, `mandate_client::EngineCode`)",
+        "the code's enums of codes (`mandate_broker::Code`, `mandate_agent::ResourceCode`, `mandate_core::Error::DOCS`, `mandate_gateway::Code`, `mandate_agent::LocalCode`, `mandate_client::EngineCode`)",
     ));
     out.push_str(
         "Every failure in Mandate has a stable code, such as `chain.revoked`. Codes never \
@@ -144,6 +148,16 @@ fn intro(heading: &str) -> &'static str {
              `{\"error\": \"invalid_grant\", \"error_description\": \"…\"}`, with \
              `Cache-Control: no-store`. For `invalid_grant`, the description starts with the \
              Mandate code of the rule that failed, such as `chain.revoked`.\n"
+        }
+        "The MCP gateway" => {
+            "What `mandate-gateway` answers ([mcp.md](mcp.md)): the status shown, with a \
+             JSON-RPC error whose `error.data.code` is the code, such as \
+             `{\"jsonrpc\": \"2.0\", \"id\": 1, \"error\": {\"code\": -32001, \"message\": \"…\", \
+             \"data\": {\"code\": \"gateway.insufficient_scope\", …}}}`. The JSON-RPC `code` is \
+             -32001 for a refusal of authority, and JSON-RPC's or MCP's own for a message the \
+             gateway does not pass on (`gateway.bad_request`): -32700, -32600, -32601 (with \
+             404), -32602, -32020 (`HeaderMismatch`) or -32022 (an unsupported protocol \
+             version).\n"
         }
         "The SDK and the `mandate` CLI" => {
             "Codes the agent SDK (`mandate_agent::AgentError::code`) and the `mandate` CLI \

@@ -586,6 +586,13 @@ async fn hostile_json_rpc_never_reaches_the_upstream() {
             Some(-32020),
         ),
         (
+            "a web page's origin",
+            call("read_file"),
+            vec![("origin", "https://evil.example")],
+            403,
+            Some(-32001),
+        ),
+        (
             "a name that differs only by case",
             call("READ_FILE"),
             vec![],
