@@ -45,6 +45,6 @@ pub use oauth::AccessToken;
 pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
 pub use revocations::Revocations;
 pub use verifier::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, Mandated, Need, NoNeed, Refusal, ResourceCode,
-    ResourceVerifier, VerifierConfig, require_mandate, rule_status,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, DEFAULT_REPLAY_CAPACITY, Mandated, Need, NoNeed,
+    Refusal, ResourceCode, ResourceVerifier, VerifierConfig, require_mandate, rule_status,
 };

@@ -121,7 +121,17 @@ pub struct VerifierConfig {
     /// with 413 `call.too_large`. The body is held in memory while the
     /// call is checked. [`DEFAULT_MAX_BODY`] suits JSON calls.
     pub max_body: usize,
+    /// The most proofs of possession remembered, each for two minutes
+    /// (its window and the clock skew allowed), so that none is used twice.
+    /// One agent's proofs under one chain may take at most a sixteenth;
+    /// past that its calls get 503 `pop.cache_full` until older proofs
+    /// expire. [`DEFAULT_REPLAY_CAPACITY`] holds about 50 calls a second
+    /// from one agent, sustained, in some 11 MB at most.
+    pub replay_capacity: usize,
 }
+
+/// The default for [`VerifierConfig::replay_capacity`].
+pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
 /// The verified facts a handler receives.
 #[derive(Debug, Clone)]
@@ -182,6 +192,7 @@ impl ResourceVerifier {
         revocations: Revocations,
     ) -> Result<ResourceVerifier, mandate_core::Error> {
         let broker_keys = metadata.keys()?;
+        let replay = MemoryReplayCache::new(config.replay_capacity);
         Ok(ResourceVerifier {
             inner: Arc::new(Inner {
                 config,
@@ -189,7 +200,7 @@ impl ResourceVerifier {
                 broker_keys,
                 policy: Policy::default(),
                 chains: Verifier::new(10_000),
-                replay: MemoryReplayCache::new(100_000),
+                replay,
                 revocations,
             }),
         })

@@ -74,13 +74,14 @@ const TOKEN_CACHE: usize = 10_000;
 
 impl Credentials {
     /// Credentials checked for `resource`, whose MCP endpoint is at
-    /// `path`.
+    /// `path`, remembering at most `replay_capacity` DPoP proofs.
     pub fn new(
         resource: String,
         path: String,
         issuer: String,
         keys: Option<TokenKeys>,
         mandates: ResourceVerifier,
+        replay_capacity: usize,
     ) -> Credentials {
         Credentials {
             resource,
@@ -89,7 +90,7 @@ impl Credentials {
             mandates,
             path,
             policy: Policy::default(),
-            replay: MemoryReplayCache::new(100_000),
+            replay: MemoryReplayCache::new(replay_capacity),
             tokens: Mutex::new(HashMap::new()),
         }
     }
@@ -202,7 +203,7 @@ impl Credentials {
             checked.iat + self.policy.pop_max_age + self.policy.clock_skew,
         );
         self.replay.first_use(&spent, now).map_err(|e| match e {
-            mandate_core::Error::PopCacheFull => stale(),
+            mandate_core::Error::PopCacheFull => replay_full(),
             _ => invalid("this DPoP proof was used before"),
         })?;
         Ok(Authority {
@@ -225,8 +226,10 @@ impl Credentials {
             .mandates
             .check_presented(method, &self.path, headers)
             .map_err(|r| {
-                if r.code == "revocation.stale" {
-                    return stale();
+                match r.code {
+                    "revocation.stale" => return stale(),
+                    "pop.cache_full" => return replay_full(),
+                    _ => {}
                 }
                 Refusal::new(GatewayCode::InvalidMandate, r.message.clone())
                     .data(json!({ "rule": r.code }))
@@ -260,6 +263,13 @@ impl Credentials {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TokenClaims>>> {
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn replay_full() -> Refusal {
+    Refusal::new(
+        GatewayCode::ReplayFull,
+        "too many fresh proofs from this key: retry later",
+    )
 }
 
 fn stale() -> Refusal {

@@ -65,6 +65,15 @@ mandate_core::error_codes! {
              is.",
             "Retry after a while; nothing is wrong with the credential.",
         ),
+        /// Too many fresh proofs from one key.
+        ReplayFull = (
+            "gateway.replay_full",
+            Some(503),
+            "The gateway remembers every proof for two minutes so that none is used twice, and \
+             this key's share of that memory is full: it made more calls than the gateway holds \
+             (`--replay-capacity`).",
+            "Retry after a while, more slowly; the operator can raise `--replay-capacity`.",
+        ),
         /// A session of another caller's.
         Session = (
             "gateway.session",

@@ -26,6 +26,7 @@ pub mod rpc;
 pub mod scopes;
 pub mod sessions;
 pub mod tools;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,7 @@ use crate::rpc::{Message, Method as RpcMethod};
 use crate::scopes::Need;
 use crate::sessions::Sessions;
 use crate::tools::Catalog;
+use crate::upstream::{Upstream, copy_back, read_whole, streamed};
 
 pub use crate::error::GatewayCode as Code;
 
@@ -80,7 +82,16 @@ pub struct Config {
     pub resource_name: Option<String>,
     /// How old the revocation set may be before every call is refused.
     pub max_staleness: Duration,
+    /// The most proofs remembered, of each kind (DPoP, and Mandate's
+    /// proofs of possession), each for two minutes; one key's take at
+    /// most a sixteenth ([`DEFAULT_REPLAY_CAPACITY`]).
+    pub replay_capacity: usize,
 }
+
+/// The default for [`Config::replay_capacity`]: 400,000 proofs of each
+/// kind, about 200 calls a second from one key, sustained, in some 45 MB
+/// at most each.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 400_000;
 
 /// The gateway; cheap to clone.
 #[derive(Clone)]
@@ -95,7 +106,7 @@ struct Inner {
     credentials: Credentials,
     catalog: Catalog,
     sessions: Sessions,
-    upstream: reqwest::Client,
+    upstream: Upstream,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -144,6 +155,7 @@ impl Gateway {
                 // (`check_presented`); nothing goes through a need.
                 needs: Box::new(|_, _, _| Err(mandate_agent::NoNeed::Undeclared)),
                 max_body: config.max_body,
+                replay_capacity: config.replay_capacity,
             },
         )
         .await
@@ -181,11 +193,10 @@ impl Gateway {
             issuer.clone(),
             Some(keys),
             verifier,
+            config.replay_capacity,
         );
-        // Connects within 5 s, follows no redirect; no overall timeout, as
-        // an answer may be a long stream.
-        let upstream =
-            mandate_agent::client::http_client().map_err(|e| StartError::Broker(e.to_string()))?;
+        let upstream = Upstream::new(config.upstream.clone(), config.upstream_headers.clone())
+            .map_err(|e| StartError::Broker(e.to_string()))?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 config,
@@ -323,74 +334,14 @@ impl Gateway {
             )))
     }
 
-    /// Sends a request upstream, with the allowed headers of the
-    /// client's and the gateway's own credential.
     async fn forward(
         &self,
         method: Method,
         headers: &HeaderMap,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, Refusal> {
-        let s = &self.inner;
-        let mut req = s.upstream.request(method, &s.config.upstream);
-        for (name, value) in headers {
-            if passes_upstream(name) {
-                req = req.header(name, value);
-            }
-        }
-        for (name, value) in &s.config.upstream_headers {
-            req = req.header(name, value);
-        }
-        if let Some(body) = body {
-            req = req.body(body);
-        }
-        let res = req.send().await.map_err(|e| {
-            tracing::warn!(error = %e.without_url(), "the upstream could not be reached");
-            Refusal::new(
-                GatewayCode::Upstream,
-                "the upstream MCP server could not be reached",
-            )
-        })?;
-        if matches!(res.status().as_u16(), 401 | 403) {
-            tracing::warn!(status = %res.status(), "the upstream refused the gateway's credential");
-            return Err(Refusal::new(
-                GatewayCode::Upstream,
-                "the upstream MCP server refused the gateway",
-            ));
-        }
-        Ok(res)
+        self.inner.upstream.send(method, headers, body).await
     }
-}
-
-/// Whether a client's request header goes upstream: MCP's own, content
-/// negotiation and trace context. Never `Authorization`, `DPoP`, cookies
-/// or Mandate's headers: the client's credential stays here.
-fn passes_upstream(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "content-type"
-            | "accept"
-            | "mcp-protocol-version"
-            | "mcp-session-id"
-            | "mcp-method"
-            | "mcp-name"
-            | "last-event-id"
-            | "traceparent"
-            | "tracestate"
-            | "baggage"
-    ) || name.as_str().starts_with("mcp-param-")
-}
-
-/// Whether an upstream's response header comes back to the client.
-fn passes_back(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "content-type"
-            | "cache-control"
-            | "mcp-session-id"
-            | "mcp-protocol-version"
-            | "x-accel-buffering"
-    )
 }
 
 /// The origin and path of an `https://` URL, or an `http://` one to this
@@ -516,7 +467,7 @@ impl Gateway {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("text/event-stream"));
-        let body = read_upstream(res, MAX_LIST_BODY).await?;
+        let body = read_whole(res, MAX_LIST_BODY).await?;
         let resource = &s.config.resource;
         let may_call = |name: &str| who.permits(resource, name, None);
         let filter = |result: &mut Value| tools::filter(result, &s.catalog, &may_call);
@@ -590,39 +541,4 @@ async fn read_body(body: Body, max: usize) -> Result<Bytes, Refusal> {
             message: "the body could not be read",
         })),
     }
-}
-
-/// An upstream answer, whole, up to `max` bytes.
-async fn read_upstream(res: reqwest::Response, max: usize) -> Result<Vec<u8>, Refusal> {
-    use futures_util::StreamExt as _;
-    let too_big = || Refusal::new(GatewayCode::Upstream, "the upstream's answer is too large");
-    let mut out = Vec::new();
-    let mut stream = res.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| Refusal::new(GatewayCode::Upstream, "the upstream's answer broke off"))?;
-        if out.len() + chunk.len() > max {
-            return Err(too_big());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-fn copy_back(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if passes_back(name) {
-            to.append(name.clone(), value.clone());
-        }
-    }
-}
-
-/// The upstream's answer, streamed to the client as it comes.
-fn streamed(res: reqwest::Response) -> Response {
-    let status = res.status();
-    let headers = res.headers().clone();
-    let mut out = Response::new(Body::from_stream(res.bytes_stream()));
-    *out.status_mut() = status;
-    copy_back(&headers, out.headers_mut());
-    out
 }

@@ -49,6 +49,10 @@ struct Args {
     /// The largest request body, in bytes.
     #[arg(long, default_value_t = mandate_gateway::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// The most proofs remembered (of each kind), each for two minutes,
+    /// so that none is used twice; one key's take at most a sixteenth.
+    #[arg(long, default_value_t = mandate_gateway::DEFAULT_REPLAY_CAPACITY)]
+    replay_capacity: usize,
     /// Refuse every call once the latest broker checkpoint caught up to is
     /// older than this, in seconds.
     #[arg(long, default_value_t = mandate_agent::DEFAULT_MAX_STALENESS.as_secs())]
@@ -78,6 +82,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let bound = listener.local_addr()?;
+    // Answers stream in small writes (SSE events): without TCP_NODELAY, a
+    // write waits on the client's delayed ACK, some 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let config = Config {
         resource: args
             .resource
@@ -88,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_origins: args.allowed_origin,
         resource_name: args.name,
         max_staleness: Duration::from_secs(args.max_staleness),
+        replay_capacity: args.replay_capacity,
     };
     let resource = config.resource.clone();
     let gateway = Gateway::start(config, &args.broker).await?;

@@ -431,6 +431,15 @@ pub async fn mcp_upstream(root: &Path, extra: &[&str]) -> Proc {
     Proc::start("mcp-upstream", cmd, "mcp-upstream listening on ").await
 }
 
+/// A project for the test MCP server to serve, in `dir`: a `README.md`
+/// that reads `# The project`. Returns its path.
+pub fn mcp_project(dir: &Path) -> PathBuf {
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("README.md"), "# The project\n").unwrap();
+    project
+}
+
 /// A port on 127.0.0.1 that was free a moment ago: for a process whose
 /// URL must be known before it starts (the broker names the gateway's as
 /// a resource first).

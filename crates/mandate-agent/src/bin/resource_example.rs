@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
             })
         }),
         max_body: mandate_agent::DEFAULT_MAX_BODY,
+        replay_capacity: mandate_agent::DEFAULT_REPLAY_CAPACITY,
     };
     let verifier = ResourceVerifier::from_broker(&args.broker, config)
         .await

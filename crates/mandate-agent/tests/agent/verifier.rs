@@ -273,6 +273,7 @@ pub async fn world_with(
         max_staleness,
         needs: Box::new(needs),
         max_body: MAX_BODY,
+        replay_capacity: mandate_agent::DEFAULT_REPLAY_CAPACITY,
     };
     let verifier = ResourceVerifier::new(config, &metadata, revocations).unwrap();
 

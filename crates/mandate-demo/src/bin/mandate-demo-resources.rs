@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         max_staleness: Duration::from_secs(args.max_staleness),
         needs: Box::new(mandate_demo::resources::need),
         max_body: mandate_agent::DEFAULT_MAX_BODY,
+        replay_capacity: mandate_agent::DEFAULT_REPLAY_CAPACITY,
     };
     let verifier = ResourceVerifier::from_broker(&args.broker, config)
         .await

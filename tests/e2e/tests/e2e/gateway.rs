@@ -181,7 +181,7 @@ async fn granted(user: &User, agent: &Agent, scopes: Vec<AuthorizationDetail>) -
         max_depth: 0,
         expires_in: 600,
     };
-    crate::journey::approve_as_asked(user, agent, &ask).await
+    user.approve(agent, &ask).await
 }
 
 /// The JSON-RPC messages the upstream has received.
@@ -202,9 +202,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join("README.md"), "# The project\n").unwrap();
+    let project = procs::mcp_project(dir.path());
     let port = procs::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let other_resource = "http://127.0.0.1:9/other-mcp".to_owned();

@@ -383,19 +383,7 @@ pub async fn approved(user: &User, agent: &Agent) -> Mandate {
         max_depth: 1,
         expires_in: 600,
     };
-    approve_as_asked(user, agent, &ask).await
-}
-
-/// Files `ask` for `agent` and approves it as asked.
-pub async fn approve_as_asked(user: &User, agent: &Agent, ask: &Ask) -> Mandate {
-    let pending = agent.request(ask).await.unwrap();
-    let request = user.pending(&pending.id.to_string()).await;
-    let grant = user.grant(&request, ask.scopes.clone());
-    let (status, body) = user
-        .decide(&pending.id.to_string(), json!({ "grant": grant }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    agent.wait(&pending, Duration::from_secs(10)).await.unwrap()
+    user.approve(agent, &ask).await
 }
 
 /// An agent whose mandate allows no further hop puts its sub-agent in

@@ -126,6 +126,22 @@ impl User {
         .await
     }
 
+    /// Has `agent` file `ask`, and approves it as asked.
+    pub async fn approve(
+        &self,
+        agent: &mandate_agent::Agent,
+        ask: &mandate_agent::Ask,
+    ) -> mandate_agent::Mandate {
+        let pending = agent.request(ask).await.unwrap();
+        let request = self.pending(&pending.id.to_string()).await;
+        let grant = self.grant(&request, ask.scopes.clone());
+        let (status, body) = self
+            .decide(&pending.id.to_string(), json!({ "grant": grant }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        agent.wait(&pending, Duration::from_secs(10)).await.unwrap()
+    }
+
     /// Signs and posts a revocation of `grants`.
     pub async fn revoke(&self, grants: &[TokenId]) -> (u16, Value) {
         let principal = self.principal.clone().try_into().unwrap();

@@ -1,0 +1,299 @@
+//! `tools/call` through `mandate-gateway` against the same calls through a
+//! plain proxy that checks nothing (`mcp-plain-proxy`, which forwards with
+//! the gateway's own code), in the same run, with a warm grant: the test
+//! provider, a release broker, the MCP server on the official SDK
+//! (tests/mcp/server.mjs), the release gateway and the proxy, all on this
+//! machine.
+//!
+//!     cargo build --release --bins -p mandate-broker -p mandate-gateway -p mandate-e2e
+//!     cargo bench -p mandate-e2e --bench gateway [-- SECONDS ROUNDS]
+//!
+//! Each caller opens a session and then calls `read_file` in a closed
+//! loop; each call's proof (a DPoP proof for the token, a Mandate proof of
+//! possession for the chain) is signed before its clock starts, as the
+//! same bytes go to the proxy, which ignores them. Rounds alternate
+//! between the targets so that drift hits them alike. Reports p50, p99 and
+//! calls a second for one caller and for eight, and the ratios to the
+//! proxy.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+#[allow(dead_code)]
+#[path = "../tests/e2e/user.rs"]
+mod user;
+
+use std::time::{Duration, Instant};
+
+use mandate_agent::{AccessToken, Agent, AgentInfo, Ask, Broker, Mandate};
+use mandate_core::scope::AuthorizationDetail;
+use mandate_e2e::procs::{self, Proc};
+use serde_json::json;
+
+use user::User;
+
+/// What a caller presents.
+#[derive(Clone, Copy)]
+enum Cred<'a> {
+    Token(&'a AccessToken),
+    Mandate(&'a Mandate),
+}
+
+impl Cred<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Cred::Token(_) => "gateway, DPoP token",
+            Cred::Mandate(_) => "gateway, Mandate chain",
+        }
+    }
+}
+
+/// One caller's session at `url` (the gateway's or the proxy's): each call
+/// is signed for the gateway's URL, where the proofs are checked.
+struct Caller<'a> {
+    http: reqwest::Client,
+    url: String,
+    resource: String,
+    agent: &'a Agent,
+    cred: Cred<'a>,
+    session: String,
+}
+
+impl<'a> Caller<'a> {
+    async fn open(url: &str, resource: &str, agent: &'a Agent, cred: Cred<'a>) -> Caller<'a> {
+        let mut c = Caller {
+            http: mandate_agent::client::http_client().unwrap(),
+            url: url.to_owned(),
+            resource: resource.to_owned(),
+            agent,
+            cred,
+            session: String::new(),
+        };
+        let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": { "name": "bench", "version": "1" } } });
+        let res = c.request(&init.to_string()).send().await.unwrap();
+        if res.status() != 200 {
+            let status = res.status();
+            panic!(
+                "initialize at {url}: {status} {}",
+                res.text().await.unwrap()
+            );
+        }
+        c.session = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let _ = res.bytes().await;
+        let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let res = c.request(&note.to_string()).send().await.unwrap();
+        assert_eq!(res.status(), 202);
+        c
+    }
+
+    fn request(&self, body: &str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_owned());
+        if !self.session.is_empty() {
+            req = req.header("mcp-session-id", &self.session);
+        }
+        match self.cred {
+            Cred::Token(t) => req
+                .header("authorization", format!("DPoP {}", t.token))
+                .header(
+                    "dpop",
+                    self.agent.dpop("POST", &self.resource, Some(&t.token)),
+                ),
+            Cred::Mandate(m) => self
+                .agent
+                .present(m, "POST", &self.resource)
+                .unwrap()
+                .into_iter()
+                .fold(req, |r, (n, v)| r.header(n, v)),
+        }
+    }
+
+    /// One `tools/call`; its latency, from after the proof was signed.
+    async fn call(&self, id: u64) -> Duration {
+        let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": { "name": "read_file", "arguments": { "path": "README.md" } } })
+        .to_string();
+        let req = self.request(&body);
+        let t = Instant::now();
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let bytes = res.bytes().await.unwrap();
+        let took = t.elapsed();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        assert!(
+            bytes.windows(13).any(|w| w == b"# The project"),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        took
+    }
+}
+
+/// `callers` callers in a closed loop for `seconds`: every latency, and
+/// the calls a second.
+async fn round(callers: &[Caller<'_>], seconds: f64) -> (Vec<Duration>, f64) {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let t0 = Instant::now();
+    let runs = callers.iter().map(|c| async move {
+        let mut lat = Vec::new();
+        let mut id = 1;
+        while Instant::now() < end {
+            lat.push(c.call(id).await);
+            id += 1;
+        }
+        lat
+    });
+    let all: Vec<Duration> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let rate = all.len() as f64 / t0.elapsed().as_secs_f64();
+    (all, rate)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// p50 and p99 in µs, and calls a second, over all rounds.
+struct Measured {
+    p50: f64,
+    p99: f64,
+    rate: f64,
+}
+
+fn summarize(mut lat: Vec<Duration>, rates: &[f64]) -> Measured {
+    lat.sort();
+    Measured {
+        p50: pct(&lat, 0.50),
+        p99: pct(&lat, 0.99),
+        rate: rates.iter().sum::<f64>() / rates.len() as f64,
+    }
+}
+
+/// Files a request for `read_file` at `resource` and approves it.
+async fn granted(alice: &User, agent: &Agent, resource: &str) -> Mandate {
+    let scopes = vec![AuthorizationDetail::new("mcp", ["read_file"], [resource]).unwrap()];
+    let ask = Ask {
+        principal: alice.principal.clone(),
+        scopes,
+        purpose: "Benchmark".into(),
+        intent: None,
+        lifetime: 3600,
+        max_depth: 0,
+        expires_in: 600,
+    };
+    alice.approve(agent, &ask).await
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5.0);
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+
+    let dir = tempfile::tempdir().unwrap();
+    let project = procs::mcp_project(dir.path());
+    let port = procs::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let idp = procs::idp().await;
+    let database = format!("sqlite://{}/broker.db", dir.path().display());
+    let broker = procs::broker(
+        &database,
+        &idp.url,
+        &dir.path().join("broker"),
+        &["--oauth-resource", &resource],
+    )
+    .await;
+    let upstream = procs::mcp_upstream(&project, &[]).await;
+    let gateway = procs::gateway(port, &upstream.url, &broker.url, &[]).await;
+    let mut cmd = tokio::process::Command::new(procs::binary("mcp-plain-proxy"));
+    cmd.args(["--listen", "127.0.0.1:0", "--upstream", &upstream.url]);
+    let proxy = Proc::start("mcp-plain-proxy", cmd, "mcp-plain-proxy listening on ").await;
+
+    // One agent per caller, each with its own grant and token, as many
+    // agents would call a gateway: a key's proofs share one partition of
+    // the replay cache (docs/mcp.md, `--replay-capacity`).
+    let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
+    let mut agents = Vec::new();
+    for i in 0..8 {
+        let key = mandate_keyfile::create(&dir.path().join(format!("coder{i}.key"))).unwrap();
+        let agent = Agent::new(
+            key,
+            Broker::new(&broker.url).unwrap(),
+            AgentInfo {
+                name: format!("bench coder {i}"),
+                publisher: None,
+                version: None,
+            },
+        );
+        let mandate = granted(&alice, &agent, &resource).await;
+        let token = agent.exchange(&mandate, &resource).await.unwrap();
+        agents.push((agent, mandate, token));
+    }
+
+    println!("tools/call read_file, {rounds} rounds of {seconds} s per target, alternating; µs");
+    for concurrency in [1usize, 8] {
+        println!("\n{concurrency} caller(s):\n");
+        println!("| target | p50 | p99 | calls a second | p50 ratio | p99 ratio | rate ratio |");
+        println!("|---|---|---|---|---|---|---|");
+        for by_token in [true, false] {
+            let mut gw_callers = Vec::new();
+            let mut px_callers = Vec::new();
+            for (agent, mandate, token) in &agents[..concurrency] {
+                let cred = if by_token {
+                    Cred::Token(token)
+                } else {
+                    Cred::Mandate(mandate)
+                };
+                gw_callers.push(Caller::open(&gateway.url, &resource, agent, cred).await);
+                px_callers.push(Caller::open(&proxy.url, &resource, agent, cred).await);
+            }
+            // Warm both: connections, the link cache, the token cache.
+            let _ = round(&gw_callers, 0.5).await;
+            let _ = round(&px_callers, 0.5).await;
+            let (mut gw_lat, mut px_lat, mut gw_rates, mut px_rates) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let (lat, rate) = round(&gw_callers, seconds).await;
+                gw_lat.extend(lat);
+                gw_rates.push(rate);
+                let (lat, rate) = round(&px_callers, seconds).await;
+                px_lat.extend(lat);
+                px_rates.push(rate);
+            }
+            let gw = summarize(gw_lat, &gw_rates);
+            let px = summarize(px_lat, &px_rates);
+            println!(
+                "| plain proxy | {:.0} | {:.0} | {:.0} | | | |",
+                px.p50, px.p99, px.rate
+            );
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                gw_callers[0].cred.name(),
+                gw.p50,
+                gw.p99,
+                gw.rate,
+                gw.p50 / px.p50,
+                gw.p99 / px.p99,
+                gw.rate / px.rate
+            );
+        }
+    }
+    proxy.kill().await;
+    gateway.kill().await;
+    upstream.kill().await;
+    broker.kill().await;
+    idp.kill().await;
+}
