@@ -31,7 +31,8 @@
 //!   [`VerifierConfig::max_staleness`] ([`DEFAULT_MAX_STALENESS`] unless
 //!   the server chooses), or before it caught up to any.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -43,8 +44,8 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use mandate_core::scope::{self, AuthorizationDetail, Money};
 use mandate_core::{
-    AgentId, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal, PublicKey,
-    TokenId, Verifier,
+    AgentId, BindingSet, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal,
+    PublicKey, TokenId, Verifier,
 };
 use serde_json::json;
 
@@ -164,9 +165,50 @@ struct Inner {
     chains: Verifier,
     replay: MemoryReplayCache,
     revocations: Revocations,
+    /// Binding tokens verified, by id: an agent presents the same one on
+    /// every call, and its signature need not be checked every time. A
+    /// binding's own `exp` is still checked at each use.
+    bindings: Mutex<HashMap<TokenId, (Arc<BindingSet>, mandate_core::UnixTime)>>,
 }
 
+/// The most binding tokens remembered.
+const BINDING_CACHE: usize = 4096;
+
 impl Inner {
+    /// The bindings the binding token `compact` establishes, verified
+    /// once under the broker's keys.
+    fn bindings(
+        &self,
+        compact: &str,
+        now: mandate_core::UnixTime,
+    ) -> Result<Arc<BindingSet>, mandate_core::Error> {
+        let id = TokenId::of(compact);
+        let lock = || self.bindings.lock().unwrap_or_else(PoisonError::into_inner);
+        // Past its `exp` it is verified again, for the rule's own code.
+        if let Some((known, exp)) = lock().get(&id)
+            && now < *exp
+        {
+            return Ok(known.clone());
+        }
+        let set = Arc::new(bindings_of(
+            compact,
+            &self.broker_keys,
+            &self.issuer,
+            &self.policy,
+            now,
+        )?);
+        // It verified, so its claims are the broker's.
+        let exp = mandate_core::token::peek::<mandate_core::token::BindingClaims>(compact)?
+            .1
+            .exp;
+        let mut cache = lock();
+        if cache.len() >= BINDING_CACHE {
+            cache.clear();
+        }
+        cache.insert(id, (set.clone(), exp));
+        Ok(set)
+    }
+
     fn current(&self) -> bool {
         self.revocations
             .age()
@@ -202,6 +244,7 @@ impl ResourceVerifier {
                 chains: Verifier::new(10_000),
                 replay,
                 revocations,
+                bindings: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -297,8 +340,7 @@ impl ResourceVerifier {
         }
         let pop = header(POP_HEADER)?;
         let now = unix_now();
-        let bindings = bindings_of(binding, &s.broker_keys, &s.issuer, &s.policy, now)
-            .map_err(Refusal::token)?;
+        let bindings = s.bindings(binding, now).map_err(Refusal::token)?;
         let uri = format!("{}{path}", s.config.origin);
         let http = HttpCall {
             method: method.as_str(),
@@ -318,7 +360,7 @@ impl ResourceVerifier {
                     now,
                     policy: s.policy,
                     keys: &keys,
-                    bindings: &bindings,
+                    bindings: &*bindings,
                     revoked,
                 };
                 s.chains
