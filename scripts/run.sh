@@ -4,7 +4,8 @@
 #   - installs what is missing (scripts/setup.sh) and builds the app;
 #   - starts a local OIDC provider (oidc-provider on Node) on 127.0.0.1;
 #   - starts the app, with its broker in-process on 127.0.0.1:7700;
-#   - starts the demo's resource servers and its agents (docs/demo.md),
+#   - starts the demo's resource servers, an MCP server (on the official
+#     SDK) behind mandate-gateway, and the demo's agents (docs/demo.md),
 #     which ask the demo user once she has signed in, and follow through.
 #
 # Ctrl-C (or closing the app) stops everything it started. Without a
@@ -13,6 +14,8 @@
 #
 # Environment: IDP_PORT (default 9000), MANDATE_BROKER_LISTEN (default
 # 127.0.0.1:7700), MANDATE_DEMO_RESOURCES_LISTEN (default 127.0.0.1:7800),
+# MANDATE_GATEWAY_LISTEN (default 127.0.0.1:7900), MCP_UPSTREAM_PORT
+# (default 7810),
 # MANDATE_DATA_DIR (default: a directory under
 # ~/.local/share/mandate-demo, kept between runs; with a throwaway
 # keyring, a temporary one).
@@ -37,6 +40,9 @@ bin=$CARGO_TARGET_DIR/debug
 idp_port=${IDP_PORT:-9000}
 listen=${MANDATE_BROKER_LISTEN:-127.0.0.1:7700}
 resources_listen=${MANDATE_DEMO_RESOURCES_LISTEN:-127.0.0.1:7800}
+gateway_listen=${MANDATE_GATEWAY_LISTEN:-127.0.0.1:7900}
+mcp_port=${MCP_UPSTREAM_PORT:-7810}
+gateway=http://$gateway_listen/mcp
 issuer=http://127.0.0.1:$idp_port
 logs=$(mktemp -d "${TMPDIR:-/tmp}/mandate-run.XXXXXX")
 # A throwaway keyring forgets the user key, so the history it signed goes
@@ -85,7 +91,9 @@ setsid node tests/idp/server.mjs --port "$idp_port" >"$logs/idp.log" 2>&1 &
 pids+=($!)
 wait_for "$issuer/.well-known/openid-configuration" 30
 
+# The app's broker issues access tokens for the MCP gateway (docs/mcp.md).
 MANDATE_ISSUER=$issuer MANDATE_BROKER_LISTEN=$listen MANDATE_DATA_DIR=$data \
+    MANDATE_BROKER_OAUTH_RESOURCES=$gateway \
     MANDATE_KEYRING_SERVICE=${MANDATE_KEYRING_SERVICE:-dev.mandate.demo} setsid "$bin/mandate-app" >"$logs/app.log" 2>&1 &
 app=$!
 pids+=("$app")
@@ -97,11 +105,12 @@ cat <<EOF
     OIDC provider  $issuer
     broker         http://$listen (in the app)
     demo services  http://$resources_listen
+    MCP gateway    $gateway
     sign in as     alice (any password; also bob, carol)
     app data       $data
     logs           $logs
 
-  Three demo agents will ask alice for authority once she signs in.
+  Four demo agents will ask alice for authority once she signs in.
   Press Ctrl-C to stop everything.
 
 EOF
@@ -118,6 +127,26 @@ wait_for_port "$resources_listen" 30
 : >"$logs/demo.log"
 setsid "$bin/mandate-demo" --broker "http://$listen" --resources "http://$resources_listen" \
     --principal "$issuer#alice" --dir "$data/demo" --format text >>"$logs/demo.log" 2>&1 &
+pids+=($!)
+# The coding agent's tools: an MCP server on the official SDK, serving a
+# small project, behind the gateway; the agent, on the SDK's client,
+# reads under its grant and asks for a step-up to run a command.
+project=$data/demo/project
+if [ ! -e "$project/README.md" ]; then
+    mkdir -p "$project/src"
+    printf '# Checkout service\n\nThe cart total is wrong for discounted items; `make test` shows it.\n' >"$project/README.md"
+    printf 'test:\n\tnode --test src/\n' >"$project/Makefile"
+    printf 'export const total = (items) => items.reduce((s, i) => s + i.price, 0);\n' >"$project/src/cart.js"
+fi
+setsid node tests/mcp/server.mjs --port "$mcp_port" --root "$project" >"$logs/mcp-server.log" 2>&1 &
+pids+=($!)
+wait_for_port "127.0.0.1:$mcp_port" 30
+setsid "$bin/mandate-gateway" --listen "$gateway_listen" --upstream "http://127.0.0.1:$mcp_port/mcp" \
+    --broker "http://$listen" --resource "$gateway" --name "Checkout project tools" >"$logs/gateway.log" 2>&1 &
+pids+=($!)
+wait_for_port "$gateway_listen" 30
+setsid node tests/mcp/coding-agent.mjs --broker "http://$listen" --gateway "$gateway" \
+    --principal "$issuer#alice" --dir "$data/demo" --mandate "$bin/mandate" --format text >>"$logs/demo.log" 2>&1 &
 pids+=($!)
 # Their progress, here too.
 setsid tail -n +1 -F "$logs/demo.log" &

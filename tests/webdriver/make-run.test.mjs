@@ -1,8 +1,9 @@
 // `make run` (scripts/run.sh), as a newcomer runs it, under this display:
-// the provider, the app with its broker, the demo's resource servers and
-// agents come up; alice signs in (Enter on the app's sign-in button, and
-// the test browser at the provider); the three scenarios' requests reach
-// her inbox. Then Ctrl-C, and nothing it started is left running.
+// the provider, the app with its broker, the demo's resource servers, the
+// MCP server and its gateway, and the agents come up; alice signs in
+// (Enter on the app's sign-in button, and the test browser at the
+// provider); the four scenarios' requests reach her inbox. Then Ctrl-C,
+// and nothing it started is left running.
 //
 // The screen is saved as target/e2e-shots/make-run-inbox.png.
 
@@ -58,12 +59,17 @@ async function listening(port) {
   try { await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) }); return true; } catch { return false; }
 }
 
-test('make run brings up the app with the three scenarios\' requests, and Ctrl-C stops all of it', { timeout: 1_200_000 }, async (t) => {
-  const ports = { idp: await freePort(), broker: await freePort(), resources: await freePort() };
+test('make run brings up the app with the four scenarios\' requests, and Ctrl-C stops all of it', { timeout: 1_200_000 }, async (t) => {
+  const ports = {
+    idp: await freePort(), broker: await freePort(), resources: await freePort(),
+    gateway: await freePort(), mcp: await freePort(),
+  };
   run = start('make', ['--no-print-directory', 'run'], {
     IDP_PORT: String(ports.idp),
     MANDATE_BROKER_LISTEN: `127.0.0.1:${ports.broker}`,
     MANDATE_DEMO_RESOURCES_LISTEN: `127.0.0.1:${ports.resources}`,
+    MANDATE_GATEWAY_LISTEN: `127.0.0.1:${ports.gateway}`,
+    MCP_UPSTREAM_PORT: String(ports.mcp),
     MANDATE_DATA_DIR: join(dir, 'data'),
     MANDATE_KEYRING_SERVICE: `mandate-make-run-${process.pid}`,
     // The test browser completes the provider's pages as alice would.
@@ -88,14 +94,14 @@ test('make run brings up the app with the three scenarios\' requests, and Ctrl-C
     if (!existsSync(join(dir, 'data', 'history.sqlite')) || sql('SELECT count(*) FROM profiles') === '0') {
       xdotool(['key', '--window', win, 'Return']);
     }
-    return (run.output.match(/asked for authority; binding code/g) ?? []).length === 3;
+    return (run.output.match(/asked for authority; binding code/g) ?? []).length === 4;
   }, 60_000).catch((e) => { throw new Error(`${e.message}\n${output()}`); });
 
-  // In the inbox: the app's history holds the three, pending.
-  await until('three pending requests in the app', () => sql("SELECT count(*) FROM requests WHERE state = 'pending'") === '3');
+  // In the inbox: the app's history holds the four, pending.
+  await until('four pending requests in the app', () => sql("SELECT count(*) FROM requests WHERE state = 'pending'") === '4');
   const names = sql("SELECT agent_name FROM requests WHERE state = 'pending' ORDER BY agent_name").split('\n');
-  assert.deepEqual(names, ['Cluster Doctor', 'Privacy Auditor', 'Supply Planner']);
-  t.diagnostic(`make run to three requests in the inbox: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  assert.deepEqual(names, ['Cluster Doctor', 'Coding Assistant', 'Privacy Auditor', 'Supply Planner']);
+  t.diagnostic(`make run to four requests in the inbox: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   mkdirSync(SHOTS, { recursive: true });
   // The page may still be painting the last row.
   await new Promise((r) => setTimeout(r, 1000));

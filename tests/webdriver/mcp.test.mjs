@@ -205,3 +205,67 @@ test('the MCP SDK\'s client authorizes through the app, calls a granted tool, an
   }
   await client2.close();
 });
+
+/** The coding agent's progress lines so far. */
+const steps = (agent) => agent.output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+
+/** Waits for the coding agent's `step` (the `nth` of its kind). */
+const step = (agent, name, nth = 1) => until(`the coding agent's ${name}`, () =>
+  steps(agent).filter((s) => s.step === name)[nth - 1], 60_000)
+  .catch((e) => { throw new Error(`${e.message}\nagent: ${agent.output.slice(-3000)}`); });
+
+/** Decides the pending request of the coding agent whose detail holds
+ * `purpose`: approves it, or denies it with `reason`. */
+async function decide(purpose, reason) {
+  await app.$('[data-testid="nav-inbox"]').click();
+  await (await rowIn(app, 'Coding Assistant')).click();
+  const detail = await app.$('[data-testid="detail"]');
+  await until(`the request to ${purpose}`, async () => (await detail.getText()).includes(purpose));
+  if (reason === undefined) {
+    await app.$('[data-testid="approve"]').click();
+  } else {
+    await app.$('[data-testid="deny"]').click();
+    await app.$('[data-testid="deny-reason"]').setValue(reason);
+    await app.$('[data-testid="confirm-deny"]').click();
+  }
+  await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
+}
+
+test('the demo\'s coding agent, on the SDK with a Mandate, steps up for run_command: denied, it stops; approved, it runs', { timeout: 300_000 }, async () => {
+  const agentDir = join(ctx.dir, 'coder');
+  mkdirSync(agentDir);
+  const coder = () => start(process.execPath, [join(ROOT, 'tests/mcp/coding-agent.mjs'),
+    '--broker', ctx.broker, '--gateway', ctx.gateway, '--principal', ctx.principal,
+    '--dir', agentDir, '--mandate', bin('mandate')]);
+
+  const commands = async () => (await upstreamCalls()).filter((c) => c.name === 'run_command').length;
+  const before = await commands();
+
+  // Denied: it reads under its grant, is refused run_command, asks, and
+  // stops without running it.
+  const first = coder();
+  await step(first, 'asked');
+  await decide('Read the project');
+  assert.deepEqual((await step(first, 'tools')).tools, ['list_files', 'read_file']);
+  assert.equal((await step(first, 'called', 2)).result, '# The project');
+  const refused = await step(first, 'refused');
+  assert.equal(refused.tool, 'run_command');
+  await step(first, 'asked', 2);
+  await decide('Run `make test`', 'Not now');
+  await step(first, 'will-not');
+  await step(first, 'done');
+  assert.equal(await commands(), before, 'no command reached the upstream');
+
+  // Approved: the same, and the command runs.
+  const second = coder();
+  await step(second, 'asked');
+  await decide('Read the project');
+  await step(second, 'asked', 2);
+  await decide('Run `make test`');
+  const ran = await until('run_command', () => steps(second).find((s) => s.step === 'called' && s.tool === 'run_command'), 60_000);
+  assert.equal(ran.result, 'ran: make test');
+  await step(second, 'done');
+  assert.equal(await commands(), before + 1);
+  await shot('03-coding-agent');
+});
+

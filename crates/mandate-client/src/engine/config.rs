@@ -62,6 +62,10 @@ pub struct Config {
     /// This device's name, sent when its key is enrolled and shown on the
     /// user's other devices ([`device_name`] in the app).
     pub device: String,
+    /// The resources an in-process broker issues OAuth access tokens for,
+    /// each `URI[=ALG]` as `mandate-broker --oauth-resource` takes it: an
+    /// MCP gateway's URL, say (docs/mcp.md).
+    pub oauth_resources: Vec<String>,
 }
 
 impl Config {
@@ -70,8 +74,10 @@ impl Config {
     /// (default [`CLIENT_ID`]), `MANDATE_BROKER` (a shared broker; without
     /// it a broker is hosted in-process on `MANDATE_BROKER_LISTEN`, default
     /// [`DEFAULT_LISTEN`]), `MANDATE_DATA_DIR` (default
-    /// `default_data_dir`), `MANDATE_KEYRING_SERVICE`, and the device's
-    /// name ([`device_name`]). An empty variable counts as unset.
+    /// `default_data_dir`), `MANDATE_KEYRING_SERVICE`,
+    /// `MANDATE_BROKER_OAUTH_RESOURCES` (space-separated, for an in-process
+    /// broker), and the device's name ([`device_name`]). An empty variable
+    /// counts as unset.
     pub fn from_env(default_data_dir: PathBuf) -> Option<Config> {
         let mut config = Config::from_vars(default_data_dir, |name| std::env::var(name).ok())?;
         config.device = device_name();
@@ -102,6 +108,9 @@ impl Config {
             keyring_service: var("MANDATE_KEYRING_SERVICE")
                 .unwrap_or_else(|| crate::vault::SERVICE.into()),
             device: String::new(),
+            oauth_resources: var("MANDATE_BROKER_OAUTH_RESOURCES")
+                .map(|r| r.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -148,8 +157,16 @@ mod tests {
             ("MANDATE_BROKER", "http://127.0.0.1:8"),
             ("MANDATE_DATA_DIR", "/data"),
             ("MANDATE_KEYRING_SERVICE", "svc"),
+            (
+                "MANDATE_BROKER_OAUTH_RESOURCES",
+                "http://127.0.0.1:7900/mcp  https://x.example/=ES256",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            c.oauth_resources,
+            ["http://127.0.0.1:7900/mcp", "https://x.example/=ES256"]
+        );
         assert_eq!(c.client_id, "other");
         assert_eq!(c.data_dir, PathBuf::from("/data"));
         assert_eq!(c.keyring_service, "svc");

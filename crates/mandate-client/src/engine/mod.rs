@@ -124,6 +124,14 @@ impl Engine {
                 let key = vault.broker_key(&data_dir.join("broker-key")).await?;
                 let mut host = HostConfig::new(*listen, data_dir, vec![issuer]);
                 host.key = Some(HostKey::new(key));
+                for r in &config.oauth_resources {
+                    host.oauth_resources
+                        .push(mandate_broker::oauth::Resource::parse(r).map_err(|e| {
+                            ClientError::unreachable(format!(
+                                "starting the broker: the OAuth resource {r:?}: {e}"
+                            ))
+                        })?);
+                }
                 let hosted = Hosted::start(host)
                     .await
                     .map_err(|e| ClientError::unreachable(format!("starting the broker: {e:#}")))?;
