@@ -14,17 +14,27 @@
 //! call ([`tools`]). The client's credential never goes upstream: the
 //! gateway sends its own, if the upstream needs one.
 //!
+//! It depends on mandate-core (tokens, scopes, DPoP) and mandate-agent
+//! (the verifier of mandates and the revocation feed it follows), never on
+//! the broker: it reaches the broker over HTTP, as any resource server
+//! does. Its terms: the *resource* is the MCP endpoint's URL, which tokens
+//! name as `aud` and scopes as their location; the *upstream* is the MCP
+//! server behind it; an *authority* is a verified credential's user,
+//! caller and scopes.
+//!
 //! docs/mcp.md is the guide.
 
 #![forbid(unsafe_code)]
 
 pub mod access_token;
 pub mod credential;
+mod endpoint;
 pub mod error;
 pub mod headers;
 pub mod rpc;
 pub mod scopes;
 pub mod sessions;
+mod strict;
 pub mod tools;
 pub mod upstream;
 
@@ -32,22 +42,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use mandate_agent::{ResourceVerifier, VerifierConfig};
 use serde_json::{Value, json};
 
 use crate::credential::{Authority, Credentials};
 use crate::error::{GatewayCode, Refusal};
-use crate::rpc::{Message, Method as RpcMethod};
 use crate::scopes::Need;
 use crate::sessions::Sessions;
 use crate::tools::Catalog;
-use crate::upstream::{Upstream, copy_back, read_whole, streamed};
+use crate::upstream::Upstream;
 
 pub use crate::error::GatewayCode as Code;
 
@@ -120,6 +126,7 @@ impl std::fmt::Debug for Gateway {
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The resource URL is not one the gateway can serve.
     #[error(
@@ -214,10 +221,18 @@ impl Gateway {
     pub fn router(&self) -> Router {
         let s = &self.inner;
         Router::new()
-            .route(METADATA_PATH, get(metadata))
-            .route(&format!("{METADATA_PATH}{}", s.path), get(metadata))
-            .route(&s.path, get(stream).post(post).delete(end_session))
-            .fallback(not_found)
+            .route(METADATA_PATH, get(endpoint::metadata))
+            .route(
+                &format!("{METADATA_PATH}{}", s.path),
+                get(endpoint::metadata),
+            )
+            .route(
+                &s.path,
+                get(endpoint::stream)
+                    .post(endpoint::post)
+                    .delete(endpoint::end_session),
+            )
+            .fallback(endpoint::not_found)
             .with_state(self.clone())
     }
 
@@ -357,188 +372,4 @@ fn url_parts(url: &str) -> Option<(&str, &str)> {
     }
     let origin = credential::origin_of(url);
     Some((origin, &url[origin.len()..]))
-}
-
-async fn metadata(State(gw): State<Gateway>) -> Response {
-    let s = &gw.inner;
-    let mut meta = json!({
-        "resource": s.config.resource,
-        "authorization_servers": [s.issuer],
-        "bearer_methods_supported": ["header"],
-        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
-        "dpop_bound_access_tokens_required": true,
-        "authorization_details_types_supported": [scopes::MCP],
-    });
-    if let Some(name) = &s.config.resource_name {
-        meta["resource_name"] = json!(name);
-    }
-    axum::Json(meta).into_response()
-}
-
-async fn not_found() -> Response {
-    Refusal::new(GatewayCode::NotFound, "no such path").into_response()
-}
-
-/// `POST` to the MCP endpoint: one JSON-RPC message.
-async fn post(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
-    match gw.post(&headers, body).await {
-        Ok(res) => res,
-        Err(refusal) => {
-            tracing::info!(code = refusal.code.as_str(), message = %refusal.message, "call refused");
-            refusal.into_response()
-        }
-    }
-}
-
-impl Gateway {
-    async fn post(&self, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
-        let s = &self.inner;
-        self.check_origin(headers)?;
-        let who = self.authority(&Method::POST, headers).await?;
-        let bytes = read_body(body, s.config.max_body).await?;
-        if !is_json(headers) {
-            return Err(Refusal::rpc(rpc::RpcError {
-                code: rpc::RpcCode::InvalidRequest,
-                message: "the body must be application/json",
-            }));
-        }
-        let message = rpc::read(&bytes).map_err(Refusal::rpc)?;
-        let version = headers::version(headers).map_err(Refusal::rpc)?;
-        let call = match message {
-            Message::Call(call) => call,
-            Message::Response { id } => {
-                // A reply to the server's own request, on a session only.
-                self.check_session(headers, &who)?;
-                if !headers.contains_key(SESSION) || !who.member(&s.config.resource) {
-                    return Err(Refusal::new(
-                        GatewayCode::Session,
-                        "a response is taken only within a session of this caller's",
-                    )
-                    .to(Some(&id)));
-                }
-                let res = self.forward(Method::POST, headers, Some(bytes)).await?;
-                return Ok(streamed(res));
-            }
-        };
-        let id = call.id.as_ref();
-        headers::check(headers, &call, version).map_err(|e| Refusal::rpc(e).to(id))?;
-        if call.method != RpcMethod::Initialize {
-            self.check_session(headers, &who).map_err(|r| r.to(id))?;
-        }
-        if call.method == RpcMethod::ToolsCall
-            && !tools::callable(call.target.as_deref().unwrap_or_default(), &s.catalog)
-        {
-            return Err(Refusal::new(
-                GatewayCode::NoSuchTool,
-                "the gateway passes no calls to a tool by this name",
-            )
-            .to(id));
-        }
-        let need = Need::of(&call);
-        self.authorize(&who, &need, id)?;
-        tracing::info!(
-            agent = %who.agent, method = %call.method_name, target = ?call.target,
-            "call passed"
-        );
-        let res = self.forward(Method::POST, headers, Some(bytes)).await?;
-        if call.method == RpcMethod::Initialize
-            && let Some(session) = res.headers().get(SESSION).and_then(|v| v.to_str().ok())
-        {
-            s.sessions.open(session, &who.holder);
-        }
-        match (call.method, id) {
-            (RpcMethod::ToolsList, Some(id)) => self.filtered_list(res, id, &who).await,
-            _ => Ok(streamed(res)),
-        }
-    }
-
-    /// The upstream's `tools/list` answer, with only the tools `who` may
-    /// call.
-    async fn filtered_list(
-        &self,
-        res: reqwest::Response,
-        id: &Value,
-        who: &Authority,
-    ) -> Result<Response, Refusal> {
-        let s = &self.inner;
-        let status = res.status();
-        let headers = res.headers().clone();
-        let sse = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("text/event-stream"));
-        let body = read_whole(res, MAX_LIST_BODY).await?;
-        let resource = &s.config.resource;
-        let may_call = |name: &str| who.permits(resource, name, None);
-        let filter = |result: &mut Value| tools::filter(result, &s.catalog, &may_call);
-        let body = tools::rewrite(&body, sse, id, &filter).ok_or_else(|| {
-            Refusal::new(
-                GatewayCode::Upstream,
-                "the upstream's tool list could not be read",
-            )
-        })?;
-        let mut out = Response::new(Body::from(body));
-        *out.status_mut() = status;
-        copy_back(&headers, out.headers_mut());
-        Ok(out)
-    }
-}
-
-/// `GET` to the MCP endpoint: the server's stream of a session (before
-/// 2026-07-28).
-async fn stream(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
-    let run = async {
-        gw.check_origin(&headers)?;
-        let who = gw.authority(&Method::GET, &headers).await?;
-        gw.check_session(&headers, &who)?;
-        gw.authorize(&who, &Need::Member, None)?;
-        gw.forward(Method::GET, &headers, None).await
-    };
-    match run.await {
-        Ok(res) => streamed(res),
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
-/// `DELETE` to the MCP endpoint: ends a session (before 2026-07-28).
-async fn end_session(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
-    let run = async {
-        gw.check_origin(&headers)?;
-        let who = gw.authority(&Method::DELETE, &headers).await?;
-        gw.check_session(&headers, &who)?;
-        let res = gw.forward(Method::DELETE, &headers, None).await?;
-        if res.status().is_success()
-            && let Some(id) = headers.get(SESSION).and_then(|v| v.to_str().ok())
-        {
-            gw.inner.sessions.close(id);
-        }
-        Ok::<_, Refusal>(res)
-    };
-    match run.await {
-        Ok(res) => streamed(res),
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// The whole request body, refused past `max` bytes.
-async fn read_body(body: Body, max: usize) -> Result<Bytes, Refusal> {
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Refusal::new(
-            GatewayCode::TooLarge,
-            format!("the body is longer than {max} bytes"),
-        )),
-        Err(_) => Err(Refusal::rpc(rpc::RpcError {
-            code: rpc::RpcCode::Parse,
-            message: "the body could not be read",
-        })),
-    }
 }

@@ -115,7 +115,9 @@ pub fn filter(
     }
     tools.retain(|tool| {
         tool["name"].as_str().is_some_and(|name| {
-            valid_name(name) && by_folded[&name.to_ascii_lowercase()] == 1 && may_call(name)
+            valid_name(name)
+                && by_folded.get(&name.to_ascii_lowercase()).copied() == Some(1)
+                && may_call(name)
         })
     });
     Some(())
