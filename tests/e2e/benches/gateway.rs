@@ -8,13 +8,15 @@
 //!     cargo build --release --bins -p mandate-broker -p mandate-gateway -p mandate-e2e
 //!     cargo bench -p mandate-e2e --bench gateway [-- SECONDS ROUNDS]
 //!
-//! Each caller opens a session and then calls `read_file` in a closed
-//! loop; each call's proof (a DPoP proof for the token, a Mandate proof of
+//! Each caller opens a session at each target, then calls `read_file`;
+//! each call's proof (a DPoP proof for the token, a Mandate proof of
 //! possession for the chain) is signed before its clock starts, as the
-//! same bytes go to the proxy, which ignores them. Rounds alternate
-//! between the targets so that drift hits them alike. Reports p50, p99 and
-//! calls a second for one caller and for eight, and the ratios to the
-//! proxy.
+//! same bytes go to the proxy, which ignores them. Latency comes from
+//! paired rounds, where each caller calls the gateway and the proxy in
+//! turn, so that both meet the same conditions call by call; calls a
+//! second come from rounds of each target alone, alternating. Reports p50,
+//! p99 and calls a second for one caller and for eight, and the ratios to
+//! the proxy.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -158,6 +160,38 @@ async fn round(callers: &[Caller<'_>], seconds: f64) -> (Vec<Duration>, f64) {
     (all, rate)
 }
 
+/// Each caller calls the gateway and the proxy in turn (the order
+/// swapped each time) for `seconds`: the latencies of each, measured
+/// under the same conditions, call by call.
+async fn paired_round(
+    gateway: &[Caller<'_>],
+    proxy: &[Caller<'_>],
+    seconds: f64,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let runs = gateway.iter().zip(proxy).map(|(g, p)| async move {
+        let (mut gl, mut pl) = (Vec::new(), Vec::new());
+        let mut id = 1;
+        while Instant::now() < end {
+            if id % 2 == 0 {
+                gl.push(g.call(id).await);
+                pl.push(p.call(id).await);
+            } else {
+                pl.push(p.call(id).await);
+                gl.push(g.call(id).await);
+            }
+            id += 1;
+        }
+        (gl, pl)
+    });
+    let (mut gl, mut pl) = (Vec::new(), Vec::new());
+    for (g, p) in futures_util::future::join_all(runs).await {
+        gl.extend(g);
+        pl.extend(p);
+    }
+    (gl, pl)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i].as_secs_f64() * 1e6
@@ -276,13 +310,14 @@ async fn main() {
             let _ = round(&px_callers, 0.5).await;
             let (mut gw_lat, mut px_lat, mut gw_rates, mut px_rates) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // Latency from paired rounds; calls a second from each
+            // target alone, in rounds that alternate.
             for _ in 0..rounds {
-                let (lat, rate) = round(&gw_callers, seconds).await;
-                gw_lat.extend(lat);
-                gw_rates.push(rate);
-                let (lat, rate) = round(&px_callers, seconds).await;
-                px_lat.extend(lat);
-                px_rates.push(rate);
+                let (g, p) = paired_round(&gw_callers, &px_callers, seconds).await;
+                gw_lat.extend(g);
+                px_lat.extend(p);
+                gw_rates.push(round(&gw_callers, seconds).await.1);
+                px_rates.push(round(&px_callers, seconds).await.1);
             }
             let gw = summarize(gw_lat, &gw_rates);
             let px = summarize(px_lat, &px_rates);
