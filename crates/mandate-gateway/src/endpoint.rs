@@ -96,7 +96,7 @@ impl Gateway {
         self.authorize(&who, &need, id)?;
         tracing::info!(
             agent = %who.agent, method = %call.method_name, target = ?call.target,
-            "call passed"
+            trace = crate::trace::of_call(headers, &call), "call passed"
         );
         let res = self.forward(Method::POST, headers, Some(bytes)).await?;
         if call.method == RpcMethod::Initialize

@@ -36,6 +36,7 @@ pub mod scopes;
 pub mod sessions;
 mod strict;
 pub mod tools;
+pub mod trace;
 pub mod upstream;
 
 use std::sync::Arc;

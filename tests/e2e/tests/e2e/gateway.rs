@@ -624,11 +624,19 @@ async fn hostile_json_rpc_never_reaches_the_upstream() {
         "a refused message reached the upstream: {:?}",
         &after[before..]
     );
-    // The same call, well formed, goes through.
+    // The same call, well formed, goes through, with its trace context.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let a = session
-        .raw(Cred::Mandate(&reading), call("read_file").into_bytes(), &[])
+        .raw(
+            Cred::Mandate(&reading),
+            call("read_file").into_bytes(),
+            &[("traceparent", traceparent)],
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
+    let last = upstream_calls(&s.upstream).await.pop().unwrap();
+    assert_eq!(last["name"], "read_file");
+    assert_eq!(last["traceparent"], traceparent, "{last}");
 
     s.gateway.kill().await;
     s.upstream.kill().await;
