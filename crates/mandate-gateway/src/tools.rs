@@ -8,7 +8,7 @@
 //! look-alike characters, and hides every tool whose name is another's in
 //! a different case: such a tool is neither listed nor callable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
@@ -68,7 +68,16 @@ impl Hints {
 /// first ones.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    tools: Mutex<BTreeMap<String, Hints>>,
+    known: Mutex<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Each tool's hints, by name.
+    hints: BTreeMap<String, Hints>,
+    /// The names known, by their lowercase form: what [`callable`] asks on
+    /// every call, kept as tools are learnt.
+    by_folded: HashMap<String, BTreeSet<String>>,
 }
 
 /// The most tools the catalog remembers.
@@ -77,7 +86,7 @@ pub const MAX_TOOLS: usize = 4096;
 impl Catalog {
     /// What the upstream said of `name` when it last listed it.
     pub fn hints(&self, name: &str) -> Option<Hints> {
-        self.lock().get(name).cloned()
+        self.lock().hints.get(name).cloned()
     }
 
     fn learn(&self, tools: &[Value]) {
@@ -86,14 +95,19 @@ impl Catalog {
             let Some(name) = tool["name"].as_str() else {
                 continue;
             };
-            if known.len() < MAX_TOOLS || known.contains_key(name) {
-                known.insert(name.to_owned(), Hints::of(tool));
+            if known.hints.len() < MAX_TOOLS || known.hints.contains_key(name) {
+                known.hints.insert(name.to_owned(), Hints::of(tool));
+                known
+                    .by_folded
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .insert(name.to_owned());
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Hints>> {
-        self.tools.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -129,11 +143,11 @@ pub fn callable(name: &str, catalog: &Catalog) -> bool {
     if !valid_name(name) {
         return false;
     }
-    let folded = name.to_ascii_lowercase();
-    !catalog
+    catalog
         .lock()
-        .keys()
-        .any(|k| k != name && k.to_ascii_lowercase() == folded)
+        .by_folded
+        .get(&name.to_ascii_lowercase())
+        .is_none_or(|names| names.iter().all(|n| n == name))
 }
 
 /// Rewrites an upstream's answer to the request `id`, whole in `body`, as
