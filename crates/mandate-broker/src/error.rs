@@ -423,6 +423,42 @@ mandate_core::error_codes! {
             "This receipt was reported before.",
             "Nothing to do: it is stored.",
         ),
+        /// A witness report of the wrong shape.
+        WitnessMalformed = (
+            "witness.malformed",
+            Some(400),
+            "A witness report carries 1 to 100 receipts and the witness's public key.",
+            "Send `{\"key\": JWK, \"receipts\": [...]}` with at most 100 receipts.",
+        ),
+        /// A key the broker does not trust as a witness.
+        WitnessUnknown = (
+            "witness.unknown",
+            Some(403),
+            "The key that signed the report is not a witness this broker trusts.",
+            "An operator enrolls a witness with `--witness URI=THUMBPRINT`.",
+        ),
+        /// A witness receipt about another resource than its witness's.
+        WitnessTarget = (
+            "witness.target",
+            Some(422),
+            "The receipt's `action.target` is not the resource its key witnesses.",
+            "A witness reports calls to its own resource only.",
+        ),
+        /// A witness receipt that arrived too late.
+        WitnessLate = (
+            "witness.late",
+            Some(422),
+            "The witness receipt is more than ten minutes old.",
+            "Report calls as they happen.",
+        ),
+        /// A witness receipt under a grant the broker does not hold.
+        WitnessUnknownGrant = (
+            "witness.unknown_grant",
+            Some(422),
+            "The witness receipt names a grant this broker does not hold.",
+            "Report only calls made under this broker's grants, or have the agent report its \
+             sub-delegations first.",
+        ),
         /// A chain whose root the broker did not issue.
         UnknownRoot = (
             "chain.unknown_root",

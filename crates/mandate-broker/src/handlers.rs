@@ -17,6 +17,7 @@ use crate::receipt_service::{self, ReceiptItem};
 use crate::revocation_service::{self, FeedEntry, GrantItem};
 use crate::service::{self, RequestView, Submitted};
 use crate::user_service::{self, Decision, InboxItem};
+use crate::witness_service;
 use crate::{ApiError, AppState, User, streams};
 
 /// The header that carries an agent's proof of possession.
@@ -554,6 +555,48 @@ pub async fn report(
     let body: ReportBody = json_body(body)?;
     let accepted = receipt_service::report(&state, &body.receipt, &body.chain, &body.keys).await?;
     Ok((StatusCode::CREATED, Json(accepted)))
+}
+
+/// Witness receipts, and the key of the witness that signed them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessBody {
+    /// The witness's public OKP JWK; the broker must trust its thumbprint
+    /// as the witness for a resource.
+    #[schema(value_type = Object)]
+    key: Jwk,
+    /// 1 to 100 compact `mandate-witness+jwt`.
+    receipts: Vec<String>,
+}
+
+/// What became of each receipt of a witness report, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WitnessResults {
+    /// One per receipt sent, in the same order.
+    pub results: Vec<witness_service::WitnessResult>,
+}
+
+/// Stores a resource server's witness receipts.
+///
+/// No sign-in: each receipt is signed by the witness's key, which the
+/// broker must trust for the resource the receipt names
+/// (`--witness URI=THUMBPRINT`). Each is judged on its own; a refused one
+/// carries its error's code, and the rest are stored.
+#[utoipa::path(
+    post, path = "/v1/witness", tag = "agents", request_body = WitnessBody,
+    responses(
+        (status = 200, body = WitnessResults),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+pub async fn witness(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<WitnessResults>, ApiError> {
+    let body: WitnessBody = json_body(body)?;
+    let results = witness_service::report(&state, &body.key, &body.receipts).await?;
+    Ok(Json(WitnessResults { results }))
 }
 
 /// A page of the user's receipts.

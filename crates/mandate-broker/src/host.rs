@@ -60,6 +60,9 @@ pub struct HostConfig {
     /// The resources the broker issues OAuth access tokens for (default:
     /// none, and the token endpoint refuses every exchange).
     pub oauth_resources: Vec<crate::oauth::Resource>,
+    /// The resource servers trusted to report calls made to them
+    /// (default: none; [`crate::witness_service`]).
+    pub witnesses: Vec<crate::witness_service::Witness>,
     /// The OAuth authorization code flow: where users sign in and as
     /// which client (default: not served). Its issuer must be one of
     /// [`HostConfig::issuers`].
@@ -83,6 +86,7 @@ impl HostConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             oauth_resources: Vec::new(),
+            witnesses: Vec::new(),
             oauth_code_flow: None,
         }
     }
@@ -170,7 +174,8 @@ impl Hosted {
             .chain([public_host])
             .chain(config.allowed_hosts.iter().cloned());
         let mut state = AppState::new(store.clone(), key, &url, oidc, Arc::new(now), config.limits)
-            .serving(config.oauth_resources.clone());
+            .serving(config.oauth_resources.clone())
+            .witnessed_by(config.witnesses.clone());
         if let Some(flow) = &config.oauth_code_flow {
             anyhow::ensure!(
                 config.issuers.iter().any(|i| i.issuer == flow.issuer),

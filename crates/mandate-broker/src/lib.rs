@@ -36,6 +36,7 @@ mod state;
 mod streams;
 mod user;
 pub mod user_service;
+pub mod witness_service;
 
 use std::sync::Arc;
 
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/receipts",
             post_json(handlers::report).get(handlers::receipts),
         )
+        .route("/v1/witness", post_json(handlers::witness))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(door, Guard::admit))

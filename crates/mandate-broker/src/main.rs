@@ -104,6 +104,18 @@ struct Args {
         value_parser = mandate_broker::oauth::Resource::parse
     )]
     oauth_resources: Vec<mandate_broker::oauth::Resource>,
+    /// A resource server trusted to report the calls made to it, as
+    /// witness receipts: `URI=THUMBPRINT`, the resource's URI and its
+    /// witness key's RFC 7638 thumbprint (`mandate-gateway
+    /// --print-witness` prints a gateway's). See docs/mcp.md. Repeatable;
+    /// the variable takes a comma-separated list.
+    #[arg(
+        long = "witness",
+        env = "MANDATE_BROKER_WITNESS",
+        value_delimiter = ',',
+        value_parser = mandate_broker::witness_service::Witness::parse
+    )]
+    witnesses: Vec<mandate_broker::witness_service::Witness>,
     /// Serves the OAuth authorization code flow, signing users in at
     /// `ISSUER` (one of the --issuer ones) as the public client
     /// `CLIENT_ID`, whose redirect URI is the broker's
@@ -198,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_hosts: args.allowed_hosts.clone(),
         allowed_origins: args.allowed_origins.clone(),
         oauth_resources: args.oauth_resources.clone(),
+        witnesses: args.witnesses.clone(),
         oauth_code_flow: args.oauth_sign_in.clone().map(|flow| {
             mandate_broker::oauth::authorize::CodeFlowConfig {
                 loopback_clients: args.oauth_loopback_clients,

@@ -30,6 +30,7 @@ use crate::handlers;
         handlers::revocation_events,
         handlers::grants,
         handlers::report,
+        handlers::witness,
         handlers::receipts,
         crate::oauth::metadata,
         crate::oauth::jwks,

@@ -54,6 +54,7 @@ pub async fn report(
         token: receipt.to_owned(),
         keys: serde_json::to_string(keys).map_err(|_| StoreError::Corrupt("receipt keys"))?,
         created_at: now,
+        witness: None,
     };
     let seq = s.store.insert_receipt(&record).await.map_err(on_conflict(
         Code::ReceiptReplayed,
@@ -83,9 +84,16 @@ pub struct ReceiptItem {
     pub received_at: i64,
     /// The chain it was made under, root first, as the broker holds it.
     pub chain: Vec<String>,
-    /// The agents' public keys presented with it.
+    /// The agents' public keys presented with it; for a witness receipt,
+    /// the witness's key.
     #[schema(value_type = Vec<Object>)]
     pub keys: Vec<Jwk>,
+    /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
+    /// the key that signed it, which the broker trusts as the witness of
+    /// the resource the receipt names; absent for an agent's receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub witness: Option<mandate_core::Thumbprint>,
 }
 
 /// The most receipts one page holds.
@@ -123,6 +131,7 @@ pub async fn receipts(
                 grant: r.grant_id,
                 received_at: r.created_at,
                 keys,
+                witness: r.witness,
             })
         })
         .collect::<Result<_, StoreError>>()

@@ -134,6 +134,9 @@ pub struct AppState {
     pub(crate) guard: Arc<Guard>,
     /// The OAuth side: access-token keys and resources ([`crate::oauth`]).
     pub(crate) oauth: Arc<crate::oauth::OAuth>,
+    /// The keys trusted to witness calls to resources
+    /// ([`crate::witness_service`]).
+    pub(crate) witnesses: Arc<[crate::witness_service::Witness]>,
 }
 
 pub(crate) struct Inner {
@@ -199,7 +202,22 @@ impl AppState {
             }),
             guard: Arc::new(Guard::for_url(public_url)),
             oauth,
+            witnesses: Arc::new([]),
         }
+    }
+
+    /// Also trusts `witnesses` to report calls to their resources.
+    pub fn witnessed_by(mut self, witnesses: Vec<crate::witness_service::Witness>) -> AppState {
+        self.witnesses = witnesses.into();
+        self
+    }
+
+    /// The witness whose key is `jkt`, if the broker trusts one.
+    pub(crate) fn witness(
+        &self,
+        jkt: &mandate_core::Thumbprint,
+    ) -> Option<&crate::witness_service::Witness> {
+        self.witnesses.iter().find(|w| w.jkt == *jkt)
     }
 
     /// Also issues OAuth access tokens for `resources` ([`crate::oauth`]).

@@ -44,6 +44,9 @@ pub enum TokenKind {
     Checkpoint,
     /// `mandate-key-revocation+jwt`: a user removes one of their keys.
     KeyRevocation,
+    /// `mandate-witness+jwt`: a resource server, trusted as a witness,
+    /// reports a call an agent made to it.
+    Witness,
 }
 
 impl TokenKind {
@@ -59,6 +62,7 @@ impl TokenKind {
             TokenKind::Binding => "mandate-binding+jwt",
             TokenKind::Checkpoint => "mandate-checkpoint+jwt",
             TokenKind::KeyRevocation => "mandate-key-revocation+jwt",
+            TokenKind::Witness => "mandate-witness+jwt",
         }
     }
 

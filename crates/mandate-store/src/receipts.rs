@@ -26,6 +26,10 @@ pub struct ReceiptRecord {
     pub keys: String,
     /// When the broker stored it.
     pub created_at: i64,
+    /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
+    /// the resource server's key that signed it; `None` for a receipt the
+    /// agent signed.
+    pub witness: Option<Thumbprint>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -38,6 +42,7 @@ struct ReceiptRow {
     token: String,
     keys: String,
     created_at: i64,
+    witness: Option<String>,
 }
 
 impl TryFrom<ReceiptRow> for ReceiptRecord {
@@ -55,6 +60,10 @@ impl TryFrom<ReceiptRow> for ReceiptRecord {
             token: r.token,
             keys: r.keys,
             created_at: r.created_at,
+            witness: r
+                .witness
+                .map(|w| parse(&w, "receipt witness"))
+                .transpose()?,
         })
     }
 }
@@ -68,8 +77,8 @@ impl Store {
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
             let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
             )
             .bind(r.id.to_string())
             .bind(r.grant_id.to_string())
@@ -78,11 +87,52 @@ impl Store {
             .bind(&r.token)
             .bind(&r.keys)
             .bind(r.created_at)
+            .bind(r.witness.map(|w| w.to_string()))
             .fetch_one(&mut *tx)
             .await?;
             append_event!(self, tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
             tx.commit().await?;
             Ok(seq)
+        })
+    }
+
+    /// Stores witness receipts (or any receipts) in one transaction. Each
+    /// gets its feed position, or `None` if a receipt by its id was
+    /// stored before (the others are stored all the same).
+    pub async fn insert_receipts(
+        &self,
+        records: &[ReceiptRecord],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let _writing = self.writing().await;
+            let mut tx = pool.begin().await?;
+            lock_log!(self, tx)?;
+            let mut seqs = Vec::with_capacity(records.len());
+            for r in records {
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING seq",
+                )
+                .bind(r.id.to_string())
+                .bind(r.grant_id.to_string())
+                .bind(r.agent.to_string())
+                .bind(r.principal.as_str())
+                .bind(&r.token)
+                .bind(&r.keys)
+                .bind(r.created_at)
+                .bind(r.witness.map(|w| w.to_string()))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if seq.is_some() {
+                    append_event!(self, tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
+                }
+                seqs.push(seq);
+            }
+            tx.commit().await?;
+            Ok(seqs)
         })
     }
 
@@ -94,7 +144,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ReceiptRecord>, StoreError> {
         let rows: Vec<ReceiptRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, keys, created_at FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, keys, created_at, witness FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
                 .bind(principal.as_str())
                 .bind(after)
                 .bind(limit)

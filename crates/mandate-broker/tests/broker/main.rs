@@ -15,6 +15,7 @@ mod rates;
 mod receipts;
 mod revocations;
 mod users;
+mod witness;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

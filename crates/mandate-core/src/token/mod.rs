@@ -10,6 +10,7 @@ mod pop;
 mod receipt;
 mod request;
 mod revocation;
+mod witness;
 
 use std::fmt;
 
@@ -28,6 +29,7 @@ pub use request::{
     AgentInfo, BindingCode, ClientVerification, MAX_LIFETIME_SECS, OAuthClient, RequestClaims,
 };
 pub use revocation::RevocationClaims;
+pub use witness::{WitnessClaims, digest_of, valid_trace_id};
 
 use crate::Error;
 use crate::jws::{self, TokenId, TokenKind};

@@ -420,6 +420,7 @@ pub async fn receipts_feed(store: &Store) {
         token: format!("receipt.token.{n}"),
         keys: format!("[{n}]"),
         created_at: NOW,
+        witness: None,
     };
     let first = store.insert_receipt(&receipt(1, alice())).await.unwrap();
     store.insert_receipt(&receipt(2, bob())).await.unwrap();
@@ -442,6 +443,30 @@ pub async fn receipts_feed(store: &Store) {
             .len(),
         1
     );
+    // Witness receipts come in batches; one stored before is skipped and
+    // the rest are stored all the same, each with its witness.
+    let witnessed = |n: u32| ReceiptRecord {
+        witness: Some(key(12)),
+        ..receipt(n, alice())
+    };
+    let seqs = store
+        .insert_receipts(&[witnessed(4), receipt(1, alice()), witnessed(5)])
+        .await
+        .unwrap();
+    assert!(seqs[0].is_some() && seqs[1].is_none() && seqs[2] > seqs[0]);
+    let mine = store.receipts_since(&alice(), 0, 100).await.unwrap();
+    assert_eq!(
+        mine.iter()
+            .map(|r| (r.token.as_str(), r.witness))
+            .collect::<Vec<_>>(),
+        [
+            ("receipt.token.1", None),
+            ("receipt.token.3", None),
+            ("receipt.token.4", Some(key(12))),
+            ("receipt.token.5", Some(key(12))),
+        ]
+    );
+    assert_eq!(store.insert_receipts(&[]).await.unwrap(), Vec::new());
 }
 
 pub async fn idempotency_keys(store: &Store) {

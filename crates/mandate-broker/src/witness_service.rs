@@ -1,0 +1,176 @@
+//! Witness receipts: a resource server the broker trusts as the witness
+//! for its resource (`--witness URI=JKT`) reports the calls agents made to
+//! it, signed with its own key (`mandate-witness+jwt`, docs/protocol.md
+//! 4.10). They join the user's receipt feed beside the agents' own.
+
+use mandate_core::token::WitnessClaims;
+use mandate_core::{Jwk, PublicKey, Thumbprint, TokenId};
+use mandate_store::ReceiptRecord;
+use serde::Serialize;
+
+use crate::error::Code;
+use crate::{ApiError, AppState};
+
+/// The most witness receipts one report carries.
+pub const MAX_BATCH: usize = 100;
+
+/// How old a witness receipt may be when it arrives, in seconds: a witness
+/// reports as it goes, and retries for a few minutes at most.
+pub const MAX_AGE: i64 = 600;
+
+/// A key the broker trusts to witness calls to one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witness {
+    /// The resource's URI: every receipt it signs names it as `target`.
+    pub resource: String,
+    /// Its key's thumbprint.
+    pub jkt: Thumbprint,
+}
+
+impl Witness {
+    /// `URI=JKT`: the resource's absolute URI and the witness key's RFC
+    /// 7638 thumbprint (43 characters of base64url).
+    pub fn parse(text: &str) -> Result<Witness, String> {
+        let (uri, jkt) = text
+            .rsplit_once('=')
+            .ok_or_else(|| format!("{text}: a witness is URI=THUMBPRINT"))?;
+        let jkt = jkt
+            .parse()
+            .map_err(|_| format!("{jkt}: not a key thumbprint (43 characters of base64url)"))?;
+        crate::oauth::Resource::parse(uri)?;
+        Ok(Witness {
+            resource: uri.to_owned(),
+            jkt,
+        })
+    }
+}
+
+/// What became of one witness receipt of a report.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WitnessResult {
+    /// The receipt's id.
+    #[schema(value_type = String)]
+    pub id: TokenId,
+    /// Its position in the user's receipt feed, if it was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// Why it was not, if it was not: a stable code and a message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+}
+
+/// Stores witness receipts signed by `key`, which must be a witness the
+/// broker trusts. Each receipt is judged on its own: signed by that key,
+/// naming the witness's resource as `target`, no older than [`MAX_AGE`],
+/// and made under a grant the broker holds, whose user's feed it joins.
+/// A receipt reported before is `receipt.replayed`.
+pub async fn report(
+    state: &AppState,
+    key: &Jwk,
+    receipts: &[String],
+) -> Result<Vec<WitnessResult>, ApiError> {
+    if receipts.is_empty() || receipts.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            Code::WitnessMalformed,
+            "a report carries 1 to 100 witness receipts",
+        ));
+    }
+    let key = PublicKey::from_jwk(key).map_err(ApiError::token)?;
+    let jkt = key.thumbprint();
+    let Some(witness) = state.witness(&jkt) else {
+        return Err(ApiError::new(
+            Code::WitnessUnknown,
+            "this key is not a witness this broker trusts",
+        ));
+    };
+    if !state.inner.limiters.receipts.allow(&jkt.to_string()) {
+        return Err(crate::error::too_fast(Code::RateReceipts));
+    }
+    let now = state.now();
+    let keys = serde_json::to_string(&[key.to_jwk()]).unwrap_or_default();
+    let mut results = Vec::with_capacity(receipts.len());
+    let mut records = Vec::new();
+    let mut slots = Vec::new();
+    for token in receipts {
+        let id = TokenId::of(token);
+        match judge(state, witness, &key, token, now).await {
+            Ok(record) => {
+                slots.push(results.len());
+                records.push(ReceiptRecord {
+                    keys: keys.clone(),
+                    ..record
+                });
+                results.push(WitnessResult {
+                    id,
+                    seq: None,
+                    error: None,
+                });
+            }
+            Err(e) => results.push(WitnessResult {
+                id,
+                seq: None,
+                error: Some(serde_json::json!({"code": e.code, "message": e.message})),
+            }),
+        }
+    }
+    let seqs = state.store().insert_receipts(&records).await?;
+    for (slot, seq) in slots.into_iter().zip(seqs) {
+        let r = &mut results[slot];
+        match seq {
+            Some(seq) => r.seq = Some(seq),
+            None => {
+                r.error = Some(serde_json::json!({
+                    "code": Code::ReceiptReplayed.as_str(),
+                    "message": "this receipt was reported before",
+                }));
+            }
+        }
+    }
+    if results.iter().any(|r| r.seq.is_some()) {
+        state.inner.hub.wake(state.store()).await;
+    }
+    Ok(results)
+}
+
+async fn judge(
+    state: &AppState,
+    witness: &Witness,
+    key: &PublicKey,
+    token: &str,
+    now: i64,
+) -> Result<ReceiptRecord, ApiError> {
+    let s = &state.inner;
+    let verified = mandate_core::token::verify::<WitnessClaims>(token, key, &s.policy, now)
+        .map_err(ApiError::token)?;
+    let claims = verified.claims();
+    if claims.action.target != witness.resource {
+        return Err(ApiError::new(
+            Code::WitnessTarget,
+            "the receipt's target is not the resource this key witnesses",
+        ));
+    }
+    if claims.iat < now - MAX_AGE {
+        return Err(ApiError::new(
+            Code::WitnessLate,
+            "the receipt is older than ten minutes",
+        ));
+    }
+    let Some(grant) = state.store().grant(&claims.grant).await? else {
+        return Err(ApiError::new(
+            Code::WitnessUnknownGrant,
+            "the receipt names no grant this broker holds",
+        ));
+    };
+    Ok(ReceiptRecord {
+        seq: 0,
+        id: verified.id(),
+        grant_id: grant.id,
+        agent: grant.grantee,
+        principal: grant.principal,
+        token: token.to_owned(),
+        keys: String::new(),
+        created_at: now,
+        witness: Some(key.thumbprint()),
+    })
+}
