@@ -16,8 +16,10 @@ use crate::credential::Authority;
 use crate::error::{GatewayCode, Refusal};
 use crate::rpc::{self, Message, Method as RpcMethod};
 use crate::scopes::{self, Need};
-use crate::upstream::{copy_back, read_whole, streamed};
+use crate::upstream::{copy_back, read_whole, streamed, tapped};
+use crate::witness::Seen;
 use crate::{Gateway, MAX_LIST_BODY, SESSION, headers, tools};
+use mandate_core::token::Outcome;
 
 pub(crate) async fn metadata(State(gw): State<Gateway>) -> Response {
     let s = &gw.inner;
@@ -83,22 +85,45 @@ impl Gateway {
         let id = call.id.as_ref();
         headers::check(headers, &call, version).map_err(|e| Refusal::rpc(e).to(id))?;
         self.check_session(headers, &who).map_err(|r| r.to(id))?;
+        let trace = crate::trace::of_call(headers, &call);
+        // The witness's account of an action (a tool, resource or prompt
+        // call) made under a grant, whatever becomes of it from here.
+        let witnessed = s
+            .witness
+            .as_ref()
+            .and_then(|w| Some((w, Seen::of(&call, &who.chain, &who.holder, &bytes, trace)?)));
+        let refused = |r: Refusal| {
+            if let Some((w, seen)) = &witnessed {
+                w.record(seen, Outcome::Refused);
+            }
+            r
+        };
         if call.method == RpcMethod::ToolsCall
             && !tools::callable(call.target.as_deref().unwrap_or_default(), &s.catalog)
         {
-            return Err(Refusal::new(
-                GatewayCode::NoSuchTool,
-                "the gateway passes no calls to a tool by this name",
-            )
-            .to(id));
+            return Err(refused(
+                Refusal::new(
+                    GatewayCode::NoSuchTool,
+                    "the gateway passes no calls to a tool by this name",
+                )
+                .to(id),
+            ));
         }
         let need = Need::of(&call);
-        self.authorize(&who, &need, id)?;
+        self.authorize(&who, &need, id).map_err(refused)?;
         tracing::info!(
             agent = %who.agent, method = %call.method_name, target = ?call.target,
-            trace = crate::trace::of_call(headers, &call), "call passed"
+            trace, "call passed"
         );
-        let res = self.forward(Method::POST, headers, Some(bytes)).await?;
+        let res = match self.forward(Method::POST, headers, Some(bytes)).await {
+            Ok(res) => res,
+            Err(r) => {
+                if let Some((w, seen)) = &witnessed {
+                    w.record(seen, Outcome::Failed);
+                }
+                return Err(r);
+            }
+        };
         if call.method == RpcMethod::Initialize
             && let Some(session) = res.headers().get(SESSION).and_then(|v| v.to_str().ok())
             && !s.sessions.open(session, &who.holder)
@@ -110,8 +135,9 @@ impl Gateway {
             )
             .to(id));
         }
-        match (call.method, id) {
-            (RpcMethod::ToolsList, Some(id)) => self.filtered_list(res, id, &who).await,
+        match (call.method, id, witnessed) {
+            (RpcMethod::ToolsList, Some(id), _) => self.filtered_list(res, id, &who).await,
+            (_, Some(id), Some((w, seen))) => Ok(tapped(res, id.clone(), w.clone(), seen)),
             _ => Ok(streamed(res)),
         }
     }

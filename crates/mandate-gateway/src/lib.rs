@@ -38,6 +38,7 @@ mod strict;
 pub mod tools;
 pub mod trace;
 pub mod upstream;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,10 @@ pub struct Config {
     /// proofs of possession), each for two minutes; one key's take at
     /// most a sixteenth ([`DEFAULT_REPLAY_CAPACITY`]).
     pub replay_capacity: usize,
+    /// The key the gateway signs witness receipts with (see [`witness`]);
+    /// `None` signs none. The broker must trust it for the resource
+    /// (`--witness URI=THUMBPRINT`).
+    pub witness: Option<witness::WitnessKey>,
 }
 
 /// The default for [`Config::replay_capacity`]: 400,000 proofs of each
@@ -114,6 +119,7 @@ struct Inner {
     catalog: Catalog,
     sessions: Sessions,
     upstream: Upstream,
+    witness: Option<Arc<witness::Witness>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -194,6 +200,9 @@ impl Gateway {
             .as_str()
             .ok_or_else(|| StartError::Broker("its OAuth metadata has no jwks_uri".into()))?
             .to_owned();
+        let witness = config.witness.clone().map(|key| {
+            witness::Witness::start(key, config.resource.clone(), &broker_url, http.clone())
+        });
         let keys = access_token::TokenKeys::new(jwks_uri, alg, http);
         let credentials = Credentials::new(
             config.resource.clone(),
@@ -214,6 +223,7 @@ impl Gateway {
                 catalog: Catalog::default(),
                 sessions: Sessions::default(),
                 upstream,
+                witness,
             }),
         })
     }

@@ -25,8 +25,12 @@ struct Args {
     #[arg(long, env = "MANDATE_GATEWAY_LISTEN", default_value = "127.0.0.1:7900")]
     listen: SocketAddr,
     /// The upstream MCP endpoint (Streamable HTTP).
-    #[arg(long, env = "MANDATE_GATEWAY_UPSTREAM")]
-    upstream: String,
+    #[arg(
+        long,
+        env = "MANDATE_GATEWAY_UPSTREAM",
+        required_unless_present = "print_witness"
+    )]
+    upstream: Option<String>,
     /// The broker whose tokens, bindings and revocations to trust.
     #[arg(long, env = "MANDATE_BROKER", default_value = "http://127.0.0.1:7700")]
     broker: String,
@@ -57,6 +61,15 @@ struct Args {
     /// older than this, in seconds.
     #[arg(long, default_value_t = mandate_agent::DEFAULT_MAX_STALENESS.as_secs())]
     max_staleness: u64,
+    /// The file of the key the gateway signs a witness receipt of each
+    /// call with, created (mode 0600) if missing. The broker must trust
+    /// it: `--witness RESOURCE=THUMBPRINT`. Without it, no receipts.
+    #[arg(long, env = "MANDATE_GATEWAY_WITNESS_KEY")]
+    witness_key: Option<std::path::PathBuf>,
+    /// Prints the witness key's thumbprint (creating the key if missing),
+    /// for the broker's `--witness`, and exits.
+    #[arg(long, requires = "witness_key")]
+    print_witness: bool,
 }
 
 #[tokio::main]
@@ -68,6 +81,19 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let witness = match &args.witness_key {
+        Some(path) => Some(mandate_gateway::witness::WitnessKey::new(
+            mandate_keyfile::load_or_create(path)
+                .with_context(|| format!("the witness key {}", path.display()))?,
+        )),
+        None => None,
+    };
+    if args.print_witness {
+        let key = witness.context("--print-witness needs --witness-key")?;
+        println!("{}", key.thumbprint());
+        return Ok(());
+    }
+    let upstream = args.upstream.context("--upstream is required")?;
     let mut upstream_headers = Vec::new();
     for h in &args.upstream_header {
         let (name, value) = h
@@ -91,13 +117,14 @@ async fn main() -> anyhow::Result<()> {
         resource: args
             .resource
             .unwrap_or_else(|| format!("http://{bound}/mcp")),
-        upstream: args.upstream,
+        upstream,
         upstream_headers,
         max_body: args.max_body,
         allowed_origins: args.allowed_origin,
         resource_name: args.name,
         max_staleness: Duration::from_secs(args.max_staleness),
         replay_capacity: args.replay_capacity,
+        witness,
     };
     let resource = config.resource.clone();
     let gateway = Gateway::start(config, &args.broker).await?;

@@ -175,7 +175,27 @@ pub fn rewrite(
     }
     let text = std::str::from_utf8(body).ok()?.replace("\r\n", "\n");
     let mut out = String::with_capacity(text.len());
-    for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+    for (other, data) in events(&text) {
+        for line in other {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if let Some(data) = data {
+            let mut message = serde_json::from_str::<Value>(&data).ok()?;
+            edit_message(&mut message)?;
+            out.push_str("data: ");
+            out.push_str(&serde_json::to_string(&message).ok()?);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    Some(out.into_bytes())
+}
+
+/// The events of an SSE stream (with `\n` line ends): each one's lines
+/// other than `data:`, and its `data:` lines joined, if it has any.
+pub fn events(text: &str) -> impl Iterator<Item = (Vec<&str>, Option<String>)> {
+    text.split("\n\n").filter(|e| !e.is_empty()).map(|event| {
         let mut data = Vec::new();
         let mut other = Vec::new();
         for line in event.lines() {
@@ -184,26 +204,9 @@ pub fn rewrite(
                 None => other.push(line),
             }
         }
-        for line in other {
-            out.push_str(line);
-            out.push('\n');
-        }
-        if !data.is_empty() {
-            let joined = data.join("\n");
-            let rewritten = match serde_json::from_str::<Value>(&joined) {
-                Ok(mut message) => {
-                    edit_message(&mut message)?;
-                    serde_json::to_string(&message).ok()?
-                }
-                Err(_) => return None,
-            };
-            out.push_str("data: ");
-            out.push_str(&rewritten);
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    Some(out.into_bytes())
+        let data = (!data.is_empty()).then(|| data.join("\n"));
+        (other, data)
+    })
 }
 
 #[cfg(test)]

@@ -124,6 +124,35 @@ pub fn streamed(res: reqwest::Response) -> Response {
     out
 }
 
+/// The upstream's answer to the call `id`, streamed to the client as it
+/// comes and read on the way for the call's outcome, which `witness`
+/// records when the answer ends ([`crate::witness::Tap`]).
+pub fn tapped(
+    res: reqwest::Response,
+    id: serde_json::Value,
+    witness: std::sync::Arc<crate::witness::Witness>,
+    seen: crate::witness::Seen,
+) -> Response {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let sse = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let tap = crate::witness::Tap::new(
+        res.bytes_stream(),
+        id,
+        sse,
+        status.is_success(),
+        witness,
+        seen,
+    );
+    let mut out = Response::new(Body::from_stream(tap));
+    *out.status_mut() = status;
+    copy_back(&headers, out.headers_mut());
+    out
+}
+
 /// An upstream answer, whole, up to `max` bytes.
 pub async fn read_whole(res: reqwest::Response, max: usize) -> Result<Vec<u8>, Refusal> {
     use futures_util::StreamExt as _;

@@ -198,6 +198,8 @@ struct Setup {
     gateway: Proc,
     other_resource: String,
     alice: User,
+    /// The thumbprint of the gateway's witness key.
+    witness: String,
 }
 
 async fn setup() -> Setup {
@@ -207,6 +209,15 @@ async fn setup() -> Setup {
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let other_resource = "http://127.0.0.1:9/other-mcp".to_owned();
     let idp = procs::idp().await;
+    // The gateway's witness key, made first: the broker must trust it.
+    let witness_key = dir.path().join("witness.key");
+    let witness_key = witness_key.to_str().unwrap();
+    let printed = std::process::Command::new(procs::binary("mandate-gateway"))
+        .args(["--witness-key", witness_key, "--print-witness"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let witness = String::from_utf8(printed.stdout).unwrap().trim().to_owned();
     let database = format!("sqlite://{}/broker.db", dir.path().display());
     let broker = procs::broker(
         &database,
@@ -217,11 +228,19 @@ async fn setup() -> Setup {
             &resource,
             "--oauth-resource",
             &other_resource,
+            "--witness",
+            &format!("{resource}={witness}"),
         ],
     )
     .await;
     let upstream = procs::mcp_upstream(&project, &[]).await;
-    let gateway = procs::gateway(port, &upstream.url, &broker.url, &[]).await;
+    let gateway = procs::gateway(
+        port,
+        &upstream.url,
+        &broker.url,
+        &["--witness-key", witness_key],
+    )
+    .await;
     assert_eq!(gateway.url, resource);
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     Setup {
@@ -232,6 +251,38 @@ async fn setup() -> Setup {
         gateway,
         other_resource,
         alice,
+        witness,
+    }
+}
+
+/// The witness receipts in the user's feed, once there are at least
+/// `count`, as (claims, the feed item).
+async fn witnessed(user: &User, count: usize) -> Vec<(Value, Value)> {
+    let started = Instant::now();
+    loop {
+        let (status, page) = user.send(reqwest::Method::GET, "/v1/receipts", None).await;
+        assert_eq!(status, 200, "{page}");
+        let found: Vec<(Value, Value)> = page["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r.get("witness").is_some())
+            .map(|r| {
+                let token = r["receipt"].as_str().unwrap();
+                let claims = token.split('.').nth(1).unwrap();
+                let claims = mandate_core::base64url::decode(claims).unwrap();
+                (serde_json::from_slice(&claims).unwrap(), r.clone())
+            })
+            .collect();
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{} witness receipts, not {count}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -330,6 +381,59 @@ async fn tools_are_called_per_grant_with_step_up_and_revocation() {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["result"]["content"][0]["text"], "ran: make test");
+
+    // The gateway witnessed each call to a tool, and the broker keeps its
+    // receipts in the user's feed beside the agents' own: the tool, the
+    // digest of the request, the outcome (refused, succeeded, and failed
+    // for a tool's own error), the grant, and the trace the call carried.
+    let outside = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": { "name": "read_file", "arguments": { "path": "../outside" } } })
+    .to_string();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let a = session
+        .raw(
+            Cred::Mandate(&running),
+            outside.clone().into_bytes(),
+            &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["result"]["isError"], true, "{}", a.body);
+    let seen = witnessed(&s.alice, 4).await;
+    let summary: Vec<(String, String, String)> = seen
+        .iter()
+        .map(|(c, _)| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["outcome"].as_str().unwrap().to_owned(),
+                c["grant"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let (reading_id, running_id) = (
+        reading.leaf_id().unwrap().to_string(),
+        running.leaf_id().unwrap().to_string(),
+    );
+    assert_eq!(
+        summary,
+        [
+            ("read_file".into(), "succeeded".into(), reading_id.clone()),
+            ("run_command".into(), "refused".into(), reading_id),
+            ("run_command".into(), "succeeded".into(), running_id.clone()),
+            ("read_file".into(), "failed".into(), running_id),
+        ]
+    );
+    let (last, item) = &seen[3];
+    assert_eq!(
+        last["dig"],
+        mandate_core::token::digest_of(outside.as_bytes())
+    );
+    assert_eq!(last["trace"], trace);
+    assert_eq!(last["action"]["type"], "tools/call");
+    assert_eq!(last["action"]["target"], resource.as_str());
+    assert_eq!(last["holder"], coder.id().thumbprint().to_string());
+    assert_eq!(item["witness"], s.witness.as_str());
+    assert_eq!(seen[0].0["trace"], Value::Null, "no trace was sent");
 
     // An access token for the gateway, exchanged from the same mandate and
     // bound to the agent's key. The session is the key's: the same agent
