@@ -580,8 +580,15 @@ pub struct WitnessResults {
 ///
 /// No sign-in: each receipt is signed by the witness's key, which the
 /// broker must trust for the resource the receipt names
-/// (`--witness URI=THUMBPRINT`). Each is judged on its own; a refused one
-/// carries its error's code, and the rest are stored.
+/// (`--witness URI=THUMBPRINT`). Each is judged on its own and the rest
+/// are stored: the reply has one result per receipt, in order, with its
+/// `seq` when stored, or with an `error` whose `code` is
+/// `witness.target` (its `action.target` is not the witness's resource),
+/// `witness.late` (`iat` more than 600 seconds ago),
+/// `witness.unknown_grant` (its `grant` is not one this broker holds),
+/// `receipt.replayed` (reported before), or a protocol rule's code for a
+/// token that fails verification (docs/protocol.md, section 4.10). The
+/// reply's own status speaks for the whole report only.
 #[utoipa::path(
     post, path = "/v1/witness", tag = "agents", request_body = WitnessBody,
     responses(

@@ -316,6 +316,17 @@ pub const ANSWERS: &[Answers] = &[
         oauth: false,
     },
     Answers {
+        method: "post",
+        path: "/v1/witness",
+        codes: &[
+            Code::WitnessMalformed,
+            Code::WitnessUnknown,
+            Code::RateReceipts,
+        ],
+        rules: BODY_RULES,
+        oauth: false,
+    },
+    Answers {
         method: "get",
         path: "/v1/receipts",
         codes: &[Code::QueryMalformed],
@@ -386,6 +397,20 @@ pub const ANSWERS: &[Answers] = &[
         oauth: true,
     },
 ];
+
+/// Codes an operation answers for one item of a batch, in that item's
+/// `error` inside a 200 reply, never as the reply's status. The
+/// operation's description names each (mandate-docs checks it).
+pub const PER_ITEM: &[(&str, &str, &[Code])] = &[(
+    "post",
+    "/v1/witness",
+    &[
+        Code::WitnessTarget,
+        Code::WitnessLate,
+        Code::WitnessUnknownGrant,
+        Code::ReceiptReplayed,
+    ],
+)];
 
 /// Every code `method` on `path` may answer, in order, and its rules;
 /// `None` for an operation [`ANSWERS`] does not list.

@@ -210,6 +210,7 @@ fn feed_page(fleet: &Fleet, page_no: usize, page: &[(String, i64)]) -> Vec<Recei
                 received_at: *at,
                 chain: fleet.chains[fleet.of(n)].clone(),
                 keys: fleet.keys[fleet.of(n)].clone(),
+                witness: None,
             }
         })
         .collect()

@@ -338,9 +338,13 @@ pub struct ReceiptItem {
     /// The chain it was made under, root first.
     #[serde(default)]
     pub chain: Vec<String>,
-    /// The agents' public keys.
+    /// The agents' public keys; for a witness receipt, the witness's.
     #[serde(default)]
     pub keys: Vec<Jwk>,
+    /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
+    /// the key the broker trusts as the witness that signed it.
+    #[serde(default)]
+    pub witness: Option<String>,
 }
 
 #[cfg(test)]

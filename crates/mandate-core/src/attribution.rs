@@ -70,6 +70,41 @@ impl Receipt {
             claims,
         })
     }
+
+    /// Verifies a witness receipt (`mandate-witness+jwt`, protocol.md
+    /// 4.10) of a call made under `grant`, signed by `witness`, a key the
+    /// caller trusts as the witness of the resource it names. It must name
+    /// that grant. It stands as a receipt of the grant's agent, whose call
+    /// the witness saw: its action and outcome, without a rationale or a
+    /// cause; its own claims come with it.
+    pub fn witnessed(
+        compact: &str,
+        grant: &Link,
+        witness: &crate::PublicKey,
+        policy: &Policy,
+        now: UnixTime,
+    ) -> Result<(Receipt, crate::token::WitnessClaims), Error> {
+        let verified =
+            crate::token::verify::<crate::token::WitnessClaims>(compact, witness, policy, now)?;
+        let w = verified.claims().clone();
+        if w.grant != grant.id {
+            return Err(Error::Malformed("witness receipt names another grant"));
+        }
+        let receipt = Receipt {
+            id: verified.id(),
+            agent: AgentId::from_thumbprint(grant.claims.cnf.jkt),
+            claims: ReceiptClaims {
+                grant: w.grant,
+                action: w.action.clone(),
+                outcome: w.outcome,
+                rationale: None,
+                cause: None,
+                iat: w.iat,
+                jti: w.jti.clone(),
+            },
+        };
+        Ok((receipt, w))
+    }
 }
 
 /// One step of an attribution chain.

@@ -90,7 +90,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.print_witness {
         let key = witness.context("--print-witness needs --witness-key")?;
-        println!("{}", key.thumbprint());
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", key.thumbprint())?;
+        out.flush()?;
         return Ok(());
     }
     let upstream = args.upstream.context("--upstream is required")?;

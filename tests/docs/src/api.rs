@@ -102,6 +102,9 @@ fn summary(op: &Value) -> &str {
 
 fn who(op: &Value) -> &'static str {
     match op["tags"][0].as_str() {
+        _ if op["operationId"] == "witness" => {
+            "a resource server the broker trusts as a witness, by its key's signature"
+        }
         Some("agents") => "an agent",
         Some("users") => "the user (bearer ID token)",
         Some("oauth") if op["operationId"] == "token" => {

@@ -45,6 +45,9 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         ("DecisionBody", "denial" | "replaces") => return None,
         ("RequestView", "denial") => return None,
         ("SubmitBody", "endorsement") => token("mandate-pop+jwt"),
+        ("WitnessBody", "key") => jwk(),
+        ("WitnessBody", "receipts") => json!([token("mandate-witness+jwt")]),
+        ("WitnessResult", "error") => return None,
         ("TokenForm", "grant_type") => json!("urn:ietf:params:oauth:grant-type:token-exchange"),
         ("TokenForm", "subject_token") => json!(format!(
             "{},{}",

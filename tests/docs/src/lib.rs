@@ -143,6 +143,19 @@ mod tests {
                 );
             }
         }
+        // Codes answered per item of a batch are named in the
+        // operation's description.
+        for (method, path, codes) in mandate_broker::openapi::PER_ITEM {
+            let op = &doc["paths"][*path][*method];
+            let text = op["description"].as_str().unwrap_or("");
+            for code in *codes {
+                assert!(
+                    text.contains(&format!("`{}`", code.as_str())),
+                    "{method} {path}: the description does not name {code}"
+                );
+                answered.insert(code.as_str());
+            }
+        }
         for answers in mandate_broker::openapi::ANSWERS {
             assert!(
                 api::operations(&doc)
@@ -205,7 +218,7 @@ mod tests {
     #[test]
     fn every_body_example_is_a_body_the_broker_takes() {
         use mandate_broker::handlers::{
-            DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody,
+            DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody, WitnessBody,
         };
         let doc = api::document();
         let check = |name: &str, parse: &dyn Fn(Value) -> bool| {
@@ -230,6 +243,9 @@ mod tests {
         check("ReportBody", &|v| {
             serde_json::from_value::<ReportBody>(v).is_ok()
         });
+        check("WitnessBody", &|v| {
+            serde_json::from_value::<WitnessBody>(v).is_ok()
+        });
         check("TokenForm", &|v| {
             serde_json::from_value::<mandate_broker::oauth::TokenForm>(v).is_ok()
         });
@@ -253,6 +269,7 @@ mod tests {
                         "DecisionBody",
                         "RevokeBody",
                         "ReportBody",
+                        "WitnessBody",
                         "TokenForm",
                         "IntrospectForm",
                         "ClientMetadata"

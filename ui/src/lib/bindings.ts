@@ -832,7 +832,17 @@ error: string | null,
 /**
  * When the user reported it.
  */
-reported_at: number | null, };
+reported_at: number | null, 
+/**
+ * For a witness receipt, the thumbprint of the resource server's key
+ * that signed it (the broker trusts it as that resource's witness);
+ * the agent is then the one whose call it saw.
+ */
+witness: string | null, 
+/**
+ * The W3C trace id the call carried, for a witness receipt.
+ */
+trace: string | null, };
 
 export type ActivityFilter = { 
 /**

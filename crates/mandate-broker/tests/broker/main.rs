@@ -558,6 +558,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/revocations/events", "get"),
         ("/v1/grants", "get"),
         ("/v1/receipts", "post"),
+        ("/v1/witness", "post"),
         ("/v1/receipts", "get"),
         ("/.well-known/oauth-authorization-server", "get"),
         ("/oauth/jwks", "get"),

@@ -62,16 +62,17 @@ impl History {
             }
             let chain = self.chain_to(principal, &grant).await?;
             let id = TokenId::of(&token).to_string();
-            let at: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT received_at FROM receipts WHERE seq IN {SEQ_OF_ID} AND id = ?"
-            )))
-            .bind(id_key(&id))
-            .bind(id_key(&id))
-            .bind(&id)
-            .fetch_optional(self.pool())
-            .await?
-            .unwrap_or(row.at);
-            let Ok(receipt) = checker.receipt(&token, &chain, at) else {
+            let (at, witness): (i64, Option<String>) =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT received_at, witness FROM receipts WHERE seq IN {SEQ_OF_ID} AND id = ?"
+                )))
+                .bind(id_key(&id))
+                .bind(id_key(&id))
+                .bind(&id)
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or((row.at, None));
+            let Ok(receipt) = checker.receipt(&token, &chain, at, witness.as_deref()) else {
                 break;
             };
             if let Ok(verified) = checker.chain(&chain, at) {

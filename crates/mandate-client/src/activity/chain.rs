@@ -36,6 +36,8 @@ pub(super) struct ReceiptFields<S, T> {
     pub(super) status: ReceiptStatus,
     pub(super) error: Option<S>,
     pub(super) token: S,
+    pub(super) witness: Option<S>,
+    pub(super) trace: Option<S>,
 }
 
 impl<S: AsRef<str>, T: AsRef<str>> ReceiptFields<S, T> {
@@ -73,7 +75,18 @@ impl<S: AsRef<str>, T: AsRef<str>> ReceiptFields<S, T> {
             self.cause.as_ref().map(AsRef::as_ref),
             self.error.as_ref().map(AsRef::as_ref),
         ];
-        for field in optional {
+        // A witness receipt's two columns (migration 0007) follow, only
+        // when either is set: an agent's receipt hashes as it always did.
+        let witnessed = [
+            self.witness.as_ref().map(AsRef::as_ref),
+            self.trace.as_ref().map(AsRef::as_ref),
+        ];
+        let extra: &[Option<&str>] = if witnessed.iter().any(Option::is_some) {
+            &witnessed
+        } else {
+            &[]
+        };
+        for field in optional.iter().chain(extra) {
             match field {
                 Some(f) => {
                     h.update([1]);
@@ -131,7 +144,7 @@ impl History {
         }
         let mut rows = sqlx::query_as::<_, Linked>(
             "SELECT seq, principal, id, grant_id, agent, kind, target, summary, rationale, outcome,
-                    cause, at, received_at, status, error, token, prev, hash
+                    cause, at, received_at, status, error, token, witness, trace, prev, hash
              FROM receipts WHERE principal = ? ORDER BY seq",
         )
         .bind(principal)

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use mandate_core::token::{ReceiptClaims, peek};
+use mandate_core::token::{GrantClaims, ReceiptClaims, WitnessClaims, peek};
 use mandate_core::{
     BindingSet, Context, Error, Jwk, KeySet, Policy, Principal, PublicKey, Receipt, TokenId,
     VerifiedChain, Verifier,
@@ -124,18 +124,28 @@ impl Checker {
 
     /// Verifies a receipt made under `chain`, as the broker accepted it at
     /// `at`: the chain held then, and the chain's leaf agent signed it.
-    pub fn receipt(&mut self, receipt: &str, chain: &[String], at: i64) -> Result<Receipt, Error> {
+    /// With `witness` (the thumbprint the broker names), it is a witness
+    /// receipt instead ([`Checker::witnessed`]).
+    pub fn receipt(
+        &mut self,
+        receipt: &str,
+        chain: &[String],
+        at: i64,
+        witness: Option<&str>,
+    ) -> Result<Receipt, Error> {
         let policy = self.policy;
-        let verified = self.chain(chain, at)?;
-        let leaf = verified.leaf().clone();
-        Receipt::verify(receipt, &leaf, &self.keys, &policy, at)
+        let made = made_at(receipt, at, witness);
+        let leaf = self.chain(chain, made)?.leaf().clone();
+        verify_one(receipt, &leaf, &self.keys, &policy, at, witness).map(|(r, _)| r)
     }
 
     /// Verifies a page of the feed, as [`Checker::receipt`] does each item,
     /// after learning the keys it carries. Chains are checked one after
     /// the other (most are cached); the receipts' signatures on every core.
     pub fn receipts(&mut self, page: &[ReceiptItem]) -> Vec<Result<Receipt, Error>> {
-        self.check_each(page, &Gate::opened(), |_, verified| verified)
+        self.check_each(page, &Gate::opened(), |_, verified| {
+            verified.map(|(r, _)| r)
+        })
     }
 
     /// What the history records of each receipt of a page: its id, its
@@ -149,19 +159,19 @@ impl Checker {
     /// core after.
     pub(super) fn verdicts_behind(&mut self, page: &[ReceiptItem], gate: &Gate) -> Vec<Verdict> {
         self.check_each(page, gate, |item, verified| {
-            let (id, agent, claims, error) = match verified {
-                Ok(r) => (r.id(), r.agent().to_string(), Some(r.into_claims()), None),
+            let witness = item.witness.clone();
+            let (id, agent, claims, trace, error) = match verified {
+                Ok((r, w)) => (
+                    r.id(),
+                    r.agent().to_string(),
+                    Some(r.into_claims()),
+                    w.and_then(|w| w.trace),
+                    None,
+                ),
                 Err(e) => {
                     let id = TokenId::of(&item.receipt);
-                    match peek::<ReceiptClaims>(&item.receipt) {
-                        Ok((kid, claims)) => (
-                            id,
-                            mandate_core::AgentId::from_thumbprint(kid).to_string(),
-                            Some(claims),
-                            Some(e.code()),
-                        ),
-                        Err(_) => (id, String::new(), None, Some(e.code())),
-                    }
+                    let (agent, claims, trace) = unverified(item);
+                    (id, agent, claims, trace, Some(e.code()))
                 }
             };
             Verdict {
@@ -169,6 +179,8 @@ impl Checker {
                 agent,
                 claims,
                 error,
+                witness,
+                trace,
             }
         })
     }
@@ -179,7 +191,7 @@ impl Checker {
         &mut self,
         page: &[ReceiptItem],
         gate: &Gate,
-        then: impl Fn(&ReceiptItem, Result<Receipt, Error>) -> R + Sync,
+        then: impl Fn(&ReceiptItem, Result<(Receipt, Option<WitnessClaims>), Error>) -> R + Sync,
     ) -> Vec<R> {
         for jwk in page.iter().flat_map(|item| &item.keys) {
             // A key that does not parse fails the receipts that need it.
@@ -190,7 +202,8 @@ impl Checker {
         let leaf_of: Vec<Result<usize, Error>> = page
             .iter()
             .map(|item| {
-                let leaf = self.chain(&item.chain, item.received_at)?.leaf();
+                let made = made_at(&item.receipt, item.received_at, item.witness.as_deref());
+                let leaf = self.chain(&item.chain, made)?.leaf();
                 Ok(*index.entry(leaf.id()).or_insert_with(|| {
                     leaves.push(leaf.clone());
                     leaves.len() - 1
@@ -201,16 +214,84 @@ impl Checker {
         let work: Vec<(&ReceiptItem, &Result<usize, Error>)> = page.iter().zip(&leaf_of).collect();
         par_map(&work, gate, |(item, leaf)| {
             let verified = leaf.as_ref().map_err(Clone::clone).and_then(|&leaf| {
-                Receipt::verify(
+                verify_one(
                     &item.receipt,
                     &leaves[leaf],
                     keys,
                     &policy,
                     item.received_at,
+                    item.witness.as_deref(),
                 )
             });
             then(item, verified)
         })
+    }
+}
+
+/// The time a receipt's chain is checked at: when the broker accepted it,
+/// `at`; for a witness receipt, when the witness saw the call, if earlier
+/// (a call made just before a revocation may be reported just after it;
+/// the broker takes witness receipts at most ten minutes old).
+fn made_at(receipt: &str, at: i64, witness: Option<&str>) -> i64 {
+    match witness {
+        None => at,
+        Some(_) => peek::<WitnessClaims>(receipt).map_or(at, |(_, c)| c.iat.min(at)),
+    }
+}
+
+/// Verifies one receipt under the chain's `leaf`: the agent's own, or,
+/// with `witness`, a witness receipt by the key of that thumbprint.
+fn verify_one(
+    receipt: &str,
+    leaf: &mandate_core::Link,
+    keys: &KeySet,
+    policy: &Policy,
+    at: i64,
+    witness: Option<&str>,
+) -> Result<(Receipt, Option<WitnessClaims>), Error> {
+    match witness {
+        None => Receipt::verify(receipt, leaf, keys, policy, at).map(|r| (r, None)),
+        Some(jkt) => {
+            let jkt: mandate_core::Thumbprint = jkt.parse().map_err(|_| Error::UnknownKey)?;
+            let key = keys.get(&jkt).ok_or(Error::UnknownKey)?;
+            Receipt::witnessed(receipt, leaf, key, policy, at).map(|(r, w)| (r, Some(w)))
+        }
+    }
+}
+
+/// What can be read of a receipt that failed: the agent (for a witness
+/// receipt, the chain's leaf agent), its claims, and its trace.
+fn unverified(item: &ReceiptItem) -> (String, Option<ReceiptClaims>, Option<String>) {
+    if item.witness.is_none() {
+        return match peek::<ReceiptClaims>(&item.receipt) {
+            Ok((kid, claims)) => (
+                mandate_core::AgentId::from_thumbprint(kid).to_string(),
+                Some(claims),
+                None,
+            ),
+            Err(_) => (String::new(), None, None),
+        };
+    }
+    let agent = item
+        .chain
+        .last()
+        .and_then(|g| peek::<GrantClaims>(g).ok())
+        .map(|(_, g)| mandate_core::AgentId::from_thumbprint(g.cnf.jkt).to_string())
+        .unwrap_or_default();
+    match peek::<WitnessClaims>(&item.receipt) {
+        Ok((_, w)) => {
+            let claims = ReceiptClaims {
+                grant: w.grant,
+                action: w.action,
+                outcome: w.outcome,
+                rationale: None,
+                cause: None,
+                iat: w.iat,
+                jti: w.jti,
+            };
+            (agent, Some(claims), w.trace)
+        }
+        Err(_) => (agent, None, None),
     }
 }
 
@@ -320,10 +401,15 @@ fn par_map<T: Sync, R: Send>(items: &[T], gate: &Gate, f: impl Fn(&T) -> R + Syn
 pub struct Verdict {
     /// The receipt's token id.
     pub(super) id: String,
-    /// The agent that signed it, or that its header names if it failed.
+    /// The agent that signed it, or that its header names if it failed;
+    /// for a witness receipt, the agent whose call the witness saw.
     pub(super) agent: String,
     /// Its claims, when they can be read.
     pub(super) claims: Option<ReceiptClaims>,
     /// The stable code of the rule it broke, if it failed.
     pub(super) error: Option<&'static str>,
+    /// For a witness receipt, the witness key's thumbprint.
+    pub(super) witness: Option<String>,
+    /// The W3C trace id a witness receipt carries.
+    pub(super) trace: Option<String>,
 }

@@ -316,6 +316,8 @@ impl History {
                 },
                 error: c.verdict.error,
                 token: c.item.receipt.as_str(),
+                witness: c.verdict.witness.as_deref(),
+                trace: c.verdict.trace.as_deref(),
             };
             let hash = row.hash(&prev);
             rows.push((row, b64::encode(prev), b64::encode(hash)));
@@ -325,12 +327,13 @@ impl History {
                 result.failed += 1;
             }
         }
-        // Written many rows to a statement: 18 values a row, well under
+        // Written many rows to a statement: 20 values a row, well under
         // SQLite's limit of 32,766.
         for part in rows.chunks(1000) {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO receipts (seq, id, principal, grant_id, agent, kind, target, summary,
-                     rationale, outcome, cause, at, received_at, status, error, token, prev, hash) ",
+                     rationale, outcome, cause, at, received_at, status, error, token, witness,
+                     trace, prev, hash) ",
             );
             insert.push_values(part, |mut b, (row, prev, hash)| {
                 b.push_bind(row.seq)
@@ -349,6 +352,8 @@ impl History {
                     .push_bind(row.status)
                     .push_bind(row.error)
                     .push_bind(row.token)
+                    .push_bind(row.witness)
+                    .push_bind(row.trace)
                     .push_bind(prev.as_str())
                     .push_bind(hash.as_str());
             });

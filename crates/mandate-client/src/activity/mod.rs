@@ -86,6 +86,12 @@ pub struct ActivityRow {
     pub error: Option<String>,
     /// When the user reported it.
     pub reported_at: Option<i64>,
+    /// For a witness receipt, the thumbprint of the resource server's key
+    /// that signed it (the broker trusts it as that resource's witness);
+    /// the agent is then the one whose call it saw.
+    pub witness: Option<String>,
+    /// The W3C trace id the call carried, for a witness receipt.
+    pub trace: Option<String>,
 }
 
 /// Which receipts to show. Every field narrows; none set shows everything.
@@ -137,7 +143,7 @@ static ROW_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "r.seq, r.id, r.grant_id, r.agent, {agent} AS agent_name, {delegator} AS delegated_by, \
          r.kind, r.target, r.summary, r.rationale, r.outcome, r.at, r.received_at, r.status, \
-         r.error, r.reported_at"
+         r.error, r.reported_at, r.witness, r.trace"
     )
 });
 

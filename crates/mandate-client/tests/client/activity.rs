@@ -400,6 +400,7 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
             received_at: now - 1,
             chain: c_chain.clone(),
             keys: keys.clone(),
+            witness: None,
         },
         ReceiptItem {
             seq: 1001,
@@ -407,6 +408,7 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
             received_at: revoked_at + 1,
             chain: c_chain.clone(),
             keys: keys.clone(),
+            witness: None,
         },
         ReceiptItem {
             seq: 1002,
@@ -414,6 +416,7 @@ async fn the_activity_traces_a_sub_agents_action_to_the_users_intent() {
             received_at: revoked_at,
             chain: c_chain.clone(),
             keys,
+            witness: None,
         },
     ];
     let got = engine.ingest(&page).await.unwrap();

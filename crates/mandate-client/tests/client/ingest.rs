@@ -7,7 +7,7 @@ use mandate_client::activity::{ActivityFilter, Checker, Ingest, Ingested};
 use mandate_client::broker::ReceiptItem;
 use mandate_client::history::History;
 use mandate_core::scope::AuthorizationDetail;
-use mandate_core::token::{Action, Actor, Confirmation, GrantClaims, Outcome, ReceiptClaims};
+use mandate_core::token::{Action, Outcome, ReceiptClaims};
 use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
 
 const NOW: i64 = 1_800_000_000;
@@ -37,28 +37,14 @@ fn receipt(key: &SigningKey, grant: TokenId, n: usize) -> String {
 fn backlog(principal: &Principal, user: &SigningKey) -> Vec<Vec<ReceiptItem>> {
     let agent = SigningKey::from_seed(&[5; 32]);
     let stranger = SigningKey::from_seed(&[6; 32]);
-    let grant = GrantClaims {
-        sub: principal.clone(),
-        act: Actor {
-            sub: agent.public().agent_id(),
-        },
-        cnf: Confirmation {
-            jkt: agent.thumbprint(),
-        },
-        authorization_details: vec![
-            AuthorizationDetail::new("files", ["read"], ["https://files.example/"]).unwrap(),
-        ],
-        purpose: "Read the files".into(),
-        intent: None,
-        iat: NOW - 10_000,
-        nbf: NOW - 10_000,
-        exp: NOW + 10_000,
-        jti: "g-1".to_string().try_into().unwrap(),
-        max_depth: 0,
-        prf: None,
-        req: None,
-    }
-    .sign(user);
+    let grant = crate::root_grant(
+        user,
+        principal,
+        &agent,
+        AuthorizationDetail::new("files", ["read"], ["https://files.example/"]).unwrap(),
+        ("Read the files", None),
+        (NOW, 10_000),
+    );
     let id = TokenId::of(&grant);
     let item = |n: usize| ReceiptItem {
         seq: n as i64 + 1,
@@ -66,6 +52,7 @@ fn backlog(principal: &Principal, user: &SigningKey) -> Vec<Vec<ReceiptItem>> {
         received_at: NOW - 1_000 + n as i64,
         chain: vec![grant.clone()],
         keys: vec![agent.public().to_jwk()],
+        witness: None,
     };
     let mut batches: Vec<Vec<ReceiptItem>> = (0..3)
         .map(|b| (b * 100..(b + 1) * 100).map(item).collect())

@@ -18,6 +18,7 @@ mod narrow;
 mod renewal;
 mod secrets;
 mod tamper;
+mod witness;
 
 use std::time::Duration;
 
@@ -26,6 +27,40 @@ use mandate_client::{Provider, SignInError};
 use mandate_e2e::procs;
 
 const CLIENT: &str = "mandate-desktop";
+
+/// A root grant `jti` by `user` to `agent`, for `detail`, with `purpose`
+/// and `intent`, valid `span` seconds either side of `at`.
+fn root_grant(
+    user: &mandate_core::SigningKey,
+    principal: &mandate_core::Principal,
+    agent: &mandate_core::SigningKey,
+    detail: mandate_core::scope::AuthorizationDetail,
+    (purpose, intent): (&str, Option<&str>),
+    (at, span): (i64, i64),
+) -> String {
+    use mandate_core::Claims as _;
+    use mandate_core::token::{Actor, Confirmation, GrantClaims};
+    GrantClaims {
+        sub: principal.clone(),
+        act: Actor {
+            sub: agent.public().agent_id(),
+        },
+        cnf: Confirmation {
+            jkt: agent.thumbprint(),
+        },
+        authorization_details: vec![detail],
+        purpose: purpose.into(),
+        intent: intent.map(Into::into),
+        iat: at - span,
+        nbf: at - span,
+        exp: at + span,
+        jti: "g-1".to_string().try_into().unwrap(),
+        max_depth: 0,
+        prf: None,
+        req: None,
+    }
+    .sign(user)
+}
 const SCOPES: &[&str] = &["email", "profile", "offline_access"];
 
 async fn sign_in(
