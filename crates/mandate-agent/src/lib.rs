@@ -42,7 +42,9 @@ pub use error::{AgentError, BrokerError, LocalCode};
 pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
 pub use oauth::AccessToken;
-pub use online::{ReceiptSummary, Summary, verify_online, verify_receipt_online};
+pub use online::{
+    ReceiptSummary, Summary, verify_online, verify_receipt_online, verify_witness_online,
+};
 pub use revocations::Revocations;
 pub use verifier::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, DEFAULT_REPLAY_CAPACITY, Mandated, Need, NoNeed,

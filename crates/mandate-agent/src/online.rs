@@ -94,6 +94,36 @@ pub async fn verify_receipt_online(
     })
 }
 
+/// Verifies a witness receipt (docs/protocol.md 4.10) of a call made
+/// under `mandate`, signed by the key of thumbprint `witness` among the
+/// mandate's keys (the key the broker names as the witness), with the
+/// chain as it stood at the earlier of the receipt's `iat` and `at`. The
+/// action is what the witness saw of the leaf agent's call.
+pub async fn verify_witness_online(
+    broker: &Broker,
+    mandate: &Mandate,
+    receipt: &str,
+    witness: &str,
+    at: UnixTime,
+) -> Result<ReceiptSummary, AgentError> {
+    let made = mandate_core::token::peek::<mandate_core::token::WitnessClaims>(receipt)
+        .map_or(at, |(_, c)| c.iat.min(at));
+    let (verified, keys) = verify_at(broker, mandate, &HashSet::<TokenId>::new(), made).await?;
+    let jkt: mandate_core::Thumbprint = witness
+        .parse()
+        .map_err(|_| mandate_core::Error::UnknownKey)?;
+    let key = keys.get(&jkt).ok_or(mandate_core::Error::UnknownKey)?;
+    let (r, _) =
+        mandate_core::Receipt::witnessed(receipt, verified.leaf(), key, &Policy::default(), made)?;
+    Ok(ReceiptSummary {
+        receipt: r.id(),
+        action: r.claims().action.clone(),
+        outcome: r.claims().outcome,
+        mandate: summary(&verified),
+        at: made,
+    })
+}
+
 async fn verify_at(
     broker: &Broker,
     mandate: &Mandate,

@@ -328,6 +328,9 @@ struct Exported {
     keys: Vec<mandate_core::Jwk>,
     binding: String,
     received_at: i64,
+    /// For a witness receipt, the thumbprint of its witness's key.
+    #[serde(default)]
+    witness: Option<String>,
 }
 
 async fn verify_receipts(broker: &Broker, file: &Path) -> Result<(), AgentError> {
@@ -354,13 +357,27 @@ async fn verify_receipts(broker: &Broker, file: &Path) -> Result<(), AgentError>
             binding: record.binding,
             keys: record.keys,
         };
-        let result = mandate_agent::verify_receipt_online(
-            broker,
-            &mandate,
-            &record.receipt,
-            record.received_at,
-        )
-        .await
+        let result = match &record.witness {
+            None => {
+                mandate_agent::verify_receipt_online(
+                    broker,
+                    &mandate,
+                    &record.receipt,
+                    record.received_at,
+                )
+                .await
+            }
+            Some(witness) => {
+                mandate_agent::verify_witness_online(
+                    broker,
+                    &mandate,
+                    &record.receipt,
+                    witness,
+                    record.received_at,
+                )
+                .await
+            }
+        }
         .and_then(|v| {
             if v.receipt.to_string() == record.id {
                 Ok(v)
@@ -374,7 +391,7 @@ async fn verify_receipts(broker: &Broker, file: &Path) -> Result<(), AgentError>
             Ok(v) => {
                 good += 1;
                 print_json(
-                    &json!({ "line": line_no, "valid": true, "receipt": v.receipt, "agent": v.mandate.agent, "action": v.action }),
+                    &json!({ "line": line_no, "valid": true, "receipt": v.receipt, "agent": v.mandate.agent, "action": v.action, "witness": record.witness }),
                 );
             }
             Err(e) => {

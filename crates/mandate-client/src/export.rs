@@ -31,7 +31,8 @@ struct Record<'a> {
     receipt: &'a str,
     /// The grants it was made under, root first.
     chain: &'a [String],
-    /// The user's and the agents' public keys.
+    /// The user's and the agents' public keys, and for a witness receipt
+    /// its witness's.
     keys: &'a [mandate_core::Jwk],
     /// The broker's binding of the user key.
     binding: &'a str,
@@ -44,8 +45,9 @@ fn io(e: std::io::Error) -> ClientError {
     ClientError::Invalid(format!("writing the export: {e}"))
 }
 
-/// Writes what `filter` selects to `path`, whole or not at all.
-pub(crate) async fn write(
+/// Writes what `filter` selects to `path`, whole or not at all: the
+/// principal's receipts, with the broker's `binding` of the `user` key.
+pub async fn write(
     history: &History,
     principal: &str,
     binding: &str,
@@ -101,6 +103,12 @@ async fn fill(
                     let chain = history.chain_to(principal, &row.grant_id).await?;
                     let mut keys = vec![user.to_jwk()];
                     keys.extend(history.keys_of(&chain).await?);
+                    // A witness receipt verifies under its witness's key.
+                    if let Some(witness) = &row.witness
+                        && let Some(key) = history.key_of(witness).await?
+                    {
+                        keys.push(key);
+                    }
                     let record = Record {
                         row,
                         receipt: &receipt,

@@ -74,7 +74,10 @@ impl Receipt {
     /// Verifies a witness receipt (`mandate-witness+jwt`, protocol.md
     /// 4.10) of a call made under `grant`, signed by `witness`, a key the
     /// caller trusts as the witness of the resource it names. It must name
-    /// that grant. It stands as a receipt of the grant's agent, whose call
+    /// that grant, and its `action.target` must be covered by a location
+    /// of the grant (`call.out_of_scope`, whatever the type or the
+    /// action: a refused call is witnessed too). It stands as a receipt of
+    /// the grant's agent, whose call
     /// the witness saw: its action and outcome, without a rationale or a
     /// cause; its own claims come with it.
     pub fn witnessed(
@@ -89,6 +92,17 @@ impl Receipt {
         let w = verified.claims().clone();
         if w.grant != grant.id {
             return Err(Error::Malformed("witness receipt names another grant"));
+        }
+        // A witness speaks only of resources the grant reaches: a key
+        // trusted for one resource cannot testify about the grant's use
+        // anywhere else.
+        if !grant
+            .claims
+            .authorization_details
+            .iter()
+            .any(|d| d.locations.iter().any(|l| l.covers(&w.action.target)))
+        {
+            return Err(Error::OutOfScope);
         }
         let receipt = Receipt {
             id: verified.id(),

@@ -134,16 +134,21 @@ impl History {
             let Ok((_, claims)) = peek::<GrantClaims>(grant) else {
                 continue;
             };
-            let jwk: Option<String> =
-                sqlx::query_scalar("SELECT jwk FROM agent_keys WHERE jkt = ?")
-                    .bind(claims.cnf.jkt.to_string())
-                    .fetch_optional(self.pool())
-                    .await?;
-            if let Some(jwk) = jwk.and_then(|j| serde_json::from_str(&j).ok()) {
+            if let Some(jwk) = self.key_of(&claims.cnf.jkt.to_string()).await? {
                 keys.push(jwk);
             }
         }
         Ok(keys)
+    }
+
+    /// The public key of thumbprint `jkt` the history holds: an agent's,
+    /// or a witness's, as a receipt brought it.
+    pub async fn key_of(&self, jkt: &str) -> Result<Option<Jwk>, ClientError> {
+        let jwk: Option<String> = sqlx::query_scalar("SELECT jwk FROM agent_keys WHERE jkt = ?")
+            .bind(jkt)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(jwk.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
     /// Marks a receipt as reported by the user, with an event in the

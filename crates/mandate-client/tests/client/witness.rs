@@ -14,12 +14,23 @@ const NOW: i64 = 1_800_000_000;
 const GATEWAY: &str = "http://127.0.0.1:7900/mcp";
 
 fn witness(key: &SigningKey, grant: TokenId, holder: &SigningKey, jti: &str, iat: i64) -> String {
+    witness_at(GATEWAY, key, grant, holder, jti, iat)
+}
+
+fn witness_at(
+    target: &str,
+    key: &SigningKey,
+    grant: TokenId,
+    holder: &SigningKey,
+    jti: &str,
+    iat: i64,
+) -> String {
     WitnessClaims {
         grant,
         holder: holder.thumbprint(),
         action: Action {
             kind: "tools/call".into(),
-            target: GATEWAY.into(),
+            target: target.into(),
             summary: "Called the tool run_command".into(),
         },
         name: Some("run_command".into()),
@@ -105,13 +116,28 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
             revoked_at - 9,
             &gateway,
         ),
+        // About a resource the grant does not reach: a witness speaks
+        // only of its grant's locations.
+        item(
+            6,
+            witness_at(
+                "https://bank.example/pay",
+                &gateway,
+                id,
+                &agent,
+                "w-6",
+                revoked_at - 8,
+            ),
+            revoked_at - 7,
+            &gateway,
+        ),
     ];
     let file = dir.path().join("h.sqlite");
     let history = History::open(&file).await.unwrap();
     let mut checker = Checker::new(principal.clone(), user.public()).unwrap();
     checker.revoked(id, revoked_at);
     let got = history.ingest(p, &user, &mut checker, &page).await.unwrap();
-    assert_eq!((got.new, got.failed), (5, 3));
+    assert_eq!((got.new, got.failed), (6, 4));
 
     let filter = ActivityFilter {
         limit: Some(10),
@@ -131,6 +157,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
             ("Verified".into(), None),
             ("Failed".into(), Some("chain.revoked".into())),
             ("Failed".into(), Some("token.malformed".into())),
+            ("Failed".into(), Some("call.out_of_scope".into())),
         ]
     );
     let first = &rows[0];
@@ -150,7 +177,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
 
     // The rows, witness columns and all, are in the signed receipt chain.
     let verified = history.verify(p, user.public()).await.unwrap();
-    assert_eq!(verified.receipts, 5);
+    assert_eq!(verified.receipts, 6);
     let edit = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
         .await
         .unwrap();
@@ -174,6 +201,35 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
         .await
         .unwrap();
     history.verify(p, user.public()).await.unwrap();
+
+    // Exported with what verifies it elsewhere (`mandate verify
+    // --receipts`, run in tests/e2e): the witness named, and its key.
+    let out = dir.path().join("activity.jsonl");
+    mandate_client::export::write(
+        &history,
+        p,
+        "BINDING",
+        user.public(),
+        &ActivityFilter::default(),
+        mandate_client::export::ExportFormat::Jsonl,
+        &out,
+    )
+    .await
+    .unwrap();
+    let exported: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(exported.len(), 6);
+    let key = serde_json::to_value(gateway.public().to_jwk()).unwrap();
+    for record in &exported {
+        assert_eq!(record["witness"], gw.as_str());
+        assert!(
+            record["keys"].as_array().unwrap().contains(&key),
+            "{record}"
+        );
+    }
 
     // Traced back: the user's intent, the agent's interpretation, and the
     // action the witness saw, every signature checked again.

@@ -435,6 +435,43 @@ async fn tools_are_called_per_grant_with_step_up_and_revocation() {
     assert_eq!(item["witness"], s.witness.as_str());
     assert_eq!(seen[0].0["trace"], Value::Null, "no trace was sent");
 
+    // Each verifies elsewhere as the app exports it (`mandate verify
+    // --receipts`): the mandate it was made under, the keys with the
+    // witness's among them, and the witness named. Named as the agent's
+    // own, the same receipt fails.
+    let record = |n: usize, witness: &str| {
+        let (_, item) = &seen[n];
+        let m = if n < 2 { &reading } else { &running };
+        let token = item["receipt"].as_str().unwrap();
+        let mut keys = serde_json::to_value(&m.keys).unwrap();
+        keys.as_array_mut()
+            .unwrap()
+            .extend(item["keys"].as_array().unwrap().iter().cloned());
+        json!({
+            "id": mandate_core::TokenId::of(token).to_string(),
+            "receipt": token,
+            "chain": m.chain,
+            "keys": keys,
+            "binding": m.binding,
+            "received_at": item["received_at"],
+            "witness": witness,
+        })
+        .to_string()
+    };
+    let export = s._dir.path().join("witnessed.jsonl");
+    let lines: Vec<String> = (0..4).map(|n| record(n, &s.witness)).collect();
+    std::fs::write(&export, lines.join("\n")).unwrap();
+    let env = [("MANDATE_BROKER", s.broker.url.as_str())];
+    let path = export.display().to_string();
+    let (ok, out, err) = procs::cli(&["verify", "--receipts", &path], &env).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches("\"valid\":true").count(), 4, "{out}");
+    let agent_jkt = coder.id().thumbprint().to_string();
+    std::fs::write(&export, record(3, &agent_jkt)).unwrap();
+    let (ok, out, _) = procs::cli(&["verify", "--receipts", &path], &env).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("\"error\":\"header.kid_mismatch\""), "{out}");
+
     // An access token for the gateway, exchanged from the same mandate and
     // bound to the agent's key. The session is the key's: the same agent
     // goes on in it with the token.
