@@ -91,9 +91,14 @@ setsid node tests/idp/server.mjs --port "$idp_port" >"$logs/idp.log" 2>&1 &
 pids+=($!)
 wait_for "$issuer/.well-known/openid-configuration" 30
 
-# The app's broker issues access tokens for the MCP gateway (docs/mcp.md).
+# The app's broker issues access tokens for the MCP gateway, and trusts
+# the gateway's key as the witness of the calls made through it: the key
+# is made (once) and its thumbprint read before the broker starts
+# (docs/mcp.md, "Witness receipts").
+witness_key=$data/gateway-witness.key
+witness=$("$bin/mandate-gateway" --witness-key "$witness_key" --print-witness)
 MANDATE_ISSUER=$issuer MANDATE_BROKER_LISTEN=$listen MANDATE_DATA_DIR=$data \
-    MANDATE_BROKER_OAUTH_RESOURCES=$gateway \
+    MANDATE_BROKER_OAUTH_RESOURCES=$gateway MANDATE_BROKER_WITNESS="$gateway=$witness" \
     MANDATE_KEYRING_SERVICE=${MANDATE_KEYRING_SERVICE:-dev.mandate.demo} setsid "$bin/mandate-app" >"$logs/app.log" 2>&1 &
 app=$!
 pids+=("$app")
@@ -142,7 +147,8 @@ setsid node tests/mcp/server.mjs --port "$mcp_port" --root "$project" >"$logs/mc
 pids+=($!)
 wait_for_port "127.0.0.1:$mcp_port" 30
 setsid "$bin/mandate-gateway" --listen "$gateway_listen" --upstream "http://127.0.0.1:$mcp_port/mcp" \
-    --broker "http://$listen" --resource "$gateway" --name "Checkout project tools" >"$logs/gateway.log" 2>&1 &
+    --broker "http://$listen" --resource "$gateway" --name "Checkout project tools" \
+    --witness-key "$witness_key" >"$logs/gateway.log" 2>&1 &
 pids+=($!)
 wait_for_port "$gateway_listen" 30
 setsid node tests/mcp/coding-agent.mjs --broker "http://$listen" --gateway "$gateway" \

@@ -24,6 +24,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,12 +116,18 @@ before(async () => {
   const port = await freePort();
   ctx.gateway = `http://127.0.0.1:${port}/mcp`;
   await startProvider(ctx);
+  // The gateway witnesses each call with a key of its own, which the
+  // broker trusts for the gateway's resource (docs/mcp.md).
+  const witnessKey = join(ctx.dir, 'gateway-witness.key');
+  ctx.witness = execFileSync(bin('mandate-gateway'), ['--witness-key', witnessKey, '--print-witness'], { timeout: 30_000 }).toString().trim();
   await startBroker(ctx, [
     '--oauth-sign-in', `${ctx.issuer}=mandate-broker`,
     '--oauth-resource', ctx.gateway,
+    '--witness', `${ctx.gateway}=${ctx.witness}`,
   ], { RUST_LOG: 'warn' });
   const gateway = start(bin('mandate-gateway'), [
     '--listen', `127.0.0.1:${port}`, '--upstream', ctx.upstream, '--broker', ctx.broker,
+    '--witness-key', witnessKey,
   ], { RUST_LOG: 'warn' });
   await until('the gateway', () => gateway.output.includes(`listening on ${ctx.gateway}`));
   ctx.tokenEndpoint = (await (await fetch(`${ctx.broker}/.well-known/oauth-authorization-server`)).json()).token_endpoint;
@@ -204,6 +211,40 @@ test('the MCP SDK\'s client authorizes through the app, calls a granted tool, an
     assert.equal(call.dpop, null, JSON.stringify(call));
   }
   await client2.close();
+
+  // The gateway's own receipts of those calls are in the app's Activity,
+  // checked there and marked as witnessed: the refused call too.
+  await app.$('[data-testid="nav-activity"]').click();
+  const witnessed = async () => {
+    const rows = await app.$$('[data-testid="activity-row"]');
+    const texts = [];
+    for (const r of rows) {
+      if (await r.$('[data-testid="witnessed"]').isExisting()) texts.push(await r.getText());
+    }
+    return texts;
+  };
+  const calls = await until('the witnessed calls in Activity', async () => {
+    const texts = await witnessed();
+    return texts.some((t) => /Called the tool run_command/.test(t) && /succeeded/.test(t)) ? texts : false;
+  }, 60_000).catch((e) => { throw new Error(`${e.message}
+app: ${appLog()}`); });
+  assert.ok(calls.some((t) => /Called the tool read_file/.test(t) && /succeeded/.test(t)), calls.join('\n'));
+  assert.ok(calls.some((t) => /Called the tool run_command/.test(t) && /refused/.test(t)), calls.join('\n'));
+  assert.ok(calls.every((t) => t.includes('✓') && !t.includes('✗')), calls.join('\n'));
+  const row = await until('the run_command row', async () => {
+    for (const r of await app.$$('[data-testid="activity-row"]')) {
+      const text = await r.getText();
+      if (/Called the tool run_command/.test(text) && /succeeded/.test(text)) return r;
+    }
+    return false;
+  });
+  await row.click();
+  const witness = await app.$('[data-testid="witness"]');
+  await witness.waitForDisplayed({ timeout: WAIT });
+  assert.match(await witness.getText(), new RegExp(ctx.witness.slice(0, 12)));
+  const steps = await app.$$('[data-testid="step"]').map((s) => s.getAttribute('data-step'));
+  assert.deepEqual(steps, ['intent', 'interpretation', 'action']);
+  await shot('03-witnessed');
 });
 
 /** The coding agent's progress lines so far. */

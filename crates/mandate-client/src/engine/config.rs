@@ -66,6 +66,10 @@ pub struct Config {
     /// each `URI[=ALG]` as `mandate-broker --oauth-resource` takes it: an
     /// MCP gateway's URL, say (docs/mcp.md).
     pub oauth_resources: Vec<String>,
+    /// The resource servers an in-process broker trusts to report calls
+    /// made to them, each `URI=THUMBPRINT` as `mandate-broker --witness`
+    /// takes it: an MCP gateway's URL and its witness key (docs/mcp.md).
+    pub witnesses: Vec<String>,
 }
 
 impl Config {
@@ -75,8 +79,9 @@ impl Config {
     /// it a broker is hosted in-process on `MANDATE_BROKER_LISTEN`, default
     /// [`DEFAULT_LISTEN`]), `MANDATE_DATA_DIR` (default
     /// `default_data_dir`), `MANDATE_KEYRING_SERVICE`,
-    /// `MANDATE_BROKER_OAUTH_RESOURCES` (space-separated, for an in-process
-    /// broker), and the device's name ([`device_name`]). An empty variable
+    /// `MANDATE_BROKER_OAUTH_RESOURCES` and `MANDATE_BROKER_WITNESS`
+    /// (space- or comma-separated, for an in-process broker), and the
+    /// device's name ([`device_name`]). An empty variable
     /// counts as unset.
     pub fn from_env(default_data_dir: PathBuf) -> Option<Config> {
         let mut config = Config::from_vars(default_data_dir, |name| std::env::var(name).ok())?;
@@ -110,6 +115,14 @@ impl Config {
             device: String::new(),
             oauth_resources: var("MANDATE_BROKER_OAUTH_RESOURCES")
                 .map(|r| r.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            witnesses: var("MANDATE_BROKER_WITNESS")
+                .map(|w| {
+                    w.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -161,8 +174,19 @@ mod tests {
                 "MANDATE_BROKER_OAUTH_RESOURCES",
                 "http://127.0.0.1:7900/mcp  https://x.example/=ES256",
             ),
+            (
+                "MANDATE_BROKER_WITNESS",
+                "http://127.0.0.1:7900/mcp=kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k,https://y.example/=Ye0onk80RdXAIQxV7_zJ6dZm0qJ0zLTSChlXCwLCXow",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            c.witnesses,
+            [
+                "http://127.0.0.1:7900/mcp=kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k",
+                "https://y.example/=Ye0onk80RdXAIQxV7_zJ6dZm0qJ0zLTSChlXCwLCXow"
+            ]
+        );
         assert_eq!(
             c.oauth_resources,
             ["http://127.0.0.1:7900/mcp", "https://x.example/=ES256"]

@@ -132,6 +132,15 @@ impl Engine {
                             ))
                         })?);
                 }
+                for w in &config.witnesses {
+                    host.witnesses.push(
+                        mandate_broker::witness_service::Witness::parse(w).map_err(|e| {
+                            ClientError::unreachable(format!(
+                                "starting the broker: the witness {w:?}: {e}"
+                            ))
+                        })?,
+                    );
+                }
                 let hosted = Hosted::start(host)
                     .await
                     .map_err(|e| ClientError::unreachable(format!("starting the broker: {e:#}")))?;

@@ -79,6 +79,7 @@ impl Stack {
             keyring_service: self.service.clone(),
             device: "Test laptop (linux)".into(),
             oauth_resources: Vec::new(),
+            witnesses: Vec::new(),
         }
     }
 

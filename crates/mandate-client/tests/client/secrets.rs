@@ -76,6 +76,7 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
         keyring_service: keyring_service.clone(),
         device: "secrets test".into(),
         oauth_resources: Vec::new(),
+        witnesses: Vec::new(),
     };
     // A broker key file an earlier version left behind: the engine moves
     // it into the keyring, and the file is gone.

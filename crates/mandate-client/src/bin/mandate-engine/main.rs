@@ -241,6 +241,7 @@ async fn run(args: Args) -> Result<Done, CommandError> {
         keyring_service: args.keyring_service,
         device: mandate_client::engine::device_name(),
         oauth_resources: Vec::new(),
+        witnesses: Vec::new(),
     };
     let engine = Engine::start(config).await?;
     let out = command(&engine, args.command).await;
