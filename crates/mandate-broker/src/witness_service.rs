@@ -3,9 +3,11 @@
 //! it, signed with its own key (`mandate-witness+jwt`, docs/protocol.md
 //! 4.10). They join the user's receipt feed beside the agents' own.
 
+use std::collections::HashMap;
+
 use mandate_core::token::WitnessClaims;
 use mandate_core::{Jwk, PublicKey, Thumbprint, TokenId};
-use mandate_store::ReceiptRecord;
+use mandate_store::{GrantRecord, ReceiptRecord};
 use serde::Serialize;
 
 use crate::error::Code;
@@ -92,9 +94,11 @@ pub async fn report(
     let mut results = Vec::with_capacity(receipts.len());
     let mut records = Vec::new();
     let mut slots = Vec::new();
+    // The grants looked up so far: a batch's receipts share a few.
+    let mut grants = HashMap::new();
     for token in receipts {
         let id = TokenId::of(token);
-        match judge(state, witness, &key, token, now).await {
+        match judge(state, witness, &key, token, now, &mut grants).await {
             Ok(record) => {
                 slots.push(results.len());
                 records.push(ReceiptRecord {
@@ -139,6 +143,7 @@ async fn judge(
     key: &PublicKey,
     token: &str,
     now: i64,
+    grants: &mut HashMap<TokenId, Option<GrantRecord>>,
 ) -> Result<ReceiptRecord, ApiError> {
     let s = &state.inner;
     let verified = mandate_core::token::verify::<WitnessClaims>(token, key, &s.policy, now)
@@ -156,7 +161,15 @@ async fn judge(
             "the receipt is older than ten minutes",
         ));
     }
-    let Some(grant) = state.store().grant(&claims.grant).await? else {
+    let grant = match grants.get(&claims.grant) {
+        Some(known) => known.clone(),
+        None => {
+            let found = state.store().grant(&claims.grant).await?;
+            grants.insert(claims.grant, found.clone());
+            found
+        }
+    };
+    let Some(grant) = grant else {
         return Err(ApiError::new(
             Code::WitnessUnknownGrant,
             "the receipt names no grant this broker holds",

@@ -8,9 +8,10 @@
 //! ([`Tap`]): `failed` if the answer is a JSON-RPC error, or a tool result
 //! with `isError: true`, or never comes whole; `succeeded` otherwise. A
 //! call the gateway refuses (outside the grant, or to a tool it never
-//! passes) is `refused`. Receipts are signed at once and reported in the
-//! background, in batches, so that no call waits on the broker; if the
-//! broker is away, they wait in a bounded queue and are retried.
+//! passes) is `refused`. Receipts are recorded as calls end, then signed
+//! and reported in the background, in batches, so that no call waits on
+//! a signature or on the broker; if the broker is away, they wait in a
+//! bounded queue and are retried.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -38,6 +39,10 @@ pub const BATCH: usize = 100;
 /// The most of an answer read for its outcome: 1 MiB. A longer answer
 /// whose status is a success counts as `succeeded`.
 pub const MAX_TAP: usize = 1024 * 1024;
+
+/// How long the reporter waits, after a receipt, for more to send with
+/// it.
+const LINGER: Duration = Duration::from_millis(250);
 
 /// How long a batch is retried while the broker is away: a little under
 /// the ten minutes the broker takes receipts for.
@@ -115,7 +120,7 @@ impl std::fmt::Debug for WitnessKey {
 pub struct Witness {
     key: WitnessKey,
     resource: String,
-    queue: mpsc::Sender<String>,
+    queue: mpsc::Sender<WitnessClaims>,
     dropped: AtomicU64,
 }
 
@@ -137,11 +142,10 @@ impl Witness {
         http: reqwest::Client,
     ) -> Arc<Witness> {
         let (queue, receipts) = mpsc::channel(QUEUE);
-        let jwk = key.0.public().to_jwk();
         tokio::spawn(report(
             receipts,
+            key.clone(),
             format!("{broker_url}/v1/witness"),
-            json!(jwk),
             http,
         ));
         Arc::new(Witness {
@@ -152,7 +156,8 @@ impl Witness {
         })
     }
 
-    /// Signs the receipt of a call that ended `outcome`, and queues it.
+    /// Queues the receipt of a call that ended `outcome`; the reporter
+    /// signs it, off the call's path.
     pub fn record(&self, seen: &Seen, outcome: Outcome) {
         let summary = match (&seen.name, seen.method.as_str()) {
             (Some(n), "tools/call") => format!("Called the tool {n}"),
@@ -176,7 +181,7 @@ impl Witness {
             iat: mandate_agent::unix_now(),
             jti: Jti::random(&mut rand_core::OsRng),
         };
-        if self.queue.try_send(claims.sign(&self.key.0)).is_err() {
+        if self.queue.try_send(claims).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
                 dropped = n,
@@ -188,14 +193,26 @@ impl Witness {
 
 /// Reports queued receipts, a batch at a time, until the gateway stops.
 async fn report(
-    mut receipts: mpsc::Receiver<String>,
+    mut receipts: mpsc::Receiver<WitnessClaims>,
+    key: WitnessKey,
     url: String,
-    key: Value,
     http: reqwest::Client,
 ) {
-    let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+    let jwk = json!(key.0.public().to_jwk());
+    let mut batch: Vec<WitnessClaims> = Vec::with_capacity(BATCH);
     while receipts.recv_many(&mut batch, BATCH).await > 0 {
-        let body = json!({ "key": key, "receipts": batch });
+        // Gather what comes within LINGER of the first, up to a batch:
+        // one report, one transaction at the broker, for many calls.
+        let until = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(until, receipts.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let signed: Vec<String> = batch.drain(..).map(|c| c.sign(&key.0)).collect();
+        let body = json!({ "key": jwk, "receipts": signed });
         let mut wait = Duration::from_millis(250);
         let started = tokio::time::Instant::now();
         loop {
@@ -205,7 +222,7 @@ async fn report(
                     break;
                 }
                 Err(Retry::No(why)) => {
-                    tracing::warn!(receipts = batch.len(), %why, "the broker refused witness receipts");
+                    tracing::warn!(receipts = signed.len(), %why, "the broker refused witness receipts");
                     break;
                 }
                 Err(Retry::Later(why)) if started.elapsed() < RETRY_FOR => {
@@ -214,7 +231,7 @@ async fn report(
                     wait = (wait * 2).min(Duration::from_secs(30));
                 }
                 Err(Retry::Later(why)) => {
-                    tracing::warn!(receipts = batch.len(), %why, "witness receipts could not be reported");
+                    tracing::warn!(receipts = signed.len(), %why, "witness receipts could not be reported");
                     break;
                 }
             }

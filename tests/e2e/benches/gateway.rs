@@ -253,16 +253,37 @@ async fn main() {
     let port = procs::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let idp = procs::idp().await;
+    // The gateway witnesses every call, as deployed (docs/mcp.md): it
+    // signs a receipt of each and reports them to the broker in batches.
+    // MANDATE_BENCH_WITNESS=off measures it without, for the difference.
+    let witnessing = std::env::var("MANDATE_BENCH_WITNESS").as_deref() != Ok("off");
+    println!(
+        "witness receipts: {}",
+        if witnessing { "on" } else { "off" }
+    );
+    let witness_key = dir.path().join("witness.key");
+    let witness_key = witness_key.to_str().unwrap();
+    let witness = procs::witness_key(std::path::Path::new(witness_key));
     let database = format!("sqlite://{}/broker.db", dir.path().display());
     let broker = procs::broker(
         &database,
         &idp.url,
         &dir.path().join("broker"),
-        &["--oauth-resource", &resource],
+        &[
+            "--oauth-resource",
+            &resource,
+            "--witness",
+            &format!("{resource}={witness}"),
+        ],
     )
     .await;
+    let gateway_args: &[&str] = if witnessing {
+        &["--witness-key", witness_key]
+    } else {
+        &[]
+    };
     let upstream = procs::mcp_upstream(&project, &[]).await;
-    let gateway = procs::gateway(port, &upstream.url, &broker.url, &[]).await;
+    let gateway = procs::gateway(port, &upstream.url, &broker.url, gateway_args).await;
     let mut cmd = tokio::process::Command::new(procs::binary("mcp-plain-proxy"));
     cmd.args(["--listen", "127.0.0.1:0", "--upstream", &upstream.url]);
     let proxy = Proc::start("mcp-plain-proxy", cmd, "mcp-plain-proxy listening on ").await;

@@ -415,6 +415,20 @@ pub async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) 
     )
 }
 
+/// Makes a gateway witness key at `path` (`mandate-gateway --witness-key
+/// PATH --print-witness`) and returns its thumbprint, for the broker's
+/// `--witness`.
+pub fn witness_key(path: &Path) -> String {
+    let printed = std::process::Command::new(binary("mandate-gateway"))
+        .arg("--witness-key")
+        .arg(path)
+        .arg("--print-witness")
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    String::from_utf8(printed.stdout).unwrap().trim().to_owned()
+}
+
 /// The test MCP server: `tests/mcp/server.mjs`, on the official SDK
 /// (`@modelcontextprotocol/sdk`), serving the files under `root`.
 pub async fn mcp_upstream(root: &Path, extra: &[&str]) -> Proc {

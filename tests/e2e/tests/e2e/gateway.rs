@@ -212,12 +212,7 @@ async fn setup() -> Setup {
     // The gateway's witness key, made first: the broker must trust it.
     let witness_key = dir.path().join("witness.key");
     let witness_key = witness_key.to_str().unwrap();
-    let printed = std::process::Command::new(procs::binary("mandate-gateway"))
-        .args(["--witness-key", witness_key, "--print-witness"])
-        .output()
-        .unwrap();
-    assert!(printed.status.success(), "{printed:?}");
-    let witness = String::from_utf8(printed.stdout).unwrap().trim().to_owned();
+    let witness = procs::witness_key(std::path::Path::new(witness_key));
     let database = format!("sqlite://{}/broker.db", dir.path().display());
     let broker = procs::broker(
         &database,
