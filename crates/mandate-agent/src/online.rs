@@ -97,7 +97,8 @@ pub async fn verify_receipt_online(
 /// Verifies a witness receipt (docs/protocol.md 4.10) of a call made
 /// under `mandate`, signed by the key of thumbprint `witness` among the
 /// mandate's keys (the key the broker names as the witness), with the
-/// chain as it stood at the earlier of the receipt's `iat` and `at`. The
+/// chain as it stood at the earlier of the receipt's `iat` and `at`, but
+/// no more than ten minutes before `at`. The
 /// action is what the witness saw of the leaf agent's call.
 pub async fn verify_witness_online(
     broker: &Broker,
@@ -107,7 +108,7 @@ pub async fn verify_witness_online(
     at: UnixTime,
 ) -> Result<ReceiptSummary, AgentError> {
     let made = mandate_core::token::peek::<mandate_core::token::WitnessClaims>(receipt)
-        .map_or(at, |(_, c)| c.iat.min(at));
+        .map_or(at, |(_, c)| mandate_core::token::witness_made_at(c.iat, at));
     let (verified, keys) = verify_at(broker, mandate, &HashSet::<TokenId>::new(), made).await?;
     let jkt: mandate_core::Thumbprint = witness
         .parse()

@@ -18,7 +18,7 @@ pub const MAX_BATCH: usize = 100;
 
 /// How old a witness receipt may be when it arrives, in seconds: a witness
 /// reports as it goes, and retries for a few minutes at most.
-pub const MAX_AGE: i64 = 600;
+pub const MAX_AGE: i64 = mandate_core::token::MAX_WITNESS_AGE;
 
 /// A key the broker trusts to witness calls to one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -229,13 +229,14 @@ impl Checker {
 }
 
 /// The time a receipt's chain is checked at: when the broker accepted it,
-/// `at`; for a witness receipt, when the witness saw the call, if earlier
-/// (a call made just before a revocation may be reported just after it;
-/// the broker takes witness receipts at most ten minutes old).
+/// `at`; for a witness receipt, when the witness saw the call, if earlier,
+/// but at most ten minutes earlier
+/// ([`mandate_core::token::witness_made_at`]).
 fn made_at(receipt: &str, at: i64, witness: Option<&str>) -> i64 {
     match witness {
         None => at,
-        Some(_) => peek::<WitnessClaims>(receipt).map_or(at, |(_, c)| c.iat.min(at)),
+        Some(_) => peek::<WitnessClaims>(receipt)
+            .map_or(at, |(_, c)| mandate_core::token::witness_made_at(c.iat, at)),
     }
 }
 

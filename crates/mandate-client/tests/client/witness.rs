@@ -131,13 +131,22 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
             revoked_at - 7,
             &gateway,
         ),
+        // Signed as made before the revocation, but reported more than
+        // ten minutes after it was made: its chain is checked no earlier
+        // than ten minutes before its arrival, when it no longer held.
+        item(
+            7,
+            witness(&gateway, id, &agent, "w-7", revoked_at - 5),
+            revoked_at + 700,
+            &gateway,
+        ),
     ];
     let file = dir.path().join("h.sqlite");
     let history = History::open(&file).await.unwrap();
     let mut checker = Checker::new(principal.clone(), user.public()).unwrap();
     checker.revoked(id, revoked_at);
     let got = history.ingest(p, &user, &mut checker, &page).await.unwrap();
-    assert_eq!((got.new, got.failed), (6, 4));
+    assert_eq!((got.new, got.failed), (7, 5));
 
     let filter = ActivityFilter {
         limit: Some(10),
@@ -158,6 +167,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
             ("Failed".into(), Some("chain.revoked".into())),
             ("Failed".into(), Some("token.malformed".into())),
             ("Failed".into(), Some("call.out_of_scope".into())),
+            ("Failed".into(), Some("chain.revoked".into())),
         ]
     );
     let first = &rows[0];
@@ -177,7 +187,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
 
     // The rows, witness columns and all, are in the signed receipt chain.
     let verified = history.verify(p, user.public()).await.unwrap();
-    assert_eq!(verified.receipts, 6);
+    assert_eq!(verified.receipts, 7);
     let edit = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
         .await
         .unwrap();
@@ -221,7 +231,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(exported.len(), 6);
+    assert_eq!(exported.len(), 7);
     let key = serde_json::to_value(gateway.public().to_jwk()).unwrap();
     for record in &exported {
         assert_eq!(record["witness"], gw.as_str());

@@ -29,7 +29,10 @@ pub use request::{
     AgentInfo, BindingCode, ClientVerification, MAX_LIFETIME_SECS, OAuthClient, RequestClaims,
 };
 pub use revocation::RevocationClaims;
-pub use witness::{MAX_NAME as MAX_WITNESS_NAME, WitnessClaims, digest_of, valid_trace_id};
+pub use witness::{
+    MAX_AGE as MAX_WITNESS_AGE, MAX_NAME as MAX_WITNESS_NAME, WitnessClaims, digest_of,
+    made_at as witness_made_at, valid_trace_id,
+};
 
 use crate::Error;
 use crate::jws::{self, TokenId, TokenKind};

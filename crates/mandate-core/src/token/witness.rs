@@ -14,6 +14,19 @@ use crate::Error;
 use crate::jws::{TokenId, TokenKind};
 use crate::key::Thumbprint;
 
+/// The most seconds a witness receipt's `iat` may precede its arrival at
+/// the broker; the app checks its chain no earlier than that before its
+/// arrival (docs/protocol.md 4.10).
+pub const MAX_AGE: i64 = 600;
+
+/// The time a witness receipt's chain is checked at, for a receipt that
+/// arrived at `at`: its `iat` if earlier (a call made just before a
+/// revocation and reported just after it stands), but no earlier than
+/// [`MAX_AGE`] before `at`, whatever the witness signed.
+pub fn made_at(iat: UnixTime, at: UnixTime) -> UnixTime {
+    iat.min(at).max(at.saturating_sub(MAX_AGE))
+}
+
 /// The longest `name` a witness receipt holds, in bytes.
 pub const MAX_NAME: usize = 2048;
 
@@ -107,6 +120,15 @@ mod tests {
             iat: 1_796_000_000,
             jti: "w-1".to_string().try_into().unwrap(),
         }
+    }
+
+    #[test]
+    fn the_chain_is_checked_when_the_call_was_made_within_ten_minutes() {
+        let at = 1_796_000_000;
+        assert_eq!(made_at(at - 5, at), at - 5);
+        assert_eq!(made_at(at + 30, at), at, "never after its arrival");
+        assert_eq!(made_at(at - MAX_AGE, at), at - MAX_AGE);
+        assert_eq!(made_at(at - 10_000, at), at - MAX_AGE);
     }
 
     #[test]
