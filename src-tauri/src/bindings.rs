@@ -16,6 +16,7 @@ use mandate_client::history::{
     DecisionKind, Event, RequestState, StoredDecision, StoredRevocation,
 };
 use mandate_client::narrow::{NarrowPreview, Narrowed, StoredReissue};
+use mandate_client::tool_claims::ServerClaim;
 use mandate_client::view::{
     ActionView, AgentView, ClientCheck, Hop, InboxRow, OAuthClientView, RequestDetail, Risk, Role,
     ScopeChoice, ScopeView,
@@ -47,6 +48,7 @@ pub fn typescript() -> String {
         ClientCheck::decl(&cfg),
         ScopeView::decl(&cfg),
         ActionView::decl(&cfg),
+        ServerClaim::decl(&cfg),
         Role::decl(&cfg),
         Hop::decl(&cfg),
         DecisionKind::decl(&cfg),

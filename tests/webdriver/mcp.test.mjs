@@ -172,6 +172,9 @@ test('the MCP SDK\'s client authorizes through the app, calls a granted tool, an
     assert.match(scopes[0], /read_file/);
     assert.match(scopes[0], /list_files/);
     assert.doesNotMatch(scopes[0], /run_command/);
+    // No client has listed the tools through the gateway yet: nothing
+    // is said of them, and their risk is unknown.
+    assert.doesNotMatch(scopes[0], /The server says/);
     await shot('01-request');
   }).catch((e) => { throw new Error(`${e.message}\napp: ${appLog()}`); });
   const connecting = transport();
@@ -195,6 +198,15 @@ test('the MCP SDK\'s client authorizes through the app, calls a granted tool, an
   // The user sees which tool, on which server.
   const stepCode = await approveInApp(stepUp, async (scopes) => {
     assert.match(scopes.join('\n'), /run_command/);
+    // What the server said of its tools in the listing, relayed and signed
+    // by the gateway, is shown as the server's claim, and sets the risk.
+    const says = (tool) => app.$(`[data-testid^="says-"][data-testid$="-${tool}"]`).getText();
+    const run = await says('run_command');
+    assert.match(run, /The server says \(“Run a command”\)/);
+    assert.match(run, /may delete or overwrite/);
+    assert.match(run, /Mandate cannot check it/);
+    assert.match(await says('read_file'), /only reads/);
+    assert.match(scopes.join('\n'), /cannot be undone/);
     await shot('02-step-up');
   }).catch((e) => { throw new Error(`${e.message}\napp: ${appLog()}`); });
   await client.close();

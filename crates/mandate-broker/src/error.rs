@@ -441,15 +441,16 @@ mandate_core::error_codes! {
         WitnessTarget = (
             "witness.target",
             Some(422),
-            "The receipt's `action.target` is not the resource its key witnesses.",
-            "A witness reports calls to its own resource only.",
+            "The receipt's `action.target`, or the tools statement's `resource`, is not the \
+             resource its key witnesses.",
+            "A witness reports calls to its own resource, and its own server's tools, only.",
         ),
         /// A witness receipt that arrived too late.
         WitnessLate = (
             "witness.late",
             Some(422),
-            "The witness receipt is more than ten minutes old.",
-            "Report calls as they happen.",
+            "The witness receipt or tools statement is more than ten minutes old.",
+            "Report calls as they happen, and sign a statement as it is sent.",
         ),
         /// A witness receipt under a grant the broker does not hold.
         WitnessUnknownGrant = (

@@ -606,6 +606,42 @@ pub async fn witness(
     Ok(Json(WitnessResults { results }))
 }
 
+/// A witness's tools statement.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsBody {
+    /// The witness's public OKP JWK; the broker must trust its thumbprint
+    /// as the witness for the statement's resource.
+    #[schema(value_type = Object)]
+    key: Jwk,
+    /// A compact `mandate-tools+jwt`.
+    statement: String,
+}
+
+/// Holds what a witness's MCP server says of its tools.
+///
+/// No sign-in: the statement is signed by the witness's key, which the
+/// broker must trust for the resource the statement names. The broker
+/// holds the latest per resource (one older than it holds is ignored),
+/// and the user's inbox carries it beside a request for an `mcp` scope
+/// at that resource (docs/protocol.md, section 4.11).
+#[utoipa::path(
+    post, path = "/v1/witness/tools", tag = "agents", request_body = ToolsBody,
+    responses(
+        (status = 204, description = "Held"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+    )
+)]
+pub async fn witness_tools(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let body: ToolsBody = json_body(body)?;
+    witness_service::describe(&state, &body.key, &body.statement)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A page of the user's receipts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Receipts {

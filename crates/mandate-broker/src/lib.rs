@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
             post_json(handlers::report).get(handlers::receipts),
         )
         .route("/v1/witness", post_json(handlers::witness))
+        .route("/v1/witness/tools", post_json(handlers::witness_tools))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(door, Guard::admit))

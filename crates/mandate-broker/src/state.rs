@@ -137,6 +137,8 @@ pub struct AppState {
     /// The keys trusted to witness calls to resources
     /// ([`crate::witness_service`]).
     pub(crate) witnesses: Arc<[crate::witness_service::Witness]>,
+    /// What the witnesses' MCP servers say of their tools.
+    pub(crate) described: Arc<crate::witness_service::Described>,
 }
 
 pub(crate) struct Inner {
@@ -203,6 +205,7 @@ impl AppState {
             guard: Arc::new(Guard::for_url(public_url)),
             oauth,
             witnesses: Arc::new([]),
+            described: Arc::default(),
         }
     }
 

@@ -28,6 +28,10 @@ pub struct InboxItem {
     pub received_at: i64,
     /// When it lapses.
     pub expires_at: i64,
+    /// For a request for `mcp` scopes, what the MCP servers behind them
+    /// say of their tools, as their gateways relayed it (signed with
+    /// their witness keys): the server's claim, to show as such.
+    pub tools: Vec<crate::witness_service::ToolsStatement>,
 }
 
 /// The user's pending requests, oldest first.
@@ -42,6 +46,7 @@ pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<InboxItem>, ApiE
             Ok(InboxItem {
                 keys: serde_json::from_str(&r.parent_keys)
                     .map_err(|_| mandate_store::StoreError::Corrupt("request keys"))?,
+                tools: state.described.for_request(&r.token),
                 id: r.id,
                 request: r.token,
                 parent_chain: r.parent_chain,

@@ -4,8 +4,9 @@
 //! 4.10). They join the user's receipt feed beside the agents' own.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
 
-use mandate_core::token::WitnessClaims;
+use mandate_core::token::{RequestClaims, ToolsClaims, WitnessClaims};
 use mandate_core::{Jwk, PublicKey, Thumbprint, TokenId};
 use mandate_store::{GrantRecord, ReceiptRecord};
 use serde::Serialize;
@@ -78,17 +79,7 @@ pub async fn report(
             "a report carries 1 to 100 witness receipts",
         ));
     }
-    let key = PublicKey::from_jwk(key).map_err(ApiError::token)?;
-    let jkt = key.thumbprint();
-    let Some(witness) = state.witness(&jkt) else {
-        return Err(ApiError::new(
-            Code::WitnessUnknown,
-            "this key is not a witness this broker trusts",
-        ));
-    };
-    if !state.inner.limiters.receipts.allow(&jkt.to_string()) {
-        return Err(crate::error::too_fast(Code::RateReceipts));
-    }
+    let (key, witness) = trusted(state, key)?;
     let now = state.now();
     let keys = serde_json::to_string(&[key.to_jwk()]).unwrap_or_default();
     let mut results = Vec::with_capacity(receipts.len());
@@ -135,6 +126,23 @@ pub async fn report(
         state.inner.hub.wake(state.store()).await;
     }
     Ok(results)
+}
+
+/// `key` as a public key, and the witness the broker trusts it as
+/// (`witness.unknown` otherwise), within its rate.
+fn trusted<'s>(state: &'s AppState, key: &Jwk) -> Result<(PublicKey, &'s Witness), ApiError> {
+    let key = PublicKey::from_jwk(key).map_err(ApiError::token)?;
+    let jkt = key.thumbprint();
+    let Some(witness) = state.witness(&jkt) else {
+        return Err(ApiError::new(
+            Code::WitnessUnknown,
+            "this key is not a witness this broker trusts",
+        ));
+    };
+    if !state.inner.limiters.receipts.allow(&jkt.to_string()) {
+        return Err(crate::error::too_fast(Code::RateReceipts));
+    }
+    Ok((key, witness))
 }
 
 async fn judge(
@@ -186,4 +194,90 @@ async fn judge(
         created_at: now,
         witness: Some(key.thumbprint()),
     })
+}
+
+/// What each witness's MCP server last said of its tools: the latest
+/// tools statement per resource (`mandate-tools+jwt`, docs/protocol.md
+/// 4.11), held in memory. A gateway sends its statement again when its
+/// server's listing changes and every five minutes, so a broker that
+/// restarts learns it back.
+#[derive(Debug, Default)]
+pub struct Described(std::sync::Mutex<HashMap<String, ToolsStatement>>);
+
+/// A tools statement, as the app receives it with a request for those
+/// tools: it checks the signature under `key` itself.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ToolsStatement {
+    /// The witness's public OKP JWK, whose thumbprint the broker trusts
+    /// as the witness of the statement's `resource`.
+    #[schema(value_type = Object)]
+    pub key: Jwk,
+    /// The compact `mandate-tools+jwt`.
+    pub statement: String,
+    #[serde(skip)]
+    iat: i64,
+}
+
+impl Described {
+    /// The statements for the resources a request's `mcp` scopes reach.
+    pub fn for_request(&self, request: &str) -> Vec<ToolsStatement> {
+        let Ok((_, claims)) = mandate_core::token::peek::<RequestClaims>(request) else {
+            return Vec::new();
+        };
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.is_empty() {
+            return Vec::new();
+        }
+        held.iter()
+            .filter(|(resource, _)| {
+                claims.authorization_details.iter().any(|d| {
+                    d.kind == "mcp" && d.locations.iter().any(|l| l.covers(resource.as_str()))
+                })
+            })
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+}
+
+/// Holds a witness's tools statement, signed by `key`, which must be the
+/// key the broker trusts as the witness of the statement's `resource`. A
+/// statement older than the one held is ignored.
+pub fn describe(state: &AppState, key: &Jwk, statement: &str) -> Result<(), ApiError> {
+    let (key, witness) = trusted(state, key)?;
+    let now = state.now();
+    let verified =
+        mandate_core::token::verify::<ToolsClaims>(statement, &key, &state.inner.policy, now)
+            .map_err(ApiError::token)?;
+    let claims = verified.claims();
+    if claims.resource != witness.resource {
+        return Err(ApiError::new(
+            Code::WitnessTarget,
+            "the statement's resource is not the resource this key witnesses",
+        ));
+    }
+    if claims.iat < now - MAX_AGE {
+        return Err(ApiError::new(
+            Code::WitnessLate,
+            "the statement is older than ten minutes",
+        ));
+    }
+    let mut held = state
+        .described
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if held
+        .get(&claims.resource)
+        .is_none_or(|h| h.iat <= claims.iat)
+    {
+        held.insert(
+            claims.resource.clone(),
+            ToolsStatement {
+                key: key.to_jwk(),
+                statement: statement.to_owned(),
+                iat: claims.iat,
+            },
+        );
+    }
+    Ok(())
 }

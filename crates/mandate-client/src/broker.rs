@@ -73,6 +73,11 @@ pub struct InboxItem {
     pub received_at: i64,
     /// When it lapses.
     pub expires_at: i64,
+    /// For `mcp` scopes, what the servers say of their tools, relayed by
+    /// their gateways; verified before it is shown
+    /// ([`crate::tool_claims`]).
+    #[serde(default)]
+    pub tools: Vec<crate::tool_claims::ToolsStatement>,
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::history::{RequestState, StoredDecision, StoredRequest};
 use crate::names::name_warnings;
 use crate::parent::Parent;
+use crate::tool_claims::{ServerClaim, ServerSays};
 
 /// How much harm an action can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
@@ -182,6 +183,10 @@ pub struct ActionView {
     pub risk: Risk,
     /// Whether its effects cannot be undone.
     pub irreversible: bool,
+    /// For an MCP tool, what its server says of it (its annotations),
+    /// when the gateway in front of it relayed that: the server's claim,
+    /// which sets `risk` and `irreversible` and can lie.
+    pub server_says: Option<ServerClaim>,
 }
 
 /// Who a hop of the chain is.
@@ -249,10 +254,11 @@ pub fn detail(
         known,
         warnings,
     };
+    let said = ServerSays::of(&request.tools, request.expires_at);
     let scopes: Vec<ScopeView> = claims
         .authorization_details
         .iter()
-        .map(scope_view)
+        .map(|d| scope_view_said(d, &said))
         .collect();
     let risk = scopes.iter().map(|s| s.risk).max().unwrap_or(Risk::Low);
     let (chain, chain_warning) = match crate::parent::verify(request, claims, principal, user_key) {
@@ -326,6 +332,7 @@ pub fn row(
     let claims = asked.claims();
     let agent_id = asked.signer().agent_id();
     let parent = crate::parent::verify(request, claims, principal, user_key);
+    let said = ServerSays::of(&request.tools, request.expires_at);
     Ok(InboxRow {
         id: request.id.clone(),
         agent_name: claims.agent.name.clone(),
@@ -335,7 +342,7 @@ pub fn row(
         risk: claims
             .authorization_details
             .iter()
-            .map(detail_risk)
+            .map(|d| scope_view_said(d, &said).risk)
             .max()
             .unwrap_or(Risk::Low),
         hops: match &parent {
@@ -394,17 +401,16 @@ fn catalog_action(kind: &str, action: &str) -> Option<&'static CatalogAction> {
     catalog().get(kind)?.actions.get(action)
 }
 
-/// A scope's risk: its riskiest action's (an unknown action is `Unknown`).
-/// The inbox list needs only this, not the whole [`ScopeView`].
-fn detail_risk(d: &AuthorizationDetail) -> Risk {
-    d.actions
-        .iter()
-        .map(|a| catalog_action(&d.kind, a).map_or(Risk::Unknown, |c| c.risk))
-        .max()
-        .unwrap_or(Risk::Unknown)
+/// A scope in plain language, from the catalog alone.
+pub(crate) fn scope_view(d: &AuthorizationDetail) -> ScopeView {
+    scope_view_said(d, &ServerSays::default())
 }
 
-pub(crate) fn scope_view(d: &AuthorizationDetail) -> ScopeView {
+/// A scope in plain language: from the catalog, and for an MCP tool the
+/// catalog does not list, from what its server says of it (`said`): a
+/// read-only tool is low risk, a destructive one high and irreversible,
+/// any other medium. A tool nobody describes stays unknown.
+pub(crate) fn scope_view_said(d: &AuthorizationDetail, said: &ServerSays) -> ScopeView {
     let known = catalog().get(&d.kind);
     let actions: Vec<ActionView> = d
         .actions
@@ -415,21 +421,36 @@ pub(crate) fn scope_view(d: &AuthorizationDetail) -> ScopeView {
                 label: Some(c.label.clone()),
                 risk: c.risk,
                 irreversible: c.irreversible,
+                server_says: None,
             },
-            None => ActionView {
-                name: a.clone(),
-                label: known
-                    .and_then(|t| t.other_actions.as_ref())
-                    .map(|o| o.label.replace("{action}", a)),
-                risk: Risk::Unknown,
-                irreversible: false,
-            },
+            None => {
+                let claim = said.claim(d, a);
+                let (risk, irreversible) = match &claim {
+                    None => (Risk::Unknown, false),
+                    Some(c) if c.read_only => (Risk::Low, false),
+                    Some(c) if c.destructive => (Risk::High, true),
+                    Some(_) => (Risk::Medium, false),
+                };
+                ActionView {
+                    name: a.clone(),
+                    label: known
+                        .and_then(|t| t.other_actions.as_ref())
+                        .map(|o| o.label.replace("{action}", a)),
+                    risk,
+                    irreversible,
+                    server_says: claim,
+                }
+            }
         })
         .collect();
     ScopeView {
         kind: d.kind.clone(),
         label: known.map(|t| t.label.clone()),
-        risk: detail_risk(d),
+        risk: actions
+            .iter()
+            .map(|a| a.risk)
+            .max()
+            .unwrap_or(Risk::Unknown),
         actions,
         locations: d.locations.iter().map(|l| l.as_str().to_owned()).collect(),
         identifier: d.identifier.clone(),
@@ -624,6 +645,39 @@ mod tests {
             Some("Use the tool \u{201c}run_command\u{201d}")
         );
         assert_eq!((v.actions[1].risk, v.risk), (Risk::Unknown, Risk::Unknown));
+        // What the server says of a tool, relayed by its gateway, sets its
+        // risk, and is shown as the server's claim.
+        let gw = mandate_core::SigningKey::from_seed(&[5; 32]);
+        let at = 1_796_000_000;
+        let said = ServerSays::of(
+            &[crate::tool_claims::statement(
+                &gw,
+                "https://gw.example/mcp",
+                at,
+            )],
+            at,
+        );
+        let d = AuthorizationDetail::new(
+            "mcp",
+            ["read_file", "run_command", "resources/read"],
+            ["https://gw.example/mcp"],
+        )
+        .unwrap();
+        let v = scope_view_said(&d, &said);
+        let by_name = |n: &str| v.actions.iter().find(|a| a.name == n).unwrap();
+        let read = by_name("read_file");
+        assert_eq!((read.risk, read.irreversible), (Risk::Low, false));
+        assert!(read.server_says.as_ref().unwrap().read_only);
+        let run = by_name("run_command");
+        assert_eq!((run.risk, run.irreversible), (Risk::High, true));
+        assert!(run.server_says.as_ref().unwrap().destructive);
+        let res = by_name("resources/read");
+        assert_eq!(
+            (res.risk, res.server_says.as_ref()),
+            (Risk::Low, None),
+            "the catalog's own"
+        );
+        assert_eq!(v.risk, Risk::High);
         let d =
             AuthorizationDetail::new("rockets", ["launch"], ["https://space.example/"]).unwrap();
         let v = scope_view(&d);

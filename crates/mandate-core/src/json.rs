@@ -23,6 +23,7 @@ const LIST_MEMBERS: &[&str] = &[
     "revokes",
     "parent_chain",
     "keys",
+    "tools",
 ];
 
 /// Checks that `text` is one JSON object that obeys the rules above.

@@ -47,6 +47,9 @@ pub enum TokenKind {
     /// `mandate-witness+jwt`: a resource server, trusted as a witness,
     /// reports a call an agent made to it.
     Witness,
+    /// `mandate-tools+jwt`: a resource server, trusted as a witness,
+    /// relays what its MCP server says of its tools.
+    Tools,
 }
 
 impl TokenKind {
@@ -63,6 +66,7 @@ impl TokenKind {
             TokenKind::Checkpoint => "mandate-checkpoint+jwt",
             TokenKind::KeyRevocation => "mandate-key-revocation+jwt",
             TokenKind::Witness => "mandate-witness+jwt",
+            TokenKind::Tools => "mandate-tools+jwt",
         }
     }
 

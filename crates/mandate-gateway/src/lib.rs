@@ -116,7 +116,7 @@ struct Inner {
     path: String,
     issuer: String,
     credentials: Credentials,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     sessions: Sessions,
     upstream: Upstream,
     witness: Option<Arc<witness::Witness>>,
@@ -200,8 +200,15 @@ impl Gateway {
             .as_str()
             .ok_or_else(|| StartError::Broker("its OAuth metadata has no jwks_uri".into()))?
             .to_owned();
+        let catalog = Arc::new(Catalog::default());
         let witness = config.witness.clone().map(|key| {
-            witness::Witness::start(key, config.resource.clone(), &broker_url, http.clone())
+            witness::Witness::start(
+                key,
+                config.resource.clone(),
+                &broker_url,
+                http.clone(),
+                catalog.clone(),
+            )
         });
         let keys = access_token::TokenKeys::new(jwks_uri, alg, http);
         let credentials = Credentials::new(
@@ -220,7 +227,7 @@ impl Gateway {
                 path,
                 issuer,
                 credentials,
-                catalog: Catalog::default(),
+                catalog,
                 sessions: Sessions::default(),
                 upstream,
                 witness,

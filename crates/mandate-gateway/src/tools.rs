@@ -11,19 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 
+use mandate_core::token::ToolHints;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The longest tool name taken.
-pub const MAX_TOOL_NAME: usize = 128;
-
-/// Whether `name` is in the tool-name grammar.
-pub fn valid_name(name: &str) -> bool {
-    (1..=MAX_TOOL_NAME).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
+pub use mandate_core::token::valid_tool_name as valid_name;
 
 /// What the upstream says of a tool: its MCP annotations, unchecked. The
 /// defaults are MCP's: a tool that says nothing may write, destroy and
@@ -69,6 +61,8 @@ impl Hints {
 #[derive(Debug, Default)]
 pub struct Catalog {
     known: Mutex<Known>,
+    /// Woken when a listing changes what the catalog knows.
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -90,13 +84,16 @@ impl Catalog {
     }
 
     fn learn(&self, tools: &[Value]) {
+        let mut changed = false;
         let mut known = self.lock();
         for tool in tools {
             let Some(name) = tool["name"].as_str() else {
                 continue;
             };
             if known.hints.len() < MAX_TOOLS || known.hints.contains_key(name) {
-                known.hints.insert(name.to_owned(), Hints::of(tool));
+                let hints = Hints::of(tool);
+                changed |= known.hints.get(name) != Some(&hints);
+                known.hints.insert(name.to_owned(), hints);
                 known
                     .by_folded
                     .entry(name.to_ascii_lowercase())
@@ -104,6 +101,43 @@ impl Catalog {
                     .insert(name.to_owned());
             }
         }
+        drop(known);
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Waits until a listing changes what the catalog knows (at once if
+    /// one did since the last wait).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// What the upstream says of the tools it may be called for (in the
+    /// grammar, not ambiguous by case), by name, at most
+    /// [`mandate_core::token::MAX_TOOLS`]: a tools statement's `tools`.
+    pub fn statement(&self) -> Vec<ToolHints> {
+        let known = self.lock();
+        known
+            .hints
+            .iter()
+            .filter(|(name, _)| {
+                valid_name(name)
+                    && known
+                        .by_folded
+                        .get(&name.to_ascii_lowercase())
+                        .is_some_and(|names| names.len() == 1)
+            })
+            .take(mandate_core::token::MAX_TOOLS)
+            .map(|(name, h)| ToolHints {
+                name: name.clone(),
+                title: h.title.clone(),
+                read_only: h.read_only,
+                destructive: h.destructive,
+                idempotent: h.idempotent,
+                open_world: h.open_world,
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -256,6 +290,29 @@ mod tests {
         assert!(!run.read_only && run.destructive && run.open_world);
         assert!(!callable("delete", &catalog) && !callable("Delete", &catalog));
         assert!(callable("read_file", &catalog));
+        // The statement the gateway signs names what may be called at all,
+        // with the server's hints.
+        let statement = catalog.statement();
+        let names: Vec<_> = statement.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["read_file", "run_command"]);
+        assert!(statement[0].read_only && !statement[0].destructive);
+        assert!(statement[1].destructive);
+        // The listing woke whoever relays the statement; the same listing
+        // again does not.
+        use futures_util::FutureExt as _;
+        assert!(catalog.changed().now_or_never().is_some());
+        filter(
+            &mut json!({ "tools": [{ "name": "run_command" }] }),
+            &catalog,
+            &|_| true,
+        );
+        assert!(catalog.changed().now_or_never().is_none());
+        filter(
+            &mut json!({ "tools": [{ "name": "run_command", "annotations": { "readOnlyHint": true } }] }),
+            &catalog,
+            &|_| true,
+        );
+        assert!(catalog.changed().now_or_never().is_some());
     }
 
     #[test]

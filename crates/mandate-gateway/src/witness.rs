@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use mandate_core::token::{Action, Jti, Outcome, WitnessClaims, digest_of};
+use mandate_core::token::{Action, Jti, Outcome, ToolsClaims, WitnessClaims, digest_of};
 use mandate_core::{Claims as _, SigningKey, Thumbprint, TokenId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::rpc::Call;
+use crate::tools::Catalog;
 
 /// The most receipts waiting to be reported; more are dropped, counted
 /// and logged.
@@ -135,13 +136,24 @@ impl std::fmt::Debug for Witness {
 impl Witness {
     /// A witness for `resource` signing with `key`, reporting to the
     /// broker at `broker_url` with `http`.
+    ///
+    /// It also relays what the upstream says of its tools, as `catalog`
+    /// learns it, in a tools statement ([`describe`]).
     pub fn start(
         key: WitnessKey,
         resource: String,
         broker_url: &str,
         http: reqwest::Client,
+        catalog: Arc<Catalog>,
     ) -> Arc<Witness> {
         let (queue, receipts) = mpsc::channel(QUEUE);
+        tokio::spawn(describe(
+            catalog,
+            key.clone(),
+            resource.clone(),
+            format!("{broker_url}/v1/witness/tools"),
+            http.clone(),
+        ));
         tokio::spawn(report(
             receipts,
             key.clone(),
@@ -237,6 +249,48 @@ async fn report(
             }
         }
         batch.clear();
+    }
+}
+
+/// How often the tools statement is sent again when nothing changed: a
+/// broker that restarted holds it again within this.
+const RESTATE: Duration = Duration::from_secs(300);
+
+/// Sends the broker a tools statement (`mandate-tools+jwt`, docs/protocol.md
+/// 4.11) whenever a listing changes what `catalog` knows, and every
+/// [`RESTATE`], until the gateway stops. The user's app shows it beside a
+/// request for those tools, as the server's claim.
+async fn describe(
+    catalog: Arc<Catalog>,
+    key: WitnessKey,
+    resource: String,
+    url: String,
+    http: reqwest::Client,
+) {
+    let jwk = json!(key.0.public().to_jwk());
+    loop {
+        let _ = tokio::time::timeout(RESTATE, catalog.changed()).await;
+        let mut claims = ToolsClaims {
+            resource: resource.clone(),
+            tools: catalog.statement(),
+            iat: mandate_agent::unix_now(),
+            jti: Jti::random(&mut rand_core::OsRng),
+        };
+        // A token is at most 16 KiB: as many tools as fit, in name order;
+        // the rest are shown as unknown.
+        let mut statement = claims.sign(&key.0);
+        while statement.len() > mandate_core::jws::MAX_TOKEN_BYTES && !claims.tools.is_empty() {
+            let keep = claims.tools.len() * 3 / 4;
+            claims.tools.truncate(keep);
+            statement = claims.sign(&key.0);
+        }
+        if claims.tools.is_empty() {
+            continue;
+        }
+        let body = json!({ "key": jwk, "statement": statement });
+        if let Err(Retry::No(why) | Retry::Later(why)) = send(&http, &url, &body).await {
+            tracing::warn!(%why, "the broker did not take the tools statement; it goes again at the next change, or in five minutes");
+        }
     }
 }
 

@@ -48,6 +48,9 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         ("WitnessBody", "key") => jwk(),
         ("WitnessBody", "receipts") => json!([token("mandate-witness+jwt")]),
         ("WitnessResult", "error") => return None,
+        ("ToolsBody" | "ToolsStatement", "key") => jwk(),
+        ("ToolsBody" | "ToolsStatement", "statement") => token("mandate-tools+jwt"),
+        ("InboxItem", "tools") => json!([]),
         ("TokenForm", "grant_type") => json!("urn:ietf:params:oauth:grant-type:token-exchange"),
         ("TokenForm", "subject_token") => json!(format!(
             "{},{}",

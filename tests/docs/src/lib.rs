@@ -218,7 +218,8 @@ mod tests {
     #[test]
     fn every_body_example_is_a_body_the_broker_takes() {
         use mandate_broker::handlers::{
-            DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody, WitnessBody,
+            DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody, ToolsBody,
+            WitnessBody,
         };
         let doc = api::document();
         let check = |name: &str, parse: &dyn Fn(Value) -> bool| {
@@ -246,6 +247,9 @@ mod tests {
         check("WitnessBody", &|v| {
             serde_json::from_value::<WitnessBody>(v).is_ok()
         });
+        check("ToolsBody", &|v| {
+            serde_json::from_value::<ToolsBody>(v).is_ok()
+        });
         check("TokenForm", &|v| {
             serde_json::from_value::<mandate_broker::oauth::TokenForm>(v).is_ok()
         });
@@ -268,6 +272,7 @@ mod tests {
                         "RemoveBody",
                         "DecisionBody",
                         "RevokeBody",
+                        "ToolsBody",
                         "ReportBody",
                         "WitnessBody",
                         "TokenForm",

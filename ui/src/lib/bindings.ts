@@ -334,7 +334,40 @@ risk: Risk,
 /**
  * Whether its effects cannot be undone.
  */
-irreversible: boolean, };
+irreversible: boolean, 
+/**
+ * For an MCP tool, what its server says of it (its annotations),
+ * when the gateway in front of it relayed that: the server's claim,
+ * which sets `risk` and `irreversible` and can lie.
+ */
+server_says: ServerClaim | null, };
+
+export type ServerClaim = { 
+/**
+ * The tool's title, as the server gives it.
+ */
+title: string | null, 
+/**
+ * It says the tool only reads.
+ */
+read_only: boolean, 
+/**
+ * It says the tool may destroy or overwrite.
+ */
+destructive: boolean, 
+/**
+ * It says calling the tool twice does no more than once.
+ */
+idempotent: boolean, 
+/**
+ * It says the tool reaches beyond the server (the web, other
+ * systems).
+ */
+open_world: boolean, 
+/**
+ * The fingerprint of the gateway's key that relayed it.
+ */
+relayed_by: string, };
 
 export type Role = "user" | "agent" | "sub-agent";
 

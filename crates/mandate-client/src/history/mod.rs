@@ -127,6 +127,9 @@ pub struct StoredRequest {
     pub parent_chain: Vec<String>,
     /// The agents' public keys the broker served with that chain.
     pub parent_keys: Vec<mandate_core::Jwk>,
+    /// What the servers behind its `mcp` scopes say of their tools, as the
+    /// broker served it: verify it before showing it.
+    pub tools: Vec<crate::tool_claims::ToolsStatement>,
     /// When the broker received it.
     pub received_at: i64,
     /// When it lapses.

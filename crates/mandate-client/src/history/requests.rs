@@ -40,11 +40,13 @@ impl History {
             .map_err(|e| ClientError::History(e.to_string()))?;
         let keys =
             serde_json::to_string(&item.keys).map_err(|e| ClientError::History(e.to_string()))?;
+        let tools =
+            serde_json::to_string(&item.tools).map_err(|e| ClientError::History(e.to_string()))?;
         let id = item.id.to_string();
         let inserted = sqlx::query(
             "INSERT INTO requests (id, principal, request, agent_id, agent_name, agent_skeleton,
-               parent_chain, parent_keys, received_at, expires_at, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (id) DO NOTHING",
+               parent_chain, parent_keys, received_at, expires_at, state, tools)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(principal)
@@ -56,10 +58,23 @@ impl History {
         .bind(&keys)
         .bind(item.received_at)
         .bind(item.expires_at)
+        .bind(&tools)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
+        if !inserted && !item.tools.is_empty() {
+            // What the servers say may reach the broker after the request
+            // did: a pending request takes the latest the broker serves.
+            sqlx::query(
+                "UPDATE requests SET tools = ? WHERE principal = ? AND id = ? AND state = 'pending'",
+            )
+            .bind(&tools)
+            .bind(principal)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        }
         if inserted {
             append(
                 &mut tx,
@@ -210,6 +225,7 @@ impl History {
 fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {
     let chain: String = r.try_get("parent_chain")?;
     let keys: String = r.try_get("parent_keys")?;
+    let tools: String = r.try_get("tools")?;
     Ok(StoredRequest {
         id: r.try_get("id")?,
         request: r.try_get("request")?,
@@ -217,6 +233,7 @@ fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError>
             .map_err(|e| ClientError::History(e.to_string()))?,
         parent_keys: serde_json::from_str(&keys)
             .map_err(|e| ClientError::History(e.to_string()))?,
+        tools: serde_json::from_str(&tools).map_err(|e| ClientError::History(e.to_string()))?,
         received_at: r.try_get("received_at")?,
         expires_at: r.try_get("expires_at")?,
         state: r.try_get("state")?,

@@ -10,6 +10,7 @@ mod pop;
 mod receipt;
 mod request;
 mod revocation;
+mod tools;
 mod witness;
 
 use std::fmt;
@@ -29,6 +30,7 @@ pub use request::{
     AgentInfo, BindingCode, ClientVerification, MAX_LIFETIME_SECS, OAuthClient, RequestClaims,
 };
 pub use revocation::RevocationClaims;
+pub use tools::{MAX_TOOLS, ToolHints, ToolsClaims, valid_tool_name};
 pub use witness::{
     MAX_AGE as MAX_WITNESS_AGE, MAX_NAME as MAX_WITNESS_NAME, WitnessClaims, digest_of,
     made_at as witness_made_at, valid_trace_id,

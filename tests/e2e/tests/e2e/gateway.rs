@@ -281,6 +281,27 @@ async fn witnessed(user: &User, count: usize) -> Vec<(Value, Value)> {
     }
 }
 
+/// The inbox item of the pending request `id`, once it carries a tools
+/// statement: the gateway sends one in the background after a listing.
+async fn server_says_in_inbox(user: &User, id: &str) -> Value {
+    for _ in 0..50 {
+        let (status, body) = user.send(reqwest::Method::GET, "/v1/inbox", None).await;
+        assert_eq!(status, 200, "{body}");
+        let item = body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not in the inbox: {body}"))
+            .clone();
+        if item["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+            return item;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no tools statement came with the request {id} within 5 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_are_called_per_grant_with_step_up_and_revocation() {
     let s = setup().await;
@@ -366,7 +387,52 @@ async fn tools_are_called_per_grant_with_step_up_and_revocation() {
     // approves, the call goes through.
     let mut wider = reading.leaf().unwrap().authorization_details;
     wider.extend(needed);
-    let running = granted(&s.alice, &coder, wider).await;
+    let ask = Ask {
+        principal: s.alice.principal.clone(),
+        scopes: wider.clone(),
+        purpose: "Run the tests".into(),
+        intent: Some("Fix the build".into()),
+        lifetime: 3600,
+        max_depth: 0,
+        expires_in: 600,
+    };
+    let pending = coder.request(&ask).await.unwrap();
+    // The user's inbox serves, beside the request, what the server said
+    // of its tools in its listing, relayed and signed by the gateway; the
+    // app's own check reads it as the server's claim.
+    let item = server_says_in_inbox(&s.alice, &pending.id.to_string()).await;
+    let statements: Vec<mandate_client::tool_claims::ToolsStatement> =
+        serde_json::from_value(item["tools"].clone()).unwrap();
+    assert_eq!(statements.len(), 1, "{item}");
+    let key = mandate_core::PublicKey::from_jwk(&statements[0].key).unwrap();
+    assert_eq!(key.thumbprint().to_string(), s.witness);
+    let said = mandate_client::tool_claims::ServerSays::of(
+        &statements,
+        item["expires_at"].as_i64().unwrap(),
+    );
+    let run = said
+        .claim(&wider[1], "run_command")
+        .expect("run_command described");
+    assert!(
+        run.destructive && !run.read_only && run.open_world,
+        "{run:?}"
+    );
+    assert_eq!(run.relayed_by, key.agent_id().fingerprint());
+    let read = said
+        .claim(&wider[0], "read_file")
+        .expect("read_file described");
+    assert!(
+        read.read_only && !read.destructive && !read.open_world,
+        "{read:?}"
+    );
+    let request = s.alice.pending(&pending.id.to_string()).await;
+    let grant = s.alice.grant(&request, wider);
+    let (status, body) = s
+        .alice
+        .decide(&pending.id.to_string(), json!({ "grant": grant }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let running = coder.wait(&pending, Duration::from_secs(10)).await.unwrap();
     let a = session
         .tool(
             Cred::Mandate(&running),
@@ -778,4 +844,149 @@ async fn hostile_json_rpc_never_reaches_the_upstream() {
     s.upstream.kill().await;
     s.broker.kill().await;
     s.idp.kill().await;
+}
+
+/// The broker holds a tools statement only from the key it trusts as the
+/// witness of the statement's resource, fresh and well formed, and serves
+/// the newest it holds beside a request for that resource's tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_statements_come_only_from_the_witness() {
+    use mandate_core::token::{Claims as _, ToolHints, ToolsClaims};
+    let s = setup().await;
+    let resource = s.gateway.url.clone();
+    let witness = mandate_keyfile::load_or_create(&s._dir.path().join("witness.key")).unwrap();
+    assert_eq!(witness.thumbprint().to_string(), s.witness);
+    let stranger = mandate_core::SigningKey::generate(&mut rand_core::OsRng);
+    let now = mandate_agent::unix_now();
+    let tool = |name: &str, read_only: bool| ToolHints {
+        name: name.into(),
+        title: None,
+        read_only,
+        destructive: !read_only,
+        idempotent: false,
+        open_world: false,
+    };
+    let statement = |resource: &str, iat: i64, tools: Vec<ToolHints>| ToolsClaims {
+        resource: resource.to_owned(),
+        tools,
+        iat,
+        jti: mandate_core::token::Jti::random(&mut rand_core::OsRng),
+    };
+    let http = reqwest::Client::new();
+    let post = |key: &mandate_core::SigningKey, claims: ToolsClaims| {
+        let body = json!({ "key": key.public().to_jwk(), "statement": claims.sign(key) });
+        let req = http
+            .post(format!("{}/v1/witness/tools", s.broker.url))
+            .json(&body)
+            .timeout(Duration::from_secs(10));
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let fine = vec![tool("read_file", true), tool("wipe", false)];
+    let refusals = [
+        (
+            &stranger,
+            statement(&resource, now, fine.clone()),
+            403,
+            "witness.unknown",
+        ),
+        (
+            &witness,
+            statement(&s.other_resource, now, fine.clone()),
+            422,
+            "witness.target",
+        ),
+        (
+            &witness,
+            statement(&resource, now - 700, fine.clone()),
+            422,
+            "witness.late",
+        ),
+        (
+            &witness,
+            statement(
+                &resource,
+                now,
+                vec![tool("wipe", false), tool("wipe", true)],
+            ),
+            400,
+            "token.malformed",
+        ),
+        (
+            &witness,
+            statement(&resource, now, vec![tool("wipe\u{200b}", false)]),
+            400,
+            "token.malformed",
+        ),
+    ];
+    for (key, claims, status, code) in refusals {
+        let (got, body) = post(key, claims).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    // A body with a member it does not know.
+    let res = http
+        .post(format!("{}/v1/witness/tools", s.broker.url))
+        .json(&json!({ "key": witness.public().to_jwk(), "statement": "x", "more": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+
+    // Held: the newest, not an older one sent after it.
+    let (status, body) = post(&witness, statement(&resource, now, fine.clone())).await;
+    assert_eq!(status, 204, "{body}");
+    let older = vec![tool("read_file", true), tool("wipe", true)];
+    let (status, _) = post(&witness, statement(&resource, now - 60, older)).await;
+    assert_eq!(status, 204);
+    let dir = tempfile::tempdir().unwrap();
+    let coder = agent(&s.broker.url, "coder", dir.path());
+    let scopes = vec![mcp(&["wipe"], &resource)];
+    let pending = coder
+        .request(&Ask {
+            principal: s.alice.principal.clone(),
+            scopes: scopes.clone(),
+            purpose: "Clean up".into(),
+            intent: None,
+            lifetime: 600,
+            max_depth: 0,
+            expires_in: 600,
+        })
+        .await
+        .unwrap();
+    let item = server_says_in_inbox(&s.alice, &pending.id.to_string()).await;
+    let statements: Vec<mandate_client::tool_claims::ToolsStatement> =
+        serde_json::from_value(item["tools"].clone()).unwrap();
+    let said = mandate_client::tool_claims::ServerSays::of(
+        &statements,
+        item["expires_at"].as_i64().unwrap(),
+    );
+    let wipe = said.claim(&scopes[0], "wipe").unwrap();
+    assert!(
+        wipe.destructive && !wipe.read_only,
+        "the newer statement stands: {wipe:?}"
+    );
+    // A request for tools at another resource carries no statement.
+    let elsewhere = coder
+        .request(&Ask {
+            principal: s.alice.principal.clone(),
+            scopes: vec![mcp(&["wipe"], &s.other_resource)],
+            purpose: "Clean up elsewhere".into(),
+            intent: None,
+            lifetime: 600,
+            max_depth: 0,
+            expires_in: 600,
+        })
+        .await
+        .unwrap();
+    let (_, inbox) = s.alice.send(reqwest::Method::GET, "/v1/inbox", None).await;
+    let other = inbox["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == elsewhere.id.to_string())
+        .unwrap();
+    assert_eq!(other["tools"], json!([]), "{other}");
 }
