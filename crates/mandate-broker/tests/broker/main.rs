@@ -559,6 +559,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/grants", "get"),
         ("/v1/receipts", "post"),
         ("/v1/witness", "post"),
+        ("/v1/witness/tools", "post"),
         ("/v1/receipts", "get"),
         ("/.well-known/oauth-authorization-server", "get"),
         ("/oauth/jwks", "get"),
