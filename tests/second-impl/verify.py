@@ -76,7 +76,7 @@ class Num:
         self.text = text
 
 
-ARRAY_MEMBERS = {"authorization_details", "actions", "locations", "revokes", "parent_chain", "keys"}
+ARRAY_MEMBERS = {"authorization_details", "actions", "locations", "revokes", "parent_chain", "keys", "tools"}
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 WS = re.compile(r"[ \t\n\r]*")
 LITERALS = {"true": True, "false": False, "null": None}
