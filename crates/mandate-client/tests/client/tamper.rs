@@ -172,7 +172,7 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
         (
             "a request added",
             "INSERT INTO requests SELECT 'planted', principal, request, agent_id, agent_name, \
-             agent_skeleton, parent_chain, received_at, expires_at, 'pending', parent_keys FROM requests LIMIT 1;"
+             agent_skeleton, parent_chain, received_at, expires_at, 'pending', parent_keys, tools FROM requests LIMIT 1;"
                 .into(),
             "request planted: a row no event recorded".into(),
         ),
