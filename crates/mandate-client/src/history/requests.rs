@@ -65,13 +65,16 @@ impl History {
             == 1;
         if !inserted && !item.tools.is_empty() {
             // What the servers say may reach the broker after the request
-            // did: a pending request takes the latest the broker serves.
+            // did: a pending request takes the latest the broker serves
+            // (written only when it differs: the inbox is read often).
             sqlx::query(
-                "UPDATE requests SET tools = ? WHERE principal = ? AND id = ? AND state = 'pending'",
+                "UPDATE requests SET tools = ? WHERE principal = ? AND id = ? AND state = 'pending'
+                   AND tools <> ?",
             )
             .bind(&tools)
             .bind(principal)
             .bind(&id)
+            .bind(&tools)
             .execute(&mut *tx)
             .await?;
         }
