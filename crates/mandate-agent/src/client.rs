@@ -307,13 +307,19 @@ pub const DEFAULT_BROKER_URL: &str = "http://127.0.0.1:7700";
 /// An HTTP client as the SDK uses it: rustls with ring, a connect
 /// timeout, no redirects.
 pub fn http_client() -> Result<reqwest::Client, AgentError> {
-    // reqwest is built without a default TLS crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| BrokerError::Unreachable(e.without_url().to_string()).into())
+}
+
+/// Installs ring as the process's TLS crypto provider, unless one is
+/// already: reqwest is built without a default, and panics building a
+/// client before one is installed.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Sends a request and reads a JSON answer, or the broker's error: how

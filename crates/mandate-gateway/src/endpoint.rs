@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::credential::Authority;
 use crate::error::{GatewayCode, Refusal};
+use crate::otel::CallSpan;
 use crate::rpc::{self, Message, Method as RpcMethod};
 use crate::scopes::{self, Need};
 use crate::upstream::{copy_back, read_whole, streamed, tapped};
@@ -54,6 +55,7 @@ pub(crate) async fn post(State(gw): State<Gateway>, headers: HeaderMap, body: Bo
 
 impl Gateway {
     async fn post(&self, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
+        let started = std::time::SystemTime::now();
         let s = &self.inner;
         self.check_origin(headers)?;
         let who = self.authority(&Method::POST, headers).await?;
@@ -78,20 +80,61 @@ impl Gateway {
                     )
                     .to(Some(&id)));
                 }
-                let res = self.forward(Method::POST, headers, Some(bytes)).await?;
+                let res = self
+                    .forward(Method::POST, headers, Some(bytes), None)
+                    .await?;
                 return Ok(streamed(res));
             }
         };
+        let span = s
+            .config
+            .spans
+            .as_ref()
+            .map(|spans| spans.begin(headers, &call, started));
+        let answer = self
+            .call(headers, &who, &call, version, bytes, span.as_ref())
+            .await;
+        if let Some(span) = span {
+            span.end(answer.as_ref().map(|res| res.status().as_u16()));
+        }
+        answer
+    }
+
+    /// The rest of a `POST` of a call, from the MCP headers on, within its
+    /// span, if the gateway makes spans.
+    async fn call(
+        &self,
+        headers: &HeaderMap,
+        who: &Authority,
+        call: &rpc::Call,
+        version: Option<&'static str>,
+        bytes: Bytes,
+        span: Option<&CallSpan>,
+    ) -> Result<Response, Refusal> {
+        let s = &self.inner;
         let id = call.id.as_ref();
-        headers::check(headers, &call, version).map_err(|e| Refusal::rpc(e).to(id))?;
-        self.check_session(headers, &who).map_err(|r| r.to(id))?;
-        let trace = crate::trace::of_call(headers, &call);
+        headers::check(headers, call, version).map_err(|e| Refusal::rpc(e).to(id))?;
+        self.check_session(headers, who).map_err(|r| r.to(id))?;
+        // The trace the call belongs to: the gateway's span's, or else the
+        // one it carried.
+        let trace = match span {
+            Some(span) => {
+                if let Some(grant) = who.chain.last() {
+                    span.grant(&grant.to_string());
+                }
+                Some(span.trace_id())
+            }
+            None => crate::trace::of_call(headers, call).map(str::to_owned),
+        };
+        let traceparent = span.and_then(CallSpan::traceparent);
         // The witness's account of an action (a tool, resource or prompt
         // call) made under a grant, whatever becomes of it from here.
-        let witnessed = s
-            .witness
-            .as_ref()
-            .and_then(|w| Some((w, Seen::of(&call, &who.chain, &who.holder, &bytes, trace)?)));
+        let witnessed = s.witness.as_ref().and_then(|w| {
+            Some((
+                w,
+                Seen::of(call, &who.chain, &who.holder, &bytes, trace.as_deref())?,
+            ))
+        });
         let refused = |r: Refusal| {
             if let Some((w, seen)) = &witnessed {
                 w.record(seen, Outcome::Refused);
@@ -109,13 +152,16 @@ impl Gateway {
                 .to(id),
             ));
         }
-        let need = Need::of(&call);
-        self.authorize(&who, &need, id).map_err(refused)?;
+        let need = Need::of(call);
+        self.authorize(who, &need, id).map_err(refused)?;
         tracing::info!(
             agent = %who.agent, method = %call.method_name, target = ?call.target,
-            trace, "call passed"
+            trace = trace.as_deref(), "call passed"
         );
-        let res = match self.forward(Method::POST, headers, Some(bytes)).await {
+        let res = match self
+            .forward(Method::POST, headers, Some(bytes), traceparent.as_ref())
+            .await
+        {
             Ok(res) => res,
             Err(r) => {
                 if let Some((w, seen)) = &witnessed {
@@ -136,7 +182,7 @@ impl Gateway {
             .to(id));
         }
         match (call.method, id, witnessed) {
-            (RpcMethod::ToolsList, Some(id), _) => self.filtered_list(res, id, &who).await,
+            (RpcMethod::ToolsList, Some(id), _) => self.filtered_list(res, id, who).await,
             (_, Some(id), Some((w, seen))) => Ok(tapped(res, id.clone(), w.clone(), seen)),
             _ => Ok(streamed(res)),
         }
@@ -182,7 +228,7 @@ pub(crate) async fn stream(State(gw): State<Gateway>, headers: HeaderMap) -> Res
         let who = gw.authority(&Method::GET, &headers).await?;
         gw.check_session(&headers, &who)?;
         gw.authorize(&who, &Need::Member, None)?;
-        gw.forward(Method::GET, &headers, None).await
+        gw.forward(Method::GET, &headers, None, None).await
     };
     match run.await {
         Ok(res) => streamed(res),
@@ -196,7 +242,7 @@ pub(crate) async fn end_session(State(gw): State<Gateway>, headers: HeaderMap) -
         gw.check_origin(&headers)?;
         let who = gw.authority(&Method::DELETE, &headers).await?;
         gw.check_session(&headers, &who)?;
-        let res = gw.forward(Method::DELETE, &headers, None).await?;
+        let res = gw.forward(Method::DELETE, &headers, None, None).await?;
         if res.status().is_success()
             && let Some(id) = headers.get(SESSION).and_then(|v| v.to_str().ok())
         {

@@ -31,6 +31,7 @@ pub mod credential;
 mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod otel;
 pub mod rpc;
 pub mod scopes;
 pub mod sessions;
@@ -98,6 +99,9 @@ pub struct Config {
     /// `None` signs none. The broker must trust it for the resource
     /// (`--witness URI=THUMBPRINT`).
     pub witness: Option<witness::WitnessKey>,
+    /// Where the gateway exports a span of each call ([`otel`]); `None`
+    /// makes none, and passes the trace context upstream as it came.
+    pub spans: Option<otel::Spans>,
 }
 
 /// The default for [`Config::replay_capacity`]: 400,000 proofs of each
@@ -372,8 +376,12 @@ impl Gateway {
         method: Method,
         headers: &HeaderMap,
         body: Option<Bytes>,
+        traceparent: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, Refusal> {
-        self.inner.upstream.send(method, headers, body).await
+        self.inner
+            .upstream
+            .send(method, headers, body, traceparent)
+            .await
     }
 }
 

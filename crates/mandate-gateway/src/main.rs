@@ -66,6 +66,12 @@ struct Args {
     /// it: `--witness RESOURCE=THUMBPRINT`. Without it, no receipts.
     #[arg(long, env = "MANDATE_GATEWAY_WITNESS_KEY")]
     witness_key: Option<std::path::PathBuf>,
+    /// Exports a span of each call, over OTLP/HTTP (protobuf), to this
+    /// collector URL: the whole traces path, such as
+    /// http://127.0.0.1:4318/v1/traces. Without it, or
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (the collector's base URL), no spans.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    otlp_traces: Option<String>,
     /// Prints the witness key's thumbprint (creating the key if missing),
     /// for the broker's `--witness`, and exits.
     #[arg(long, requires = "witness_key")]
@@ -106,6 +112,10 @@ async fn main() -> anyhow::Result<()> {
             HeaderValue::try_from(value.trim()).context("--upstream-header: not a header value")?,
         ));
     }
+    let spans = match otlp_traces(args.otlp_traces) {
+        Some(endpoint) => Some(mandate_gateway::otel::Spans::export_to(&endpoint)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -127,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         max_staleness: Duration::from_secs(args.max_staleness),
         replay_capacity: args.replay_capacity,
         witness,
+        spans: spans.clone(),
     };
     let resource = config.resource.clone();
     let gateway = Gateway::start(config, &args.broker).await?;
@@ -140,5 +151,22 @@ async fn main() -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    if let Some(spans) = spans {
+        tokio::task::spawn_blocking(move || spans.shutdown()).await?;
+    }
     Ok(())
+}
+
+/// The OTLP traces URL: `--otlp-traces` (or its variable), or else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/traces`, as OpenTelemetry's
+/// exporters do; none while `OTEL_SDK_DISABLED` is `true`.
+fn otlp_traces(flag: Option<String>) -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    flag.filter(|f| !f.trim().is_empty()).or_else(|| {
+        var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .map(|base| format!("{}/v1/traces", base.trim().trim_end_matches('/')))
+    })
 }

@@ -37,19 +37,24 @@ impl Upstream {
     }
 
     /// Sends a request upstream with the client's `headers` that may go,
-    /// and the gateway's own. An upstream that cannot be reached, or that
+    /// and the gateway's own; `traceparent`, the gateway's span, stands
+    /// in for the client's. An upstream that cannot be reached, or that
     /// refuses the gateway (401, 403), is `gateway.upstream`.
     pub async fn send(
         &self,
         method: Method,
         headers: &HeaderMap,
         body: Option<Bytes>,
+        traceparent: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, Refusal> {
         let mut req = self.http.request(method, &self.url);
         for (name, value) in headers {
-            if passes_upstream(name) {
+            if passes_upstream(name) && !(traceparent.is_some() && name == "traceparent") {
                 req = req.header(name, value);
             }
+        }
+        if let Some(traceparent) = traceparent {
+            req = req.header("traceparent", traceparent);
         }
         for (name, value) in &self.headers {
             req = req.header(name, value);

@@ -359,6 +359,10 @@ mod every_code_is_listed {
         "r.agent",
         "r.principal",
         "thing.slow",
+        // OpenTelemetry attributes of the gateway's spans (docs/mcp.md).
+        "error.type",
+        "mandate.grant",
+        "service.version",
     ];
 
     fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -465,10 +465,22 @@ pub fn free_port() -> u16 {
 /// `mandate-gateway` on `port`, in front of `upstream`, trusting
 /// `broker`; its URL is its MCP endpoint's.
 pub async fn gateway(port: u16, upstream: &str, broker: &str, extra: &[&str]) -> Proc {
+    gateway_env(port, upstream, broker, extra, &[]).await
+}
+
+/// [`gateway`], with these environment variables too.
+pub async fn gateway_env(
+    port: u16,
+    upstream: &str,
+    broker: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let mut cmd = Command::new(binary("mandate-gateway"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--upstream", upstream, "--broker", broker])
         .args(extra)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
     Proc::start("mandate-gateway", cmd, "mandate-gateway listening on ").await
 }

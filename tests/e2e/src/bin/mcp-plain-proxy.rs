@@ -33,7 +33,7 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let body = (method == Method::POST).then_some(body);
-    match up.send(method, &headers, body).await {
+    match up.send(method, &headers, body, None).await {
         Ok(res) => streamed(res),
         Err(refusal) => refusal.into_response(),
     }

@@ -143,6 +143,18 @@ impl<'a> Mcp<'a> {
         assert_eq!(a.status, 202, "{}", a.body);
     }
 
+    /// A session under `reading`, a grant of `read_file` alone, whose
+    /// listing taught the gateway the upstream's tools.
+    async fn listed(url: &str, agent: &'a Agent, reading: &Mandate) -> Mcp<'a> {
+        let mut session = Mcp::new(url, agent);
+        session.initialize(Cred::Mandate(reading)).await;
+        assert_eq!(
+            session.tool_names(Cred::Mandate(reading)).await,
+            ["read_file"]
+        );
+        session
+    }
+
     async fn tool(&self, cred: Cred<'_>, name: &str, arguments: Value) -> Answer {
         self.call(
             cred,
@@ -184,6 +196,14 @@ async fn granted(user: &User, agent: &Agent, scopes: Vec<AuthorizationDetail>) -
     user.approve(agent, &ask).await
 }
 
+/// An agent granted `read_file` at the gateway, alone, and its mandate.
+async fn reader(s: &Setup, dir: &std::path::Path) -> (Agent, Mandate) {
+    let coder = agent(&s.broker.url, "coder", dir);
+    let scopes = vec![mcp(&["read_file"], &s.gateway.url)];
+    let reading = granted(&s.alice, &coder, scopes).await;
+    (coder, reading)
+}
+
 /// The JSON-RPC messages the upstream has received.
 async fn upstream_calls(upstream: &Proc) -> Vec<Value> {
     let url = upstream.url.trim_end_matches("/mcp").to_owned() + "/calls";
@@ -203,6 +223,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(&[], &[]).await
+}
+
+/// [`setup`], with the gateway given these arguments and environment
+/// variables too.
+async fn setup_with(gateway_args: &[&str], gateway_env: &[(&str, &str)]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let project = procs::mcp_project(dir.path());
     let port = procs::free_port();
@@ -229,13 +255,9 @@ async fn setup() -> Setup {
     )
     .await;
     let upstream = procs::mcp_upstream(&project, &[]).await;
-    let gateway = procs::gateway(
-        port,
-        &upstream.url,
-        &broker.url,
-        &["--witness-key", witness_key],
-    )
-    .await;
+    let mut args = vec!["--witness-key", witness_key];
+    args.extend_from_slice(gateway_args);
+    let gateway = procs::gateway_env(port, &upstream.url, &broker.url, &args, gateway_env).await;
     assert_eq!(gateway.url, resource);
     let alice = User::enrolled(&idp.url, "alice", &broker.url).await;
     Setup {
@@ -697,15 +719,8 @@ async fn hostile_json_rpc_never_reaches_the_upstream() {
     let s = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let resource = s.gateway.url.clone();
-    let coder = agent(&s.broker.url, "coder", dir.path());
-    let reading = granted(&s.alice, &coder, vec![mcp(&["read_file"], &resource)]).await;
-    let mut session = Mcp::new(&resource, &coder);
-    session.initialize(Cred::Mandate(&reading)).await;
-    // The gateway learns the upstream's tools from a listing.
-    assert_eq!(
-        session.tool_names(Cred::Mandate(&reading)).await,
-        ["read_file"]
-    );
+    let (coder, reading) = reader(&s, dir.path()).await;
+    let session = Mcp::listed(&resource, &coder, &reading).await;
     let before = upstream_calls(&s.upstream).await.len();
 
     let call = |name: &str| {
@@ -989,4 +1004,281 @@ async fn tools_statements_come_only_from_the_witness() {
         .find(|r| r["id"] == elsewhere.id.to_string())
         .unwrap();
     assert_eq!(other["tools"], json!([]), "{other}");
+}
+
+/// An OTLP/HTTP collector on loopback: it decodes each export with the
+/// OpenTelemetry protocol's own message types, and keeps the spans with
+/// their service's name.
+struct Collector {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, otlp::Span)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+mod otlp {
+    pub use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    pub use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    pub use opentelemetry_proto::tonic::trace::v1::Span;
+    pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    pub use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+}
+
+/// A span's attribute, as text.
+fn attribute(span: &otlp::Span, key: &str) -> Option<String> {
+    let value = span.attributes.iter().find(|kv| kv.key == key)?;
+    Some(match value.value.as_ref()?.value.as_ref()? {
+        otlp::Value::StringValue(s) => s.clone(),
+        otlp::Value::IntValue(i) => i.to_string(),
+        other => format!("{other:?}"),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        use prost::Message as _;
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    assert_eq!(headers["content-type"], "application/x-protobuf");
+                    let export = otlp::ExportTraceServiceRequest::decode(body).unwrap();
+                    for resource in export.resource_spans {
+                        let service = resource
+                            .resource
+                            .iter()
+                            .flat_map(|r| &r.attributes)
+                            .find(|kv| kv.key == "service.name")
+                            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                                otlp::Value::StringValue(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .unwrap_or_default();
+                        for scope in resource.scope_spans {
+                            for span in scope.spans {
+                                kept.lock().unwrap().push((service.clone(), span));
+                            }
+                        }
+                    }
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        otlp::ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Collector { url, spans, task }
+    }
+
+    /// The first span of `trace` named `name`, once it has come.
+    async fn span(&self, trace: &str, name: &str) -> (String, otlp::Span) {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, s)| hex(&s.trace_id) == trace && s.name == name)
+            {
+                return found.clone();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no span {name:?} of the trace {trace}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn traces(&self) -> Vec<String> {
+        let spans = self.spans.lock().unwrap();
+        spans.iter().map(|(_, s)| hex(&s.trace_id)).collect()
+    }
+}
+
+/// The `traceparent` the upstream saw last, split: trace id, parent id
+/// and flags.
+async fn upstream_traceparent(upstream: &Proc) -> (String, String, String) {
+    let last = upstream_calls(upstream).await.pop().unwrap();
+    let parts: Vec<String> = last["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no traceparent upstream: {last}"))
+        .split('-')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!((parts.len(), parts[0].as_str()), (4, "00"), "{parts:?}");
+    (parts[1].clone(), parts[2].clone(), parts[3].clone())
+}
+
+/// With an OTLP collector named (`--otlp-traces`), the gateway exports a
+/// span of each call: a child of the trace context the call carried (in
+/// its headers or its `_meta`), named by OpenTelemetry's MCP conventions,
+/// and the parent of the call upstream. The witness receipt records the
+/// same trace, so one trace id links the agent, the gateway, the upstream
+/// and the receipt. A context the agent does not sample is passed on and
+/// not exported; a call without one starts a trace of the gateway's.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_links_agent_gateway_upstream_and_receipt() {
+    let collector = Collector::start().await;
+    let s = setup_with(
+        &["--otlp-traces", &collector.url],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let resource = s.gateway.url.clone();
+    let (coder, reading) = reader(&s, dir.path()).await;
+    let session = Mcp::listed(&resource, &coder, &reading).await;
+    let call = |id: u32, name: &str, meta: Option<&str>| {
+        let mut params = json!({ "name": name, "arguments": { "path": "README.md" } });
+        if let Some(traceparent) = meta {
+            params["_meta"] = json!({ "traceparent": traceparent });
+        }
+        json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params })
+            .to_string()
+            .into_bytes()
+    };
+    let cred = Cred::Mandate(&reading);
+
+    // The agent does not sample this trace: the gateway passes it on, as
+    // the parent of a span of its own that it does not export.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let a = session
+        .raw(
+            cred,
+            call(6, "read_file", None),
+            &[(
+                "traceparent",
+                &format!("00-{unsampled}-b7ad6b7169203331-00"),
+            )],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (up_trace, up_parent, up_flags) = upstream_traceparent(&s.upstream).await;
+    assert_eq!((up_trace.as_str(), up_flags.as_str()), (unsampled, "00"));
+    assert_ne!(up_parent, "b7ad6b7169203331");
+
+    // A sampled trace in the headers.
+    let (trace, agent_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let a = session
+        .raw(
+            cred,
+            call(7, "read_file", None),
+            &[("traceparent", &format!("00-{trace}-{agent_span}-01"))],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (up_trace, up_parent, up_flags) = upstream_traceparent(&s.upstream).await;
+    let (service, span) = collector.span(trace, "tools/call read_file").await;
+    assert_eq!(service, "mandate-gateway");
+    assert_eq!(hex(&span.parent_span_id), agent_span, "the agent's span");
+    assert_eq!(span.kind, otlp::SpanKind::Server as i32);
+    assert_eq!(
+        (up_trace.as_str(), up_parent, up_flags.as_str()),
+        (trace, hex(&span.span_id), "01"),
+        "the upstream's parent is the gateway's span"
+    );
+    let grant = reading.leaf_id().unwrap().to_string();
+    for (key, value) in [
+        ("mcp.method.name", "tools/call"),
+        ("gen_ai.tool.name", "read_file"),
+        ("jsonrpc.request.id", "7"),
+        ("mcp.session.id", session.session.as_deref().unwrap()),
+        ("mandate.grant", &grant),
+        ("http.response.status_code", "200"),
+    ] {
+        assert_eq!(attribute(&span, key).as_deref(), Some(value), "{key}");
+    }
+    assert_eq!(attribute(&span, "error.type"), None);
+    assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+
+    // A refused call, its trace in `_meta` only: the span says why, and
+    // nothing goes upstream.
+    let before = upstream_calls(&s.upstream).await.len();
+    let meta_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let a = session
+        .raw(
+            cred,
+            call(
+                8,
+                "run_command",
+                Some(&format!("00-{meta_trace}-10f067aa0ba902b8-01")),
+            ),
+            &[],
+        )
+        .await;
+    a.refused(403, "insufficient_scope");
+    assert_eq!(upstream_calls(&s.upstream).await.len(), before);
+    let (_, span) = collector.span(meta_trace, "tools/call run_command").await;
+    assert_eq!(hex(&span.parent_span_id), "10f067aa0ba902b8");
+    assert_eq!(
+        attribute(&span, "error.type").as_deref(),
+        Some("gateway.insufficient_scope")
+    );
+    assert_eq!(
+        attribute(&span, "http.response.status_code").as_deref(),
+        Some("403")
+    );
+    let status = span.status.as_ref().unwrap();
+    assert_eq!(status.code, otlp::StatusCode::Error as i32);
+    assert!(
+        status.message.contains("does not cover"),
+        "{}",
+        status.message
+    );
+
+    // No trace context at all: the gateway's span begins a trace, which
+    // goes upstream.
+    let a = session.raw(cred, call(9, "read_file", None), &[]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (root_trace, root_parent, root_flags) = upstream_traceparent(&s.upstream).await;
+    assert_eq!(root_flags, "01");
+    let (_, span) = collector.span(&root_trace, "tools/call read_file").await;
+    assert_eq!(hex(&span.span_id), root_parent);
+    assert!(span.parent_span_id.is_empty(), "a root span");
+
+    // The spans come in the order they ended: the unsampled trace, ended
+    // first, was never exported.
+    assert!(!collector.traces().contains(&unsampled.to_owned()));
+
+    // Each witness receipt names the trace of its call.
+    let seen = witnessed(&s.alice, 4).await;
+    let mut traces: Vec<(String, String)> = seen
+        .iter()
+        .map(|(c, _)| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["trace"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    traces.sort();
+    let mut expected = vec![
+        ("read_file".to_owned(), unsampled.to_owned()),
+        ("read_file".to_owned(), trace.to_owned()),
+        ("read_file".to_owned(), root_trace.clone()),
+        ("run_command".to_owned(), meta_trace.to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(traces, expected);
+
+    s.gateway.kill().await;
+    s.upstream.kill().await;
+    s.broker.kill().await;
+    s.idp.kill().await;
+    collector.task.abort();
 }
