@@ -207,6 +207,11 @@ impl CallSpan {
     }
 }
 
+/// The longest `tracestate` a span takes: W3C trace context asks that
+/// 512 characters be passed on; a longer one is left out of the span
+/// (the header still goes upstream as it came).
+const MAX_TRACESTATE: usize = 512;
+
 /// The trace context a call carried: its `traceparent` (and `tracestate`)
 /// headers, or else those in its `_meta`, as [`crate::trace::of_call`]
 /// picks them; only a well-formed version-00 `traceparent` counts.
@@ -237,7 +242,10 @@ impl Extractor for Carried<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         match key {
             "traceparent" => self.traceparent,
-            "tracestate" => self.traceparent.and(self.tracestate),
+            "tracestate" => self
+                .traceparent
+                .and(self.tracestate)
+                .filter(|t| t.len() <= MAX_TRACESTATE),
             _ => None,
         }
     }
@@ -325,6 +333,27 @@ mod tests {
         let span = spans.begin(&headers, &c, started);
         assert_eq!(span.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         span.end(Ok(200));
+
+        // A `tracestate` goes into the span only when it is short.
+        let with_state = |state: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "traceparent",
+                HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            );
+            h.insert("tracestate", HeaderValue::try_from(state).unwrap());
+            let span = spans.begin(&h, &c, started);
+            let kept = span.cx.span().span_context().trace_state().header();
+            span.end(Ok(200));
+            kept
+        };
+        assert_eq!(with_state("vendor=abc"), "vendor=abc");
+        // Ten members of 64 characters, each valid: 649 in all.
+        let long: Vec<String> = (0..10)
+            .map(|i| format!("v{i}={}", "a".repeat(61)))
+            .collect();
+        assert_eq!(with_state(&long[..7].join(",")), long[..7].join(","));
+        assert_eq!(with_state(&long.join(",")), "");
 
         // Without any, a new trace.
         let bare = call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#);
