@@ -213,43 +213,65 @@ async fn report(
     let jwk = json!(key.0.public().to_jwk());
     let mut batch: Vec<WitnessClaims> = Vec::with_capacity(BATCH);
     while receipts.recv_many(&mut batch, BATCH).await > 0 {
-        // Gather what comes within LINGER of the first, up to a batch:
-        // one report, one transaction at the broker, for many calls.
-        let until = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            let room = BATCH - batch.len();
-            match tokio::time::timeout_at(until, receipts.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+        // Let what comes within LINGER of the first gather, without waking
+        // the reporter for each receipt as it comes (a wake a call, a
+        // thread unparked a call, at a thousand calls a second); then
+        // report all that waits, a batch at a time: one report, one
+        // transaction at the broker, for many calls.
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
         }
-        let signed: Vec<String> = batch.drain(..).map(|c| c.sign(&key.0)).collect();
-        let body = json!({ "key": jwk, "receipts": signed });
-        let mut wait = Duration::from_millis(250);
-        let started = tokio::time::Instant::now();
         loop {
-            match send(&http, &url, &body).await {
-                Ok(results) => {
-                    log_refusals(&results);
-                    break;
-                }
-                Err(Retry::No(why)) => {
-                    tracing::warn!(receipts = signed.len(), %why, "the broker refused witness receipts");
-                    break;
-                }
-                Err(Retry::Later(why)) if started.elapsed() < RETRY_FOR => {
-                    tracing::info!(%why, "reporting witness receipts again shortly");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
-                }
-                Err(Retry::Later(why)) => {
-                    tracing::warn!(receipts = signed.len(), %why, "witness receipts could not be reported");
-                    break;
+            while batch.len() < BATCH {
+                match receipts.try_recv() {
+                    Ok(claims) => batch.push(claims),
+                    Err(_) => break,
                 }
             }
+            let full = batch.len() == BATCH;
+            report_batch(&mut batch, &key, &jwk, &url, &http).await;
+            if !full {
+                break;
+            }
         }
-        batch.clear();
     }
+}
+
+/// Signs and reports one batch, retrying while the broker is away, and
+/// empties it.
+async fn report_batch(
+    batch: &mut Vec<WitnessClaims>,
+    key: &WitnessKey,
+    jwk: &Value,
+    url: &str,
+    http: &reqwest::Client,
+) {
+    let signed: Vec<String> = batch.drain(..).map(|c| c.sign(&key.0)).collect();
+    let body = json!({ "key": jwk, "receipts": signed });
+    let mut wait = Duration::from_millis(250);
+    let started = tokio::time::Instant::now();
+    loop {
+        match send(http, url, &body).await {
+            Ok(results) => {
+                log_refusals(&results);
+                break;
+            }
+            Err(Retry::No(why)) => {
+                tracing::warn!(receipts = signed.len(), %why, "the broker refused witness receipts");
+                break;
+            }
+            Err(Retry::Later(why)) if started.elapsed() < RETRY_FOR => {
+                tracing::info!(%why, "reporting witness receipts again shortly");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(Retry::Later(why)) => {
+                tracing::warn!(receipts = signed.len(), %why, "witness receipts could not be reported");
+                break;
+            }
+        }
+    }
+    batch.clear();
 }
 
 /// How often the tools statement is sent again when nothing changed: a
@@ -320,17 +342,22 @@ async fn send(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, 
     }
 }
 
+/// Logs the receipts the broker refused, one line for each code with how
+/// many and one id, rather than a line a receipt: a misconfigured broker
+/// refuses every one.
 fn log_refusals(results: &Value) {
+    let mut refused: std::collections::BTreeMap<&str, (usize, Option<&str>)> =
+        std::collections::BTreeMap::new();
     for r in results["results"].as_array().into_iter().flatten() {
         if let Some(code) = r["error"]["code"].as_str()
             && code != "receipt.replayed"
         {
-            tracing::warn!(
-                code,
-                id = r["id"].as_str(),
-                "the broker refused a witness receipt"
-            );
+            let entry = refused.entry(code).or_insert((0, r["id"].as_str()));
+            entry.0 += 1;
         }
+    }
+    for (code, (count, id)) in refused {
+        tracing::warn!(code, count, id, "the broker refused witness receipts");
     }
 }
 
