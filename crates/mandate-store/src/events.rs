@@ -163,6 +163,49 @@ macro_rules! append_event {
 }
 pub(crate) use append_event;
 
+/// Appends events, one for each item of `$rows` (kind, principal, agent,
+/// subject, time), in two statements inside `$tx` (which holds the log
+/// clock), whatever their number: the clock advances by the number of
+/// rows, and the events take the numbers it passed, in order. Evaluates
+/// to `Result<(), sqlx::Error>`.
+macro_rules! append_events {
+    ($tx:expr, $rows:expr) => {
+        async {
+            let rows: Vec<_> = $rows.collect();
+            if rows.is_empty() {
+                return Ok::<(), sqlx::Error>(());
+            }
+            let count = rows.len() as i64;
+            // On SQLite the trigger then sets the clock to each event's
+            // number in turn, ending where this leaves it.
+            let last: i64 = sqlx::query_scalar(
+                "UPDATE log_clock SET seq = seq + $1 WHERE id = 1 RETURNING seq",
+            )
+            .bind(count)
+            .fetch_one(&mut *$tx)
+            .await?;
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO events (seq, kind, principal, agent_jkt, subject, created_at) ",
+            );
+            insert.push_values(
+                rows.into_iter().zip(last - count + 1..),
+                |mut row, ((kind, principal, agent, subject, now), seq)| {
+                    row.push_bind(seq)
+                        .push_bind($crate::EventKind::as_str(kind))
+                        .push_bind(principal)
+                        .push_bind(agent)
+                        .push_bind(subject)
+                        .push_bind(now);
+                },
+            );
+            insert.build().execute(&mut *$tx).await?;
+            Ok(())
+        }
+        .await
+    };
+}
+pub(crate) use append_events;
+
 impl Store {
     /// Events after `after`, oldest first, at most `limit`.
     pub async fn events_since(&self, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {

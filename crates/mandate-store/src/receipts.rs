@@ -3,7 +3,9 @@
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use crate::events::{append_event, lock_log};
+use std::collections::HashMap;
+
+use crate::events::{append_event, append_events, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
 /// A stored receipt.
@@ -110,27 +112,42 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            let mut seqs = Vec::with_capacity(records.len());
-            for r in records {
-                let seq: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING seq",
-                )
-                .bind(r.id.to_string())
-                .bind(r.grant_id.to_string())
-                .bind(r.agent.to_string())
-                .bind(r.principal.as_str())
-                .bind(&r.token)
-                .bind(&r.keys)
-                .bind(r.created_at)
-                .bind(r.witness.map(|w| w.to_string()))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if seq.is_some() {
-                    append_event!(self, tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
-                }
-                seqs.push(seq);
-            }
+            // Two statements for the whole batch, not two a receipt: one
+            // inserts the receipts, one appends their events.
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) ",
+            );
+            insert.push_values(records, |mut row, r| {
+                row.push_bind(r.id.to_string())
+                    .push_bind(r.grant_id.to_string())
+                    .push_bind(r.agent.to_string())
+                    .push_bind(r.principal.as_str())
+                    .push_bind(&r.token)
+                    .push_bind(&r.keys)
+                    .push_bind(r.created_at)
+                    .push_bind(r.witness.map(|w| w.to_string()));
+            });
+            insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id, seq");
+            let stored: Vec<(String, i64)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+            let mut stored: HashMap<String, i64> = stored.into_iter().collect();
+            // The first of the same id in the batch took the row.
+            let seqs: Vec<Option<i64>> = records
+                .iter()
+                .map(|r| stored.remove(&r.id.to_string()))
+                .collect();
+            let mut new: Vec<(i64, &ReceiptRecord)> = seqs
+                .iter()
+                .zip(records)
+                .filter_map(|(seq, r)| seq.map(|seq| (seq, r)))
+                .collect();
+            new.sort_by_key(|(seq, _)| *seq);
+            append_events!(tx, new.iter().map(|(_, r)| (
+                EventKind::ReceiptStored,
+                Some(r.principal.as_str()),
+                Some(r.agent.to_string()),
+                r.id.to_string(),
+                r.created_at,
+            )))?;
             tx.commit().await?;
             Ok(seqs)
         })

@@ -255,26 +255,36 @@ async fn main() {
     let idp = procs::idp().await;
     // The gateway witnesses every call, as deployed (docs/mcp.md): it
     // signs a receipt of each and reports them to the broker in batches.
-    // MANDATE_BENCH_WITNESS=off measures it without, for the difference.
-    let witnessing = std::env::var("MANDATE_BENCH_WITNESS").as_deref() != Ok("off");
+    // MANDATE_BENCH_WITNESS=off measures it without, for the difference;
+    // =untrusted has the gateway witness every call to a broker that does
+    // not trust its key and refuses each report at once (the gateway logs
+    // each refusal): the gateway's share of the cost, apart from the
+    // broker's.
+    let mode = std::env::var("MANDATE_BENCH_WITNESS").unwrap_or_default();
+    let witnessing = mode != "off";
+    let trusted = mode != "untrusted";
     println!(
         "witness receipts: {}",
-        if witnessing { "on" } else { "off" }
+        match (witnessing, trusted) {
+            (false, _) => "off",
+            (true, false) => "signed and sent, refused by the broker",
+            (true, true) => "on",
+        }
     );
     let witness_key = dir.path().join("witness.key");
     let witness_key = witness_key.to_str().unwrap();
     let witness = procs::witness_key(std::path::Path::new(witness_key));
     let database = format!("sqlite://{}/broker.db", dir.path().display());
+    let witness_arg = format!("{resource}={witness}");
+    let mut broker_args = vec!["--oauth-resource", &resource];
+    if trusted {
+        broker_args.extend(["--witness", &witness_arg]);
+    }
     let broker = procs::broker(
         &database,
         &idp.url,
         &dir.path().join("broker"),
-        &[
-            "--oauth-resource",
-            &resource,
-            "--witness",
-            &format!("{resource}={witness}"),
-        ],
+        &broker_args,
     )
     .await;
     let gateway_args: &[&str] = if witnessing {

@@ -467,6 +467,32 @@ pub async fn receipts_feed(store: &Store) {
         ]
     );
     assert_eq!(store.insert_receipts(&[]).await.unwrap(), Vec::new());
+    // The same receipt twice in one batch is stored once. The batch's
+    // events take the next numbers of the log in the receipts' order, and
+    // the log goes on after them.
+    let before = store.last_event().await.unwrap();
+    let seqs = store
+        .insert_receipts(&[witnessed(6), witnessed(6), witnessed(7)])
+        .await
+        .unwrap();
+    assert!(seqs[0].is_some() && seqs[1].is_none() && seqs[2] > seqs[0]);
+    store.insert_receipt(&receipt(8, alice())).await.unwrap();
+    let events = store.events_since(before, 100).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.seq, e.kind, e.subject.clone()))
+            .collect::<Vec<_>>(),
+        [6, 7, 8]
+            .into_iter()
+            .zip(1..)
+            .map(|(n, i)| (
+                before + i,
+                EventKind::ReceiptStored,
+                TokenId::of(&format!("receipt-{n}")).to_string()
+            ))
+            .collect::<Vec<_>>()
+    );
 }
 
 pub async fn idempotency_keys(store: &Store) {
