@@ -239,6 +239,16 @@ impl Gateway {
         })
     }
 
+    /// Reports the witness receipts still queued, giving the broker up
+    /// to `within`; call after the server has stopped taking calls. False
+    /// if some were left (they are logged).
+    pub async fn stop(&self, within: Duration) -> bool {
+        match &self.inner.witness {
+            Some(witness) => witness.stop(within).await,
+            None => true,
+        }
+    }
+
     /// The gateway's routes: the MCP endpoint and its resource metadata.
     pub fn router(&self) -> Router {
         let s = &self.inner;

@@ -146,15 +146,49 @@ async fn main() -> anyhow::Result<()> {
     writeln!(out, "mandate-gateway listening on {resource}")?;
     out.flush()?;
     drop(out);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // On Ctrl-C or SIGTERM: stop taking connections, let the calls in
+    // flight end (up to GRACE: a client's open event stream would
+    // otherwise hold the gateway up for good), report the witness
+    // receipts still queued, and send the spans still held.
+    let (signalled, mut stopping) = tokio::sync::watch::channel(false);
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop_signal().await;
+        let _ = signalled.send(true);
+    });
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(serving) => served?,
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(GRACE).await;
+        } => tracing::warn!("calls still open {GRACE:?} after the signal to stop: ending them"),
+    }
+    gateway.stop(Duration::from_secs(10)).await;
     if let Some(spans) = spans {
         tokio::task::spawn_blocking(move || spans.shutdown()).await?;
     }
     Ok(())
+}
+
+/// How long calls in flight get to end once the gateway is told to stop.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Ctrl-C, or SIGTERM (a service manager's stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            // A Ctrl-C handler that failed to install disables its branch.
+            tokio::select! {
+                Ok(()) = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The OTLP traces URL: `--otlp-traces` (or its variable), or else

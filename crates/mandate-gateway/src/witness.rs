@@ -25,7 +25,7 @@ use futures_util::Stream;
 use mandate_core::token::{Action, Jti, Outcome, ToolsClaims, WitnessClaims, digest_of};
 use mandate_core::{Claims as _, SigningKey, Thumbprint, TokenId};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::rpc::Call;
 use crate::tools::Catalog;
@@ -123,6 +123,10 @@ pub struct Witness {
     resource: String,
     queue: mpsc::Sender<WitnessClaims>,
     dropped: AtomicU64,
+    /// Set when the gateway stops: the reporter sends what waits, at
+    /// once, and ends.
+    stopping: watch::Sender<bool>,
+    reporter: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -154,18 +158,48 @@ impl Witness {
             format!("{broker_url}/v1/witness/tools"),
             http.clone(),
         ));
-        tokio::spawn(report(
+        let (stopping, stop) = watch::channel(false);
+        let reporter = tokio::spawn(report(
             receipts,
             key.clone(),
             format!("{broker_url}/v1/witness"),
             http,
+            stop,
         ));
         Arc::new(Witness {
             key,
             resource,
             queue,
             dropped: AtomicU64::new(0),
+            stopping,
+            reporter: std::sync::Mutex::new(Some(reporter)),
         })
+    }
+
+    /// Reports every receipt still queued, without waiting out the
+    /// linger, and stops the reporter; call once no more calls come (the
+    /// server has stopped). Gives up after `within`, while the broker is
+    /// away, and logs how many receipts were left: false then.
+    pub async fn stop(&self, within: Duration) -> bool {
+        let _ = self.stopping.send(true);
+        let reporter = self
+            .reporter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(reporter) = reporter else {
+            return true;
+        };
+        let abort = reporter.abort_handle();
+        if tokio::time::timeout(within, reporter).await.is_ok() {
+            return true;
+        }
+        abort.abort();
+        tracing::warn!(
+            queued = self.queue.max_capacity() - self.queue.capacity(),
+            "stopping with witness receipts not reported: the broker did not take them in time"
+        );
+        false
     }
 
     /// Queues the receipt of a call that ended `outcome`; the reporter
@@ -203,23 +237,34 @@ impl Witness {
     }
 }
 
-/// Reports queued receipts, a batch at a time, until the gateway stops.
+/// Reports queued receipts, a batch at a time, until the gateway stops;
+/// then reports what still waits, and ends.
 async fn report(
     mut receipts: mpsc::Receiver<WitnessClaims>,
     key: WitnessKey,
     url: String,
     http: reqwest::Client,
+    mut stop: watch::Receiver<bool>,
 ) {
     let jwk = json!(key.0.public().to_jwk());
     let mut batch: Vec<WitnessClaims> = Vec::with_capacity(BATCH);
-    while receipts.recv_many(&mut batch, BATCH).await > 0 {
+    loop {
+        // `recv_many` is cancel safe: what it took is in `batch`. A
+        // dropped `Witness` stops the reporter too.
+        let stopping = tokio::select! {
+            n = receipts.recv_many(&mut batch, BATCH) => n == 0,
+            _ = stop.wait_for(|s| *s) => true,
+        };
         // Let what comes within LINGER of the first gather, without waking
         // the reporter for each receipt as it comes (a wake a call, a
         // thread unparked a call, at a thousand calls a second); then
         // report all that waits, a batch at a time: one report, one
         // transaction at the broker, for many calls.
-        if batch.len() < BATCH {
-            tokio::time::sleep(LINGER).await;
+        if !stopping && batch.len() < BATCH {
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
         }
         loop {
             while batch.len() < BATCH {
@@ -228,11 +273,19 @@ async fn report(
                     Err(_) => break,
                 }
             }
-            let full = batch.len() == BATCH;
-            report_batch(&mut batch, &key, &jwk, &url, &http).await;
-            if !full {
+            if batch.is_empty() {
                 break;
             }
+            let full = batch.len() == BATCH;
+            report_batch(&mut batch, &key, &jwk, &url, &http).await;
+            // Stopping, go on until nothing waits: receipts of the last
+            // calls may have come while this report went.
+            if !full && !*stop.borrow() {
+                break;
+            }
+        }
+        if stopping || *stop.borrow() {
+            return;
         }
     }
 }

@@ -96,6 +96,26 @@ impl Proc {
         self.child.id()
     }
 
+    /// Sends SIGTERM, as a service manager stops a service, and waits up
+    /// to `within` for the process to exit: its exit status, or `None` if
+    /// it did not (it is killed then).
+    pub async fn terminate(mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id()?;
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {pid}");
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                self.kill().await;
+                None
+            }
+        }
+    }
+
     /// Kills the process now and waits for it to go.
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();

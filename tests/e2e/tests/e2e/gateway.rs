@@ -272,6 +272,35 @@ async fn setup_with(gateway_args: &[&str], gateway_env: &[(&str, &str)]) -> Setu
     }
 }
 
+/// A gateway told to stop (SIGTERM, as a service manager stops it) ends
+/// the calls in flight and then reports the witness receipts it still
+/// holds, before it exits: none is lost to the reporter's linger.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_gateway_reports_what_it_witnessed() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (coder, reading) = reader(&s, dir.path()).await;
+    let session = Mcp::listed(&s.gateway.url, &coder, &reading).await;
+    let a = session
+        .call(
+            Cred::Mandate(&reading),
+            "tools/call",
+            json!({ "name": "read_file", "arguments": { "path": "README.md" } }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // At once: the receipt still waits out the reporter's 250 ms.
+    let status = s.gateway.terminate(Duration::from_secs(20)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the gateway exits cleanly on SIGTERM: {status:?}"
+    );
+    let seen = witnessed(&s.alice, 1).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0["name"], "read_file", "{:?}", seen[0].0);
+    assert_eq!(seen[0].0["outcome"], "succeeded", "{:?}", seen[0].0);
+}
+
 /// The witness receipts in the user's feed, once there are at least
 /// `count`, as (claims, the feed item).
 async fn witnessed(user: &User, count: usize) -> Vec<(Value, Value)> {
