@@ -116,6 +116,23 @@ impl<'a> Mcp<'a> {
         }
     }
 
+    /// Opens the session's event stream (a GET) with a Mandate chain,
+    /// and leaves it open.
+    async fn listen(&self, mandate: &Mandate) -> reqwest::Response {
+        let mut req = mandate_agent::client::http_client()
+            .unwrap()
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        for (name, value) in self.agent.present(mandate, "GET", &self.url).unwrap() {
+            req = req.header(name, value);
+        }
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send().await.unwrap()
+    }
+
     async fn call(&self, cred: Cred<'_>, method: &str, params: Value) -> Answer {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         self.raw(cred, body.to_string().into_bytes(), &[]).await
@@ -274,13 +291,21 @@ async fn setup_with(gateway_args: &[&str], gateway_env: &[(&str, &str)]) -> Setu
 
 /// A gateway told to stop (SIGTERM, as a service manager stops it) ends
 /// the calls in flight and then reports the witness receipts it still
-/// holds, before it exits: none is lost to the reporter's linger.
+/// holds, before it exits: none is lost to the reporter's linger. A
+/// client's open event stream, which never ends by itself, does not hold
+/// it up past its grace.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopping_gateway_reports_what_it_witnessed() {
     let s = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let (coder, reading) = reader(&s, dir.path()).await;
     let session = Mcp::listed(&s.gateway.url, &coder, &reading).await;
+    let stream = session.listen(&reading).await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
     let a = session
         .call(
             Cred::Mandate(&reading),
@@ -299,6 +324,7 @@ async fn a_stopping_gateway_reports_what_it_witnessed() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].0["name"], "read_file", "{:?}", seen[0].0);
     assert_eq!(seen[0].0["outcome"], "succeeded", "{:?}", seen[0].0);
+    drop(stream);
 }
 
 /// The witness receipts in the user's feed, once there are at least
