@@ -1,10 +1,10 @@
 //! Receipts agents reported, for their users to review.
 
+use std::collections::HashMap;
+
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use std::collections::HashMap;
-
 use crate::events::{append_event, append_events, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
@@ -70,6 +70,9 @@ impl TryFrom<ReceiptRow> for ReceiptRecord {
     }
 }
 
+/// The most receipts [`Store::insert_receipts`] writes in one statement.
+const CHUNK: usize = 500;
+
 impl Store {
     /// Stores a receipt; the same receipt again is [`StoreError::Conflict`].
     /// Returns its feed position.
@@ -112,42 +115,48 @@ impl Store {
             let _writing = self.writing().await;
             let mut tx = pool.begin().await?;
             lock_log!(self, tx)?;
-            // Two statements for the whole batch, not two a receipt: one
-            // inserts the receipts, one appends their events.
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) ",
-            );
-            insert.push_values(records, |mut row, r| {
-                row.push_bind(r.id.to_string())
-                    .push_bind(r.grant_id.to_string())
-                    .push_bind(r.agent.to_string())
-                    .push_bind(r.principal.as_str())
-                    .push_bind(&r.token)
-                    .push_bind(&r.keys)
-                    .push_bind(r.created_at)
-                    .push_bind(r.witness.map(|w| w.to_string()));
-            });
-            insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id, seq");
-            let stored: Vec<(String, i64)> = insert.build_query_as().fetch_all(&mut *tx).await?;
-            let mut stored: HashMap<String, i64> = stored.into_iter().collect();
-            // The first of the same id in the batch took the row.
-            let seqs: Vec<Option<i64>> = records
-                .iter()
-                .map(|r| stored.remove(&r.id.to_string()))
-                .collect();
-            let mut new: Vec<(i64, &ReceiptRecord)> = seqs
-                .iter()
-                .zip(records)
-                .filter_map(|(seq, r)| seq.map(|seq| (seq, r)))
-                .collect();
-            new.sort_by_key(|(seq, _)| *seq);
-            append_events!(tx, new.iter().map(|(_, r)| (
-                EventKind::ReceiptStored,
-                Some(r.principal.as_str()),
-                Some(r.agent.to_string()),
-                r.id.to_string(),
-                r.created_at,
-            )))?;
+            // Two statements for a chunk of the batch, not two a receipt:
+            // one inserts the receipts, one appends their events. Chunks
+            // keep the statements within the databases' limits on bound
+            // values (8 a receipt).
+            let mut seqs: Vec<Option<i64>> = Vec::with_capacity(records.len());
+            for chunk in records.chunks(CHUNK) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) ",
+                );
+                insert.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.id.to_string())
+                        .push_bind(r.grant_id.to_string())
+                        .push_bind(r.agent.to_string())
+                        .push_bind(r.principal.as_str())
+                        .push_bind(&r.token)
+                        .push_bind(&r.keys)
+                        .push_bind(r.created_at)
+                        .push_bind(r.witness.map(|w| w.to_string()));
+                });
+                insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id, seq");
+                let stored: Vec<(String, i64)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                let mut stored: HashMap<String, i64> = stored.into_iter().collect();
+                // The first of the same id in the chunk took the row.
+                let chunk_seqs: Vec<Option<i64>> = chunk
+                    .iter()
+                    .map(|r| stored.remove(&r.id.to_string()))
+                    .collect();
+                let mut new: Vec<(i64, &ReceiptRecord)> = chunk_seqs
+                    .iter()
+                    .zip(chunk)
+                    .filter_map(|(seq, r)| seq.map(|seq| (seq, r)))
+                    .collect();
+                new.sort_by_key(|(seq, _)| *seq);
+                append_events!(tx, new.iter().map(|(_, r)| (
+                    EventKind::ReceiptStored,
+                    Some(r.principal.as_str()),
+                    Some(r.agent.to_string()),
+                    r.id.to_string(),
+                    r.created_at,
+                )))?;
+                seqs.extend(chunk_seqs);
+            }
             tx.commit().await?;
             Ok(seqs)
         })

@@ -493,6 +493,25 @@ pub async fn receipts_feed(store: &Store) {
             ))
             .collect::<Vec<_>>()
     );
+    // A batch longer than one statement takes (500 receipts) is stored
+    // whole, numbered in its order, its events too.
+    let before = store.last_event().await.unwrap();
+    let many: Vec<ReceiptRecord> = (100..1301).map(witnessed).collect();
+    let seqs = store.insert_receipts(&many).await.unwrap();
+    assert_eq!(seqs.len(), many.len());
+    assert!(seqs.iter().all(Option::is_some));
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+    let events = store.events_since(before, 2000).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.seq, e.subject.clone()))
+            .collect::<Vec<_>>(),
+        many.iter()
+            .zip(1..)
+            .map(|(r, i)| (before + i, r.id.to_string()))
+            .collect::<Vec<_>>()
+    );
 }
 
 pub async fn idempotency_keys(store: &Store) {
