@@ -164,15 +164,20 @@ macro_rules! append_event {
 pub(crate) use append_event;
 
 /// Appends events, one for each item of `$rows` (kind, principal, agent,
-/// subject, time), in two statements inside `$tx` (which holds the log
-/// clock), whatever their number: the clock advances by the number of
-/// rows, and the events take the numbers it passed, in order. Evaluates
-/// to `Result<(), sqlx::Error>`.
+/// subject, time), inside `$tx` (which holds the log clock): one as
+/// [`append_event`] does, more in two statements whatever their number,
+/// the clock advancing by the number of rows and the events taking the
+/// numbers it passed, in order. Evaluates to `Result<(), sqlx::Error>`.
 macro_rules! append_events {
-    ($tx:expr, $rows:expr) => {
+    ($store:expr, $tx:expr, $rows:expr) => {
         async {
-            let rows: Vec<_> = $rows.collect();
-            if rows.is_empty() {
+            let mut rows: Vec<_> = $rows.collect();
+            if rows.len() <= 1 {
+                if let Some((kind, principal, agent, subject, now)) = rows.pop() {
+                    $crate::events::append_event!(
+                        $store, $tx, kind, principal, agent, subject, now
+                    )?;
+                }
                 return Ok::<(), sqlx::Error>(());
             }
             let count = rows.len() as i64;

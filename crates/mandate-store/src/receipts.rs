@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use mandate_core::{Principal, Thumbprint, TokenId};
 
 use crate::error::parse;
-use crate::events::{append_event, append_events, lock_log};
+use crate::events::{append_events, lock_log};
 use crate::{EventKind, Store, StoreError, on_pool};
 
 /// A stored receipt.
@@ -77,28 +77,10 @@ impl Store {
     /// Stores a receipt; the same receipt again is [`StoreError::Conflict`].
     /// Returns its feed position.
     pub async fn insert_receipt(&self, r: &ReceiptRecord) -> Result<i64, StoreError> {
-        on_pool!(self, pool => {
-            let _writing = self.writing().await;
-            let mut tx = pool.begin().await?;
-            lock_log!(self, tx)?;
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
-            )
-            .bind(r.id.to_string())
-            .bind(r.grant_id.to_string())
-            .bind(r.agent.to_string())
-            .bind(r.principal.as_str())
-            .bind(&r.token)
-            .bind(&r.keys)
-            .bind(r.created_at)
-            .bind(r.witness.map(|w| w.to_string()))
-            .fetch_one(&mut *tx)
-            .await?;
-            append_event!(self, tx, EventKind::ReceiptStored, Some(r.principal.as_str()), Some(r.agent.to_string()), r.id.to_string(), r.created_at)?;
-            tx.commit().await?;
-            Ok(seq)
-        })
+        match self.insert_receipts(std::slice::from_ref(r)).await?[..] {
+            [Some(seq)] => Ok(seq),
+            _ => Err(StoreError::Conflict),
+        }
     }
 
     /// Stores witness receipts (or any receipts) in one transaction. Each
@@ -148,7 +130,7 @@ impl Store {
                     .filter_map(|(seq, r)| seq.map(|seq| (seq, r)))
                     .collect();
                 new.sort_by_key(|(seq, _)| *seq);
-                append_events!(tx, new.iter().map(|(_, r)| (
+                append_events!(self, tx, new.iter().map(|(_, r)| (
                     EventKind::ReceiptStored,
                     Some(r.principal.as_str()),
                     Some(r.agent.to_string()),
