@@ -22,6 +22,7 @@
 
 mod agent;
 pub mod client;
+mod counts;
 mod error;
 mod escalate;
 mod mandate;
@@ -39,7 +40,9 @@ pub mod guide {}
 pub use agent::{Agent, Ask, Delegation, Pending, Report, unix_now};
 pub use client::Broker;
 pub use error::{AgentError, BrokerError, LocalCode};
-pub use mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, Mandate, POP_HEADER};
+pub use mandate::{
+    BINDING_HEADER, CHAIN_HEADER, CONFIRMATION_HEADER, KEYS_HEADER, Mandate, POP_HEADER,
+};
 pub use mandate_core::token::{Action, AgentInfo, Outcome};
 pub use oauth::AccessToken;
 pub use online::{

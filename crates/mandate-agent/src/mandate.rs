@@ -16,6 +16,9 @@ pub const BINDING_HEADER: &str = "mandate-binding";
 pub const KEYS_HEADER: &str = "mandate-keys";
 /// The header carrying the proof of possession for the call.
 pub const POP_HEADER: &str = "mandate-pop";
+/// The header that carries the user's confirmation of one exact call
+/// (`mandate-confirmation+jwt`), for a scope whose limits say `confirm`.
+pub const CONFIRMATION_HEADER: &str = "mandate-confirmation";
 
 /// The authority an agent holds: a chain of grants, root first, with the
 /// binding that makes the root trustworthy and the public keys of every

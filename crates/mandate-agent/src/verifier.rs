@@ -22,6 +22,14 @@
 //!   that states no amount is permitted only by a detail without a money
 //!   limit (`call.amount_missing`), so a route that spends must say how
 //!   much. Totals across calls stay the server's to count.
+//! - It counts calls against `max_calls`, per grant and detail, for every
+//!   grant of the chain (docs/protocol.md 6.7), in memory until the grant
+//!   expires: a call past a limit is refused with `limit.exceeded`. So a
+//!   "just this once" grant (`max_calls: 1`) serves one call. Money totals
+//!   stay the server's to count.
+//! - A call that a scope with `confirm` covers (5.8) must carry the user's
+//!   confirmation of that exact call, method, URI with query, and body, in
+//!   [`CONFIRMATION_HEADER`]; each is accepted once (`confirm.*`).
 //! - The body is read whole, up to [`VerifierConfig::max_body`] bytes
 //!   (`call.too_large`), so the need function can read it; the handler
 //!   then gets the same bytes.
@@ -43,6 +51,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use mandate_core::scope::{self, AuthorizationDetail, Money};
+use mandate_core::token::ConfirmationClaims;
 use mandate_core::{
     AgentId, BindingSet, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal,
     PublicKey, TokenId, Verifier,
@@ -51,7 +60,10 @@ use serde_json::json;
 
 use crate::agent::unix_now;
 use crate::client::Metadata;
-use crate::mandate::{BINDING_HEADER, CHAIN_HEADER, KEYS_HEADER, POP_HEADER, bindings_of};
+use crate::counts::{CallCounts, Uncounted};
+use crate::mandate::{
+    BINDING_HEADER, CHAIN_HEADER, CONFIRMATION_HEADER, KEYS_HEADER, POP_HEADER, bindings_of,
+};
 use crate::revocations::Revocations;
 
 /// What one call needs: a detail of this type, permitting this action on
@@ -164,6 +176,7 @@ struct Inner {
     policy: Policy,
     chains: Verifier,
     replay: MemoryReplayCache,
+    counts: CallCounts,
     revocations: Revocations,
     /// Binding tokens verified, by id: an agent presents the same one on
     /// every call, and its signature need not be checked every time. A
@@ -235,6 +248,7 @@ impl ResourceVerifier {
     ) -> Result<ResourceVerifier, mandate_core::Error> {
         let broker_keys = metadata.keys()?;
         let replay = MemoryReplayCache::new(config.replay_capacity);
+        let config_capacity = config.replay_capacity;
         Ok(ResourceVerifier {
             inner: Arc::new(Inner {
                 config,
@@ -243,6 +257,7 @@ impl ResourceVerifier {
                 policy: Policy::default(),
                 chains: Verifier::new(10_000),
                 replay,
+                counts: CallCounts::new(config_capacity),
                 revocations,
                 bindings: Mutex::new(HashMap::new()),
             }),
@@ -262,12 +277,13 @@ impl ResourceVerifier {
         Ok(ResourceVerifier::new(config, &metadata, revocations)?)
     }
 
-    /// Checks one call: what it needs, from its method, path and `body`,
-    /// then its headers.
+    /// Checks one call: what it needs, from its method, `target` (the
+    /// path and the query, as in the request line) and `body`, then its
+    /// headers.
     pub fn check(
         &self,
         method: &Method,
-        path: &str,
+        target: &str,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Mandated, Refusal> {
@@ -275,9 +291,10 @@ impl ResourceVerifier {
         if !s.current() {
             return Err(Refusal::stale());
         }
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
         // What the call needs comes first: it costs no signature check.
         let need = (s.config.needs)(method, path, body).map_err(Refusal::no_need)?;
-        self.verify(method, path, headers, Some(&need))
+        self.verify(method, target, headers, Some((&need, body)))
     }
 
     /// Checks the mandate a call presents (its chain, binding, keys, proof
@@ -310,9 +327,9 @@ impl ResourceVerifier {
     fn verify(
         &self,
         method: &Method,
-        path: &str,
+        target: &str,
         headers: &HeaderMap,
-        need: Option<&Need>,
+        need: Option<(&Need, &[u8])>,
     ) -> Result<Mandated, Refusal> {
         let s = &*self.inner;
         let header = |name: &str| {
@@ -339,14 +356,15 @@ impl ResourceVerifier {
             keys.insert(key);
         }
         let pop = header(POP_HEADER)?;
+        let confirmation = header(CONFIRMATION_HEADER)?;
         let now = unix_now();
         let bindings = s.bindings(binding, now).map_err(Refusal::token)?;
-        let uri = format!("{}{path}", s.config.origin);
+        let uri = format!("{}{target}", s.config.origin);
         let http = HttpCall {
             method: method.as_str(),
             uri: &uri,
         };
-        let call = need.map(|need| Call {
+        let call = need.map(|(need, _)| Call {
             kind: &need.kind,
             action: &need.action,
             location: &need.location,
@@ -363,8 +381,17 @@ impl ResourceVerifier {
                     bindings: &*bindings,
                     revoked,
                 };
-                s.chains
-                    .verify_call(&chain, pop, &http, call.as_ref(), &cx, &s.replay)
+                let verified =
+                    s.chains
+                        .verify_call(&chain, pop, &http, call.as_ref(), &cx, &s.replay)?;
+                // The user's confirmation of this exact call, where a scope asks for one.
+                if let (Some(call), Some((_, body))) = (&call, need)
+                    && scope::needs_confirmation(verified.scopes(), call)
+                {
+                    let token = confirmation.ok_or(mandate_core::Error::ConfirmationRequired)?;
+                    ConfirmationClaims::verify(token, &verified, &http, body, &cx, &s.replay)?;
+                }
+                Ok(verified)
             })
             .map_err(Refusal::token)?;
         // `permits` lets a call with no amount through a money limit; here
@@ -374,6 +401,12 @@ impl ResourceVerifier {
             && !permitted_without_money_limit(verified.scopes(), call)
         {
             return Err(Refusal::amount_missing());
+        }
+        if let Some(call) = &call {
+            s.counts.take(&verified, call, now).map_err(|e| match e {
+                Uncounted::Exhausted => Refusal::exhausted(),
+                Uncounted::Full => Refusal::counts_full(),
+            })?;
         }
         Ok(Mandated {
             principal: verified.principal().clone(),
@@ -427,6 +460,22 @@ mandate_core::error_codes! {
             "The call states no amount, and only scopes with a money limit cover it.",
             "State the amount the server documents.",
         ),
+        /// The call would take a grant past its `max_calls`.
+        Exhausted = (
+            "limit.exceeded",
+            Some(403),
+            "The call would take a grant of the chain past its `max_calls` (a \"just this \
+             once\" grant serves one call), or, at a server that counts money, past a total.",
+            "Ask the user for a new grant.",
+        ),
+        /// No room to count another grant's calls.
+        CountsFull = (
+            "limit.cache_full",
+            Some(503),
+            "The server counts calls against `max_calls` for as many grants as it can hold, \
+             and holds that many.",
+            "Retry after a while.",
+        ),
         /// The revocation list is not current.
         Stale = (
             "revocation.stale",
@@ -455,11 +504,18 @@ mandate_core::error_codes! {
 }
 
 /// The status a resource server answers a protocol rule with: 403 for a
-/// revoked chain or key and for a call out of scope, 503 for a full replay
-/// cache, and 401 for every other rule.
+/// revoked chain or key, for a call out of scope, and for a confirmation
+/// missing or not for this call, 503 for a full replay cache, and 401 for
+/// every other rule.
 pub fn rule_status(code: &str) -> StatusCode {
     match code {
-        "chain.revoked" | "chain.key_revoked" | "call.out_of_scope" => StatusCode::FORBIDDEN,
+        "chain.revoked"
+        | "chain.key_revoked"
+        | "call.out_of_scope"
+        | "confirm.required"
+        | "confirm.mismatch"
+        | "confirm.body_mismatch"
+        | "confirm.replayed" => StatusCode::FORBIDDEN,
         "pop.cache_full" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     }
@@ -513,6 +569,20 @@ impl Refusal {
         )
     }
 
+    fn exhausted() -> Refusal {
+        Refusal::of(
+            ResourceCode::Exhausted,
+            "the call would take a grant past its max_calls".into(),
+        )
+    }
+
+    fn counts_full() -> Refusal {
+        Refusal::of(
+            ResourceCode::CountsFull,
+            "no room to count this grant's calls; retry later".into(),
+        )
+    }
+
     fn stale() -> Refusal {
         Refusal::of(
             ResourceCode::Stale,
@@ -563,10 +633,14 @@ pub async fn require_mandate(
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |t| t.as_str().to_owned());
     let (mut parts, body) = req.into_parts();
     let checked = match read_body(body, verifier.inner.config.max_body).await {
         Ok(bytes) => verifier
-            .check(&parts.method, &path, &parts.headers, &bytes)
+            .check(&parts.method, &target, &parts.headers, &bytes)
             .map(|mandated| (mandated, bytes)),
         Err(refusal) => Err(refusal),
     };

@@ -410,11 +410,17 @@ fn check_attenuation(i: usize, parent: &Link, link: &Link) -> Result<(), Error> 
     if c.nbf < p.nbf {
         return Err(Error::PrecedesParent(i));
     }
-    scope::within(&c.authorization_details, &p.authorization_details).map_err(|e| match e {
+    scope::within(&c.authorization_details, &p.authorization_details)
+        .map_err(|e| escalation_error(e, i))
+}
+
+/// The error for escalation `e` at link `i`.
+pub(crate) fn escalation_error(e: Escalation, i: usize) -> Error {
+    match e {
         Escalation::Type => Error::EscalatedType(i),
         Escalation::Action => Error::EscalatedAction(i),
         Escalation::Location => Error::EscalatedLocation(i),
         Escalation::Limit => Error::EscalatedLimit(i),
         Escalation::Currency => Error::EscalatedCurrency(i),
-    })
+    }
 }

@@ -161,6 +161,31 @@ pub enum Error {
     /// checkpoint: an entry is missing, changed, added or out of order.
     #[error("the revocation feed does not match the broker's checkpoint")]
     FeedDiverged,
+    /// A policy or confirmation is signed by a key that is not bound to
+    /// its `sub`, or that its user removed.
+    #[error("the signing key is not bound to the token's principal")]
+    SignerNotBound,
+    /// The call needs the user's confirmation of the exact request, and
+    /// none was presented.
+    #[error("the call needs the user's confirmation")]
+    ConfirmationRequired,
+    /// The confirmation is for another principal, agent, chain, method or URI.
+    #[error("the confirmation is for another call")]
+    ConfirmationMismatch,
+    /// The confirmation is for another body.
+    #[error("the confirmation is for another body")]
+    ConfirmationBody,
+    /// The confirmation was used before.
+    #[error("the confirmation was used before")]
+    ConfirmationReplayed,
+    /// A policy is about another agent or principal, denies, or does not
+    /// cover requests the broker files for OAuth clients.
+    #[error("the rule does not apply to this request")]
+    PolicyMismatch,
+    /// A request asks for a longer lifetime or a deeper delegation than the
+    /// rule allows.
+    #[error("the request goes past the rule's lifetime or depth")]
+    PolicyExceeded,
 }
 
 impl Error {
@@ -216,6 +241,13 @@ impl Error {
             Error::RevocationNotAuthorized => "revocation.not_authorized",
             Error::CheckpointRejected(_) => "checkpoint.rejected",
             Error::FeedDiverged => "checkpoint.diverged",
+            Error::SignerNotBound => "signer.not_bound",
+            Error::ConfirmationRequired => "confirm.required",
+            Error::ConfirmationMismatch => "confirm.mismatch",
+            Error::ConfirmationBody => "confirm.body_mismatch",
+            Error::ConfirmationReplayed => "confirm.replayed",
+            Error::PolicyMismatch => "policy.mismatch",
+            Error::PolicyExceeded => "policy.exceeded",
         }
     }
 
@@ -268,6 +300,13 @@ impl Error {
         "revocation.not_authorized",
         "checkpoint.rejected",
         "checkpoint.diverged",
+        "signer.not_bound",
+        "confirm.required",
+        "confirm.mismatch",
+        "confirm.body_mismatch",
+        "confirm.replayed",
+        "policy.mismatch",
+        "policy.exceeded",
     ];
 
     /// Every code with its meaning and what to do, in the order of
@@ -508,6 +547,41 @@ impl Error {
             "checkpoint.diverged",
             "The revocation feed does not match the broker's checkpoint.",
             "Read the feed again from the broker; distrust the path that altered it.",
+        ),
+        doc(
+            "signer.not_bound",
+            "A policy or confirmation is signed by a key that is not bound to its `sub`, or that its user removed.",
+            "Sign with one of the user's current keys, and present its binding.",
+        ),
+        doc(
+            "confirm.required",
+            "A scope that permits the call requires the user's confirmation of the exact request, and none came with it.",
+            "Ask the user to confirm this call (docs/agents.md), then send it with `Mandate-Confirmation`.",
+        ),
+        doc(
+            "confirm.mismatch",
+            "The confirmation is for another principal, agent, chain, method or URI (query included).",
+            "Send the call exactly as confirmed, under the same chain.",
+        ),
+        doc(
+            "confirm.body_mismatch",
+            "The body's SHA-256 is not the one the user confirmed.",
+            "Send the exact bytes that were confirmed, or ask again for the new body.",
+        ),
+        doc(
+            "confirm.replayed",
+            "The confirmation was used before: each confirms one call.",
+            "Ask the user to confirm the next call.",
+        ),
+        doc(
+            "policy.mismatch",
+            "The rule is about another agent key or principal, denies, or the request was filed for an OAuth client.",
+            "The request needs the user's own decision.",
+        ),
+        doc(
+            "policy.exceeded",
+            "The request asks for a longer lifetime or a deeper delegation than the rule allows.",
+            "Ask within the rule, or for the user's own decision.",
         ),
     ];
 

@@ -50,6 +50,10 @@ pub enum TokenKind {
     /// `mandate-tools+jwt`: a resource server, trusted as a witness,
     /// relays what its MCP server says of its tools.
     Tools,
+    /// `mandate-policy+jwt`: a user's standing rule about one agent key.
+    Policy,
+    /// `mandate-confirmation+jwt`: a user confirms one exact call.
+    Confirmation,
 }
 
 impl TokenKind {
@@ -67,6 +71,8 @@ impl TokenKind {
             TokenKind::KeyRevocation => "mandate-key-revocation+jwt",
             TokenKind::Witness => "mandate-witness+jwt",
             TokenKind::Tools => "mandate-tools+jwt",
+            TokenKind::Policy => "mandate-policy+jwt",
+            TokenKind::Confirmation => "mandate-confirmation+jwt",
         }
     }
 

@@ -167,6 +167,61 @@ pub struct Limits {
     /// The most money the grantee may commit under this scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_amount: Option<Money>,
+    /// Whether the user confirms calls under this scope one by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Confirm>,
+}
+
+/// A requirement that the user confirm each call under a detail, by
+/// signing a confirmation of the exact request (`mandate-confirmation+jwt`).
+/// It is not a budget: it never runs out, and a child keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    /// Only calls that commit more than this amount need a confirmation
+    /// (and calls that state no amount, or another currency). Absent:
+    /// every call needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<Money>,
+}
+
+impl Confirm {
+    /// Whether a call committing `amount` goes without a confirmation.
+    fn waives(&self, amount: Option<&Money>) -> bool {
+        match (&self.above, amount) {
+            (Some(max), Some(amt)) => {
+                max.currency == amt.currency && amt.amount.micros() <= max.amount.micros()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `child` is at least as strict as `parent`: every call the
+    /// child lets through unconfirmed, the parent does too.
+    fn within(child: Option<&Confirm>, parent: Option<&Confirm>) -> Result<(), Escalation> {
+        let (Some(parent), Some(child)) = (parent, child) else {
+            return match parent {
+                None => Ok(()),
+                Some(_) => Err(Escalation::Limit),
+            };
+        };
+        match (&child.above, &parent.above) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(Escalation::Limit),
+            (Some(c), Some(p)) if c.currency != p.currency => Err(Escalation::Currency),
+            (Some(c), Some(p)) if c.amount.micros() > p.amount.micros() => Err(Escalation::Limit),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_plain(r: &mut Plain<'_>) -> Option<Confirm> {
+        let mut above = None;
+        r.object(|r, name| match name {
+            "above" => once(&mut above, Money::read_plain(r)),
+            _ => None,
+        })?;
+        Some(Confirm { above })
+    }
 }
 
 /// One RFC 9396 authorization detail.
@@ -260,15 +315,17 @@ impl AuthorizationDetail {
 
 impl Limits {
     fn read_plain(r: &mut Plain<'_>) -> Option<Limits> {
-        let (mut max_calls, mut max_amount) = (None, None);
+        let (mut max_calls, mut max_amount, mut confirm) = (None, None, None);
         r.object(|r, name| match name {
             "max_calls" => once(&mut max_calls, r.int()),
             "max_amount" => once(&mut max_amount, Money::read_plain(r)),
+            "confirm" => once(&mut confirm, Confirm::read_plain(r)),
             _ => None,
         })?;
         Some(Limits {
             max_calls,
             max_amount,
+            confirm,
         })
     }
 }
@@ -353,6 +410,7 @@ impl AuthorizationDetail {
 struct Budget {
     calls: Option<u64>,
     amount: Option<(u128, Currency)>,
+    confirm: Option<Confirm>,
 }
 
 impl Budget {
@@ -363,6 +421,7 @@ impl Budget {
                 .max_amount
                 .as_ref()
                 .map(|m| (m.amount.micros(), m.currency.clone())),
+            confirm: limits.confirm.clone(),
         }
     }
 
@@ -385,6 +444,7 @@ impl Budget {
                 cur.clone(),
             )),
         };
+        Confirm::within(child.confirm.as_ref(), self.confirm.as_ref())?;
         self.calls = calls;
         self.amount = amount;
         Ok(())
@@ -399,8 +459,17 @@ pub fn within(
     child: &[AuthorizationDetail],
     parent: &[AuthorizationDetail],
 ) -> Result<(), Escalation> {
+    placement(child, parent).map_err(|(_, e)| e)
+}
+
+/// [`within`], naming the first child detail that fits no parent detail
+/// (its index) with the reason.
+pub fn placement(
+    child: &[AuthorizationDetail],
+    parent: &[AuthorizationDetail],
+) -> Result<(), (usize, Escalation)> {
     let mut budgets: Vec<Budget> = parent.iter().map(|p| Budget::of(&p.limits)).collect();
-    for c in child {
+    for (i, c) in child.iter().enumerate() {
         let mut closest = Escalation::Type;
         let mut placed = false;
         for (p, budget) in parent.iter().zip(budgets.iter_mut()) {
@@ -418,7 +487,7 @@ pub fn within(
             }
         }
         if !placed {
-            return Err(closest);
+            return Err((i, closest));
         }
     }
     Ok(())
@@ -470,6 +539,22 @@ pub fn permits(details: &[AuthorizationDetail], call: &Call<'_>) -> bool {
                     max.currency == amt.currency && amt.amount.micros() <= max.amount.micros()
                 }
             }
+    })
+}
+
+/// Whether `call`, permitted by `details` ([`permits`]), needs the user's
+/// confirmation of the exact request: it does unless some detail that
+/// permits it lets it through unconfirmed (no `confirm`, or a `confirm`
+/// `above` an amount the call states in the same currency and does not
+/// exceed). Attenuation keeps a `confirm` on every child, so a leaf detail
+/// without one was granted so by the user.
+pub fn needs_confirmation(details: &[AuthorizationDetail], call: &Call<'_>) -> bool {
+    !details.iter().any(|d| {
+        permits(std::slice::from_ref(d), call)
+            && d.limits
+                .confirm
+                .as_ref()
+                .is_none_or(|c| c.waives(call.amount))
     })
 }
 

@@ -340,7 +340,6 @@ mod every_code_is_listed {
         "purchase_order.place",
         "vendors.read",
         // The demo's resource servers' own refusals (docs/demo.md).
-        "limit.exceeded",
         "order.malformed",
         "order.unavailable",
         // Store errors no caller is answered with: the broker answers

@@ -25,8 +25,10 @@ use mandate_agent::{
     Agent, AgentInfo, Broker, Mandate, Need, NoNeed, ResourceVerifier, Revocations, VerifierConfig,
     require_mandate, unix_now,
 };
-use mandate_core::scope::{AuthorizationDetail, Money};
-use mandate_core::token::{Actor, BindingClaims, CheckpointClaims, Confirmation, GrantClaims};
+use mandate_core::scope::{AuthorizationDetail, Confirm, Money};
+use mandate_core::token::{
+    Actor, BindingClaims, CheckpointClaims, Confirmation, ConfirmationClaims, GrantClaims,
+};
 use mandate_core::{Claims as _, FeedHead, SigningKey, TokenId};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -44,6 +46,8 @@ pub struct World {
     app: Router,
     agent: Agent,
     mandate: Mandate,
+    /// Alice's key, bound to her by the stub broker.
+    alice: SigningKey,
     handled: Arc<AtomicUsize>,
     broker: tokio::task::JoinHandle<()>,
 }
@@ -346,6 +350,7 @@ pub async fn world_with(
         app,
         agent,
         mandate,
+        alice: SigningKey::from_seed(&[2; 32]),
         handled,
         broker,
     }
@@ -360,8 +365,22 @@ impl World {
         path: &str,
         body: impl Into<Body>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, body, None).await
+    }
+
+    /// [`World::call`], with a confirmation when given.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Body>,
+        confirmation: Option<&str>,
+    ) -> (StatusCode, Value) {
         let url = format!("{ORIGIN}{path}");
         let mut req = Request::builder().method(method.clone()).uri(path);
+        if let Some(token) = confirmation {
+            req = req.header(mandate_agent::CONFIRMATION_HEADER, token);
+        }
         for (name, value) in self
             .agent
             .present(&self.mandate, method.as_str(), &url)
@@ -389,10 +408,22 @@ impl World {
         method: Method,
         path: &str,
         body: impl Into<Body>,
+        expected: (StatusCode, &str),
+    ) {
+        self.refused_with(method, path, body, None, expected).await;
+    }
+
+    /// [`World::refused`], with a confirmation when given.
+    pub async fn refused_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Body>,
+        confirmation: Option<&str>,
         (status, code): (StatusCode, &str),
     ) {
         let before = self.handled();
-        let (got, answer) = self.call(method, path, body).await;
+        let (got, answer) = self.call_with(method, path, body, confirmation).await;
         assert_eq!(
             (got, answer["code"].as_str()),
             (status, Some(code)),
@@ -549,6 +580,168 @@ async fn a_body_past_the_limit_is_refused_unread() {
         "/orders",
         padded,
         (StatusCode::PAYLOAD_TOO_LARGE, "call.too_large"),
+    )
+    .await;
+}
+
+/// `signer`'s confirmation, for alice, of `method` on `target` with `body`
+/// by the world's agent under its mandate.
+fn confirmation(w: &World, signer: &SigningKey, method: &str, target: &str, body: &str) -> String {
+    let now = unix_now();
+    ConfirmationClaims {
+        sub: "http://idp.test#alice".to_owned().try_into().unwrap(),
+        cnf: Confirmation {
+            jkt: w.agent.public_key().thumbprint(),
+        },
+        ath: mandate_core::token::chain_hash(&w.mandate.chain),
+        htm: method.into(),
+        htu: format!("{ORIGIN}{target}"),
+        bdh: mandate_core::token::body_hash(body.as_bytes()),
+        iat: now,
+        exp: now + 300,
+        jti: mandate_core::token::Jti::random(&mut rand_core::OsRng),
+    }
+    .sign(signer)
+}
+
+/// Orders up to 100 USD, each confirmed.
+fn confirmed_orders() -> AuthorizationDetail {
+    let mut d = orders_up_to("100");
+    d.limits.confirm = Some(Confirm { above: None });
+    d
+}
+
+#[tokio::test]
+async fn a_confirmed_call_goes_through_once_with_its_exact_body() {
+    let w = world(vec![confirmed_orders()]).await;
+    let body = order("40", "USD");
+    // Without a confirmation the order is refused.
+    w.refused(
+        Method::POST,
+        "/orders?dry_run=false",
+        body.clone(),
+        (StatusCode::FORBIDDEN, "confirm.required"),
+    )
+    .await;
+    let token = confirmation(&w, &w.alice, "POST", "/orders?dry_run=false", &body);
+    // A body that differs by one byte is refused.
+    w.refused_with(
+        Method::POST,
+        "/orders?dry_run=false",
+        order("41", "USD"),
+        Some(&token),
+        (StatusCode::FORBIDDEN, "confirm.body_mismatch"),
+    )
+    .await;
+    // So is another query, and another path.
+    w.refused_with(
+        Method::POST,
+        "/orders?dry_run=true",
+        body.clone(),
+        Some(&token),
+        (StatusCode::FORBIDDEN, "confirm.mismatch"),
+    )
+    .await;
+    // The exact call goes through, with the body the user saw.
+    let (status, answer) = w
+        .call_with(
+            Method::POST,
+            "/orders?dry_run=false",
+            body.clone(),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["placed"]["amount"]["amount"], "40");
+    // Once.
+    w.refused_with(
+        Method::POST,
+        "/orders?dry_run=false",
+        body.clone(),
+        Some(&token),
+        (StatusCode::FORBIDDEN, "confirm.replayed"),
+    )
+    .await;
+    assert_eq!(w.handled(), 1);
+}
+
+#[tokio::test]
+async fn a_confirmation_from_another_key_is_refused() {
+    let w = world(vec![confirmed_orders()]).await;
+    let body = order("40", "USD");
+    // The agent confirming its own call: its key is in the mandate's key
+    // set (it signs the proofs), but not bound to alice.
+    let token = confirmation(
+        &w,
+        &SigningKey::from_seed(&[3; 32]),
+        "POST",
+        "/orders",
+        &body,
+    );
+    w.refused_with(
+        Method::POST,
+        "/orders",
+        body.clone(),
+        Some(&token),
+        (StatusCode::UNAUTHORIZED, "signer.not_bound"),
+    )
+    .await;
+    // A stranger's key is not even in the key set.
+    let token = confirmation(
+        &w,
+        &SigningKey::from_seed(&[9; 32]),
+        "POST",
+        "/orders",
+        &body,
+    );
+    w.refused_with(
+        Method::POST,
+        "/orders",
+        body,
+        Some(&token),
+        (StatusCode::UNAUTHORIZED, "key.unknown"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_confirmation_above_an_amount_is_needed_only_above_it() {
+    let mut d = orders_up_to("100");
+    d.limits.confirm = Some(Confirm {
+        above: Some(money("50", "USD")),
+    });
+    let w = world(vec![d]).await;
+    let (status, answer) = w.call(Method::POST, "/orders", order("50", "USD")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    w.refused(
+        Method::POST,
+        "/orders",
+        order("50.01", "USD"),
+        (StatusCode::FORBIDDEN, "confirm.required"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_grant_for_one_call_serves_one_call() {
+    let mut once = detail("files", "read", "https://files.example/");
+    once.limits.max_calls = Some(1);
+    let w = world(vec![once]).await;
+    let (status, answer) = w.call(Method::GET, "/files/q3.txt", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    w.refused(
+        Method::GET,
+        "/files/q4.txt",
+        Body::empty(),
+        (StatusCode::FORBIDDEN, "limit.exceeded"),
+    )
+    .await;
+    // A call the grant does not permit is refused for that, and counts nothing.
+    w.refused(
+        Method::GET,
+        "/accounts/acct-1",
+        Body::empty(),
+        (StatusCode::FORBIDDEN, "call.out_of_scope"),
     )
     .await;
 }

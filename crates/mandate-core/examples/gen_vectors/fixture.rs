@@ -113,6 +113,7 @@ pub fn limited(
     d.limits = Limits {
         max_calls: calls,
         max_amount: amount,
+        confirm: None,
     };
     d
 }
@@ -273,6 +274,10 @@ pub struct Vector {
     pub pop: Option<PopCase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationCase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyCase>,
     pub expect: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Value>,
@@ -292,4 +297,24 @@ pub struct PopCase {
     /// The proof was already accepted once before this verification.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub seen_before: bool,
+}
+
+/// A confirmation to check for the call (docs/protocol.md 6.8).
+#[derive(Serialize)]
+pub struct ConfirmationCase {
+    pub token: String,
+    pub htm: String,
+    pub htu: String,
+    /// The call's body, base64url.
+    pub body: String,
+    /// The confirmation was already accepted once before this verification.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub seen_before: bool,
+}
+
+/// A standing rule and a request to match against it (4.12).
+#[derive(Serialize)]
+pub struct PolicyCase {
+    pub token: String,
+    pub request: String,
 }

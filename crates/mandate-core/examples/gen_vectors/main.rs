@@ -9,6 +9,7 @@
 
 mod fixture;
 mod invalid;
+mod tiers;
 mod valid;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ fn main() -> std::io::Result<()> {
     let cases: Vec<_> = valid::cases(&cast)
         .into_iter()
         .chain(invalid::cases(&cast))
+        .chain(tiers::cases(&cast))
         .collect();
     for (name, vector) in &cases {
         let mut text = serde_json::to_string_pretty(vector).expect("vector serializes");

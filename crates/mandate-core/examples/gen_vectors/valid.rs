@@ -36,13 +36,15 @@ pub fn vector(cast: &Cast, description: &str, chain: &Chain, expect: &str) -> Ve
         revoked_keys: vec![],
         pop: None,
         call: None,
+        confirmation: None,
+        policy: None,
         expect: expect.into(),
         verified: None,
     }
 }
 
 /// A valid vector, with the result a verifier must report, computed from the claims.
-fn valid(cast: &Cast, description: &str, chain: &Chain) -> Vector {
+pub fn valid(cast: &Cast, description: &str, chain: &Chain) -> Vector {
     let leaf = chain.claims.last().expect("non-empty chain");
     let mut v = vector(cast, description, chain, "valid");
     v.verified = Some(json!({

@@ -19,6 +19,7 @@ fn with_limits(
     detail.limits = Limits {
         max_calls: calls,
         max_amount: amount,
+        confirm: None,
     };
     detail
 }

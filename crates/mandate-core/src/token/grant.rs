@@ -162,6 +162,12 @@ mod tests {
                 amount: "20000.50".to_string().try_into().unwrap(),
                 currency: "USD".to_string().try_into().unwrap(),
             }),
+            confirm: Some(crate::scope::Confirm {
+                above: Some(Money {
+                    amount: "100".to_string().try_into().unwrap(),
+                    currency: "USD".to_string().try_into().unwrap(),
+                }),
+            }),
         };
         let base = GrantClaims {
             sub: "https://idp.example#ålice".to_string().try_into().unwrap(),

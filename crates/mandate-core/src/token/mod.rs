@@ -3,9 +3,11 @@
 
 mod binding;
 mod checkpoint;
+mod confirmation;
 mod denial;
 mod grant;
 mod key_revocation;
+mod policy;
 mod pop;
 mod receipt;
 mod request;
@@ -20,9 +22,11 @@ use serde::{Deserialize, Serialize};
 
 pub use binding::BindingClaims;
 pub use checkpoint::CheckpointClaims;
+pub use confirmation::{ConfirmationClaims, MAX_CONFIRMATION_LIFETIME, body_hash, same_request};
 pub use denial::DenialClaims;
 pub use grant::{Actor, Confirmation, GrantClaims};
 pub use key_revocation::{KeyRevocationClaims, MAX_REVOKED_KEYS};
+pub use policy::{Effect, Excess, MAX_LABEL, MAX_POLICY_LIFETIME, PolicyAgent, PolicyClaims};
 pub(crate) use pop::chain_hash_of_ids;
 pub use pop::{PopClaims, chain_hash, same_htu};
 pub use receipt::{Action, Outcome, ReceiptClaims};

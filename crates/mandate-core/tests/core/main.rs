@@ -14,5 +14,6 @@ mod vectors;
 mod gen_vectors {
     pub mod fixture;
     pub mod invalid;
+    pub mod tiers;
     pub mod valid;
 }

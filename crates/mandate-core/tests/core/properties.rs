@@ -2,8 +2,13 @@
 
 use std::collections::HashSet;
 
-use mandate_core::scope::{AuthorizationDetail, Call, Limits, Money, permits};
-use mandate_core::token::{Actor, Confirmation, GrantClaims};
+use mandate_core::scope::{
+    AuthorizationDetail, Call, Confirm, Limits, Money, needs_confirmation, permits, within,
+};
+use mandate_core::token::{
+    Actor, AgentInfo, BindingCode, Confirmation, Effect, GrantClaims, PolicyAgent, PolicyClaims,
+    RequestClaims,
+};
 use mandate_core::{
     BindingSet, Claims as _, Context, Error, KeySet, Policy, SigningKey, TokenId, Verifier,
     verify_chain,
@@ -23,8 +28,9 @@ fn detail() -> impl Strategy<Value = AuthorizationDetail> {
         proptest::sample::subsequence(LOCATIONS.to_vec(), 1..=3),
         proptest::option::of(0u64..20),
         proptest::option::of((0u32..10_000, proptest::bool::ANY)),
+        confirm(),
     )
-        .prop_map(|(t, actions, locations, calls, amount)| {
+        .prop_map(|(t, actions, locations, calls, amount, confirm)| {
             let mut d = AuthorizationDetail::new(TYPES[t], actions, locations)
                 .expect("pool values are valid");
             d.limits = Limits {
@@ -36,9 +42,24 @@ fn detail() -> impl Strategy<Value = AuthorizationDetail> {
                         .try_into()
                         .expect("currency"),
                 }),
+                confirm,
             };
             d
         })
+}
+
+/// No confirmation, one for every call, or one above an amount.
+fn confirm() -> impl Strategy<Value = Option<Confirm>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => Just(Some(Confirm { above: None })),
+        1 => (0u32..10_000, proptest::bool::ANY).prop_map(|(a, eur)| Some(Confirm {
+            above: Some(Money {
+                amount: a.to_string().try_into().expect("amount"),
+                currency: if eur { "EUR" } else { "USD" }.to_string().try_into().expect("currency"),
+            }),
+        })),
+    ]
 }
 
 /// How a child's scope derives from its parent's: mostly narrowing, sometimes escalating.
@@ -54,7 +75,10 @@ enum Mutation {
     RaiseLimit,
     DropLimits,
     SwapCurrency,
-    Replace(AuthorizationDetail),
+    DropConfirm,
+    RaiseConfirm,
+    ConfirmEvery,
+    Replace(Box<AuthorizationDetail>),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -69,7 +93,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => Just(Mutation::RaiseLimit),
         1 => Just(Mutation::DropLimits),
         1 => Just(Mutation::SwapCurrency),
-        1 => detail().prop_map(Mutation::Replace),
+        1 => Just(Mutation::DropConfirm),
+        1 => Just(Mutation::RaiseConfirm),
+        1 => Just(Mutation::ConfirmEvery),
+        1 => detail().prop_map(|d| Mutation::Replace(Box::new(d))),
     ]
 }
 
@@ -145,7 +172,14 @@ fn apply(parent: &[AuthorizationDetail], m: &Mutation) -> Vec<AuthorizationDetai
                 a.currency = other.to_string().try_into().expect("currency");
             }
         }
-        Mutation::Replace(d) => *first = d.clone(),
+        Mutation::DropConfirm => first.limits.confirm = None,
+        Mutation::RaiseConfirm => {
+            if let Some(Confirm { above: Some(a) }) = first.limits.confirm.as_mut() {
+                *a = scaled(a, 200);
+            }
+        }
+        Mutation::ConfirmEvery => first.limits.confirm = Some(Confirm { above: None }),
+        Mutation::Replace(d) => *first = (**d).clone(),
     }
     child
 }
@@ -291,11 +325,84 @@ proptest! {
         for (t, a, l, m) in probes() {
             let call = Call { kind: &t, action: &a, location: &l, identifier: None, amount: m.as_ref() };
             prop_assert!(!permits(leaf, &call) || permits(root, &call), "leaf permits {call:?} but the root does not");
+            prop_assert!(
+                !permits(leaf, &call) || needs_confirmation(leaf, &call) || !needs_confirmation(root, &call),
+                "the leaf lets {call:?} through unconfirmed, the root does not"
+            );
         }
         for kind in TYPES {
             for cur in ["EUR", "USD"] {
                 if let (Some(r), Some(l)) = (total_budget(root, kind, cur), total_budget(leaf, kind, cur)) {
                     prop_assert!(l <= r, "{kind} {cur}: leaf budget {l} > root budget {r}");
+                }
+            }
+        }
+    }
+
+    /// A standing rule never widens: a request it admits asks for a subset
+    /// of the rule (every call, every unconfirmed call, every money budget),
+    /// no longer and no deeper, by the rule's agent for the rule's user.
+    #[test]
+    fn a_rule_admits_only_requests_within_it(
+        scopes in scopes(),
+        rule_lifetime in 1u32..7200,
+        rule_depth in 0u8..4,
+        asked_lifetime in 1u32..7200,
+        asked_depth in 0u8..4,
+        same_agent in proptest::bool::weighted(0.9),
+    ) {
+        let rule_agent = SigningKey::from_seed(&[7; 32]);
+        let asker = if same_agent { rule_agent.thumbprint() } else { SigningKey::from_seed(&[8; 32]).thumbprint() };
+        let rule_scope = &scopes[0];
+        let asked = scopes.last().expect("non-empty");
+        let rule = PolicyClaims {
+            sub: "https://idp.example#alice".to_string().try_into().expect("principal"),
+            effect: Effect::Approve,
+            agent: PolicyAgent { jkt: rule_agent.thumbprint() },
+            authorization_details: Some(rule_scope.clone()),
+            max_lifetime: Some(rule_lifetime),
+            max_depth: Some(rule_depth),
+            label: None,
+            iat: NOW,
+            exp: NOW + 86_400,
+            jti: "rule".to_string().try_into().expect("jti"),
+        };
+        let request = RequestClaims {
+            principal_hint: Some("https://idp.example#alice".into()),
+            agent: AgentInfo { name: "a".into(), publisher: None, version: None },
+            authorization_details: asked.clone(),
+            purpose: "p".into(),
+            intent: None,
+            lifetime: asked_lifetime,
+            max_depth: asked_depth,
+            parent_chain: vec![],
+            binding_code: BindingCode::try_from("7K3Q-M9XD".to_string()).expect("code"),
+            jti: "req".to_string().try_into().expect("jti"),
+            iat: NOW,
+            exp: NOW + 300,
+            oauth_client: None,
+        };
+        let admitted = rule.admits(&request, &asker).is_ok();
+        // The admitted requests are exactly those within the rule's bounds.
+        let inside = same_agent
+            && within(asked, rule_scope).is_ok()
+            && asked_lifetime <= rule_lifetime
+            && asked_depth <= rule_depth;
+        prop_assert_eq!(admitted, inside);
+        if admitted {
+            for (t, a, l, m) in probes() {
+                let call = Call { kind: &t, action: &a, location: &l, identifier: None, amount: m.as_ref() };
+                prop_assert!(!permits(asked, &call) || permits(rule_scope, &call), "the request permits {call:?}, the rule does not");
+                prop_assert!(
+                    !permits(asked, &call) || needs_confirmation(asked, &call) || !needs_confirmation(rule_scope, &call),
+                    "the request lets {call:?} through unconfirmed, the rule does not"
+                );
+            }
+            for kind in TYPES {
+                for cur in ["EUR", "USD"] {
+                    if let (Some(r), Some(l)) = (total_budget(rule_scope, kind, cur), total_budget(asked, kind, cur)) {
+                        prop_assert!(l <= r, "{kind} {cur}: the request's budget {l} > the rule's {r}");
+                    }
                 }
             }
         }

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use mandate_core::scope::{Call, Money, permits};
+use mandate_core::scope::{self, Call, Money, permits};
+use mandate_core::token::{ConfirmationClaims, PolicyClaims, RequestClaims};
 use mandate_core::{
     BindingSet, Context, Error, HttpCall, Jwk, KeySet, MemoryReplayCache, Policy, Revoked,
     VerifiedChain, Verifier, verify_chain, verify_pop,
@@ -12,7 +13,7 @@ use mandate_core::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::gen_vectors::{fixture, invalid, valid};
+use crate::gen_vectors::{fixture, invalid, tiers, valid};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,10 @@ pub struct VectorFile {
     pub pop: Option<PopIn>,
     #[serde(default)]
     pub call: Option<CallIn>,
+    #[serde(default)]
+    pub confirmation: Option<ConfirmationIn>,
+    #[serde(default)]
+    pub policy: Option<PolicyIn>,
     pub expect: String,
     #[serde(default)]
     pub verified: Option<Value>,
@@ -49,6 +54,24 @@ pub struct PopIn {
     pub htu: String,
     #[serde(default)]
     pub seen_before: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationIn {
+    pub token: String,
+    pub htm: String,
+    pub htu: String,
+    pub body: String,
+    #[serde(default)]
+    pub seen_before: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyIn {
+    pub token: String,
+    pub request: String,
 }
 
 #[derive(Deserialize)]
@@ -141,13 +164,22 @@ impl Inputs {
     }
 }
 
-/// Verifies a vector: the chain (through `verifier` when given), the proof, the call.
+/// Verifies a vector: the chain (through `verifier` when given), the
+/// proof, the call and its confirmation; or, for a policy case, the rule
+/// and the request (10.2).
 pub fn run(
     v: &VectorFile,
     inputs: &Inputs,
     verifier: Option<&Verifier>,
-) -> Result<VerifiedChain, Error> {
+) -> Result<Option<VerifiedChain>, Error> {
     let cx = inputs.context(v.now);
+    if let Some(p) = &v.policy {
+        let rule = PolicyClaims::verify(&p.token, &cx)?;
+        let request = RequestClaims::verify(&p.request, &cx.policy, cx.now)?;
+        rule.claims()
+            .admits(request.claims(), &request.signer().thumbprint())?;
+        return Ok(None);
+    }
     let chain = match verifier {
         Some(verifier) => verifier.verify_chain(&v.chain, &cx)?,
         None => verify_chain(&v.chain, &cx)?,
@@ -164,6 +196,7 @@ pub fn run(
         }
         verify_pop(&chain, &pop.token, &http, &cx, &replay)?;
     }
+    let mut needs_confirmation = false;
     if let Some(c) = &v.call {
         let call = Call {
             kind: &c.kind,
@@ -175,11 +208,29 @@ pub fn run(
         if !permits(chain.scopes(), &call) {
             return Err(Error::OutOfScope);
         }
+        needs_confirmation = scope::needs_confirmation(chain.scopes(), &call);
     }
-    Ok(chain)
+    match &v.confirmation {
+        None if needs_confirmation => return Err(Error::ConfirmationRequired),
+        None => {}
+        Some(c) => {
+            let replay = MemoryReplayCache::new(16);
+            let body = mandate_core::base64url::decode(&c.body).expect("a base64url body");
+            let http = HttpCall {
+                method: &c.htm,
+                uri: &c.htu,
+            };
+            let check = || ConfirmationClaims::verify(&c.token, &chain, &http, &body, &cx, &replay);
+            if c.seen_before {
+                check().expect("the first presentation is accepted");
+            }
+            check()?;
+        }
+    }
+    Ok(Some(chain))
 }
 
-fn outcome(r: &Result<VerifiedChain, Error>) -> &'static str {
+fn outcome(r: &Result<Option<VerifiedChain>, Error>) -> &'static str {
     match r {
         Ok(_) => "valid",
         Err(e) => e.code(),
@@ -205,7 +256,7 @@ fn every_vector_gives_its_expected_answer_cold_and_warm() {
                 ));
             }
         }
-        if let (Ok(chain), Some(expected)) = (&cold, &v.verified) {
+        if let (Ok(Some(chain)), Some(expected)) = (&cold, &v.verified) {
             let got = serde_json::json!({
                 "principal": chain.principal(),
                 "leaf_agent": chain.leaf_agent(),
@@ -246,12 +297,19 @@ fn the_table_covers_enough_cases_and_only_known_codes() {
         );
         assert!(!v.description.is_empty(), "{name} has a description");
         if v.expect == "valid" {
-            assert!(v.verified.is_some(), "{name} states the verified result");
+            assert_eq!(
+                v.verified.is_some(),
+                v.policy.is_none(),
+                "{name} states the verified result, unless it is a policy case"
+            );
+        }
+        if v.policy.is_some() {
+            assert!(v.chain.is_empty(), "{name}: a policy case has no chain");
         }
     }
     let depths: HashSet<usize> = vectors
         .iter()
-        .filter(|(_, v)| v.expect == "valid")
+        .filter(|(_, v)| v.expect == "valid" && v.policy.is_none())
         .map(|(_, v)| v.chain.len())
         .collect();
     for depth in 1..=8 {
@@ -265,6 +323,7 @@ fn vectors_are_stable() {
     let generated: BTreeMap<String, String> = valid::cases(&cast)
         .into_iter()
         .chain(invalid::cases(&cast))
+        .chain(tiers::cases(&cast))
         .map(|(name, v)| {
             (
                 name,
