@@ -1,6 +1,8 @@
 // Interop test: every *valid* Mandate test vector is re-checked with an
 // independent JOSE implementation (the `jose` npm package) plus node:crypto
-// hashing. Nothing here shares code with the Rust verifier.
+// hashing: chains with their proofs and confirmations, and policy cases (a
+// policy and the request it is matched against). Nothing here shares code
+// with the Rust verifier.
 //
 // Run: cd tests/interop && npm install && node --test
 
@@ -10,11 +12,15 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { calculateJwkThumbprint, compactVerify, errors, importJWK } from 'jose';
+import { EmbeddedJWK, calculateJwkThumbprint, compactVerify, errors, importJWK } from 'jose';
 
 const VECTORS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'vectors');
 const GRANT_TYP = 'mandate-grant+jwt';
 const POP_TYP = 'mandate-pop+jwt';
+const REQUEST_TYP = 'mandate-request+jwt';
+const POLICY_TYP = 'mandate-policy+jwt';
+const CONFIRMATION_TYP = 'mandate-confirmation+jwt';
+const MAX_CONFIRMATION_LIFETIME = 600;
 const ACT_PREFIX = 'urn:ietf:params:oauth:jwk-thumbprint:sha-256:';
 const MIN_VALID_VECTORS = 15;
 
@@ -35,11 +41,36 @@ function sha256b64u(str) {
 /** A token's id: base64url(SHA-256(compact token ASCII bytes)). */
 const tokenId = (token) => sha256b64u(token);
 
+/** The chain hash (`ath`): SHA-256 of the concatenated raw 32-byte token ids, root first. */
+function chainHash(chain) {
+  const ids = Buffer.concat(chain.map((t) => createHash('sha256').update(t, 'ascii').digest()));
+  return createHash('sha256').update(ids).digest('base64url');
+}
+
+/** The decoded JSON of one part (0: header, 1: payload) of a compact token, unverified. */
+const unverifiedPart = (token, i) => JSON.parse(utf8.decode(Buffer.from(token.split('.')[i], 'base64url')));
+
+/**
+ * The same request (docs/protocol.md 6.8), without the well-formedness rules:
+ * no `#`, origins equal ignoring ASCII case, paths and the text after the
+ * first `?` (or its absence) equal byte for byte.
+ */
+function sameRequest(a, b) {
+  const parts = (u) => {
+    const q = u.indexOf('?');
+    const target = q < 0 ? u : u.slice(0, q);
+    const slash = target.indexOf('/', target.indexOf('://') + 3);
+    const end = slash < 0 ? target.length : slash;
+    return [target.slice(0, end).toLowerCase(), target.slice(end), q < 0 ? null : u.slice(q + 1)];
+  };
+  return !a.includes('#') && !b.includes('#') && JSON.stringify(parts(a)) === JSON.stringify(parts(b));
+}
+
 /** Orders strings by code point (as by UTF-8 bytes), not by UTF-16 units. */
 const byCodePoint = (a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 
 /**
- * A detail in the canonical form of docs/protocol.md section 10.2 step 7:
+ * A detail in the canonical form of docs/protocol.md section 10.2 step 9:
  * actions deduplicated and sorted by code point, locations as written, and
  * identifier and limits only when set (null counts as absent).
  */
@@ -53,6 +84,10 @@ function canonicalDetail(d) {
   const limits = {};
   if (d.limits?.max_calls != null) limits.max_calls = d.limits.max_calls;
   if (d.limits?.max_amount != null) limits.max_amount = d.limits.max_amount;
+  // `confirm` is a limit even when empty ({}: every call); a null `above` is absent.
+  if (d.limits?.confirm != null) {
+    limits.confirm = d.limits.confirm.above != null ? { above: d.limits.confirm.above } : {};
+  }
   if (Object.keys(limits).length > 0) out.limits = limits;
   return out;
 }
@@ -60,14 +95,87 @@ function canonicalDetail(d) {
 /**
  * Verifies `token` with jose under `jwk`, letting the header's alg choose
  * between the two accepted Ed25519 identifiers. Returns header and payload.
+ * With `jwk` left out, jose takes the key from the token's own `jwk` header
+ * (`EmbeddedJWK`), as for a request.
  */
 async function joseVerify(token, jwk) {
-  const header = JSON.parse(utf8.decode(Buffer.from(token.split('.')[0], 'base64url')));
+  const header = unverifiedPart(token, 0);
   const alg = ALG_FOR_HEADER[header.alg];
   assert.ok(alg, `unexpected alg ${JSON.stringify(header.alg)}`);
-  const key = await importJWK(jwk, alg);
+  const key = jwk === undefined ? EmbeddedJWK : await importJWK(jwk, alg);
   const { protectedHeader, payload } = await compactVerify(token, key, { algorithms: [alg] });
   return { header: protectedHeader, payload: JSON.parse(utf8.decode(payload)) };
+}
+
+/**
+ * Verifies a token a user signs about their own principal (a policy or a
+ * confirmation): under the key its `kid` names, which must be in `keys`,
+ * bound to its `sub` in `user_bindings`, and not removed.
+ */
+async function verifyByUser(v, token, typ, what) {
+  const kid = unverifiedPart(token, 0).kid;
+  const sub = unverifiedPart(token, 1).sub;
+  assert.ok(
+    v.user_bindings.some((b) => b.jkt === kid && b.sub === sub),
+    `${what} kid ${kid} is bound to ${sub}`,
+  );
+  assert.ok(!(v.revoked_keys ?? []).includes(kid), `${what} signer is not a removed key`);
+  const jwk = v.keys[kid];
+  assert.ok(jwk, `${what} signer key ${kid} is in keys`);
+  const { header, payload } = await joseVerify(token, jwk);
+  assert.equal(header.typ, typ, `${what} typ`);
+  assert.equal(payload.sub, sub);
+  return payload;
+}
+
+/**
+ * A policy case (docs/protocol.md 10.2 step 8): the policy verifies under a
+ * user key bound to its `sub`, the request under the key in its own `jwk`
+ * header, and the request fits the rule's principal, agent and bounds.
+ * Whether its details are within the rule's (5.6) is left to the Rust suite.
+ */
+async function checkPolicy(v) {
+  assert.deepEqual(v.chain, [], 'a policy case has an empty chain');
+  for (const member of ['pop', 'call', 'confirmation', 'verified']) {
+    assert.equal(v[member], undefined, `a policy case has no ${member}`);
+  }
+  const rule = await verifyByUser(v, v.policy.token, POLICY_TYP, 'policy');
+
+  const requestHeader = unverifiedPart(v.policy.request, 0);
+  assert.equal(typeof requestHeader.jwk, 'object', 'the request carries its key in jwk');
+  const signer = await calculateJwkThumbprint(requestHeader.jwk, 'sha256');
+  assert.equal(requestHeader.kid, signer, "request kid is its jwk's thumbprint");
+  const { header, payload: request } = await joseVerify(v.policy.request);
+  assert.equal(header.typ, REQUEST_TYP, 'request typ');
+
+  assert.equal(rule.effect, 'approve', 'the rule approves');
+  assert.equal(rule.agent?.jkt, signer, "the rule is about the request's signer");
+  assert.equal(request.principal_hint, rule.sub, "the request is for the rule's principal");
+  assert.equal(request.oauth_client, undefined, 'the request is an agent\'s own');
+  assert.ok(request.lifetime <= rule.max_lifetime, `lifetime ${request.lifetime} <= ${rule.max_lifetime}`);
+  assert.ok(request.max_depth <= rule.max_depth, `max_depth ${request.max_depth} <= ${rule.max_depth}`);
+}
+
+/**
+ * A confirmation (docs/protocol.md 6.8) for a call under a verified chain:
+ * signed by a user key bound to the chain's principal, for the leaf's key,
+ * this chain, this method, URI and body.
+ */
+async function checkConfirmation(v, root, leaf) {
+  const c = v.confirmation;
+  const payload = await verifyByUser(v, c.token, CONFIRMATION_TYP, 'confirmation');
+  assert.equal(payload.sub, root.sub, "confirmation sub is the chain's principal");
+  assert.equal(payload.cnf?.jkt, leaf.cnf.jkt, "confirmation cnf.jkt is the leaf's key");
+  assert.equal(payload.ath, chainHash(v.chain), 'confirmation ath is the chain hash');
+  assert.equal(payload.htm, c.htm, 'confirmation htm');
+  assert.ok(sameRequest(payload.htu, c.htu), `confirmation htu ${payload.htu} is the same request as ${c.htu}`);
+  const body = Buffer.from(c.body, 'base64url');
+  assert.equal(payload.bdh, createHash('sha256').update(body).digest('base64url'), 'bdh is the body hash');
+  assert.ok(
+    Number.isInteger(payload.iat) && Number.isInteger(payload.exp)
+      && payload.exp - payload.iat <= MAX_CONFIRMATION_LIFETIME,
+    'confirmation lives 600 s at most',
+  );
 }
 
 function loadVectors() {
@@ -87,17 +195,18 @@ async function checkVector(v) {
     assert.equal(await calculateJwkThumbprint(jwk, 'sha256'), jkt, `key filed under ${jkt}`);
   }
 
+  if (v.policy) {
+    await checkPolicy(v);
+    return;
+  }
+
   // 2. Walk the chain, choosing each verification key ourselves.
   assert.ok(Array.isArray(v.chain) && v.chain.length > 0, 'non-empty chain');
   const revoked = new Set(v.revoked ?? []);
   const payloads = [];
   for (const [i, token] of v.chain.entries()) {
-    const unverifiedHeader = JSON.parse(
-      utf8.decode(Buffer.from(token.split('.')[0], 'base64url')),
-    );
-    const unverifiedPayload = JSON.parse(
-      utf8.decode(Buffer.from(token.split('.')[1], 'base64url')),
-    );
+    const unverifiedHeader = unverifiedPart(token, 0);
+    const unverifiedPayload = unverifiedPart(token, 1);
 
     let signerJkt;
     if (i === 0) {
@@ -157,11 +266,12 @@ async function checkVector(v) {
     const { header, payload } = await joseVerify(v.pop.token, jwk);
     assert.equal(header.typ, POP_TYP, 'pop typ');
     assert.equal(header.kid, leafJkt, 'pop kid is the leaf key');
-    // ath = SHA-256 of the concatenated raw 32-byte token ids, root first.
-    const ids = Buffer.concat(v.chain.map((t) => createHash('sha256').update(t, 'ascii').digest()));
-    assert.equal(payload.ath, createHash('sha256').update(ids).digest('base64url'), 'pop ath is the chain hash');
+    assert.equal(payload.ath, chainHash(v.chain), 'pop ath is the chain hash');
     assert.equal(payload.htm, v.pop.htm, 'pop htm');
   }
+
+  // 5. The user's confirmation of the call, when the vector has one.
+  if (v.confirmation) await checkConfirmation(v, root, leaf);
 }
 
 test('test vectors verify with jose', async (t) => {
@@ -178,20 +288,36 @@ test('test vectors verify with jose', async (t) => {
   );
 });
 
-test('jose rejects a root signature with one character flipped', async () => {
-  const { v } = loadVectors().find(({ file }) => file === 'valid-depth-2.json');
-  const [h, p, s] = v.chain[0].split('.');
+/** The token with the middle character of its signature changed. */
+function flipSignature(token) {
+  const [h, p, s] = token.split('.');
   const mid = Math.floor(s.length / 2);
   const flipped = s[mid] === 'A' ? 'B' : 'A';
-  const tampered = [h, p, s.slice(0, mid) + flipped + s.slice(mid + 1)].join('.');
-  assert.notEqual(tampered, v.chain[0]);
+  return [h, p, s.slice(0, mid) + flipped + s.slice(mid + 1)].join('.');
+}
 
-  const rootKid = JSON.parse(utf8.decode(Buffer.from(h, 'base64url'))).kid;
-  const key = await importJWK(v.keys[rootKid], 'EdDSA');
-  // Sanity: the untouched token verifies under the same key.
-  await compactVerify(v.chain[0], key, { algorithms: ['EdDSA'] });
-  await assert.rejects(
-    compactVerify(tampered, key, { algorithms: ['EdDSA'] }),
-    errors.JWSSignatureVerificationFailed,
-  );
-});
+// One token of each kind the valid vectors hold, and where its key comes from:
+// the `kid` it names in `keys`, or (for a request) its own `jwk` header.
+const FLIPPED = [
+  ['a root grant', 'valid-depth-2.json', (v) => v.chain[0], 'kid'],
+  ['a confirmation', 'valid-confirmation.json', (v) => v.confirmation.token, 'kid'],
+  ['a policy', 'valid-policy-fits.json', (v) => v.policy.token, 'kid'],
+  ['a request', 'valid-policy-fits.json', (v) => v.policy.request, 'jwk'],
+];
+
+for (const [what, file, tokenOf, keyFrom] of FLIPPED) {
+  test(`jose rejects ${what} with one signature character flipped`, async () => {
+    const { v } = loadVectors().find((f) => f.file === file);
+    const token = tokenOf(v);
+    const tampered = flipSignature(token);
+    assert.notEqual(tampered, token);
+    const header = unverifiedPart(token, 0);
+    const key = keyFrom === 'jwk' ? EmbeddedJWK : await importJWK(v.keys[header.kid], 'EdDSA');
+    // Sanity: the untouched token verifies under the same key.
+    await compactVerify(token, key, { algorithms: ['EdDSA'] });
+    await assert.rejects(
+      compactVerify(tampered, key, { algorithms: ['EdDSA'] }),
+      errors.JWSSignatureVerificationFailed,
+    );
+  });
+}

@@ -29,12 +29,25 @@ def run(vector):
     bindings = {(b["sub"], b["jkt"]) for b in vector["user_bindings"]}
     if len({jkt for _, jkt in bindings}) != len(bindings):
         return "broken vector: a key bound to two principals", None
-    call = vector.get("call")
+    call, confirmation, policy = vector.get("call"), vector.get("confirmation"), vector.get("policy")
     if call is not None and call.get("amount") is not None and not verify.is_money(call["amount"]):
         return "broken vector: a call amount that is not a money value (5.7, 10.2)", None
+    if policy is not None and (vector["chain"] or any(k in vector for k in ("pop", "call", "confirmation",
+                                                                           "verified"))):
+        return "broken vector: a policy case with a chain, a proof, a call or a verified result (10.1)", None
     try:
+        body = confirmation and verify.b64d(confirmation["body"])
+    except Refused:
+        return "broken vector: a confirmation body that is not base64url (10.1)", None
+    revoked_keys = set(vector.get("revoked_keys", []))
+    try:
+        if policy is not None:  # 10.2 step 8, in place of steps 4 to 7
+            rule = verify.verify_policy(policy["token"], keys, bindings, revoked_keys, now)
+            request, signer = verify.verify_request(policy["request"], now)
+            verify.admits(rule, request, signer)
+            return "valid", None
         verified = verify.verify_chain(vector["chain"], keys, bindings, set(vector["revoked"]),
-                                       set(vector.get("revoked_keys", [])), now)
+                                       revoked_keys, now)
         pop = vector.get("pop")
         if pop is not None:
             replay = {}
@@ -44,6 +57,15 @@ def run(vector):
             verify.verify_pop(*args)
         if call is not None and not verify.permits(verified["scopes"], call):
             raise Refused("call.out_of_scope")
+        if confirmation is not None:  # 10.2 step 7
+            replay = {}
+            args = (verified, keys, bindings, revoked_keys, confirmation["token"], confirmation["htm"],
+                    confirmation["htu"], body, now, replay)
+            if confirmation.get("seen_before", False):
+                verify.verify_confirmation(*args)  # this first check must succeed
+            verify.verify_confirmation(*args)
+        elif call is not None and verify.needs_confirmation(verified["scopes"], call):
+            raise Refused("confirm.required")
     except Refused as refused:
         return refused.code, None
     return "valid", {k: v for k, v in verified.items() if k not in ("leaf_key", "ath")}
@@ -54,26 +76,69 @@ def check(name, vector):
     got, verified = run(vector)
     if got != vector["expect"]:
         return f"got {got}, expected {vector['expect']}"
-    if got == "valid" and verified != vector["verified"]:
-        return f"verified {json.dumps(verified)} != {json.dumps(vector['verified'])}"
+    if got == "valid" and verified != vector.get("verified"):  # a policy case has none (10.1)
+        return f"verified {json.dumps(verified)} != {json.dumps(vector.get('verified'))}"
     if name.startswith("valid-") != (got == "valid"):
         return "file name and expect disagree"
     return None
 
 
+def flip(token):
+    """The token with the first character of its signature changed."""
+    head, payload, sig = token.split(".")
+    return ".".join((head, payload, ("B" if sig[0] == "A" else "A") + sig[1:]))
+
+
+def set_in(path, change):
+    """A tamper: `change` applied to the member at `path` (None: removes it)."""
+    def tamper(vector):
+        *parents, last = path
+        target = vector
+        for step in parents:
+            target = target[step]
+        if change is None:
+            del target[last]
+        else:
+            target[last] = change(target[last])
+    return tamper
+
+
+# Each kind of valid vector, and ways to break one that must give a code.
+KINDS = {
+    "chain": (lambda v: "policy" not in v and "confirmation" not in v, [
+        ("a flipped signature of the root", set_in(("chain", 0), flip), "signature.invalid"),
+    ]),
+    "confirmation": (lambda v: "confirmation" in v, [
+        ("a flipped signature of the confirmation", set_in(("confirmation", "token"), flip),
+         "signature.invalid"),
+        ("the confirmation left out", set_in(("confirmation",), None), "confirm.required"),
+        ("a byte added to the body", set_in(("confirmation", "body"),
+                                            lambda b: verify.b64e(verify.b64d(b) + b" ")),
+         "confirm.body_mismatch"),
+    ]),
+    "policy": (lambda v: "policy" in v, [
+        ("a flipped signature of the policy", set_in(("policy", "token"), flip), "signature.invalid"),
+        ("a flipped signature of the request", set_in(("policy", "request"), flip), "signature.invalid"),
+    ]),
+}
+
+
 def self_check(vectors):
-    """The runner must be able to fail: a broken valid vector and a wrong
-    expectation are both caught, and invalid vectors fail for their own code."""
+    """The runner must be able to fail: a broken valid vector of each kind and
+    a wrong expectation are caught, and invalid vectors fail for their own code."""
     problems = []
-    valid = next(v for n, v in vectors if n.startswith("valid-"))
-    tampered = copy.deepcopy(valid)
-    head, payload, sig = tampered["chain"][0].split(".")
-    tampered["chain"][0] = ".".join((head, payload, ("B" if sig[0] == "A" else "A") + sig[1:]))
-    if run(tampered)[0] != "signature.invalid":
-        problems.append("a flipped signature byte was not refused with signature.invalid")
-    wrong = dict(valid, expect="chain.revoked")
-    if check("valid-x", wrong) is None:
-        problems.append("a wrong expectation was not reported")
+    for kind, (is_kind, tampers) in KINDS.items():
+        valid = next((v for n, v in vectors if n.startswith("valid-") and is_kind(v)), None)
+        if valid is None:
+            problems.append(f"no valid vector of the kind {kind}")
+            continue
+        for what, tamper, code in tampers:
+            tampered = copy.deepcopy(valid)
+            tamper(tampered)
+            if run(tampered)[0] != code:
+                problems.append(f"{kind}: {what} was not refused with {code}")
+        if check("valid-x", dict(valid, expect="chain.revoked")) is None:
+            problems.append(f"{kind}: a wrong expectation was not reported")
     codes = {v["expect"] for n, v in vectors if n.startswith("invalid-") and run(v)[0] == v["expect"]}
     if len(codes) < 10:
         problems.append(f"only {len(codes)} distinct error codes were reached")
@@ -135,10 +200,87 @@ def doc_examples():
         problems.append("2.5: a surrogate pair refused")
     if not refused(verify.M, verify.integer(0, 255), verify.Num("-0")):
         problems.append("2.5: -0 read as an integer")
+    problems += new_kinds()
     if not verify.is_money({"amount": "0050.50", "currency": "EUR"}) or any(
             verify.is_money(m) for m in [{"amount": "5,000", "currency": "EUR"}, {"amount": "5"},
                                          {"amount": "5", "currency": "EUR", "x": 1}]):
         problems.append("5.7: money values of a call")
+    return problems
+
+
+def header_only(header):
+    """A token with this header, `{}` as claims and 64 zero bytes as
+    signature: enough for the header checks of 3.2, which read neither."""
+    return ".".join((verify.b64e(json.dumps(header).encode()), verify.b64e(b"{}"), verify.b64e(bytes(64))))
+
+
+def new_kinds():
+    """What docs/protocol.md states outright of requests' headers, `confirm`,
+    confirmations and policies."""
+    problems = []
+    # 3.2 steps 9, 12 and 13: a jwk header on a request and elsewhere.
+    x = "cRCJN0G2ctHV_u4vOkfBu_I9zNqrXZS1iWLfO8HmvNY"
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": x}
+    kid = verify.Key(jwk).thumbprint
+    request = {"alg": "EdDSA", "typ": verify.REQUEST_TYP, "kid": kid}
+    try:
+        if verify.parse_token(header_only(dict(request, jwk=jwk)), verify.REQUEST_TYP)[0]["jwk"].thumbprint != kid:
+            problems.append("3.2: a request's jwk read as another key")
+    except Refused as r:
+        problems.append(f"3.2: a well-formed request header refused ({r.code})")
+    other_kid = verify.b64e(bytes(32))
+    for header, typ, code in [
+        (request, verify.REQUEST_TYP, verify.M),  # step 12: no jwk
+        (dict(request, jwk=dict(jwk, d=x)), verify.REQUEST_TYP, "key.invalid"),  # step 12: unusable
+        (dict(request, jwk=dict(jwk, x=verify.b64e((1).to_bytes(32, "little")))), verify.REQUEST_TYP,
+         "key.invalid"),  # a weak key
+        (dict(request, jwk=[jwk]), verify.REQUEST_TYP, "key.invalid"),  # not an object
+        (dict(request, jwk=jwk, kid=other_kid), verify.REQUEST_TYP, "header.kid_mismatch"),  # step 13
+        (dict(request, typ="mandate-grant+jwt", jwk=jwk), "mandate-grant+jwt", "header.untrusted_key"),
+        (dict(request, typ="mandate-policy+jwt", jwk=jwk), "mandate-policy+jwt", "header.untrusted_key"),
+    ]:
+        if not refused(code, verify.parse_token, header_only(header), typ):
+            problems.append(f"3.2: {json.dumps(header)} not refused with {code}")
+    # 4.1: the binding code.
+    if not verify.BINDING_CODE.fullmatch("7K3Q-M9XD") or any(
+            verify.BINDING_CODE.fullmatch(c) for c in ["7K3Q-M9XU", "7k3q-m9xd", "7K3QM9XD", "7K3Q-M9XD0"]):
+        problems.append("4.1: binding codes")
+    # 4.13: the body of the example and its bdh.
+    body = b'{"sku":"SSD-2TB","quantity":4,"amount":"480.00","currency":"EUR"}'
+    if verify.b64e(hashlib.sha256(body).digest()) != "fyD-J9yhGE5XkGPt3qFA_o6qS5DIQMQ6GE3e59MF-ZE":
+        problems.append("4.13: the bdh of the example body")
+    # 6.8: the same request.
+    u = "https://erp.example/vendors/acme/orders"
+    if not verify.same_request(u + "?a=1", "HTTPS://ERP.example/vendors/acme/orders?a=1") or any(
+            verify.same_request(a, b) for a, b in [(u + "?a=1", u + "?a=01"), (u + "?a=1", u + "?"),
+                                                   (u + "?", u), (u + "?a=1", u), (u + "#f", u + "#f"),
+                                                   (u + "/", u)]):
+        problems.append("6.8: the same request")
+    # 5.6 step 3: confirm attenuates; 5.8: which calls need a confirmation.
+    eur = lambda a: {"amount": a, "currency": "EUR"}  # noqa: E731
+    for child, parent, want in [
+            (None, None, None), ({}, None, None), (None, {}, "limit"), ({}, {}, None),
+            ({}, {"above": eur("100")}, None), ({"above": eur("1")}, {}, "limit"),
+            ({"above": eur("50")}, {"above": eur("100.00")}, None),
+            ({"above": eur("100")}, {"above": eur("100.00")}, None),
+            ({"above": eur("200")}, {"above": eur("100")}, "limit"),
+            ({"above": {"amount": "50", "currency": "USD"}}, {"above": eur("100")}, "currency")]:
+        if verify.confirm_within(child, parent) != want:
+            problems.append(f"5.6: confirm {child} under {parent} is not {want}")
+    detail = lambda confirm: {"type": "t", "actions": ["a"], "locations": ["x/"],  # noqa: E731
+                              "limits": {} if confirm is None else {"confirm": confirm}}
+    call = lambda amount: {"type": "t", "action": "a", "location": "x/y",  # noqa: E731
+                           **({} if amount is None else {"amount": amount})}
+    for details, amount, want in [
+            ([detail({})], eur("1"), True), ([detail(None)], None, False),
+            ([detail({"above": eur("500")})], eur("480.00"), False),
+            ([detail({"above": eur("500")})], eur("500.000001"), True),
+            ([detail({"above": eur("500")})], None, True),
+            ([detail({"above": eur("500")})], {"amount": "1", "currency": "USD"}, True),
+            ([detail({}), detail(None)], eur("1"), False),
+            ([detail({}), dict(detail(None), actions=["b"])], eur("1"), True)]:
+        if verify.needs_confirmation(details, call(amount)) != want:
+            problems.append(f"5.8: {details} with {amount} does not need: {not want}")
     return problems
 
 

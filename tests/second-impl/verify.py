@@ -1,6 +1,8 @@
 """Mandate's verification rules, written from docs/protocol.md alone.
 
-Chains of grants (6.2), proofs of possession (6.5) and the call check (5.7).
+Chains of grants (6.2), proofs of possession (6.5), the call check (5.7),
+whether a call needs a confirmation (5.8) and its confirmation (4.13, 6.8),
+requests (4.1), and policies with the matching of a request (4.12).
 Signatures go through joserfc (RFC 7515/8037/9864); the strict-Ed25519
 extras of 2.6 and 2.7 that a JOSE library does not make are checked here.
 Every rule is an allow-list: a grammar, a schema or a set of names.
@@ -209,9 +211,13 @@ def array_of(rule, nonempty_code=None):
     return read
 
 
+NOT_NULL = "optional, but null refused"  # 2.5: `parent_chain` alone
+
+
 def obj(schema):
     """Reads an object: members in document order, unknown ones refused,
-    `null` read as absent when optional, a missing one noticed at the end."""
+    `null` read as absent when optional (`True`: required, `False`: optional,
+    `NOT_NULL`: optional with `null` refused), a missing one noticed at the end."""
     def read(v):
         if not isinstance(v, Obj):
             raise Refused(M)
@@ -220,15 +226,24 @@ def obj(schema):
             if name not in schema:
                 raise Refused(M)
             rule, required = schema[name]
-            if item is None and not required:
+            if item is None and required is False:
                 continue
             if item is None:
                 raise Refused(M)
             out[name] = rule(item)
-        if any(req and name not in out for name, (_, req) in schema.items()):
+        if any(req is True and name not in out for name, (_, req) in schema.items()):
             raise Refused(M)
         return out
     return read
+
+
+def one_of(*names):
+    """A string that is one of `names` (an enumeration), else token.malformed."""
+    def rule(v):
+        if string(v) not in names:
+            raise Refused(M)
+        return v
+    return rule
 
 
 def matching(test, code):
@@ -253,6 +268,8 @@ DETAIL_MEMBERS = obj({
     "limits": (obj({
         "max_calls": (integer(0, 2**64 - 1), False),
         "max_amount": (MONEY, False),
+        # 5.1: {} confirms every call; {"above": money} those above it.
+        "confirm": (obj({"above": (MONEY, False)}), False),
     }), False),
 })
 
@@ -277,8 +294,9 @@ def is_money(v):
     return isinstance(v, dict) and set(v) == {"amount", "currency"} \
         and all(isinstance(v[k], str) for k in v) \
         and AMOUNT.fullmatch(v["amount"]) is not None and CURRENCY.fullmatch(v["currency"]) is not None
+PRINCIPAL = bounded_text(1, 512, M)
 GRANT = obj({
-    "sub": (bounded_text(1, 512, M), True),
+    "sub": (PRINCIPAL, True),
     "act": (obj({"sub": (agent_id, True)}), True),
     "cnf": (obj({"jkt": (b64_32, True)}), True),
     "authorization_details": (array_of(DETAIL), True),
@@ -292,6 +310,48 @@ GRANT = obj({
 })
 POP = obj({"htm": (string, True), "htu": (string, True), "iat": (TIME, True),
            "jti": (JTI, True), "ath": (string, True)})
+BINDING_CODE = re.compile("[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")  # Crockford base32
+REQUEST = obj({  # 4.1
+    # The typed read leaves principal_hint a plain string: only a broker
+    # holds it to the principal grammar (docs/protocol.md is unclear; see README).
+    "principal_hint": (string, False),
+    "agent": (obj({"name": (string, True), "publisher": (string, False), "version": (string, False)}), True),
+    "authorization_details": (array_of(DETAIL), True),
+    "purpose": (string, True),
+    "intent": (string, False),
+    # The table's 1 to 2592000 and 0 to 15 are Claims::check's (token.malformed,
+    # chain.too_long); the typed read holds the types, u32 and u8 (see README).
+    "lifetime": (integer(0, 2**32 - 1), True),
+    "max_depth": (integer(0, 255), True),
+    "parent_chain": (array_of(b64_32), NOT_NULL),
+    "binding_code": (matching(BINDING_CODE, M), True),
+    "jti": (JTI, True),
+    "iat": (TIME, True), "exp": (TIME, True),
+    "oauth_client": (obj({
+        "client_id": (string, True),
+        "verified_by": (one_of("metadata_document", "registration"), True),
+        "redirect_uri": (string, True),
+        "resource": (string, True),
+    }), False),
+})
+POLICY = obj({  # 4.12; which bounds an effect needs is an own rule
+    "sub": (PRINCIPAL, True),
+    "effect": (one_of("approve", "deny"), True),
+    "agent": (obj({"jkt": (b64_32, True)}), True),
+    "authorization_details": (array_of(DETAIL), False),
+    "max_lifetime": (integer(0, 2**32 - 1), False),
+    "max_depth": (integer(0, 255), False),
+    "label": (string, False),  # its grammar is an own rule too
+    "iat": (TIME, True), "exp": (TIME, True),
+    "jti": (JTI, True),
+})
+CONFIRMATION = obj({  # 4.13; ath, htm, htu and bdh are compared as strings (6.8)
+    "sub": (PRINCIPAL, True),
+    "cnf": (obj({"jkt": (b64_32, True)}), True),
+    "ath": (string, True), "htm": (string, True), "htu": (string, True), "bdh": (string, True),
+    "iat": (TIME, True), "exp": (TIME, True),
+    "jti": (JTI, True),
+})
 
 
 def read_claims(payload, schema):
@@ -386,8 +446,23 @@ UNTRUSTED = {"jku", "x5c", "x5u", "x5t", "x5t#S256"}
 KNOWN_HEADER = {"alg", "typ", "kid", "jwk", "crit"} | UNTRUSTED
 
 
+REQUEST_TYP = "mandate-request+jwt"
+
+
+def header_key(raw):
+    """3.1: the raw text of a `jwk` value, put through the strictness pass
+    (2.5, the `jwk` object at depth 1), read as a JWK and checked as a key
+    (2.6). Any failure makes it unusable: `key.invalid`."""
+    try:
+        tree = parse_json(raw, strict=True)
+    except Refused:
+        raise Refused("key.invalid") from None
+    return Key(dict(tree))
+
+
 def parse_token(compact, typ):
-    """3.2 for a grant or a proof (kinds that never carry `jwk`)."""
+    """3.2. Only a request carries `jwk`: for one, `h["jwk"]` is returned as
+    the usable `Key` it names."""
     if len(compact.encode()) > MAX_TOKEN_BYTES:
         raise Refused("token.too_large")
     parts = compact.split(".")
@@ -396,8 +471,8 @@ def parse_token(compact, typ):
     # 3.2 step 4. Bytes that are not UTF-8 become lone surrogates here (and
     # only those show as such in the raw text of a value): they matter in
     # names and in alg/typ/kid/jwk. A lone surrogate escape matters in names
-    # and alg/typ/kid; in jwk it makes the key unusable, which a grant or a
-    # proof refuses anyway (step 9). Other values are not looked at (3.1).
+    # and alg/typ/kid; in jwk it makes the key unusable (step 12 on a request,
+    # refused anyway by step 9 elsewhere). Other values are not looked at (3.1).
     header = parse_json(b64d(parts[0]).decode("utf-8", "surrogateescape"), strict=False)
     for (name, v), raw in zip(header, header.raw):
         if not well_formed(name) or (name in ("alg", "typ", "kid") and not isinstance(v, str)) \
@@ -407,18 +482,24 @@ def parse_token(compact, typ):
     names = [name for name, _ in header]
     if len(set(names)) != len(names):  # step 5: the header's own members only
         raise Refused("token.duplicate_key")
-    h = dict(header)
+    h, request = dict(header), typ == REQUEST_TYP
     checks = [
         (h.get("alg") in ALGS, "header.alg_not_allowed"),
         ("crit" not in h, "header.crit_unsupported"),
         (h.get("typ") == typ, "header.wrong_typ"),
-        (not (set(h) & UNTRUSTED or "jwk" in h), "header.untrusted_key"),
+        (not (set(h) & UNTRUSTED or ("jwk" in h and not request)), "header.untrusted_key"),
         (set(h) <= KNOWN_HEADER, "header.unknown_member"),
     ]
     for ok, code in checks:
         if not ok:
             raise Refused(code)
     b64d(h.get("kid"), "header.kid_mismatch", 32)
+    if request:
+        if "jwk" not in h:  # step 12
+            raise Refused(M)
+        h["jwk"] = header_key(header.raw[names.index("jwk")])
+        if h["jwk"].thumbprint != h["kid"]:  # step 13
+            raise Refused("header.kid_mismatch")
     sig = b64d(parts[2], M, 64)
     payload = b64d(parts[1], M)
     return h, payload, sig
@@ -479,9 +560,25 @@ def shape(c, p):
     return None
 
 
+def confirm_within(child, parent):
+    """5.6 `draw` step 3: a child `confirm` at least as strict as its parent's."""
+    if parent is None:
+        return None
+    if child is None:
+        return "limit"
+    c, p = child.get("above"), parent.get("above")
+    if c is None:
+        return None  # every call: within any
+    if p is None:
+        return "limit"
+    if c["currency"] != p["currency"]:
+        return "currency"
+    return "limit" if millionths(c["amount"]) > millionths(p["amount"]) else None
+
+
 def draw(budget, limits):
     """Returns (failure, reduced budget): 5.6 `draw` on a copy."""
-    calls, money = budget
+    calls, money, confirm = budget
     if calls is not None:
         if limits.get("max_calls") is None or limits["max_calls"] > calls:
             return "limit", budget
@@ -495,7 +592,10 @@ def draw(budget, limits):
         if millionths(want["amount"]) > money[0]:
             return "limit", budget
         money = (money[0] - millionths(want["amount"]), money[1])
-    return None, (calls, money)
+    failure = confirm_within(limits.get("confirm"), confirm)
+    if failure is not None:
+        return failure, budget
+    return None, (calls, money, confirm)  # confirm is not a budget: kept whole
 
 
 def within(children, parents):
@@ -503,7 +603,8 @@ def within(children, parents):
     for p in parents:
         lim = p.get("limits", {})
         amt = lim.get("max_amount")
-        budgets.append((lim.get("max_calls"), amt and (millionths(amt["amount"]), amt["currency"])))
+        budgets.append((lim.get("max_calls"), amt and (millionths(amt["amount"]), amt["currency"]),
+                        lim.get("confirm")))
     for c in children:
         closest = "type"
         for j, p in enumerate(parents):
@@ -516,6 +617,22 @@ def within(children, parents):
             closest = max(closest, failure, key=RANK.get)
         else:
             raise Refused("scope.escalated_" + closest)
+
+
+def waives(confirm, amount):
+    """5.8: a detail's `confirm` lets a call through unconfirmed: absent, or
+    `above` in the currency of the amount the call states, not exceeded."""
+    if confirm is None:
+        return True
+    above = confirm.get("above")
+    return above is not None and amount is not None and amount["currency"] == above["currency"] \
+        and millionths(amount["amount"]) <= millionths(above["amount"])
+
+
+def needs_confirmation(details, call):
+    """5.8, for a call that `permits` lets through."""
+    return not any(permits([d], call) and waives(d.get("limits", {}).get("confirm"), call.get("amount"))
+                   for d in details)
 
 
 def permits(details, call):
@@ -642,6 +759,13 @@ def same_htu(a, b):
     return sa is not None and sa == sb
 
 
+def same_request(a, b):
+    """6.8: no `#` in either, the same target, and the same text after the
+    first `?` (no query differs from an empty one)."""
+    query = lambda u: u.partition("?")[2] if "?" in u else None  # noqa: E731
+    return "#" not in a and "#" not in b and same_htu(a, b) and query(a) == query(b)
+
+
 def verify_pop(verified, keys, token, htm, htu, now, replay):
     """6.5; `replay` maps '<leaf key>:<jti>' to its keep-until time."""
     h, payload, sig = parse_token(token, "mandate-pop+jwt")
@@ -662,3 +786,103 @@ def verify_pop(verified, keys, token, htm, htu, now, replay):
     if replay.get(key, now - 1) >= now:
         raise Refused("pop.replayed")
     replay[key] = c["iat"] + POP_MAX_AGE + SKEW
+
+
+# -- 4.1 requests, 4.12 policies, 4.13 and 6.8 confirmations ------------------------
+
+MAX_LIFETIME, MAX_POLICY_LIFETIME, MAX_CONFIRMATION_LIFETIME = 2592000, 7776000, 600
+
+
+def verify_request(compact, now):
+    """4.1 `RequestClaims::verify`: returns (claims, the signer's thumbprint)."""
+    h, payload, sig = parse_token(compact, REQUEST_TYP)
+    key = h["jwk"]
+    check_signature(compact, key, h["alg"], sig)
+    c = read_claims(payload, REQUEST)
+    if not c["authorization_details"]:
+        raise Refused(S)
+    if not 1 <= c["lifetime"] <= MAX_LIFETIME:
+        raise Refused(M)
+    if c["max_depth"] >= MAX_LINKS or len(c.get("parent_chain", [])) >= MAX_LINKS:
+        raise Refused("chain.too_long")
+    window(c["iat"], c["iat"], c["exp"], now)
+    return c, key.thumbprint
+
+
+def verify_by_user(compact, typ, schema, keys, bindings, revoked_keys, now):
+    """Steps 1 to 5 of 4.12 and of 6.8: a token a user signs about their own
+    principal. Returns (claims, the signer's thumbprint); the caller applies
+    the kind's own rules."""
+    h, payload, sig = parse_token(compact, typ)
+    if h["kid"] not in keys:
+        raise Refused("key.unknown")
+    check_signature(compact, keys[h["kid"]], h["alg"], sig)
+    c = read_claims(payload, schema)
+    if (c["sub"], h["kid"]) not in bindings or h["kid"] in revoked_keys:
+        raise Refused("signer.not_bound")
+    return c, h["kid"]
+
+
+def is_label(s):
+    """4.12: 1 to 256 bytes, no control character."""
+    return 1 <= len(s.encode()) <= 256 and not any(map(is_cc, s))
+
+
+BOUNDS = ("authorization_details", "max_lifetime", "max_depth")
+
+
+def verify_policy(compact, keys, bindings, revoked_keys, now):
+    """4.12 `PolicyClaims::verify`."""
+    c, _ = verify_by_user(compact, "mandate-policy+jwt", POLICY, keys, bindings, revoked_keys, now)
+    present = [b in c for b in BOUNDS]
+    if (c["effect"] == "approve" and not all(present)) or (c["effect"] == "deny" and any(present)):
+        raise Refused(M)
+    if c["effect"] == "approve":
+        if not c["authorization_details"]:
+            raise Refused(S)
+        if not 1 <= c["max_lifetime"] <= MAX_LIFETIME:
+            raise Refused(M)
+        if c["max_depth"] >= MAX_LINKS:
+            raise Refused("chain.too_long")
+        if c["exp"] - c["iat"] > MAX_POLICY_LIFETIME:
+            raise Refused(M)
+    if "label" in c and not is_label(c["label"]):
+        raise Refused(M)
+    window(c["iat"], c["iat"], c["exp"], now)
+    return c
+
+
+def admits(rule, request, signer):
+    """4.12 `PolicyClaims::admits`: whether the rule approves the request,
+    signed by `signer` (its `jwk` key's thumbprint)."""
+    for failed, code in [(signer != rule["agent"]["jkt"], "policy.mismatch"),
+                         (request.get("principal_hint") != rule["sub"], "policy.mismatch"),
+                         (rule["effect"] == "deny", "policy.mismatch"),
+                         ("oauth_client" in request, "policy.mismatch")]:
+        if failed:
+            raise Refused(code)
+    within(request["authorization_details"], rule["authorization_details"])
+    if request["lifetime"] > rule["max_lifetime"] or request["max_depth"] > rule["max_depth"]:
+        raise Refused("policy.exceeded")
+
+
+def verify_confirmation(verified, keys, bindings, revoked_keys, token, htm, htu, body, now, replay):
+    """6.8 `ConfirmationClaims::verify`; `replay` maps (signer, ath, jti) to
+    its keep-until time."""
+    c, signer = verify_by_user(token, "mandate-confirmation+jwt", CONFIRMATION, keys, bindings,
+                               revoked_keys, now)
+    if c["exp"] - c["iat"] > MAX_CONFIRMATION_LIFETIME:
+        raise Refused(M)
+    window(c["iat"], c["iat"], c["exp"], now)
+    for failed, code in [
+        (c["sub"] != verified["principal"] or c["cnf"]["jkt"] != verified["leaf_key"]
+         or c["ath"] != verified["ath"], "confirm.mismatch"),
+        (c["htm"] != htm or not same_request(c["htu"], htu), "confirm.mismatch"),
+        (c["bdh"] != b64e(hashlib.sha256(body).digest()), "confirm.body_mismatch"),
+    ]:
+        if failed:
+            raise Refused(code)
+    key = (signer, c["ath"], c["jti"])
+    if replay.get(key, now - 1) >= now:
+        raise Refused("confirm.replayed")
+    replay[key] = sat(c["exp"], SKEW)

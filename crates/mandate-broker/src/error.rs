@@ -251,12 +251,44 @@ mandate_core::error_codes! {
             "Too many requests already wait for this user: in this lane, or from this agent.",
             "Wait for the user to decide, or for your requests to lapse, then ask again.",
         ),
+        /// A request by an agent key the user blocks.
+        RequestBlocked = (
+            "request.blocked",
+            Some(403),
+            "The user chose to deny this agent always: its requests are refused at once, and \
+             never reach the user.",
+            "Do not ask again; only the user can lift the block, in the app.",
+        ),
+        /// The same request again, soon after the user denied it.
+        RequestCooldown = (
+            "request.cooldown",
+            Some(429),
+            "The user denied this agent the same scopes a short while ago; asking again at \
+             once is refused. `retry_after` (and the `Retry-After` header) says when asking \
+             again is allowed.",
+            "Do not ask again before `retry_after` seconds; better, ask the user why, or ask \
+             for less.",
+        ),
         /// A request filed before.
         RequestReplayed = (
             "request.replayed",
             Some(409),
             "This request token was filed before.",
             "File a new request, with a new `jti`.",
+        ),
+        /// A block asked with a rule that does not deny.
+        BlockNotDeny = (
+            "block.not_deny",
+            Some(422),
+            "The policy sent to `/v1/blocks` does not deny: its `effect` is `approve`.",
+            "Send a `mandate-policy+jwt` with `\"effect\":\"deny\"`; approving rules stay in the app.",
+        ),
+        /// No block of that agent.
+        BlockNotFound = (
+            "block.not_found",
+            Some(404),
+            "The signed-in user blocks no such agent.",
+            "List the blocks with `GET /v1/blocks`.",
         ),
         /// A decision on a request already decided.
         AlreadyDecided = (
@@ -576,6 +608,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// A short explanation for people.
     pub message: String,
+    /// For a refusal that lifts with time: in how many seconds.
+    pub retry_after: Option<u64>,
 }
 
 /// Every error's body.
@@ -585,15 +619,26 @@ pub struct ErrorBody {
     code: String,
     /// A short explanation for people.
     message: String,
+    /// For a refusal that lifts with time (`request.cooldown`): in how
+    /// many seconds asking again is allowed, as in `Retry-After`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// This error, lifting in `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     /// An error with one of the broker's codes, and its status.
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
             code: code.as_str(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -624,6 +669,7 @@ impl ApiError {
             status,
             code: e.code(),
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -666,8 +712,15 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.to_owned(),
             message: self.message,
+            retry_after: self.retry_after,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::{Code, ErrorBody};
 use crate::keys::{self, Enrolled, KeyItem, Removed};
 use crate::receipt_service::{self, ReceiptItem};
 use crate::revocation_service::{self, FeedEntry, GrantItem};
+use crate::rules::{self, BlockView};
 use crate::service::{self, RequestView, Submitted};
 use crate::user_service::{self, Decision, InboxItem};
 use crate::witness_service;
@@ -735,4 +736,74 @@ pub async fn revocation_events(
 
 pub async fn not_found() -> ApiError {
     ApiError::new(Code::NotFound, "no such endpoint")
+}
+
+/// A "deny always" rule to store.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockBody {
+    /// A compact `mandate-policy+jwt` with `"effect":"deny"`, signed by one
+    /// of the user's enrolled keys, for the signed-in user.
+    policy: String,
+}
+
+/// The user's blocks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Blocks {
+    /// Newest first.
+    pub blocks: Vec<BlockView>,
+}
+
+/// Blocks an agent key for the signed-in user: "deny always".
+///
+/// The bearer is the user's OIDC ID token. From then on, until the rule's
+/// `exp` or until the user lifts it, the broker refuses the agent's
+/// requests to this user at once (`request.blocked`, 403), and those of
+/// sub-agents it endorses, and counts each refusal. A newer block of the
+/// same agent replaces the older, and its count.
+#[utoipa::path(
+    post, path = "/v1/blocks", tag = "users", security(("bearer" = [])),
+    request_body = BlockBody,
+    responses((status = 201, body = BlockView), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody))
+)]
+pub async fn block(
+    State(state): State<AppState>,
+    user: User,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<BlockView>), ApiError> {
+    let body: BlockBody = json_body(body)?;
+    let view = rules::put_block(&state, &user, &body.policy).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The signed-in user's blocks in force, with how many requests each refused.
+#[utoipa::path(
+    get, path = "/v1/blocks", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Blocks), (status = 401, body = ErrorBody))
+)]
+pub async fn blocks(State(state): State<AppState>, user: User) -> Result<Json<Blocks>, ApiError> {
+    Ok(Json(Blocks {
+        blocks: rules::blocks(&state, &user).await?,
+    }))
+}
+
+/// Lifts the signed-in user's block of an agent key.
+#[utoipa::path(
+    delete, path = "/v1/blocks/{agent}", tag = "users", security(("bearer" = [])),
+    params(("agent" = String, Path, description = "The agent key's thumbprint")),
+    responses((status = 204), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn lift_block(
+    State(state): State<AppState>,
+    user: User,
+    Path(agent): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let agent = agent
+        .parse()
+        .map_err(|_| ApiError::new(Code::BadId, "not a key thumbprint"))?;
+    rules::lift_block(&state, &user, &agent).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -31,6 +31,7 @@ pub mod ratelimit;
 pub mod receipt_service;
 mod replay;
 pub mod revocation_service;
+pub mod rules;
 pub mod service;
 mod state;
 mod streams;
@@ -44,7 +45,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::middleware;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 
 pub use error::{ApiError, Code};
 pub use guard::{AllowedHost, AllowedOrigin, Guard};
@@ -77,6 +78,11 @@ pub fn router(state: AppState) -> Router {
             post_json(handlers::revoke).get(handlers::revocation_feed),
         )
         .route("/v1/grants", get(handlers::grants))
+        .route(
+            "/v1/blocks",
+            post_json(handlers::block).get(handlers::blocks),
+        )
+        .route("/v1/blocks/{agent}", delete(handlers::lift_block))
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata),

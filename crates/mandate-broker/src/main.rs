@@ -53,6 +53,10 @@ struct Args {
     /// The most pending requests one user may have from other agents.
     #[arg(long, default_value_t = Limits::default().max_pending_new)]
     max_pending_new: i64,
+    /// After a user denies an agent's request, how long, in seconds, the
+    /// same agent asking for the same scopes is refused (0: never).
+    #[arg(long, default_value_t = Limits::default().denial_cooldown)]
+    denial_cooldown: i64,
     /// The most followers of the revocation feed's stream at once.
     #[arg(long, default_value_t = Limits::default().max_followers)]
     max_followers: usize,
@@ -163,6 +167,7 @@ impl Args {
             max_pending_known: self.max_pending_known,
             max_pending_new: self.max_pending_new,
             max_pending_per_agent: self.max_pending_per_agent,
+            denial_cooldown: self.denial_cooldown.max(0),
             max_followers: self.max_followers,
             sse_keepalive: Duration::from_secs(self.sse_keepalive.max(1)),
             binding_lifetime: self.binding_lifetime.max(1),

@@ -29,6 +29,9 @@ use crate::handlers;
         handlers::revocation_feed,
         handlers::revocation_events,
         handlers::grants,
+        handlers::block,
+        handlers::blocks,
+        handlers::lift_block,
         handlers::report,
         handlers::witness,
         handlers::witness_tools,
@@ -179,6 +182,8 @@ pub const ANSWERS: &[Answers] = &[
             Code::RateUserPrompts,
             Code::RequestReplayed,
             Code::OAuthClientClaim,
+            Code::RequestBlocked,
+            Code::RequestCooldown,
         ],
         rules: BODY_AND_PROOF_RULES,
         oauth: false,
@@ -301,6 +306,27 @@ pub const ANSWERS: &[Answers] = &[
         method: "get",
         path: "/v1/grants",
         codes: &[],
+        rules: NO_RULES,
+        oauth: false,
+    },
+    Answers {
+        method: "post",
+        path: "/v1/blocks",
+        codes: &[Code::BlockNotDeny],
+        rules: BODY_RULES,
+        oauth: false,
+    },
+    Answers {
+        method: "get",
+        path: "/v1/blocks",
+        codes: &[],
+        rules: NO_RULES,
+        oauth: false,
+    },
+    Answers {
+        method: "delete",
+        path: "/v1/blocks/{agent}",
+        codes: &[Code::BadId, Code::BlockNotFound],
         rules: NO_RULES,
         oauth: false,
     },
@@ -463,7 +489,12 @@ struct Codes;
 impl Modify for Codes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            for (method, operation) in [("get", item.get.as_mut()), ("post", item.post.as_mut())] {
+            let operations = [
+                ("get", item.get.as_mut()),
+                ("post", item.post.as_mut()),
+                ("delete", item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
                 let signed_in = operation.security.is_some();
                 // An operation missing from ANSWERS is documented without

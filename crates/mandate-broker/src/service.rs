@@ -134,6 +134,7 @@ async fn file_request(
         None if s.known.is_known(&s.store, &principal, &agent).await? => (Lane::Known, agent),
         None => (Lane::New, agent),
     };
+    crate::rules::screen(state, &principal, claims, &agent, &sponsor, now).await?;
     let (max_pending, prompts) = match lane {
         Lane::Known => (s.limits.max_pending_known, &s.limiters.known_prompts),
         Lane::New => (s.limits.max_pending_new, &s.limiters.new_prompts),

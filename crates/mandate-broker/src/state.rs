@@ -31,6 +31,10 @@ pub struct Limits {
     pub max_pending_per_agent: i64,
     /// The longest a request may wait for a decision, in seconds.
     pub max_request_wait: i64,
+    /// After the user denies an agent's request, how long the same agent
+    /// asking for the same scopes is refused (`request.cooldown`), in
+    /// seconds; 0 turns the cooldown off.
+    pub denial_cooldown: i64,
     /// Requests one agent key may file.
     pub agent_requests: Rate,
     /// Requests that may be filed to one user in each lane, by all the
@@ -63,6 +67,7 @@ impl Default for Limits {
             max_pending_new: 20,
             max_pending_per_agent: 5,
             max_request_wait: 3600,
+            denial_cooldown: 600,
             agent_requests: Rate {
                 burst: 20,
                 per_second: 1.0 / 3.0,

@@ -3,7 +3,7 @@
 
 use mandate_core::scope::within;
 use mandate_core::token::{self, DenialClaims, GrantClaims, RequestClaims};
-use mandate_core::{BindingSet, Context, Jwk, KeySet, TokenId, verify_chain};
+use mandate_core::{BindingSet, Context, Jwk, KeySet, Principal, TokenId, verify_chain};
 use mandate_store::{GrantRecord, RequestRecord, RequestStatus};
 use serde::Serialize;
 
@@ -32,29 +32,32 @@ pub struct InboxItem {
     /// say of their tools, as their gateways relayed it (signed with
     /// their witness keys): the server's claim, to show as such.
     pub tools: Vec<crate::witness_service::ToolsStatement>,
+    /// When the user last denied this agent a request, if within the last
+    /// day: the app shows "you denied this agent 2 minutes ago".
+    pub denied_before: Option<i64>,
 }
 
 /// The user's pending requests, oldest first.
 pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<InboxItem>, ApiError> {
-    let pending = state
-        .store()
-        .pending_requests(&user.principal, state.now())
-        .await?;
-    pending
-        .into_iter()
-        .map(|r| {
-            Ok(InboxItem {
-                keys: serde_json::from_str(&r.parent_keys)
-                    .map_err(|_| mandate_store::StoreError::Corrupt("request keys"))?,
-                tools: state.described.for_request(&r.token),
-                id: r.id,
-                request: r.token,
-                parent_chain: r.parent_chain,
-                received_at: r.created_at,
-                expires_at: r.expires_at,
-            })
-        })
-        .collect()
+    let now = state.now();
+    let pending = state.store().pending_requests(&user.principal, now).await?;
+    let mut items = Vec::with_capacity(pending.len());
+    for r in pending {
+        let denied_before =
+            crate::rules::denied_before(state, &user.principal, &r.agent, now).await?;
+        items.push(InboxItem {
+            keys: serde_json::from_str(&r.parent_keys)
+                .map_err(|_| mandate_store::StoreError::Corrupt("request keys"))?,
+            tools: state.described.for_request(&r.token),
+            id: r.id,
+            request: r.token,
+            parent_chain: r.parent_chain,
+            received_at: r.created_at,
+            expires_at: r.expires_at,
+            denied_before,
+        });
+    }
+    Ok(items)
 }
 
 /// A user's signed decision.
@@ -73,6 +76,30 @@ pub enum Decision<'a> {
         /// The id of the grant it replaces.
         replaces: TokenId,
     },
+}
+
+/// The user's keys in force at `now`, and their bindings: the only keys a
+/// user's decision, rule or block may be signed with.
+pub(crate) async fn user_keys(
+    state: &AppState,
+    principal: &Principal,
+    now: i64,
+) -> Result<(KeySet, BindingSet), ApiError> {
+    let mut keys = KeySet::new();
+    let mut bindings = BindingSet::new();
+    for b in state
+        .store()
+        .bindings_of(principal)
+        .await?
+        .into_iter()
+        .filter(|b| b.expires_at > now)
+    {
+        keys.insert(b.key);
+        bindings
+            .insert(principal.clone(), b.jkt)
+            .map_err(ApiError::token)?;
+    }
+    Ok((keys, bindings))
 }
 
 /// The user's own request, or 404: other users' requests do not exist for them.
@@ -158,20 +185,7 @@ pub async fn decide(
         })?;
     // The user's keys in force now: the only keys a root grant or a
     // denial may be signed with.
-    let mut keys = KeySet::new();
-    let mut bindings = BindingSet::new();
-    for b in s
-        .store
-        .bindings_of(&user.principal)
-        .await?
-        .into_iter()
-        .filter(|b| b.expires_at > now)
-    {
-        keys.insert(b.key);
-        bindings
-            .insert(user.principal.clone(), b.jkt)
-            .map_err(ApiError::token)?;
-    }
+    let (keys, bindings) = user_keys(state, &user.principal, now).await?;
     // A root grant signed by one of those keys, answering this request,
     // to its agent: its verified chain, and its record to store.
     let root = |grant: &str| -> Result<_, ApiError> {

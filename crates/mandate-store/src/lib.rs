@@ -18,6 +18,7 @@
 
 mod batch;
 mod bindings;
+mod blocks;
 mod error;
 mod events;
 mod grants;
@@ -37,6 +38,7 @@ use sqlx::sqlite::{
 };
 
 pub use bindings::{Binding, BindingPut};
+pub use blocks::{BlockRecord, NewBlock};
 pub use error::StoreError;
 pub use events::{Event, EventKind, EventListener};
 pub use grants::GrantRecord;

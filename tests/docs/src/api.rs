@@ -19,7 +19,7 @@ pub fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     if let Some(paths) = doc["paths"].as_object() {
         for (path, item) in paths {
-            for method in ["get", "post"] {
+            for method in ["get", "post", "delete"] {
                 if let Some(op) = item.get(method) {
                     out.push((method.to_owned(), path.clone(), op.clone()));
                 }

@@ -51,6 +51,12 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         ("ToolsBody" | "ToolsStatement", "key") => jwk(),
         ("ToolsBody" | "ToolsStatement", "statement") => token("mandate-tools+jwt"),
         ("InboxItem", "tools") => json!([]),
+        ("InboxItem", "denied_before") => json!(NOW - 120),
+        ("BlockBody" | "BlockView", "policy") => token("mandate-policy+jwt"),
+        ("BlockView", "agent") => json!(JKT),
+        ("BlockView", "policy_id") => json!(ID),
+        ("BlockView", "label") => json!("Never this one"),
+        ("BlockView", "refusals") => json!(3),
         ("TokenForm", "grant_type") => json!("urn:ietf:params:oauth:grant-type:token-exchange"),
         ("TokenForm", "subject_token") => json!(format!(
             "{},{}",
@@ -91,7 +97,9 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         (_, "jkt") => json!(JKT),
         (_, "seq" | "next") => json!(42),
         (_, "expires_at") => json!(NOW + 600),
-        (_, "received_at" | "revoked_at" | "enrolled_at" | "last_used_at") => json!(NOW),
+        (_, "received_at" | "revoked_at" | "enrolled_at" | "last_used_at" | "created_at") => {
+            json!(NOW)
+        }
         (_, "code") => json!("request.no_principal"),
         (_, "message") => json!("the request names no principal_hint"),
         (_, "request") => token("mandate-request+jwt"),

@@ -218,8 +218,8 @@ mod tests {
     #[test]
     fn every_body_example_is_a_body_the_broker_takes() {
         use mandate_broker::handlers::{
-            DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody, ToolsBody,
-            WitnessBody,
+            BlockBody, DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody,
+            ToolsBody, WitnessBody,
         };
         let doc = api::document();
         let check = |name: &str, parse: &dyn Fn(Value) -> bool| {
@@ -247,6 +247,9 @@ mod tests {
         check("WitnessBody", &|v| {
             serde_json::from_value::<WitnessBody>(v).is_ok()
         });
+        check("BlockBody", &|v| {
+            serde_json::from_value::<BlockBody>(v).is_ok()
+        });
         check("ToolsBody", &|v| {
             serde_json::from_value::<ToolsBody>(v).is_ok()
         });
@@ -273,6 +276,7 @@ mod tests {
                         "DecisionBody",
                         "RevokeBody",
                         "ToolsBody",
+                        "BlockBody",
                         "ReportBody",
                         "WitnessBody",
                         "TokenForm",

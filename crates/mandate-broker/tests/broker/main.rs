@@ -14,6 +14,7 @@ mod outage;
 mod rates;
 mod receipts;
 mod revocations;
+mod tiers;
 mod users;
 mod witness;
 
@@ -557,6 +558,9 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/revocations", "get"),
         ("/v1/revocations/events", "get"),
         ("/v1/grants", "get"),
+        ("/v1/blocks", "post"),
+        ("/v1/blocks", "get"),
+        ("/v1/blocks/{agent}", "delete"),
         ("/v1/receipts", "post"),
         ("/v1/witness", "post"),
         ("/v1/witness/tools", "post"),

@@ -210,6 +210,10 @@ pub fn run(
         }
         needs_confirmation = scope::needs_confirmation(chain.scopes(), &call);
     }
+    assert!(
+        v.confirmation.is_none() || needs_confirmation,
+        "a vector with a confirmation has a call that needs one (10.2)"
+    );
     match &v.confirmation {
         None if needs_confirmation => return Err(Error::ConfirmationRequired),
         None => {}

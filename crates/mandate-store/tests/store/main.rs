@@ -97,7 +97,8 @@ on_both!(
     idempotency_keys,
     concurrent_writers,
     pending_cap,
-    spent_proofs
+    spent_proofs,
+    blocks_and_denials
 );
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 
 use mandate_core::{Principal, SigningKey, Thumbprint, TokenId};
 use mandate_store::{
-    Binding, BindingPut, EventKind, GrantRecord, Idempotency, Lane, NewRequest, ReceiptRecord,
-    RequestStatus, RevocationRecord, Store, StoreError, Withdrawn,
+    Binding, BindingPut, EventKind, GrantRecord, Idempotency, Lane, NewBlock, NewRequest,
+    ReceiptRecord, RequestStatus, RevocationRecord, Store, StoreError, Withdrawn,
 };
 
 const NOW: i64 = 1_767_225_600;
@@ -718,4 +718,117 @@ pub async fn spent_proofs(store: &Store) {
         store.spend_proof(&c, NOW + 60, NOW)
     );
     assert_eq!(usize::from(x.is_ok()) + usize::from(y.is_ok()), 1);
+}
+
+/// A user's block of an agent: stored, counted, listed, replaced, lifted
+/// and ended by its time; and the denials a cooldown looks back on.
+pub async fn blocks_and_denials(store: &Store) {
+    let (a, b) = (alice(), bob());
+    let (policy_id, agent) = (TokenId::of("policy-1"), key(10));
+    let block = |policy: &'static str, id, expires_at| NewBlock {
+        principal: &a,
+        agent: &agent,
+        policy_id: id,
+        policy,
+        label: Some("never"),
+        created_at: NOW,
+        expires_at,
+    };
+    store
+        .put_block(&block("policy.one", &policy_id, NOW + 100))
+        .await
+        .unwrap();
+    // Only alice's block of that agent refuses, and only while it stands.
+    assert!(store.refuse_if_blocked(&a, &[&key(10)], NOW).await.unwrap());
+    assert!(
+        store
+            .refuse_if_blocked(&a, &[&key(11), &key(10)], NOW)
+            .await
+            .unwrap()
+    );
+    assert!(!store.refuse_if_blocked(&a, &[&key(11)], NOW).await.unwrap());
+    assert!(!store.refuse_if_blocked(&b, &[&key(10)], NOW).await.unwrap());
+    assert!(
+        !store
+            .refuse_if_blocked(&a, &[&key(10)], NOW + 100)
+            .await
+            .unwrap()
+    );
+    let listed = store.blocks(&a, NOW).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].agent.as_str(),
+            listed[0].refusals,
+            listed[0].label.as_deref()
+        ),
+        (key(10).to_string().as_str(), 2, Some("never"))
+    );
+    assert!(store.blocks(&b, NOW).await.unwrap().is_empty());
+    assert!(store.blocks(&a, NOW + 100).await.unwrap().is_empty());
+    // A newer rule replaces the block, and its count.
+    let newer = TokenId::of("policy-2");
+    store
+        .put_block(&block("policy.two", &newer, NOW + 200))
+        .await
+        .unwrap();
+    let listed = store.blocks(&a, NOW).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].policy.as_str(),
+            listed[0].refusals,
+            listed[0].expires_at
+        ),
+        ("policy.two", 0, NOW + 200)
+    );
+    assert!(!store.lift_block(&b, &key(10)).await.unwrap());
+    assert!(store.lift_block(&a, &key(10)).await.unwrap());
+    assert!(!store.lift_block(&a, &key(10)).await.unwrap());
+    assert!(!store.refuse_if_blocked(&a, &[&key(10)], NOW).await.unwrap());
+
+    // Denials: alice's of agent 10, newest first, from `since` on.
+    for (n, at) in [(1, NOW + 10), (2, NOW + 20), (3, NOW + 30)] {
+        store
+            .insert_request(&new_request(n, &a, NOW + 300))
+            .await
+            .unwrap();
+        store
+            .deny_request(&request_id(n), &format!("denial-{n}"), at)
+            .await
+            .unwrap();
+    }
+    store
+        .insert_request(&new_request(4, &a, NOW + 300))
+        .await
+        .unwrap();
+    let denied = store
+        .recent_denials(&a, &key(10), NOW + 20, 10)
+        .await
+        .unwrap();
+    let times: Vec<i64> = denied.iter().map(|(_, at)| *at).collect();
+    assert_eq!(times, [NOW + 30, NOW + 20]);
+    assert_eq!(denied[0].0, "request.token.compact");
+    assert_eq!(
+        store
+            .recent_denials(&a, &key(10), NOW, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .recent_denials(&b, &key(10), NOW, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .recent_denials(&a, &key(11), NOW, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
