@@ -108,6 +108,8 @@ pub struct FeedPage {
 struct ErrorBody {
     code: String,
     message: String,
+    #[serde(default)]
+    retry_after: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -355,6 +357,7 @@ pub fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> BrokerError {
             || LocalCode::HttpError.as_str().to_owned(),
             |b| b.code.clone(),
         ),
+        retry_after: body.as_ref().and_then(|b| b.retry_after),
         message: body.map_or_else(|| status.to_string(), |b| b.message),
     }
 }

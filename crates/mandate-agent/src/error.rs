@@ -123,10 +123,25 @@ pub enum BrokerError {
         code: String,
         /// The broker's explanation.
         message: String,
+        /// For a refusal that lifts with time (`request.cooldown`): in how
+        /// many seconds asking again is allowed.
+        retry_after: Option<u64>,
     },
 }
 
 impl BrokerError {
+    /// For a refusal that lifts with time, how long to wait before asking
+    /// again; an agent MUST NOT ask again sooner.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            BrokerError::Refused {
+                retry_after: Some(s),
+                ..
+            } => Some(std::time::Duration::from_secs(*s)),
+            _ => None,
+        }
+    }
+
     /// A stable code naming the failure.
     pub fn code(&self) -> &str {
         match self {

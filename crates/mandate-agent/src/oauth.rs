@@ -93,6 +93,7 @@ impl Agent {
             status: status.as_u16(),
             code: refusal.error,
             message: refusal.error_description,
+            retry_after: None,
         }
         .into())
     }

@@ -602,6 +602,7 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
                         .unwrap_or(mandate_agent::LocalCode::HttpError.as_str())
                         .to_owned(),
                     message: "the resource server refused the call".into(),
+                    retry_after: None,
                 }
                 .into());
             }

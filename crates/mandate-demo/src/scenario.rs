@@ -203,6 +203,20 @@ impl<'a> Actor<'a> {
                 Err(e) if e.code() == "request.too_many_pending" => {
                     (self.stage.retry * 3, "request.too_many_pending")
                 }
+                // The user said no to this agent: not now (the cooldown
+                // after a denial), or never (a block). Neither is asked again.
+                Err(e) if e.code() == "request.cooldown" || e.code() == "request.blocked" => {
+                    let retry_after = match &e {
+                        AgentError::Broker(b) => b.retry_after().map(|d| d.as_secs()),
+                        _ => None,
+                    };
+                    say(
+                        self.scenario,
+                        "refused",
+                        json!({ "code": e.code(), "retry_after": retry_after }),
+                    );
+                    return Err(e.into());
+                }
                 Err(e) => return Err(e.into()),
             };
             // Said once for each reason, not on every try.

@@ -54,6 +54,7 @@ impl Outbox {
                     status: 400,
                     code: mandate_broker::Code::BadId.as_str().into(),
                     message: "the request id is malformed".into(),
+                    retry_after: None,
                 })),
             };
             if !self.settle(active, sent, answer).await? {
@@ -80,6 +81,7 @@ impl Outbox {
                     status: 409,
                     code,
                     message: "the revocation of the grant it replaces was refused".into(),
+                    retry_after: None,
                 })),
                 (None, false) => {
                     waiting += 1;
