@@ -6,16 +6,19 @@
 use mandate_client::activity::{
     ActivityFilter, ActivityRow, AttributionView, ReceiptStatus, StepView,
 };
+use mandate_client::broker::BlockItem;
+use mandate_client::decision::Tier;
 use mandate_client::delegations::{
     AgentChoice, AgentGrants, Delegations, GrantState, GrantView, RevokePreview, ScopeUse,
 };
 use mandate_client::devices::Device;
-use mandate_client::engine::{Account, Update};
+use mandate_client::engine::{Account, CodeCheck, Update};
 use mandate_client::export::ExportFormat;
 use mandate_client::history::{
     DecisionKind, Event, RequestState, StoredDecision, StoredRevocation,
 };
 use mandate_client::narrow::{NarrowPreview, Narrowed, StoredReissue};
+use mandate_client::tiers::{RuleFit, RuleView};
 use mandate_client::tool_claims::ServerClaim;
 use mandate_client::view::{
     ActionView, AgentView, ClientCheck, Hop, InboxRow, OAuthClientView, RequestDetail, Risk, Role,
@@ -25,6 +28,7 @@ use ts_rs::{Config, TS};
 
 use mandate_client::commands::{
     AppState, ApproveInput, CommandError, Exported, HistoryCheck, HistoryView, ReportInput,
+    RulesView,
 };
 
 /// Where the bindings live, from the repository root.
@@ -78,6 +82,12 @@ pub fn typescript() -> String {
         ReportInput::decl(&cfg),
         ExportFormat::decl(&cfg),
         Exported::decl(&cfg),
+        Tier::decl(&cfg),
+        CodeCheck::decl(&cfg),
+        RulesView::decl(&cfg),
+        RuleView::decl(&cfg),
+        RuleFit::decl(&cfg),
+        BlockItem::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by src-tauri/src/bindings.rs (ts-rs).\n\

@@ -24,11 +24,11 @@ use std::path::PathBuf;
 use mandate_client::activity::{ActivityFilter, ActivityRow, AttributionView};
 use mandate_client::commands::{
     self, AppState, ApproveInput, CommandError, ExportFile, Exported, HistoryView, ReportInput,
-    Result,
+    Result, RulesView,
 };
 use mandate_client::delegations::{AgentChoice, Delegations, RevokePreview};
 use mandate_client::devices::Device;
-use mandate_client::engine::{Account, Config, Engine, Update};
+use mandate_client::engine::{Account, CodeCheck, Config, Engine, Update};
 use mandate_client::export::ExportFormat;
 use mandate_client::history::StoredRevocation;
 use mandate_client::narrow::{NarrowPreview, Narrowed};
@@ -165,9 +165,41 @@ async fn approve(state: State<'_, App>, id: String, input: ApproveInput) -> Resu
 }
 
 #[tauri::command]
-async fn deny(state: State<'_, App>, id: String, reason: Option<String>) -> Result<RequestDetail> {
-    let reply = async { commands::deny(state.engine().await?, &id, reason.as_deref()).await };
+async fn deny(
+    state: State<'_, App>,
+    id: String,
+    reason: Option<String>,
+    always: Option<bool>,
+) -> Result<RequestDetail> {
+    let reply = async {
+        let always = always.unwrap_or(false);
+        commands::deny(state.engine().await?, &id, reason.as_deref(), always).await
+    };
     sent("deny", reply.await)
+}
+
+#[tauri::command]
+async fn match_code(state: State<'_, App>, id: String, code: String) -> Result<CodeCheck> {
+    let reply = async { commands::match_code(state.engine().await?, &id, &code).await };
+    sent("match_code", reply.await)
+}
+
+#[tauri::command]
+async fn rules(state: State<'_, App>) -> Result<RulesView> {
+    let reply = async { commands::rules(state.engine().await?).await };
+    sent("rules", reply.await)
+}
+
+#[tauri::command]
+async fn end_rule(state: State<'_, App>, id: String) -> Result<RulesView> {
+    let reply = async { commands::end_rule(state.engine().await?, &id).await };
+    sent("end_rule", reply.await)
+}
+
+#[tauri::command]
+async fn lift_block(state: State<'_, App>, agent: String) -> Result<RulesView> {
+    let reply = async { commands::lift_block(state.engine().await?, &agent).await };
+    sent("lift_block", reply.await)
 }
 
 #[tauri::command]
@@ -422,6 +454,10 @@ pub fn run() {
             detail,
             approve,
             deny,
+            match_code,
+            rules,
+            end_rule,
+            lift_block,
             history,
             delegations,
             keys,

@@ -50,6 +50,7 @@ pub use online::{
 };
 pub use revocations::Revocations;
 pub use verifier::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, DEFAULT_REPLAY_CAPACITY, Mandated, Need, NoNeed,
-    Refusal, ResourceCode, ResourceVerifier, VerifierConfig, require_mandate, rule_status,
+    DEFAULT_CLOCK_SKEW, DEFAULT_MAX_BODY, DEFAULT_MAX_STALENESS, DEFAULT_REPLAY_CAPACITY, Mandated,
+    Need, NoNeed, Refusal, ResourceCode, ResourceVerifier, VerifierConfig, require_mandate,
+    rule_status,
 };

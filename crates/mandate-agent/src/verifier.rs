@@ -141,7 +141,15 @@ pub struct VerifierConfig {
     /// expire. [`DEFAULT_REPLAY_CAPACITY`] holds about 50 calls a second
     /// from one agent, sustained, in some 11 MB at most.
     pub replay_capacity: usize,
+    /// How far this server's clock and the signers' may disagree: a grant
+    /// is accepted up to this long past its `exp` (docs/protocol.md 6.4).
+    /// [`DEFAULT_CLOCK_SKEW`] (60 s) unless the server's clock is kept
+    /// closer; a short lease ends this long late at most.
+    pub clock_skew: Duration,
 }
+
+/// The default for [`VerifierConfig::clock_skew`]: 60 s, the protocol's.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// The default for [`VerifierConfig::replay_capacity`].
 pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
@@ -249,12 +257,16 @@ impl ResourceVerifier {
         let broker_keys = metadata.keys()?;
         let replay = MemoryReplayCache::new(config.replay_capacity);
         let config_capacity = config.replay_capacity;
+        let policy = Policy {
+            clock_skew: i64::try_from(config.clock_skew.as_secs()).unwrap_or(i64::MAX),
+            ..Policy::default()
+        };
         Ok(ResourceVerifier {
             inner: Arc::new(Inner {
                 config,
                 issuer: metadata.issuer.clone(),
                 broker_keys,
-                policy: Policy::default(),
+                policy,
                 chains: Verifier::new(10_000),
                 replay,
                 counts: CallCounts::new(config_capacity),

@@ -78,6 +78,10 @@ pub struct InboxItem {
     /// ([`crate::tool_claims`]).
     #[serde(default)]
     pub tools: Vec<crate::tool_claims::ToolsStatement>,
+    /// When the user last denied this agent, within the last day, as the
+    /// broker says: the app shows it beside the request.
+    #[serde(default)]
+    pub denied_before: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +298,49 @@ impl BrokerClient {
             .map(|g| g.grants)
     }
 
+    /// Blocks an agent for the signed-in user ("deny always"): `policy` is
+    /// a `mandate-policy+jwt` with effect `deny`, signed by the user's key.
+    pub async fn block(&self, bearer: &str, policy: &str) -> Result<BlockItem, ClientError> {
+        self.send(
+            reqwest::Method::POST,
+            "/v1/blocks",
+            bearer,
+            Some(json!({ "policy": policy })),
+        )
+        .await
+    }
+
+    /// The signed-in user's blocks in force, newest first.
+    pub async fn blocks(&self, bearer: &str) -> Result<Vec<BlockItem>, ClientError> {
+        #[derive(Deserialize)]
+        struct Blocks {
+            blocks: Vec<BlockItem>,
+        }
+        self.send::<Blocks>(reqwest::Method::GET, "/v1/blocks", bearer, None)
+            .await
+            .map(|b| b.blocks)
+    }
+
+    /// Lifts the signed-in user's block of the agent key `agent`.
+    pub async fn lift_block(&self, bearer: &str, agent: &str) -> Result<(), ClientError> {
+        let res = self
+            .http
+            .delete(format!("{}/v1/blocks/{agent}", self.url))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .map_err(|e| ClientError::unreachable(e.without_url().to_string()))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| ClientError::unreachable(e.without_url().to_string()))?;
+        Err(mandate_agent::client::refusal(status, &bytes).into())
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
@@ -310,6 +357,25 @@ impl BrokerClient {
         }
         Ok(mandate_agent::client::read_json(req).await?)
     }
+}
+
+/// An agent the user denies always, as the broker lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+pub struct BlockItem {
+    /// The agent key's thumbprint.
+    pub agent: String,
+    /// The id of the user's signed policy.
+    pub policy_id: String,
+    /// The signed policy (`mandate-policy+jwt`, effect `deny`).
+    pub policy: String,
+    /// The user's name for it.
+    pub label: Option<String>,
+    /// When the broker stored it.
+    pub created_at: i64,
+    /// When it ends.
+    pub expires_at: i64,
+    /// How many requests it refused.
+    pub refusals: i64,
 }
 
 /// One of the user's grants, as the broker holds it.

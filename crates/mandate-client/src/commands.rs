@@ -10,9 +10,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::ActivityFilter;
-use crate::engine::{Account, Engine};
+use crate::broker::BlockItem;
+use crate::decision::Tier;
+use crate::engine::{Account, CodeCheck, Engine};
 use crate::export::ExportFormat;
 use crate::history::{Event, StoredDecision, StoredRevocation};
+use crate::tiers::RuleView;
 use crate::view::{RequestDetail, ScopeChoice};
 use crate::{ClientError, Narrowing};
 
@@ -81,6 +84,10 @@ pub struct ApproveInput {
     pub lifetime: Option<u32>,
     /// A lower delegation depth.
     pub max_depth: Option<u8>,
+    /// The tier: just this once, for this task (a lease), always within
+    /// these bounds (a rule), or as narrowed. The page offers "just this
+    /// once" first.
+    pub tier: Option<Tier>,
 }
 
 /// Approves request `id` as the user narrowed it; returns the request as
@@ -97,16 +104,58 @@ pub async fn approve(engine: &Engine, id: &str, input: &ApproveInput) -> Result<
         scopes,
         lifetime: input.lifetime,
         max_depth: input.max_depth,
+        tier: input.tier.unwrap_or_default(),
     };
     engine.approve(id, &narrowing).await?;
     Ok(engine.detail(id).await?)
 }
 
-/// Denies request `id`, with the user's reason unless it is blank;
-/// returns the request as it now shows.
-pub async fn deny(engine: &Engine, id: &str, reason: Option<&str>) -> Result<RequestDetail> {
-    engine.deny(id, given(reason)).await?;
+/// Denies request `id`, with the user's reason unless it is blank, and
+/// with `always`, blocks the agent ("deny always"); returns the request
+/// as it now shows.
+pub async fn deny(
+    engine: &Engine,
+    id: &str,
+    reason: Option<&str>,
+    always: bool,
+) -> Result<RequestDetail> {
+    engine.deny(id, given(reason), always).await?;
     Ok(engine.detail(id).await?)
+}
+
+/// Checks the binding code typed for high-risk request `id`.
+pub async fn match_code(engine: &Engine, id: &str, typed: &str) -> Result<CodeCheck> {
+    Ok(engine.match_code(id, typed).await?)
+}
+
+/// The Rules screen: the user's standing rules, and the agents they deny
+/// always.
+#[derive(Debug, Serialize, ts_rs::TS)]
+pub struct RulesView {
+    /// The rules, newest first, ended ones included.
+    pub rules: Vec<RuleView>,
+    /// The blocks, newest first, with how many requests each refused.
+    pub blocks: Vec<BlockItem>,
+}
+
+/// The Rules screen.
+pub async fn rules(engine: &Engine) -> Result<RulesView> {
+    Ok(RulesView {
+        rules: engine.rules().await?,
+        blocks: engine.blocks().await?,
+    })
+}
+
+/// Ends rule `id`; returns the Rules screen as it now stands.
+pub async fn end_rule(engine: &Engine, id: &str) -> Result<RulesView> {
+    engine.end_rule(id).await?;
+    rules(engine).await
+}
+
+/// Lifts the block of `agent`; returns the Rules screen as it now stands.
+pub async fn lift_block(engine: &Engine, agent: &str) -> Result<RulesView> {
+    engine.lift_block(agent).await?;
+    rules(engine).await
 }
 
 /// Revokes `grants`, with the user's reason unless it is blank.

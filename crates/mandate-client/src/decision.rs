@@ -1,15 +1,68 @@
 //! What a user signs: a grant answering a request (as asked, or
-//! narrowed), a denial, a revocation. Pure functions: the time and the key
-//! are parameters, and nothing is sent.
+//! narrowed, for one of the approval tiers), a denial, a revocation, a
+//! standing rule. Pure functions: the time and the key are parameters, and
+//! nothing is sent.
 
 use mandate_core::scope::{self, AuthorizationDetail};
 use mandate_core::token::{
-    Actor, Confirmation, DenialClaims, GrantClaims, Jti, RequestClaims, RevocationClaims,
+    Actor, Confirmation, DenialClaims, Effect, GrantClaims, Jti, PolicyAgent, PolicyClaims,
+    RequestClaims, RevocationClaims,
 };
-use mandate_core::{Claims as _, Policy, Principal, SigningKey, TokenId, UnixTime};
+use mandate_core::{Claims as _, Policy, Principal, SigningKey, Thumbprint, TokenId, UnixTime};
 use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
+
+/// The longest a "just this once" grant lives: 10 minutes, if the agent
+/// asked for that long.
+pub const ONCE_LIFETIME: u32 = 600;
+
+/// The longest lease the app offers: a day, in minutes.
+pub const MAX_LEASE_MINUTES: u32 = 24 * 60;
+
+/// The longest a rule may stand, in days (docs/protocol.md 4.12).
+pub const MAX_RULE_DAYS: u32 = 90;
+
+/// How long "deny always" stands: until the user lifts it, in practice
+/// (ten years), in seconds.
+pub const BLOCK_LIFETIME: i64 = 10 * 365 * 24 * 3600;
+
+/// How the user approves: the tier, chosen when approving.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(tag = "tier", rename_all = "snake_case")]
+pub enum Tier {
+    /// As asked, or as narrowed: the lifetime the user chose.
+    #[default]
+    Standard,
+    /// Just this once: one call (`max_calls: 1` on every scope), for at
+    /// most [`ONCE_LIFETIME`].
+    Once,
+    /// For this task: a lease of `minutes`, which the user can stop.
+    Lease {
+        /// How long, 1 to [`MAX_LEASE_MINUTES`] (and at most what was asked).
+        minutes: u32,
+    },
+    /// Always, within these bounds: the grant, and a rule, signed by the
+    /// user's key, that approves later requests by this agent that fit
+    /// inside what is granted now, for `days`.
+    Rule {
+        /// How long the rule stands, 1 to [`MAX_RULE_DAYS`].
+        days: u32,
+    },
+}
+
+impl Tier {
+    /// Its name, as the history records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Once => "once",
+            Tier::Lease { .. } => "lease",
+            Tier::Rule { .. } => "rule",
+        }
+    }
+}
 
 /// How the user narrows a request when approving it. `None` keeps what
 /// the agent asked for.
@@ -21,6 +74,8 @@ pub struct Narrowing {
     pub lifetime: Option<u32>,
     /// The delegation depth; at most what was asked.
     pub max_depth: Option<u8>,
+    /// The tier, which may shorten the lifetime and limit the calls.
+    pub tier: Tier,
 }
 
 /// Signs, with the user's `key`, a root grant answering `request` (a
@@ -55,7 +110,57 @@ pub fn grant_for(
             "a lifetime or depth beyond what the agent asked for".into(),
         ));
     }
-    Ok(GrantClaims {
+    let (scopes, lifetime) = tiered(narrowing.tier, scopes, lifetime)?;
+    Ok(sign_grant(
+        &asked, principal, key, scopes, lifetime, max_depth, None, now, rng,
+    ))
+}
+
+/// The scopes and lifetime of a grant of `tier`, from those the user chose.
+fn tiered(
+    tier: Tier,
+    mut scopes: Vec<AuthorizationDetail>,
+    lifetime: u32,
+) -> Result<(Vec<AuthorizationDetail>, u32), ClientError> {
+    match tier {
+        Tier::Standard => Ok((scopes, lifetime)),
+        Tier::Once => {
+            for d in &mut scopes {
+                d.limits.max_calls = Some(d.limits.max_calls.map_or(1, |n| n.min(1)));
+            }
+            Ok((scopes, lifetime.min(ONCE_LIFETIME)))
+        }
+        Tier::Lease { minutes } if (1..=MAX_LEASE_MINUTES).contains(&minutes) => {
+            Ok((scopes, lifetime.min(minutes.saturating_mul(60))))
+        }
+        Tier::Lease { .. } => Err(ClientError::Invalid(format!(
+            "a lease lasts 1 to {MAX_LEASE_MINUTES} minutes"
+        ))),
+        Tier::Rule { days } if (1..=MAX_RULE_DAYS).contains(&days) => Ok((scopes, lifetime)),
+        Tier::Rule { .. } => Err(ClientError::Invalid(format!(
+            "a rule stands 1 to {MAX_RULE_DAYS} days"
+        ))),
+    }
+}
+
+/// Signs the root grant answering `asked`: the request's id, its purpose
+/// and intent, and what the user decided. `not_after` caps its `exp` (a
+/// rule's end).
+#[allow(clippy::too_many_arguments)]
+fn sign_grant(
+    asked: &mandate_core::Verified<RequestClaims>,
+    principal: &Principal,
+    key: &SigningKey,
+    scopes: Vec<AuthorizationDetail>,
+    lifetime: u32,
+    max_depth: u8,
+    not_after: Option<UnixTime>,
+    now: UnixTime,
+    rng: &mut impl CryptoRngCore,
+) -> String {
+    let claims = asked.claims();
+    let exp = now.saturating_add(i64::from(lifetime));
+    GrantClaims {
         sub: principal.clone(),
         act: Actor {
             sub: asked.signer().agent_id(),
@@ -68,13 +173,107 @@ pub fn grant_for(
         intent: claims.intent.clone(),
         iat: now,
         nbf: now,
-        exp: now.saturating_add(i64::from(lifetime)),
+        exp: not_after.map_or(exp, |end| exp.min(end)),
         jti: Jti::random(rng),
         max_depth,
         prf: None,
         req: Some(asked.id()),
     }
+    .sign(key)
+}
+
+/// Signs, with the user's `key`, the rule of "always, within these
+/// bounds": later requests by the agent that signed `grant`'s request
+/// that fit inside `grant` (its scopes, at most its lifetime and depth)
+/// are approved by the app, for `days`. `grant` is the grant just signed
+/// for that request.
+pub fn rule_for(
+    grant: &GrantClaims,
+    principal: &Principal,
+    key: &SigningKey,
+    days: u32,
+    label: Option<&str>,
+    now: UnixTime,
+    rng: &mut impl CryptoRngCore,
+) -> Result<String, ClientError> {
+    if !(1..=MAX_RULE_DAYS).contains(&days) {
+        return Err(ClientError::Invalid(format!(
+            "a rule stands 1 to {MAX_RULE_DAYS} days"
+        )));
+    }
+    let lifetime = u32::try_from(grant.exp.saturating_sub(grant.iat).max(1)).unwrap_or(u32::MAX);
+    Ok(PolicyClaims {
+        sub: principal.clone(),
+        effect: Effect::Approve,
+        agent: PolicyAgent { jkt: grant.cnf.jkt },
+        authorization_details: Some(grant.authorization_details.clone()),
+        max_lifetime: Some(lifetime.min(mandate_core::token::MAX_LIFETIME_SECS)),
+        max_depth: Some(grant.max_depth.min(15)),
+        label: label.map(|l| l.chars().take(80).collect()),
+        iat: now,
+        exp: now.saturating_add(i64::from(days) * 86_400),
+        jti: Jti::random(rng),
+    }
     .sign(key))
+}
+
+/// Signs, with the user's `key`, "deny always" for `agent`: the broker
+/// refuses its requests to this user at once, until the user lifts it.
+pub fn block_for(
+    agent: &Thumbprint,
+    principal: &Principal,
+    key: &SigningKey,
+    label: Option<&str>,
+    now: UnixTime,
+    rng: &mut impl CryptoRngCore,
+) -> String {
+    PolicyClaims {
+        sub: principal.clone(),
+        effect: Effect::Deny,
+        agent: PolicyAgent { jkt: *agent },
+        authorization_details: None,
+        max_lifetime: None,
+        max_depth: None,
+        label: label.map(|l| l.chars().take(80).collect()),
+        iat: now,
+        exp: now.saturating_add(BLOCK_LIFETIME),
+        jti: Jti::random(rng),
+    }
+    .sign(key)
+}
+
+/// Signs, with the user's `key`, the grant a standing rule approves for
+/// `request`: what the request asks for, as asked, ending no later than
+/// the rule. Refused unless the rule (already verified: signed by a key of
+/// the user's, and standing) admits the request, by the subset rules.
+pub fn grant_by_rule(
+    rule: &PolicyClaims,
+    request: &str,
+    principal: &Principal,
+    key: &SigningKey,
+    now: UnixTime,
+    rng: &mut impl CryptoRngCore,
+) -> Result<String, ClientError> {
+    let asked = RequestClaims::verify(request, &Policy::default(), now)?;
+    if rule.sub != *principal {
+        return Err(ClientError::Invalid("the rule is another user's".into()));
+    }
+    rule.admits(asked.claims(), &asked.signer().thumbprint())?;
+    if rule.exp <= now {
+        return Err(ClientError::Invalid("the rule has ended".into()));
+    }
+    let claims = asked.claims();
+    Ok(sign_grant(
+        &asked,
+        principal,
+        key,
+        claims.authorization_details.clone(),
+        claims.lifetime,
+        claims.max_depth,
+        Some(rule.exp),
+        now,
+        rng,
+    ))
 }
 
 /// Signs a denial of the request `request_id`, with an optional reason.

@@ -68,6 +68,10 @@ pub struct GrantView {
     pub revoked_at: Option<i64>,
     /// Where it stands.
     pub state: GrantState,
+    /// For the user's own grants, the tier it was approved for: `once`,
+    /// `lease` (a countdown and Stop), `rule`, `auto` (a rule approved it)
+    /// or `standard`. `None` for sub-delegations.
+    pub tier: Option<String>,
     /// Verified actions taken under it and beneath it (and under the grant
     /// it replaced, when that was narrowed to what was used).
     pub actions: i64,
@@ -124,6 +128,14 @@ impl History {
         // the new grant would show as never used.
         let reissued = self.replacements(principal).await?;
         let names = self.agent_names(principal).await?;
+        let tiers: HashMap<String, String> = sqlx::query_as(
+            "SELECT token_id, tier FROM decisions WHERE principal = ? AND kind = 'grant'",
+        )
+        .bind(principal)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .collect();
 
         let parsed: Vec<(GrantRow, GrantClaims, mandate_core::Thumbprint)> = rows
             .into_iter()
@@ -235,6 +247,7 @@ impl History {
                     expires_at,
                     revoked_at,
                     state,
+                    tier: tiers.get(&row.id).cloned(),
                     actions: counts[i].0,
                     last_used: counts[i].1,
                 }

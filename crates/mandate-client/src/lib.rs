@@ -31,6 +31,7 @@ pub mod narrow;
 pub mod notices;
 pub mod parent;
 pub mod signin;
+pub mod tiers;
 pub mod tool_claims;
 pub mod vault;
 pub mod view;

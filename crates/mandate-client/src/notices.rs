@@ -134,7 +134,16 @@ pub fn of(update: &crate::Update) -> Option<String> {
     match update {
         crate::Update::Inbox { new, .. } if !new.is_empty() => Some(requests_waiting(new.len())),
         crate::Update::KeyEnrolled { device, at, .. } => Some(key_enrolled(device.as_deref(), *at)),
+        crate::Update::AutoApproved { label, .. } => Some(approved_by_rule(label.as_deref())),
         _ => None,
+    }
+}
+
+/// The quiet notice for a request one of the user's rules approved.
+pub fn approved_by_rule(label: Option<&str>) -> String {
+    match label {
+        Some(label) => format!("Approved by your rule for {label}"),
+        None => "Approved by one of your rules".to_owned(),
     }
 }
 
@@ -164,6 +173,12 @@ mod tests {
         };
         assert_eq!(of(&inbox(&["a", "b"])), Some(requests_waiting(2)));
         assert_eq!(of(&inbox(&[])), None, "an inbox that only shrank");
+        let auto = crate::Update::AutoApproved {
+            request_id: "r".into(),
+            rule_id: "x".into(),
+            label: Some("Report bot".into()),
+        };
+        assert_eq!(of(&auto), Some(approved_by_rule(Some("Report bot"))));
         let enrolled = crate::Update::KeyEnrolled {
             jkt: "k".into(),
             fingerprint: "f".into(),
@@ -247,6 +262,7 @@ mod tests {
             expires_at,
             revoked_at: None,
             state: crate::delegations::GrantState::Active,
+            tier: None,
             actions: 0,
             last_used: None,
         }

@@ -104,6 +104,19 @@ pub struct RequestDetail {
     /// The OAuth client behind the request, when the broker filed it for
     /// one (its authorization code flow): who the broker checked it is.
     pub oauth_client: Option<OAuthClientView>,
+    /// When the user last denied this agent (within a day), if they did:
+    /// "you denied this agent 2 minutes ago".
+    pub denied_before: Option<i64>,
+    /// The user's standing rules about this agent, and how this request
+    /// goes past each (why it came as a prompt).
+    pub rules: Vec<crate::tiers::RuleFit>,
+    /// Whether the user must type the agent's binding code before
+    /// approving: the request is high risk and the code was not typed yet.
+    pub needs_code: bool,
+    /// How many wrong codes were typed.
+    pub code_misses: i64,
+    /// Whether the request was flagged (wrong codes three times).
+    pub flagged: bool,
 }
 
 /// An OAuth client asking through the broker's authorization endpoint.
@@ -291,6 +304,13 @@ pub fn detail(
             redirect_uri: c.redirect_uri.clone(),
             resource: c.resource.clone(),
         }),
+        denied_before: request.denied_before,
+        rules: Vec::new(),
+        needs_code: risk == Risk::High
+            && !request.code_matched
+            && request.state == RequestState::Pending,
+        code_misses: request.code_misses,
+        flagged: request.flagged,
     })
 }
 

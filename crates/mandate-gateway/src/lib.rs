@@ -174,6 +174,7 @@ impl Gateway {
                 needs: Box::new(|_, _, _| Err(mandate_agent::NoNeed::Undeclared)),
                 max_body: config.max_body,
                 replay_capacity: config.replay_capacity,
+                clock_skew: mandate_agent::DEFAULT_CLOCK_SKEW,
             },
         )
         .await

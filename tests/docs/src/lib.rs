@@ -331,6 +331,11 @@ mod every_code_is_listed {
         "revocation.delivered",
         "revocation.refused",
         "revocation.signed",
+        "block.stored",
+        "request.flagged",
+        "rule.created",
+        "rule.ended",
+        "rule.matched",
         // Receipts' action types, in the demo and the tests.
         "audit_logs.read",
         "email.send",

@@ -55,7 +55,19 @@ pending: number,
 /**
  * The requests that arrived with this change.
  */
-new: Array<string>, } | { "type": "delivery", 
+new: Array<string>, } | { "type": "auto_approved", 
+/**
+ * The request approved.
+ */
+request_id: string, 
+/**
+ * The rule that approved it.
+ */
+rule_id: string, 
+/**
+ * The rule's label.
+ */
+label: string | null, } | { "type": "delivery", 
 /**
  * The request decided.
  */
@@ -228,7 +240,30 @@ decision: StoredDecision | null,
  * The OAuth client behind the request, when the broker filed it for
  * one (its authorization code flow): who the broker checked it is.
  */
-oauth_client: OAuthClientView | null, };
+oauth_client: OAuthClientView | null, 
+/**
+ * When the user last denied this agent (within a day), if they did:
+ * "you denied this agent 2 minutes ago".
+ */
+denied_before: number | null, 
+/**
+ * The user's standing rules about this agent, and how this request
+ * goes past each (why it came as a prompt).
+ */
+rules: Array<RuleFit>, 
+/**
+ * Whether the user must type the agent's binding code before
+ * approving: the request is high risk and the code was not typed yet.
+ */
+needs_code: boolean, 
+/**
+ * How many wrong codes were typed.
+ */
+code_misses: number, 
+/**
+ * Whether the request was flagged (wrong codes three times).
+ */
+flagged: boolean, };
 
 export type AgentView = { 
 /**
@@ -436,7 +471,17 @@ delivered_at: number | null,
 /**
  * The broker's code, if it refused the decision for good.
  */
-refused_code: string | null, };
+refused_code: string | null, 
+/**
+ * The tier it was signed for: `standard`, `once`, `lease`, `rule`
+ * (the user made a rule with it), `auto` (a rule approved it) or
+ * `block` (a denial, with "deny always").
+ */
+tier: string, 
+/**
+ * The rule that approved it, for `auto`.
+ */
+rule_id: string | null, };
 
 export type ScopeChoice = { 
 /**
@@ -460,7 +505,13 @@ lifetime: number | null,
 /**
  * A lower delegation depth.
  */
-max_depth: number | null, };
+max_depth: number | null, 
+/**
+ * The tier: just this once, for this task (a lease), always within
+ * these bounds (a rule), or as narrowed. The page offers "just this
+ * once" first.
+ */
+tier: Tier | null, };
 
 export type HistoryCheck = { "status": "intact", 
 /**
@@ -508,7 +559,8 @@ at: number,
  * `denial.signed`, `decision.delivered`, `decision.refused`,
  * `revocation.signed`, `revocation.delivered`, `revocation.refused`,
  * `grant.reissued`, `reissue.delivered`, `reissue.refused`,
- * `receipt.reported`.
+ * `receipt.reported`, `rule.created`, `rule.matched`, `rule.ended`,
+ * `block.stored`, `request.flagged`.
  */
 kind: string, 
 /**
@@ -633,6 +685,12 @@ revoked_at: number | null,
  * Where it stands.
  */
 state: GrantState, 
+/**
+ * For the user's own grants, the tier it was approved for: `once`,
+ * `lease` (a countdown and Stop), `rule`, `auto` (a rule approved it)
+ * or `standard`. `None` for sub-delegations.
+ */
+tier: string | null, 
 /**
  * Verified actions taken under it and beneath it (and under the grant
  * it replaced, when that was narrowed to what was used).
@@ -984,3 +1042,127 @@ path: string,
  * How many records it holds.
  */
 records: number, };
+
+export type Tier = { "tier": "standard" } | { "tier": "once" } | { "tier": "lease", 
+/**
+ * How long, 1 to [`MAX_LEASE_MINUTES`] (and at most what was asked).
+ */
+minutes: number, } | { "tier": "rule", 
+/**
+ * How long the rule stands, 1 to [`MAX_RULE_DAYS`].
+ */
+days: number, };
+
+export type CodeCheck = { 
+/**
+ * Whether it was the agent's code: approving is now possible.
+ */
+matched: boolean, 
+/**
+ * How many more wrong codes deny the request.
+ */
+misses_left: number, 
+/**
+ * Whether this miss denied (and flagged) the request.
+ */
+denied: boolean, };
+
+export type RulesView = { 
+/**
+ * The rules, newest first, ended ones included.
+ */
+rules: Array<RuleView>, 
+/**
+ * The blocks, newest first, with how many requests each refused.
+ */
+blocks: Array<BlockItem>, };
+
+export type RuleView = { 
+/**
+ * The rule's id (its policy token's).
+ */
+id: string, 
+/**
+ * Its label: the name the agent gave itself when the rule was made.
+ */
+label: string | null, 
+/**
+ * The agent key it is about, as a fingerprint to compare by eye.
+ */
+agent_fingerprint: string, 
+/**
+ * The most a request may ask for.
+ */
+scopes: Array<ScopeView>, 
+/**
+ * The longest grant it approves, in seconds.
+ */
+max_lifetime: number, 
+/**
+ * The deepest delegation it approves.
+ */
+max_depth: number, 
+/**
+ * When it was made.
+ */
+created_at: number, 
+/**
+ * When it ends by itself.
+ */
+expires_at: number, 
+/**
+ * When the user ended it.
+ */
+ended_at: number | null, 
+/**
+ * How many requests it approved.
+ */
+matched: number, 
+/**
+ * When it last approved one.
+ */
+last_matched_at: number | null, };
+
+export type RuleFit = { 
+/**
+ * The rule's id.
+ */
+rule_id: string, 
+/**
+ * Its label.
+ */
+label: string | null, 
+/**
+ * Each way the request goes past it, in plain language.
+ */
+differences: Array<string>, };
+
+export type BlockItem = { 
+/**
+ * The agent key's thumbprint.
+ */
+agent: string, 
+/**
+ * The id of the user's signed policy.
+ */
+policy_id: string, 
+/**
+ * The signed policy (`mandate-policy+jwt`, effect `deny`).
+ */
+policy: string, 
+/**
+ * The user's name for it.
+ */
+label: string | null, 
+/**
+ * When the broker stored it.
+ */
+created_at: number, 
+/**
+ * When it ends.
+ */
+expires_at: number, 
+/**
+ * How many requests it refused.
+ */
+refusals: number, };

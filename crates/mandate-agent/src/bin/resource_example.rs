@@ -40,6 +40,10 @@ struct Args {
     /// older than this, in seconds.
     #[arg(long, default_value_t = mandate_agent::DEFAULT_MAX_STALENESS.as_secs())]
     max_staleness: u64,
+    /// How far clocks may disagree, in seconds: a grant is accepted up to
+    /// this long past its expiry.
+    #[arg(long, default_value_t = mandate_agent::DEFAULT_CLOCK_SKEW.as_secs())]
+    clock_skew: u64,
 }
 
 #[tokio::main]
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         max_body: mandate_agent::DEFAULT_MAX_BODY,
         replay_capacity: mandate_agent::DEFAULT_REPLAY_CAPACITY,
+        clock_skew: Duration::from_secs(args.clock_skew),
     };
     let verifier = ResourceVerifier::from_broker(&args.broker, config)
         .await

@@ -278,6 +278,7 @@ pub async fn world_with(
         needs: Box::new(needs),
         max_body: MAX_BODY,
         replay_capacity: mandate_agent::DEFAULT_REPLAY_CAPACITY,
+        clock_skew: mandate_agent::DEFAULT_CLOCK_SKEW,
     };
     let verifier = ResourceVerifier::new(config, &metadata, revocations).unwrap();
 

@@ -6,15 +6,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex as StdMutex;
 
-use mandate_core::TokenId;
+use mandate_core::token::{GrantClaims, PolicyClaims, RequestClaims};
+use mandate_core::{BindingSet, Context, KeySet, Revoked, TokenId};
 use tokio::sync::broadcast;
 
 use super::session::Active;
 use super::{Update, now};
-use crate::decision::{Narrowing, denial_for, grant_for};
+use crate::decision::{Narrowing, Tier, block_for, denial_for, grant_by_rule, grant_for, rule_for};
 use crate::history::{
-    DecisionKind, History, NewDecision, RequestState, StoredDecision, StoredRequest,
+    DecisionKind, History, NewDecision, NewRule, RequestState, StoredDecision, StoredRequest,
+    StoredRule,
 };
+use crate::tiers::{MAX_CODE_MISSES, RuleFit};
 use crate::view::{InboxRow, RequestDetail};
 use crate::{BrokerClient, ClientError};
 
@@ -79,6 +82,25 @@ impl Inbox {
                 Err(e) => return Err(e),
             }
         }
+        // A request that fits a standing rule is approved at once, quietly.
+        let mut asked = Vec::with_capacity(new.len());
+        for id in new {
+            match self.by_rule(active, &id).await {
+                Ok(Some(rule)) => {
+                    let _ = self.updates.send(Update::AutoApproved {
+                        request_id: id,
+                        rule_id: rule.id,
+                        label: rule.label,
+                    });
+                }
+                Ok(None) => asked.push(id),
+                Err(e) => {
+                    tracing::warn!(request = %id, code = e.code(), "a rule could not approve a request");
+                    asked.push(id);
+                }
+            }
+        }
+        let new = asked;
         let expired = self.history.expire_missing(principal, &listed).await?;
         // Only a change is announced: a page that re-reads the inbox on
         // each announcement must not set off another.
@@ -134,7 +156,7 @@ impl Inbox {
             .clone()
             .or_else(|| active.profile.name.clone())
             .unwrap_or_else(|| principal.clone());
-        crate::view::detail(
+        let mut detail = crate::view::detail(
             &request,
             history.decision(id).await?,
             principal,
@@ -143,7 +165,77 @@ impl Inbox {
             &names,
             known,
             name_reused,
-        )
+        )?;
+        if request.state == RequestState::Pending {
+            detail.rules = self.rule_fits(active, &request).await?;
+        }
+        Ok(detail)
+    }
+
+    /// The standing rules about the agent of `request`, each with how the
+    /// request goes past it.
+    async fn rule_fits(
+        &self,
+        active: &Active,
+        request: &StoredRequest,
+    ) -> Result<Vec<RuleFit>, ClientError> {
+        let asked = RequestClaims::verify(
+            &request.request,
+            &mandate_core::Policy::default(),
+            request.received_at,
+        )?;
+        let agent = asked.signer().thumbprint();
+        let rules = self
+            .history
+            .standing_rules(&active.profile.principal, &agent.to_string(), now())
+            .await?;
+        Ok(rules
+            .into_iter()
+            .filter_map(|rule| {
+                let (_, policy) = mandate_core::token::peek::<PolicyClaims>(&rule.token).ok()?;
+                let excesses = policy.excesses(asked.claims(), &agent);
+                Some(RuleFit {
+                    rule_id: rule.id,
+                    label: rule.label,
+                    differences: crate::tiers::differences(asked.claims(), &excesses),
+                })
+            })
+            .collect())
+    }
+
+    /// Checks the binding code the user typed for the high-risk request
+    /// `id`. Wrong [`MAX_CODE_MISSES`] times, the request is denied and
+    /// flagged.
+    pub(super) async fn match_code(
+        &self,
+        active: &Active,
+        id: &str,
+        typed: &str,
+    ) -> Result<CodeCheck, ClientError> {
+        let request = self.undecided(active, id).await?;
+        let (_, asked) = mandate_core::token::peek::<RequestClaims>(&request.request)?;
+        let principal = &active.profile.principal;
+        let matched = crate::tiers::same_code(typed, asked.binding_code.as_str());
+        let misses = self.history.note_code(principal, id, matched).await?;
+        let denied = !matched && misses >= MAX_CODE_MISSES;
+        if denied {
+            self.history
+                .flag_request(&active.key, principal, id, now())
+                .await?;
+            self.deny(
+                active,
+                id,
+                Some("the binding code was typed wrong three times"),
+                false,
+            )
+            .await?;
+            tracing::warn!(request = %id, "binding code wrong three times: denied and flagged");
+        }
+        Ok(CodeCheck {
+            matched,
+            misses_left: (MAX_CODE_MISSES - misses).max(0),
+            denied,
+        })
     }
 
     /// One request of the signed-in user, as recorded.
@@ -166,8 +258,9 @@ impl Inbox {
             .ok_or(ClientError::NotFound)
     }
 
-    /// Signs a grant of the request `id`, narrowed as the user chose, and
-    /// records it in the outbox.
+    /// Signs a grant of the request `id`, narrowed as the user chose and
+    /// for the tier they chose, and records it in the outbox. For "always,
+    /// within these bounds", also signs and records the rule.
     pub(super) async fn approve(
         &self,
         active: &Active,
@@ -175,35 +268,169 @@ impl Inbox {
         narrowing: &Narrowing,
     ) -> Result<(), ClientError> {
         let request = self.undecided(active, id).await?;
+        if self.detail(active, id).await?.needs_code {
+            return Err(ClientError::Invalid(
+                "this request is high risk: type the code the agent shows first".into(),
+            ));
+        }
+        let (principal, at) = (active.principal()?, now());
         let grant = grant_for(
             &request.request,
-            &active.principal()?,
+            &principal,
             &active.key,
             narrowing,
-            now(),
+            at,
             &mut rand_core::OsRng,
         )?;
-        self.record(active, id, DecisionKind::Grant, &grant).await
+        let rule = match narrowing.tier {
+            Tier::Rule { days } => {
+                // Signed just now, so its claims are ours.
+                let (_, claims) = mandate_core::token::peek::<GrantClaims>(&grant)?;
+                let (_, asked) = mandate_core::token::peek::<RequestClaims>(&request.request)?;
+                Some(rule_for(
+                    &claims,
+                    &principal,
+                    &active.key,
+                    days,
+                    Some(&asked.agent.name),
+                    at,
+                    &mut rand_core::OsRng,
+                )?)
+            }
+            _ => None,
+        };
+        let decision = Decided {
+            kind: DecisionKind::Grant,
+            token: &grant,
+            tier: narrowing.tier.as_str(),
+            rule_id: None,
+        };
+        self.record(active, id, decision).await?;
+        if let Some(rule) = rule {
+            let (_, claims) = mandate_core::token::peek::<PolicyClaims>(&rule)?;
+            let new = NewRule {
+                id: &TokenId::of(&rule).to_string(),
+                token: &rule,
+                agent_jkt: &claims.agent.jkt.to_string(),
+                label: claims.label.as_deref(),
+                expires_at: claims.exp,
+            };
+            self.history
+                .record_rule(&active.key, &active.profile.principal, new, at)
+                .await?;
+            tracing::info!(request = %id, rule = %new.id, "rule made");
+        }
+        Ok(())
     }
 
     /// Signs a denial of the request `id`, with an optional reason, and
-    /// records it in the outbox.
+    /// records it in the outbox. With `always`, first has the broker block
+    /// the agent ("deny always", signed by the user's key): if the broker
+    /// cannot be told, nothing is signed and the error says why.
     pub(super) async fn deny(
         &self,
         active: &Active,
         id: &str,
         reason: Option<&str>,
+        always: bool,
     ) -> Result<(), ClientError> {
         let request = self.undecided(active, id).await?;
+        let (principal, at) = (active.principal()?, now());
+        if always {
+            let agent = RequestClaims::agent_key(&request.request)?.thumbprint();
+            let (_, asked) = mandate_core::token::peek::<RequestClaims>(&request.request)?;
+            let policy = block_for(
+                &agent,
+                &principal,
+                &active.key,
+                Some(&asked.agent.name),
+                at,
+                &mut rand_core::OsRng,
+            );
+            self.broker.block(active.bearer.expose(), &policy).await?;
+            self.history
+                .log_block(&active.key, &active.profile.principal, &policy, at)
+                .await?;
+        }
         let denial = denial_for(
             TokenId::of(&request.request),
-            &active.principal()?,
+            &principal,
             &active.key,
             reason,
-            now(),
+            at,
             &mut rand_core::OsRng,
         );
-        self.record(active, id, DecisionKind::Denial, &denial).await
+        let decision = Decided {
+            kind: DecisionKind::Denial,
+            token: &denial,
+            tier: if always { "block" } else { "standard" },
+            rule_id: None,
+        };
+        self.record(active, id, decision).await
+    }
+
+    /// Approves the request `id` under the first standing rule about its
+    /// agent that admits it, if one does: a grant signed by the user's
+    /// key, recorded as approved by that rule. The rule's signature is
+    /// checked again, under this user's key, before it is used.
+    async fn by_rule(&self, active: &Active, id: &str) -> Result<Option<StoredRule>, ClientError> {
+        let request = self.undecided(active, id).await?;
+        let agent = RequestClaims::agent_key(&request.request)?.thumbprint();
+        let at = now();
+        let rules = self
+            .history
+            .standing_rules(&active.profile.principal, &agent.to_string(), at)
+            .await?;
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let principal = active.principal()?;
+        // The rules whose signatures hold under this user's key (the
+        // context does not cross an await: it is not `Send`).
+        let verified: Vec<(StoredRule, PolicyClaims)> = {
+            let keys: KeySet = std::iter::once(*active.key.public()).collect();
+            let mut bindings = BindingSet::new();
+            bindings.insert(principal.clone(), active.user())?;
+            let revoked = Revoked::default();
+            let cx = Context {
+                now: at,
+                policy: mandate_core::Policy::default(),
+                keys: &keys,
+                bindings: &bindings,
+                revoked: &revoked,
+            };
+            rules
+                .into_iter()
+                .filter_map(|rule| match PolicyClaims::verify(&rule.token, &cx) {
+                    Ok(v) => Some((rule, v.into_claims())),
+                    Err(e) => {
+                        tracing::warn!(rule = %rule.id, code = e.code(), "a rule does not verify under this key; skipped");
+                        None
+                    }
+                })
+                .collect()
+        };
+        for (rule, policy) in verified {
+            let Ok(grant) = grant_by_rule(
+                &policy,
+                &request.request,
+                &principal,
+                &active.key,
+                at,
+                &mut rand_core::OsRng,
+            ) else {
+                continue;
+            };
+            let decision = Decided {
+                kind: DecisionKind::Grant,
+                token: &grant,
+                tier: "auto",
+                rule_id: Some(&rule.id),
+            };
+            self.record(active, id, decision).await?;
+            return Ok(Some(rule));
+        }
+        Ok(None)
     }
 
     async fn undecided(&self, active: &Active, id: &str) -> Result<StoredRequest, ClientError> {
@@ -221,24 +448,44 @@ impl Inbox {
         &self,
         active: &Active,
         id: &str,
-        kind: DecisionKind,
-        token: &str,
+        decided: Decided<'_>,
     ) -> Result<(), ClientError> {
-        let token_id = TokenId::of(token).to_string();
+        let token_id = TokenId::of(decided.token).to_string();
         self.history
             .record_decision(
                 &active.key,
                 &active.profile.principal,
                 id,
                 NewDecision {
-                    kind,
-                    token,
+                    kind: decided.kind,
+                    token: decided.token,
                     token_id: &token_id,
+                    tier: decided.tier,
+                    rule_id: decided.rule_id,
                 },
                 now(),
             )
             .await?;
-        tracing::info!(request = %id, kind = ?kind, "decision recorded");
+        tracing::info!(request = %id, kind = ?decided.kind, tier = decided.tier, "decision recorded");
         Ok(())
     }
+}
+
+/// What came of a binding code the user typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
+pub struct CodeCheck {
+    /// Whether it was the agent's code: approving is now possible.
+    pub matched: bool,
+    /// How many more wrong codes deny the request.
+    pub misses_left: i64,
+    /// Whether this miss denied (and flagged) the request.
+    pub denied: bool,
+}
+
+/// A decision to record, with its tier.
+struct Decided<'a> {
+    kind: DecisionKind,
+    token: &'a str,
+    tier: &'a str,
+    rule_id: Option<&'a str>,
 }

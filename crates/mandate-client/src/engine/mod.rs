@@ -21,13 +21,14 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::activity::{ActivityFilter, ActivityRow, AttributionView, Ingested};
-use crate::broker::{GrantItem, KeyItem, ReceiptItem};
+use crate::broker::{BlockItem, GrantItem, KeyItem, ReceiptItem};
 use crate::decision::Narrowing;
 use crate::delegations::{AgentChoice, Delegations, GrantView, RevokePreview};
 use crate::devices::Device;
 use crate::export::ExportFormat;
 use crate::history::{History, StoredDecision, StoredRequest, StoredRevocation, Verified};
 use crate::narrow::{NarrowPreview, Narrowed};
+use crate::tiers::RuleView;
 use crate::vault::Vault;
 use crate::view::{InboxRow, RequestDetail};
 use crate::{BrokerClient, Browser, ClientError};
@@ -43,6 +44,7 @@ mod session;
 mod update;
 
 pub use config::{BrokerMode, CLIENT_ID, Config, DEFAULT_LISTEN, device_name};
+pub use inbox::CodeCheck;
 pub use session::SCOPES;
 pub use update::Update;
 
@@ -301,16 +303,63 @@ impl Engine {
     }
 
     /// Denies the request `id`, with an optional reason: signs the
-    /// denial, records it, and delivers it.
+    /// denial, records it, and delivers it. With `always`, the broker
+    /// first blocks the agent for this user ("deny always").
     pub async fn deny(
         &self,
         id: &str,
         reason: Option<&str>,
+        always: bool,
     ) -> Result<StoredDecision, ClientError> {
         let active = self.active().await?;
-        self.inner.inbox.deny(&active, id, reason).await?;
+        self.inner.inbox.deny(&active, id, reason, always).await?;
         self.deliver_now().await;
         self.inner.inbox.decision(id).await
+    }
+
+    /// Checks the binding code the user typed for the high-risk request
+    /// `id`; three wrong codes deny it (and flag it), and deliver that.
+    pub async fn match_code(&self, id: &str, typed: &str) -> Result<CodeCheck, ClientError> {
+        let active = self.active().await?;
+        let check = self.inner.inbox.match_code(&active, id, typed).await?;
+        if check.denied {
+            self.deliver_now().await;
+        }
+        Ok(check)
+    }
+
+    /// The user's standing rules, newest first, ended ones included.
+    pub async fn rules(&self) -> Result<Vec<RuleView>, ClientError> {
+        let active = self.active().await?;
+        let rules = self.inner.history.rules(&active.profile.principal).await?;
+        Ok(rules.iter().filter_map(RuleView::of).collect())
+    }
+
+    /// Ends the standing rule `id`: it approves nothing more. The grants it
+    /// approved stand until they end or are revoked.
+    pub async fn end_rule(&self, id: &str) -> Result<(), ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .history
+            .end_rule(&active.key, &active.profile.principal, id, now())
+            .await
+    }
+
+    /// The agents the user denies always, as the broker holds them, with
+    /// how many requests each block refused.
+    pub async fn blocks(&self) -> Result<Vec<BlockItem>, ClientError> {
+        let active = self.active().await?;
+        self.inner.broker.blocks(active.bearer.expose()).await
+    }
+
+    /// Lifts the block of the agent key `agent`: its requests reach the
+    /// user again.
+    pub async fn lift_block(&self, agent: &str) -> Result<(), ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .broker
+            .lift_block(active.bearer.expose(), agent)
+            .await
     }
 
     /// Delivers every decision in the outbox. Returns how many are still

@@ -14,6 +14,16 @@ pub enum Update {
         /// The requests that arrived with this change.
         new: Vec<String>,
     },
+    /// A request fit one of the user's standing rules, and the app approved
+    /// it: a quiet notification, and a line in the history.
+    AutoApproved {
+        /// The request approved.
+        request_id: String,
+        /// The rule that approved it.
+        rule_id: String,
+        /// The rule's label.
+        label: Option<String>,
+    },
     /// A decision reached the broker, or was refused by it for good.
     Delivery {
         /// The request decided.

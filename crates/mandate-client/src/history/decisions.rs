@@ -45,8 +45,9 @@ impl History {
             ));
         }
         sqlx::query(
-            "INSERT INTO decisions (request_id, principal, kind, token, token_id, decided_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO decisions (request_id, principal, kind, token, token_id, decided_at, tier,
+               rule_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(request_id)
         .bind(principal)
@@ -54,8 +55,26 @@ impl History {
         .bind(decision.token)
         .bind(decision.token_id)
         .bind(now)
+        .bind(decision.tier)
+        .bind(decision.rule_id)
         .execute(&mut *tx)
         .await?;
+        if let Some(rule) = decision.rule_id {
+            let counted = sqlx::query(
+                "UPDATE rules SET matched = matched + 1, last_matched_at = ?
+                 WHERE id = ? AND principal = ? AND ended_at IS NULL",
+            )
+            .bind(now)
+            .bind(rule)
+            .bind(principal)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if counted != 1 {
+                return Err(ClientError::Invalid("the rule was ended".into()));
+            }
+            append(&mut tx, key, principal, now, "rule.matched", rule, None).await?;
+        }
         let kind = match decision.kind {
             DecisionKind::Grant => "grant.signed",
             DecisionKind::Denial => "denial.signed",

@@ -35,9 +35,11 @@ mod decisions;
 mod log;
 mod profiles;
 mod requests;
+mod rules;
 
 pub(crate) use log::{append, decode_hash, field_into, head_message};
 pub(crate) use requests::agent_name_sql;
+pub use rules::{NewRule, StoredRule};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ts_rs::TS)]
@@ -136,6 +138,15 @@ pub struct StoredRequest {
     pub expires_at: i64,
     /// Where it stands.
     pub state: RequestState,
+    /// When the user last denied the requesting agent, within a day of
+    /// the request, as the broker said.
+    pub denied_before: Option<i64>,
+    /// How many times a wrong binding code was typed for it.
+    pub code_misses: i64,
+    /// Whether the user typed its binding code right.
+    pub code_matched: bool,
+    /// Whether it was flagged (wrong codes three times).
+    pub flagged: bool,
 }
 
 /// A decision the user signed, and how its delivery went.
@@ -157,6 +168,12 @@ pub struct StoredDecision {
     pub delivered_at: Option<i64>,
     /// The broker's code, if it refused the decision for good.
     pub refused_code: Option<String>,
+    /// The tier it was signed for: `standard`, `once`, `lease`, `rule`
+    /// (the user made a rule with it), `auto` (a rule approved it) or
+    /// `block` (a denial, with "deny always").
+    pub tier: String,
+    /// The rule that approved it, for `auto`.
+    pub rule_id: Option<String>,
 }
 
 /// Something the outbox delivers: a decision, named by the request it
@@ -210,7 +227,8 @@ pub struct Event {
     /// `denial.signed`, `decision.delivered`, `decision.refused`,
     /// `revocation.signed`, `revocation.delivered`, `revocation.refused`,
     /// `grant.reissued`, `reissue.delivered`, `reissue.refused`,
-    /// `receipt.reported`.
+    /// `receipt.reported`, `rule.created`, `rule.matched`, `rule.ended`,
+    /// `block.stored`, `request.flagged`.
     pub kind: String,
     /// What it is about: a request or token id.
     pub subject: String,
@@ -266,6 +284,10 @@ pub struct NewDecision<'a> {
     pub token: &'a str,
     /// Its id.
     pub token_id: &'a str,
+    /// The tier, as [`StoredDecision::tier`] names it.
+    pub tier: &'a str,
+    /// The rule that approved it, for tier `auto`.
+    pub rule_id: Option<&'a str>,
 }
 
 impl From<sqlx::Error> for ClientError {

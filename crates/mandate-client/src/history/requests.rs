@@ -45,8 +45,8 @@ impl History {
         let id = item.id.to_string();
         let inserted = sqlx::query(
             "INSERT INTO requests (id, principal, request, agent_id, agent_name, agent_skeleton,
-               parent_chain, parent_keys, received_at, expires_at, state, tools)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO NOTHING",
+               parent_chain, parent_keys, received_at, expires_at, state, tools, denied_before)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(principal)
@@ -59,6 +59,7 @@ impl History {
         .bind(item.received_at)
         .bind(item.expires_at)
         .bind(&tools)
+        .bind(item.denied_before)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -198,6 +199,47 @@ impl History {
         .await?)
     }
 
+    /// Records a binding code typed for the pending request `id`: matched,
+    /// or one more miss. Returns the misses so far.
+    pub async fn note_code(
+        &self,
+        principal: &str,
+        id: &str,
+        matched: bool,
+    ) -> Result<i64, ClientError> {
+        let sql = if matched {
+            "UPDATE requests SET code_matched = 1 WHERE principal = ? AND id = ? AND state = 'pending'
+             RETURNING code_misses"
+        } else {
+            "UPDATE requests SET code_misses = code_misses + 1
+             WHERE principal = ? AND id = ? AND state = 'pending' RETURNING code_misses"
+        };
+        sqlx::query_scalar(sql)
+            .bind(principal)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(ClientError::NotFound)
+    }
+
+    /// Flags request `id`: the user should look at who sent it. Logged.
+    pub async fn flag_request(
+        &self,
+        key: &SigningKey,
+        principal: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE requests SET flagged = 1 WHERE principal = ? AND id = ?")
+            .bind(principal)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append(&mut tx, key, principal, now, "request.flagged", id, None).await?;
+        tx.commit().await.map_err(ClientError::from)
+    }
+
     /// Marks the pending requests of `principal` that the broker no longer
     /// lists as pending (they lapsed, or were decided on another device)
     /// expired, keeping those in `still_pending`. Returns how many.
@@ -240,5 +282,9 @@ fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError>
         received_at: r.try_get("received_at")?,
         expires_at: r.try_get("expires_at")?,
         state: r.try_get("state")?,
+        denied_before: r.try_get("denied_before")?,
+        code_misses: r.try_get("code_misses")?,
+        code_matched: r.try_get("code_matched")?,
+        flagged: r.try_get("flagged")?,
     })
 }

@@ -171,6 +171,10 @@ async fn killing_the_engine_mid_decision_never_half_decides() {
         "100",
         "--max-pending-per-agent",
         "100",
+        // Each round files the same request again, and some rounds deny
+        // it: no cooldown.
+        "--denial-cooldown",
+        "0",
         "--allowed-host",
         relay_host.as_str(),
     ])

@@ -197,6 +197,7 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
                 scopes: Some(narrowed.clone()),
                 lifetime: Some(600),
                 max_depth: Some(0),
+                ..Narrowing::default()
             },
         )
         .await
@@ -216,7 +217,7 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
     assert!(ok, "{err}");
     // Decided is decided.
     assert_eq!(
-        engine.deny(&id, None).await.unwrap_err().code(),
+        engine.deny(&id, None, false).await.unwrap_err().code(),
         "input.invalid"
     );
 
@@ -228,7 +229,7 @@ async fn the_engine_signs_in_decides_and_keeps_a_history_that_verifies() {
         &stack.path("denied.json"),
     );
     let denied = next_new(&mut updates).await;
-    let decision = engine.deny(&denied, Some("not now")).await.unwrap();
+    let decision = engine.deny(&denied, Some("not now"), false).await.unwrap();
     assert_eq!(decision.kind, DecisionKind::Denial);
     agent_got_denial(waiting, "not now").await;
 

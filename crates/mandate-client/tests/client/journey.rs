@@ -172,6 +172,7 @@ async fn sign_in_enroll_approve_narrowed_and_deny() {
         scopes: Some(narrowed.clone()),
         lifetime: Some(600),
         max_depth: Some(0),
+        ..Narrowing::default()
     };
     let grant = grant_for(
         &item.request,

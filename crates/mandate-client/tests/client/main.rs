@@ -18,6 +18,7 @@ mod narrow;
 mod renewal;
 mod secrets;
 mod tamper;
+mod tiers;
 mod witness;
 
 use std::time::Duration;

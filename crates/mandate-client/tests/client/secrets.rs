@@ -153,7 +153,7 @@ async fn no_secret_reaches_the_database_the_logs_or_ipc() {
     let id = next_new(&mut updates).await;
     ipc(
         &mut payloads,
-        &engine.deny(&id, Some("not now")).await.unwrap(),
+        &engine.deny(&id, Some("not now"), false).await.unwrap(),
     );
     agent_got_denial(waiting, "not now").await;
     ipc(&mut payloads, &engine.verify_history().await.unwrap());

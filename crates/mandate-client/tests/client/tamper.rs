@@ -61,7 +61,7 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
         &stack.path("never.json"),
     );
     let id = next_new(&mut updates).await;
-    engine.deny(&id, Some("not now")).await.unwrap();
+    engine.deny(&id, Some("not now"), false).await.unwrap();
     agent_got_denial(denied, "not now").await;
     delegate(&stack, ("a.key", "a.json"), &b, "b.json", "0").await;
     let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
@@ -159,9 +159,7 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
         ),
         (
             "a decision's token edited",
-            format!(
-                "UPDATE decisions SET token = token || 'x' WHERE request_id = '{denial}';"
-            ),
+            format!("UPDATE decisions SET token = token || 'x' WHERE request_id = '{denial}';"),
             format!("decision {denial}: its row was altered"),
         ),
         (
@@ -172,7 +170,8 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
         (
             "a request added",
             "INSERT INTO requests SELECT 'planted', principal, request, agent_id, agent_name, \
-             agent_skeleton, parent_chain, received_at, expires_at, 'pending', parent_keys, tools FROM requests LIMIT 1;"
+             agent_skeleton, parent_chain, received_at, expires_at, 'pending', parent_keys, tools, \
+             denied_before, code_misses, code_matched, flagged FROM requests LIMIT 1;"
                 .into(),
             "request planted: a row no event recorded".into(),
         ),
@@ -183,7 +182,9 @@ async fn verify_names_the_first_row_edited_deleted_or_reordered() {
         ),
         (
             "a receipt's status changed",
-            format!("UPDATE receipts SET status = 'failed', error = 'x' WHERE seq = {third_receipt};"),
+            format!(
+                "UPDATE receipts SET status = 'failed', error = 'x' WHERE seq = {third_receipt};"
+            ),
             format!("receipt row {third_receipt}: its content does not match its hash"),
         ),
         (

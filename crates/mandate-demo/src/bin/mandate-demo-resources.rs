@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         needs: Box::new(mandate_demo::resources::need),
         max_body: mandate_agent::DEFAULT_MAX_BODY,
         replay_capacity: mandate_agent::DEFAULT_REPLAY_CAPACITY,
+        clock_skew: mandate_agent::DEFAULT_CLOCK_SKEW,
     };
     let verifier = ResourceVerifier::from_broker(&args.broker, config)
         .await

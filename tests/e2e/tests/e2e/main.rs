@@ -18,5 +18,6 @@ mod headless;
 mod hostile;
 mod instances;
 mod journey;
+mod tiers;
 mod user;
 mod withheld;

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use mandate_client::activity::ActivityFilter;
 use mandate_client::commands::{self, ApproveInput, CommandError};
+use mandate_client::decision::Tier;
 use mandate_client::engine::{BrokerMode, Config, Engine};
 use mandate_client::view::ScopeChoice;
 use mandate_client::{ClientError, CommandBrowser};
@@ -98,6 +99,16 @@ enum Command {
         /// A lower delegation depth (default: as asked).
         #[arg(long)]
         depth: Option<u8>,
+        /// Just this once: one call, ten minutes at most.
+        #[arg(long, conflicts_with_all = ["lease", "rule"])]
+        once: bool,
+        /// For this task: a lease of this many minutes.
+        #[arg(long, value_name = "MINUTES", conflicts_with = "rule")]
+        lease: Option<u32>,
+        /// Always, within these bounds: also a rule, standing this many
+        /// days, that approves this agent's later requests that fit.
+        #[arg(long, value_name = "DAYS")]
+        rule: Option<u32>,
     },
     /// Denies a request; signs the denial and delivers it.
     Deny {
@@ -107,6 +118,31 @@ enum Command {
         /// Why, for the agent.
         #[arg(long)]
         reason: Option<String>,
+        /// Deny always: the broker refuses this agent's requests from now on.
+        #[arg(long)]
+        always: bool,
+    },
+    /// Types the binding code the agent shows, for a high-risk request.
+    Code {
+        /// The request's id.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        /// The code, as typed.
+        code: String,
+    },
+    /// The standing rules, and the agents denied always.
+    Rules,
+    /// Ends a standing rule.
+    EndRule {
+        /// The rule's id, as `rules` lists it.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Lifts "deny always" for an agent key.
+    LiftBlock {
+        /// The agent key's thumbprint, as `rules` lists it.
+        #[arg(allow_hyphen_values = true)]
+        agent: String,
     },
     /// Delivers the outbox; prints how many decisions and revocations
     /// still wait.
@@ -277,18 +313,45 @@ async fn command(engine: &Engine, command: Command) -> Result<Done, CommandError
             keep,
             lifetime,
             depth,
+            once,
+            lease,
+            rule,
         } => {
+            let tier = match (once, lease, rule) {
+                (true, _, _) => Tier::Once,
+                (_, Some(minutes), _) => Tier::Lease { minutes },
+                (_, _, Some(days)) => Tier::Rule { days },
+                _ => Tier::Standard,
+            };
             let input = ApproveInput {
                 scopes: (!keep.is_empty()).then_some(keep),
                 lifetime,
                 max_depth: depth,
+                tier: Some(tier),
             };
             done(&commands::approve(engine, &id, &input).await?, text::detail)
         }
-        Command::Deny { id, reason } => done(
-            &commands::deny(engine, &id, reason.as_deref()).await?,
+        Command::Deny { id, reason, always } => done(
+            &commands::deny(engine, &id, reason.as_deref(), always).await?,
             text::detail,
         ),
+        Command::Code { id, code } => {
+            let check = commands::match_code(engine, &id, &code).await?;
+            done(&check, |c| {
+                if c.matched {
+                    "The code matches: the request can be approved.".into()
+                } else if c.denied {
+                    "Wrong code, three times: the request is denied and flagged.".into()
+                } else {
+                    format!("Wrong code: {} more tries.", c.misses_left)
+                }
+            })
+        }
+        Command::Rules => done(&commands::rules(engine).await?, text::rules),
+        Command::EndRule { id } => done(&commands::end_rule(engine, &id).await?, text::rules),
+        Command::LiftBlock { agent } => {
+            done(&commands::lift_block(engine, &agent).await?, text::rules)
+        }
         Command::Deliver => {
             let waiting = engine.deliver().await?;
             done(&json!({ "waiting": waiting }), |_| {

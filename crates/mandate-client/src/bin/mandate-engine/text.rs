@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 
 use mandate_client::Account;
 use mandate_client::activity::ActivityRow;
+use mandate_client::commands::RulesView;
 use mandate_client::delegations::{Delegations, GrantView};
 use mandate_client::history::{StoredDecision, StoredRevocation, Verified};
-use mandate_client::view::{InboxRow, RequestDetail};
+use mandate_client::view::{InboxRow, RequestDetail, ScopeView};
 use serde::Serialize;
 
 /// The name an enum has in the JSON output: `approved`, `high`.
@@ -72,6 +73,25 @@ pub fn inbox(rows: &[InboxRow]) -> String {
     out
 }
 
+/// A scope on one line: its kind, its actions (with what each means),
+/// and where.
+fn scope_line(s: &ScopeView) -> String {
+    let actions: Vec<String> = s
+        .actions
+        .iter()
+        .map(|a| match &a.label {
+            Some(label) => format!("{} ({label})", a.name),
+            None => a.name.clone(),
+        })
+        .collect();
+    format!(
+        "{}: {} on {}",
+        s.label.as_deref().unwrap_or(&s.kind),
+        actions.join(", "),
+        s.locations.join(", ")
+    )
+}
+
 pub fn detail(d: &RequestDetail) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Request {} ({})", d.id, name(&d.state));
@@ -96,21 +116,7 @@ pub fn detail(d: &RequestDetail) -> String {
     let _ = writeln!(out, "Purpose: {}", d.interpretation);
     let _ = writeln!(out, "Scopes ({} risk):", name(&d.risk));
     for (i, s) in d.scopes.iter().enumerate() {
-        let actions: Vec<String> = s
-            .actions
-            .iter()
-            .map(|a| match &a.label {
-                Some(label) => format!("{} ({label})", a.name),
-                None => a.name.clone(),
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "  {i}. {}: {} on {}",
-            s.label.as_deref().unwrap_or(&s.kind),
-            actions.join(", "),
-            s.locations.join(", ")
-        );
+        let _ = writeln!(out, "  {i}. {}", scope_line(s));
         if let Some(id) = &s.identifier {
             let _ = writeln!(out, "     only {id}");
         }
@@ -144,8 +150,65 @@ pub fn detail(d: &RequestDetail) -> String {
         d.max_depth,
         at(d.expires_at)
     );
+    if let Some(t) = d.denied_before {
+        let _ = writeln!(out, "You denied this agent at {}", at(t));
+    }
+    for fit in &d.rules {
+        let _ = writeln!(
+            out,
+            "Goes past your rule {}:",
+            fit.label.as_deref().unwrap_or(&fit.rule_id)
+        );
+        for difference in &fit.differences {
+            let _ = writeln!(out, "  - {difference}");
+        }
+    }
+    if d.needs_code {
+        let _ = writeln!(
+            out,
+            "High risk: type the code the agent shows (`code {} CODE`) before approving",
+            d.id
+        );
+    }
+    if d.flagged {
+        let _ = writeln!(out, "Flagged: the code was typed wrong three times");
+    }
     if let Some(decision) = &d.decision {
         out.push_str(&decided(decision));
+    }
+    out
+}
+
+pub fn rules(r: &RulesView) -> String {
+    let mut out = String::new();
+    if r.rules.is_empty() {
+        out.push_str("No rules.\n");
+    }
+    for rule in &r.rules {
+        let state = match rule.ended_at {
+            Some(t) => format!("ended {}", at(t)),
+            None => format!("until {}", at(rule.expires_at)),
+        };
+        let _ = writeln!(
+            out,
+            "Rule {} for {} ({}), {state}; approved {} request(s)",
+            rule.id,
+            rule.label.as_deref().unwrap_or("an agent"),
+            rule.agent_fingerprint,
+            rule.matched
+        );
+        for s in &rule.scopes {
+            let _ = writeln!(out, "  {}", scope_line(s));
+        }
+    }
+    for b in &r.blocks {
+        let _ = writeln!(
+            out,
+            "Denied always: {} ({}), {} request(s) refused",
+            b.label.as_deref().unwrap_or("an agent"),
+            b.agent,
+            b.refusals
+        );
     }
     out
 }
