@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn } from './harness.mjs';
+import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const cli = (args) => cliAt(ctx.broker, args);
@@ -102,7 +102,7 @@ test('sign in, see a sub-agent request live, approve it narrowed by keyboard, de
   await until('a desktop notification', () => ctx.notifications.output.includes('An agent asks for your authority.'));
   await rowA.click();
   await browser.$('[data-testid="approve"]').waitForDisplayed({ timeout: WAIT });
-  await browser.$('[data-testid="approve"]').click();
+  await approveFor(browser);
   assert.equal((await withTimeout(a.ended, WAIT, 'agent A')).code, 0, a.output);
   await pending(0);
 
@@ -132,6 +132,15 @@ test('sign in, see a sub-agent request live, approve it narrowed by keyboard, de
   await tabTo('lifetime');
   await browser.keys(['ArrowUp']);
   await until('15 minutes chosen', async () => (await browser.$('[data-testid="lifetime"]').getValue()) === '900');
+  // Deleting is high risk: the user types the code the agent shows.
+  await tabTo('code-input');
+  await browser.keys([...codeIn(b.output)]);
+  await browser.keys(['Enter']);
+  await until('the code accepted', async () => !(await browser.$('[data-testid="code-match"]').isExisting()));
+  // For the 15 minutes chosen, not just this once: the tiers by arrow keys.
+  await tabTo('tier-once');
+  await browser.keys(['ArrowDown', 'ArrowDown']);
+  await until('the tier chosen', () => browser.$('[data-testid="tier-standard"]').isSelected());
   await tabTo('approve');
   await browser.keys(['Enter']);
   await browser.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });

@@ -23,7 +23,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ROOT, WAIT, ask, bin, cli, closeAll, openSession, paintedAt, rowIn, start, startBroker, startProvider, until,
+  ROOT, WAIT, approveFor, ask, bin, cli, closeAll, openSession, paintedAt, rowIn, start, startBroker, startProvider, until,
   watchForRow, withTimeout,
 } from './harness.mjs';
 
@@ -83,7 +83,7 @@ async function tallyOf(f) {
 async function approve(text) {
   await (await rowIn(browser, text)).click();
   await browser.$('[data-testid="approve"]').waitForDisplayed({ timeout: WAIT });
-  await browser.$('[data-testid="approve"]').click();
+  await approveFor(browser);
   await browser.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
 }
 

@@ -176,3 +176,31 @@ export async function closeAll(session, dir) {
   killAll();
   if (dir) rmSync(dir, { recursive: true, force: true });
 }
+
+/** The binding code `mandate agent request` printed to its user. */
+export function codeIn(output) {
+  return output.match(/the code ([0-9A-Z]{4}-[0-9A-Z]{4})/)?.[1];
+}
+
+/** Matches the binding code in the open request: compares it when the
+ * app shows it; types it when the app asks for it instead (a high-risk
+ * request, number matching), and waits until the app accepts it. */
+export async function matchCode(browser, code) {
+  const shown = await browser.$('[data-testid="binding-code"]');
+  if (await shown.isExisting()) {
+    const text = await shown.getText();
+    if (text !== code) throw new Error(`the app shows the code ${text}, the agent ${code}`);
+    return 'compared';
+  }
+  await browser.$('[data-testid="code-input"]').setValue(code);
+  await browser.$('[data-testid="code-check"]').click();
+  await until('the app to accept the code', async () => !(await browser.$('[data-testid="code-match"]').isExisting()));
+  return 'typed';
+}
+
+/** Approves the open request for `tier` (`once`, `lease`, `standard`,
+ * `rule`); the existing journeys approve for the lifetime chosen. */
+export async function approveFor(browser, tier = 'standard') {
+  await browser.$(`[data-testid="tier-${tier}"]`).click();
+  await browser.$('[data-testid="approve"]').click();
+}

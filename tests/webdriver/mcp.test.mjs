@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { ROOT, WAIT, bin, closeAll, freePort, openSession, rowIn, start, startBroker, startProvider, until } from './harness.mjs';
+import { ROOT, WAIT, approveFor, bin, closeAll, freePort, matchCode, openSession, rowIn, start, startBroker, startProvider, until } from './harness.mjs';
 import { backToClient, signInAndWait } from './codeflow.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
@@ -89,11 +89,11 @@ async function approveInApp(url, check) {
   await app.$('[data-testid="nav-inbox"]').click();
   await (await rowIn(app, CLIENT_NAME)).click();
   await app.$('[data-testid="oauth-client"]').waitForDisplayed({ timeout: WAIT });
-  assert.equal(await app.$('[data-testid="binding-code"]').getText(), wait.code);
+  await matchCode(app, wait.code);
   assert.equal(await app.$('[data-testid="oauth-resource"]').getText(), ctx.gateway);
   const scopes = await app.$$('[data-testid="scope"]').map((s) => s.getText());
   await check(scopes);
-  await app.$('[data-testid="approve"]').click();
+  await approveFor(app);
   await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
   const back = await backToClient(wait.request, wait.waitUrl, REDIRECT);
   // The client checks iss (RFC 9207) and its state before using the code.
@@ -121,6 +121,9 @@ before(async () => {
   const witnessKey = join(ctx.dir, 'gateway-witness.key');
   ctx.witness = execFileSync(bin('mandate-gateway'), ['--witness-key', witnessKey, '--print-witness'], { timeout: 30_000 }).toString().trim();
   await startBroker(ctx, [
+    // The coding agent asks for run_command again right after a denial:
+    // no cooldown here (the broker's tests cover it).
+    '--denial-cooldown', '0',
     '--oauth-sign-in', `${ctx.issuer}=mandate-broker`,
     '--oauth-resource', ctx.gateway,
     '--witness', `${ctx.gateway}=${ctx.witness}`,
@@ -268,14 +271,16 @@ const step = (agent, name, nth = 1) => until(`the coding agent's ${name}`, () =>
   .catch((e) => { throw new Error(`${e.message}\nagent: ${agent.output.slice(-3000)}`); });
 
 /** Decides the pending request of the coding agent whose detail holds
- * `purpose`: approves it, or denies it with `reason`. */
-async function decide(purpose, reason) {
+ * `purpose`, which the agent's `asked` step showed the code of: approves
+ * it, or denies it with `reason`. */
+async function decide(asked, purpose, reason) {
   await app.$('[data-testid="nav-inbox"]').click();
   await (await rowIn(app, 'Coding Assistant')).click();
   const detail = await app.$('[data-testid="detail"]');
   await until(`the request to ${purpose}`, async () => (await detail.getText()).includes(purpose));
   if (reason === undefined) {
-    await app.$('[data-testid="approve"]').click();
+    await matchCode(app, asked.code);
+    await approveFor(app);
   } else {
     await app.$('[data-testid="deny"]').click();
     await app.$('[data-testid="deny-reason"]').setValue(reason);
@@ -297,24 +302,20 @@ test('the demo\'s coding agent, on the SDK with a Mandate, steps up for run_comm
   // Denied: it reads under its grant, is refused run_command, asks, and
   // stops without running it.
   const first = coder();
-  await step(first, 'asked');
-  await decide('Read the project');
+  await decide(await step(first, 'asked'), 'Read the project');
   assert.deepEqual((await step(first, 'tools')).tools, ['list_files', 'read_file']);
   assert.equal((await step(first, 'called', 2)).result, '# The project');
   const refused = await step(first, 'refused');
   assert.equal(refused.tool, 'run_command');
-  await step(first, 'asked', 2);
-  await decide('Run `make test`', 'Not now');
+  await decide(await step(first, 'asked', 2), 'Run `make test`', 'Not now');
   await step(first, 'will-not');
   await step(first, 'done');
   assert.equal(await commands(), before, 'no command reached the upstream');
 
   // Approved: the same, and the command runs.
   const second = coder();
-  await step(second, 'asked');
-  await decide('Read the project');
-  await step(second, 'asked', 2);
-  await decide('Run `make test`');
+  await decide(await step(second, 'asked'), 'Read the project');
+  await decide(await step(second, 'asked', 2), 'Run `make test`');
   const ran = await until('run_command', () => steps(second).find((s) => s.step === 'called' && s.tool === 'run_command'), 60_000);
   assert.equal(ran.result, 'ran: make test');
   await step(second, 'done');

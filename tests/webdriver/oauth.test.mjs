@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as oauth from 'oauth4webapi';
 import * as jose from 'jose';
-import { ROOT, WAIT, closeAll, openSession, rowIn, startBroker, startProvider, until } from './harness.mjs';
+import { ROOT, WAIT, approveFor, closeAll, openSession, rowIn, startBroker, startProvider, until } from './harness.mjs';
 import { backToClient, signInAndWait } from './codeflow.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
@@ -220,7 +220,7 @@ test('an OAuth client gets a DPoP-bound token through the app\'s consent, uses i
   // The user lets it read, not write.
   await app.$('[data-testid="action-0-write"]').click();
   assert.equal(await app.$('[data-testid="approve"]').getText(), 'Approve narrowed');
-  await app.$('[data-testid="approve"]').click();
+  await approveFor(app);
   await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
 
   // Back at the client, with a code and the broker as `iss`.

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, bin, cli as cliAt, freePort, closeAll, openSession, rowIn, start, until, withTimeout } from './harness.mjs';
+import { ROOT, WAIT, approveFor, bin, cli as cliAt, freePort, closeAll, matchCode, openSession, rowIn, start, until, withTimeout } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const ctx = {};
@@ -39,17 +39,21 @@ function call(agent, method, path, mandate = agent) {
     '--mandate', join(ctx.dir, 'demo', `${mandate}.mandate.json`), method, `${ctx.resourcesUrl}${path}`]);
 }
 
-/** Opens the inbox row holding `text` and approves it, after `narrow`. */
-async function approve(text, name, narrow = async () => {}) {
+/** Opens the inbox row holding `text` and approves it for the lifetime
+ * chosen, after `narrow`; the code matched is the one the demo's `nth`
+ * request of `scenario` showed (typed, for a high-risk request). */
+async function approve(text, name, scenario, nth, narrow = async () => {}) {
   const row = await rowIn(browser, text);
   await row.click();
   const detail = await browser.$('[data-testid="detail"]');
   await detail.waitForDisplayed({ timeout: WAIT });
   await until('the request\'s detail', async () => (await detail.getText()).includes(text));
   const shown = await detail.getText();
+  const asked = progress().filter((p) => p.scenario === scenario && p.step === 'asked');
+  await matchCode(browser, asked[nth].binding_code);
   await narrow();
   await shot(`${name}-request`);
-  await browser.$('[data-testid="approve"]').click();
+  await approveFor(browser, 'standard');
   return shown;
 }
 
@@ -121,7 +125,7 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   await shot('01-inbox');
 
   // 1. Kubernetes: read-only, one namespace, one hour; approved as asked.
-  const k8s = await approve('why checkout keeps restarting', 'k8s');
+  const k8s = await approve('why checkout keeps restarting', 'k8s', 'k8s', 0);
   assert.match(k8s, /Cluster Doctor/);
   assert.match(k8s, /See pods and their state/);
   assert.match(k8s, /Read container logs/);
@@ -131,7 +135,7 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
 
   // 2. GDPR: more than alice's own account reaches; she grants it for 8
   // hours instead of the day asked.
-  const gdpr = await approve('erased (GDPR article 17)', 'gdpr', async () => {
+  const gdpr = await approve('erased (GDPR article 17)', 'gdpr', 'gdpr', 0, async () => {
     await browser.$('[data-testid="lifetime"]').selectByAttribute('value', '28800');
   });
   assert.match(gdpr, /Privacy Auditor/);
@@ -145,13 +149,13 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   // 3. Supply chain: orders are irreversible and capped; the planner
   // hands work to two sub-agents, and the second order passes the
   // vendor manager's limit: the procurement service refuses it.
-  const supply = await approve('Compare hardware prices', 'supply-chain');
+  const supply = await approve('Compare hardware prices', 'supply-chain', 'supply-chain', 0);
   assert.match(supply, /Supply Planner/);
   assert.match(supply, /Place purchase orders[\s\S]*cannot be undone/);
   assert.match(supply, /at most 50000 USD/);
   // The vendor manager needs email, which the planner does not hold: it
   // asks alice itself, and she sees who stands behind it.
-  const escalated = await approve('Email Northwind', 'supply-chain-sub-agent', async () => {
+  const escalated = await approve('Email Northwind', 'supply-chain-sub-agent', 'supply-chain', 1, async () => {
     const chain = await browser.$('[data-testid="chain"]').getText();
     assert.match(chain, /alice@example\.test[\s\S]*Supply Planner[\s\S]*Vendor Manager/);
   });

@@ -79,7 +79,8 @@ pub struct RequestDetail {
     pub expires_at: i64,
     /// Who asks.
     pub agent: AgentView,
-    /// The code the agent shows its user, to compare.
+    /// The code the agent shows its user, to compare; empty while the
+    /// user must type it instead (`needs_code`).
     pub binding_code: String,
     /// The user's instruction, as the agent received it.
     pub intent: Option<String>,
@@ -279,13 +280,20 @@ pub fn detail(
         Parent::Verified(parent) => (chain(Some(&parent), claims, &agent, user, names), None),
         Parent::Refused(why) => (Vec::new(), Some(why)),
     };
+    let needs_code =
+        risk == Risk::High && !request.code_matched && request.state == RequestState::Pending;
     Ok(RequestDetail {
         id: request.id.clone(),
         state: request.state,
         received_at: request.received_at,
         expires_at: request.expires_at,
         agent,
-        binding_code: claims.binding_code.to_string(),
+        // Typed, not compared, while it is needed: the page does not get it.
+        binding_code: if needs_code {
+            String::new()
+        } else {
+            claims.binding_code.to_string()
+        },
         intent: claims.intent.clone(),
         interpretation: claims.purpose.clone(),
         scopes,
@@ -306,9 +314,7 @@ pub fn detail(
         }),
         denied_before: request.denied_before,
         rules: Vec::new(),
-        needs_code: risk == Risk::High
-            && !request.code_matched
-            && request.state == RequestState::Pending,
+        needs_code,
         code_misses: request.code_misses,
         flagged: request.flagged,
     })
@@ -323,7 +329,8 @@ pub struct InboxRow {
     pub agent_name: String,
     /// Its key's fingerprint.
     pub fingerprint: String,
-    /// The code the agent showed its user, to match with this request.
+    /// The code the agent showed its user, to match with this request;
+    /// empty for a high-risk request, whose code the user types instead.
     pub binding_code: String,
     /// What it says it will do.
     pub interpretation: String,
@@ -353,18 +360,24 @@ pub fn row(
     let agent_id = asked.signer().agent_id();
     let parent = crate::parent::verify(request, claims, principal, user_key);
     let said = ServerSays::of(&request.tools, request.expires_at);
+    let risk = claims
+        .authorization_details
+        .iter()
+        .map(|d| scope_view_said(d, &said).risk)
+        .max()
+        .unwrap_or(Risk::Low);
     Ok(InboxRow {
         id: request.id.clone(),
         agent_name: claims.agent.name.clone(),
         fingerprint: agent_id.fingerprint(),
-        binding_code: claims.binding_code.to_string(),
+        // A high-risk request's code is typed, not compared (`needs_code`).
+        binding_code: if risk == Risk::High {
+            String::new()
+        } else {
+            claims.binding_code.to_string()
+        },
         interpretation: claims.purpose.clone(),
-        risk: claims
-            .authorization_details
-            .iter()
-            .map(|d| scope_view_said(d, &said).risk)
-            .max()
-            .unwrap_or(Risk::Low),
+        risk,
         hops: match &parent {
             Parent::Verified(chain) => chain.links().len() + 1,
             Parent::None | Parent::Refused(_) => 1,

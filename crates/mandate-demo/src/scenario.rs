@@ -212,7 +212,7 @@ impl<'a> Actor<'a> {
                     };
                     say(
                         self.scenario,
-                        "refused",
+                        "not_asked",
                         json!({ "code": e.code(), "retry_after": retry_after }),
                     );
                     return Err(e.into());

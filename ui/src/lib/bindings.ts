@@ -138,7 +138,8 @@ agent_name: string,
  */
 fingerprint: string, 
 /**
- * The code the agent showed its user, to match with this request.
+ * The code the agent showed its user, to match with this request;
+ * empty for a high-risk request, whose code the user types instead.
  */
 binding_code: string, 
 /**
@@ -195,7 +196,8 @@ expires_at: number,
  */
 agent: AgentView, 
 /**
- * The code the agent shows its user, to compare.
+ * The code the agent shows its user, to compare; empty while the
+ * user must type it instead (`needs_code`).
  */
 binding_code: string, 
 /**

@@ -277,9 +277,14 @@ async fn mandate_engine_runs_the_documented_session() {
         .await
         .unwrap();
 
-    // The next request is denied, with the reason the agent sees.
+    // The next request, to write only, is denied, with the reason the
+    // agent sees. (Asking the same scopes again would wait out the
+    // broker's cooldown; the next request asks for more.)
     let second = planner
-        .request(&ask(&principal, "File the Q3 summary"))
+        .request(&Ask {
+            scopes: vec![files(&["write"], "https://files.example/reports/")],
+            ..ask(&principal, "File the Q3 summary")
+        })
         .await
         .unwrap();
     session.run("deny").await;
