@@ -7,6 +7,7 @@ use mandate_client::activity::{
     ActivityFilter, ActivityRow, AttributionView, ReceiptStatus, StepView,
 };
 use mandate_client::broker::BlockItem;
+use mandate_client::calls::CallView;
 use mandate_client::decision::Tier;
 use mandate_client::delegations::{
     AgentChoice, AgentGrants, Delegations, GrantState, GrantView, RevokePreview, ScopeUse,
@@ -83,6 +84,7 @@ pub fn typescript() -> String {
         ExportFormat::decl(&cfg),
         Exported::decl(&cfg),
         Tier::decl(&cfg),
+        CallView::decl(&cfg),
         CodeCheck::decl(&cfg),
         RulesView::decl(&cfg),
         RuleView::decl(&cfg),

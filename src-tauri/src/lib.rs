@@ -22,6 +22,7 @@ mod tray;
 use std::path::PathBuf;
 
 use mandate_client::activity::{ActivityFilter, ActivityRow, AttributionView};
+use mandate_client::calls::CallView;
 use mandate_client::commands::{
     self, AppState, ApproveInput, CommandError, ExportFile, Exported, HistoryView, ReportInput,
     Result, RulesView,
@@ -182,6 +183,29 @@ async fn deny(
 async fn match_code(state: State<'_, App>, id: String, code: String) -> Result<CodeCheck> {
     let reply = async { commands::match_code(state.engine().await?, &id, &code).await };
     sent("match_code", reply.await)
+}
+
+#[tauri::command]
+async fn calls(state: State<'_, App>) -> Result<Vec<CallView>> {
+    let reply = async { commands::calls(state.engine().await?).await };
+    sent("calls", reply.await)
+}
+
+#[tauri::command]
+async fn confirm_call(state: State<'_, App>, id: String) -> Result<Vec<CallView>> {
+    let reply = async { commands::confirm_call(state.engine().await?, &id).await };
+    sent("confirm_call", reply.await)
+}
+
+#[tauri::command]
+async fn refuse_call(
+    state: State<'_, App>,
+    id: String,
+    reason: Option<String>,
+) -> Result<Vec<CallView>> {
+    let reply =
+        async { commands::refuse_call(state.engine().await?, &id, reason.as_deref()).await };
+    sent("refuse_call", reply.await)
 }
 
 #[tauri::command]
@@ -455,6 +479,9 @@ pub fn run() {
             approve,
             deny,
             match_code,
+            calls,
+            confirm_call,
+            refuse_call,
             rules,
             end_rule,
             lift_block,

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn } from './harness.mjs';
+import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn, tabTo as tabToIn } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const cli = (args) => cliAt(ctx.broker, args);
@@ -34,14 +34,7 @@ async function pending(n) {
 }
 
 /** Presses Tab until the element with `testid` has the focus. */
-async function tabTo(testid, limit = 80) {
-  for (let i = 0; i < limit; i += 1) {
-    const focused = await browser.execute(() => document.activeElement?.getAttribute('data-testid'));
-    if (focused === testid) return;
-    await browser.keys(['Tab']);
-  }
-  throw new Error(`Tab never reached ${testid}`);
-}
+const tabTo = (testid, limit = 80) => tabToIn(browser, testid, limit);
 
 /** The app in a new WebDriver session; the first driver's output is the app's log. */
 async function openApp(env) {

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, bin, closeAll, freePort, openSession, start, until, withTimeout } from './harness.mjs';
+import { ROOT, WAIT, bin, closeAll, freePort, openSession, start, until, withTimeout, tabTo as tabToIn } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 // The engine adds the system to the name it is given.
@@ -47,14 +47,7 @@ async function deviceRows() {
 }
 
 /** Presses Tab until the element with `testid` has the focus. */
-async function tabTo(testid, limit = 40) {
-  for (let i = 0; i < limit; i += 1) {
-    const focused = await browser.execute(() => document.activeElement?.getAttribute('data-testid'));
-    if (focused === testid) return;
-    await browser.keys(['Tab']);
-  }
-  throw new Error(`Tab never reached ${testid}`);
-}
+const tabTo = (testid, limit = 40) => tabToIn(browser, testid, limit);
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });

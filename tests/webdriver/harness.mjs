@@ -204,3 +204,13 @@ export async function approveFor(browser, tier = 'standard') {
   await browser.$(`[data-testid="tier-${tier}"]`).click();
   await browser.$('[data-testid="approve"]').click();
 }
+
+/** Presses Tab in `browser` until the element with `testid` has the focus. */
+export async function tabTo(browser, testid, limit = 80) {
+  for (let i = 0; i < limit; i += 1) {
+    const focused = await browser.execute(() => document.activeElement?.getAttribute('data-testid'));
+    if (focused === testid) return;
+    await browser.keys(['Tab']);
+  }
+  throw new Error(`Tab never reached ${testid}`);
+}

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import {
   ROOT, WAIT, bin, cli as cliAt, closeAll, codeIn, openSession, rowIn, start, startBroker, startProvider,
   until, withTimeout,
+  tabTo as tabToIn,
 } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
@@ -43,14 +44,7 @@ function call(key, path = '/files/reports/q3/revenue.txt') {
 }
 
 /** Presses Tab until the element with `testid` has the focus. */
-async function tabTo(testid, limit = 80) {
-  for (let i = 0; i < limit; i += 1) {
-    const focused = await app.execute(() => document.activeElement?.getAttribute('data-testid'));
-    if (focused === testid) return;
-    await app.keys(['Tab']);
-  }
-  throw new Error(`Tab never reached ${testid}`);
-}
+const tabTo = (testid, limit = 80) => tabToIn(app, testid, limit);
 
 /** Opens the one pending request with the keyboard, from the top. */
 async function openByKeyboard(text) {
@@ -105,7 +99,7 @@ before(async () => {
   });
   app = opened.session;
   ctx.driver = opened.driver;
-  for (const key of ['once.key', 'lease.key', 'rule.key', 'risky.key']) {
+  for (const key of ['once.key', 'lease.key', 'rule.key', 'risky.key', 'writer.key']) {
     const { code, output } = await cli(['agent', 'init', '--key', join(ctx.dir, key)]);
     assert.equal(code, 0, output);
   }
@@ -257,4 +251,44 @@ test('number matching: a high-risk request needs the code the agent shows, and t
   await app.$('[data-testid="approve"]').click();
   await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
   assert.equal((await ended(retry, 'the matched request')).code, 0, retry.output);
+});
+
+test('a call to confirm shows its exact body; confirmed, the server takes it once', { timeout: 240_000 }, async () => {
+  // The user approves writing, and asks to confirm each call.
+  const writer = ask('writer.key', 'Writer', 'files:write:https://files.example/reports/', 3600, 'Keep the Q3 summary current');
+  await app.$('[data-testid="nav-inbox"]').click();
+  await (await rowIn(app, 'Keep the Q3 summary current')).click();
+  await app.$('[data-testid="confirm-each-0"]').click();
+  await app.$('[data-testid="tier-standard"]').click();
+  await app.$('[data-testid="approve"]').click();
+  await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
+  assert.equal((await ended(writer, 'the writer\'s request')).code, 0, writer.output);
+
+  // The agent asks to confirm one PUT; the app shows the call itself.
+  const url = `${ctx.files}/files/reports/q3/summary.json?version=2`;
+  const body = '{"title":"Q3 summary","revenue":"4.2M","note":"draft"}';
+  const put = start(bin('mandate'), [
+    'agent', 'call', '--key', join(ctx.dir, 'writer.key'), '--mandate', join(ctx.dir, 'writer.key.json'),
+    '--body', body, '--confirm', 'Update the Q3 summary with the revenue', 'PUT', url,
+  ], { MANDATE_BROKER: ctx.broker });
+  const call = await app.$('[data-testid="call"]');
+  await call.waitForDisplayed({ timeout: WAIT })
+    .catch((e) => { throw new Error(`${e.message}\nagent: ${put.output}`); });
+  assert.equal(await call.$('[data-testid="call-method"]').getText(), 'PUT');
+  assert.equal(await call.$('[data-testid="call-uri"]').getText(), url);
+  const shown = await call.$('[data-testid="call-body"]').getText();
+  assert.equal(shown, JSON.stringify(JSON.parse(body), null, 2), 'the body, pretty-printed from its bytes');
+  assert.equal(await call.$('[data-testid="call-summary"]').getText(), 'Update the Q3 summary with the revenue');
+  await shot('08-confirm-call');
+  await call.$('[data-testid="confirm-call"]').click();
+  const done = await ended(put, 'the confirmed call');
+  assert.equal(done.code, 0, put.output);
+  assert.match(put.output, /"written":true/);
+  await until('the call gone from the list', async () => !(await app.$('[data-testid="call"]').isExisting()));
+
+  // Without a confirmation, the same call is refused.
+  const bare = await cli(['agent', 'call', '--key', join(ctx.dir, 'writer.key'), '--mandate', join(ctx.dir, 'writer.key.json'),
+    '--body', body, 'PUT', url]);
+  assert.notEqual(bare.code, 0);
+  assert.match(bare.output, /confirm\.required/);
 });

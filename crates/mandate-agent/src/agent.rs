@@ -57,6 +57,17 @@ pub struct Pending {
     pub request: String,
 }
 
+/// A call waiting for the user to confirm.
+#[derive(Debug, Clone)]
+pub struct PendingConfirmation {
+    /// Its id at the broker.
+    pub id: String,
+    /// When it lapses undecided.
+    pub expires_at: UnixTime,
+    /// The hash of the chain it was filed under, which polls are bound to.
+    pub ath: String,
+}
+
 /// A narrower part of a mandate, for a sub-agent.
 #[derive(Debug, Clone)]
 pub struct Delegation {
@@ -332,6 +343,76 @@ impl Agent {
         let mut headers = mandate.headers()?.to_vec();
         headers.push((POP_HEADER, self.proof(method, url, &mandate.ath())));
         Ok(headers)
+    }
+
+    /// Asks the user to confirm one exact call under `mandate`: `method`
+    /// on `url` (with its query) with `body`, described by `summary`. The
+    /// user sees the call in the app; wait for the answer with
+    /// [`Agent::wait_confirmation`], and send the call exactly so, with the
+    /// confirmation in [`crate::CONFIRMATION_HEADER`].
+    pub async fn ask_confirmation(
+        &self,
+        mandate: &Mandate,
+        method: &str,
+        url: &str,
+        body: &[u8],
+        summary: &str,
+    ) -> Result<PendingConfirmation, AgentError> {
+        self.own_leaf(mandate)?;
+        let mandate = mandate.clone().with_key(self.key.public());
+        let proof = self.proof(
+            "POST",
+            &format!("{}/v1/confirmations", self.broker.url()),
+            &mandate.ath(),
+        );
+        let asked = self
+            .broker
+            .ask_confirmation(&serde_json::json!({
+                "chain": mandate.chain,
+                "keys": mandate.keys,
+                "proof": proof,
+                "method": method,
+                "uri": url,
+                "body": mandate_core::base64url::encode(body),
+                "summary": summary,
+            }))
+            .await?;
+        Ok(PendingConfirmation {
+            id: asked.id,
+            expires_at: asked.expires_at,
+            ath: mandate.ath(),
+        })
+    }
+
+    /// Waits up to `timeout` for the user's answer to a call to confirm:
+    /// the user's confirmation, or why not ([`AgentError::Denied`] for a
+    /// refusal, with its reason).
+    pub async fn wait_confirmation(
+        &self,
+        pending: &PendingConfirmation,
+        timeout: Duration,
+    ) -> Result<String, AgentError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let url = self.broker.confirmation_url(&pending.id);
+            let pop = self.proof("GET", &url, &pending.ath);
+            let view = self
+                .broker
+                .poll_confirmation(&pending.id, &pop, left.min(POLL_WAIT))
+                .await?;
+            match view.status.as_str() {
+                "confirmed" => {
+                    return view.confirmation.ok_or_else(|| {
+                        AgentError::Invalid("the broker's confirmation is incomplete".into())
+                    });
+                }
+                "refused" => return Err(AgentError::Denied(view.reason)),
+                "expired" => return Err(AgentError::Expired),
+                _ if Instant::now() >= deadline => return Err(AgentError::TimedOut),
+                _ => {}
+            }
+        }
     }
 
     /// Signs a receipt of an action done under `mandate` and sends it to the

@@ -112,6 +112,28 @@ struct ErrorBody {
     retry_after: Option<u64>,
 }
 
+/// A call filed for the user to confirm.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AskedConfirmation {
+    /// Its id.
+    pub id: String,
+    /// When it lapses undecided.
+    pub expires_at: i64,
+}
+
+/// Where a call to confirm stands.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfirmationState {
+    /// `pending`, `confirmed`, `refused` or `expired`.
+    pub status: String,
+    /// Once confirmed: the user's confirmation.
+    #[serde(default)]
+    pub confirmation: Option<String>,
+    /// Once refused: the user's reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ReceiptAccepted {
     id: TokenId,
@@ -251,6 +273,43 @@ impl Broker {
         let req = self
             .http
             .get(format!("{}?wait={}", self.request_url(id), wait.as_secs()))
+            .header(crate::mandate::POP_HEADER, pop)
+            .timeout(TIMEOUT + wait);
+        read(req).await
+    }
+
+    /// Files a call for the chain's user to confirm
+    /// (`POST /v1/confirmations`).
+    pub async fn ask_confirmation(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<AskedConfirmation, AgentError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/confirmations", self.url))
+            .json(body);
+        read(req.timeout(TIMEOUT)).await
+    }
+
+    /// The URL of a call to confirm, which its polls prove possession for.
+    pub fn confirmation_url(&self, id: &str) -> String {
+        format!("{}/v1/confirmations/{id}", self.url)
+    }
+
+    /// Polls a call to confirm, holding the poll open up to `wait`.
+    pub async fn poll_confirmation(
+        &self,
+        id: &str,
+        pop: &str,
+        wait: Duration,
+    ) -> Result<ConfirmationState, AgentError> {
+        let req = self
+            .http
+            .get(format!(
+                "{}?wait={}",
+                self.confirmation_url(id),
+                wait.as_secs()
+            ))
             .header(crate::mandate::POP_HEADER, pop)
             .timeout(TIMEOUT + wait);
         read(req).await

@@ -37,7 +37,7 @@ pub mod verifier;
 #[doc = include_str!("../../../docs/agents.md")]
 pub mod guide {}
 
-pub use agent::{Agent, Ask, Delegation, Pending, Report, unix_now};
+pub use agent::{Agent, Ask, Delegation, Pending, PendingConfirmation, Report, unix_now};
 pub use client::Broker;
 pub use error::{AgentError, BrokerError, LocalCode};
 pub use mandate::{

@@ -276,6 +276,42 @@ mandate_core::error_codes! {
             "This request token was filed before.",
             "File a new request, with a new `jti`.",
         ),
+        /// A call to confirm that is not filed as documented.
+        ConfirmationMalformed = (
+            "confirmation.malformed",
+            Some(400),
+            "The call to confirm is not well formed: its method, URI, body, summary or chain \
+             (the message says which).",
+            "File it as docs/agents.md, \"Confirming one call\", shows.",
+        ),
+        /// No such call to confirm.
+        ConfirmationNotFound = (
+            "confirmation.not_found",
+            Some(404),
+            "No call to confirm has this id (for this user).",
+            "Use the id the broker answered when the call was filed.",
+        ),
+        /// A call already confirmed, refused or lapsed.
+        ConfirmationDecided = (
+            "confirmation.already_decided",
+            Some(409),
+            "The call was confirmed, refused or lapsed before.",
+            "Nothing to do; the agent files a new call if it still needs one.",
+        ),
+        /// Too many calls of one agent wait for the user.
+        TooManyConfirmations = (
+            "confirmation.too_many_pending",
+            Some(429),
+            "Five of this agent's calls already wait for the user to confirm.",
+            "Wait for the user's answers, or for the calls to lapse.",
+        ),
+        /// A poll of a call by another agent.
+        NotYourConfirmation = (
+            "confirmation.not_yours",
+            Some(403),
+            "The proof is not by the agent that will make the call (the chain's leaf).",
+            "Sign the proof with the leaf agent's key.",
+        ),
         /// A block asked with a rule that does not deny.
         BlockNotDeny = (
             "block.not_deny",

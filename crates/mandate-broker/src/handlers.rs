@@ -11,6 +11,7 @@ use mandate_core::{Jwk, TokenId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::confirm_service::{self, ConfirmationAsked, ConfirmationItem, ConfirmationView};
 use crate::error::{Code, ErrorBody};
 use crate::keys::{self, Enrolled, KeyItem, Removed};
 use crate::receipt_service::{self, ReceiptItem};
@@ -806,4 +807,179 @@ pub async fn lift_block(
         .map_err(|_| ApiError::new(Code::BadId, "not a key thumbprint"))?;
     rules::lift_block(&state, &user, &agent).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A call an agent asks its user to confirm.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmBody {
+    /// The chain the call runs under, root first.
+    chain: Vec<String>,
+    /// The agents' public OKP JWKs.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<Jwk>,
+    /// A `mandate-pop+jwt` by the chain's leaf agent for `POST` on
+    /// `{public URL}/v1/confirmations`, whose `ath` is the chain's hash.
+    proof: String,
+    /// The call's method, as it will be sent (uppercase).
+    method: String,
+    /// The call's URI with its query, as the resource server sees it.
+    uri: String,
+    /// The call's body, base64url (no padding); empty for none.
+    body: String,
+    /// The agent's account of the call, for the user (1 to 1,000 bytes).
+    summary: String,
+}
+
+/// Asks the chain's user to confirm one exact call.
+///
+/// For a scope whose limits say `confirm` (docs/protocol.md 4.13, 5.8).
+/// No sign-in: the chain must verify here, and `proof` must be by its
+/// leaf agent. The user sees the method, the URI and the body in the app,
+/// and signs a `mandate-confirmation+jwt` for exactly that call, or
+/// refuses. It waits up to 5 minutes; an agent has at most 5 waiting.
+#[utoipa::path(
+    post, path = "/v1/confirmations", tag = "agents",
+    request_body = ConfirmBody,
+    responses((status = 201, body = ConfirmationAsked), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
+)]
+pub async fn ask_confirmation(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ConfirmationAsked>), ApiError> {
+    let body: ConfirmBody = json_body(body)?;
+    let asked = confirm_service::ask(
+        &state,
+        confirm_service::Ask {
+            chain: &body.chain,
+            keys: &body.keys,
+            proof: &body.proof,
+            method: &body.method,
+            uri: &body.uri,
+            body: &body.body,
+            summary: &body.summary,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(asked)))
+}
+
+/// A call to confirm, as its agent sees it.
+///
+/// No sign-in: the `Mandate-PoP` header carries a `mandate-pop+jwt` by the
+/// chain's leaf agent for `GET` on `{public URL}/v1/confirmations/{id}`,
+/// whose `ath` is the chain's hash. Each proof is accepted once. With
+/// `wait` (at most 30 s), a pending call is held open until the user
+/// answers or the wait ends. Once confirmed, the reply carries the user's
+/// confirmation, to send with the call in `Mandate-Confirmation`.
+#[utoipa::path(
+    get, path = "/v1/confirmations/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The call's id"), Wait,
+           ("mandate-pop" = String, Header, description = "A proof of possession by the leaf agent")),
+    responses(
+        (status = 200, body = ConfirmationView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+    )
+)]
+pub async fn poll_confirmation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<Wait>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ConfirmationView>, ApiError> {
+    let Query(wait) = query
+        .map_err(|_| ApiError::new(Code::QueryMalformed, "wait must be a number of seconds"))?;
+    let pop = match headers.get(POP_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::new(Code::PopMalformed, "the proof is not text"))?,
+        ),
+    };
+    let view =
+        confirm_service::poll(&state, &id, pop, std::time::Duration::from_secs(wait.wait)).await?;
+    Ok(Json(view))
+}
+
+/// The user's calls to confirm.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Confirmations {
+    /// Oldest first.
+    pub confirmations: Vec<ConfirmationItem>,
+}
+
+/// The signed-in user's calls waiting to be confirmed.
+///
+/// Each comes with the chain it runs under and the agents' keys, so that
+/// the app checks it, and the body's hash, itself.
+#[utoipa::path(
+    get, path = "/v1/confirmations", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Confirmations), (status = 401, body = ErrorBody))
+)]
+pub async fn confirmations(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<Json<Confirmations>, ApiError> {
+    Ok(Json(Confirmations {
+        confirmations: confirm_service::pending(&state, &user).await?,
+    }))
+}
+
+/// The user's answer to a call to confirm.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmDecisionBody {
+    /// A `mandate-confirmation+jwt` for exactly the call, signed by one of
+    /// the user's enrolled keys. Absent: the call is refused.
+    #[serde(default)]
+    confirmation: Option<String>,
+    /// Why it is refused, for the agent.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// What the user decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfirmDecided {
+    /// `confirmed` or `refused`.
+    pub status: &'static str,
+}
+
+/// Confirms or refuses one of the signed-in user's calls to confirm.
+///
+/// The confirmation is checked as a resource server checks it
+/// (docs/protocol.md 6.8) against the call as filed.
+#[utoipa::path(
+    post, path = "/v1/confirmations/{id}/decision", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = ConfirmDecisionBody,
+    responses((status = 200, body = ConfirmDecided), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody))
+)]
+pub async fn decide_confirmation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: User,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ConfirmDecided>, ApiError> {
+    let body: ConfirmDecisionBody = json_body(body)?;
+    if body.confirmation.is_some() && body.reason.is_some() {
+        return Err(ApiError::new(
+            Code::DecisionMalformed,
+            "send a confirmation, or a refusal with its reason, not both",
+        ));
+    }
+    let status = confirm_service::decide(
+        &state,
+        &user,
+        &id,
+        body.confirmation.as_deref(),
+        body.reason.as_deref(),
+    )
+    .await?;
+    Ok(Json(ConfirmDecided { status }))
 }

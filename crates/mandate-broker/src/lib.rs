@@ -17,6 +17,7 @@
 mod chain_state;
 pub mod chains;
 mod checkpoint;
+pub mod confirm_service;
 mod error;
 pub mod guard;
 pub mod handlers;
@@ -83,6 +84,15 @@ pub fn router(state: AppState) -> Router {
             post_json(handlers::block).get(handlers::blocks),
         )
         .route("/v1/blocks/{agent}", delete(handlers::lift_block))
+        .route(
+            "/v1/confirmations",
+            post_json(handlers::ask_confirmation).get(handlers::confirmations),
+        )
+        .route("/v1/confirmations/{id}", get(handlers::poll_confirmation))
+        .route(
+            "/v1/confirmations/{id}/decision",
+            post_json(handlers::decide_confirmation),
+        )
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata),

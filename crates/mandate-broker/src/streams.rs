@@ -61,6 +61,16 @@ pub const INBOX_EVENTS: &[StreamEvent] = &[
         when: "an agent reported a receipt under one of the user's grants: read `GET /v1/receipts`",
     },
     StreamEvent {
+        event: "confirmation.created",
+        data: r#"{"type":"confirmation.created","confirmation":CONFIRMATION_ID}"#,
+        when: "an agent asks the user to confirm a call: read `GET /v1/confirmations`",
+    },
+    StreamEvent {
+        event: "confirmation.decided",
+        data: r#"{"type":"confirmation.decided","confirmation":CONFIRMATION_ID}"#,
+        when: "the user confirmed or refused a call, on any of their devices",
+    },
+    StreamEvent {
         event: "key.enrolled",
         data: r#"{"type":"key.enrolled","key":THUMBPRINT,"at":UNIX_TIME}"#,
         when: "a user key was enrolled for the user, on this device or another",
@@ -150,6 +160,9 @@ fn inbox_data(e: &Event) -> serde_json::Value {
         EventKind::ReceiptStored => json!({ "type": e.kind.as_str(), "receipt": e.subject }),
         EventKind::KeyEnrolled => {
             json!({ "type": e.kind.as_str(), "key": e.subject, "at": e.created_at })
+        }
+        EventKind::ConfirmationCreated | EventKind::ConfirmationDecided => {
+            json!({ "type": e.kind.as_str(), "confirmation": e.subject })
         }
         _ => json!({ "type": e.kind.as_str(), "request": e.subject }),
     }

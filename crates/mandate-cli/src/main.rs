@@ -215,6 +215,16 @@ enum AgentCommand {
         method: String,
         /// The URL.
         url: String,
+        /// The request body, sent as written.
+        #[arg(long)]
+        body: Option<String>,
+        /// First ask the user to confirm this exact call (for a scope whose
+        /// limits say `confirm`), described so; waits for the answer.
+        #[arg(long, value_name = "SUMMARY")]
+        confirm: Option<String>,
+        /// How long to wait for the user's confirmation, in seconds.
+        #[arg(long, default_value_t = 300)]
+        confirm_timeout: u64,
     },
     /// Signs a receipt and sends it to the broker.
     Report {
@@ -572,14 +582,47 @@ async fn run_agent(broker: &str, command: AgentCommand) -> Result<(), AgentError
             mandate,
             method,
             url,
+            body,
+            confirm,
+            confirm_timeout,
         } => {
             let agent = agent(broker, &key.key, "mandate CLI")?;
             let mandate = read_mandate(&mandate)?;
             let method = reqwest::Method::from_bytes(method.as_bytes())
                 .map_err(|_| AgentError::Invalid(format!("{method:?} is not an HTTP method")))?;
+            let body = body.unwrap_or_default();
+            let confirmation = match confirm {
+                Some(summary) => {
+                    let pending = agent
+                        .ask_confirmation(
+                            &mandate,
+                            method.as_str(),
+                            &url,
+                            body.as_bytes(),
+                            &summary,
+                        )
+                        .await?;
+                    eprintln!(
+                        "Call {} filed for the user to confirm in the Mandate app",
+                        pending.id
+                    );
+                    let token = agent
+                        .wait_confirmation(&pending, Duration::from_secs(confirm_timeout))
+                        .await?;
+                    eprintln!("Confirmed.");
+                    Some(token)
+                }
+                None => None,
+            };
             let mut req = mandate_agent::client::http_client()?.request(method.clone(), &url);
             for (name, value) in agent.present(&mandate, method.as_str(), &url)? {
                 req = req.header(name, value);
+            }
+            if let Some(token) = confirmation {
+                req = req.header(mandate_agent::CONFIRMATION_HEADER, token);
+            }
+            if !body.is_empty() {
+                req = req.body(body);
             }
             let res = req
                 .timeout(Duration::from_secs(30))

@@ -298,6 +298,43 @@ impl BrokerClient {
             .map(|g| g.grants)
     }
 
+    /// The signed-in user's calls waiting to be confirmed, oldest first.
+    pub async fn confirmations(&self, bearer: &str) -> Result<Vec<CallItem>, ClientError> {
+        #[derive(Deserialize)]
+        struct Calls {
+            confirmations: Vec<CallItem>,
+        }
+        self.send::<Calls>(reqwest::Method::GET, "/v1/confirmations", bearer, None)
+            .await
+            .map(|c| c.confirmations)
+    }
+
+    /// Answers a call to confirm: the user's signed confirmation, or a
+    /// refusal with an optional reason.
+    pub async fn answer_call(
+        &self,
+        bearer: &str,
+        id: &str,
+        confirmation: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut body = json!({});
+        if let Some(token) = confirmation {
+            body["confirmation"] = json!(token);
+        }
+        if let Some(reason) = reason {
+            body["reason"] = json!(reason);
+        }
+        self.send::<Value>(
+            reqwest::Method::POST,
+            &format!("/v1/confirmations/{id}/decision"),
+            bearer,
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Blocks an agent for the signed-in user ("deny always"): `policy` is
     /// a `mandate-policy+jwt` with effect `deny`, signed by the user's key.
     pub async fn block(&self, bearer: &str, policy: &str) -> Result<BlockItem, ClientError> {
@@ -357,6 +394,31 @@ impl BrokerClient {
         }
         Ok(mandate_agent::client::read_json(req).await?)
     }
+}
+
+/// A call an agent asks the user to confirm, as the broker serves it:
+/// verify the chain and hash the body before showing it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallItem {
+    /// Its id.
+    pub id: String,
+    /// The chain the call runs under, root first.
+    pub chain: Vec<String>,
+    /// The agents' public keys.
+    #[serde(default)]
+    pub keys: Vec<Jwk>,
+    /// The method.
+    pub method: String,
+    /// The URI, with its query.
+    pub uri: String,
+    /// The body, base64url.
+    pub body: String,
+    /// The agent's own account of it.
+    pub summary: String,
+    /// When the broker received it.
+    pub received_at: i64,
+    /// When it lapses.
+    pub expires_at: i64,
 }
 
 /// An agent the user denies always, as the broker lists it.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activity::ActivityFilter;
 use crate::broker::BlockItem;
+use crate::calls::CallView;
 use crate::decision::Tier;
 use crate::engine::{Account, CodeCheck, Engine};
 use crate::export::ExportFormat;
@@ -126,6 +127,24 @@ pub async fn deny(
 /// Checks the binding code typed for high-risk request `id`.
 pub async fn match_code(engine: &Engine, id: &str, typed: &str) -> Result<CodeCheck> {
     Ok(engine.match_code(id, typed).await?)
+}
+
+/// The calls agents ask the user to confirm.
+pub async fn calls(engine: &Engine) -> Result<Vec<CallView>> {
+    Ok(engine.calls().await?)
+}
+
+/// Confirms call `id`; returns the calls still waiting.
+pub async fn confirm_call(engine: &Engine, id: &str) -> Result<Vec<CallView>> {
+    engine.confirm_call(id).await?;
+    calls(engine).await
+}
+
+/// Refuses call `id`, with the user's reason unless it is blank; returns
+/// the calls still waiting.
+pub async fn refuse_call(engine: &Engine, id: &str, reason: Option<&str>) -> Result<Vec<CallView>> {
+    engine.refuse_call(id, given(reason)).await?;
+    calls(engine).await
 }
 
 /// The Rules screen: the user's standing rules, and the agents they deny

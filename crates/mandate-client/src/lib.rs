@@ -17,6 +17,7 @@
 
 pub mod activity;
 pub mod broker;
+pub mod calls;
 pub mod commands;
 pub mod decision;
 pub mod delegations;

@@ -397,6 +397,11 @@ pub struct ScopeChoice {
     pub index: usize,
     /// The actions kept; at least one.
     pub actions: Vec<String>,
+    /// Whether the user confirms each call under this scope, one by one
+    /// (`limits.confirm`, docs/protocol.md 5.8). Never drops a `confirm`
+    /// the agent asked for itself.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 /// The scopes of `request` narrowed to `choices`: whole scopes dropped,
@@ -421,10 +426,14 @@ pub fn narrowed(
         if choice.actions.iter().any(|a| !detail.actions.contains(a)) {
             return Err(invalid("an action the agent did not ask for"));
         }
-        kept.push(AuthorizationDetail {
+        let mut scope = AuthorizationDetail {
             actions: choice.actions.iter().cloned().collect(),
             ..detail.clone()
-        });
+        };
+        if choice.confirm {
+            scope.limits.confirm = Some(mandate_core::scope::Confirm { above: None });
+        }
+        kept.push(scope);
     }
     Ok(kept)
 }

@@ -54,6 +54,10 @@ pub enum EventKind {
     BindingStored,
     /// A user key was bound for the first time: a new device.
     KeyEnrolled,
+    /// An agent asked its user to confirm a call.
+    ConfirmationCreated,
+    /// The user confirmed or refused a call.
+    ConfirmationDecided,
 }
 
 impl EventKind {
@@ -68,6 +72,8 @@ impl EventKind {
             EventKind::ReceiptStored => "receipt.stored",
             EventKind::BindingStored => "binding.stored",
             EventKind::KeyEnrolled => "key.enrolled",
+            EventKind::ConfirmationCreated => "confirmation.created",
+            EventKind::ConfirmationDecided => "confirmation.decided",
         }
     }
 
@@ -81,6 +87,8 @@ impl EventKind {
             "receipt.stored" => EventKind::ReceiptStored,
             "binding.stored" => EventKind::BindingStored,
             "key.enrolled" => EventKind::KeyEnrolled,
+            "confirmation.created" => EventKind::ConfirmationCreated,
+            "confirmation.decided" => EventKind::ConfirmationDecided,
             _ => return Err(StoreError::Corrupt("event kind")),
         })
     }

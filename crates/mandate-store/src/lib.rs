@@ -19,6 +19,7 @@
 mod batch;
 mod bindings;
 mod blocks;
+mod confirmations;
 mod error;
 mod events;
 mod grants;
@@ -39,6 +40,7 @@ use sqlx::sqlite::{
 
 pub use bindings::{Binding, BindingPut};
 pub use blocks::{BlockRecord, NewBlock};
+pub use confirmations::ConfirmationRecord;
 pub use error::StoreError;
 pub use events::{Event, EventKind, EventListener};
 pub use grants::GrantRecord;

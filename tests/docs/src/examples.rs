@@ -57,6 +57,24 @@ pub fn value(schema: &str, field: &str) -> Option<Value> {
         ("BlockView", "policy_id") => json!(ID),
         ("BlockView", "label") => json!("Never this one"),
         ("BlockView", "refusals") => json!(3),
+        ("ConfirmBody", "proof") => token("mandate-pop+jwt"),
+        ("ConfirmBody" | "ConfirmationItem", "method") => json!("POST"),
+        ("ConfirmBody" | "ConfirmationItem", "uri") => {
+            json!("https://erp.example.com/orders?dry_run=false")
+        }
+        ("ConfirmBody" | "ConfirmationItem", "body") => {
+            json!(base64url::encode(br#"{"sku":"SSD-2TB","quantity":4}"#))
+        }
+        ("ConfirmBody" | "ConfirmationItem", "summary") => json!("Order 4 SSDs from Acme"),
+        ("ConfirmBody" | "ConfirmationItem", "chain") => json!([token("mandate-grant+jwt")]),
+        ("ConfirmationAsked" | "ConfirmationView", "id") => json!("Rk9PQkFSQkFaUVVYMTIzNA"),
+        ("ConfirmationItem", "id") => json!("Rk9PQkFSQkFaUVVYMTIzNA"),
+        ("ConfirmationAsked" | "ConfirmationView", "status") => json!("pending"),
+        ("ConfirmationView", "confirmation") => token("mandate-confirmation+jwt"),
+        ("ConfirmationView", "reason") => return None,
+        ("ConfirmDecisionBody", "confirmation") => token("mandate-confirmation+jwt"),
+        ("ConfirmDecisionBody", "reason") => return None,
+        ("ConfirmDecided", "status") => json!("confirmed"),
         ("TokenForm", "grant_type") => json!("urn:ietf:params:oauth:grant-type:token-exchange"),
         ("TokenForm", "subject_token") => json!(format!(
             "{},{}",

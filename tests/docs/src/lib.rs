@@ -218,8 +218,8 @@ mod tests {
     #[test]
     fn every_body_example_is_a_body_the_broker_takes() {
         use mandate_broker::handlers::{
-            BlockBody, DecisionBody, EnrollBody, RemoveBody, ReportBody, RevokeBody, SubmitBody,
-            ToolsBody, WitnessBody,
+            BlockBody, ConfirmBody, ConfirmDecisionBody, DecisionBody, EnrollBody, RemoveBody,
+            ReportBody, RevokeBody, SubmitBody, ToolsBody, WitnessBody,
         };
         let doc = api::document();
         let check = |name: &str, parse: &dyn Fn(Value) -> bool| {
@@ -250,6 +250,12 @@ mod tests {
         check("BlockBody", &|v| {
             serde_json::from_value::<BlockBody>(v).is_ok()
         });
+        check("ConfirmBody", &|v| {
+            serde_json::from_value::<ConfirmBody>(v).is_ok()
+        });
+        check("ConfirmDecisionBody", &|v| {
+            serde_json::from_value::<ConfirmDecisionBody>(v).is_ok()
+        });
         check("ToolsBody", &|v| {
             serde_json::from_value::<ToolsBody>(v).is_ok()
         });
@@ -277,6 +283,8 @@ mod tests {
                         "RevokeBody",
                         "ToolsBody",
                         "BlockBody",
+                        "ConfirmBody",
+                        "ConfirmDecisionBody",
                         "ReportBody",
                         "WitnessBody",
                         "TokenForm",
@@ -332,6 +340,10 @@ mod every_code_is_listed {
         "revocation.refused",
         "revocation.signed",
         "block.stored",
+        "confirmation.created",
+        "confirmation.decided",
+        "confirmation.refused",
+        "confirmation.signed",
         "request.flagged",
         "rule.created",
         "rule.ended",

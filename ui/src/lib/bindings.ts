@@ -67,7 +67,7 @@ rule_id: string,
 /**
  * The rule's label.
  */
-label: string | null, } | { "type": "delivery", 
+label: string | null, } | { "type": "calls" } | { "type": "delivery", 
 /**
  * The request decided.
  */
@@ -493,7 +493,13 @@ index: number,
 /**
  * The actions kept; at least one.
  */
-actions: Array<string>, };
+actions: Array<string>, 
+/**
+ * Whether the user confirms each call under this scope, one by one
+ * (`limits.confirm`, docs/protocol.md 5.8). Never drops a `confirm`
+ * the agent asked for itself.
+ */
+confirm: boolean, };
 
 export type ApproveInput = { 
 /**
@@ -1054,6 +1060,58 @@ minutes: number, } | { "tier": "rule",
  * How long the rule stands, 1 to [`MAX_RULE_DAYS`].
  */
 days: number, };
+
+export type CallView = { 
+/**
+ * Its id at the broker.
+ */
+id: string, 
+/**
+ * The agent's name, as it gave it when it asked the user before.
+ */
+agent_name: string | null, 
+/**
+ * The agent key's fingerprint.
+ */
+agent_fingerprint: string, 
+/**
+ * The method.
+ */
+method: string, 
+/**
+ * The URI, with its query.
+ */
+uri: string, 
+/**
+ * The body as text: JSON pretty-printed from the very bytes that are
+ * hashed, other UTF-8 as it is; `None` for a body that is not text.
+ */
+body_text: string | null, 
+/**
+ * The body's length in bytes.
+ */
+body_bytes: number, 
+/**
+ * base64url SHA-256 of the body: what the confirmation signs.
+ */
+body_hash: string, 
+/**
+ * The agent's own account of the call.
+ */
+summary: string, 
+/**
+ * What the agent's grant allows, the scopes that ask for confirmation
+ * among them.
+ */
+scopes: Array<ScopeView>, 
+/**
+ * When it arrived.
+ */
+received_at: number, 
+/**
+ * When it lapses.
+ */
+expires_at: number, };
 
 export type CodeCheck = { 
 /**

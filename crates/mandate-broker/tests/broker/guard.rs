@@ -364,10 +364,10 @@ async fn every_route_that_takes_a_body_wants_json() {
             "POST {path} documents 415"
         );
     }
-    // Ten take JSON (registration, witness reports, tools statements and
-    // blocks among them), and OAuth's three take forms: text/plain is
-    // neither.
-    assert_eq!(posts, 13, "every POST route is in the document");
+    // Twelve take JSON (registration, witness reports, tools statements,
+    // blocks and calls to confirm among them), and OAuth's three take
+    // forms: text/plain is neither.
+    assert_eq!(posts, 15, "every POST route is in the document");
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             for status in ["400", "403", "421"] {

@@ -100,6 +100,7 @@ impl Engine {
         let _ = self.inner.updates.send(Update::Connection { online: true });
         // Whatever happened while disconnected.
         self.inner.inbox.fetch(&active).await?;
+        let _ = self.inner.updates.send(Update::Calls);
         self.sync_activity().await?;
         let mut parser = mandate_agent::sse::SseParser::default();
         loop {
@@ -110,7 +111,7 @@ impl Engine {
                 return Ok(());
             };
             let chunk = chunk.map_err(|e| ClientError::unreachable(e.without_url().to_string()))?;
-            let (mut requests, mut receipts) = (false, false);
+            let (mut requests, mut receipts, mut calls) = (false, false, false);
             let mut enrolled = Vec::new();
             for event in parser.feed(&chunk) {
                 if let Some(id) = event.id {
@@ -118,12 +119,16 @@ impl Engine {
                 }
                 requests |= event.name.starts_with("request.");
                 receipts |= event.name == "receipt.stored";
+                calls |= event.name.starts_with("confirmation.");
                 if event.name == "key.enrolled" {
                     enrolled.extend(Enrolled::parse(&event.data));
                 }
             }
-            if enrolled.is_empty() && !requests && !receipts {
+            if enrolled.is_empty() && !requests && !receipts && !calls {
                 continue;
+            }
+            if calls {
+                let _ = self.inner.updates.send(Update::Calls);
             }
             // The bearer may have been refreshed since the stream began.
             let active = self.active().await?;

@@ -348,8 +348,16 @@ impl Inbox {
                 &mut rand_core::OsRng,
             );
             self.broker.block(active.bearer.expose(), &policy).await?;
+            let id = TokenId::of(&policy).to_string();
             self.history
-                .log_block(&active.key, &active.profile.principal, &policy, at)
+                .log(
+                    &active.key,
+                    &active.profile.principal,
+                    "block.stored",
+                    &id,
+                    Some(&policy),
+                    at,
+                )
                 .await?;
         }
         let denial = denial_for(

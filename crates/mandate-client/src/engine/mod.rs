@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::activity::{ActivityFilter, ActivityRow, AttributionView, Ingested};
 use crate::broker::{BlockItem, GrantItem, KeyItem, ReceiptItem};
+use crate::calls::CallView;
 use crate::decision::Narrowing;
 use crate::delegations::{AgentChoice, Delegations, GrantView, RevokePreview};
 use crate::devices::Device;
@@ -326,6 +327,98 @@ impl Engine {
             self.deliver_now().await;
         }
         Ok(check)
+    }
+
+    /// The calls agents ask the user to confirm, each checked (its chain
+    /// rooted in this user's key), oldest first. A call that does not
+    /// check is not shown.
+    pub async fn calls(&self) -> Result<Vec<CallView>, ClientError> {
+        let active = self.active().await?;
+        let items = self
+            .inner
+            .broker
+            .confirmations(active.bearer.expose())
+            .await?;
+        let principal = active.principal()?;
+        let names = self
+            .inner
+            .history
+            .agent_names(&active.profile.principal)
+            .await?;
+        let at = now();
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                match crate::calls::check(item, &principal, active.key.public(), &names, at) {
+                    Ok(checked) => Some(checked.view),
+                    Err(e) => {
+                        tracing::warn!(call = %item.id, code = e.code(), "skipping a call to confirm that does not check");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Confirms the call `id`, as checked now: signs a confirmation of
+    /// exactly that call with the user's key, logs it, and delivers it.
+    pub async fn confirm_call(&self, id: &str) -> Result<(), ClientError> {
+        let active = self.active().await?;
+        let items = self
+            .inner
+            .broker
+            .confirmations(active.bearer.expose())
+            .await?;
+        let item = items
+            .iter()
+            .find(|i| i.id == id)
+            .ok_or(ClientError::NotFound)?;
+        let principal = active.principal()?;
+        let names = self
+            .inner
+            .history
+            .agent_names(&active.profile.principal)
+            .await?;
+        let at = now();
+        let checked = crate::calls::check(item, &principal, active.key.public(), &names, at)?;
+        let token = checked.confirm(&principal, &active.key, at, &mut rand_core::OsRng);
+        self.inner
+            .history
+            .log(
+                &active.key,
+                &active.profile.principal,
+                "confirmation.signed",
+                id,
+                Some(&token),
+                at,
+            )
+            .await?;
+        self.inner
+            .broker
+            .answer_call(active.bearer.expose(), id, Some(&token), None)
+            .await?;
+        tracing::info!(call = %id, "call confirmed");
+        Ok(())
+    }
+
+    /// Refuses the call `id`, with the user's reason for the agent.
+    pub async fn refuse_call(&self, id: &str, reason: Option<&str>) -> Result<(), ClientError> {
+        let active = self.active().await?;
+        self.inner
+            .history
+            .log(
+                &active.key,
+                &active.profile.principal,
+                "confirmation.refused",
+                id,
+                None,
+                now(),
+            )
+            .await?;
+        self.inner
+            .broker
+            .answer_call(active.bearer.expose(), id, None, reason)
+            .await
     }
 
     /// The user's standing rules, newest first, ended ones included.

@@ -24,6 +24,8 @@ pub enum Update {
         /// The rule's label.
         label: Option<String>,
     },
+    /// Calls to confirm arrived, or were answered: re-read them.
+    Calls,
     /// A decision reached the broker, or was refused by it for good.
     Delivery {
         /// The request decided.

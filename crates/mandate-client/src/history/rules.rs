@@ -84,27 +84,21 @@ impl History {
         tx.commit().await.map_err(ClientError::from)
     }
 
-    /// Logs the user's "deny always", stored at the broker: the signed
-    /// policy, as an event.
-    pub async fn log_block(
+    /// Logs what the user signed that lives at the broker alone ("deny
+    /// always", `block.stored`; a call confirmed, `confirmation.signed`,
+    /// or refused, `confirmation.refused`): an event about `subject`, with
+    /// the signed token if there is one.
+    pub async fn log(
         &self,
         key: &SigningKey,
         principal: &str,
-        policy: &str,
+        kind: &str,
+        subject: &str,
+        token: Option<&str>,
         now: i64,
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id = mandate_core::TokenId::of(policy).to_string();
-        append(
-            &mut tx,
-            key,
-            principal,
-            now,
-            "block.stored",
-            &id,
-            Some(policy),
-        )
-        .await?;
+        append(&mut tx, key, principal, now, kind, subject, token).await?;
         tx.commit().await.map_err(ClientError::from)
     }
 

@@ -238,8 +238,14 @@ async fn a_high_risk_request_needs_the_agents_code() {
         (wrong.matched, wrong.misses_left, wrong.denied),
         (false, 2, false)
     );
+    // The app does not show the code; the agent does (it is in its
+    // signed request).
+    assert_eq!(detail.binding_code, "", "the code is typed, not shown");
+    let request = engine.request(&id).await.unwrap().request;
+    let (_, asked) =
+        mandate_core::token::peek::<mandate_core::token::RequestClaims>(&request).unwrap();
     let right = engine
-        .match_code(&id, &detail.binding_code.to_lowercase())
+        .match_code(&id, &asked.binding_code.to_string().to_lowercase())
         .await
         .unwrap();
     assert!(right.matched);

@@ -378,3 +378,140 @@ async fn a_denied_request_waits_out_the_cooldown_and_a_blocked_agent_is_refused(
         TokenId::of(&policy).to_string()
     );
 }
+
+#[tokio::test]
+async fn an_agent_asks_the_broker_for_a_confirmation_and_the_user_answers() {
+    let s = stage(600).await;
+    let bot = agent(&s.broker.url, "asker", s.dir.path());
+    let mandate = approved(
+        &s,
+        &bot,
+        &ask(&s.alice, &["write"], 3600),
+        Tier::Standard,
+        |scopes| scopes[0].limits.confirm = Some(Confirm { above: None }),
+    )
+    .await;
+    let url = format!("{}/files/reports/q3.txt?v=2", s.files.url);
+    let body = "Q3 revenue: 4.2M";
+    let pending = bot
+        .ask_confirmation(
+            &mandate,
+            "PUT",
+            &url,
+            body.as_bytes(),
+            "Write the Q3 figure",
+        )
+        .await
+        .unwrap();
+    // The user reads it from the broker, with the chain and the body.
+    let (status, listed) = s
+        .alice
+        .send(reqwest::Method::GET, "/v1/confirmations", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let item = &listed["confirmations"][0];
+    assert_eq!(
+        (item["method"].as_str(), item["uri"].as_str()),
+        (Some("PUT"), Some(url.as_str()))
+    );
+    assert_eq!(
+        mandate_core::base64url::decode(item["body"].as_str().unwrap()).unwrap(),
+        body.as_bytes()
+    );
+    let path = format!("/v1/confirmations/{}/decision", pending.id);
+    // A confirmation of another body is refused, and nothing is decided.
+    let other = confirmation(
+        &s,
+        &s.alice.key,
+        &bot,
+        &mandate,
+        "PUT",
+        &url,
+        "Q3 revenue: 9.9M",
+    );
+    let (status, answer) = s
+        .alice
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({ "confirmation": other })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("confirm.body_mismatch")),
+        "{answer}"
+    );
+    let token = confirmation(&s, &s.alice.key, &bot, &mandate, "PUT", &url, body);
+    let (status, answer) = s
+        .alice
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({ "confirmation": token })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("confirmed")),
+        "{answer}"
+    );
+    let (status, answer) = s
+        .alice
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({ "reason": "changed my mind" })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("confirmation.already_decided"))
+    );
+    // The agent collects it, and the call goes through once.
+    let got = bot
+        .wait_confirmation(&pending, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(got, token);
+    let (status, answer) = call(
+        &bot,
+        &mandate,
+        reqwest::Method::PUT,
+        &url,
+        Some(body),
+        Some(&got),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // A refused call tells the agent why.
+    let refused = bot
+        .ask_confirmation(&mandate, "PUT", &url, b"anything", "Write something")
+        .await
+        .unwrap();
+    let (status, _) = s
+        .alice
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/confirmations/{}/decision", refused.id),
+            Some(json!({ "reason": "not that" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    match bot
+        .wait_confirmation(&refused, Duration::from_secs(10))
+        .await
+    {
+        Err(mandate_agent::AgentError::Denied(Some(reason))) => assert_eq!(reason, "not that"),
+        other => panic!("a refusal with its reason, got {other:?}"),
+    }
+    // Another agent cannot file a call under this chain.
+    let thief = agent(&s.broker.url, "thief", s.dir.path());
+    assert!(
+        thief
+            .ask_confirmation(&mandate, "PUT", &url, b"x", "steal")
+            .await
+            .is_err(),
+        "not the thief's mandate"
+    );
+}

@@ -212,7 +212,11 @@ fn parse_keep(text: &str) -> Result<ScopeChoice, String> {
     if actions.is_empty() {
         return Err("keep at least one action; to drop a scope, leave out its --keep".into());
     }
-    Ok(ScopeChoice { index, actions })
+    Ok(ScopeChoice {
+        index,
+        actions,
+        confirm: false,
+    })
 }
 
 #[tokio::main]
