@@ -41,6 +41,17 @@ fn json_body<T: for<'de> Deserialize<'de>>(
         .map_err(|_| ApiError::new(Code::BodyMalformed, "the body is not the expected JSON"))
 }
 
+/// The `Mandate-PoP` header, if sent, as text.
+fn pop_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(POP_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::new(Code::PopMalformed, "the proof is not text"))
+        })
+        .transpose()
+}
+
 fn request_id(id: &str) -> Result<TokenId, ApiError> {
     id.parse()
         .map_err(|_| ApiError::new(Code::BadId, "not a request id"))
@@ -178,13 +189,7 @@ pub async fn poll_request(
     let Query(wait) = query
         .map_err(|_| ApiError::new(Code::QueryMalformed, "wait must be a number of seconds"))?;
     let id = request_id(&id)?;
-    let pop = match headers.get(POP_HEADER) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::new(Code::PopMalformed, "the proof is not text"))?,
-        ),
-    };
+    let pop = pop_header(&headers)?;
     let wait = std::time::Duration::from_secs(wait.wait);
     if wait > service::MAX_WAIT {
         return Err(ApiError::new(
@@ -892,15 +897,15 @@ pub async fn poll_confirmation(
 ) -> Result<Json<ConfirmationView>, ApiError> {
     let Query(wait) = query
         .map_err(|_| ApiError::new(Code::QueryMalformed, "wait must be a number of seconds"))?;
-    let pop = match headers.get(POP_HEADER) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::new(Code::PopMalformed, "the proof is not text"))?,
-        ),
-    };
-    let view =
-        confirm_service::poll(&state, &id, pop, std::time::Duration::from_secs(wait.wait)).await?;
+    let pop = pop_header(&headers)?;
+    let wait = std::time::Duration::from_secs(wait.wait);
+    if wait > service::MAX_WAIT {
+        return Err(ApiError::new(
+            Code::QueryMalformed,
+            "wait is at most 30 seconds",
+        ));
+    }
+    let view = confirm_service::poll(&state, &id, pop, wait).await?;
     Ok(Json(view))
 }
 

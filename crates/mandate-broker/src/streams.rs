@@ -338,6 +338,8 @@ mod tests {
                 EventKind::ReceiptStored,
                 EventKind::BindingStored,
                 EventKind::KeyEnrolled,
+                EventKind::ConfirmationCreated,
+                EventKind::ConfirmationDecided,
             ]
             .into_iter()
             .find(|k| k.as_str() == documented.event)

@@ -99,7 +99,7 @@ impl Engine {
             .await?;
         let _ = self.inner.updates.send(Update::Connection { online: true });
         // Whatever happened while disconnected.
-        self.inner.inbox.fetch(&active).await?;
+        self.fetch_inbox(&active).await?;
         let _ = self.inner.updates.send(Update::Calls);
         self.sync_activity().await?;
         let mut parser = mandate_agent::sse::SseParser::default();
@@ -141,7 +141,7 @@ impl Engine {
                 }
             }
             if requests {
-                self.inner.inbox.fetch(&active).await?;
+                self.fetch_inbox(&active).await?;
             }
             if receipts {
                 self.sync_activity().await?;

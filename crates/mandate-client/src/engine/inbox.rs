@@ -53,9 +53,11 @@ impl Inbox {
             .await
     }
 
-    /// Fetches the inbox, records what is new (verified first), and marks
-    /// what the broker no longer lists. Returns the new requests' ids.
-    pub(super) async fn fetch(&self, active: &Active) -> Result<Vec<String>, ClientError> {
+    /// Fetches the inbox, records what is new (verified first), approves
+    /// what a standing rule admits, and marks what the broker no longer
+    /// lists. Returns how many requests rules approved: their grants wait
+    /// in the outbox.
+    pub(super) async fn fetch(&self, active: &Active) -> Result<usize, ClientError> {
         let items = self.broker.inbox(active.bearer.expose()).await?;
         let principal = &active.profile.principal;
         let mut new = Vec::new();
@@ -84,9 +86,11 @@ impl Inbox {
         }
         // A request that fits a standing rule is approved at once, quietly.
         let mut asked = Vec::with_capacity(new.len());
+        let mut approved = 0;
         for id in new {
             match self.by_rule(active, &id).await {
                 Ok(Some(rule)) => {
+                    approved += 1;
                     let _ = self.updates.send(Update::AutoApproved {
                         request_id: id,
                         rule_id: rule.id,
@@ -111,7 +115,7 @@ impl Inbox {
                 new: new.clone(),
             });
         }
-        Ok(new)
+        Ok(approved)
     }
 
     /// The inbox as the list shows it: the pending requests the history

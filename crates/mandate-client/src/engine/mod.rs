@@ -258,7 +258,7 @@ impl Engine {
     /// requests, newest first. Offline, it returns what the history holds.
     pub async fn inbox(&self) -> Result<Vec<StoredRequest>, ClientError> {
         let active = self.active().await?;
-        match self.inner.inbox.fetch(&active).await {
+        match self.fetch_inbox(&active).await {
             Ok(_) => {}
             Err(ClientError::Broker(BrokerError::Unreachable(e))) => {
                 tracing::info!(error = %e, "the broker is unreachable; showing the local inbox");
@@ -464,6 +464,15 @@ impl Engine {
 
     /// Delivers what was just recorded. A failure leaves it in the outbox;
     /// the caller reads how delivery went from the recorded row.
+    /// Reads the broker's inbox into the history; delivers at once the
+    /// grants rules approved in it.
+    async fn fetch_inbox(&self, active: &session::Active) -> Result<(), ClientError> {
+        if self.inner.inbox.fetch(active).await? > 0 {
+            self.deliver_now().await;
+        }
+        Ok(())
+    }
+
     async fn deliver_now(&self) {
         if let Err(e) = self.deliver().await {
             tracing::info!(code = e.code(), "delivery deferred");
