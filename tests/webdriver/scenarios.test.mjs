@@ -153,6 +153,18 @@ test('the three demo scenarios: approve, follow through, receipts, attribution, 
   assert.match(supply, /Supply Planner/);
   assert.match(supply, /Place purchase orders[\s\S]*cannot be undone/);
   assert.match(supply, /at most 50000 USD/);
+  assert.match(supply, /you confirm calls above 10000 USD, one by one/);
+  // The 12,000 USD order of SSDs waits for alice to confirm it: the exact
+  // order, from the bytes the vendor manager will send.
+  await browser.$('[data-testid="nav-inbox"]').click();
+  const order = await browser.$('[data-testid="call"]');
+  await order.waitForDisplayed({ timeout: 60_000 })
+    .catch((e) => { throw new Error(`${e.message}\ndemo: ${ctx.demo.output.slice(-3000)}`); });
+  const body = JSON.parse(await order.$('[data-testid="call-body"]').getText());
+  assert.deepEqual([body.vendor, body.quantity, body.amount.amount], ['Northwind', 100, '12000.00']);
+  assert.equal(await order.$('[data-testid="call-method"]').getText(), 'POST');
+  await shot('supply-chain-confirm-order');
+  await order.$('[data-testid="confirm-call"]').click();
   // The vendor manager needs email, which the planner does not hold: it
   // asks alice itself, and she sees who stands behind it.
   const escalated = await approve('Email Northwind', 'supply-chain-sub-agent', 'supply-chain', 1, async () => {

@@ -180,6 +180,9 @@ pub struct ScopeView {
     pub max_calls: Option<u64>,
     /// The most money, if limited: amount and currency.
     pub max_amount: Option<String>,
+    /// Which calls the user confirms one by one: `each call`, or `calls
+    /// above AMOUNT CURRENCY`; `None` when none.
+    pub confirm: Option<String>,
     /// The highest risk among the actions.
     pub risk: Risk,
     /// The scope as JSON, for "show raw".
@@ -497,16 +500,23 @@ pub(crate) fn scope_view_said(d: &AuthorizationDetail, said: &ServerSays) -> Sco
         locations: d.locations.iter().map(|l| l.as_str().to_owned()).collect(),
         identifier: d.identifier.clone(),
         max_calls: d.limits.max_calls,
-        max_amount: d.limits.max_amount.as_ref().and_then(|m| {
-            let v = serde_json::to_value(m).ok()?;
-            Some(format!(
-                "{} {}",
-                v.get("amount")?.as_str()?,
-                v.get("currency")?.as_str()?
-            ))
+        max_amount: d.limits.max_amount.as_ref().and_then(money_text),
+        confirm: d.limits.confirm.as_ref().map(|c| match &c.above {
+            None => "each call".to_owned(),
+            Some(m) => format!("calls above {}", money_text(m).unwrap_or_default()),
         }),
         raw: serde_json::to_string(d).unwrap_or_default(),
     }
+}
+
+/// `5000.00 USD`.
+fn money_text(m: &mandate_core::scope::Money) -> Option<String> {
+    let v = serde_json::to_value(m).ok()?;
+    Some(format!(
+        "{} {}",
+        v.get("amount")?.as_str()?,
+        v.get("currency")?.as_str()?
+    ))
 }
 
 /// The hops from the user to the requester: the user, each link of the

@@ -309,12 +309,57 @@ impl<'a> Actor<'a> {
         body: Option<Value>,
     ) -> anyhow::Result<Answer> {
         let url = format!("{}{path}", self.stage.resources);
-        let mut req = self.http.request(method.clone(), &url);
-        for (name, value) in self.agent.present(mandate, method.as_str(), &url)? {
+        let bytes = body
+            .as_ref()
+            .map(serde_json::to_vec)
+            .transpose()?
+            .unwrap_or_default();
+        let answer = self.send(mandate, &method, &url, &bytes, None).await?;
+        let Answer::Refused { code, .. } = &answer else {
+            return Ok(answer);
+        };
+        if code != "confirm.required" {
+            return Ok(answer);
+        }
+        // The server wants the user's confirmation of this exact call.
+        let summary = format!("{method} {path} with {}", String::from_utf8_lossy(&bytes));
+        let pending = self
+            .agent
+            .ask_confirmation(mandate, method.as_str(), &url, &bytes, &summary)
+            .await?;
+        say(
+            self.scenario,
+            "confirming",
+            json!({ "agent": self.file, "call": pending.id }),
+        );
+        let token = self
+            .agent
+            .wait_confirmation(&pending, self.stage.decision_timeout)
+            .await?;
+        self.send(mandate, &method, &url, &bytes, Some(&token))
+            .await
+    }
+
+    /// Sends one call, with a confirmation when given.
+    async fn send(
+        &self,
+        mandate: &Mandate,
+        method: &Method,
+        url: &str,
+        body: &[u8],
+        confirmation: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        let mut req = self.http.request(method.clone(), url);
+        for (name, value) in self.agent.present(mandate, method.as_str(), url)? {
             req = req.header(name, value);
         }
-        if let Some(body) = body {
-            req = req.json(&body);
+        if let Some(token) = confirmation {
+            req = req.header(mandate_agent::CONFIRMATION_HEADER, token);
+        }
+        if !body.is_empty() {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         let res = req
             .timeout(Duration::from_secs(30))
@@ -628,6 +673,11 @@ async fn supply_chain(stage: &Stage) -> anyhow::Result<()> {
     let listed = detail("vendors", &["read"], "https://procurement.example/vendors")?;
     let mut orders = detail("purchase_order", &["place"], crate::resources::ORDERS)?;
     orders.limits.max_amount = Some(usd("50000")?);
+    // An order above 10,000 USD waits for the user to confirm it: the
+    // exact order, body and all (docs/protocol.md 4.13). Sub-grants keep it.
+    orders.limits.confirm = Some(mandate_core::scope::Confirm {
+        above: Some(usd("10000")?),
+    });
     let mandate = planner
         .ask(&Ask {
             principal: stage.principal.clone(),

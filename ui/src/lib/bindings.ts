@@ -347,6 +347,11 @@ max_calls: number | null,
  */
 max_amount: string | null, 
 /**
+ * Which calls the user confirms one by one: `each call`, or `calls
+ * above AMOUNT CURRENCY`; `None` when none.
+ */
+confirm: string | null, 
+/**
  * The highest risk among the actions.
  */
 risk: Risk, 

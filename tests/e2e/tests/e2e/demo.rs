@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use mandate_agent::{Agent, AgentInfo, Broker, Mandate};
-use mandate_core::token::{RequestClaims, peek};
+use mandate_core::Claims as _;
+use mandate_core::token::{
+    ConfirmationClaims, GrantClaims, Jti, RequestClaims, body_hash, chain_hash, peek,
+};
 use serde_json::{Value, json};
 
 use crate::user::{Events, User};
@@ -76,6 +79,48 @@ async fn approve(alice: &User, id: &str) -> RequestClaims {
     asked
 }
 
+/// The next call in `alice`'s inbox to confirm (within `secs` seconds),
+/// confirmed as the app confirms it; returns the call's body.
+async fn confirm_next(alice: &User, inbox: &mut Events, secs: u64) -> Value {
+    inbox
+        .next_named("confirmation.created", Duration::from_secs(secs))
+        .await;
+    let (status, listed) = alice
+        .send(reqwest::Method::GET, "/v1/confirmations", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let item = &listed["confirmations"][0];
+    let chain: Vec<String> = serde_json::from_value(item["chain"].clone()).unwrap();
+    let (_, leaf) = peek::<GrantClaims>(chain.last().unwrap()).unwrap();
+    let body = mandate_core::base64url::decode(item["body"].as_str().unwrap()).unwrap();
+    let now = mandate_agent::unix_now();
+    let token = ConfirmationClaims {
+        sub: alice.principal.clone().try_into().unwrap(),
+        cnf: leaf.cnf,
+        ath: chain_hash(&chain),
+        htm: item["method"].as_str().unwrap().into(),
+        htu: item["uri"].as_str().unwrap().into(),
+        bdh: body_hash(&body),
+        iat: now,
+        exp: now + 300,
+        jti: Jti::random(&mut rand_core::OsRng),
+    }
+    .sign(&alice.key);
+    let path = format!(
+        "/v1/confirmations/{}/decision",
+        item["id"].as_str().unwrap()
+    );
+    let (status, answer) = alice
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({ "confirmation": token })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_slice(&body).unwrap()
+}
+
 /// The demo's agent `name`, with the mandate it kept in `dir`.
 fn demo_agent(dir: &std::path::Path, name: &str, broker: &str) -> (Agent, Mandate) {
     let key = mandate_keyfile::load(&dir.join(format!("{name}.key"))).unwrap();
@@ -124,11 +169,24 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
     // Alice approves the planner's request as asked, then the vendor
     // manager's own (it needs email, which the planner does not hold),
     // filed with the planner's chain behind it.
-    for (name, depth) in [("Supply Planner", 0), ("Vendor Manager", 1)] {
-        let asked = approve_next(&alice, &mut inbox, 15).await;
-        assert_eq!(asked.agent.name, name);
-        assert_eq!(asked.parent_chain.len(), depth);
-    }
+    let asked = approve_next(&alice, &mut inbox, 60).await;
+    assert_eq!(asked.agent.name, "Supply Planner");
+    assert!(asked.parent_chain.is_empty());
+    // The SSD order, 12,000 USD, is above the 10,000 USD the planner asked
+    // to confirm: alice confirms that exact order. The RAM order (9,900)
+    // needs no confirmation.
+    let confirmed = confirm_next(&alice, &mut inbox, 60).await;
+    assert_eq!(
+        (
+            &confirmed["vendor"],
+            &confirmed["amount"]["amount"],
+            &confirmed["quantity"]
+        ),
+        (&json!("Northwind"), &json!("12000.00"), &json!(100))
+    );
+    let asked = approve_next(&alice, &mut inbox, 60).await;
+    assert_eq!(asked.agent.name, "Vendor Manager");
+    assert_eq!(asked.parent_chain.len(), 1);
 
     let out = tokio::time::timeout(Duration::from_secs(60), demo)
         .await
@@ -149,11 +207,23 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
     assert_eq!(
         kinds,
         [
-            "asked", "approved", "receipt", "receipt", "receipt", "receipt", "refused", "receipt",
-            "asked", "approved", "receipt", "receipt", "done"
+            "asked",
+            "approved",
+            "receipt",
+            "receipt",
+            "receipt",
+            "confirming",
+            "receipt",
+            "refused",
+            "receipt",
+            "asked",
+            "approved",
+            "receipt",
+            "receipt",
+            "done"
         ]
     );
-    let refused = &steps[6];
+    let refused = &steps[7];
     assert_eq!(
         (refused["status"].as_u64(), refused["code"].as_str()),
         (Some(403), Some("limit.exceeded"))
@@ -164,15 +234,15 @@ async fn the_supply_chain_scenario_follows_through_and_its_spending_limit_holds(
             .unwrap()
             .starts_with("Checked that")
     );
-    assert_eq!(steps[8]["via"], "supply-planner");
+    assert_eq!(steps[9]["via"], "supply-planner");
     assert!(
-        steps[10]["summary"]
+        steps[11]["summary"]
             .as_str()
             .unwrap()
             .starts_with("Emailed Northwind")
     );
     assert!(
-        steps[5]["summary"]
+        steps[6]["summary"]
             .as_str()
             .unwrap()
             .starts_with("Ordered 100 SSD 2TB from Northwind for 12000.00 USD (PO-")
