@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use mandate_core::scope::{self, Call};
+use mandate_core::scope::{self, AuthorizationDetail, Call};
 use mandate_core::{TokenId, UnixTime, VerifiedChain};
 
 /// How long past a grant's `exp` its counts are kept: more than any clock
@@ -39,23 +39,48 @@ impl CallCounts {
     }
 
     /// Counts `call` against every grant of `chain`, or counts nothing and
-    /// says why. In each grant it draws on a detail that permits the call:
-    /// none at all when one without `max_calls` does, else the first with
-    /// calls left.
+    /// says why.
     pub(crate) fn take(
         &self,
         chain: &VerifiedChain,
         call: &Call<'_>,
         now: UnixTime,
     ) -> Result<(), Uncounted> {
+        self.take_grants(
+            chain.links().map(|link| {
+                let claims = link.claims();
+                (
+                    link.id(),
+                    claims.exp,
+                    claims.authorization_details.iter().enumerate(),
+                )
+            }),
+            call,
+            now,
+        )
+    }
+
+    /// Counts `call` against each grant, given by its id, its `exp` and
+    /// its details (each with its index in the grant), or counts nothing
+    /// and says why. In each grant it draws on a detail that permits the
+    /// call: none at all when one without `max_calls` does, else the first
+    /// with calls left. A grant may leave out details that cannot permit
+    /// the call; the indexes keep the counts the same.
+    pub(crate) fn take_grants<'a, G, D>(
+        &self,
+        grants: G,
+        call: &Call<'_>,
+        now: UnixTime,
+    ) -> Result<(), Uncounted>
+    where
+        G: IntoIterator<Item = (TokenId, UnixTime, D)>,
+        D: IntoIterator<Item = (usize, &'a AuthorizationDetail)>,
+    {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let mut draws = Vec::new();
-        for link in chain.links() {
-            let claims = link.claims();
-            let permitting: Vec<(usize, Option<u64>)> = claims
-                .authorization_details
-                .iter()
-                .enumerate()
+        for (id, exp, details) in grants {
+            let permitting: Vec<(usize, Option<u64>)> = details
+                .into_iter()
                 .filter(|(_, d)| scope::permits(std::slice::from_ref(*d), call))
                 .map(|(j, d)| (j, d.limits.max_calls))
                 .collect();
@@ -63,8 +88,8 @@ impl CallCounts {
                 continue;
             }
             let open = permitting.iter().find_map(|&(j, max)| {
-                let used = counts.get(&(link.id(), j)).map_or(0, |c| c.0);
-                (used < max.unwrap_or(u64::MAX)).then_some((link.id(), j, claims.exp))
+                let used = counts.get(&(id, j)).map_or(0, |c| c.0);
+                (used < max.unwrap_or(u64::MAX)).then_some((id, j, exp))
             });
             draws.push(open.ok_or(Uncounted::Exhausted)?);
         }

@@ -54,7 +54,7 @@ use mandate_core::scope::{self, AuthorizationDetail, Money};
 use mandate_core::token::ConfirmationClaims;
 use mandate_core::{
     AgentId, BindingSet, Call, Context, HttpCall, KeySet, MemoryReplayCache, Policy, Principal,
-    PublicKey, TokenId, Verifier,
+    PublicKey, TokenId, VerifiedChain, Verifier,
 };
 use serde_json::json;
 
@@ -169,6 +169,8 @@ pub struct Mandated {
     pub depth: usize,
     /// The ids of the chain's grants, root first.
     pub chain: Vec<TokenId>,
+    /// The chain itself, for [`ResourceVerifier::admit`].
+    verified: VerifiedChain,
 }
 
 /// The shared verifier state; cheap to clone.
@@ -336,6 +338,51 @@ impl ResourceVerifier {
         &self.inner.revocations
     }
 
+    /// Holds a call whose mandate [`ResourceVerifier::check_presented`]
+    /// accepted to what `need` asks, as [`ResourceVerifier::check`] holds
+    /// one: its chain must permit it (`call.out_of_scope`), state an amount
+    /// where only money-limited scopes cover it, carry the user's
+    /// confirmation of this exact call (`target` with its query, and
+    /// `body`) where a scope asks for one, and stay within every
+    /// `max_calls` of the chain, which it then counts.
+    pub fn admit(
+        &self,
+        mandated: &Mandated,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        need: &Need,
+    ) -> Result<(), Refusal> {
+        let call = need.call();
+        let verified = &mandated.verified;
+        if !scope::permits(verified.scopes(), &call) {
+            return Err(Refusal::token(mandate_core::Error::OutOfScope));
+        }
+        let ((), now) = self.in_context(method, target, headers, |presented, http, cx| {
+            self.confirmed(verified, &call, http, body, presented.confirmation, cx)
+        })?;
+        self.held(verified, &call, now)
+    }
+
+    /// Counts a call that `need` describes, permitted by an authority
+    /// other than a chain presented here (an access token the broker
+    /// minted from one), against `max_calls` in each grant it rests on:
+    /// given by id, `exp`, and the details of the grant that can permit
+    /// the call, each with its index in the grant. The counts are the
+    /// ones [`ResourceVerifier::check`] keeps, so a grant's calls are
+    /// counted once whichever way they come.
+    pub fn count_grants<'a, G, D>(&self, grants: G, need: &Need) -> Result<(), Refusal>
+    where
+        G: IntoIterator<Item = (TokenId, mandate_core::UnixTime, D)>,
+        D: IntoIterator<Item = (usize, &'a AuthorizationDetail)>,
+    {
+        self.inner
+            .counts
+            .take_grants(grants, &need.call(), unix_now())
+            .map_err(Refusal::uncounted)
+    }
+
     fn verify(
         &self,
         method: &Method,
@@ -344,13 +391,126 @@ impl ResourceVerifier {
         need: Option<(&Need, &[u8])>,
     ) -> Result<Mandated, Refusal> {
         let s = &*self.inner;
+        let call = need.map(|(need, _)| need.call());
+        let (verified, now) = self.in_context(method, target, headers, |presented, http, cx| {
+            let verified = s.chains.verify_call(
+                &presented.chain,
+                presented.pop,
+                http,
+                call.as_ref(),
+                cx,
+                &s.replay,
+            )?;
+            if let (Some(call), Some((_, body))) = (&call, need) {
+                self.confirmed(&verified, call, http, body, presented.confirmation, cx)?;
+            }
+            Ok(verified)
+        })?;
+        if let Some(call) = &call {
+            self.held(&verified, call, now)?;
+        }
+        let depth = verified.links().len();
+        let chain = verified.links().map(|l| l.id()).collect();
+        Ok(Mandated {
+            principal: verified.principal().clone(),
+            agent: verified.leaf_agent(),
+            grant: verified.leaf().id(),
+            scopes: verified.scopes().to_vec(),
+            depth,
+            chain,
+            verified,
+        })
+    }
+
+    /// Runs `f` on the call's mandate headers, the call as signers name it
+    /// (its method and this server's URI for `target`), and the context to
+    /// verify in (now, the bindings, the presented keys, the revocations
+    /// as they stand); gives back what `f` does, and when.
+    fn in_context<T>(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        f: impl FnOnce(&Presented<'_>, &HttpCall<'_>, &Context<'_>) -> Result<T, mandate_core::Error>,
+    ) -> Result<(T, mandate_core::UnixTime), Refusal> {
+        let s = &*self.inner;
+        let presented = Presented::of(headers)?;
+        let now = unix_now();
+        let bindings = s.bindings(presented.binding, now).map_err(Refusal::token)?;
+        let uri = format!("{}{target}", s.config.origin);
+        let http = HttpCall {
+            method: method.as_str(),
+            uri: &uri,
+        };
+        let done = s.revocations.with(|revoked| {
+            let cx = Context {
+                now,
+                policy: s.policy,
+                keys: &presented.keys,
+                bindings: &*bindings,
+                revoked,
+            };
+            f(&presented, &http, &cx)
+        });
+        done.map(|t| (t, now)).map_err(Refusal::token)
+    }
+
+    /// Checks the user's confirmation of this exact call, where a scope
+    /// of `verified` asks for one, and spends it.
+    fn confirmed(
+        &self,
+        verified: &VerifiedChain,
+        call: &Call<'_>,
+        http: &HttpCall<'_>,
+        body: &[u8],
+        confirmation: Option<&str>,
+        cx: &Context<'_>,
+    ) -> Result<(), mandate_core::Error> {
+        if scope::needs_confirmation(verified.scopes(), call) {
+            let token = confirmation.ok_or(mandate_core::Error::ConfirmationRequired)?;
+            ConfirmationClaims::verify(token, verified, http, body, cx, &self.inner.replay)?;
+        }
+        Ok(())
+    }
+
+    /// Holds a call its chain permits to a stated amount where only
+    /// money-limited scopes cover it, and counts it against `max_calls`.
+    fn held(
+        &self,
+        verified: &VerifiedChain,
+        call: &Call<'_>,
+        now: mandate_core::UnixTime,
+    ) -> Result<(), Refusal> {
+        // `permits` lets a call with no amount through a money limit; here
+        // such a call needs a detail without one.
+        if call.amount.is_none() && !permitted_without_money_limit(verified.scopes(), call) {
+            return Err(Refusal::amount_missing());
+        }
+        self.inner
+            .counts
+            .take(verified, call, now)
+            .map_err(Refusal::uncounted)
+    }
+}
+
+/// The mandate headers of a call, read but not yet verified.
+struct Presented<'h> {
+    chain: Vec<&'h str>,
+    binding: &'h str,
+    keys: KeySet,
+    pop: Option<&'h str>,
+    confirmation: Option<&'h str>,
+}
+
+impl<'h> Presented<'h> {
+    fn of(headers: &'h HeaderMap) -> Result<Presented<'h>, Refusal> {
         let header = |name: &str| {
             headers
                 .get(name)
                 .map(|v| v.to_str().map_err(|_| Refusal::malformed(name)))
                 .transpose()
         };
-        let chain: Vec<&str> = header(CHAIN_HEADER)?
+        let chain = header(CHAIN_HEADER)?
             .ok_or_else(Refusal::missing)?
             .split(',')
             .map(str::trim)
@@ -367,67 +527,26 @@ impl ResourceVerifier {
                 .and_then(|b| PublicKey::from_bytes(&b).map_err(Refusal::token))?;
             keys.insert(key);
         }
-        let pop = header(POP_HEADER)?;
-        let confirmation = header(CONFIRMATION_HEADER)?;
-        let now = unix_now();
-        let bindings = s.bindings(binding, now).map_err(Refusal::token)?;
-        let uri = format!("{}{target}", s.config.origin);
-        let http = HttpCall {
-            method: method.as_str(),
-            uri: &uri,
-        };
-        let call = need.map(|(need, _)| Call {
-            kind: &need.kind,
-            action: &need.action,
-            location: &need.location,
-            identifier: need.identifier.as_deref(),
-            amount: need.amount.as_ref(),
-        });
-        let verified = s
-            .revocations
-            .with(|revoked| {
-                let cx = Context {
-                    now,
-                    policy: s.policy,
-                    keys: &keys,
-                    bindings: &*bindings,
-                    revoked,
-                };
-                let verified =
-                    s.chains
-                        .verify_call(&chain, pop, &http, call.as_ref(), &cx, &s.replay)?;
-                // The user's confirmation of this exact call, where a scope asks for one.
-                if let (Some(call), Some((_, body))) = (&call, need)
-                    && scope::needs_confirmation(verified.scopes(), call)
-                {
-                    let token = confirmation.ok_or(mandate_core::Error::ConfirmationRequired)?;
-                    ConfirmationClaims::verify(token, &verified, &http, body, &cx, &s.replay)?;
-                }
-                Ok(verified)
-            })
-            .map_err(Refusal::token)?;
-        // `permits` lets a call with no amount through a money limit; here
-        // such a call needs a detail without one.
-        if let Some(call) = &call
-            && call.amount.is_none()
-            && !permitted_without_money_limit(verified.scopes(), call)
-        {
-            return Err(Refusal::amount_missing());
-        }
-        if let Some(call) = &call {
-            s.counts.take(&verified, call, now).map_err(|e| match e {
-                Uncounted::Exhausted => Refusal::exhausted(),
-                Uncounted::Full => Refusal::counts_full(),
-            })?;
-        }
-        Ok(Mandated {
-            principal: verified.principal().clone(),
-            agent: verified.leaf_agent(),
-            grant: verified.leaf().id(),
-            scopes: verified.scopes().to_vec(),
-            depth: verified.links().len(),
-            chain: verified.links().map(|l| l.id()).collect(),
+        Ok(Presented {
+            chain,
+            binding,
+            keys,
+            pop: header(POP_HEADER)?,
+            confirmation: header(CONFIRMATION_HEADER)?,
         })
+    }
+}
+
+impl Need {
+    /// The scope check's view of the call.
+    fn call(&self) -> Call<'_> {
+        Call {
+            kind: &self.kind,
+            action: &self.action,
+            location: &self.location,
+            identifier: self.identifier.as_deref(),
+            amount: self.amount.as_ref(),
+        }
     }
 }
 
@@ -581,18 +700,17 @@ impl Refusal {
         )
     }
 
-    fn exhausted() -> Refusal {
-        Refusal::of(
-            ResourceCode::Exhausted,
-            "the call would take a grant past its max_calls".into(),
-        )
-    }
-
-    fn counts_full() -> Refusal {
-        Refusal::of(
-            ResourceCode::CountsFull,
-            "no room to count this grant's calls; retry later".into(),
-        )
+    fn uncounted(why: Uncounted) -> Refusal {
+        match why {
+            Uncounted::Exhausted => Refusal::of(
+                ResourceCode::Exhausted,
+                "the call would take a grant past its max_calls".into(),
+            ),
+            Uncounted::Full => Refusal::of(
+                ResourceCode::CountsFull,
+                "no room to count this grant's calls; retry later".into(),
+            ),
+        }
     }
 
     fn stale() -> Refusal {

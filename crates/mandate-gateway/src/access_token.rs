@@ -49,6 +49,30 @@ pub struct TokenClaims {
     /// The agents, as nested `act` claims.
     #[serde(default)]
     pub act: Value,
+    /// The grants of its chain with a `max_calls` here, whose counts its
+    /// calls draw on.
+    #[serde(default)]
+    pub mandate_limits: Vec<CountedGrant>,
+}
+
+/// A grant whose `max_calls` an access token's calls count against.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CountedGrant {
+    /// The grant's id.
+    pub grant: TokenId,
+    /// When it ends.
+    pub exp: UnixTime,
+    /// Its details at the resource.
+    pub details: Vec<IndexedDetail>,
+}
+
+/// A detail of a grant, with its index there.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IndexedDetail {
+    /// Its index among the grant's details.
+    pub index: usize,
+    /// The detail.
+    pub detail: AuthorizationDetail,
 }
 
 /// RFC 9449's confirmation claim.

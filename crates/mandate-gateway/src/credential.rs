@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::{HeaderMap, Method};
-use mandate_agent::ResourceVerifier;
+use mandate_agent::{Mandated, ResourceVerifier};
 use mandate_core::scope::AuthorizationDetail;
 use mandate_core::{MemoryReplayCache, Policy, ReplayCache, SpentProof, TokenId, UnixTime};
 use serde_json::json;
@@ -49,6 +49,17 @@ pub struct Authority {
     /// What it grants (at this gateway, for a token; everywhere, for a
     /// chain: [`Authority::permits`] looks only at this gateway).
     pub scopes: Vec<AuthorizationDetail>,
+    /// What it was proved with, for holding a call to its grants' limits.
+    basis: Basis,
+}
+
+/// What an authority was proved with.
+#[derive(Debug, Clone)]
+enum Basis {
+    /// An access token, with the limits it carries.
+    Token(Arc<TokenClaims>),
+    /// A chain presented on the call.
+    Chain(Box<Mandated>),
 }
 
 /// Checks credentials for one gateway.
@@ -213,6 +224,7 @@ impl Credentials {
             holder: jkt.to_string(),
             chain: claims.mandate_chain.clone(),
             scopes: claims.authorization_details.clone(),
+            basis: Basis::Token(claims),
         })
     }
 
@@ -241,7 +253,66 @@ impl Credentials {
             agent: m.agent.to_string(),
             holder: m.agent.thumbprint().to_string(),
             chain: m.chain.clone(),
-            scopes: m.scopes,
+            scopes: m.scopes.clone(),
+            basis: Basis::Chain(Box::new(m)),
+        })
+    }
+
+    /// Holds a call the authority permits, to `need` at `resource`, with
+    /// this `body` and these `headers`, to what its grants ask of each
+    /// call: the user's confirmation where a scope asks for one (which
+    /// only a chain can carry), and `max_calls`, which it counts.
+    pub fn admit(
+        &self,
+        who: &Authority,
+        need: &mandate_agent::Need,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let held = match &who.basis {
+            Basis::Chain(m) => {
+                self.mandates
+                    .admit(m, &Method::POST, &self.path, headers, body, need)
+            }
+            Basis::Token(claims) => {
+                let call = mandate_core::Call {
+                    kind: &need.kind,
+                    action: &need.action,
+                    location: &need.location,
+                    identifier: need.identifier.as_deref(),
+                    amount: need.amount.as_ref(),
+                };
+                if mandate_core::scope::needs_confirmation(&claims.authorization_details, &call) {
+                    return Err(Refusal::new(
+                        GatewayCode::Confirmation,
+                        "a scope asks the user to confirm each such call, and only a mandate \
+                         carries a confirmation: present the chain (docs/mcp.md)",
+                    )
+                    .data(json!({ "rule": "confirm.required" })));
+                }
+                self.mandates.count_grants(
+                    claims.mandate_limits.iter().map(|g| {
+                        (
+                            g.grant,
+                            g.exp,
+                            g.details.iter().map(|d| (d.index, &d.detail)),
+                        )
+                    }),
+                    need,
+                )
+            }
+        };
+        held.map_err(|r| {
+            let code = match r.code {
+                "revocation.stale" => return stale(),
+                "pop.cache_full" => return replay_full(),
+                "limit.exceeded" => GatewayCode::LimitExceeded,
+                "limit.cache_full" => GatewayCode::CountsFull,
+                "call.out_of_scope" | "call.amount_missing" => GatewayCode::InsufficientScope,
+                c if c.starts_with("confirm.") => GatewayCode::Confirmation,
+                _ => GatewayCode::InvalidMandate,
+            };
+            Refusal::new(code, r.message).data(json!({ "rule": r.code }))
         })
     }
 

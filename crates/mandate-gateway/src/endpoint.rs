@@ -154,6 +154,8 @@ impl Gateway {
         }
         let need = Need::of(call);
         self.authorize(who, &need, id).map_err(refused)?;
+        self.admit(who, &need, headers, &bytes)
+            .map_err(|r| refused(r.to(id)))?;
         tracing::info!(
             agent = %who.agent, method = %call.method_name, target = ?call.target,
             trace = trace.as_deref(), "call passed"

@@ -49,6 +49,35 @@ mandate_core::error_codes! {
              `data.authorization_details`; an OAuth client authorizes again with the \
              challenge's `scope` (docs/mcp.md, Step-up).",
         ),
+        /// The call would take a grant past its `max_calls`.
+        LimitExceeded = (
+            "gateway.limit_exceeded",
+            Some(403),
+            "The call would take a grant behind the credential past its `max_calls` (a \"just \
+             this once\" grant serves one call). Each grant's calls are counted, whichever \
+             credential presents them.",
+            "Ask the user for a new grant.",
+        ),
+        /// No room to count another grant's calls.
+        CountsFull = (
+            "gateway.counts_full",
+            Some(503),
+            "The gateway counts calls against `max_calls` for as many grants as it can hold, and \
+             holds that many.",
+            "Retry after a while.",
+        ),
+        /// The call needs the user's confirmation of it.
+        Confirmation = (
+            "gateway.confirmation",
+            Some(403),
+            "A scope asks the user to confirm each such call, and the call carries no \
+             confirmation of exactly it: `data.rule` is `confirm.required`, \
+             `confirm.mismatch`, `confirm.body_mismatch` or `confirm.replayed`. An access token \
+             cannot carry a confirmation.",
+            "Present the mandate, file this exact call, body and all, with the broker (`POST \
+             /v1/confirmations`), and send the user's confirmation in `Mandate-Confirmation` \
+             (docs/agents.md, Confirming one call).",
+        ),
         /// The gateway does not pass calls to a tool by this name.
         NoSuchTool = (
             "gateway.no_such_tool",

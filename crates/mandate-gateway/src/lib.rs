@@ -382,6 +382,28 @@ impl Gateway {
             )))
     }
 
+    /// Holds an action `who` may take to what its grants ask of each call
+    /// (a confirmation, `max_calls`), and counts it.
+    fn admit(
+        &self,
+        who: &Authority,
+        need: &Need,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let Need::Action { action, identifier } = need else {
+            return Ok(());
+        };
+        let need = mandate_agent::Need {
+            kind: scopes::MCP.to_owned(),
+            action: action.clone(),
+            location: self.inner.config.resource.clone(),
+            identifier: identifier.clone(),
+            amount: None,
+        };
+        self.inner.credentials.admit(who, &need, headers, body)
+    }
+
     async fn forward(
         &self,
         method: Method,

@@ -194,10 +194,50 @@ pub(crate) fn mint(
     if let Some(jkt) = jkt {
         claims["cnf"] = json!({ "jkt": jkt.to_string() });
     }
+    let limits = counted_at(chain, &target.location);
+    if !limits.is_empty() {
+        claims["mandate_limits"] = Value::Array(limits);
+    }
     Issued {
         token: state.oauth().keys.sign(target.alg, "at+jwt", &claims, now),
         expires_in: exp - now,
     }
+}
+
+/// The grants of `chain` with a `max_calls` at `resource`: each one's id,
+/// `exp`, and details there with their indexes in the grant, for the
+/// `mandate_limits` claim (docs/oauth.md), so that the resource counts the
+/// token's calls against them as it counts a chain's.
+fn counted_at(chain: &mandate_core::VerifiedChain, resource: &Location) -> Vec<Value> {
+    chain
+        .links()
+        .filter_map(|link| {
+            let claims = link.claims();
+            let there: Vec<(usize, &AuthorizationDetail)> = claims
+                .authorization_details
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| {
+                    d.locations
+                        .iter()
+                        .any(|l| l.covers(resource.as_str()) || resource.covers(l.as_str()))
+                })
+                .collect();
+            there
+                .iter()
+                .any(|(_, d)| d.limits.max_calls.is_some())
+                .then(|| {
+                    json!({
+                        "grant": link.id().to_string(),
+                        "exp": claims.exp,
+                        "details": there
+                            .iter()
+                            .map(|(index, detail)| json!({ "index": index, "detail": detail }))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+        })
+        .collect()
 }
 
 /// 16 random bytes, for a `jti`.

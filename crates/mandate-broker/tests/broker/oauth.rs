@@ -210,6 +210,7 @@ async fn a_chain_is_exchanged_for_an_access_token_bound_to_the_leaf_key() {
         json!([{ "type": "files", "actions": ["read"], "locations": ["https://f/r/q3/"] }])
     );
     assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    assert_eq!(claims.get("mandate_limits"), None, "no max_calls here");
     // Its signature verifies under the key set the broker publishes.
     let (_, set) = call(&app, crate::get("/oauth/jwks", None)).await;
     let key = set["keys"]

@@ -1337,3 +1337,142 @@ async fn one_trace_links_agent_gateway_upstream_and_receipt() {
     s.idp.kill().await;
     collector.task.abort();
 }
+
+/// The code and the protocol rule of a refusal.
+fn refusal(a: &Answer) -> (u16, String, String) {
+    let data = &a.body["error"]["data"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (a.status, text(&data["code"]), text(&data["rule"]))
+}
+
+/// The gateway holds a tool call to what the grant asks of each call, as
+/// a resource server's verifier does: `max_calls` is counted per grant,
+/// whether the chain or an access token minted from it presents the call,
+/// so a grant of two calls serves two in all; and a scope that asks for
+/// the user's confirmation refuses a call without one, with a confirmation
+/// of another body, a replayed one, and an access token, which cannot
+/// carry one. None of the refused calls reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_and_confirmed_scopes_hold_at_the_gateway() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let resource = s.gateway.url.clone();
+    let coder = agent(&s.broker.url, "coder", dir.path());
+    let mut twice = mcp(&["read_file", "list_files"], &resource);
+    twice.limits.max_calls = Some(2);
+    let counted = granted(&s.alice, &coder, vec![twice]).await;
+    let mut session = Mcp::new(&resource, &coder);
+    // Opening the session and listing are not calls of a tool: not counted.
+    session.initialize(Cred::Mandate(&counted)).await;
+    assert_eq!(
+        session.tool_names(Cred::Mandate(&counted)).await,
+        ["list_files", "read_file"]
+    );
+    let token = coder.exchange(&counted, &resource).await.unwrap();
+    // The token carries the grant whose calls it counts against, as
+    // docs/oauth.md lays it out.
+    let claims = token.token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&mandate_core::base64url::decode(claims).unwrap()).unwrap();
+    let leaf = counted.leaf().unwrap();
+    assert_eq!(
+        claims["mandate_limits"],
+        json!([{
+            "grant": counted.leaf_id().unwrap().to_string(),
+            "exp": leaf.exp,
+            "details": [{ "index": 0, "detail": leaf.authorization_details[0] }],
+        }])
+    );
+    let listing = json!({ "path": "." });
+    for cred in [Cred::Mandate(&counted), Cred::Token(&token)] {
+        let a = session.tool(cred, "list_files", listing.clone()).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let reached = upstream_calls(&s.upstream).await.len();
+    for cred in [Cred::Token(&token), Cred::Mandate(&counted)] {
+        let a = session
+            .tool(cred, "read_file", json!({ "path": "README.md" }))
+            .await;
+        assert_eq!(
+            refusal(&a),
+            (
+                403,
+                "gateway.limit_exceeded".into(),
+                "limit.exceeded".into()
+            ),
+            "{}",
+            a.body
+        );
+    }
+
+    // Each call of read_file confirmed by the user.
+    let mut confirmed = mcp(&["read_file"], &resource);
+    confirmed.limits.confirm = Some(mandate_core::scope::Confirm { above: None });
+    let reading = granted(&s.alice, &coder, vec![confirmed]).await;
+    let read = |path: &str| {
+        json!({
+            "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": { "name": "read_file", "arguments": { "path": path } },
+        })
+        .to_string()
+    };
+    let body = read("README.md");
+    let a = session
+        .raw(Cred::Mandate(&reading), body.clone().into_bytes(), &[])
+        .await;
+    let required = (
+        403,
+        "gateway.confirmation".into(),
+        "confirm.required".into(),
+    );
+    assert_eq!(refusal(&a), required, "{}", a.body);
+    let token = coder.exchange(&reading, &resource).await.unwrap();
+    let a = session
+        .raw(Cred::Token(&token), body.clone().into_bytes(), &[])
+        .await;
+    assert_eq!(refusal(&a), required, "{}", a.body);
+    let yes = s
+        .alice
+        .confirmation(&s.alice.key, &coder, &reading, "POST", &resource, &body);
+    let with_yes = [(mandate_agent::CONFIRMATION_HEADER, yes.as_str())];
+    let a = session
+        .raw(
+            Cred::Mandate(&reading),
+            read("../secrets").into_bytes(),
+            &with_yes,
+        )
+        .await;
+    assert_eq!(
+        refusal(&a),
+        (
+            403,
+            "gateway.confirmation".into(),
+            "confirm.body_mismatch".into()
+        ),
+        "{}",
+        a.body
+    );
+    assert_eq!(upstream_calls(&s.upstream).await.len(), reached);
+    let a = session
+        .raw(
+            Cred::Mandate(&reading),
+            body.clone().into_bytes(),
+            &with_yes,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = session
+        .raw(Cred::Mandate(&reading), body.into_bytes(), &with_yes)
+        .await;
+    assert_eq!(
+        refusal(&a),
+        (
+            403,
+            "gateway.confirmation".into(),
+            "confirm.replayed".into()
+        ),
+        "{}",
+        a.body
+    );
+    assert_eq!(upstream_calls(&s.upstream).await.len(), reached + 1);
+}

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use mandate_agent::{Agent, Ask, Mandate};
 use mandate_client::decision::{Narrowing, Tier, block_for, denial_for, grant_for};
+use mandate_core::TokenId;
 use mandate_core::scope::Confirm;
-use mandate_core::token::{ConfirmationClaims, Jti, body_hash, chain_hash};
-use mandate_core::{Claims as _, SigningKey, TokenId};
 use mandate_e2e::procs::{self, Proc};
 use rand_core::OsRng;
 use serde_json::{Value, json};
@@ -208,34 +207,6 @@ async fn a_lease_is_refused_once_it_ends() {
     assert_eq!(leaf.exp - leaf.iat, 15 * 60);
 }
 
-/// Alice's (or `signer`'s) confirmation of `method` `url` with `body` by
-/// `agent` under `mandate`.
-fn confirmation(
-    s: &Stage,
-    signer: &SigningKey,
-    agent: &Agent,
-    mandate: &Mandate,
-    method: &str,
-    url: &str,
-    body: &str,
-) -> String {
-    let now = mandate_agent::unix_now();
-    ConfirmationClaims {
-        sub: s.alice.principal.clone().try_into().unwrap(),
-        cnf: mandate_core::token::Confirmation {
-            jkt: agent.public_key().thumbprint(),
-        },
-        ath: chain_hash(&mandate.chain),
-        htm: method.into(),
-        htu: url.into(),
-        bdh: body_hash(body.as_bytes()),
-        iat: now,
-        exp: now + 300,
-        jti: Jti::random(&mut OsRng),
-    }
-    .sign(signer)
-}
-
 #[tokio::test]
 async fn a_confirmed_write_needs_the_exact_body_once_and_the_users_key() {
     let s = stage(600).await;
@@ -257,7 +228,9 @@ async fn a_confirmed_write_needs_the_exact_body_once_and_the_users_key() {
         (status, answer["code"].as_str()),
         (403, Some("confirm.required"))
     );
-    let token = confirmation(&s, &s.alice.key, &bot, &mandate, "PUT", &url, body);
+    let token = s
+        .alice
+        .confirmation(&s.alice.key, &bot, &mandate, "PUT", &url, body);
     // One byte changed, it is refused.
     let (status, answer) = call(
         &bot,
@@ -291,7 +264,9 @@ async fn a_confirmed_write_needs_the_exact_body_once_and_the_users_key() {
     .await;
     let agent_key = mandate_keyfile::load(&s.dir.path().join("writer.key")).unwrap();
     for signer in [&agent_key, &bob.key] {
-        let token = confirmation(&s, signer, &bot, &mandate, "PUT", &url, body);
+        let token = s
+            .alice
+            .confirmation(signer, &bot, &mandate, "PUT", &url, body);
         let (status, answer) =
             call(&bot, &mandate, put.clone(), &url, Some(body), Some(&token)).await;
         assert_eq!(status, 401, "{answer}");
@@ -420,8 +395,7 @@ async fn an_agent_asks_the_broker_for_a_confirmation_and_the_user_answers() {
     );
     let path = format!("/v1/confirmations/{}/decision", pending.id);
     // A confirmation of another body is refused, and nothing is decided.
-    let other = confirmation(
-        &s,
+    let other = s.alice.confirmation(
         &s.alice.key,
         &bot,
         &mandate,
@@ -442,7 +416,9 @@ async fn an_agent_asks_the_broker_for_a_confirmation_and_the_user_answers() {
         (400, Some("confirm.body_mismatch")),
         "{answer}"
     );
-    let token = confirmation(&s, &s.alice.key, &bot, &mandate, "PUT", &url, body);
+    let token = s
+        .alice
+        .confirmation(&s.alice.key, &bot, &mandate, "PUT", &url, body);
     let (status, answer) = s
         .alice
         .send(

@@ -142,6 +142,37 @@ impl User {
         agent.wait(&pending, Duration::from_secs(10)).await.unwrap()
     }
 
+    /// The user's confirmation, signed by `signer` (the user's key, or
+    /// another to test a refusal), of `method` `url` with `body` by
+    /// `agent` under `mandate`.
+    pub fn confirmation(
+        &self,
+        signer: &SigningKey,
+        agent: &mandate_agent::Agent,
+        mandate: &mandate_agent::Mandate,
+        method: &str,
+        url: &str,
+        body: &str,
+    ) -> String {
+        use mandate_core::Claims as _;
+        use mandate_core::token::{ConfirmationClaims, Jti, body_hash, chain_hash};
+        let now = unix_now();
+        ConfirmationClaims {
+            sub: self.principal.clone().try_into().unwrap(),
+            cnf: mandate_core::token::Confirmation {
+                jkt: agent.public_key().thumbprint(),
+            },
+            ath: chain_hash(&mandate.chain),
+            htm: method.into(),
+            htu: url.into(),
+            bdh: body_hash(body.as_bytes()),
+            iat: now,
+            exp: now + 300,
+            jti: Jti::random(&mut OsRng),
+        }
+        .sign(signer)
+    }
+
     /// Signs and posts a revocation of `grants`.
     pub async fn revoke(&self, grants: &[TokenId]) -> (u16, Value) {
         let principal = self.principal.clone().try_into().unwrap();
