@@ -19,7 +19,7 @@ use mandate_client::history::{
     DecisionKind, Event, RequestState, StoredDecision, StoredRevocation,
 };
 use mandate_client::narrow::{NarrowPreview, Narrowed, StoredReissue};
-use mandate_client::tiers::{RuleFit, RuleView};
+use mandate_client::tiers::{RuleFit, RuleMatch, RuleView};
 use mandate_client::tool_claims::ServerClaim;
 use mandate_client::view::{
     ActionView, AgentView, ClientCheck, Hop, InboxRow, OAuthClientView, RequestDetail, Risk, Role,
@@ -88,6 +88,7 @@ pub fn typescript() -> String {
         CodeCheck::decl(&cfg),
         RulesView::decl(&cfg),
         RuleView::decl(&cfg),
+        RuleMatch::decl(&cfg),
         RuleFit::decl(&cfg),
         BlockItem::decl(&cfg),
     ];

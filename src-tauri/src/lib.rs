@@ -371,6 +371,8 @@ fn start_following(app: &AppHandle, engine: &Engine) {
     *forwarding = Some(tauri::async_runtime::spawn(async move {
         let mut due = notices::Reminders::default();
         let mut tick = tokio::time::interval(notices::REMINDER_EVERY);
+        // The tray's leases, with the minutes each has left.
+        let mut leases = tokio::time::interval(notices::TRAY_LEASES_EVERY);
         loop {
             let received = tokio::select! {
                 received = updates.recv() => received,
@@ -378,6 +380,10 @@ fn start_following(app: &AppHandle, engine: &Engine) {
                     for text in due.due(&engine).await {
                         show(&app, &text);
                     }
+                    continue;
+                }
+                _ = leases.tick() => {
+                    tray::show_leases(&app, &engine).await;
                     continue;
                 }
             };
@@ -388,6 +394,12 @@ fn start_following(app: &AppHandle, engine: &Engine) {
             };
             if let Update::Inbox { pending, .. } = &update {
                 tray::set_pending(&app, *pending);
+            }
+            if !matches!(
+                update,
+                Update::Activity { .. } | Update::Connection { .. } | Update::Calls
+            ) {
+                tray::show_leases(&app, &engine).await;
             }
             if let Some(text) = notices::of(&update) {
                 show(&app, &text);
@@ -456,7 +468,7 @@ pub fn run() {
             });
             let mut tray = TrayIconBuilder::with_id("main")
                 .tooltip("Mandate")
-                .menu(&tray::menu(app.handle())?)
+                .menu(&tray::menu(app.handle(), &[])?)
                 .on_menu_event(|app, event| tray::on_menu(app, event.id().as_ref()));
             if let Some(icon) = app.default_window_icon() {
                 tray = tray.icon(icon.clone());

@@ -12,7 +12,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -99,7 +99,7 @@ before(async () => {
   });
   app = opened.session;
   ctx.driver = opened.driver;
-  for (const key of ['once.key', 'lease.key', 'rule.key', 'risky.key', 'writer.key']) {
+  for (const key of ['once.key', 'lease.key', 'rule.key', 'risky.key', 'writer.key', 'buyer.key']) {
     const { code, output } = await cli(['agent', 'init', '--key', join(ctx.dir, key)]);
     assert.equal(code, 0, output);
   }
@@ -142,7 +142,7 @@ test('just this once, a lease, a rule and deny always, each by keyboard', { time
   const before = await countdown.getText();
   assert.match(before, /^(2\d|30):\d\d$/, 'about 30 minutes left');
   await until('the countdown ticking', async () => (await countdown.getText()) !== before, 5_000);
-  await shot('02-lease');
+  await shot('02-lease-countdown');
   await mine.$('[data-testid="lease-stop"]').click();
   await until('the revocation confirmed', async () =>
     /confirmed by the broker/.test(await app.$('[data-testid="revocation-status"]').getText()));
@@ -150,6 +150,15 @@ test('just this once, a lease, a rule and deny always, each by keyboard', { time
     const r = await call('lease.key');
     return r.code !== 0 && /chain\.revoked/.test(r.output);
   });
+  // Activity shows when the lease ended, and that it was stopped.
+  await app.$('[data-testid="nav-activity"]').click();
+  await app.$('[data-testid="lease-ended"]').waitForDisplayed({ timeout: WAIT });
+  const endings = await app.$$('[data-testid="lease-ended"]').map((e) => e.getText());
+  assert.ok(
+    endings.some((t) => /Lease Bot[\s\S]*lease of 30 minutes[\s\S]*stopped (just now|\d+ s ago|1 min ago), (2\d|30) minutes early/.test(t)),
+    endings.join('\n'),
+  );
+  await shot('02-lease-ended');
 
   // Always, within these bounds: a rule. A narrower request is approved
   // without a prompt; a wider one prompts, with what goes past the rule.
@@ -183,6 +192,8 @@ test('just this once, a lease, a rule and deny always, each by keyboard', { time
   const rule = await app.$('[data-testid="rule"]');
   await rule.waitForDisplayed({ timeout: WAIT });
   assert.match(await rule.getText(), /Rule Bot[\s\S]*approved 1 request/);
+  await rule.$('[data-testid="rule-matched-summary"]').click();
+  assert.match(await rule.$('[data-testid="rule-matched"]').getText(), /“Read Q3 again” (just now|\d+ s ago|\d+ min ago)/);
   await shot('05-rules');
   await app.$('[data-testid="end-rule"]').click();
   await app.$('[data-testid="no-rules"]').waitForDisplayed({ timeout: WAIT });
@@ -291,4 +302,41 @@ test('a call to confirm shows its exact body; confirmed, the server takes it onc
     '--body', body, 'PUT', url]);
   assert.notEqual(bare.code, 0);
   assert.match(bare.output, /confirm\.required/);
+});
+
+test('confirming only the calls above an amount the user types, by keyboard', { timeout: 180_000 }, async () => {
+  // A scope with a money limit offers "or only the calls above"; one
+  // without does not.
+  const scope = JSON.stringify({
+    type: 'payments', actions: ['create'], locations: ['https://bank.example/payments'],
+    limits: { max_amount: { amount: '5000.00', currency: 'EUR' } },
+  });
+  const buyer = ask('buyer.key', 'Buyer', scope, 3600, 'Pay the supplier invoices');
+  await openByKeyboard('Pay the supplier invoices');
+  // Paying is high risk: the code the agent shows comes first.
+  const code = await until('the buyer\'s code', () => codeIn(buyer.output));
+  await tabTo('code-input');
+  await app.keys([...code]);
+  await tabTo('code-check');
+  await app.keys(['Enter']);
+  await until('the code accepted', async () => !(await app.$('[data-testid="code-match"]').isExisting()));
+  assert.equal(await app.$('[data-testid="confirm-above-amount-0"]').isEnabled(), false, 'off until chosen');
+  await tabTo('confirm-above-0');
+  await app.keys([' ']);
+  await tabTo('confirm-above-amount-0');
+  // Typed into the focused field (keys sent one by one to the window lose
+  // a repeated digit under WebKitGTK's driver).
+  await app.$('[data-testid="confirm-above-amount-0"]').addValue('1000.50');
+  assert.equal(await app.$('[data-testid="confirm-above-amount-0"]').getValue(), '1000.50');
+  assert.match(await app.$('[data-testid="detail"]').getText(), /Or only the calls above[\s\S]*EUR/);
+  await shot('09-confirm-above');
+  await approveByKeyboard(2, 'standard');
+  assert.equal((await ended(buyer, 'the buyer\'s request')).code, 0, buyer.output);
+  // The grant the agent holds asks for a confirmation above 1000.50 EUR.
+  const { chain } = JSON.parse(readFileSync(join(ctx.dir, 'buyer.key.json'), 'utf8'));
+  const grant = JSON.parse(Buffer.from(chain[chain.length - 1].split('.')[1], 'base64url'));
+  assert.deepEqual(grant.authorization_details[0].limits, {
+    max_amount: { amount: '5000.00', currency: 'EUR' },
+    confirm: { above: { amount: '1000.50', currency: 'EUR' } },
+  });
 });

@@ -147,6 +147,60 @@ pub fn approved_by_rule(label: Option<&str>) -> String {
     }
 }
 
+/// How often the tray's leases are listed again, with the time each has
+/// left (and at once when a grant changes).
+pub const TRAY_LEASES_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+/// How far ahead the tray looks for leases: further than any lease runs.
+const TRAY_LEASES_WITHIN: i64 = 400 * 86_400;
+/// The longest agent name a tray line shows, in characters.
+const TRAY_NAME_MAX: usize = 40;
+
+/// The live leases and one-call grants, soonest end first, as the tray
+/// lists them: each grant's id and its menu line. None when nobody is
+/// signed in.
+pub async fn tray_leases(engine: &Engine) -> Vec<(String, String)> {
+    match engine.expiring(TRAY_LEASES_WITHIN).await {
+        Ok(live) => lease_lines(&live, mandate_broker::host::now()),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The tray's lines for the leases and one-call grants among `live`
+/// (grants in force), soonest end first: "Stop “Lease Bot”: 12 min left".
+/// The name is the agent's own: cut to [`TRAY_NAME_MAX`] characters, with
+/// control characters dropped and `&` doubled, so that it cannot break
+/// the line or set the menu's keyboard shortcut.
+fn lease_lines(live: &[GrantView], now: i64) -> Vec<(String, String)> {
+    let mut leases: Vec<&GrantView> = live
+        .iter()
+        .filter(|g| g.depth == 0 && matches!(g.tier.as_deref(), Some("lease" | "once")))
+        .filter(|g| g.revoked_at.is_none() && g.expires_at > now)
+        .collect();
+    leases.sort_by_key(|g| g.expires_at);
+    leases
+        .into_iter()
+        .map(|g| {
+            let raw = g.agent_name.as_deref().unwrap_or(&g.agent_fingerprint);
+            let mut who: String = raw
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(TRAY_NAME_MAX)
+                .collect::<String>()
+                .replace('&', "&&");
+            if raw.chars().filter(|c| !c.is_control()).count() > TRAY_NAME_MAX {
+                who.push('…');
+            }
+            let left = g.expires_at - now;
+            let left = match left {
+                ..60 => "under a minute left".to_owned(),
+                60..3600 => format!("{} min left", left / 60),
+                _ => format!("{} h {:02} min left", left / 3600, left % 3600 / 60),
+            };
+            (g.id.clone(), format!("Stop “{who}”: {left}"))
+        })
+        .collect()
+}
+
 /// Expiry reminders are on unless `MANDATE_EXPIRY_REMINDERS` is `off`.
 pub fn reminders_on() -> bool {
     std::env::var("MANDATE_EXPIRY_REMINDERS").map_or(true, |v| v != "off")
@@ -285,6 +339,68 @@ mod tests {
         assert!(reminders.due_of(&soon, 1_010).is_empty(), "once each");
         let later = [grant("g3", Some("Planner"), 1_100)];
         assert_eq!(reminders.due_of(&later, 1_040).len(), 1);
+    }
+
+    #[test]
+    fn the_tray_lists_live_leases_soonest_first_and_nothing_else() {
+        let tiered = |id: &str, name: Option<&str>, exp: i64, tier: &str| GrantView {
+            tier: Some(tier.into()),
+            ..grant(id, name, exp)
+        };
+        let now = 10_000;
+        let live = [
+            tiered(
+                "long",
+                Some("Lease Bot"),
+                now + 2 * 3600 + 5 * 60 + 30,
+                "lease",
+            ),
+            tiered("soon", None, now + 59, "once"),
+            tiered("mid", Some("Report Bot"), now + 12 * 60 + 59, "lease"),
+            tiered("standing", Some("Planner"), now + 60, "standard"),
+            tiered("ruled", Some("Planner"), now + 60, "auto"),
+            GrantView {
+                depth: 1,
+                ..tiered("sub", Some("Sub"), now + 60, "lease")
+            },
+            GrantView {
+                revoked_at: Some(now - 1),
+                ..tiered("stopped", Some("Gone"), now + 60, "lease")
+            },
+            tiered("over", Some("Late"), now, "lease"),
+        ];
+        let lines = lease_lines(&live, now);
+        assert_eq!(
+            lines,
+            [
+                (
+                    "soon".to_owned(),
+                    "Stop “AB12-CD34”: under a minute left".to_owned()
+                ),
+                (
+                    "mid".to_owned(),
+                    "Stop “Report Bot”: 12 min left".to_owned()
+                ),
+                (
+                    "long".to_owned(),
+                    "Stop “Lease Bot”: 2 h 05 min left".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_agents_name_cannot_break_a_tray_line_or_set_its_shortcut() {
+        let name = format!("R&D\nbot{}", "x".repeat(50));
+        let lease = GrantView {
+            tier: Some("lease".into()),
+            ..grant("g", Some(&name), 1_000 + 600)
+        };
+        let [(_, line)] = &lease_lines(&[lease], 1_000)[..] else {
+            panic!("one line");
+        };
+        let cut = format!("R&&Dbot{}", "x".repeat(34));
+        assert_eq!(line, &format!("Stop “{cut}…”: 10 min left"));
     }
 
     #[test]

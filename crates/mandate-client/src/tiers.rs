@@ -37,12 +37,27 @@ pub struct RuleView {
     pub matched: i64,
     /// When it last approved one.
     pub last_matched_at: Option<i64>,
+    /// The latest requests it approved (at most [`RULE_MATCHES_SHOWN`]),
+    /// newest first.
+    pub recent: Vec<RuleMatch>,
+}
+
+/// How many of the requests a rule approved its view lists.
+pub const RULE_MATCHES_SHOWN: i64 = 5;
+
+/// A request a rule approved.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct RuleMatch {
+    /// Its purpose, as the agent stated it.
+    pub purpose: String,
+    /// When the rule approved it.
+    pub at: i64,
 }
 
 impl RuleView {
     /// The view of a recorded rule; `None` if its token cannot be read
     /// (it was written by this app, so that is a damaged history).
-    pub fn of(rule: &StoredRule) -> Option<RuleView> {
+    pub fn of(rule: &StoredRule, matches: &[(String, i64)]) -> Option<RuleView> {
         let (_, claims) = mandate_core::token::peek::<PolicyClaims>(&rule.token).ok()?;
         let agent = mandate_core::AgentId::from_thumbprint(claims.agent.jkt);
         Some(RuleView {
@@ -62,6 +77,16 @@ impl RuleView {
             ended_at: rule.ended_at,
             matched: rule.matched,
             last_matched_at: rule.last_matched_at,
+            recent: matches
+                .iter()
+                .filter_map(|(request, at)| {
+                    let (_, claims) = mandate_core::token::peek::<RequestClaims>(request).ok()?;
+                    Some(RuleMatch {
+                        purpose: claims.purpose,
+                        at: *at,
+                    })
+                })
+                .collect(),
         })
     }
 }

@@ -405,6 +405,12 @@ pub struct ScopeChoice {
     /// the agent asked for itself.
     #[serde(default)]
     pub confirm: bool,
+    /// Or: confirm only the calls that commit more than this amount (a
+    /// decimal, in the currency of the scope's money limit, which it must
+    /// have), and those that state none. Keeps a stricter `confirm` the
+    /// agent asked for.
+    #[serde(default)]
+    pub confirm_above: Option<String>,
 }
 
 /// The scopes of `request` narrowed to `choices`: whole scopes dropped,
@@ -435,10 +441,43 @@ pub fn narrowed(
         };
         if choice.confirm {
             scope.limits.confirm = Some(mandate_core::scope::Confirm { above: None });
+        } else if let Some(amount) = &choice.confirm_above {
+            scope.limits.confirm = Some(confirm_above(detail, amount)?);
         }
         kept.push(scope);
     }
     Ok(kept)
+}
+
+/// The confirmation `detail` asks for once the user asks to confirm its
+/// calls above `amount`: the stricter of that and what the agent asked
+/// for itself. `amount` is in the currency of the detail's money limit.
+fn confirm_above(
+    detail: &AuthorizationDetail,
+    amount: &str,
+) -> Result<mandate_core::scope::Confirm, crate::ClientError> {
+    use mandate_core::scope::{Amount, Confirm, Money};
+    let invalid = |m: &str| crate::ClientError::Invalid(m.to_owned());
+    let limit = detail.limits.max_amount.as_ref().ok_or_else(|| {
+        invalid("only a scope with a money limit can be confirmed above an amount")
+    })?;
+    let amount = Amount::try_from(amount.trim().to_owned())
+        .map_err(|_| invalid("the amount to confirm above is not a decimal, such as 1000.00"))?;
+    let mine = Money {
+        amount,
+        currency: limit.currency.clone(),
+    };
+    Ok(match &detail.limits.confirm {
+        None => Confirm { above: Some(mine) },
+        Some(Confirm {
+            above: Some(theirs),
+        }) if theirs.currency == mine.currency && theirs.amount.micros() > mine.amount.micros() => {
+            Confirm { above: Some(mine) }
+        }
+        // Every call, or a lower amount, or another currency (where each
+        // call in this one is confirmed): the agent's own is stricter.
+        Some(theirs) => theirs.clone(),
+    })
 }
 
 /// What the catalog says of action `action` of scope type `kind`.
@@ -656,6 +695,48 @@ fn atoms(d: &AuthorizationDetail) -> Vec<(String, AuthorizationDetail)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confirming_above_an_amount_is_in_the_limits_currency_and_never_laxer_than_the_agent() {
+        use mandate_core::scope::{Confirm, Money};
+        let money = |amount: &str, currency: &str| -> Money {
+            serde_json::from_value(serde_json::json!({ "amount": amount, "currency": currency }))
+                .unwrap()
+        };
+        let mut pay =
+            AuthorizationDetail::new("payments", ["create"], ["https://bank.example/"]).unwrap();
+        pay.limits.max_amount = Some(money("5000.00", "EUR"));
+        let above = |d: &AuthorizationDetail, a: &str| confirm_above(d, a).map(|c| c.above);
+        // Asked for nothing: the user's amount, in the limit's currency.
+        assert_eq!(
+            above(&pay, " 1000.50 ").unwrap(),
+            Some(money("1000.50", "EUR"))
+        );
+        // The agent asked above 2000: the user's 1000 is stricter.
+        pay.limits.confirm = Some(Confirm {
+            above: Some(money("2000", "EUR")),
+        });
+        assert_eq!(above(&pay, "1000").unwrap(), Some(money("1000", "EUR")));
+        // The agent asked above 500: theirs stands.
+        pay.limits.confirm = Some(Confirm {
+            above: Some(money("500", "EUR")),
+        });
+        assert_eq!(above(&pay, "1000").unwrap(), Some(money("500", "EUR")));
+        // Above an amount in another currency (each EUR call confirmed), or
+        // each call: theirs stands.
+        pay.limits.confirm = Some(Confirm {
+            above: Some(money("10", "USD")),
+        });
+        assert_eq!(above(&pay, "1000").unwrap(), Some(money("10", "USD")));
+        pay.limits.confirm = Some(Confirm { above: None });
+        assert_eq!(above(&pay, "1000").unwrap(), None);
+        // Not an amount; no money limit.
+        for bad in ["", "1e3", "-5", "10.", "1,000", "0.1234567"] {
+            assert!(above(&pay, bad).is_err(), "{bad:?}");
+        }
+        let read = AuthorizationDetail::new("files", ["read"], ["https://f.example/"]).unwrap();
+        assert!(above(&read, "10").is_err());
+    }
 
     #[test]
     fn the_catalog_reads() {

@@ -504,7 +504,14 @@ actions: Array<string>,
  * (`limits.confirm`, docs/protocol.md 5.8). Never drops a `confirm`
  * the agent asked for itself.
  */
-confirm: boolean, };
+confirm: boolean, 
+/**
+ * Or: confirm only the calls that commit more than this amount (a
+ * decimal, in the currency of the scope's money limit, which it must
+ * have), and those that state none. Keeps a stricter `confirm` the
+ * agent asked for.
+ */
+confirm_above: string | null, };
 
 export type ApproveInput = { 
 /**
@@ -1186,7 +1193,22 @@ matched: number,
 /**
  * When it last approved one.
  */
-last_matched_at: number | null, };
+last_matched_at: number | null, 
+/**
+ * The latest requests it approved (at most [`RULE_MATCHES_SHOWN`]),
+ * newest first.
+ */
+recent: Array<RuleMatch>, };
+
+export type RuleMatch = { 
+/**
+ * Its purpose, as the agent stated it.
+ */
+purpose: string, 
+/**
+ * When the rule approved it.
+ */
+at: number, };
 
 export type RuleFit = { 
 /**

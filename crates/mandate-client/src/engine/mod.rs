@@ -424,8 +424,16 @@ impl Engine {
     /// The user's standing rules, newest first, ended ones included.
     pub async fn rules(&self) -> Result<Vec<RuleView>, ClientError> {
         let active = self.active().await?;
-        let rules = self.inner.history.rules(&active.profile.principal).await?;
-        Ok(rules.iter().filter_map(RuleView::of).collect())
+        let principal = &active.profile.principal;
+        let history = &self.inner.history;
+        let mut views = Vec::new();
+        for rule in history.rules(principal).await? {
+            let matches = history
+                .rule_matches(principal, &rule.id, crate::tiers::RULE_MATCHES_SHOWN)
+                .await?;
+            views.extend(RuleView::of(&rule, &matches));
+        }
+        Ok(views)
     }
 
     /// Ends the standing rule `id`: it approves nothing more. The grants it

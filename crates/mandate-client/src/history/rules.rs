@@ -113,6 +113,27 @@ impl History {
         .await?)
     }
 
+    /// The requests rule `id` approved, newest first, at most `limit`:
+    /// each compact request and when it was approved.
+    pub async fn rule_matches(
+        &self,
+        principal: &str,
+        id: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, ClientError> {
+        Ok(sqlx::query_as(
+            "SELECT r.request, d.decided_at FROM decisions d
+               JOIN requests r ON r.id = d.request_id
+             WHERE d.principal = ? AND d.rule_id = ?
+             ORDER BY d.decided_at DESC, d.request_id LIMIT ?",
+        )
+        .bind(principal)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The rules about `agent_jkt` that stand at `now`, oldest first.
     pub async fn standing_rules(
         &self,

@@ -141,7 +141,11 @@ async fn a_rule_approves_what_fits_and_prompts_for_what_goes_past_it() {
         (decided.tier.as_str(), decided.rule_id.as_deref()),
         ("auto", Some(rule.id.as_str()))
     );
-    assert_eq!(engine.rules().await.unwrap()[0].matched, 1);
+    let rules = engine.rules().await.unwrap();
+    assert_eq!(rules[0].matched, 1);
+    let recent: Vec<&str> = rules[0].recent.iter().map(|m| m.purpose.as_str()).collect();
+    assert_eq!(recent, ["Tidy the reports"], "what the rule approved");
+    assert_eq!(Some(rules[0].recent[0].at), rules[0].last_matched_at);
 
     // Slightly more (delete, and longer) is a prompt, with the difference.
     let waiting = ask(

@@ -216,6 +216,7 @@ fn parse_keep(text: &str) -> Result<ScopeChoice, String> {
         index,
         actions,
         confirm: false,
+        confirm_above: None,
     })
 }
 
