@@ -1000,6 +1000,19 @@ def main():
         walk = Walk(world, stack)
         walk.passed = checks
         before_filing = None
+        filed = {}  # requests filed ahead of their exchange, by its name
+
+        def file_request(name, step):
+            """Files, by the doc's `submit`, a request other than the main
+            one, for exchange `name`: one to deny, or one to lapse (with a
+            short `exp`)."""
+            overrides = {}
+            if step == "lapse":
+                overrides["request_exp"] = lambda s: s.get("request_iat") + LAPSE_SECONDS
+            scope = Scope(world, before_filing.values, main_scope.keys, overrides, label=f"a request to {step}")
+            walk.exchange(by_name[FILE_EXCHANGE], scope, f"exchange `{FILE_EXCHANGE}` for `{name}`")
+            return scope
+
         for ex in exchanges:
             name = ex["name"]
             if name == FILE_EXCHANGE and before_filing is None:
@@ -1012,11 +1025,16 @@ def main():
             elif step in ("deny", "lapse"):
                 if before_filing is None:
                     raise Failure(f"exchange `{name}` comes before `{FILE_EXCHANGE}`")
-                overrides = {}
-                if step == "lapse":
-                    overrides["request_exp"] = lambda s: s.get("request_iat") + LAPSE_SECONDS
-                scope = Scope(world, before_filing.values, main_scope.keys, overrides, label=f"a request to {step}")
-                walk.exchange(by_name[FILE_EXCHANGE], scope, f"exchange `{FILE_EXCHANGE}` for `{name}`")
+                if step == "deny":
+                    # The requests to lapse are filed before any denial: the
+                    # broker holds back the same scopes from the same agent
+                    # for a while after one (`request.cooldown`, in the doc's
+                    # table of errors), and the doc's requests all ask the
+                    # same scopes.
+                    for later in exchanges[exchanges.index(ex) + 1:]:
+                        if USER_STEPS.get(later["name"]) == "lapse" and later["name"] not in filed:
+                            filed[later["name"]] = file_request(later["name"], "lapse")
+                scope = filed.pop(name, None) or file_request(name, step)
                 if step == "deny":
                     user.deny(scope.get("request_id"), DENY_REASON)
                     print(f"     user: denied {scope.get('request_id')}", flush=True)
