@@ -71,11 +71,13 @@ if [ ! -d tests/interop/node_modules/jose ]; then
 fi
 
 # The WebDriver tests: webdriverio, oauth4webapi and jose (the OAuth
-# client and resource server), the MCP SDK (its client), and tauri-driver (WebKitWebDriver comes
+# client and resource server), the MCP SDK (its client), axe-core (the
+# accessibility checks), and tauri-driver (WebKitWebDriver comes
 # from the webkit2gtk-driver package above).
 if [ ! -d tests/webdriver/node_modules/webdriverio ] || [ ! -d tests/webdriver/node_modules/oauth4webapi ] \
     || [ ! -d tests/webdriver/node_modules/jose ] \
-    || [ ! -d tests/webdriver/node_modules/@modelcontextprotocol/sdk ]; then
+    || [ ! -d tests/webdriver/node_modules/@modelcontextprotocol/sdk ] \
+    || [ ! -d tests/webdriver/node_modules/axe-core ]; then
     (cd tests/webdriver && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if need tauri-driver; then

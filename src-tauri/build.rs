@@ -11,6 +11,9 @@ fn main() {
 fn mandate_commands() -> &'static [&'static str] {
     &[
         "app_state",
+        "settings",
+        "save_settings",
+        "restart",
         "sign_in",
         "sign_out",
         "inbox",

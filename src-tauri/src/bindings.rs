@@ -19,6 +19,7 @@ use mandate_client::history::{
     DecisionKind, Event, RequestState, StoredDecision, StoredRevocation,
 };
 use mandate_client::narrow::{NarrowPreview, Narrowed, StoredReissue};
+use mandate_client::settings::{Settings, SettingsView};
 use mandate_client::tiers::{RuleFit, RuleMatch, RuleView};
 use mandate_client::tool_claims::ServerClaim;
 use mandate_client::view::{
@@ -87,6 +88,8 @@ pub fn typescript() -> String {
         CallView::decl(&cfg),
         CodeCheck::decl(&cfg),
         RulesView::decl(&cfg),
+        Settings::decl(&cfg),
+        SettingsView::decl(&cfg),
         RuleView::decl(&cfg),
         RuleMatch::decl(&cfg),
         RuleFit::decl(&cfg),

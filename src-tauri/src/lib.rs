@@ -34,6 +34,7 @@ use mandate_client::export::ExportFormat;
 use mandate_client::history::StoredRevocation;
 use mandate_client::narrow::{NarrowPreview, Narrowed};
 use mandate_client::notices;
+use mandate_client::settings::{Settings, SettingsView};
 use mandate_client::view::{InboxRow, RequestDetail};
 use mandate_client::{Browser, CommandBrowser};
 use serde::Serialize;
@@ -68,15 +69,32 @@ fn trace_sent(what: &str, payload: &impl Serialize) {
     }
 }
 
-/// What the app holds: the engine once started, and the task forwarding
-/// its updates while someone is signed in.
+/// What the app holds: the engine once started, the task forwarding its
+/// updates while someone is signed in, and the user's settings.
 pub struct App {
     config: Option<Config>,
     engine: OnceCell<Engine>,
     forwarding: std::sync::Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+    /// Where the settings are kept (the data directory).
+    data_dir: PathBuf,
+    /// The settings as saved, and why they could not be read, if they
+    /// could not (then the defaults hold until they are saved again).
+    settings: std::sync::Mutex<(Settings, Option<String>)>,
+    /// The settings the engine started with: a change to the provider or
+    /// the broker takes effect at the next start.
+    started_with: Settings,
 }
 
 impl App {
+    /// The settings as they stand.
+    fn settings(&self) -> Settings {
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
     async fn engine(&self) -> Result<&Engine> {
         let config = self
             .config
@@ -422,6 +440,12 @@ fn stop_following(app: &AppHandle) {
 
 /// A desktop notification from Mandate.
 fn show(app: &AppHandle, text: &str) {
+    if app
+        .try_state::<App>()
+        .is_some_and(|s| !s.settings().notifications)
+    {
+        return;
+    }
     // No notification server (a bare session) is not an error worth more
     // than a log line.
     if let Err(e) = app
@@ -432,6 +456,66 @@ fn show(app: &AppHandle, text: &str) {
         .show()
     {
         tracing::debug!(error = %e, "no desktop notification");
+    }
+}
+
+#[tauri::command]
+fn settings(state: State<'_, App>) -> Result<SettingsView> {
+    let (settings, unread) = state
+        .settings
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    sent("settings", Ok(settings_view(&state, settings, unread)))
+}
+
+/// Checks and saves the settings; turns starting at login on or off.
+#[tauri::command]
+fn save_settings(
+    app: AppHandle,
+    state: State<'_, App>,
+    settings: Settings,
+) -> Result<SettingsView> {
+    let reply = (|| {
+        let before = state.settings();
+        let saved = settings.save(&state.data_dir)?;
+        if saved.start_at_login != before.start_at_login {
+            let config_home = app.path().config_dir().map_err(|e| CommandError {
+                code: "input.invalid".into(),
+                message: format!("no configuration directory to start from at login: {e}"),
+            })?;
+            let exe = std::env::current_exe().map_err(|e| CommandError {
+                code: "input.invalid".into(),
+                message: format!("the app's own path is unknown: {e}"),
+            })?;
+            mandate_client::settings::set_autostart(&config_home, &exe, saved.start_at_login)?;
+        }
+        *state
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (saved.clone(), None);
+        Ok::<_, CommandError>(settings_view(&state, saved, None))
+    })();
+    sent("save_settings", reply)
+}
+
+/// Starts the app again, for settings that take effect at start.
+#[tauri::command]
+fn restart(app: AppHandle) {
+    app.restart();
+}
+
+fn settings_view(state: &App, settings: Settings, unread: Option<String>) -> SettingsView {
+    SettingsView {
+        restart_needed: settings.issuer != state.started_with.issuer
+            || settings.broker_url != state.started_with.broker_url,
+        issuer_in_use: state.config.as_ref().map(|c| c.issuer.clone()),
+        broker_in_use: state.config.as_ref().map(|c| match &c.broker {
+            mandate_client::BrokerMode::Remote { url } => url.clone(),
+            mandate_client::BrokerMode::InProcess { .. } => "hosted in this app".to_owned(),
+        }),
+        unread,
+        settings,
     }
 }
 
@@ -457,14 +541,27 @@ pub fn run() {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
-            let data_dir = app
+            let default_dir = app
                 .path()
                 .app_data_dir()
                 .unwrap_or_else(|_| PathBuf::from("mandate-data"));
+            let data_dir = std::env::var_os("MANDATE_DATA_DIR")
+                .filter(|d| !d.is_empty())
+                .map_or(default_dir.clone(), PathBuf::from);
+            let (settings, unread) = match Settings::load(&data_dir) {
+                Ok(settings) => (settings, None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the settings cannot be read; the defaults hold");
+                    (Settings::default(), Some(e.to_string()))
+                }
+            };
             app.manage(App {
-                config: Config::from_env(data_dir),
+                config: settings.over(Config::from_env(default_dir), data_dir.clone()),
                 engine: OnceCell::new(),
                 forwarding: std::sync::Mutex::new(None),
+                data_dir,
+                started_with: settings.clone(),
+                settings: std::sync::Mutex::new((settings, unread)),
             });
             let mut tray = TrayIconBuilder::with_id("main")
                 .tooltip("Mandate")
@@ -484,6 +581,9 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             app_state,
+            settings,
+            save_settings,
+            restart,
             sign_in,
             sign_out,
             inbox,

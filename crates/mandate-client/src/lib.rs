@@ -31,6 +31,7 @@ pub mod names;
 pub mod narrow;
 pub mod notices;
 pub mod parent;
+pub mod settings;
 pub mod signin;
 pub mod tiers;
 pub mod tool_claims;

@@ -375,9 +375,11 @@ mod every_code_is_listed {
         "broker.example",
         "history.sqlite",
         "localhost.example",
+        "mandate.desktop",
         "mandate.example",
         "r.agent",
         "r.principal",
+        "settings.json",
         "thing.slow",
         // OpenTelemetry attributes of the gateway's spans (docs/mcp.md).
         "error.type",

@@ -1149,6 +1149,63 @@ rules: Array<RuleView>,
  */
 blocks: Array<BlockItem>, };
 
+export type Settings = { 
+/**
+ * The organization's broker (`https://`, or `http://` to this
+ * machine); `None`: the one the app was started with, or one hosted
+ * in the app.
+ */
+broker_url: string | null, 
+/**
+ * The organization's OpenID provider (its issuer URL, under the same
+ * rule); `None`: the one the app was started with.
+ */
+issuer: string | null, 
+/**
+ * Start Mandate when the user logs in.
+ */
+start_at_login: boolean, 
+/**
+ * Desktop notifications: new requests, approvals by a rule, keys
+ * enrolled elsewhere, grants about to lapse.
+ */
+notifications: boolean, 
+/**
+ * The lease's length offered first when approving "for this task",
+ * in minutes.
+ */
+lease_minutes: number, 
+/**
+ * The rule's length offered first when approving "always, within
+ * these bounds", in days.
+ */
+rule_days: number, };
+
+export type SettingsView = { 
+/**
+ * As saved.
+ */
+settings: Settings, 
+/**
+ * Why the saved settings could not be read, if they could not: the
+ * defaults hold until they are saved again.
+ */
+unread: string | null, 
+/**
+ * The provider the app started with.
+ */
+issuer_in_use: string | null, 
+/**
+ * The broker the app started with: its URL, or that it is hosted in
+ * the app.
+ */
+broker_in_use: string | null, 
+/**
+ * Whether the provider or the broker saved differ from those in use:
+ * they take effect when the app starts again.
+ */
+restart_needed: boolean, };
+
 export type RuleView = { 
 /**
  * The rule's id (its policy token's).

@@ -89,6 +89,26 @@ impl Config {
         Some(config)
     }
 
+    /// A configuration for `issuer` with the app's defaults: a broker
+    /// hosted in-process on [`DEFAULT_LISTEN`], its files and the history
+    /// in `data_dir`, this device's name.
+    pub fn hosting(data_dir: PathBuf, issuer: String) -> Config {
+        Config {
+            data_dir,
+            issuer,
+            client_id: CLIENT_ID.into(),
+            broker: BrokerMode::InProcess {
+                listen: DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7700))),
+            },
+            keyring_service: crate::vault::SERVICE.into(),
+            device: device_name(),
+            oauth_resources: Vec::new(),
+            witnesses: Vec::new(),
+        }
+    }
+
     /// [`Config::from_env`], reading variables from `var`, with the
     /// device name left empty.
     fn from_vars(
