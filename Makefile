@@ -27,15 +27,22 @@ docs:
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings docs setup test ui lint unit webdriver bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
+.PHONY: run bindings docs setup test ui lint unit webdriver package bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
 	@scripts/setup.sh
 
 ## Everything CI runs.
-test: setup lint unit webdriver interop api-fuzz fuzz-smoke
+test: setup lint unit webdriver interop api-fuzz fuzz-smoke package
 	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/webdriver.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
+
+## The Debian packages of the app, the broker and the CLI, into
+## $CARGO_TARGET_DIR/packages/, checked by lintian, appstreamcli,
+## desktop-file-validate and systemd-analyze (docs/release.md).
+package:
+	@mkdir -p $(LOGS)
+	set -o pipefail; timeout 2400 scripts/package.sh 2>&1 | tee $(LOGS)/package.log
 
 ## The interface: type-checked, built into ui/dist (which the app embeds),
 ## and never rendering HTML from data.
