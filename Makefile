@@ -39,10 +39,14 @@ test: setup lint unit webdriver interop api-fuzz fuzz-smoke package
 
 ## The Debian packages of the app, the broker and the CLI, into
 ## $CARGO_TARGET_DIR/packages/, checked by lintian, appstreamcli,
-## desktop-file-validate and systemd-analyze (docs/release.md).
+## desktop-file-validate and systemd-analyze; then installed, run (the app
+## from its menu entry, under Xvfb, signing in; the broker as its unit
+## says) and removed, as root (docs/release.md).
 package:
 	@mkdir -p $(LOGS)
-	set -o pipefail; timeout 2400 scripts/package.sh 2>&1 | tee $(LOGS)/package.log
+	set -o pipefail; (timeout 2400 scripts/package.sh && \
+	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
+	    node --test --test-force-exit tests/webdriver/installed.mjs) 2>&1 | tee $(LOGS)/package.log
 
 ## The interface: type-checked, built into ui/dist (which the app embeds),
 ## and never rendering HTML from data.

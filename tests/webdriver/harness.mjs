@@ -109,10 +109,10 @@ export function ask(ctx, key, name, scope, extra = [], purpose = 'Tidy the Q3 re
 }
 
 
-/** Starts tauri-driver with `env` (which the app inherits) and the app in
- * a new WebDriver session. Returns the session and the driver, whose
+/** Starts tauri-driver with `env` (which the app inherits) and the app
+ * (`application`, the build's own by default) in a new WebDriver session. Returns the session and the driver, whose
  * output is the app's log. */
-export async function openSession(env) {
+export async function openSession(env, application = bin('mandate-app')) {
   const driverPort = await freePort();
   const nativePort = await freePort();
   const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], env);
@@ -125,7 +125,7 @@ export async function openSession(env) {
     port: driverPort,
     logLevel: 'warn',
     connectionRetryTimeout: WAIT,
-    capabilities: { 'tauri:options': { application: bin('mandate-app') } },
+    capabilities: { 'tauri:options': { application } },
   });
   return { session, driver };
 }
