@@ -478,8 +478,10 @@ fn save_settings(
 ) -> Result<SettingsView> {
     let reply = (|| {
         let before = state.settings();
-        let saved = settings.save(&state.data_dir)?;
-        if saved.start_at_login != before.start_at_login {
+        let settings = settings.checked()?;
+        // Starting at login first, then the file: if the file cannot be
+        // written, the entry goes back as it was.
+        let autostart = |on: bool| {
             let config_home = app.path().config_dir().map_err(|e| CommandError {
                 code: "input.invalid".into(),
                 message: format!("no configuration directory to start from at login: {e}"),
@@ -488,8 +490,22 @@ fn save_settings(
                 code: "input.invalid".into(),
                 message: format!("the app's own path is unknown: {e}"),
             })?;
-            mandate_client::settings::set_autostart(&config_home, &exe, saved.start_at_login)?;
+            mandate_client::settings::set_autostart(&config_home, &exe, on)
+                .map_err(CommandError::from)
+        };
+        let login_changed = settings.start_at_login != before.start_at_login;
+        if login_changed {
+            autostart(settings.start_at_login)?;
         }
+        let saved = match settings.save(&state.data_dir) {
+            Ok(saved) => saved,
+            Err(e) => {
+                if login_changed && let Err(undo) = autostart(before.start_at_login) {
+                    tracing::warn!(code = %undo.code, "starting at login could not be set back");
+                }
+                return Err(e.into());
+            }
+        };
         *state
             .settings
             .lock()
