@@ -70,8 +70,19 @@ async function violations() {
   return JSON.parse(found);
 }
 
-/** Checks `screen` in both themes. */
+/** Checks `screen` in both themes, and that nothing is wider than the
+ * window (a page that scrolls sideways hides its edge, and a click aimed
+ * at a control can land beside it). */
 async function audit(screen) {
+  const wide = await app.execute(() => {
+    const main = document.querySelector('main');
+    return {
+      page: document.documentElement.scrollWidth - window.innerWidth,
+      header: document.querySelector('.shell > header')?.scrollWidth - window.innerWidth,
+      main: main ? main.scrollWidth - main.clientWidth : 0,
+    };
+  });
+  assert.ok(wide.page <= 0 && wide.header <= 0 && wide.main <= 0, `${screen}: wider than the window by ${JSON.stringify(wide)} px`);
   for (const theme of ['light', 'dark']) {
     await setTheme(theme);
     const found = await violations();
@@ -244,6 +255,19 @@ test('every screen, in both themes, by keyboard, with status changes said and th
   await app.$('[data-testid="decision"]').waitForDisplayed({ timeout: WAIT });
   await until('the denial said', async () => /Denied/.test(await said()));
   await ended(writer, 'the writer');
+
+  // At the window's least width (tauri.conf.json: 720 px) nothing is
+  // wider than the window either.
+  const size = await app.getWindowSize();
+  await app.setWindowSize(720, size.height);
+  await until('the narrow window', async () => (await app.execute(() => window.innerWidth)) <= 720, 10_000);
+  const narrow = await app.execute(() => ({
+    page: document.documentElement.scrollWidth - window.innerWidth,
+    main: document.querySelector('main').scrollWidth - document.querySelector('main').clientWidth,
+  }));
+  assert.ok(narrow.page <= 0 && narrow.main <= 0, `at 720 px, wider than the window by ${JSON.stringify(narrow)} px`);
+  await app.saveScreenshot(join(SHOTS, 'a11y-narrow.png'));
+  await app.setWindowSize(size.width, size.height);
 
   for (const screen of ['delegations', 'rules', 'activity', 'history', 'devices', 'settings']) {
     await app.$(`[data-testid="nav-${screen}"]`).click();
