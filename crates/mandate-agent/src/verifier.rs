@@ -538,8 +538,8 @@ impl<'h> Presented<'h> {
 }
 
 impl Need {
-    /// The scope check's view of the call.
-    fn call(&self) -> Call<'_> {
+    /// The scope check's view of the call (docs/protocol.md 5.7).
+    pub fn call(&self) -> Call<'_> {
         Call {
             kind: &self.kind,
             action: &self.action,

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
-use crate::decision::{MAX_LEASE_MINUTES, MAX_RULE_DAYS};
 use crate::engine::{BrokerMode, Config};
 
 /// The file's name in the data directory.
@@ -128,12 +127,12 @@ impl Settings {
         };
         let broker_url = url(self.broker_url, "the broker")?;
         let issuer = url(self.issuer, "the provider")?;
-        if !LEASE_CHOICES.contains(&self.lease_minutes) || self.lease_minutes > MAX_LEASE_MINUTES {
+        if !LEASE_CHOICES.contains(&self.lease_minutes) {
             return Err(invalid(format!(
                 "a lease is offered for one of {LEASE_CHOICES:?} minutes"
             )));
         }
-        if !RULE_CHOICES.contains(&self.rule_days) || self.rule_days > MAX_RULE_DAYS {
+        if !RULE_CHOICES.contains(&self.rule_days) {
             return Err(invalid(format!(
                 "a rule is offered for one of {RULE_CHOICES:?} days"
             )));
@@ -273,6 +272,17 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(blank.checked().unwrap().broker_url, None);
+    }
+
+    #[test]
+    fn every_length_offered_is_one_a_tier_allows() {
+        use crate::decision::{MAX_LEASE_MINUTES, MAX_RULE_DAYS};
+        assert!(
+            LEASE_CHOICES
+                .iter()
+                .all(|m| (1..=MAX_LEASE_MINUTES).contains(m))
+        );
+        assert!(RULE_CHOICES.iter().all(|d| (1..=MAX_RULE_DAYS).contains(d)));
     }
 
     #[test]

@@ -275,13 +275,7 @@ impl Credentials {
                     .admit(m, &Method::POST, &self.path, headers, body, need)
             }
             Basis::Token(claims) => {
-                let call = mandate_core::Call {
-                    kind: &need.kind,
-                    action: &need.action,
-                    location: &need.location,
-                    identifier: need.identifier.as_deref(),
-                    amount: need.amount.as_ref(),
-                };
+                let call = need.call();
                 if mandate_core::scope::needs_confirmation(&claims.authorization_details, &call) {
                     return Err(Refusal::new(
                         GatewayCode::Confirmation,

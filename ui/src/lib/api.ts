@@ -95,6 +95,11 @@ export const api = {
 };
 
 /** "in 5 min", "2 h ago": a time relative to now, in words. */
+/** The lease lengths the app offers, in minutes (settings::LEASE_CHOICES). */
+export const LEASE_CHOICES = [15, 30, 60, 120, 240, 480];
+/** The rule lengths the app offers, in days (settings::RULE_CHOICES). */
+export const RULE_CHOICES = [7, 30, 90];
+
 export function relative(unixSeconds: number, now = Date.now() / 1000): string {
   const d = Math.round(unixSeconds - now);
   const abs = Math.abs(d);
