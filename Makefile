@@ -27,14 +27,14 @@ docs:
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings docs setup test ui lint unit webdriver package bench-app bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
+.PHONY: run bindings docs setup test site release-build ui lint unit webdriver package bench-app bench-memory bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
 	@scripts/setup.sh
 
 ## Everything CI runs.
-test: setup lint unit webdriver interop api-fuzz fuzz-smoke package
+test: setup lint site unit webdriver release-build interop api-fuzz fuzz-smoke package
 	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/webdriver.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
 
 ## The Debian packages of the app, the broker and the CLI, into
@@ -42,11 +42,25 @@ test: setup lint unit webdriver interop api-fuzz fuzz-smoke package
 ## desktop-file-validate and systemd-analyze; then installed, run (the app
 ## from its menu entry, under Xvfb, signing in; the broker as its unit
 ## says) and removed, as root (docs/release.md).
-package:
+package: ui
 	@mkdir -p $(LOGS)
 	set -o pipefail; (timeout 2400 scripts/package.sh && \
 	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
 	    node --test --test-force-exit tests/webdriver/installed.mjs) 2>&1 | tee $(LOGS)/package.log
+
+## The documentation as a static site (MkDocs), into $CARGO_TARGET_DIR/site/:
+## README.md as its front page, docs/ as its pages, every internal link
+## and anchor checked (scripts/site.sh).
+site:
+	@timeout 600 scripts/site.sh
+
+## The release build that `package` needs, started in the background (its
+## output in $(LOGS)/release-build.log), so that it runs beside the tests
+## that leave the CPU idle; `package` then finds it done, or waits for it.
+release-build: ui
+	@mkdir -p $(LOGS)
+	@echo "release-build: started in the background, log in $(LOGS)/release-build.log"
+	@nohup scripts/package.sh --build > $(LOGS)/release-build.log 2>&1 &
 
 ## The interface: type-checked, built into ui/dist (which the app embeds),
 ## and never rendering HTML from data.
@@ -133,6 +147,16 @@ bench-app: ui
 	cargo build --release -p mandate-app --locked
 	cargo build --workspace --bins --locked
 	timeout 900 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench.mjs
+
+## The app's memory against the least Tauri app (tests/floor-app), in one
+## run (tests/webdriver/bench-memory.mjs). Both are built as `make package`
+## builds the app, and in the same cargo build, so that they share one
+## Tauri with the same features.
+bench-memory: ui
+	CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked -p mandate-broker -p mandate-cli \
+	  -p mandate-app -p mandate-floor-app --features mandate-floor-app/bench --bins
+	cargo build --workspace --bins --locked
+	timeout 1200 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench-memory.mjs
 
 ## The app's Activity screen over 1,000,000 receipts (release app, WebDriver).
 bench-activity: ui

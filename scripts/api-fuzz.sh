@@ -11,10 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 VENV=${VENV:-$HOME/.cache/mandate/venv}
-if [ ! -x "$VENV/bin/st" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet schemathesis==4.32.5
-fi
+VENV=$VENV scripts/api-fuzz-venv.sh
 cargo build --quiet -p mandate-broker --bin mandate-broker
 source scripts/stack.sh
 start_idp

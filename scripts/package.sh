@@ -19,6 +19,24 @@ DATE=$(git log -1 --format=%cs 2>/dev/null || date -u +%F)
 MAINTAINER="Mandate developers <dev@mandate.dev>"
 [ -n "$VERSION" ] || { echo "package: no version in Cargo.toml" >&2; exit 1; }
 
+# The release binaries of all three, stripped, in one cargo build, so that
+# what they share is compiled once: another invocation, with another set
+# of packages (features unify per build) or another profile setting,
+# compiles the dependencies again (8 minutes on two cores). The Tauri CLI
+# then bundles the app built here (`tauri bundle`) rather than building
+# it. `package.sh --build` does only this: `make test` starts it early, in
+# the background, and the build below then finds it done (cargo waits for
+# a build of the same profile to end, then has nothing left to do). The
+# app embeds ui/dist: `make package` builds it first.
+build_release() {
+    CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked \
+        -p mandate-broker -p mandate-cli -p mandate-app --bins
+}
+if [ "${1:-}" = --build ]; then
+    build_release
+    exit
+fi
+
 need() { ! command -v "$1" >/dev/null 2>&1; }
 apt_install() {
     if [ "$(id -u)" = 0 ]; then apt-get install -y -qq "$@" >/dev/null; else sudo apt-get install -y -qq "$@" >/dev/null; fi
@@ -58,8 +76,8 @@ depends() { # BINARY
     (cd "$STAGE/shlibs" && dpkg-shlibdeps -O "$1" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 }
 
-# --- the broker and the CLI: release binaries, stripped --------------------
-cargo build --release --locked -p mandate-broker -p mandate-cli --bins
+# --- the release binaries, stripped -------------------------------------------
+build_release
 for bin in mandate-broker mandate; do
     install -D -m 755 "$TARGET/release/$bin" "$STAGE/bin/$bin"
     strip --strip-unneeded --remove-section=.comment --remove-section=.note "$STAGE/bin/$bin"
@@ -123,7 +141,6 @@ EOF
 dpkg-deb --root-owner-group -Zxz --build "$C" "$OUT/mandate-cli_${VERSION}_${ARCH}.deb" >/dev/null
 
 # --- the desktop app: the Tauri CLI's bundler --------------------------------
-make --no-print-directory ui
 # The bundler names the app's GTK and WebKit libraries, not the C library:
 # the one the CLI needs, built by the same toolchain on the same system.
 LIBC=$(depends "$C/usr/bin/mandate" | tr ',' '\n' | sed -n 's/^ *\(libc6 ([^)]*)\).*/\1/p' | head -1)
@@ -133,9 +150,8 @@ mkdir -p "$A"
 DESKTOP_ID=Mandate.desktop
 sed -e "s/@VERSION@/$VERSION/" -e "s/@DATE@/$DATE/" -e "s/@DESKTOP_ID@/$DESKTOP_ID/" \
     packaging/dev.mandate.desktop.metainfo.xml.in > "$A/dev.mandate.desktop.metainfo.xml"
-sed "s/@PACKAGE@/mandate/" packaging/copyright > "$A/copyright"
-printf 'mandate (%s) unstable; urgency=medium\n\n  * Release %s: see https://mandate.dev/ for what changed.\n\n -- %s  %s\n' \
-    "$VERSION" "$VERSION" "$MAINTAINER" "$(date -u -R -d "$DATE")" | gzip -9n > "$A/changelog.gz"
+# The bundler copies these into the package, where the others have them.
+doc_files mandate "$A"
 cat > "$A/tauri.package.json" <<EOF
 {
   "version": "$VERSION",
@@ -152,8 +168,8 @@ cat > "$A/tauri.package.json" <<EOF
         "priority": "optional",
         "files": {
           "/usr/share/metainfo/dev.mandate.desktop.metainfo.xml": "$A/dev.mandate.desktop.metainfo.xml",
-          "/usr/share/doc/mandate/copyright": "$A/copyright",
-          "/usr/share/doc/mandate/changelog.gz": "$A/changelog.gz"
+          "/usr/share/doc/mandate/copyright": "$A/usr/share/doc/mandate/copyright",
+          "/usr/share/doc/mandate/changelog.gz": "$A/usr/share/doc/mandate/changelog.gz"
         },
         "depends": ["$LIBC"]
       }
@@ -161,9 +177,8 @@ cat > "$A/tauri.package.json" <<EOF
   }
 }
 EOF
-# Stripped, as Debian's binaries are; only the link changes.
-(cd src-tauri && CARGO_PROFILE_RELEASE_STRIP=true "$ROOT/packaging/node_modules/.bin/tauri" build \
-    --ci --bundles deb --config "$A/tauri.package.json" -- --locked)
+(cd src-tauri && "$ROOT/packaging/node_modules/.bin/tauri" bundle \
+    --ci --bundles deb --config "$A/tauri.package.json")
 cp "$TARGET/release/bundle/deb/Mandate_${VERSION}_${ARCH}.deb" "$OUT/mandate_${VERSION}_${ARCH}.deb"
 
 # --- the checks ----------------------------------------------------------------

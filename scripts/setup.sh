@@ -92,9 +92,14 @@ if need chromium; then apt_install chromium; fi
 # runs them (tests/e2e/tests/e2e/headless.rs).
 if need jq; then apt_install jq; fi
 
-# Python's venv, for schemathesis (scripts/api-fuzz.sh installs it).
+# Python's venv, for schemathesis, which downloads in the background while
+# the build runs (scripts/api-fuzz-venv.sh; api-fuzz.sh waits for it).
 if need python3; then apt_install python3; fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+if [ ! -x "$HOME/.cache/mandate/venv/bin/st" ]; then
+    mkdir -p "$HOME/.cache/mandate"
+    nohup scripts/api-fuzz-venv.sh > "$HOME/.cache/mandate/venv-install.log" 2>&1 &
+fi
 
 # cargo-fuzz, for `make fuzz` and the fuzz smoke in `make test`.
 if need cargo-fuzz; then

@@ -250,9 +250,18 @@ async fn history(state: State<'_, App>) -> Result<HistoryView> {
     sent("history", reply.await)
 }
 
+/// The delegations screen; with `refresh` false, from the history alone,
+/// without asking the broker first.
 #[tauri::command]
-async fn delegations(state: State<'_, App>) -> Result<Delegations> {
-    let reply = async { Ok::<_, CommandError>(state.engine().await?.delegations().await?) };
+async fn delegations(state: State<'_, App>, refresh: bool) -> Result<Delegations> {
+    let reply = async {
+        let engine = state.engine().await?;
+        Ok::<_, CommandError>(if refresh {
+            engine.delegations().await?
+        } else {
+            engine.recorded_delegations().await?
+        })
+    };
     sent("delegations", reply.await)
 }
 

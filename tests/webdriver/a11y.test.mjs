@@ -70,10 +70,10 @@ async function violations() {
   return JSON.parse(found);
 }
 
-/** Checks `screen` in both themes, and that nothing is wider than the
- * window (a page that scrolls sideways hides its edge, and a click aimed
- * at a control can land beside it). */
-async function audit(screen) {
+/** Fails if the page, its header or its main part is wider than the
+ * window: a page that scrolls sideways hides its edge, and a click aimed
+ * at a control can land beside it. */
+async function fitsTheWindow(where) {
   const wide = await app.execute(() => {
     const main = document.querySelector('main');
     return {
@@ -82,7 +82,13 @@ async function audit(screen) {
       main: main ? main.scrollWidth - main.clientWidth : 0,
     };
   });
-  assert.ok(wide.page <= 0 && wide.header <= 0 && wide.main <= 0, `${screen}: wider than the window by ${JSON.stringify(wide)} px`);
+  assert.ok(wide.page <= 0 && wide.header <= 0 && wide.main <= 0, `${where}: wider than the window by ${JSON.stringify(wide)} px`);
+}
+
+/** Checks `screen` in both themes, and that nothing is wider than the
+ * window. */
+async function audit(screen) {
+  await fitsTheWindow(screen);
   for (const theme of ['light', 'dark']) {
     await setTheme(theme);
     const found = await violations();
@@ -261,11 +267,7 @@ test('every screen, in both themes, by keyboard, with status changes said and th
   const size = await app.getWindowSize();
   await app.setWindowSize(720, size.height);
   await until('the narrow window', async () => (await app.execute(() => window.innerWidth)) <= 720, 10_000);
-  const narrow = await app.execute(() => ({
-    page: document.documentElement.scrollWidth - window.innerWidth,
-    main: document.querySelector('main').scrollWidth - document.querySelector('main').clientWidth,
-  }));
-  assert.ok(narrow.page <= 0 && narrow.main <= 0, `at 720 px, wider than the window by ${JSON.stringify(narrow)} px`);
+  await fitsTheWindow('at 720 px');
   await app.saveScreenshot(join(SHOTS, 'a11y-narrow.png'));
   await app.setWindowSize(size.width, size.height);
 

@@ -18,12 +18,12 @@
 // The broker runs as its own process with its guards raised (a user may
 // have 500 pending requests), so the app's memory excludes the broker's.
 
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { remote } from 'webdriverio';
 import {
-  ROOT, TARGET, WAIT, ask, bin, cli, freePort, killAll, paintedAt, start, startBroker, startProvider, until, watchForRow, withTimeout,
+  ROOT, TARGET, WAIT, ask, bin, cli, killAll, memoryOf, paintedAt, pidOf, fileRequests, startBenchStack, until, watchForRow, withTimeout,
 } from './harness.mjs';
 
 // The app as built for users (`cargo build --release -p mandate-app`), or
@@ -39,29 +39,6 @@ const LATENCY_SAMPLES = 15;
 const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-')) };
 let browser;
 let driverPort;
-
-await startProvider(ctx);
-await startBroker(ctx, [
-  '--max-pending-new', '2000', '--max-pending-per-agent', '2000',
-  '--rate', 'agent_requests=5000:5000', '--rate', 'user_prompts=5000:5000',
-  '--rate', 'user_calls=5000:5000', '--rate', 'agent_calls=5000:5000',
-]);
-
-async function startDriver() {
-  driverPort = await freePort();
-  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(await freePort())], {
-    MANDATE_ISSUER: ctx.issuer,
-    MANDATE_BROKER: ctx.broker,
-    MANDATE_DATA_DIR: join(ctx.dir, 'app'),
-    MANDATE_KEYRING_SERVICE: `mandate-bench-${process.pid}`,
-    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
-    RUST_LOG: 'warn',
-  });
-  await until('tauri-driver', async () => {
-    try { return (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok; } catch { return false; }
-  });
-  return driver;
-}
 
 async function open() {
   return remote({
@@ -109,45 +86,6 @@ async function latencies(label) {
   return samples;
 }
 
-/**
- * Memory of a process and of the processes under it (WebKit's web and
- * network processes), in MiB: RSS, and PSS (shared pages divided among
- * the processes sharing them, so that the sum counts WebKit's libraries
- * once).
- */
-function memoryOf(pid) {
-  const read = (p, file) => { try { return readFileSync(`/proc/${p}/${file}`, 'utf8'); } catch { return ''; } };
-  const kib = (text, field) => Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1] ?? 0);
-  const mib = (k) => Math.round(k / 102.4) / 10;
-  const children = new Map();
-  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    const ppid = read(p, 'status').match(/^PPid:\s+(\d+)/m)?.[1];
-    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), p]);
-  }
-  const processes = [];
-  const stack = [String(pid)];
-  while (stack.length) {
-    const p = stack.pop();
-    processes.push({
-      name: read(p, 'comm').trim(),
-      rss: mib(kib(read(p, 'status'), 'VmRSS')),
-      pss: mib(kib(read(p, 'smaps_rollup'), 'Pss')),
-    });
-    stack.push(...(children.get(p) ?? []));
-  }
-  const sum = (f) => Math.round(processes.reduce((a, x) => a + x[f], 0) * 10) / 10;
-  return { app_rss: processes[0].rss, total_rss: sum('rss'), total_pss: sum('pss'), processes };
-}
-
-function appPid() {
-  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0] === APP) return Number(p);
-    } catch { /* gone */ }
-  }
-  throw new Error('no mandate-app process');
-}
-
 /** Approves `n` requests, then revokes each grant from the delegations
  * screen; returns each revocation's milliseconds from the click to the
  * page showing the broker's acknowledgement (the next frame painted). */
@@ -190,7 +128,7 @@ const stats = (xs) => {
 };
 
 try {
-  await startDriver();
+  driverPort = await startBenchStack(ctx, 'mandate-bench');
   browser = await open();
   await browser.$('[data-testid="sign-in"]').waitForDisplayed({ timeout: WAIT });
   await browser.$('[data-testid="sign-in"]').click();
@@ -200,25 +138,16 @@ try {
 
   const startEmpty = await coldStarts(0);
   await new Promise((r) => setTimeout(r, 10_000));
-  const memoryEmpty = memoryOf(appPid());
+  const memoryEmpty = memoryOf(pidOf(APP));
   const latencyEmpty = await latencies('empty');
   // Those requests wait too; fill the inbox up to PENDING.
   const filled = LATENCY_SAMPLES;
-  for (let i = filled; i < PENDING; i += 10) {
-    const batch = [];
-    for (let j = i; j < Math.min(i + 10, PENDING); j += 1) {
-      batch.push(ask(ctx, 'agent.key', 'Bench Bot', 'files:read:https://files.example/reports/', [], `filler ${j}`));
-    }
-    for (const b of batch) {
-      const { code } = await withTimeout(b.ended, WAIT, 'filing');
-      if (code !== 0) throw new Error(b.output);
-    }
-  }
+  await fileRequests(ctx, 'agent.key', filled, PENDING);
   await countIs(PENDING, 120_000);
   const startFull = await coldStarts(PENDING);
   // Idle: nothing happens for 10 s, then the memory is read.
   await new Promise((r) => setTimeout(r, 10_000));
-  const memoryFull = memoryOf(appPid());
+  const memoryFull = memoryOf(pidOf(APP));
   const latencyFull = await latencies('full');
   const revoked = await revocations(LATENCY_SAMPLES);
 

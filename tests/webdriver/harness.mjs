@@ -4,7 +4,7 @@
 // session on the real app, and when a new inbox row was painted.
 
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -213,4 +213,98 @@ export async function tabTo(browser, testid, limit = 80) {
     await browser.keys(['Tab']);
   }
   throw new Error(`Tab never reached ${testid}`);
+}
+
+const readProc = (p, file) => { try { return readFileSync(`/proc/${p}/${file}`, 'utf8'); } catch { return ''; } };
+
+/** The process running `executable` (its full path, as started). */
+export function pidOf(executable) {
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    if (readProc(p, 'cmdline').split('\0')[0] === executable) return Number(p);
+  }
+  throw new Error(`no process runs ${executable}`);
+}
+
+/**
+ * Memory of a process and of the processes under it (WebKit's web and
+ * network processes), in MiB, from /proc: RSS; PSS (shared pages divided
+ * among the processes sharing them, so that the sum counts WebKit's
+ * libraries once), and its anonymous and file-backed parts; and
+ * `anonymous`, the private memory no file backs (heaps, JavaScript's
+ * among them).
+ */
+export function memoryOf(pid) {
+  const kib = (text, field) => Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1] ?? 0);
+  const mib = (k) => Math.round(k / 102.4) / 10;
+  const children = new Map();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    const ppid = readProc(p, 'status').match(/^PPid:\s+(\d+)/m)?.[1];
+    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), p]);
+  }
+  const processes = [];
+  const stack = [String(pid)];
+  while (stack.length) {
+    const p = stack.pop();
+    const rollup = readProc(p, 'smaps_rollup');
+    processes.push({
+      name: readProc(p, 'comm').trim(),
+      rss: mib(kib(readProc(p, 'status'), 'VmRSS')),
+      pss: mib(kib(rollup, 'Pss')),
+      pss_anon: mib(kib(rollup, 'Pss_Anon')),
+      pss_file: mib(kib(rollup, 'Pss_File')),
+      anonymous: mib(kib(rollup, 'Anonymous')),
+    });
+    stack.push(...(children.get(p) ?? []));
+  }
+  const sum = (f) => Math.round(processes.reduce((a, x) => a + x[f], 0) * 10) / 10;
+  return {
+    app_rss: processes[0].rss,
+    total_rss: sum('rss'),
+    total_pss: sum('pss'),
+    total_anonymous: sum('anonymous'),
+    processes,
+  };
+}
+
+/**
+ * What the app benchmarks start from: the provider, and a broker with its
+ * guards raised (a user may have 500 pending requests), then tauri-driver
+ * with the app's environment (its data under `ctx.dir`). Returns the
+ * driver's port.
+ */
+export async function startBenchStack(ctx, name) {
+  await startProvider(ctx);
+  await startBroker(ctx, [
+    '--max-pending-new', '2000', '--max-pending-per-agent', '2000',
+    '--rate', 'agent_requests=5000:5000', '--rate', 'user_prompts=5000:5000',
+    '--rate', 'user_calls=5000:5000', '--rate', 'agent_calls=5000:5000',
+  ]);
+  const port = await freePort();
+  start('tauri-driver', ['--port', String(port), '--native-port', String(await freePort())], {
+    MANDATE_ISSUER: ctx.issuer,
+    MANDATE_BROKER: ctx.broker,
+    MANDATE_DATA_DIR: join(ctx.dir, 'app'),
+    MANDATE_KEYRING_SERVICE: `${name}-${process.pid}`,
+    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
+    RUST_LOG: 'warn',
+  });
+  await until('tauri-driver', async () => {
+    try { return (await fetch(`http://127.0.0.1:${port}/status`)).ok; } catch { return false; }
+  });
+  return port;
+}
+
+/** Files requests `from` to `to` (exclusive) for the agent key `key`, ten
+ * at a time, each to its end ("filler N"). */
+export async function fileRequests(ctx, key, from, to) {
+  for (let i = from; i < to; i += 10) {
+    const batch = [];
+    for (let j = i; j < Math.min(i + 10, to); j += 1) {
+      batch.push(ask(ctx, key, 'Bench Bot', 'files:read:https://files.example/reports/', [], `filler ${j}`));
+    }
+    for (const b of batch) {
+      const { code } = await withTimeout(b.ended, WAIT, 'filing');
+      if (code !== 0) throw new Error(b.output);
+    }
+  }
 }

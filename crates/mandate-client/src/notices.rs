@@ -181,13 +181,13 @@ fn lease_lines(live: &[GrantView], now: i64) -> Vec<(String, String)> {
         .into_iter()
         .map(|g| {
             let raw = g.agent_name.as_deref().unwrap_or(&g.agent_fingerprint);
-            let mut who: String = raw
-                .chars()
-                .filter(|c| !c.is_control())
+            let mut shown = raw.chars().filter(|c| !c.is_control());
+            let mut who = shown
+                .by_ref()
                 .take(TRAY_NAME_MAX)
                 .collect::<String>()
                 .replace('&', "&&");
-            if raw.chars().filter(|c| !c.is_control()).count() > TRAY_NAME_MAX {
+            if shown.next().is_some() {
                 who.push('…');
             }
             let left = g.expires_at - now;

@@ -77,7 +77,8 @@ export const api = {
   endRule: (id: string) => call<RulesView>('end_rule', { id }),
   liftBlock: (agent: string) => call<RulesView>('lift_block', { agent }),
   history: () => call<HistoryView>('history'),
-  delegations: () => call<Delegations>('delegations'),
+  /** `refresh`: read the broker's list of grants first (else the history's alone). */
+  delegations: (refresh = true) => call<Delegations>('delegations', { refresh }),
   keys: () => call<Device[]>('keys'),
   removeKey: (jkt: string) => call<null>('remove_key', { jkt }),
   revokePreview: (id: string) => call<RevokePreview>('revoke_preview', { id }),

@@ -555,6 +555,14 @@ impl Engine {
         self.inner.grants.delegations(&active).await
     }
 
+    /// The delegations screen from the history alone (no broker call):
+    /// for a view that shows grants beside something else, and reloads
+    /// often, such as Activity's ended leases.
+    pub async fn recorded_delegations(&self) -> Result<Delegations, ClientError> {
+        let active = self.active().await?;
+        self.inner.grants.delegations(&active).await
+    }
+
     /// The grants in force that lapse within `within` seconds, read from
     /// the history alone (no broker call), soonest first.
     pub async fn expiring(&self, within: i64) -> Result<Vec<GrantView>, ClientError> {

@@ -1,0 +1,5 @@
+//! Tauri's build step: the config and its (empty) capabilities.
+
+fn main() {
+    tauri_build::build();
+}
