@@ -27,14 +27,14 @@ docs:
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings docs setup test site release-build ui lint unit webdriver package bench-app bench-memory bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
+.PHONY: run bindings docs setup test site ui lint unit webdriver package bench-app bench-memory bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
 	@scripts/setup.sh
 
 ## Everything CI runs.
-test: setup lint site unit webdriver release-build interop api-fuzz fuzz-smoke package
+test: setup lint site unit webdriver interop api-fuzz fuzz-smoke package
 	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/webdriver.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
 
 ## The Debian packages of the app, the broker and the CLI, into
@@ -53,14 +53,6 @@ package: ui
 ## and anchor checked (scripts/site.sh).
 site:
 	@timeout 600 scripts/site.sh
-
-## The release build that `package` needs, started in the background (its
-## output in $(LOGS)/release-build.log), so that it runs beside the tests
-## that leave the CPU idle; `package` then finds it done, or waits for it.
-release-build: ui
-	@mkdir -p $(LOGS)
-	@echo "release-build: started in the background, log in $(LOGS)/release-build.log"
-	@nohup scripts/package.sh --build > $(LOGS)/release-build.log 2>&1 &
 
 ## The interface: type-checked, built into ui/dist (which the app embeds),
 ## and never rendering HTML from data.

@@ -24,18 +24,11 @@ MAINTAINER="Mandate developers <dev@mandate.dev>"
 # of packages (features unify per build) or another profile setting,
 # compiles the dependencies again (8 minutes on two cores). The Tauri CLI
 # then bundles the app built here (`tauri bundle`) rather than building
-# it. `package.sh --build` does only this: `make test` starts it early, in
-# the background, and the build below then finds it done (cargo waits for
-# a build of the same profile to end, then has nothing left to do). The
-# app embeds ui/dist: `make package` builds it first.
+# it. The app embeds ui/dist: `make package` builds it first.
 build_release() {
     CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked \
         -p mandate-broker -p mandate-cli -p mandate-app --bins
 }
-if [ "${1:-}" = --build ]; then
-    build_release
-    exit
-fi
 
 need() { ! command -v "$1" >/dev/null 2>&1; }
 apt_install() {
