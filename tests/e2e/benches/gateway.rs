@@ -300,7 +300,7 @@ async fn main() {
                 .args(["-n", &n])
                 .arg(std.get_program())
                 .args(std.get_args())
-                .env("RUST_LOG", "warn");
+                .envs(std.get_envs().filter_map(|(k, v)| Some((k, v?))));
             niced
         }
         Err(_) => broker_cmd,
