@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 VENV=${VENV:-$HOME/.cache/mandate/venv}
 VENV=$VENV scripts/api-fuzz-venv.sh
-cargo build --quiet -p mandate-broker --bin mandate-broker
+# The workspace's build, as `make unit` builds it (a no-op after it): a
+# build of the broker alone resolves other features, and compiles again.
+cargo build --quiet --workspace --bins --locked
 source scripts/stack.sh
 start_idp
 # The OAuth endpoints too, with the code flow on (signing in at the test

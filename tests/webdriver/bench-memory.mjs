@@ -20,9 +20,8 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { remote } from 'webdriverio';
 import {
-  ROOT, TARGET, WAIT, cli, killAll, memoryOf, pidOf, fileRequests, startBenchStack, until, withTimeout,
+  ROOT, TARGET, WAIT, cli, killAll, memoryOf, openApp, pendingCountIs, pidOf, fileRequests, startBenchStack, until, withTimeout,
 } from './harness.mjs';
 
 const APP = join(TARGET, 'release', 'mandate-app');
@@ -36,21 +35,13 @@ let browser;
 
 const driverPort = await startBenchStack(ctx, 'mandate-bench-memory');
 
-const open = (application) => remote({
-  hostname: '127.0.0.1', port: driverPort, logLevel: 'error', connectionRetryTimeout: WAIT,
-  capabilities: { 'tauri:options': { application } },
-});
+const open = (application) => openApp(driverPort, application);
+const countIs = (n, timeout) => pendingCountIs(browser, n, timeout);
 
 async function close(application) {
   await withTimeout(browser.deleteSession(), 15_000, 'closing the app');
   browser = undefined;
   await until(`${application} to exit`, () => { try { pidOf(application); return false; } catch { return true; } });
-}
-
-async function countIs(n, timeout = WAIT) {
-  await until(`${n} pending`, async () => {
-    try { return (await browser.$('[data-testid="pending-count"]').getText()) === String(n); } catch { return false; }
-  }, timeout);
 }
 
 const idle = () => new Promise((r) => setTimeout(r, IDLE_MS));

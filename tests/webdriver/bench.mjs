@@ -21,9 +21,9 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { remote } from 'webdriverio';
 import {
-  ROOT, TARGET, WAIT, ask, bin, cli, killAll, memoryOf, paintedAt, pidOf, fileRequests, startBenchStack, until, watchForRow, withTimeout,
+  ROOT, TARGET, WAIT, ask, bin, cli, killAll, memoryOf, openApp, paintedAt, pendingCountIs, pidOf, fileRequests, startBenchStack, until,
+  watchForRow, withTimeout,
 } from './harness.mjs';
 
 // The app as built for users (`cargo build --release -p mandate-app`), or
@@ -40,18 +40,8 @@ const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-')) };
 let browser;
 let driverPort;
 
-async function open() {
-  return remote({
-    hostname: '127.0.0.1', port: driverPort, logLevel: 'error', connectionRetryTimeout: WAIT,
-    capabilities: { 'tauri:options': { application: APP } },
-  });
-}
-
-async function countIs(n, timeout = WAIT) {
-  await until(`${n} pending`, async () => {
-    try { return (await browser.$('[data-testid="pending-count"]').getText()) === String(n); } catch { return false; }
-  }, timeout);
-}
+const open = () => openApp(driverPort, APP);
+const countIs = (n, timeout) => pendingCountIs(browser, n, timeout);
 
 /** Cold starts: a new app process each time, until the count reads `n`. */
 async function coldStarts(n) {

@@ -294,6 +294,22 @@ export async function startBenchStack(ctx, name) {
   return port;
 }
 
+/** A new WebDriver session on the tauri-driver at `port`: a new process
+ * of the app `application`. */
+export async function openApp(port, application) {
+  return remote({
+    hostname: '127.0.0.1', port, logLevel: 'error', connectionRetryTimeout: WAIT,
+    capabilities: { 'tauri:options': { application } },
+  });
+}
+
+/** Waits until the app's pending count reads `n`. */
+export async function pendingCountIs(browser, n, timeout = WAIT) {
+  await until(`${n} pending`, async () => {
+    try { return (await browser.$('[data-testid="pending-count"]').getText()) === String(n); } catch { return false; }
+  }, timeout);
+}
+
 /** Files requests `from` to `to` (exclusive) for the agent key `key`, ten
  * at a time, each to its end ("filler N"). */
 export async function fileRequests(ctx, key, from, to) {
