@@ -36,14 +36,14 @@ docs:
 run:
 	@scripts/run.sh
 
-.PHONY: run bindings docs setup test site ui fmt lint unit webdriver package bench-app bench-memory bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
+.PHONY: run bindings docs setup test site release-early ui fmt lint unit webdriver package bench-app bench-memory bench-activity bench-history interop fuzz fuzz-smoke bench vectors api-fuzz chaos
 
 setup:
 	@FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/cache-prune.sh
 	@scripts/setup.sh
 
 ## Everything CI runs.
-test: setup fmt site unit webdriver interop api-fuzz fuzz-smoke package
+test: setup release-early fmt site unit webdriver interop api-fuzz fuzz-smoke package
 	@python3 scripts/test-summary.py $(LOGS)/unit.log $(LOGS)/webdriver.log $(LOGS)/interop.log $(LOGS)/api-fuzz.log
 
 ## The Debian packages of the app, the broker and the CLI, into
@@ -56,6 +56,13 @@ package: ui
 	set -o pipefail; (timeout 2400 scripts/package.sh && \
 	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
 	    node --test --test-force-exit tests/webdriver/installed.mjs) 2>&1 | tee $(LOGS)/package.log
+
+## The release build `package` needs, started in the background at idle
+## priority, so that it runs in the CPU time the tests leave idle
+## (scripts/release-early.sh; its output in $(LOGS)/release-build.log).
+release-early: ui
+	@mkdir -p $(LOGS)
+	@scripts/release-early.sh $$PPID $(LOGS)/release-build.log
 
 ## The documentation as a static site (MkDocs), into $CARGO_TARGET_DIR/site/:
 ## README.md as its front page, docs/ as its pages, every internal link

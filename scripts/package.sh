@@ -29,6 +29,11 @@ build_release() {
     CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked \
         -p mandate-broker -p mandate-cli -p mandate-app --bins
 }
+# `package.sh --build`: the build alone (scripts/release-early.sh).
+if [ "${1:-}" = --build ]; then
+    build_release
+    exit
+fi
 
 need() { ! command -v "$1" >/dev/null 2>&1; }
 apt_install() {

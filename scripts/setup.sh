@@ -81,7 +81,10 @@ if [ ! -d tests/webdriver/node_modules/webdriverio ] || [ ! -d tests/webdriver/n
     (cd tests/webdriver && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if need tauri-driver; then
-    cargo install tauri-driver --version 2.1.0 --locked --quiet
+    # Debug builds, here and for cargo-fuzz below: their speed does not
+    # matter here, and both compile in 66 s, against some 107 s as
+    # release builds in a clean-clone CI run.
+    cargo install tauri-driver --version 2.1.0 --locked --quiet --debug
 fi
 
 # A real browser for the test that no web page can drive the broker
@@ -103,5 +106,5 @@ fi
 
 # cargo-fuzz, for `make fuzz` and the fuzz smoke in `make test`.
 if need cargo-fuzz; then
-    cargo install cargo-fuzz --locked --quiet
+    cargo install cargo-fuzz --locked --quiet --debug
 fi
