@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn, tabTo as tabToIn } from './harness.mjs';
+import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn, tabTo as tabToIn, typeInto } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const cli = (args) => cliAt(ctx.broker, args);
@@ -127,10 +127,7 @@ test('sign in, see a sub-agent request live, approve it narrowed by keyboard, de
   await until('15 minutes chosen', async () => (await browser.$('[data-testid="lifetime"]').getValue()) === '900');
   // Deleting is high risk: the user types the code the agent shows.
   await tabTo('code-input');
-  // Typed into the focused field: keys sent one by one to the window lose
-  // a repeated character under WebKitGTK's driver (a code like 7KK2-...).
-  await browser.$('[data-testid="code-input"]').addValue(codeIn(b.output));
-  assert.equal(await browser.$('[data-testid="code-input"]').getValue(), codeIn(b.output));
+  await typeInto(browser, 'code-input', codeIn(b.output));
   await browser.keys(['Enter']);
   await until('the code accepted', async () => !(await browser.$('[data-testid="code-match"]').isExisting()));
   // For the 15 minutes chosen, not just this once: the tiers by arrow keys.

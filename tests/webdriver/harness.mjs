@@ -205,6 +205,17 @@ export async function approveFor(browser, tier = 'standard') {
   await browser.$('[data-testid="approve"]').click();
 }
 
+/** Types `text` into the field with `testid`, which has the focus, and
+ * checks that the field holds all of it. Keys sent one by one to the
+ * window lose a repeated character under WebKitGTK's driver (a code like
+ * 7KK2-..., an amount like 1000.50); sent to the field, they do not. */
+export async function typeInto(browser, testid, text) {
+  const field = await browser.$(`[data-testid="${testid}"]`);
+  await field.addValue(text);
+  const value = await field.getValue();
+  if (value !== text) throw new Error(`the field ${testid} holds ${JSON.stringify(value)}, not ${JSON.stringify(text)}`);
+}
+
 /** Presses Tab in `browser` until the element with `testid` has the focus. */
 export async function tabTo(browser, testid, limit = 80) {
   for (let i = 0; i < limit; i += 1) {

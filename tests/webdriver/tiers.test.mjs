@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ROOT, WAIT, bin, cli as cliAt, closeAll, codeIn, openSession, rowIn, start, startBroker, startProvider,
-  until, withTimeout,
+  typeInto, until, withTimeout,
   tabTo as tabToIn,
 } from './harness.mjs';
 
@@ -316,10 +316,7 @@ test('confirming only the calls above an amount the user types, by keyboard', { 
   // Paying is high risk: the code the agent shows comes first.
   const code = await until('the buyer\'s code', () => codeIn(buyer.output));
   await tabTo('code-input');
-  // Typed into the focused field: keys sent one by one to the window lose
-  // a repeated character under WebKitGTK's driver (a code like 7KK2-...).
-  await app.$('[data-testid="code-input"]').addValue(code);
-  assert.equal(await app.$('[data-testid="code-input"]').getValue(), code);
+  await typeInto(app, 'code-input', code);
   await tabTo('code-check');
   await app.keys(['Enter']);
   await until('the code accepted', async () => !(await app.$('[data-testid="code-match"]').isExisting()));
@@ -327,10 +324,7 @@ test('confirming only the calls above an amount the user types, by keyboard', { 
   await tabTo('confirm-above-0');
   await app.keys([' ']);
   await tabTo('confirm-above-amount-0');
-  // Typed into the focused field (keys sent one by one to the window lose
-  // a repeated digit under WebKitGTK's driver).
-  await app.$('[data-testid="confirm-above-amount-0"]').addValue('1000.50');
-  assert.equal(await app.$('[data-testid="confirm-above-amount-0"]').getValue(), '1000.50');
+  await typeInto(app, 'confirm-above-amount-0', '1000.50');
   assert.match(await app.$('[data-testid="detail"]').getText(), /Or only the calls above[\s\S]*EUR/);
   await shot('09-confirm-above');
   await approveByKeyboard(2, 'standard');
