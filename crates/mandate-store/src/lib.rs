@@ -96,7 +96,8 @@ impl Store {
     /// creating a SQLite file if needed, and applies the migrations.
     ///
     /// SQLite runs in WAL mode with `synchronous = NORMAL`, foreign keys on,
-    /// and a busy timeout of [`SQLITE_BUSY_TIMEOUT`].
+    /// temporary files in memory, and a busy timeout of
+    /// [`SQLITE_BUSY_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(StoreError::from_connect)?;
@@ -121,7 +122,18 @@ impl Store {
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 // Read pages through a shared mapping rather than a copy
                 // per connection and per read.
-                .pragma("mmap_size", "268435456");
+                .pragma("mmap_size", "268435456")
+                // Temporary files in memory. A statement that writes many
+                // rows within a transaction (a witness report's receipts,
+                // 100 rows in one INSERT) keeps a statement journal, a copy
+                // of each page it changes, to undo itself alone; past 64
+                // KiB SQLite spilled it to a file in /var/tmp, created,
+                // written a page at a time and deleted per statement. That
+                // was most of what the broker's disk writes were for a
+                // report (docs/benchmarks.md, "The MCP gateway"). The
+                // journal lives only as long as its statement, and the
+                // write-ahead log, not it, is what makes a commit durable.
+                .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 // A local file does not drop connections; a ping per
