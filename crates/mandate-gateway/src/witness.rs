@@ -299,7 +299,20 @@ async fn report_batch(
     url: &str,
     http: &reqwest::Client,
 ) {
-    let signed: Vec<String> = batch.drain(..).map(|c| c.sign(&key.0)).collect();
+    // A batch's signatures take a few milliseconds: on a thread of their
+    // own, not on a worker that calls are waiting for.
+    let claims = std::mem::take(batch);
+    let signer = Arc::clone(&key.0);
+    let signed: Vec<String> =
+        match tokio::task::spawn_blocking(move || claims.iter().map(|c| c.sign(&signer)).collect())
+            .await
+        {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::warn!(error = %e, "signing witness receipts failed");
+                return;
+            }
+        };
     let body = json!({ "key": jwk, "receipts": signed });
     let mut wait = Duration::from_millis(250);
     let started = tokio::time::Instant::now();
@@ -324,7 +337,6 @@ async fn report_batch(
             }
         }
     }
-    batch.clear();
 }
 
 /// How often the tools statement is sent again when nothing changed: a
