@@ -16,7 +16,11 @@
 //! turn, so that both meet the same conditions call by call; calls a
 //! second come from rounds of each target alone, alternating. Reports p50,
 //! p99 and calls a second for one caller and for eight, and the ratios to
-//! the proxy.
+//! the proxy; then what a call costs each process in CPU time over the
+//! rounds of each target alone (from `/proc/PID/stat`), and the two
+//! paths' ratio: a figure that the scheduling noise of a small machine
+//! moves far less than calls a second, and that bounds the rate ratio
+//! when the CPU is what runs out (eight callers).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -213,6 +217,53 @@ fn summarize(mut lat: Vec<Duration>, rates: &[f64]) -> Measured {
     }
 }
 
+/// CPU seconds (user and system) that process `pid` has used so far, from
+/// `/proc/PID/stat` (its 14th and 15th fields, in ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, which is in parentheses and may hold spaces,
+    // the fields run from the 3rd (the state).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i - 3].parse::<f64>().unwrap();
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// The processes whose CPU a round costs: the gateway, the proxy, the
+/// broker (which stores the gateway's witness receipts), the upstream, and
+/// this process (the callers).
+struct Pids {
+    gateway: u32,
+    proxy: u32,
+    broker: u32,
+    upstream: u32,
+    callers: u32,
+}
+
+/// CPU seconds of each of [`Pids`], in that order.
+type Cpu = [f64; 5];
+
+impl Pids {
+    fn now(&self) -> Cpu {
+        [
+            self.gateway,
+            self.proxy,
+            self.broker,
+            self.upstream,
+            self.callers,
+        ]
+        .map(cpu_seconds)
+    }
+}
+
+fn spent(from: Cpu, to: Cpu) -> Cpu {
+    std::array::from_fn(|i| to[i] - from[i])
+}
+
 /// Files a request for `read_file` at `resource` and approves it.
 async fn granted(alice: &User, agent: &Agent, resource: &str) -> Mandate {
     let scopes = vec![AuthorizationDetail::new("mcp", ["read_file"], [resource]).unwrap()];
@@ -226,6 +277,68 @@ async fn granted(alice: &User, agent: &Agent, resource: &str) -> Mandate {
         expires_in: 600,
     };
     alice.approve(agent, &ask).await
+}
+
+/// CPU a call costs each process, in µs, over the rounds of each target
+/// alone. What the gateway and the broker do in the proxy's rounds (the
+/// witness reports the last calls of a gateway round) counts to the
+/// gateway's calls, and what the proxy does in the gateway's rounds
+/// (nothing) to the proxy's.
+struct Costs {
+    name: &'static str,
+    gateway: f64,
+    proxy: f64,
+    broker: f64,
+    upstream: (f64, f64),
+    callers: (f64, f64),
+}
+
+impl Costs {
+    fn of(name: &'static str, gw: Cpu, px: Cpu, gw_calls: usize, px_calls: usize) -> Costs {
+        let per = |s: f64, calls: usize| s * 1e6 / calls.max(1) as f64;
+        Costs {
+            name,
+            gateway: per(gw[0] + px[0], gw_calls),
+            proxy: per(gw[1] + px[1], px_calls),
+            broker: per(gw[2] + px[2], gw_calls),
+            upstream: (per(gw[3], gw_calls), per(px[3], px_calls)),
+            callers: (per(gw[4], gw_calls), per(px[4], px_calls)),
+        }
+    }
+
+    /// The CPU of a call by each path: what bounds calls a second when
+    /// the CPU is what runs out.
+    fn paths(&self) -> (f64, f64) {
+        (
+            self.gateway + self.broker + self.upstream.0 + self.callers.0,
+            self.proxy + self.upstream.1 + self.callers.1,
+        )
+    }
+
+    fn print(costs: &[Costs]) {
+        println!("\nCPU a call (user and system, µs), rounds of each target alone:\n");
+        println!(
+            "| target | gateway or proxy | broker | upstream | callers | the path | proxy path / gateway path |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for c in costs {
+            let (gw, px) = c.paths();
+            println!(
+                "| plain proxy | {:.0} | | {:.0} | {:.0} | {:.0} | |",
+                c.proxy, c.upstream.1, c.callers.1, px
+            );
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+                c.name,
+                c.gateway,
+                c.broker,
+                c.upstream.0,
+                c.callers.0,
+                gw,
+                px / gw
+            );
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -316,6 +429,13 @@ async fn main() {
     let mut cmd = tokio::process::Command::new(procs::binary("mcp-plain-proxy"));
     cmd.args(["--listen", "127.0.0.1:0", "--upstream", &upstream.url]);
     let proxy = Proc::start("mcp-plain-proxy", cmd, "mcp-plain-proxy listening on ").await;
+    let pids = Pids {
+        gateway: gateway.pid().unwrap(),
+        proxy: proxy.pid().unwrap(),
+        broker: broker.pid().unwrap(),
+        upstream: upstream.pid().unwrap(),
+        callers: std::process::id(),
+    };
 
     // One agent per caller, each with its own grant and token, as many
     // agents would call a gateway: a key's proofs share one partition of
@@ -340,6 +460,7 @@ async fn main() {
 
     println!("tools/call read_file, {rounds} rounds of {seconds} s per target, alternating; µs");
     for concurrency in [1usize, 8] {
+        let mut costs = Vec::new();
         println!("\n{concurrency} caller(s):\n");
         println!("| target | p50 | p99 | calls a second | p50 ratio | p99 ratio | rate ratio |");
         println!("|---|---|---|---|---|---|---|");
@@ -360,15 +481,37 @@ async fn main() {
             let _ = round(&px_callers, 0.5).await;
             let (mut gw_lat, mut px_lat, mut gw_rates, mut px_rates) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // The CPU of the rounds of each target alone, and their calls.
+            let (mut gw_cpu, mut px_cpu, mut gw_calls, mut px_calls) =
+                ([0.0; 5], [0.0; 5], 0usize, 0usize);
             // Latency from paired rounds; calls a second from each
             // target alone, in rounds that alternate.
             for _ in 0..rounds {
                 let (g, p) = paired_round(&gw_callers, &px_callers, seconds).await;
                 gw_lat.extend(g);
                 px_lat.extend(p);
-                gw_rates.push(round(&gw_callers, seconds).await.1);
-                px_rates.push(round(&px_callers, seconds).await.1);
+                let before = pids.now();
+                let (calls, rate) = round(&gw_callers, seconds).await;
+                let between = pids.now();
+                gw_rates.push(rate);
+                gw_calls += calls.len();
+                let (calls, rate) = round(&px_callers, seconds).await;
+                let after = pids.now();
+                px_rates.push(rate);
+                px_calls += calls.len();
+                let (g, p) = (spent(before, between), spent(between, after));
+                for i in 0..5 {
+                    gw_cpu[i] += g[i];
+                    px_cpu[i] += p[i];
+                }
             }
+            costs.push(Costs::of(
+                gw_callers[0].cred.name(),
+                gw_cpu,
+                px_cpu,
+                gw_calls,
+                px_calls,
+            ));
             let gw = summarize(gw_lat, &gw_rates);
             let px = summarize(px_lat, &px_rates);
             println!(
@@ -386,6 +529,7 @@ async fn main() {
                 gw.rate / px.rate
             );
         }
+        Costs::print(&costs);
     }
     proxy.kill().await;
     gateway.kill().await;
