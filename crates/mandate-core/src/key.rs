@@ -152,9 +152,10 @@ impl PublicKey {
     /// proof's `jwk`, the keys beside a chain), and decompressing one is a
     /// square root in the field: 5.8 µs with the checks and the
     /// thumbprint, against 0.02 µs for a key found (docs/benchmarks.md,
-    /// "Chain verification"). So the keys decompressed lately are kept, by their bytes,
-    /// in [`RECENT_KEYS`]: a key found there is the same value this would
-    /// compute again. Only keys that passed every check are kept.
+    /// "CPU a call, and three changes"). So the keys decompressed lately
+    /// are kept, by their bytes, in [`RECENT_KEYS`]: a key found there is
+    /// the same value this would compute again. Only keys that passed
+    /// every check are kept.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
         let slot = &RECENT_KEYS[recent_slot(bytes)];
         let lock = || {
