@@ -153,7 +153,7 @@ impl PublicKey {
     /// square root in the field: 5.8 µs with the checks and the
     /// thumbprint, against 0.02 µs for a key found (docs/benchmarks.md,
     /// "CPU a call, and three changes"). So the keys decompressed lately
-    /// are kept, by their bytes, in [`RECENT_KEYS`]: a key found there is
+    /// are kept, by their bytes, in a table of 256: a key found there is
     /// the same value this would compute again. Only keys that passed
     /// every check are kept.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
