@@ -279,11 +279,17 @@ async fn granted(alice: &User, agent: &Agent, resource: &str) -> Mandate {
     alice.approve(agent, &ask).await
 }
 
+/// How long a round in which the gateway took calls is followed by
+/// nothing: twice the witness's linger, so that its last report is made
+/// and stored before the next round.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// CPU a call costs each process, in µs, over the rounds of each target
-/// alone. What the gateway and the broker do in the proxy's rounds (the
-/// witness reports the last calls of a gateway round) counts to the
-/// gateway's calls, and what the proxy does in the gateway's rounds
-/// (nothing) to the proxy's.
+/// alone. A gateway round's CPU is counted until [`SETTLE`] after it, so
+/// that the witness's last report of it and the broker's storing of that
+/// report count to the gateway's calls. The gateway and the broker do
+/// nothing in the proxy's rounds, nor the proxy in the gateway's; each
+/// is counted over both all the same.
 struct Costs {
     name: &'static str,
     gateway: f64,
@@ -490,8 +496,14 @@ async fn main() {
                 let (g, p) = paired_round(&gw_callers, &px_callers, seconds).await;
                 gw_lat.extend(g);
                 px_lat.extend(p);
+                // A pause after each round in which the gateway took
+                // calls: its witness reports them within 250 ms, and the
+                // broker stores them, before the next round begins. So
+                // neither that work nor its CPU falls in the next round.
+                tokio::time::sleep(SETTLE).await;
                 let before = pids.now();
                 let (calls, rate) = round(&gw_callers, seconds).await;
+                tokio::time::sleep(SETTLE).await;
                 let between = pids.now();
                 gw_rates.push(rate);
                 gw_calls += calls.len();
