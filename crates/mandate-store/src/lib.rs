@@ -128,9 +128,9 @@ impl Store {
                 // 100 rows in one INSERT) keeps a statement journal, a copy
                 // of each page it changes, to undo itself alone; past 64
                 // KiB SQLite spilled it to a file in /var/tmp, created,
-                // written a page at a time and deleted per statement. That
-                // was most of what the broker's disk writes were for a
-                // report (docs/benchmarks.md, "The MCP gateway"). The
+                // written a page at a time and deleted per statement: some
+                // 40 % of the broker's `pwrite` calls under witness reports
+                // (docs/benchmarks.md, "CPU a call, and three changes"). The
                 // journal lives only as long as its statement, and the
                 // write-ahead log, not it, is what makes a commit durable.
                 .pragma("temp_store", "memory");
