@@ -127,7 +127,8 @@ async function ask(scopes, purpose, intent) {
       say('asked', { code });
     }
   });
-  const status = await new Promise((res) => child.on('exit', res));
+  // 'close', not 'exit': the reason for a denial may still be in the pipe.
+  const status = await new Promise((res) => child.on('close', res));
   if (status !== 0) {
     if (/denied/.test(err)) {
       say('denied', { reason: err.match(/denied the request: (.*)/)?.[1]?.trim() });

@@ -25,7 +25,17 @@ export function start(cmd, args, env = {}) {
   child.output = '';
   child.stdout.on('data', (d) => { child.output += d; });
   child.stderr.on('data', (d) => { child.output += d; });
-  child.ended = new Promise((res) => child.on('exit', (code, signal) => { children.delete(child); res({ code, signal }); }));
+  // 'exit' can come before the last of the output is read from the pipes
+  // (a flood's closing tally was missed that way); 'close' says it all
+  // came. A grandchild that inherited the pipes could hold 'close' back, so
+  // after 'exit' it is waited for 2 s at most.
+  child.ended = new Promise((res) => {
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      const timer = setTimeout(() => res({ code, signal }), 2_000);
+      child.on('close', () => { clearTimeout(timer); res({ code, signal }); });
+    });
+  });
   return child;
 }
 export function killAll() {
