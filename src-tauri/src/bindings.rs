@@ -23,8 +23,8 @@ use mandate_client::settings::{Settings, SettingsView};
 use mandate_client::tiers::{RuleFit, RuleMatch, RuleView};
 use mandate_client::tool_claims::ServerClaim;
 use mandate_client::view::{
-    ActionView, AgentView, ClientCheck, Hop, InboxRow, OAuthClientView, RequestDetail, Risk, Role,
-    ScopeChoice, ScopeView,
+    ActionView, AgentView, ClientCheck, Hop, InboxChanges, InboxRow, OAuthClientView,
+    RequestDetail, Risk, Role, ScopeChoice, ScopeView,
 };
 use ts_rs::{Config, TS};
 
@@ -47,6 +47,7 @@ pub fn typescript() -> String {
         Update::decl(&cfg),
         Risk::decl(&cfg),
         InboxRow::decl(&cfg),
+        InboxChanges::decl(&cfg),
         RequestState::decl(&cfg),
         RequestDetail::decl(&cfg),
         AgentView::decl(&cfg),

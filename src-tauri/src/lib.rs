@@ -35,7 +35,7 @@ use mandate_client::history::StoredRevocation;
 use mandate_client::narrow::{NarrowPreview, Narrowed};
 use mandate_client::notices;
 use mandate_client::settings::{Settings, SettingsView};
-use mandate_client::view::{InboxRow, RequestDetail};
+use mandate_client::view::{InboxChanges, RequestDetail};
 use mandate_client::{Browser, CommandBrowser};
 use serde::Serialize;
 use tauri::tray::TrayIconBuilder;
@@ -161,12 +161,15 @@ async fn sign_out(app: AppHandle, state: State<'_, App>) -> Result<()> {
     sent("sign_out", reply.await)
 }
 
+/// The inbox as changes to the list the page holds (`held`, the ids of
+/// its rows): the page keeps its rows, and a request that arrives costs
+/// one row over IPC, not the whole inbox again.
 #[tauri::command]
-async fn inbox(app: AppHandle, state: State<'_, App>) -> Result<Vec<InboxRow>> {
+async fn inbox(app: AppHandle, state: State<'_, App>, held: Vec<String>) -> Result<InboxChanges> {
     let reply = async {
-        let rows = state.engine().await?.inbox_rows().await?;
-        tray::set_pending(&app, rows.len());
-        Ok::<_, CommandError>(rows)
+        let changes = state.engine().await?.inbox_changes(&held).await?;
+        tray::set_pending(&app, changes.pending);
+        Ok::<_, CommandError>(changes)
     };
     sent("inbox", reply.await)
 }

@@ -352,6 +352,19 @@ pub struct InboxRow {
     pub expires_at: i64,
 }
 
+/// What the inbox list must change to show the inbox now, given the rows
+/// it holds: the page keeps its rows and asks only for what changed.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct InboxChanges {
+    /// The rows of pending requests the list did not hold, newest first
+    /// (by `received_at`, later first, then by `id`).
+    pub added: Vec<InboxRow>,
+    /// The ids the list held that are no longer pending.
+    pub gone: Vec<String>,
+    /// How many requests are pending now.
+    pub pending: usize,
+}
+
 /// The inbox row of `request`, for `principal` whose key is `user_key`.
 pub fn row(
     request: &StoredRequest,

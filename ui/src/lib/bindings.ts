@@ -172,6 +172,21 @@ received_at: number,
  */
 expires_at: number, };
 
+export type InboxChanges = { 
+/**
+ * The rows of pending requests the list did not hold, newest first
+ * (by `received_at`, later first, then by `id`).
+ */
+added: Array<InboxRow>, 
+/**
+ * The ids the list held that are no longer pending.
+ */
+gone: Array<string>, 
+/**
+ * How many requests are pending now.
+ */
+pending: number, };
+
 export type RequestState = "pending" | "approved" | "denied" | "expired";
 
 export type RequestDetail = { 

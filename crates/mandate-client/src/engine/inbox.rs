@@ -3,7 +3,7 @@
 //! and the detail the page shows, and each decision signed and recorded
 //! in the outbox.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
 
 use mandate_core::token::{GrantClaims, PolicyClaims, RequestClaims};
@@ -18,7 +18,7 @@ use crate::history::{
     StoredRule,
 };
 use crate::tiers::{MAX_CODE_MISSES, RuleFit};
-use crate::view::{InboxRow, RequestDetail};
+use crate::view::{InboxChanges, InboxRow, RequestDetail};
 use crate::{BrokerClient, ClientError};
 
 /// The inbox.
@@ -109,7 +109,11 @@ impl Inbox {
         // Only a change is announced: a page that re-reads the inbox on
         // each announcement must not set off another.
         if !new.is_empty() || expired > 0 {
-            let pending = self.pending(active).await?.len();
+            let pending = self
+                .history
+                .pending_ids(&active.profile.principal)
+                .await?
+                .len();
             let _ = self.updates.send(Update::Inbox {
                 pending,
                 new: new.clone(),
@@ -121,25 +125,58 @@ impl Inbox {
     /// The inbox as the list shows it: the pending requests the history
     /// holds, newest first.
     pub(super) async fn rows(&self, active: &Active) -> Result<Vec<InboxRow>, ClientError> {
-        let pending = self.pending(active).await?;
+        Ok(self.changes(active, &[]).await?.added)
+    }
+
+    /// What the list must change to show the inbox, when it shows the
+    /// requests `held`: the rows it lacks, and which of its rows are no
+    /// longer pending. Only the requests it lacks are read, so a list kept
+    /// current request by request costs a row a request, not the whole
+    /// inbox each time.
+    pub(super) async fn changes(
+        &self,
+        active: &Active,
+        held: &[String],
+    ) -> Result<InboxChanges, ClientError> {
+        let principal = &active.profile.principal;
+        let pending = self.history.pending_ids(principal).await?;
+        let now_pending: HashSet<&str> = pending.iter().map(String::as_str).collect();
+        let held: HashSet<&str> = held.iter().map(String::as_str).collect();
+        let gone = held
+            .iter()
+            .filter(|id| !now_pending.contains(*id))
+            .map(|id| (*id).to_owned())
+            .collect();
+        let lacking: Vec<&str> = pending
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !held.contains(id))
+            .collect();
+        let requests = self.history.requests_among(principal, &lacking).await?;
         let mut cache = self
             .rows
             .lock()
             .map_err(|_| ClientError::History("the inbox cache was poisoned".into()))?;
         // Only the rows still pending stay cached (request ids are unique
         // across principals: each is a hash of a signed token).
-        let mut fresh = HashMap::with_capacity(pending.len());
-        let mut rows = Vec::with_capacity(pending.len());
-        for request in &pending {
-            let row = match cache.remove(&request.id) {
-                Some(row) => row,
-                None => crate::view::row(request, &active.profile.principal, active.key.public())?,
+        cache.retain(|id, _| now_pending.contains(id.as_str()));
+        let mut added = Vec::with_capacity(requests.len());
+        for request in &requests {
+            let row = match cache.get(&request.id) {
+                Some(row) => row.clone(),
+                None => {
+                    let row = crate::view::row(request, principal, active.key.public())?;
+                    cache.insert(request.id.clone(), row.clone());
+                    row
+                }
             };
-            fresh.insert(request.id.clone(), row.clone());
-            rows.push(row);
+            added.push(row);
         }
-        *cache = fresh;
-        Ok(rows)
+        Ok(InboxChanges {
+            added,
+            gone,
+            pending: pending.len(),
+        })
     }
 
     /// One request, ready to show: the agent, the scopes in plain

@@ -31,7 +31,7 @@ use crate::history::{History, StoredDecision, StoredRequest, StoredRevocation, V
 use crate::narrow::{NarrowPreview, Narrowed};
 use crate::tiers::RuleView;
 use crate::vault::Vault;
-use crate::view::{InboxRow, RequestDetail};
+use crate::view::{InboxChanges, InboxRow, RequestDetail};
 use crate::{BrokerClient, Browser, ClientError};
 
 mod config;
@@ -275,6 +275,14 @@ impl Engine {
     pub async fn inbox_rows(&self) -> Result<Vec<InboxRow>, ClientError> {
         let active = self.active().await?;
         self.inner.inbox.rows(&active).await
+    }
+
+    /// What the inbox list must change, when it shows the requests `held`
+    /// ([`InboxChanges`]). Like [`Engine::inbox_rows`], it reads nothing
+    /// from the broker.
+    pub async fn inbox_changes(&self, held: &[String]) -> Result<InboxChanges, ClientError> {
+        let active = self.active().await?;
+        self.inner.inbox.changes(&active, held).await
     }
 
     /// One request of the signed-in user, ready to show: the agent, the

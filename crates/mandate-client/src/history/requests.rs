@@ -107,6 +107,43 @@ impl History {
         Ok(ids.into_iter().collect())
     }
 
+    /// The ids of the requests of `principal` pending now, newest first
+    /// (the order of [`History::requests`]), without reading the requests.
+    pub async fn pending_ids(&self, principal: &str) -> Result<Vec<String>, ClientError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM requests WHERE principal = ? AND state = ?
+             ORDER BY received_at DESC, id",
+        )
+        .bind(principal)
+        .bind(RequestState::Pending)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The requests of `principal` among `ids`, newest first; an id it
+    /// holds no request by is left out.
+    pub async fn requests_among(
+        &self,
+        principal: &str,
+        ids: &[&str],
+    ) -> Result<Vec<StoredRequest>, ClientError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(ids)
+            .map_err(|e| ClientError::History(format!("request ids: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT * FROM requests
+             WHERE principal = ? AND id IN (SELECT value FROM json_each(?))
+             ORDER BY received_at DESC, id",
+        )
+        .bind(principal)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(request_of).collect()
+    }
+
     /// The requests of `principal`, newest first; only those in `state`
     /// if given.
     pub async fn requests(
@@ -248,16 +285,15 @@ impl History {
         principal: &str,
         still_pending: &[String],
     ) -> Result<usize, ClientError> {
+        let still_pending: std::collections::HashSet<&str> =
+            still_pending.iter().map(String::as_str).collect();
         let mut expired = 0;
-        for r in self
-            .requests(principal, Some(RequestState::Pending))
-            .await?
-        {
-            if !still_pending.contains(&r.id) {
+        for id in self.pending_ids(principal).await? {
+            if !still_pending.contains(id.as_str()) {
                 expired += sqlx::query(
                     "UPDATE requests SET state = 'expired' WHERE id = ? AND state = 'pending'",
                 )
-                .bind(&r.id)
+                .bind(&id)
                 .execute(&self.pool)
                 .await?
                 .rows_affected() as usize;

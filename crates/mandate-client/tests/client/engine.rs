@@ -429,6 +429,95 @@ fn ask(
         .unwrap()
 }
 
+/// The page keeps its inbox rows and asks only for what changed
+/// (`Engine::inbox_changes`): the rows it lacks, in the inbox's order, and
+/// the ids it holds that are no longer pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_list_is_kept_current_by_its_changes() {
+    if !keyring_ready() {
+        return;
+    }
+    let stack = Stack::start().await;
+    let (engine, principal) = stack.signed_in("alice").await;
+    let updates = engine.subscribe();
+    engine.follow();
+    let env = [("MANDATE_BROKER", stack.broker.url.as_str())];
+    let (ok, _, err) = cli(&["agent", "init", "--key", &stack.path("a.key")], &env).await;
+    assert!(ok, "{err}");
+    let file = |updates: &broadcast::Receiver<Update>| {
+        let asking = ask(
+            &stack,
+            &principal,
+            "a.key",
+            "Report Bot",
+            "files:read:https://files.example/reports/",
+            &[],
+        );
+        let mut updates = updates.resubscribe();
+        async move {
+            let out = asking.wait_with_output().await.unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            next_new(&mut updates).await
+        }
+    };
+    let mut filed = Vec::new();
+    for _ in 0..3 {
+        filed.push(file(&updates).await);
+    }
+    let ids = |rows: &[mandate_client::view::InboxRow]| -> Vec<String> {
+        rows.iter().map(|r| r.id.clone()).collect()
+    };
+
+    // A list that holds nothing gets every row, in the inbox's order.
+    let all = engine.inbox_changes(&[]).await.unwrap();
+    let rows = engine.inbox_rows().await.unwrap();
+    assert_eq!(ids(&all.added), ids(&rows));
+    let mut sorted = filed.clone();
+    sorted.sort();
+    let mut got = ids(&all.added);
+    got.sort();
+    assert_eq!(got, sorted, "the three filed");
+    assert!(
+        all.added
+            .windows(2)
+            .all(|w| (std::cmp::Reverse(w[0].received_at), &w[0].id)
+                < (std::cmp::Reverse(w[1].received_at), &w[1].id)),
+        "newest first, then by id"
+    );
+    assert!(all.gone.is_empty());
+    assert_eq!(all.pending, 3);
+
+    // A list that holds them all: nothing to change.
+    let held = ids(&rows);
+    let same = engine.inbox_changes(&held).await.unwrap();
+    assert!(same.added.is_empty() && same.gone.is_empty(), "{same:?}");
+    assert_eq!(same.pending, 3);
+
+    // One decided, one more filed, and an id the list holds that was never
+    // pending: the new row comes, and both ids go.
+    engine
+        .approve(&filed[0], &Narrowing::default())
+        .await
+        .unwrap();
+    let fourth = file(&updates).await;
+    let mut held = held;
+    held.push("no-such-request".into());
+    let changes = engine.inbox_changes(&held).await.unwrap();
+    assert_eq!(ids(&changes.added), [fourth]);
+    let mut gone = changes.gone.clone();
+    gone.sort();
+    let mut expected = vec![filed[0].clone(), "no-such-request".to_owned()];
+    expected.sort();
+    assert_eq!(gone, expected);
+    assert_eq!(changes.pending, 3);
+    engine.shutdown().await;
+    stack.stop(Some(&principal)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_detail_shows_the_chain_and_flags_deceptive_names() {
     if !keyring_ready() {
