@@ -61,13 +61,18 @@ impl Inbox {
         let items = self.broker.inbox(active.bearer.expose()).await?;
         let principal = &active.profile.principal;
         let mut new = Vec::new();
-        let mut listed = Vec::with_capacity(items.len());
+        let listed: Vec<String> = items.iter().map(|item| item.id.to_string()).collect();
         // Each new request is one durable transaction; known ones cost none.
-        let known = self.history.request_ids(principal).await?;
-        for item in &items {
-            let id = item.id.to_string();
-            listed.push(id.clone());
-            if known.contains(&id) {
+        // Only the listed ids are looked up, however long the history.
+        let known = self
+            .history
+            .known_among(
+                principal,
+                &listed.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await?;
+        for (item, id) in items.iter().zip(&listed) {
+            if known.contains(id) {
                 continue;
             }
             match self

@@ -95,16 +95,27 @@ impl History {
         Ok(inserted)
     }
 
-    /// The ids of every request of `principal` the history holds.
-    pub async fn request_ids(
+    /// Which of `ids` the history holds a request of `principal` by: a
+    /// read of those ids only, however long the history.
+    pub async fn known_among(
         &self,
         principal: &str,
+        ids: &[&str],
     ) -> Result<std::collections::HashSet<String>, ClientError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM requests WHERE principal = ?")
-            .bind(principal)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(ids.into_iter().collect())
+        if ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let ids = serde_json::to_string(ids)
+            .map_err(|e| ClientError::History(format!("request ids: {e}")))?;
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM requests
+             WHERE principal = ? AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(principal)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(known.into_iter().collect())
     }
 
     /// The ids of the requests of `principal` pending now, newest first
