@@ -548,7 +548,39 @@ fn settings_view(state: &App, settings: Settings, unread: Option<String>) -> Set
 }
 
 /// Builds and runs the app.
+/// WebKitGTK paints a page that is not trivial with a pool of threads,
+/// each with a GL context of its own; on a machine without a GPU each is a
+/// software (llvmpipe) context. Measured on such a machine
+/// (docs/benchmarks.md, the app's memory), the pool costs the web process
+/// some 35 MiB at rest and doubles what it keeps as requests arrive,
+/// while an interface this small gains nothing from painting in parallel.
+/// `WEBKIT_SKIA_GPU_PAINTING_THREADS=0` paints without the pool. The web
+/// process takes the app's environment when it starts, and a running
+/// program cannot safely set its own, so the app starts itself again with
+/// the setting, at once, unless the user chose a value.
+#[cfg(target_os = "linux")]
+fn paint_without_threads() {
+    use std::os::unix::process::CommandExt as _;
+    const PAINTING_THREADS: &str = "WEBKIT_SKIA_GPU_PAINTING_THREADS";
+    if std::env::var_os(PAINTING_THREADS).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        again.arg0(arg0);
+    }
+    // `exec` returns only if it failed; the app then runs as it is.
+    let error = again.args(args).env(PAINTING_THREADS, "0").exec();
+    eprintln!("mandate-app: could not start again with {PAINTING_THREADS}=0: {error}");
+}
+
 pub fn run() {
+    #[cfg(target_os = "linux")]
+    paint_without_threads();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
