@@ -157,7 +157,9 @@ impl Inbox {
             .map(String::as_str)
             .filter(|id| !held.contains(id))
             .collect();
-        let requests = self.history.requests_among(principal, &lacking).await?;
+        let mut requests = self.history.requests_among(principal, &lacking).await?;
+        // One decided between the two reads is no longer the list's.
+        requests.retain(|r| r.state == RequestState::Pending);
         let mut cache = self
             .rows
             .lock()
