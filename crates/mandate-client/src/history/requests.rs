@@ -105,8 +105,7 @@ impl History {
         if ids.is_empty() {
             return Ok(std::collections::HashSet::new());
         }
-        let ids = serde_json::to_string(ids)
-            .map_err(|e| ClientError::History(format!("request ids: {e}")))?;
+        let ids = id_list(ids)?;
         let known: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM requests
              WHERE principal = ? AND id IN (SELECT value FROM json_each(?))",
@@ -141,8 +140,7 @@ impl History {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(ids)
-            .map_err(|e| ClientError::History(format!("request ids: {e}")))?;
+        let ids = id_list(ids)?;
         let rows = sqlx::query(
             "SELECT * FROM requests
              WHERE principal = ? AND id IN (SELECT value FROM json_each(?))
@@ -312,6 +310,13 @@ impl History {
         }
         Ok(expired)
     }
+}
+
+/// `ids` as the JSON array that `json_each(?)` reads: one bound value for
+/// a list of any length, where `IN (?, ?, …)` would meet SQLite's limit on
+/// bound values.
+fn id_list(ids: &[&str]) -> Result<String, ClientError> {
+    serde_json::to_string(ids).map_err(|e| ClientError::History(format!("request ids: {e}")))
 }
 
 fn request_of(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRequest, ClientError> {
