@@ -547,22 +547,39 @@ fn settings_view(state: &App, settings: Settings, unread: Option<String>) -> Set
     }
 }
 
-/// Builds and runs the app.
-/// WebKitGTK paints a page that is not trivial with a pool of threads,
-/// each with a GL context of its own; on a machine without a GPU each is a
-/// software (llvmpipe) context. Measured on such a machine
-/// (docs/benchmarks.md, the app's memory), the pool costs the web process
-/// some 35 MiB at rest and doubles what it keeps as requests arrive,
-/// while an interface this small gains nothing from painting in parallel.
-/// `WEBKIT_SKIA_GPU_PAINTING_THREADS=0` paints without the pool. The web
-/// process takes the app's environment when it starts, and a running
-/// program cannot safely set its own, so the app starts itself again with
-/// the setting, at once, unless the user chose a value.
+/// The variables of WebKitGTK's own that the app sets for itself, on
+/// Linux, where the user has not: each is measured on a machine without a
+/// GPU (docs/benchmarks.md, the app's memory against the floor), where
+/// WebKitGTK's GL is Mesa's software renderer (llvmpipe) and using it
+/// costs memory and gains nothing.
+///
+/// - `WEBKIT_SKIA_GPU_PAINTING_THREADS=0`: WebKitGTK paints a page that is
+///   not trivial with a pool of threads, each with a GL context of its
+///   own. The pool costs the web process some 35 MiB at rest and doubles
+///   what it keeps as requests arrive, and an interface this small gains
+///   nothing from painting in parallel.
+/// - `WEBKIT_DISABLE_COMPOSITING_MODE=1`, only where the machine has no GPU
+///   to render with (no DRM render node, `/dev/dri/renderD*`): the page is
+///   then painted in memory and shown, as browsers do without a GPU,
+///   rather than composited in software GL. That saves the web process
+///   some 50 MiB at rest, and half of what it keeps as requests arrive.
+///
+/// The web process takes the app's environment when it starts, and a
+/// running program cannot safely set its own, so the app starts itself
+/// again with them, at once.
 #[cfg(target_os = "linux")]
-fn paint_without_threads() {
+fn webkit_environment() {
     use std::os::unix::process::CommandExt as _;
     const PAINTING_THREADS: &str = "WEBKIT_SKIA_GPU_PAINTING_THREADS";
-    if std::env::var_os(PAINTING_THREADS).is_some() {
+    const NO_COMPOSITING: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+    let mut wanted = Vec::new();
+    if std::env::var_os(PAINTING_THREADS).is_none() {
+        wanted.push((PAINTING_THREADS, "0"));
+    }
+    if std::env::var_os(NO_COMPOSITING).is_none() && !has_render_node() {
+        wanted.push((NO_COMPOSITING, "1"));
+    }
+    if wanted.is_empty() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -574,13 +591,25 @@ fn paint_without_threads() {
         again.arg0(arg0);
     }
     // `exec` returns only if it failed; the app then runs as it is.
-    let error = again.args(args).env(PAINTING_THREADS, "0").exec();
-    eprintln!("mandate-app: could not start again with {PAINTING_THREADS}=0: {error}");
+    let error = again.args(args).envs(wanted.iter().copied()).exec();
+    eprintln!("mandate-app: could not start again with WebKit's settings {wanted:?}: {error}");
 }
 
+/// Whether this machine has a GPU that GL can render with: a DRM render
+/// node, which Mesa's hardware drivers open and its software one does not.
+#[cfg(target_os = "linux")]
+fn has_render_node() -> bool {
+    std::fs::read_dir("/dev/dri").is_ok_and(|nodes| {
+        nodes
+            .flatten()
+            .any(|node| node.file_name().to_string_lossy().starts_with("renderD"))
+    })
+}
+
+/// Builds and runs the app.
 pub fn run() {
     #[cfg(target_os = "linux")]
-    paint_without_threads();
+    webkit_environment();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -23,7 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ROOT, WAIT, cli as cliAt, closeAll, ask as askAt, codeIn, matchCode, openSession, rowIn, startBroker, startProvider,
-  until, withTimeout,
+  until, withTimeout, screenshot,
 } from './harness.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -92,7 +92,7 @@ async function audit(screen) {
   for (const theme of ['light', 'dark']) {
     await setTheme(theme);
     const found = await violations();
-    await app.saveScreenshot(join(SHOTS, `a11y-${screen}-${theme}.png`));
+    await screenshot(app, join(SHOTS, `a11y-${screen}-${theme}.png`));
     assert.deepEqual(found, [], `${screen}, ${theme} theme:\n${JSON.stringify(found, null, 2)}`);
   }
   await setTheme('light');
@@ -242,7 +242,7 @@ test('every screen, in both themes, by keyboard, with status changes said and th
   assert.ok(scrolled.scrollTop > 0, `the detail is taller than the window (${JSON.stringify(scrolled)})`);
   assert.equal(scrolled.bar, 0, 'the header stays at the top');
   assert.ok(scrolled.row >= scrolled.barBottom && scrolled.row < scrolled.height, `the inbox stays in view (${JSON.stringify(scrolled)})`);
-  await app.saveScreenshot(join(SHOTS, 'a11y-detail-scrolled.png'));
+  await screenshot(app, join(SHOTS, 'a11y-detail-scrolled.png'));
 
   // Approving is said too.
   const code = await until('the reader\'s code', () => codeIn(reader.output));
@@ -268,7 +268,7 @@ test('every screen, in both themes, by keyboard, with status changes said and th
   await app.setWindowSize(720, size.height);
   await until('the narrow window', async () => (await app.execute(() => window.innerWidth)) <= 720, 10_000);
   await fitsTheWindow('at 720 px');
-  await app.saveScreenshot(join(SHOTS, 'a11y-narrow.png'));
+  await screenshot(app, join(SHOTS, 'a11y-narrow.png'));
   await app.setWindowSize(size.width, size.height);
 
   for (const screen of ['delegations', 'rules', 'activity', 'history', 'devices', 'settings']) {

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn, tabTo as tabToIn, typeInto } from './harness.mjs';
+import { ROOT, WAIT, approveFor, codeIn, freePort, closeAll, start, until, withTimeout, cli as cliAt, ask as askFor, openSession, rowIn, tabTo as tabToIn, typeInto, screenshot } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const cli = (args) => cliAt(ctx.broker, args);
@@ -23,7 +23,7 @@ const ctx = {};
 let browser;
 
 async function shot(name) {
-  await browser.saveScreenshot(join(SHOTS, `${name}.png`));
+  await screenshot(browser, join(SHOTS, `${name}.png`));
 }
 
 const rowWith = (text, timeout) => rowIn(browser, text, timeout);

@@ -16,8 +16,15 @@
 //
 // Both are the release builds. The broker runs as its own process, so
 // Mandate's figures exclude it.
+//
+// Mandate sets some of WebKitGTK's variables for itself where the user has
+// not (src-tauri/src/lib.rs, `webkit_environment`), and a least Tauri app
+// as it comes does not. So each round also measures the floor started with
+// the same variables, as Mandate would set them on this machine, and the
+// ratio to that floor is reported beside the ratio to the floor as it
+// comes.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -31,6 +38,18 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_MS = 10_000;
 
 const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-memory-')) };
+
+// The floor with the variables Mandate sets for itself here: the same
+// rules as `webkit_environment`, in a script that starts the floor with
+// them (`exec` keeps the process, so `pidOf(FLOOR)` finds it).
+const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+const appVariables = {
+  WEBKIT_SKIA_GPU_PAINTING_THREADS: process.env.WEBKIT_SKIA_GPU_PAINTING_THREADS ?? '0',
+  ...(process.env.WEBKIT_DISABLE_COMPOSITING_MODE !== undefined || renderNode ? {} : { WEBKIT_DISABLE_COMPOSITING_MODE: '1' }),
+};
+const FLOOR_AS_MANDATE = join(ctx.dir, 'floor-as-mandate');
+writeFileSync(FLOOR_AS_MANDATE, `#!/bin/sh\nexec env ${Object.entries(appVariables).map(([k, v]) => `${k}=${v}`).join(' ')} '${FLOOR}' "$@"\n`);
+chmodSync(FLOOR_AS_MANDATE, 0o755);
 let browser;
 
 const driverPort = await startBenchStack(ctx, 'mandate-bench-memory');
@@ -64,21 +83,33 @@ try {
   const full = memoryOf(pidOf(APP));
   await close(APP);
 
-  // Cold starts in turns: the floor, then Mandate with 500 pending.
+  // Cold starts in turns: the floor as it comes, the floor with Mandate's
+  // variables, then Mandate with 500 pending.
   const rounds = [];
-  for (let r = 0; r < ROUNDS; r += 1) {
-    browser = await open(FLOOR);
+  const measureFloor = async (application) => {
+    browser = await open(application);
     await browser.$('[data-testid="floor"]').waitForDisplayed({ timeout: WAIT });
     await idle();
-    const floor = memoryOf(pidOf(FLOOR));
+    const memory = memoryOf(pidOf(FLOOR));
     await close(FLOOR);
+    return memory;
+  };
+  for (let r = 0; r < ROUNDS; r += 1) {
+    const floor = await measureFloor(FLOOR);
+    const floorAsMandate = await measureFloor(FLOOR_AS_MANDATE);
 
     browser = await open(APP);
     await countIs(PENDING, 120_000);
     await idle();
     const mandate = memoryOf(pidOf(APP));
     await close(APP);
-    rounds.push({ floor, mandate, ratio: round2(mandate.total_pss / floor.total_pss) });
+    rounds.push({
+      floor,
+      floor_as_mandate: floorAsMandate,
+      mandate,
+      ratio: round2(mandate.total_pss / floor.total_pss),
+      ratio_to_floor_as_mandate: round2(mandate.total_pss / floorAsMandate.total_pss),
+    });
   }
 
   const result = {
@@ -86,9 +117,13 @@ try {
     cores: readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm).length,
     pss_mib: {
       floor: rounds.map((x) => x.floor.total_pss),
+      floor_with_mandates_variables: rounds.map((x) => x.floor_as_mandate.total_pss),
+      mandates_variables: appVariables,
       [`mandate_${PENDING}_pending`]: rounds.map((x) => x.mandate.total_pss),
       ratios: rounds.map((x) => x.ratio),
       median_ratio: median(rounds.map((x) => x.ratio)),
+      ratios_to_floor_with_mandates_variables: rounds.map((x) => x.ratio_to_floor_as_mandate),
+      median_ratio_to_floor_with_mandates_variables: median(rounds.map((x) => x.ratio_to_floor_as_mandate)),
       goal: 1.15,
     },
     growth_empty_to_500_mib: {

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, bin, closeAll, freePort, openSession, start, until, withTimeout, tabTo as tabToIn } from './harness.mjs';
+import { ROOT, WAIT, bin, closeAll, freePort, openSession, start, until, withTimeout, tabTo as tabToIn, screenshot } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 // The engine adds the system to the name it is given.
@@ -28,7 +28,7 @@ const ENROLLED = 'A new key was enrolled for you on';
 const ctx = {};
 let browser;
 
-const shot = (name) => browser.saveScreenshot(join(SHOTS, `devices-${name}.png`));
+const shot = (name) => screenshot(browser, join(SHOTS, `devices-${name}.png`));
 
 /** The Notify calls dbus-monitor saw so far, each as its text. */
 const notifications = () => ctx.notifications.output.split(/^method call /m).slice(1);

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ROOT, WAIT, approveFor, ask, bin, cli, closeAll, openSession, paintedAt, rowIn, start, startBroker, startProvider, until,
-  watchForRow, withTimeout,
+  watchForRow, withTimeout, screenshot,
 } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
@@ -154,7 +154,7 @@ test('under a flood of throwaway agents, the approved planner\'s request is pain
     }
     samples.push({ filed_to_painted: Math.round((painted - filed.at) * 10) / 10, spawned_to_painted: painted - spawned, flood_answered: answeredThen });
   }
-  await browser.saveScreenshot(join(SHOTS, 'flood-inbox.png'));
+  await screenshot(browser, join(SHOTS, 'flood-inbox.png'));
   const peakAfter = peakKib(broker.pid);
 
   const answers = {};

@@ -141,6 +141,31 @@ export async function openSession(env, application = bin('mandate-app')) {
 }
 
 /** Waits for the inbox row whose text holds `text`, and returns it. */
+/**
+ * Saves a screenshot of the page at `path`. WebKitWebDriver takes it at
+ * the page's next paint, and without compositing (the app's choice on a
+ * machine without a GPU: src-tauri/src/lib.rs) a page at rest does not
+ * paint again, so the page is made to repaint until the screenshot is
+ * taken, with a change no one can see.
+ */
+export async function screenshot(browser, path) {
+  await browser.execute(() => {
+    let flip = false;
+    window.__mandateRepaint = setInterval(() => {
+      flip = !flip;
+      document.body.style.opacity = flip ? '0.999' : '';
+    }, 30);
+  });
+  try {
+    await withTimeout(browser.saveScreenshot(path), WAIT, `a screenshot to ${path}`);
+  } finally {
+    await browser.execute(() => {
+      clearInterval(window.__mandateRepaint);
+      document.body.style.opacity = '';
+    });
+  }
+}
+
 export async function rowIn(browser, text, timeout = WAIT) {
   let found;
   await until(`a row with ${JSON.stringify(text)}`, async () => {

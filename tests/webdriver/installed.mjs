@@ -5,7 +5,9 @@
 //   state directory) and answers;
 // - the app starts from its .desktop entry's Exec line, under Xvfb, over
 //   WebDriver: the window comes up, with the provider and broker from the
-//   user's settings, and a sign-in against the test provider works;
+//   user's settings, and a sign-in against the test provider works; the
+//   app gave WebKit's processes the variables it sets for itself
+//   (src-tauri/src/lib.rs, `webkit_environment`);
 // - removing the packages leaves nothing of theirs behind but the
 //   broker's conffile and state (purge takes those too), and the user's
 //   own data.
@@ -16,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, TARGET, WAIT, closeAll, openSession, start, startProvider, until, withTimeout } from './harness.mjs';
+import { ROOT, TARGET, WAIT, closeAll, openSession, pidOf, start, startProvider, until, withTimeout } from './harness.mjs';
 
 const OUT = join(TARGET, 'packages');
 const PACKAGES = ['mandate', 'mandate-broker', 'mandate-cli'];
@@ -32,6 +34,16 @@ const installed = (pkg) => {
 const filesOf = (pkg) => run('dpkg-query', ['-L', pkg]).split('\n')
   .filter((f) => f && existsSync(f) && !readdirSafe(f));
 const readdirSafe = (f) => { try { readdirSync(f); return true; } catch { return false; } };
+/** The environment of process `pid`, as a map. */
+const environOf = (pid) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)
+  .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+/** The processes whose parent is `pid`, by name. */
+const childrenOf = (pid) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
+  try {
+    const status = readFileSync(`/proc/${p}/status`, 'utf8');
+    return status.match(/^PPid:\s+(\d+)$/m)?.[1] === String(pid) ? [{ pid: p, name: status.match(/^Name:\s+(.*)$/m)[1] }] : [];
+  } catch { return []; }
+});
 
 after(async () => {
   await closeAll(app, ctx.dir);
@@ -94,6 +106,22 @@ test('the packages install, the app starts from its menu entry and signs in, the
   await signIn.click();
   await app.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT })
     .catch(async (e) => { throw new Error(`${e.message}\npage: ${await app.$('main').getText()}\napp: ${opened.driver.output.slice(-2000)}`); });
+  // WebKit's variables, as the app sets them for itself where they are not
+  // set (or as this test's environment sets them): in its own process, which started itself again
+  // with them, and in the web process that paints the page. Without a GPU
+  // to render with, it paints without compositing.
+  const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+  const wanted = {
+    WEBKIT_SKIA_GPU_PAINTING_THREADS: process.env.WEBKIT_SKIA_GPU_PAINTING_THREADS ?? '0',
+    WEBKIT_DISABLE_COMPOSITING_MODE: process.env.WEBKIT_DISABLE_COMPOSITING_MODE ?? (renderNode ? undefined : '1'),
+  };
+  const appPid = pidOf(binary);
+  const web = childrenOf(appPid).find((c) => c.name.startsWith('WebKitWebProces'));
+  assert.ok(web, `a web process under the app: ${JSON.stringify(childrenOf(appPid))}`);
+  for (const pid of [appPid, web.pid]) {
+    const env = environOf(pid);
+    for (const [name, value] of Object.entries(wanted)) assert.equal(env.get(name), value, `${name} of process ${pid}`);
+  }
   await withTimeout(app.deleteSession(), 10_000, 'closing the app');
   app = null;
   broker.kill();

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { ROOT, WAIT, approveFor, bin, closeAll, freePort, matchCode, openSession, rowIn, start, startBroker, startProvider, until } from './harness.mjs';
+import { ROOT, WAIT, approveFor, bin, closeAll, freePort, matchCode, openSession, rowIn, start, startBroker, startProvider, until, screenshot } from './harness.mjs';
 import { backToClient, signInAndWait } from './codeflow.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
@@ -40,7 +40,7 @@ const REDIRECT = 'http://127.0.0.1:9/callback';
 
 const ctx = {};
 let app;
-const shot = (name) => app.saveScreenshot(join(SHOTS, `mcp-${name}.png`));
+const shot = (name) => screenshot(app, join(SHOTS, `mcp-${name}.png`));
 const appLog = () => ctx.driver.output.split('\n').filter((l) => !l.includes('mandate_app::ipc')).slice(-40).join('\n');
 
 // The DPoP adapter, out of docs/mcp.md, written next to this file (so

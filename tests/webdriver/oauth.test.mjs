@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as oauth from 'oauth4webapi';
 import * as jose from 'jose';
-import { ROOT, WAIT, approveFor, closeAll, openSession, rowIn, startBroker, startProvider, until } from './harness.mjs';
+import { ROOT, WAIT, approveFor, closeAll, openSession, rowIn, startBroker, startProvider, until, screenshot } from './harness.mjs';
 import { backToClient, signInAndWait } from './codeflow.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
@@ -48,7 +48,7 @@ const { checkCall, Refused } = await import(CHECK);
 const ctx = {};
 let app;
 
-const shot = (name) => app.saveScreenshot(join(SHOTS, `oauth-${name}.png`));
+const shot = (name) => screenshot(app, join(SHOTS, `oauth-${name}.png`));
 const appLog = () => ctx.driver.output.split('\n').filter((l) => !l.includes('mandate_app::ipc')).slice(-40).join('\n');
 
 /** The client's web server: its metadata document at /client.json, and

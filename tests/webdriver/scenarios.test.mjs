@@ -12,13 +12,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, WAIT, approveFor, bin, cli as cliAt, freePort, closeAll, matchCode, openSession, rowIn, start, until, withTimeout } from './harness.mjs';
+import { ROOT, WAIT, approveFor, bin, cli as cliAt, freePort, closeAll, matchCode, openSession, rowIn, start, until, withTimeout, screenshot } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const ctx = {};
 let browser;
 
-const shot = (name) => browser.saveScreenshot(join(SHOTS, `scenario-${name}.png`));
+const shot = (name) => screenshot(browser, join(SHOTS, `scenario-${name}.png`));
 const cli = (args) => cliAt(ctx.broker, args);
 
 /** The demo's progress lines so far, parsed. */

@@ -18,14 +18,14 @@ import { join } from 'node:path';
 import {
   ROOT, WAIT, bin, cli as cliAt, closeAll, codeIn, openSession, rowIn, start, startBroker, startProvider,
   typeInto, until, withTimeout,
-  tabTo as tabToIn,
+  tabTo as tabToIn, screenshot,
 } from './harness.mjs';
 
 const SHOTS = join(ROOT, 'target', 'e2e-shots');
 const ctx = {};
 let app;
 
-const shot = (name) => app.saveScreenshot(join(SHOTS, `tiers-${name}.png`));
+const shot = (name) => screenshot(app, join(SHOTS, `tiers-${name}.png`));
 const cli = (args) => cliAt(ctx.broker, args);
 const pendingCount = async () => app.$('[data-testid="pending-count"]').getText();
 
