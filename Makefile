@@ -156,10 +156,10 @@ bench:
 	python3 scripts/bench-ratios.py 15
 
 ## The desktop app's start-up, memory and latency (tests/webdriver/bench.mjs):
-## the release app in a real WebKit window, over WebDriver.
+## the release app in a real WebKit window, over WebDriver, with the release
+## broker and CLI, all three built as `make package` builds them.
 bench-app: ui
-	cargo build --release -p mandate-app --locked
-	cargo build --workspace --bins --locked
+	scripts/package.sh --build
 	timeout 900 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench.mjs
 
 ## The app's memory against the least Tauri app (tests/floor-app), in one
@@ -169,7 +169,6 @@ bench-app: ui
 bench-memory: ui
 	CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked -p mandate-broker -p mandate-cli \
 	  -p mandate-app -p mandate-floor-app --features mandate-floor-app/bench --bins
-	cargo build --workspace --bins --locked
 	timeout 1200 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/bench-memory.mjs
 
 ## The app's Activity screen over 1,000,000 receipts (release app, WebDriver).

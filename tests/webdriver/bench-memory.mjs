@@ -28,7 +28,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ROOT, TARGET, WAIT, cli, killAll, memoryOf, openApp, pendingCountIs, pidOf, fileRequests, startBenchStack, until, withTimeout,
+  ROOT, TARGET, WAIT, cli, killAll, memoryOf, openApp, pendingCountIs, pidOf, fileRequests, startBenchStack, until, useBinaries,
+  withTimeout,
 } from './harness.mjs';
 
 const APP = join(TARGET, 'release', 'mandate-app');
@@ -37,6 +38,8 @@ const PENDING = 500;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_MS = 10_000;
 
+// The broker and the CLI that file the requests: the release builds.
+useBinaries('release');
 const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-memory-')) };
 
 // The floor with the variables Mandate sets for itself here: the same

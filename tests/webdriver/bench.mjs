@@ -22,15 +22,16 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ROOT, TARGET, WAIT, ask, bin, cli, killAll, memoryOf, openApp, paintedAt, pendingCountIs, pidOf, fileRequests, startBenchStack, until,
-  watchForRow, withTimeout,
+  ROOT, TARGET, WAIT, ask, cli, killAll, memoryOf, openApp, paintedAt, pendingCountIs, pidOf, fileRequests, startBenchStack, until,
+  useBinaries, watchForRow, withTimeout,
 } from './harness.mjs';
 
-// The app as built for users (`cargo build --release -p mandate-app`), or
-// the debug build with BENCH_PROFILE=debug.
-const APP = process.env.BENCH_PROFILE === 'debug'
-  ? bin('mandate-app')
-  : join(TARGET, 'release', 'mandate-app');
+// The app as built for users (`make package`'s release build), or the
+// debug build with BENCH_PROFILE=debug. The broker and the CLI are the
+// release builds either way: the way from the broker to the page is
+// measured as deployed.
+const APP = join(TARGET, process.env.BENCH_PROFILE === 'debug' ? 'debug' : 'release', 'mandate-app');
+useBinaries('release');
 const PENDING = 500;
 // BENCH_STARTS: how many cold starts of each kind (default 5).
 const STARTS = Number(process.env.BENCH_STARTS ?? 5);

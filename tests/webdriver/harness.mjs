@@ -13,7 +13,14 @@ import { remote } from 'webdriverio';
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, '../..');
 export const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target');
-export const bin = (name) => join(TARGET, 'debug', name);
+let binaries = 'debug';
+/**
+ * Where the workspace's binaries that the harness runs (the broker, the
+ * CLI) come from: the debug build for the tests, the release build for the
+ * benchmarks, which measure what is deployed (`useBinaries('release')`).
+ */
+export function useBinaries(profile) { binaries = profile; }
+export const bin = (name) => join(TARGET, binaries, name);
 export const WAIT = 30_000;
 
 const children = new Set();
