@@ -29,7 +29,8 @@ build_release() {
     CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked \
         -p mandate-broker -p mandate-cli -p mandate-app --bins
 }
-# `package.sh --build`: the build alone (scripts/release-early.sh).
+# `package.sh --build`: the build alone (scripts/release-early.sh, and
+# `make bench-app`, which measures the three as they are packaged).
 if [ "${1:-}" = --build ]; then
     build_release
     exit

@@ -29,8 +29,12 @@ const children = new Set();
 export function start(cmd, args, env = {}) {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.add(child);
+  // `output` is both streams as they were read; `stdout` is the standard
+  // output alone, for what a child prints there to be parsed (the two pipes
+  // are read apart, so a line on one can land inside a line of the other).
   child.output = '';
-  child.stdout.on('data', (d) => { child.output += d; });
+  child.stdoutText = '';
+  child.stdout.on('data', (d) => { child.output += d; child.stdoutText += d; });
   child.stderr.on('data', (d) => { child.output += d; });
   // 'exit' can come before the last of the output is read from the pipes
   // (a flood's closing tally was missed that way); 'close' says it all
@@ -147,7 +151,6 @@ export async function openSession(env, application = bin('mandate-app')) {
   return { session, driver };
 }
 
-/** Waits for the inbox row whose text holds `text`, and returns it. */
 /**
  * Saves a screenshot of the page at `path`. WebKitWebDriver takes it at
  * the page's next paint, and without compositing (the app's choice on a
@@ -173,6 +176,7 @@ export async function screenshot(browser, path) {
   }
 }
 
+/** Waits for the inbox row whose text holds `text`, and returns it. */
 export async function rowIn(browser, text, timeout = WAIT) {
   let found;
   await until(`a row with ${JSON.stringify(text)}`, async () => {

@@ -107,9 +107,10 @@ test('the packages install, the app starts from its menu entry and signs in, the
   await app.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT })
     .catch(async (e) => { throw new Error(`${e.message}\npage: ${await app.$('main').getText()}\napp: ${opened.driver.output.slice(-2000)}`); });
   // WebKit's variables, as the app sets them for itself where they are not
-  // set (or as this test's environment sets them): in its own process, which started itself again
-  // with them, and in the web process that paints the page. Without a GPU
-  // to render with, it paints without compositing.
+  // set (or as this test's environment sets them): in its own process,
+  // which started itself again with them, and in the web process that
+  // paints the page. Without a GPU to render with, it paints without
+  // compositing.
   const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
   const wanted = {
     WEBKIT_SKIA_GPU_PAINTING_THREADS: process.env.WEBKIT_SKIA_GPU_PAINTING_THREADS ?? '0',

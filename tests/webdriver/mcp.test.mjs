@@ -263,7 +263,7 @@ app: ${appLog()}`); });
 });
 
 /** The coding agent's progress lines so far. */
-const steps = (agent) => agent.output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+const steps = (agent) => agent.stdoutText.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 
 /** Waits for the coding agent's `step` (the `nth` of its kind). */
 const step = (agent, name, nth = 1) => until(`the coding agent's ${name}`, () =>

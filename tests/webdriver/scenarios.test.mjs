@@ -23,7 +23,7 @@ const cli = (args) => cliAt(ctx.broker, args);
 
 /** The demo's progress lines so far, parsed. */
 function progress() {
-  return ctx.demo.output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return ctx.demo.stdoutText.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 }
 
 /** Waits for the demo's `step` of `scenario`, and returns it. */
