@@ -24,12 +24,12 @@
 // ratio to that floor is reported beside the ratio to the floor as it
 // comes.
 
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ROOT, TARGET, WAIT, cli, killAll, memoryOf, openApp, pendingCountIs, pidOf, fileRequests, startBenchStack, until, useBinaries,
-  withTimeout,
+  webkitVariables, withTimeout,
 } from './harness.mjs';
 
 const APP = join(TARGET, 'release', 'mandate-app');
@@ -42,14 +42,9 @@ const IDLE_MS = 10_000;
 useBinaries('release');
 const ctx = { dir: mkdtempSync(join(tmpdir(), 'mandate-bench-memory-')) };
 
-// The floor with the variables Mandate sets for itself here: the same
-// rules as `webkit_environment`, in a script that starts the floor with
+// The floor with the variables Mandate sets for itself here, in a script that starts the floor with
 // them (`exec` keeps the process, so `pidOf(FLOOR)` finds it).
-const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
-const appVariables = {
-  WEBKIT_SKIA_GPU_PAINTING_THREADS: process.env.WEBKIT_SKIA_GPU_PAINTING_THREADS ?? '0',
-  ...(process.env.WEBKIT_DISABLE_COMPOSITING_MODE !== undefined || renderNode ? {} : { WEBKIT_DISABLE_COMPOSITING_MODE: '1' }),
-};
+const appVariables = Object.fromEntries(Object.entries(webkitVariables()).filter(([, v]) => v !== undefined));
 const FLOOR_AS_MANDATE = join(ctx.dir, 'floor-as-mandate');
 writeFileSync(FLOOR_AS_MANDATE, `#!/bin/sh\nexec env ${Object.entries(appVariables).map(([k, v]) => `${k}=${v}`).join(' ')} '${FLOOR}' "$@"\n`);
 chmodSync(FLOOR_AS_MANDATE, 0o755);

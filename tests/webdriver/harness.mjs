@@ -4,7 +4,7 @@
 // session on the real app, and when a new inbox row was painted.
 
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -282,6 +282,39 @@ export function pidOf(executable) {
   throw new Error(`no process runs ${executable}`);
 }
 
+/** Process `pid` and every process under it, parents first, each as
+ * `{ pid, name }` (the name as /proc gives it, cut to 15 characters). */
+export function processTree(pid) {
+  const children = new Map();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    const ppid = readProc(p, 'status').match(/^PPid:\s+(\d+)/m)?.[1];
+    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), p]);
+  }
+  const tree = [];
+  const stack = [String(pid)];
+  while (stack.length) {
+    const p = stack.pop();
+    tree.push({ pid: p, name: readProc(p, 'comm').trim() });
+    stack.push(...(children.get(p) ?? []));
+  }
+  return tree;
+}
+
+/**
+ * The WebKitGTK variables the app gives itself and its web process on this
+ * machine (src-tauri/src/lib.rs, `webkit_environment`), by the same rules:
+ * a value this environment sets is kept; otherwise the painting threads
+ * are 0, and compositing is turned off (`1`) only where there is no GPU
+ * render node. A variable the app leaves unset is `undefined`.
+ */
+export function webkitVariables() {
+  const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+  return {
+    WEBKIT_SKIA_GPU_PAINTING_THREADS: process.env.WEBKIT_SKIA_GPU_PAINTING_THREADS ?? '0',
+    WEBKIT_DISABLE_COMPOSITING_MODE: process.env.WEBKIT_DISABLE_COMPOSITING_MODE ?? (renderNode ? undefined : '1'),
+  };
+}
+
 /**
  * Memory of a process and of the processes under it (WebKit's web and
  * network processes), in MiB, from /proc: RSS; PSS (shared pages divided
@@ -293,26 +326,17 @@ export function pidOf(executable) {
 export function memoryOf(pid) {
   const kib = (text, field) => Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1] ?? 0);
   const mib = (k) => Math.round(k / 102.4) / 10;
-  const children = new Map();
-  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    const ppid = readProc(p, 'status').match(/^PPid:\s+(\d+)/m)?.[1];
-    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), p]);
-  }
-  const processes = [];
-  const stack = [String(pid)];
-  while (stack.length) {
-    const p = stack.pop();
+  const processes = processTree(pid).map(({ pid: p, name }) => {
     const rollup = readProc(p, 'smaps_rollup');
-    processes.push({
-      name: readProc(p, 'comm').trim(),
+    return {
+      name,
       rss: mib(kib(readProc(p, 'status'), 'VmRSS')),
       pss: mib(kib(rollup, 'Pss')),
       pss_anon: mib(kib(rollup, 'Pss_Anon')),
       pss_file: mib(kib(rollup, 'Pss_File')),
       anonymous: mib(kib(rollup, 'Anonymous')),
-    });
-    stack.push(...(children.get(p) ?? []));
-  }
+    };
+  });
   const sum = (f) => Math.round(processes.reduce((a, x) => a + x[f], 0) * 10) / 10;
   return {
     app_rss: processes[0].rss,

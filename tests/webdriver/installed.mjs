@@ -18,7 +18,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, TARGET, WAIT, closeAll, openSession, pidOf, start, startProvider, until, withTimeout } from './harness.mjs';
+import {
+  ROOT, TARGET, WAIT, closeAll, openSession, pidOf, processTree, start, startProvider, until, webkitVariables, withTimeout,
+} from './harness.mjs';
 
 const OUT = join(TARGET, 'packages');
 const PACKAGES = ['mandate', 'mandate-broker', 'mandate-cli'];
@@ -37,13 +39,6 @@ const readdirSafe = (f) => { try { readdirSync(f); return true; } catch { return
 /** The environment of process `pid`, as a map. */
 const environOf = (pid) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)
   .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-/** The processes whose parent is `pid`, by name. */
-const childrenOf = (pid) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
-  try {
-    const status = readFileSync(`/proc/${p}/status`, 'utf8');
-    return status.match(/^PPid:\s+(\d+)$/m)?.[1] === String(pid) ? [{ pid: p, name: status.match(/^Name:\s+(.*)$/m)[1] }] : [];
-  } catch { return []; }
-});
 
 after(async () => {
   await closeAll(app, ctx.dir);
@@ -111,15 +106,11 @@ test('the packages install, the app starts from its menu entry and signs in, the
   // which started itself again with them, and in the web process that
   // paints the page. Without a GPU to render with, it paints without
   // compositing.
-  const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
-  const wanted = {
-    WEBKIT_SKIA_GPU_PAINTING_THREADS: process.env.WEBKIT_SKIA_GPU_PAINTING_THREADS ?? '0',
-    WEBKIT_DISABLE_COMPOSITING_MODE: process.env.WEBKIT_DISABLE_COMPOSITING_MODE ?? (renderNode ? undefined : '1'),
-  };
-  const appPid = pidOf(binary);
-  const web = childrenOf(appPid).find((c) => c.name.startsWith('WebKitWebProces'));
-  assert.ok(web, `a web process under the app: ${JSON.stringify(childrenOf(appPid))}`);
-  for (const pid of [appPid, web.pid]) {
+  const wanted = webkitVariables();
+  const tree = processTree(pidOf(binary));
+  const web = tree.find((p) => p.name.startsWith('WebKitWebProces'));
+  assert.ok(web, `a web process under the app: ${JSON.stringify(tree)}`);
+  for (const pid of [tree[0].pid, web.pid]) {
     const env = environOf(pid);
     for (const [name, value] of Object.entries(wanted)) assert.equal(env.get(name), value, `${name} of process ${pid}`);
   }
