@@ -4,8 +4,11 @@
 #   mandate_VERSION_amd64.deb         the desktop app (the Tauri CLI's bundler)
 #   mandate-broker_VERSION_amd64.deb  the broker, as a hardened systemd service
 #   mandate-cli_VERSION_amd64.deb     the `mandate` command
+#   Mandate_VERSION_x86_64.AppImage   the desktop app for any distribution
+#                                     (scripts/appimage.py)
 # Then checks them: lintian (no errors), appstreamcli validate (the app's
-# metainfo), desktop-file-validate, and systemd-analyze verify (the unit).
+# metainfo), desktop-file-validate, systemd-analyze verify (the unit), and
+# unsquashfs (the AppImage's image, read by SquashFS's own tools).
 # The version is the workspace's (Cargo.toml), the one place it is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +30,7 @@ MAINTAINER="Mandate developers <dev@mandate.dev>"
 # it. The app embeds ui/dist: `make package` builds it first.
 build_release() {
     CARGO_PROFILE_RELEASE_STRIP=true cargo build --release --locked \
-        -p mandate-broker -p mandate-cli -p mandate-app --bins
+        -p mandate-broker -p mandate-cli -p mandate-app -p mandate-appimage --bins
 }
 # `package.sh --build`: the build alone (scripts/release-early.sh, and
 # `make bench-app`, which measures the three as they are packaged).
@@ -40,8 +43,8 @@ need() { ! command -v "$1" >/dev/null 2>&1; }
 apt_install() {
     if [ "$(id -u)" = 0 ]; then apt-get install -y -qq "$@" >/dev/null; else sudo apt-get install -y -qq "$@" >/dev/null; fi
 }
-if need lintian || need appstreamcli || need desktop-file-validate; then
-    apt_install lintian appstream desktop-file-utils
+if need lintian || need appstreamcli || need desktop-file-validate || need mksquashfs || need patchelf; then
+    apt_install lintian appstream desktop-file-utils squashfs-tools patchelf
 fi
 if [ ! -x packaging/node_modules/.bin/tauri ]; then
     (cd packaging && npm ci --no-audit --no-fund --loglevel=error)
@@ -133,7 +136,7 @@ Section: utils
 Priority: optional
 Homepage: https://mandate.dev/
 Description: Mandate command line: what AI agents do under delegated authority
- The `mandate` command: an agent's identity and its requests for
+ The \`mandate\` command: an agent's identity and its requests for
  authority, sub-delegation, signed calls and receipts; checking mandates,
  exported receipts, and a desktop app's history.
 EOF
@@ -180,8 +183,13 @@ EOF
     --ci --bundles deb --config "$A/tauri.package.json")
 cp "$TARGET/release/bundle/deb/Mandate_${VERSION}_${ARCH}.deb" "$OUT/mandate_${VERSION}_${ARCH}.deb"
 
+# --- the AppImage: the app's package, with what it needs, for any distribution --
+APPIMAGE=$OUT/Mandate_${VERSION}_$(uname -m).AppImage
+SOURCE_DATE_EPOCH=$(date -u -d "$DATE" +%s) APPIMAGE_STAGE=$STAGE/appimage \
+    scripts/appimage.py "$OUT/mandate_${VERSION}_${ARCH}.deb" "$TARGET/release/mandate-appimage-runtime" "$APPIMAGE"
+
 # --- the checks ----------------------------------------------------------------
-echo "package: built $(cd "$OUT" && ls *.deb | tr '\n' ' ')"
+echo "package: built $(cd "$OUT" && ls *.deb *.AppImage | tr '\n' ' ')"
 status=0
 for deb in "$OUT"/*.deb; do
     # Errors fail the build; warnings are shown. Tags a package cannot
@@ -201,5 +209,13 @@ dpkg-deb -x "$OUT/mandate-broker_${VERSION}_${ARCH}.deb" "$X"
 sed "s#/usr/bin/mandate-broker#$X/usr/bin/mandate-broker#" "$X/usr/lib/systemd/system/mandate-broker.service" \
     > "$STAGE/mandate-broker.service"
 systemd-analyze verify "$STAGE/mandate-broker.service" || status=1
-if [ "$status" = 0 ]; then echo "package: lintian, appstreamcli, desktop-file-validate and systemd-analyze pass"; fi
+# The AppImage: its image, where its runtime says it starts, is a SquashFS
+# file system that SquashFS's own tools read whole, with an AppDir in it.
+offset=$("$APPIMAGE" --appimage-offset)
+listing=$(unsquashfs -o "$offset" -l "$APPIMAGE") || status=1
+for f in AppRun Mandate.desktop mandate-app.png .DirIcon usr/bin/mandate-app \
+    "usr/lib/$(gcc -print-multiarch)/webkit2gtk-4.1/WebKitWebProcess" usr/lib/libwebkit2gtk-4.1.so.0; do
+    grep -qx "squashfs-root/$f" <<<"$listing" || { echo "package: the AppImage holds no $f" >&2; status=1; }
+done
+if [ "$status" = 0 ]; then echo "package: lintian, appstreamcli, desktop-file-validate, systemd-analyze and unsquashfs pass"; fi
 exit "$status"

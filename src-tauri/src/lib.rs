@@ -121,12 +121,15 @@ async fn app_state(app: AppHandle, state: State<'_, App>) -> Result<AppState> {
 }
 
 /// Opens the sign-in page: in `MANDATE_BROWSER` if set (tests), else in
-/// the system browser through the opener plugin.
+/// the system browser through the opener plugin. From the AppImage, the
+/// browser is started with `xdg-open` in the environment the user
+/// started the app in (`signin::host_environment`), which the opener
+/// plugin would not restore.
 struct AppBrowser(AppHandle);
 
 impl Browser for AppBrowser {
     fn open(&self, url: &str) -> std::result::Result<(), String> {
-        if std::env::var_os("MANDATE_BROWSER").is_some() {
+        if std::env::var_os("MANDATE_BROWSER").is_some() || mandate_client::signin::in_appimage() {
             return CommandBrowser::from_env().open(url);
         }
         self.0
@@ -498,10 +501,18 @@ fn save_settings(
                 code: "input.invalid".into(),
                 message: format!("no configuration directory to start from at login: {e}"),
             })?;
-            let exe = std::env::current_exe().map_err(|e| CommandError {
-                code: "input.invalid".into(),
-                message: format!("the app's own path is unknown: {e}"),
-            })?;
+            // From the AppImage, the AppImage's file, not the copy it
+            // unpacked and runs (packaging/appimage/AppRun).
+            let appimage = std::env::var_os("MANDATE_APPIMAGE")
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.is_absolute() && p.is_file());
+            let exe = match appimage {
+                Some(file) => file,
+                None => std::env::current_exe().map_err(|e| CommandError {
+                    code: "input.invalid".into(),
+                    message: format!("the app's own path is unknown: {e}"),
+                })?,
+            };
             mandate_client::settings::set_autostart(&config_home, &exe, on)
                 .map_err(CommandError::from)
         };

@@ -4,7 +4,7 @@
 // session on the real app, and when a new inbox row was painted.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,6 +150,43 @@ export async function openSession(env, application = bin('mandate-app')) {
   });
   return { session, driver };
 }
+
+/**
+ * The app `application` as a user starts it: with a `settings.json` in
+ * `data` naming `ctx.issuer` and `ctx.broker`, and nothing in the
+ * environment to override it; then signed in as alice, through
+ * tests/idp/browse.mjs unless `env` names another `MANDATE_BROWSER`.
+ * `env` is more environment. Returns what `openSession` returns, once the
+ * inbox shows.
+ */
+export async function signInFromSettings(ctx, application, data, env = {}) {
+  mkdirSync(data, { recursive: true });
+  writeFileSync(join(data, 'settings.json'), JSON.stringify({ issuer: ctx.issuer, broker_url: ctx.broker }));
+  const opened = await openSession({
+    MANDATE_DATA_DIR: data,
+    MANDATE_ISSUER: '',
+    MANDATE_BROKER: '',
+    MANDATE_KEYRING_SERVICE: `mandate-settings-${process.pid}`,
+    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
+    MANDATE_EXPIRY_REMINDERS: 'off',
+    RUST_LOG: 'warn',
+    ...env,
+  }, application);
+  const app = opened.session;
+  const signIn = await app.$('[data-testid="sign-in"]');
+  await signIn.waitForDisplayed({ timeout: WAIT });
+  if (await app.$('[data-testid="provider"]').getText() !== ctx.issuer) {
+    throw new Error(`the provider shown is not the one from the settings, ${ctx.issuer}`);
+  }
+  await signIn.click();
+  await app.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT })
+    .catch(async (e) => { throw new Error(`${e.message}\npage: ${await app.$('main').getText()}\napp: ${opened.driver.output.slice(-2000)}`); });
+  return opened;
+}
+
+/** The environment of process `pid`, as a map. */
+export const environOf = (pid) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)
+  .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 /**
  * Saves a screenshot of the page at `path`. WebKitWebDriver takes it at

@@ -15,11 +15,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ROOT, TARGET, WAIT, closeAll, openSession, pidOf, processTree, start, startProvider, until, webkitVariables, withTimeout,
+  TARGET, closeAll, environOf, pidOf, processTree, signInFromSettings, start, startProvider, until, webkitVariables, withTimeout,
 } from './harness.mjs';
 
 const OUT = join(TARGET, 'packages');
@@ -36,9 +36,6 @@ const installed = (pkg) => {
 const filesOf = (pkg) => run('dpkg-query', ['-L', pkg]).split('\n')
   .filter((f) => f && existsSync(f) && !readdirSafe(f));
 const readdirSafe = (f) => { try { readdirSync(f); return true; } catch { return false; } };
-/** The environment of process `pid`, as a map. */
-const environOf = (pid) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)
-  .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 after(async () => {
   await closeAll(app, ctx.dir);
@@ -59,6 +56,8 @@ test('the packages install, the app starts from its menu entry and signs in, the
   assert.ok(files.includes('/usr/bin/mandate-app') && files.includes('/usr/bin/mandate-broker') && files.includes('/usr/bin/mandate'));
   assert.match(run('getent', ['passwd', 'mandate-broker']), /^mandate-broker:/, 'the broker has its own user');
   assert.match(run('/usr/bin/mandate', ['--version']), /mandate/);
+  // The control file's text as written (a shell once ran the backquotes).
+  assert.match(run('dpkg-query', ['-W', '-f=${Description}', 'mandate-cli']), /The `mandate` command:/);
 
   // The broker, as its unit runs it: its ExecStart, as its user, in its
   // state directory (what systemd's StateDirectory makes).
@@ -83,24 +82,8 @@ test('the packages install, the app starts from its menu entry and signs in, the
   const binary = exec.startsWith('/') ? exec : run('sh', ['-c', `command -v ${exec}`]).trim();
   assert.equal(binary, '/usr/bin/mandate-app');
   const data = join(ctx.dir, 'data');
-  mkdirSync(data, { recursive: true });
-  writeFileSync(join(data, 'settings.json'), JSON.stringify({ issuer: ctx.issuer, broker_url: ctx.broker }));
-  const opened = await openSession({
-    MANDATE_DATA_DIR: data,
-    MANDATE_ISSUER: '',
-    MANDATE_BROKER: '',
-    MANDATE_KEYRING_SERVICE: `mandate-installed-${process.pid}`,
-    MANDATE_BROWSER: `${process.execPath} ${join(ROOT, 'tests/idp/browse.mjs')} --user alice`,
-    MANDATE_EXPIRY_REMINDERS: 'off',
-    RUST_LOG: 'warn',
-  }, binary);
+  const opened = await signInFromSettings(ctx, binary, data, { MANDATE_KEYRING_SERVICE: `mandate-installed-${process.pid}` });
   app = opened.session;
-  const signIn = await app.$('[data-testid="sign-in"]');
-  await signIn.waitForDisplayed({ timeout: WAIT });
-  assert.equal(await app.$('[data-testid="provider"]').getText(), ctx.issuer, 'the provider from the settings');
-  await signIn.click();
-  await app.$('[data-testid="pending-count"]').waitForDisplayed({ timeout: WAIT })
-    .catch(async (e) => { throw new Error(`${e.message}\npage: ${await app.$('main').getText()}\napp: ${opened.driver.output.slice(-2000)}`); });
   // WebKit's variables, as the app sets them for itself where they are not
   // set (or as this test's environment sets them): in its own process,
   // which started itself again with them, and in the web process that

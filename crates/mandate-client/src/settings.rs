@@ -182,7 +182,7 @@ pub fn autostart_entry(exe: &Path) -> String {
     quoted.push('"');
     format!(
         "[Desktop Entry]\nType=Application\nName=Mandate\n\
-         Comment=Approve what AI agents may do for you\nExec={quoted}\nIcon=mandate\n\
+         Comment=Approve what AI agents may do for you\nExec={quoted}\nIcon=mandate-app\n\
          Terminal=false\nX-GNOME-Autostart-enabled=true\n"
     )
 }

@@ -1,0 +1,102 @@
+// The AppImage (make package builds it; scripts/appimage.py), run as a
+// user who downloaded it would: a copy of the file, started under Xvfb
+// over WebDriver, with a cache of its own.
+// - the window comes up, and a sign-in against the test provider works,
+//   with a broker built alongside;
+// - the app, and WebKit's web process, run from the copy the runtime
+//   unpacked into the cache, with the AppImage's own WebKit, not the
+//   host's;
+// - the browser the app starts for the sign-in gets the environment the
+//   app was started in, not the one AppRun made for GTK and GIO inside
+//   the AppImage, in the directory the app was started from;
+// - the app knows the AppImage's file (for its entry to start at login),
+//   and Tauri is not told of an AppImage it would take for a FUSE mount.
+
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ROOT, TARGET, closeAll, environOf, pidOf, processTree, signInFromSettings, startBroker, startProvider, useBinaries, withTimeout,
+} from './harness.mjs';
+
+useBinaries('release');
+const OUT = join(TARGET, 'packages');
+const ctx = {};
+let app;
+
+/** The files process `pid` maps, by name. */
+const mapsOf = (pid) => [...new Set(readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')
+  .map((l) => l.split(/\s+/)[5]).filter((f) => f?.startsWith('/')))];
+
+after(async () => {
+  await closeAll(app, ctx.dir);
+});
+
+test('the AppImage starts from a downloaded copy, runs its own WebKit, signs in, and gives the browser the user\'s environment', { timeout: 600_000 }, async () => {
+  const images = readdirSync(OUT).filter((f) => f.endsWith('.AppImage'));
+  assert.equal(images.length, 1, `one AppImage in ${OUT}: ${images}`);
+  ctx.dir = mkdtempSync(join(tmpdir(), 'mandate-appimage-'));
+  const downloads = join(ctx.dir, 'Downloads');
+  mkdirSync(downloads);
+  const file = join(downloads, images[0]);
+  copyFileSync(join(OUT, images[0]), file);
+  execFileSync('chmod', ['755', file]);
+  const magic = readFileSync(file).subarray(8, 11);
+  assert.deepEqual([...magic], [0x41, 0x49, 0x02], 'AI\\x02 at bytes 8 to 10');
+
+  await startProvider(ctx);
+  await startBroker(ctx);
+  const cache = join(ctx.dir, 'cache');
+  // The browser: a script that writes down its environment and where it
+  // was started, then signs alice in as tests/idp/browse.mjs does.
+  const browser = join(ctx.dir, 'browser.sh');
+  writeFileSync(browser, `#!/bin/sh\nenv -0 > '${ctx.dir}/browser.env'\npwd > '${ctx.dir}/browser.cwd'\n`
+    + `exec '${process.execPath}' '${join(ROOT, 'tests/idp/browse.mjs')}' --user alice "$@"\n`, { mode: 0o755 });
+  const userDataDirs = '/usr/local/share:/usr/share:/opt/user-data';
+  const opened = await signInFromSettings(ctx, file, join(ctx.dir, 'data'), {
+    MANDATE_KEYRING_SERVICE: `mandate-appimage-${process.pid}`,
+    MANDATE_BROWSER: browser,
+    XDG_CACHE_HOME: cache,
+    XDG_DATA_DIRS: userDataDirs,
+  });
+  app = opened.session;
+
+  // Run from the unpacked copy, one per version, in the user's cache.
+  const copies = readdirSync(join(cache, 'mandate/appimage'));
+  assert.equal(copies.length, 1, `one unpacked copy: ${copies}`);
+  const appdir = join(cache, 'mandate/appimage', copies[0]);
+  const pid = pidOf(join(appdir, 'usr/bin/mandate-app'));
+  const tree = processTree(pid);
+  const web = tree.find((p) => p.name.startsWith('WebKitWebProces'));
+  assert.ok(web, `a web process under the app: ${JSON.stringify(tree)}`);
+  assert.equal(readlinkSync(`/proc/${web.pid}/exe`), join(appdir, 'usr/lib', execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim(), 'webkit2gtk-4.1/WebKitWebProcess'),
+    'WebKit started the AppImage\'s own web process');
+  for (const p of [pid, web.pid]) {
+    const maps = mapsOf(p);
+    for (const lib of ['libwebkit2gtk-4.1.so.0', 'libjavascriptcoregtk-4.1.so.0', 'libgtk-3.so.0', 'libsoup-3.0.so.0']) {
+      const mapped = maps.filter((f) => f.split('/').pop().startsWith(lib));
+      assert.deepEqual(mapped, [join(appdir, 'usr/lib', lib)], `process ${p} maps the AppImage's ${lib}`);
+    }
+  }
+  const env = environOf(pid);
+  assert.equal(env.get('MANDATE_APPIMAGE'), file, 'the app knows its AppImage');
+  assert.ok(!env.has('APPIMAGE') && !env.has('APPDIR'), 'Tauri is not handed APPIMAGE or APPDIR');
+  assert.ok(env.get('GIO_EXTRA_MODULES')?.startsWith(appdir), 'AppRun pointed GIO at the AppImage\'s modules');
+  assert.doesNotMatch(opened.driver.output, /not detected as an AppImage/);
+
+  // The browser got the user's environment back.
+  const seen = new Map(readFileSync(join(ctx.dir, 'browser.env'), 'utf8').split('\0').filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  assert.equal(seen.get('XDG_DATA_DIRS'), userDataDirs, 'XDG_DATA_DIRS as the user had it');
+  for (const name of ['GIO_EXTRA_MODULES', 'GDK_PIXBUF_MODULE_FILE', 'GSETTINGS_SCHEMA_DIR']) {
+    assert.equal(seen.get(name), process.env[name], `${name} as the user had it`);
+  }
+  assert.deepEqual([...seen.keys()].filter((k) => k.startsWith('MANDATE_APPIMAGE')), [], 'none of AppRun\'s own');
+  assert.equal(readFileSync(join(ctx.dir, 'browser.cwd'), 'utf8').trim(), process.cwd(), 'started where the app was started');
+
+  await withTimeout(app.deleteSession(), 10_000, 'closing the app');
+  app = null;
+});
