@@ -50,13 +50,15 @@ test: setup release-early fmt site unit webdriver interop api-fuzz fuzz-smoke pa
 ## $CARGO_TARGET_DIR/packages/, checked by lintian, appstreamcli,
 ## desktop-file-validate and systemd-analyze; then installed, run (the app
 ## from its menu entry, under Xvfb, signing in; the broker as its unit
-## says) and removed, as root; and the AppImage, run from a copy, signing
-## in (docs/release.md).
+## says) and removed, as root; and the AppImage, run from a copy on a host
+## whose WebKitGTK and GTK are hidden, signing in (docs/release.md).
 package: ui
 	@mkdir -p $(LOGS)
 	set -o pipefail; (timeout 2400 scripts/package.sh && \
 	  timeout 600 scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
-	    node --test --test-force-exit --test-concurrency=1 tests/webdriver/installed.mjs tests/webdriver/appimage.mjs) 2>&1 | tee $(LOGS)/package.log
+	    node --test --test-force-exit tests/webdriver/installed.mjs && \
+	  timeout 600 tests/webdriver/without-host-webkit.sh scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x800x24" \
+	    node --test --test-force-exit tests/webdriver/appimage.mjs) 2>&1 | tee $(LOGS)/package.log
 
 ## The release build `package` needs, started in the background at idle
 ## priority, so that it runs in the CPU time the tests leave idle

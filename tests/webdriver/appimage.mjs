@@ -1,6 +1,8 @@
 // The AppImage (make package builds it; scripts/appimage.py), run as a
 // user who downloaded it would: a copy of the file, started under Xvfb
-// over WebDriver, with a cache of its own.
+// over WebDriver, with a cache of its own, on a host without WebKitGTK,
+// JavaScriptCore or GTK 3 (tests/webdriver/without-host-webkit.sh hides
+// this machine's, and this test refuses to run without it).
 // - the window comes up, and a sign-in against the test provider works,
 //   with a broker built alongside;
 // - the app, and WebKit's web process, run from the copy the runtime
@@ -15,7 +17,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -36,6 +38,11 @@ after(async () => {
 });
 
 test('the AppImage starts from a downloaded copy, runs its own WebKit, signs in, and gives the browser the user\'s environment', { timeout: 600_000 }, async () => {
+  const multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim();
+  const hostWebkit = `/usr/lib/${multiarch}/libwebkit2gtk-4.1.so.0`;
+  assert.ok(process.env.MANDATE_HOST_WEBKIT === 'hidden' && statSync(hostWebkit).isCharacterDevice()
+    && readdirSync(`/usr/lib/${multiarch}/webkit2gtk-4.1`).length === 0,
+  'the host\'s WebKitGTK is hidden: run this under tests/webdriver/without-host-webkit.sh');
   const images = readdirSync(OUT).filter((f) => f.endsWith('.AppImage'));
   assert.equal(images.length, 1, `one AppImage in ${OUT}: ${images}`);
   ctx.dir = mkdtempSync(join(tmpdir(), 'mandate-appimage-'));
@@ -72,7 +79,7 @@ test('the AppImage starts from a downloaded copy, runs its own WebKit, signs in,
   const tree = processTree(pid);
   const web = tree.find((p) => p.name.startsWith('WebKitWebProces'));
   assert.ok(web, `a web process under the app: ${JSON.stringify(tree)}`);
-  assert.equal(readlinkSync(`/proc/${web.pid}/exe`), join(appdir, 'usr/lib', execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim(), 'webkit2gtk-4.1/WebKitWebProcess'),
+  assert.equal(readlinkSync(`/proc/${web.pid}/exe`), join(appdir, 'usr/lib', multiarch, 'webkit2gtk-4.1/WebKitWebProcess'),
     'WebKit started the AppImage\'s own web process');
   for (const p of [pid, web.pid]) {
     const maps = mapsOf(p);
