@@ -72,7 +72,8 @@ mandate_core::error_codes! {
             "query.malformed",
             Some(400),
             "A query parameter is not a number, or out of range (`since` from 0 to 2^53-1, \
-             `wait` at most 30).",
+             `wait` at most 30), or not what the endpoint takes (`ids`: 1 to 100 request ids, \
+             separated by commas).",
             "Fix the parameter.",
         ),
         /// A `Last-Event-ID` that is not a position.

@@ -207,18 +207,71 @@ pub struct Inbox {
     pub requests: Vec<InboxItem>,
 }
 
+/// Which requests of the inbox to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// Only these: 1 to 100 request ids, separated by commas (`request`
+    /// of the inbox stream's `request.created` events). Those not pending
+    /// are left out. Without it, every pending request.
+    #[param(
+        required = false,
+        example = "K26cQcWl4m-mA4TXgSWKzYgb8rdASzVgMt2n0gUt6hY"
+    )]
+    ids: Option<String>,
+}
+
+/// The most request ids one `GET /v1/inbox?ids=` names.
+pub const MAX_INBOX_IDS: usize = 100;
+
+impl InboxQuery {
+    fn ids(&self) -> Result<Option<Vec<TokenId>>, ApiError> {
+        let Some(text) = &self.ids else {
+            return Ok(None);
+        };
+        let malformed = || {
+            ApiError::new(
+                Code::QueryMalformed,
+                format!("ids must be 1 to {MAX_INBOX_IDS} request ids, separated by commas"),
+            )
+        };
+        let ids = text
+            .split(',')
+            .map(|id| id.parse::<TokenId>().map_err(|_| malformed()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.len() > MAX_INBOX_IDS {
+            return Err(malformed());
+        }
+        Ok(Some(ids))
+    }
+}
+
 /// The signed-in user's pending requests.
 ///
 /// The bearer is the user's OIDC ID token. Each request comes with the chain
 /// behind it and its agents' keys, so that the app verifies every link
-/// itself.
+/// itself. With `ids`, only those of these requests that are pending: what
+/// the app reads when the inbox stream announces new ones, so that an
+/// arrival costs one request, not the whole inbox.
 #[utoipa::path(
-    get, path = "/v1/inbox", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = Inbox), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
+    get, path = "/v1/inbox", tag = "users", security(("bearer" = [])), params(InboxQuery),
+    responses((status = 200, body = Inbox), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
 )]
-pub async fn inbox(State(state): State<AppState>, user: User) -> Result<Json<Inbox>, ApiError> {
+pub async fn inbox(
+    State(state): State<AppState>,
+    user: User,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<Json<Inbox>, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(
+            Code::QueryMalformed,
+            "the only query parameter is ids, once",
+        )
+    })?;
+    let among = query.ids()?;
     Ok(Json(Inbox {
-        requests: user_service::inbox(&state, &user).await?,
+        requests: user_service::inbox(&state, &user, among.as_deref()).await?,
     }))
 }
 

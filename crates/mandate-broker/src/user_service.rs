@@ -38,9 +38,21 @@ pub struct InboxItem {
 }
 
 /// The user's pending requests, oldest first.
-pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<InboxItem>, ApiError> {
+pub async fn inbox(
+    state: &AppState,
+    user: &User,
+    among: Option<&[TokenId]>,
+) -> Result<Vec<InboxItem>, ApiError> {
     let now = state.now();
-    let pending = state.store().pending_requests(&user.principal, now).await?;
+    let pending = match among {
+        None => state.store().pending_requests(&user.principal, now).await?,
+        Some(ids) => {
+            state
+                .store()
+                .pending_requests_among(&user.principal, ids, now)
+                .await?
+        }
+    };
     let mut items = Vec::with_capacity(pending.len());
     for r in pending {
         let denied_before =

@@ -176,6 +176,20 @@ impl BrokerClient {
         Ok(inbox.requests)
     }
 
+    /// Those of the requests `ids` (at most
+    /// [`mandate_broker::handlers::MAX_INBOX_IDS`]) that are
+    /// pending in the user's inbox: `GET /v1/inbox?ids=`.
+    pub async fn inbox_among(
+        &self,
+        bearer: &str,
+        ids: &[String],
+    ) -> Result<Vec<InboxItem>, ClientError> {
+        // Request ids are base64url: nothing in them needs escaping.
+        let path = format!("/v1/inbox?ids={}", ids.join(","));
+        let inbox: Inbox = self.send(reqwest::Method::GET, &path, bearer, None).await?;
+        Ok(inbox.requests)
+    }
+
     /// Opens the user's inbox stream (server-sent events), resuming after
     /// the event `last` when given. The caller reads the body's chunks.
     pub async fn inbox_events(

@@ -252,6 +252,36 @@ impl Store {
         rows.into_iter().map(RequestRecord::try_from).collect()
     }
 
+    /// The requests among `ids` that wait for `principal` at `now`,
+    /// oldest first: [`Store::pending_requests`], for these ids only. What
+    /// is not pending, or not the principal's, or unknown, is left out.
+    pub async fn pending_requests_among(
+        &self,
+        principal: &Principal,
+        ids: &[TokenId],
+        now: i64,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<RequestRow> = on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(
+                "SELECT id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at FROM requests WHERE principal = ",
+            );
+            query.push_bind(principal.as_str());
+            query.push(" AND status = 'pending' AND expires_at > ");
+            query.push_bind(now);
+            query.push(" AND id IN (");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(id.to_string());
+            }
+            query.push(") ORDER BY created_at, id");
+            query.build_query_as().fetch_all(pool).await?
+        });
+        rows.into_iter().map(RequestRecord::try_from).collect()
+    }
+
     /// How many requests wait for a user at `now`.
     pub async fn count_pending(&self, principal: &Principal, now: i64) -> Result<i64, StoreError> {
         Ok(on_pool!(self, pool => {

@@ -89,6 +89,61 @@ async fn the_inbox_shows_a_user_only_their_own_pending_requests() {
         "bob sees none of alice's requests"
     );
 
+    // Only the named requests, those pending: what the app reads when the
+    // stream announces new ones.
+    let alice_token = h.idp.token("alice", json!({}));
+    let all = call(&h.app, with_bearer(get("/v1/inbox", None), &alice_token))
+        .await
+        .1;
+    let first = all["requests"][0]["id"].as_str().unwrap().to_owned();
+    let unknown = mandate_core::TokenId::of("never filed").to_string();
+    let (status, body) = call(
+        &h.app,
+        with_bearer(
+            get(&format!("/v1/inbox?ids={unknown},{first}"), None),
+            &alice_token,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [first.as_str()]);
+    let (_, body) = call(
+        &h.app,
+        with_bearer(
+            get(&format!("/v1/inbox?ids={first}"), None),
+            &h.idp.token("bob", json!({})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["requests"],
+        json!([]),
+        "bob does not read alice's by id"
+    );
+    let too_many = vec![first.as_str(); 101].join(",");
+    for query in [
+        "ids=".to_owned(),
+        "ids=not-an-id".to_owned(),
+        format!("ids={first},"),
+        format!("ids={first}&ids={first}"),
+        format!("ids={too_many}"),
+        "since=3".to_owned(),
+    ] {
+        let (status, body) = call(
+            &h.app,
+            with_bearer(get(&format!("/v1/inbox?{query}"), None), &alice_token),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "query.malformed", "{query}: {body}");
+    }
+
     let cases: Vec<(Request<Body>, &str)> = vec![
         (get("/v1/inbox", None), "auth.missing"),
         (

@@ -112,10 +112,20 @@ impl Engine {
             };
             let chunk = chunk.map_err(|e| ClientError::unreachable(e.without_url().to_string()))?;
             let (mut requests, mut receipts, mut calls) = (false, false, false);
+            // New requests by id, read alone; any other change to the
+            // requests (decided, expired, or an id that cannot be read)
+            // reads the whole inbox.
+            let mut created = Vec::new();
             let mut enrolled = Vec::new();
             for event in parser.feed(&chunk) {
                 if let Some(id) = event.id {
                     *last = Some(id);
+                }
+                if event.name == "request.created"
+                    && let Some(id) = created_request(&event.data)
+                {
+                    created.push(id);
+                    continue;
                 }
                 requests |= event.name.starts_with("request.");
                 receipts |= event.name == "receipt.stored";
@@ -124,7 +134,7 @@ impl Engine {
                     enrolled.extend(Enrolled::parse(&event.data));
                 }
             }
-            if enrolled.is_empty() && !requests && !receipts && !calls {
+            if enrolled.is_empty() && !requests && created.is_empty() && !receipts && !calls {
                 continue;
             }
             if calls {
@@ -142,10 +152,43 @@ impl Engine {
             }
             if requests {
                 self.fetch_inbox(&active).await?;
+            } else if !created.is_empty() {
+                self.fetch_new_requests(&active, &created).await?;
             }
             if receipts {
                 self.sync_activity().await?;
             }
+        }
+    }
+}
+
+/// The request id a `request.created` event's data names
+/// (`{"type":"request.created","request":ID}`), if it is one.
+fn created_request(data: &str) -> Option<String> {
+    let data: serde_json::Value = serde_json::from_str(data).ok()?;
+    let id = data.get("request")?.as_str()?;
+    id.parse::<mandate_core::TokenId>().ok()?;
+    Some(id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_request;
+
+    #[test]
+    fn a_created_event_names_its_request() {
+        let id = "K26cQcWl4m-mA4TXgSWKzYgb8rdASzVgMt2n0gUt6hY";
+        let data = format!(r#"{{"type":"request.created","request":"{id}"}}"#);
+        assert_eq!(created_request(&data).as_deref(), Some(id));
+        for bad in [
+            "",
+            "not json",
+            r#"{"type":"request.created"}"#,
+            r#"{"type":"request.created","request":7}"#,
+            r#"{"type":"request.created","request":"short"}"#,
+            r#"{"type":"request.created","request":"K26cQcWl4m-mA4TXgSWKzYgb8rdASzVgMt2n0gUt6h,"}"#,
+        ] {
+            assert_eq!(created_request(bad), None, "{bad}");
         }
     }
 }

@@ -59,9 +59,53 @@ impl Inbox {
     /// in the outbox.
     pub(super) async fn fetch(&self, active: &Active) -> Result<usize, ClientError> {
         let items = self.broker.inbox(active.bearer.expose()).await?;
+        let listed: Vec<String> = items.iter().map(|item| item.id.to_string()).collect();
+        let (new, approved) = self.record_new(active, &items, &listed).await?;
+        let expired = self
+            .history
+            .expire_missing(&active.profile.principal, &listed)
+            .await?;
+        self.announce(active, new, expired).await?;
+        Ok(approved)
+    }
+
+    /// Fetches only the requests `ids` that the inbox stream announced
+    /// (`GET /v1/inbox?ids=`), and records them as [`Inbox::fetch`] does,
+    /// without reading the whole inbox: an arrival costs a request, not the
+    /// inbox. Marks nothing expired, since the answer lists only these.
+    pub(super) async fn fetch_new(
+        &self,
+        active: &Active,
+        ids: &[String],
+    ) -> Result<usize, ClientError> {
+        let mut new = Vec::new();
+        let mut approved = 0;
+        for chunk in ids.chunks(mandate_broker::handlers::MAX_INBOX_IDS) {
+            let items = self
+                .broker
+                .inbox_among(active.bearer.expose(), chunk)
+                .await?;
+            let listed: Vec<String> = items.iter().map(|item| item.id.to_string()).collect();
+            let (more, by_rule) = self.record_new(active, &items, &listed).await?;
+            new.extend(more);
+            approved += by_rule;
+        }
+        self.announce(active, new, 0).await?;
+        Ok(approved)
+    }
+
+    /// Records the requests `items` (whose ids are `listed`) that the
+    /// history lacks, each verified first, and approves those a standing
+    /// rule admits. Returns the new ones left for the user, and how many
+    /// rules approved.
+    async fn record_new(
+        &self,
+        active: &Active,
+        items: &[crate::broker::InboxItem],
+        listed: &[String],
+    ) -> Result<(Vec<String>, usize), ClientError> {
         let principal = &active.profile.principal;
         let mut new = Vec::new();
-        let listed: Vec<String> = items.iter().map(|item| item.id.to_string()).collect();
         // Each new request is one durable transaction; known ones cost none.
         // Only the listed ids are looked up, however long the history.
         let known = self
@@ -71,7 +115,7 @@ impl Inbox {
                 &listed.iter().map(String::as_str).collect::<Vec<_>>(),
             )
             .await?;
-        for (item, id) in items.iter().zip(&listed) {
+        for (item, id) in items.iter().zip(listed) {
             if known.contains(id) {
                 continue;
             }
@@ -109,22 +153,27 @@ impl Inbox {
                 }
             }
         }
-        let new = asked;
-        let expired = self.history.expire_missing(principal, &listed).await?;
-        // Only a change is announced: a page that re-reads the inbox on
-        // each announcement must not set off another.
+        Ok((asked, approved))
+    }
+
+    /// Tells the page of the requests `new` and of `expired` ones. Only a
+    /// change is announced: a page that re-reads the inbox on each
+    /// announcement must not set off another.
+    async fn announce(
+        &self,
+        active: &Active,
+        new: Vec<String>,
+        expired: usize,
+    ) -> Result<(), ClientError> {
         if !new.is_empty() || expired > 0 {
             let pending = self
                 .history
                 .pending_ids(&active.profile.principal)
                 .await?
                 .len();
-            let _ = self.updates.send(Update::Inbox {
-                pending,
-                new: new.clone(),
-            });
+            let _ = self.updates.send(Update::Inbox { pending, new });
         }
-        Ok(approved)
+        Ok(())
     }
 
     /// The inbox as the list shows it: the pending requests the history

@@ -489,6 +489,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Reads only the requests `ids` the inbox stream announced into the
+    /// history; delivers at once the grants rules approved among them.
+    async fn fetch_new_requests(
+        &self,
+        active: &session::Active,
+        ids: &[String],
+    ) -> Result<(), ClientError> {
+        if self.inner.inbox.fetch_new(active, ids).await? > 0 {
+            self.deliver_now().await;
+        }
+        Ok(())
+    }
+
     async fn deliver_now(&self) {
         if let Err(e) = self.deliver().await {
             tracing::info!(code = e.code(), "delivery deferred");

@@ -130,6 +130,43 @@ pub async fn requests_flow(store: &Store) {
     assert_eq!(pending.len(), 3);
     assert!(!pending.contains(&request_id(3)));
 
+    // Among named ids: only those pending for the user, oldest first; a
+    // request lapsed at `now`, another user's and an unknown one are left
+    // out.
+    let among = |ids: Vec<TokenId>, now| {
+        let a = a.clone();
+        async move {
+            store
+                .pending_requests_among(&a, &ids, now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<TokenId>>()
+        }
+    };
+    // (All were made at NOW: the order is then the ids'.)
+    let oldest_first = |mut ids: Vec<TokenId>| {
+        ids.sort_by_key(|id| id.to_string());
+        ids
+    };
+    let named = vec![
+        request_id(3),
+        request_id(1),
+        request_id(9),
+        request_id(0),
+        request_id(2),
+    ];
+    assert_eq!(
+        among(named.clone(), NOW).await,
+        oldest_first(vec![request_id(0), request_id(1), request_id(2)])
+    );
+    assert_eq!(
+        among(named, NOW + 10).await,
+        oldest_first(vec![request_id(0), request_id(1)])
+    );
+    assert_eq!(among(Vec::new(), NOW).await, Vec::<TokenId>::new());
+
     // Approve stores the grant with the decision, once.
     let g = grant(0, None, Some(request_id(0)));
     store
