@@ -353,6 +353,11 @@ fn effective_uid() -> Result<u32> {
 pub fn prepared(appimage: &Path, offset: u64, key: &str, root: &Path) -> Result<PathBuf> {
     let dir = root.join(key);
     if !dir.join("AppRun").is_file() {
+        // A copy is renamed into place whole, so one without its AppRun
+        // was damaged since (a file removed from the cache): made again.
+        if dir.symlink_metadata().is_ok() {
+            let _ = fs::remove_dir_all(&dir);
+        }
         let partial = root.join(format!(".{key}.{}", std::process::id()));
         let _ = fs::remove_dir_all(&partial);
         unpack(appimage, offset, &partial)?;

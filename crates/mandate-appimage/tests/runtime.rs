@@ -147,6 +147,14 @@ fn runs_apprun_from_a_private_copy_made_once() -> TestResult {
         inode
     );
     assert_eq!(copies(&cache).len(), 1);
+
+    // A copy damaged since (its AppRun removed) is made again.
+    fs::remove_file(appdir.join("AppRun"))?;
+    let out = run(&file, &cache, tmp.path(), &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().nth(1), Some(lines[1]));
+    assert!(appdir.join("AppRun").is_file());
+    assert_eq!(copies(&cache).len(), 1);
     Ok(())
 }
 
