@@ -502,11 +502,8 @@ fn save_settings(
                 message: format!("no configuration directory to start from at login: {e}"),
             })?;
             // From the AppImage, the AppImage's file, not the copy it
-            // unpacked and runs (packaging/appimage/AppRun).
-            let appimage = std::env::var_os("MANDATE_APPIMAGE")
-                .map(std::path::PathBuf::from)
-                .filter(|p| p.is_absolute() && p.is_file());
-            let exe = match appimage {
+            // unpacked and runs.
+            let exe = match running_appimage() {
                 Some(file) => file,
                 None => std::env::current_exe().map_err(|e| CommandError {
                     code: "input.invalid".into(),
@@ -516,15 +513,45 @@ fn save_settings(
             mandate_client::settings::set_autostart(&config_home, &exe, on)
                 .map_err(CommandError::from)
         };
+        // The applications-menu entry, for the AppImage only: a package
+        // installs its own.
+        let menu = |on: bool| {
+            let data_home = app.path().data_dir().map_err(|e| CommandError {
+                code: "input.invalid".into(),
+                message: format!("no data directory for a menu entry: {e}"),
+            })?;
+            let appimage = running_appimage();
+            if on && appimage.is_none() {
+                return Err(CommandError {
+                    code: "input.invalid".into(),
+                    message: "only the AppImage adds itself to the applications menu: a package \
+                              installs its entry with it"
+                        .into(),
+                });
+            }
+            let appimage = appimage.unwrap_or_default();
+            mandate_client::settings::set_menu_entry(&data_home, &appimage, MENU_ICON_PNG, on)
+                .map_err(CommandError::from)
+        };
         let login_changed = settings.start_at_login != before.start_at_login;
-        if login_changed {
-            autostart(settings.start_at_login)?;
+        let menu_changed = settings.menu_entry != before.menu_entry;
+        if menu_changed {
+            menu(settings.menu_entry)?;
+        }
+        if login_changed && let Err(e) = autostart(settings.start_at_login) {
+            if menu_changed && let Err(undo) = menu(before.menu_entry) {
+                tracing::warn!(code = %undo.code, "the menu entry could not be set back");
+            }
+            return Err(e);
         }
         let saved = match settings.save(&state.data_dir) {
             Ok(saved) => saved,
             Err(e) => {
                 if login_changed && let Err(undo) = autostart(before.start_at_login) {
                     tracing::warn!(code = %undo.code, "starting at login could not be set back");
+                }
+                if menu_changed && let Err(undo) = menu(before.menu_entry) {
+                    tracing::warn!(code = %undo.code, "the menu entry could not be set back");
                 }
                 return Err(e.into());
             }
@@ -537,6 +564,17 @@ fn save_settings(
     })();
     sent("save_settings", reply)
 }
+
+/// The AppImage's file, when the app runs from one: AppRun hands it on
+/// (packaging/appimage/AppRun).
+fn running_appimage() -> Option<std::path::PathBuf> {
+    std::env::var_os("MANDATE_APPIMAGE")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_file())
+}
+
+/// The icon of the AppImage's menu entry.
+const MENU_ICON_PNG: &[u8] = include_bytes!("../../icons/128x128.png");
 
 /// Starts the app again, for settings that take effect at start.
 #[tauri::command]
@@ -555,6 +593,7 @@ fn settings_view(state: &App, settings: Settings, unread: Option<String>) -> Set
         }),
         unread,
         settings,
+        appimage: running_appimage().map(|p| p.to_string_lossy().into_owned()),
     }
 }
 

@@ -306,8 +306,9 @@ test('settings are checked, kept, and used', { timeout: 180_000 }, async () => {
   await app.$('[data-testid="settings-save"]').click();
   await app.$('[data-testid="settings-saved"]').waitForDisplayed({ timeout: WAIT }).catch(orPage);
   assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), {
-    broker_url: null, issuer: null, start_at_login: true, notifications: false, lease_minutes: 60, rule_days: 30,
+    broker_url: null, issuer: null, start_at_login: true, menu_entry: false, notifications: false, lease_minutes: 60, rule_days: 30,
   });
+  assert.ok(!(await app.$('[data-testid="settings-menu"]').isExisting()), 'only the AppImage offers a menu entry');
   assert.match(readFileSync(autostart, 'utf8'), /^Exec="[^"]*mandate-app"$/m);
   await until('the save said', async () => /Settings saved/.test(await said()));
   assert.ok(!(await app.$('[data-testid="settings-restart-needed"]').isExisting()), 'nothing that needs a restart changed');

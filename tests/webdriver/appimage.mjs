@@ -12,16 +12,19 @@
 //   app was started in, not the one AppRun made for GTK and GIO inside
 //   the AppImage, in the directory the app was started from;
 // - the app knows the AppImage's file (for its entry to start at login),
-//   and Tauri is not told of an AppImage it would take for a FUSE mount.
+//   and Tauri is not told of an AppImage it would take for a FUSE mount;
+// - Settings offers an applications-menu entry for the AppImage's file,
+//   and takes it away.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ROOT, TARGET, closeAll, environOf, pidOf, processTree, signInFromSettings, startBroker, startProvider, useBinaries, withTimeout,
+  ROOT, TARGET, WAIT, closeAll, environOf, pidOf, processTree, signInFromSettings, startBroker, startProvider, until, useBinaries,
+  withTimeout,
 } from './harness.mjs';
 
 useBinaries('release');
@@ -67,6 +70,7 @@ test('the AppImage starts from a downloaded copy, runs its own WebKit, signs in,
     MANDATE_KEYRING_SERVICE: `mandate-appimage-${process.pid}`,
     MANDATE_BROWSER: browser,
     XDG_CACHE_HOME: cache,
+    XDG_DATA_HOME: join(ctx.dir, 'share'),
     XDG_DATA_DIRS: userDataDirs,
   });
   app = opened.session;
@@ -103,6 +107,28 @@ test('the AppImage starts from a downloaded copy, runs its own WebKit, signs in,
   }
   assert.deepEqual([...seen.keys()].filter((k) => k.startsWith('MANDATE_APPIMAGE')), [], 'none of AppRun\'s own');
   assert.equal(readFileSync(join(ctx.dir, 'browser.cwd'), 'utf8').trim(), process.cwd(), 'started where the app was started');
+
+  // The applications menu: Settings offers the AppImage an entry of its
+  // own, naming its file, with its icon; and takes it away.
+  const share = join(ctx.dir, 'share');
+  const menuEntry = join(share, 'applications/mandate-appimage.desktop');
+  const menuIcon = join(share, 'icons/hicolor/128x128/apps/mandate-appimage.png');
+  const saveMenu = async (on) => {
+    await app.$('[data-testid="nav-settings"]').click();
+    const box = await app.$('[data-testid="settings-menu"]');
+    await box.waitForDisplayed({ timeout: WAIT });
+    if ((await box.isSelected()) !== on) await box.click();
+    await app.$('[data-testid="settings-save"]').click();
+    await until(`the menu entry ${on ? 'made' : 'removed'}`, () => existsSync(menuEntry) === on);
+  };
+  await saveMenu(true);
+  const lines = readFileSync(menuEntry, 'utf8').split('\n');
+  assert.ok(lines.includes(`Exec="${file}"`) && lines.includes('Icon=mandate-appimage'), lines.join('\n'));
+  execFileSync('desktop-file-validate', [menuEntry]);
+  assert.deepEqual(readFileSync(menuIcon).subarray(1, 4).toString(), 'PNG', 'its icon');
+  assert.equal(JSON.parse(readFileSync(join(ctx.dir, 'data/settings.json'), 'utf8')).menu_entry, true);
+  await saveMenu(false);
+  assert.ok(!existsSync(menuIcon), 'the icon goes with it');
 
   await withTimeout(app.deleteSession(), 10_000, 'closing the app');
   app = null;

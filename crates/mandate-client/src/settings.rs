@@ -27,6 +27,10 @@ pub struct Settings {
     pub issuer: Option<String>,
     /// Start Mandate when the user logs in.
     pub start_at_login: bool,
+    /// From the AppImage: show Mandate in the applications menu (an entry
+    /// for the AppImage's file, [`set_menu_entry`]). A package installs
+    /// its own entry, so only the AppImage offers this.
+    pub menu_entry: bool,
     /// Desktop notifications: new requests, approvals by a rule, keys
     /// enrolled elsewhere, grants about to lapse.
     pub notifications: bool,
@@ -44,6 +48,7 @@ impl Default for Settings {
             broker_url: None,
             issuer: None,
             start_at_login: false,
+            menu_entry: false,
             notifications: true,
             lease_minutes: 30,
             rule_days: 30,
@@ -67,6 +72,9 @@ pub struct SettingsView {
     /// Whether the provider or the broker saved differ from those in use:
     /// they take effect when the app starts again.
     pub restart_needed: bool,
+    /// The AppImage's file, when the app runs from one: the screen then
+    /// offers the menu entry.
+    pub appimage: Option<String>,
 }
 
 /// The lease lengths the app offers, in minutes.
@@ -167,11 +175,9 @@ fn invalid(why: String) -> ClientError {
     ClientError::Invalid(why)
 }
 
-/// The XDG autostart entry that starts `exe` at login
-/// (`~/.config/autostart/mandate.desktop`).
-pub fn autostart_entry(exe: &Path) -> String {
-    // The Desktop Entry spec's Exec quoting: the path in double quotes,
-    // with `"`, `` ` ``, `$` and `\` escaped.
+/// `exe` as a desktop entry's `Exec` names it: in double quotes, with
+/// `"`, `` ` ``, `$` and `\` escaped (the Desktop Entry spec's quoting).
+fn exec_quoted(exe: &Path) -> String {
     let mut quoted = String::from("\"");
     for c in exe.to_string_lossy().chars() {
         if matches!(c, '"' | '`' | '$' | '\\') {
@@ -180,29 +186,91 @@ pub fn autostart_entry(exe: &Path) -> String {
         quoted.push(c);
     }
     quoted.push('"');
+    quoted
+}
+
+/// The XDG autostart entry that starts `exe` at login
+/// (`~/.config/autostart/mandate.desktop`).
+pub fn autostart_entry(exe: &Path) -> String {
     format!(
         "[Desktop Entry]\nType=Application\nName=Mandate\n\
-         Comment=Approve what AI agents may do for you\nExec={quoted}\nIcon=mandate-app\n\
-         Terminal=false\nX-GNOME-Autostart-enabled=true\n"
+         Comment=Approve what AI agents may do for you\nExec={}\nIcon=mandate-app\n\
+         Terminal=false\nX-GNOME-Autostart-enabled=true\n",
+        exec_quoted(exe)
     )
+}
+
+/// Writes `content` to `path` whole or not at all (a file beside it,
+/// renamed over it), making its directory.
+fn write_whole(path: &Path, content: &[u8]) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| invalid(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, content).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn remove_if_there(path: &Path) -> Result<(), ClientError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(invalid(format!("{}: {e}", path.display())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Turns starting at login on (writing the XDG autostart entry for `exe`
 /// under `config_home`, such as `~/.config`) or off (removing it).
 pub fn set_autostart(config_home: &Path, exe: &Path, on: bool) -> Result<(), ClientError> {
-    let dir = config_home.join("autostart");
-    let path = dir.join("mandate.desktop");
-    let io = |e: std::io::Error| invalid(format!("{}: {e}", path.display()));
+    let path = config_home.join("autostart").join("mandate.desktop");
     if on {
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let tmp = dir.join("mandate.desktop.tmp");
-        std::fs::write(&tmp, autostart_entry(exe)).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        write_whole(&path, autostart_entry(exe).as_bytes())
     } else {
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
-        }
+        remove_if_there(&path)
+    }
+}
+
+/// The applications-menu entry of the AppImage `appimage`.
+pub fn menu_entry(appimage: &Path) -> String {
+    format!(
+        "[Desktop Entry]\nType=Application\nName=Mandate\n\
+         Comment=Approve what AI agents may do for you\nExec={}\nIcon={MENU_ICON}\n\
+         Terminal=false\nCategories=Utility;\n",
+        exec_quoted(appimage)
+    )
+}
+
+/// The name of the AppImage's menu entry and of its icon: not the
+/// package's (`Mandate.desktop`, `mandate-app`), which may be installed
+/// beside it.
+const MENU_ICON: &str = "mandate-appimage";
+
+/// Turns the AppImage's applications-menu entry on or off, under
+/// `data_home` (such as `~/.local/share`): the entry
+/// (`applications/mandate-appimage.desktop`, starting `appimage`), and its
+/// icon (`icons/hicolor/128x128/apps/mandate-appimage.png`, `icon_png`).
+/// Off removes both; `appimage` and `icon_png` are then not read.
+pub fn set_menu_entry(
+    data_home: &Path,
+    appimage: &Path,
+    icon_png: &[u8],
+    on: bool,
+) -> Result<(), ClientError> {
+    let entry = data_home
+        .join("applications")
+        .join(format!("{MENU_ICON}.desktop"));
+    let icon = data_home
+        .join("icons/hicolor/128x128/apps")
+        .join(format!("{MENU_ICON}.png"));
+    if on {
+        write_whole(&icon, icon_png)?;
+        write_whole(&entry, menu_entry(appimage).as_bytes())
+    } else {
+        remove_if_there(&entry)?;
+        remove_if_there(&icon)
     }
 }
 
@@ -218,6 +286,7 @@ mod tests {
             broker_url: Some(" https://mandate.example.com/ ".into()),
             issuer: Some("http://127.0.0.1:8080".into()),
             start_at_login: true,
+            menu_entry: true,
             notifications: false,
             lease_minutes: 60,
             rule_days: 7,
@@ -341,5 +410,29 @@ mod tests {
         set_autostart(home.path(), exe, false).unwrap();
         assert!(!path.exists());
         set_autostart(home.path(), exe, false).expect("off twice is fine");
+    }
+
+    #[test]
+    fn the_appimage_menu_entry_names_the_file_and_its_icon_and_comes_and_goes() {
+        let home = tempfile::tempdir().unwrap();
+        let appimage = Path::new("/home/u/Apps/Mandate $1.AppImage");
+        set_menu_entry(home.path(), appimage, b"\x89PNG icon", true).unwrap();
+        let entry = home.path().join("applications/mandate-appimage.desktop");
+        let icon = home
+            .path()
+            .join("icons/hicolor/128x128/apps/mandate-appimage.png");
+        let text = std::fs::read_to_string(&entry).unwrap();
+        assert!(
+            text.contains("Exec=\"/home/u/Apps/Mandate \\$1.AppImage\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Icon=mandate-appimage\n") && text.contains("Categories=Utility;\n"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read(&icon).unwrap(), b"\x89PNG icon");
+        set_menu_entry(home.path(), appimage, b"", false).unwrap();
+        assert!(!entry.exists() && !icon.exists());
+        set_menu_entry(home.path(), appimage, b"", false).expect("off twice is fine");
     }
 }

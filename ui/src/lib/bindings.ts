@@ -1181,6 +1181,12 @@ issuer: string | null,
  */
 start_at_login: boolean, 
 /**
+ * From the AppImage: show Mandate in the applications menu (an entry
+ * for the AppImage's file, [`set_menu_entry`]). A package installs
+ * its own entry, so only the AppImage offers this.
+ */
+menu_entry: boolean, 
+/**
  * Desktop notifications: new requests, approvals by a rule, keys
  * enrolled elsewhere, grants about to lapse.
  */
@@ -1219,7 +1225,12 @@ broker_in_use: string | null,
  * Whether the provider or the broker saved differ from those in use:
  * they take effect when the app starts again.
  */
-restart_needed: boolean, };
+restart_needed: boolean, 
+/**
+ * The AppImage's file, when the app runs from one: the screen then
+ * offers the menu entry.
+ */
+appimage: string | null, };
 
 export type RuleView = { 
 /**
