@@ -156,6 +156,14 @@ pub struct RequestRecord {
     pub decided_at: Option<i64>,
 }
 
+/// The columns a [`RequestRow`] is read from, for every query that reads
+/// one (a macro, so that `concat!` makes each query a literal).
+macro_rules! request_columns {
+    () => {
+        "id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at"
+    };
+}
+
 #[derive(sqlx::FromRow)]
 struct RequestRow {
     id: String,
@@ -228,7 +236,7 @@ impl Store {
     /// One request.
     pub async fn request(&self, id: &TokenId) -> Result<Option<RequestRecord>, StoreError> {
         let row: Option<RequestRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at FROM requests WHERE id = $1")
+            sqlx::query_as(concat!("SELECT ", request_columns!(), " FROM requests WHERE id = $1"))
                 .bind(id.to_string())
                 .fetch_optional(pool)
                 .await?
@@ -243,7 +251,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<RequestRecord>, StoreError> {
         let rows: Vec<RequestRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at FROM requests WHERE principal = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id")
+            sqlx::query_as(concat!("SELECT ", request_columns!(), " FROM requests WHERE principal = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id"))
                 .bind(principal.as_str())
                 .bind(now)
                 .fetch_all(pool)
@@ -266,7 +274,7 @@ impl Store {
         }
         let rows: Vec<RequestRow> = on_pool!(self, pool => {
             let mut query = sqlx::QueryBuilder::new(
-                "SELECT id, agent_jkt, principal, token, parent_chain, parent_keys, status, created_at, expires_at, decision, decided_at FROM requests WHERE principal = ",
+                concat!("SELECT ", request_columns!(), " FROM requests WHERE principal = "),
             );
             query.push_bind(principal.as_str());
             query.push(" AND status = 'pending' AND expires_at > ");
