@@ -133,10 +133,10 @@ pub fn image_offset(file: &mut File) -> Result<u64> {
 /// made), the image's length, and the AppImage file's modification time.
 /// A new download or build of the file gets a new copy.
 pub fn image_key(file: &mut File, offset: u64) -> Result<String> {
-    let superblock = superblock(file, offset)?;
     let metadata = file
         .metadata()
         .map_err(|e| Failure::io("cannot read the AppImage's metadata", e))?;
+    let superblock = superblock(file, offset, metadata.len())?;
     let mut hash = Sha256::new();
     hash.update(superblock);
     hash.update((metadata.len() - offset).to_le_bytes());
@@ -151,9 +151,9 @@ pub fn image_key(file: &mut File, offset: u64) -> Result<String> {
 }
 
 /// The image's superblock, checked: SquashFS 4.0, and all of the bytes it
-/// says it uses there in the file. (A reader may otherwise take a cut
-/// image's missing tables for empty ones.)
-pub fn superblock(file: &mut File, offset: u64) -> Result<[u8; 96]> {
+/// says it uses there in the file, `length` bytes long. (A reader may
+/// otherwise take a cut image's missing tables for empty ones.)
+pub fn superblock(file: &mut File, offset: u64, length: u64) -> Result<[u8; 96]> {
     let mut superblock = [0u8; 96];
     file.seek(SeekFrom::Start(offset))
         .and_then(|_| file.read_exact(&mut superblock))
@@ -168,11 +168,7 @@ pub fn superblock(file: &mut File, offset: u64) -> Result<[u8; 96]> {
     }
     let mut used = [0u8; 8];
     used.copy_from_slice(&superblock[40..48]);
-    let length = file
-        .metadata()
-        .map_err(|e| Failure::io("cannot read the AppImage's size", e))?
-        .len();
-    if u64::from_le_bytes(used) > length - offset {
+    if u64::from_le_bytes(used) > length.saturating_sub(offset) {
         return Err(Failure::image("the AppImage's image is cut short"));
     }
     Ok(superblock)
@@ -195,7 +191,11 @@ pub fn unpack(appimage: &Path, offset: u64, dest: &Path) -> Result<()> {
 fn unpack_into(appimage: &Path, offset: u64, dest: &Path) -> Result<()> {
     let mut file = File::open(appimage)
         .map_err(|e| Failure::io(format!("cannot open {}", appimage.display()), e))?;
-    superblock(&mut file, offset)?;
+    let length = file
+        .metadata()
+        .map_err(|e| Failure::io("cannot read the AppImage's size", e))?
+        .len();
+    superblock(&mut file, offset, length)?;
     let image = FilesystemReader::from_reader_with_offset(BufReader::new(file), offset)
         .map_err(|e| Failure::image(format!("the AppImage's image cannot be read: {e}")))?;
     DirBuilder::new()
@@ -343,7 +343,7 @@ fn effective_uid() -> Result<u32> {
         .find_map(|line| line.strip_prefix("Uid:"))
         .and_then(|ids| ids.split_whitespace().nth(1))
         .and_then(|euid| euid.parse().ok())
-        .ok_or_else(|| Failure::image("/proc/self/status names no user"))
+        .ok_or_else(|| Failure::new(74, "/proc/self/status names no user"))
 }
 
 /// The unpacked copy of the image at `offset` of `appimage`, made if it
