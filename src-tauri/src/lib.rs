@@ -34,7 +34,7 @@ use mandate_client::export::ExportFormat;
 use mandate_client::history::StoredRevocation;
 use mandate_client::narrow::{NarrowPreview, Narrowed};
 use mandate_client::notices;
-use mandate_client::settings::{Settings, SettingsView};
+use mandate_client::settings::{Settings, SettingsView, running_appimage};
 use mandate_client::view::{InboxChanges, RequestDetail};
 use mandate_client::{Browser, CommandBrowser};
 use serde::Serialize;
@@ -129,7 +129,7 @@ struct AppBrowser(AppHandle);
 
 impl Browser for AppBrowser {
     fn open(&self, url: &str) -> std::result::Result<(), String> {
-        if std::env::var_os("MANDATE_BROWSER").is_some() || mandate_client::signin::in_appimage() {
+        if std::env::var_os("MANDATE_BROWSER").is_some() || running_appimage().is_some() {
             return CommandBrowser::from_env().open(url);
         }
         self.0
@@ -563,14 +563,6 @@ fn save_settings(
         Ok::<_, CommandError>(settings_view(&state, saved, None))
     })();
     sent("save_settings", reply)
-}
-
-/// The AppImage's file, when the app runs from one: AppRun hands it on
-/// (packaging/appimage/AppRun).
-fn running_appimage() -> Option<std::path::PathBuf> {
-    std::env::var_os("MANDATE_APPIMAGE")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_file())
 }
 
 /// The icon of the AppImage's menu entry.

@@ -233,6 +233,14 @@ pub fn set_autostart(config_home: &Path, exe: &Path, on: bool) -> Result<(), Cli
     }
 }
 
+/// The AppImage's file, when the app runs from one: AppRun hands it on as
+/// `MANDATE_APPIMAGE` (packaging/appimage/AppRun).
+pub fn running_appimage() -> Option<PathBuf> {
+    std::env::var_os("MANDATE_APPIMAGE")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_file())
+}
+
 /// The applications-menu entry of the AppImage `appimage`.
 pub fn menu_entry(appimage: &Path) -> String {
     format!(

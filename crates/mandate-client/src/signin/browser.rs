@@ -77,11 +77,6 @@ impl Browser for CommandBrowser {
     }
 }
 
-/// Whether the app runs from its AppImage (packaging/appimage/AppRun).
-pub fn in_appimage() -> bool {
-    std::env::var_os(APPIMAGE_SET).is_some()
-}
-
 const APPIMAGE_SET: &str = "MANDATE_APPIMAGE_SET";
 const APPIMAGE_ORIGINAL: &str = "MANDATE_APPIMAGE_ORIGINAL_";
 

@@ -24,7 +24,7 @@ use crate::http::Http;
 mod browser;
 mod callback;
 
-pub use browser::{Browser, CommandBrowser, host_environment, in_appimage};
+pub use browser::{Browser, CommandBrowser, host_environment};
 use callback::callback;
 
 /// Why a sign-in failed. Each has a stable [`SignInError::code`].
