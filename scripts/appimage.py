@@ -96,14 +96,19 @@ def bundle_libraries(appdir, libdir, exclude):
     host's too). Returns the ELF files of the AppDir."""
     elves = [p for p in sorted(appdir.rglob("*")) if p.is_file() and not p.is_symlink() and is_elf(p)]
     queue = list(elves)
-    for name in DLOPENED:
-        source = SYSLIB / name
-        if source.exists():
-            target = libdir / name
-            shutil.copy2(source.resolve(), target)
-            queue.append(target)
-            elves.append(target)
     bundled = {p.name for p in libdir.iterdir()}
+
+    def bundle(source, name):
+        target = libdir / name
+        shutil.copy2(Path(source).resolve(), target)
+        target.chmod(0o755)
+        bundled.add(name)
+        queue.append(target)
+        elves.append(target)
+
+    for name in DLOPENED:
+        if (SYSLIB / name).exists():
+            bundle(SYSLIB / name, name)
     while queue:
         elf = queue.pop()
         where = None
@@ -115,12 +120,7 @@ def bundle_libraries(appdir, libdir, exclude):
             source = where.get(name)
             if source is None:
                 sys.exit(f"appimage: cannot find {name}, which {elf} needs")
-            target = libdir / name
-            shutil.copy2(Path(source).resolve(), target)
-            target.chmod(0o755)
-            bundled.add(name)
-            queue.append(target)
-            elves.append(target)
+            bundle(source, name)
     return elves
 
 

@@ -23,7 +23,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdir
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ROOT, TARGET, WAIT, closeAll, environOf, pidOf, processTree, signInFromSettings, startBroker, startProvider, until, useBinaries,
+  ROOT, TARGET, WAIT, closeAll, environIn, environOf, pidOf, processTree, signInFromSettings, startBroker, startProvider, until, useBinaries,
   withTimeout,
 } from './harness.mjs';
 
@@ -99,8 +99,7 @@ test('the AppImage starts from a downloaded copy, runs its own WebKit, signs in,
   assert.doesNotMatch(opened.driver.output, /not detected as an AppImage/);
 
   // The browser got the user's environment back.
-  const seen = new Map(readFileSync(join(ctx.dir, 'browser.env'), 'utf8').split('\0').filter(Boolean)
-    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const seen = environIn(join(ctx.dir, 'browser.env'));
   assert.equal(seen.get('XDG_DATA_DIRS'), userDataDirs, 'XDG_DATA_DIRS as the user had it');
   for (const name of ['GIO_EXTRA_MODULES', 'GDK_PIXBUF_MODULE_FILE', 'GSETTINGS_SCHEMA_DIR']) {
     assert.equal(seen.get(name), process.env[name], `${name} as the user had it`);

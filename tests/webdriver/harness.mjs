@@ -184,9 +184,13 @@ export async function signInFromSettings(ctx, application, data, env = {}) {
   return opened;
 }
 
-/** The environment of process `pid`, as a map. */
-export const environOf = (pid) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)
+/** An environment written as `NAME=value` entries each ended by NUL (as
+ * /proc/PID/environ and `env -0` write it) in the file `path`, as a map. */
+export const environIn = (path) => new Map(readFileSync(path, 'utf8').split('\0').filter(Boolean)
   .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
+/** The environment of process `pid`, as a map. */
+export const environOf = (pid) => environIn(`/proc/${pid}/environ`);
 
 /**
  * Saves a screenshot of the page at `path`. WebKitWebDriver takes it at
