@@ -107,8 +107,8 @@ pub async fn verify_witness_online(
     witness: &str,
     at: UnixTime,
 ) -> Result<ReceiptSummary, AgentError> {
-    let made = mandate_core::token::peek::<mandate_core::token::WitnessClaims>(receipt)
-        .map_or(at, |(_, c)| mandate_core::token::witness_made_at(c.iat, at));
+    let made = mandate_core::token::peek_witness(receipt)
+        .map_or(at, |c| mandate_core::token::witness_made_at(c.iat, at));
     let (verified, keys) = verify_at(broker, mandate, &HashSet::<TokenId>::new(), made).await?;
     let jkt: mandate_core::Thumbprint = witness
         .parse()

@@ -625,8 +625,14 @@ pub struct WitnessBody {
     /// as the witness for a resource.
     #[schema(value_type = Object)]
     key: Jwk,
-    /// 1 to 100 compact `mandate-witness+jwt`.
+    /// With `report`: the receipts' payloads, 1 to 100, in the report's
+    /// order. Without: 1 to 100 compact `mandate-witness+jwt`, each signed
+    /// on its own.
     receipts: Vec<String>,
+    /// A compact `mandate-witness-report+jwt`: one signature over the head
+    /// of the Merkle tree of `receipts` (docs/protocol.md, 4.10).
+    #[serde(default)]
+    report: Option<String>,
 }
 
 /// What became of each receipt of a witness report, in order.
@@ -662,7 +668,8 @@ pub async fn witness(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WitnessResults>, ApiError> {
     let body: WitnessBody = json_body(body)?;
-    let results = witness_service::report(&state, &body.key, &body.receipts).await?;
+    let results =
+        witness_service::report(&state, &body.key, body.report.as_deref(), &body.receipts).await?;
     Ok(Json(WitnessResults { results }))
 }
 

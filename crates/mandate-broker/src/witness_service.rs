@@ -64,13 +64,17 @@ pub struct WitnessResult {
 }
 
 /// Stores witness receipts signed by `key`, which must be a witness the
-/// broker trusts. Each receipt is judged on its own: signed by that key,
-/// naming the witness's resource as `target`, no older than [`MAX_AGE`],
-/// and made under a grant the broker holds, whose user's feed it joins.
-/// A receipt reported before is `receipt.replayed`.
+/// broker trusts: either each signed on its own, or, with `report`, the
+/// payloads of the receipts of that one signed report (the report must
+/// verify and hold exactly them, or the whole report is refused). Then
+/// each receipt is judged on its own: naming the witness's resource as
+/// `target`, no older than [`MAX_AGE`], and made under a grant the broker
+/// holds, whose user's feed it joins. A receipt reported before, in any
+/// report, is `receipt.replayed`.
 pub async fn report(
     state: &AppState,
     key: &Jwk,
+    report: Option<&str>,
     receipts: &[String],
 ) -> Result<Vec<WitnessResult>, ApiError> {
     if receipts.is_empty() || receipts.len() > MAX_BATCH {
@@ -81,20 +85,52 @@ pub async fn report(
     }
     let (key, witness) = trusted(state, key)?;
     let now = state.now();
+    let policy = &state.inner.policy;
+    // Each receipt's id, the text it is stored as, and its claims.
+    let read: Vec<(TokenId, String, Result<WitnessClaims, ApiError>)> = match report {
+        Some(report) => {
+            mandate_core::token::open_witness_report(report, receipts, &key, policy, now)
+                .map_err(ApiError::token)?
+                .into_iter()
+                .map(|o| (o.id, o.text, o.claims.map_err(ApiError::token)))
+                .collect()
+        }
+        None => receipts
+            .iter()
+            .map(|token| {
+                let verified =
+                    mandate_core::token::verify::<WitnessClaims>(token, &key, policy, now);
+                match verified {
+                    Ok(v) => (v.id(), token.clone(), Ok(v.into_claims())),
+                    Err(e) => (TokenId::of(token), token.clone(), Err(ApiError::token(e))),
+                }
+            })
+            .collect(),
+    };
     let keys = serde_json::to_string(&[key.to_jwk()]).unwrap_or_default();
     let mut results = Vec::with_capacity(receipts.len());
     let mut records = Vec::new();
     let mut slots = Vec::new();
     // The grants looked up so far: a batch's receipts share a few.
     let mut grants = HashMap::new();
-    for token in receipts {
-        let id = TokenId::of(token);
-        match judge(state, witness, &key, token, now, &mut grants).await {
-            Ok(record) => {
+    for (id, text, claims) in read {
+        let judged = match claims {
+            Ok(claims) => judge(state, witness, &claims, now, &mut grants).await,
+            Err(e) => Err(e),
+        };
+        match judged {
+            Ok(grant) => {
                 slots.push(results.len());
                 records.push(ReceiptRecord {
+                    seq: 0,
+                    id,
+                    grant_id: grant.id,
+                    agent: grant.grantee,
+                    principal: grant.principal,
+                    token: text,
                     keys: keys.clone(),
-                    ..record
+                    created_at: now,
+                    witness: Some(key.thumbprint()),
                 });
                 results.push(WitnessResult {
                     id,
@@ -145,18 +181,15 @@ fn trusted<'s>(state: &'s AppState, key: &Jwk) -> Result<(PublicKey, &'s Witness
     Ok((key, witness))
 }
 
+/// The grant a verified receipt was made under, if the broker holds it
+/// and the receipt is the witness's to give, and on time.
 async fn judge(
     state: &AppState,
     witness: &Witness,
-    key: &PublicKey,
-    token: &str,
+    claims: &WitnessClaims,
     now: i64,
     grants: &mut HashMap<TokenId, Option<GrantRecord>>,
-) -> Result<ReceiptRecord, ApiError> {
-    let s = &state.inner;
-    let verified = mandate_core::token::verify::<WitnessClaims>(token, key, &s.policy, now)
-        .map_err(ApiError::token)?;
-    let claims = verified.claims();
+) -> Result<GrantRecord, ApiError> {
     if claims.action.target != witness.resource {
         return Err(ApiError::new(
             Code::WitnessTarget,
@@ -177,22 +210,11 @@ async fn judge(
             found
         }
     };
-    let Some(grant) = grant else {
-        return Err(ApiError::new(
+    grant.ok_or_else(|| {
+        ApiError::new(
             Code::WitnessUnknownGrant,
             "the receipt names no grant this broker holds",
-        ));
-    };
-    Ok(ReceiptRecord {
-        seq: 0,
-        id: verified.id(),
-        grant_id: grant.id,
-        agent: grant.grantee,
-        principal: grant.principal,
-        token: token.to_owned(),
-        keys: String::new(),
-        created_at: now,
-        witness: Some(key.thumbprint()),
+        )
     })
 }
 

@@ -71,8 +71,8 @@ impl Receipt {
         })
     }
 
-    /// Verifies a witness receipt (`mandate-witness+jwt`, protocol.md
-    /// 4.10) of a call made under `grant`, signed by `witness`, a key the
+    /// Verifies a witness receipt (protocol.md 4.10: a `mandate-witness+jwt`,
+    /// or a receipt of a `mandate-witness-report+jwt`) of a call made under `grant`, signed by `witness`, a key the
     /// caller trusts as the witness of the resource it names. It must name
     /// that grant, and its `action.target` must be covered by a location
     /// of the grant (`call.out_of_scope`, whatever the type or the
@@ -87,9 +87,7 @@ impl Receipt {
         policy: &Policy,
         now: UnixTime,
     ) -> Result<(Receipt, crate::token::WitnessClaims), Error> {
-        let verified =
-            crate::token::verify::<crate::token::WitnessClaims>(compact, witness, policy, now)?;
-        let w = verified.claims().clone();
+        let (id, w) = crate::token::verify_witness(compact, witness, policy, now)?;
         if w.grant != grant.id {
             return Err(Error::Malformed("witness receipt names another grant"));
         }
@@ -105,7 +103,7 @@ impl Receipt {
             return Err(Error::OutOfScope);
         }
         let receipt = Receipt {
-            id: verified.id(),
+            id,
             agent: AgentId::from_thumbprint(grant.claims.cnf.jkt),
             claims: ReceiptClaims {
                 grant: w.grant,

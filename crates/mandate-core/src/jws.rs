@@ -47,6 +47,9 @@ pub enum TokenKind {
     /// `mandate-witness+jwt`: a resource server, trusted as a witness,
     /// reports a call an agent made to it.
     Witness,
+    /// `mandate-witness-report+jwt`: a resource server, trusted as a
+    /// witness, signs the head of a Merkle tree of its witness receipts.
+    WitnessReport,
     /// `mandate-tools+jwt`: a resource server, trusted as a witness,
     /// relays what its MCP server says of its tools.
     Tools,
@@ -70,6 +73,7 @@ impl TokenKind {
             TokenKind::Checkpoint => "mandate-checkpoint+jwt",
             TokenKind::KeyRevocation => "mandate-key-revocation+jwt",
             TokenKind::Witness => "mandate-witness+jwt",
+            TokenKind::WitnessReport => "mandate-witness-report+jwt",
             TokenKind::Tools => "mandate-tools+jwt",
             TokenKind::Policy => "mandate-policy+jwt",
             TokenKind::Confirmation => "mandate-confirmation+jwt",
@@ -124,14 +128,19 @@ impl Unverified<'_> {
 
     /// Reads the claims, mapping serde's errors onto stable codes.
     pub fn claims<C: Claims>(&self) -> Result<C, Error> {
-        // One UTF-8 check of the whole payload is cheaper than serde_json's
-        // check of every string in it.
-        let text = std::str::from_utf8(&self.payload)
-            .map_err(|_| Error::Malformed("claims are not UTF-8"))?;
-        match C::read_plain(text) {
-            Some(claims) => Ok(claims),
-            None => read_claims(text),
-        }
+        claims_of(&self.payload)
+    }
+}
+
+/// Reads decoded claims, mapping serde's errors onto stable codes.
+pub(crate) fn claims_of<C: Claims>(payload: &[u8]) -> Result<C, Error> {
+    // One UTF-8 check of the whole payload is cheaper than serde_json's
+    // check of every string in it.
+    let text =
+        std::str::from_utf8(payload).map_err(|_| Error::Malformed("claims are not UTF-8"))?;
+    match C::read_plain(text) {
+        Some(claims) => Ok(claims),
+        None => read_claims(text),
     }
 }
 
@@ -247,7 +256,7 @@ pub(crate) fn sign<T: Serialize>(kind: TokenKind, key: &SigningKey, claims: &T) 
 
 /// Serializes one of this crate's claim types.
 #[allow(clippy::expect_used)]
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Invariant: every type signed here is a plain struct of strings, integers,
     // sequences and string-keyed maps, which serde_json always serializes.
     serde_json::to_vec(value).expect("claims serialize")

@@ -35,6 +35,7 @@ pub mod feed;
 mod json;
 pub mod jws;
 pub mod key;
+pub mod merkle;
 mod replay;
 pub mod scope;
 pub mod secret;

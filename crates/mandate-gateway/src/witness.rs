@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use mandate_core::token::{Action, Jti, Outcome, ToolsClaims, WitnessClaims, digest_of};
+use mandate_core::token::{
+    Action, Jti, Outcome, ToolsClaims, WitnessClaims, WitnessReport, digest_of,
+};
 use mandate_core::{Claims as _, SigningKey, Thumbprint, TokenId};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -35,7 +37,7 @@ use crate::tools::Catalog;
 pub const QUEUE: usize = 16_384;
 
 /// The most receipts one report carries (the broker's limit).
-pub const BATCH: usize = 100;
+pub const BATCH: usize = mandate_core::token::MAX_WITNESS_REPORT;
 
 /// The most of an answer read for its outcome: 1 MiB. A longer answer
 /// whose status is a success counts as `succeeded`.
@@ -299,21 +301,18 @@ async fn report_batch(
     url: &str,
     http: &reqwest::Client,
 ) {
-    // A batch's signatures take a few milliseconds: on a thread of their
-    // own, not on a worker that calls are waiting for.
+    // One signature for the batch: the head of the Merkle tree of its
+    // receipts (docs/protocol.md, 4.10). It and the tree take well under a
+    // millisecond, so they run here.
     let claims = std::mem::take(batch);
-    let signer = Arc::clone(&key.0);
-    let signed: Vec<String> =
-        match tokio::task::spawn_blocking(move || claims.iter().map(|c| c.sign(&signer)).collect())
-            .await
-        {
-            Ok(signed) => signed,
-            Err(e) => {
-                tracing::warn!(error = %e, "signing witness receipts failed");
-                return;
-            }
-        };
-    let body = json!({ "key": jwk, "receipts": signed });
+    let signed = WitnessReport::sign(
+        &claims,
+        &key.0,
+        mandate_agent::unix_now(),
+        Jti::random(&mut rand_core::OsRng),
+    );
+    let count = signed.receipts.len();
+    let body = json!({ "key": jwk, "report": signed.report, "receipts": signed.receipts });
     let mut wait = Duration::from_millis(250);
     let started = tokio::time::Instant::now();
     loop {
@@ -323,7 +322,7 @@ async fn report_batch(
                 break;
             }
             Err(Retry::No(why)) => {
-                tracing::warn!(receipts = signed.len(), %why, "the broker refused witness receipts");
+                tracing::warn!(receipts = count, %why, "the broker refused witness receipts");
                 break;
             }
             Err(Retry::Later(why)) if started.elapsed() < RETRY_FOR => {
@@ -332,7 +331,7 @@ async fn report_batch(
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
             Err(Retry::Later(why)) => {
-                tracing::warn!(receipts = signed.len(), %why, "witness receipts could not be reported");
+                tracing::warn!(receipts = count, %why, "witness receipts could not be reported");
                 break;
             }
         }

@@ -4,7 +4,9 @@
 use axum::http::StatusCode;
 use mandate_broker::router;
 use mandate_broker::witness_service::Witness;
-use mandate_core::token::{Action, Outcome, WitnessClaims, digest_of};
+use mandate_core::token::{
+    Action, Outcome, Policy, WitnessClaims, WitnessReport, digest_of, receipt_id, verify_witness,
+};
 use mandate_core::{Claims as _, SigningKey, TokenId};
 use serde_json::{Value, json};
 
@@ -215,4 +217,166 @@ fn a_witness_is_a_resource_and_a_thumbprint() {
     ] {
         assert!(Witness::parse(&bad).is_err(), "{bad}");
     }
+}
+
+async fn report_signed(
+    h: &Harness,
+    key: &SigningKey,
+    report: &str,
+    receipts: &[String],
+) -> (StatusCode, Value) {
+    let body = json!({ "key": key.public().to_jwk(), "report": report, "receipts": receipts });
+    call(&h.app, crate::post("/v1/witness", body.to_string())).await
+}
+
+fn report_of(receipts: &[WitnessClaims], jti: &str) -> WitnessReport {
+    WitnessReport::sign(
+        receipts,
+        &witness_key(),
+        NOW,
+        jti.to_string().try_into().unwrap(),
+    )
+}
+
+async fn feed(h: &Harness) -> Vec<String> {
+    let (_, mine) = call(
+        &h.app,
+        with_bearer(get("/v1/receipts", None), &h.idp.token("alice", json!({}))),
+    )
+    .await;
+    mine["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["receipt"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_report_is_one_signature_and_each_receipt_is_judged_and_verifies_on_its_own() {
+    let h = witnessed().await;
+    let grant = approved(&h, "w").await;
+    let elsewhere = WitnessClaims {
+        action: Action {
+            target: "http://127.0.0.1:7801/mcp".into(),
+            ..claims(grant, "x").action
+        },
+        ..claims(grant, "w-2")
+    };
+    let receipts = [
+        claims(grant, "w-1"),
+        elsewhere,
+        claims(TokenId::of("no such grant"), "w-3"),
+        WitnessClaims {
+            iat: NOW - 601,
+            ..claims(grant, "w-4")
+        },
+        WitnessClaims {
+            iat: NOW + 61,
+            ..claims(grant, "w-5")
+        },
+        claims(grant, "w-6"),
+    ];
+    let first = report_of(&receipts, "r-1");
+    let (status, res) = report_signed(&h, &witness_key(), &first.report, &first.receipts).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    let codes: Vec<Option<&str>> = res["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some("witness.target"),
+            Some("witness.unknown_grant"),
+            Some("witness.late"),
+            Some("time.not_yet_valid"),
+            None
+        ]
+    );
+    for (r, payload) in res["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&first.receipts)
+    {
+        assert_eq!(r["id"], json!(TokenId::of(payload).to_string()), "{r}");
+    }
+    // Each stored receipt stands alone: its text verifies under the
+    // witness's key, with the report's one signature and its path.
+    let stored = feed(&h).await;
+    assert_eq!(stored.len(), 2);
+    for (text, jti) in stored.iter().zip(["w-1", "w-6"]) {
+        let (id, c) =
+            verify_witness(text, witness_key().public(), &Policy::default(), NOW).unwrap();
+        assert_eq!(c, claims(grant, jti));
+        assert_eq!(id, receipt_id(text));
+        assert!(text.starts_with(&format!("{}~", first.report)), "{text}");
+    }
+    // The same receipt in another report is the same receipt.
+    let second = report_of(&[claims(grant, "w-1"), claims(grant, "w-7")], "r-2");
+    let (status, res) = report_signed(&h, &witness_key(), &second.report, &second.receipts).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(
+        res["results"][0]["error"]["code"],
+        json!("receipt.replayed")
+    );
+    assert!(res["results"][1]["seq"].is_i64(), "{res}");
+    assert_eq!(feed(&h).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_report_that_does_not_hold_its_receipts_is_refused_whole() {
+    let h = witnessed().await;
+    let grant = approved(&h, "w").await;
+    let batch = report_of(
+        &[
+            claims(grant, "w-1"),
+            claims(grant, "w-2"),
+            claims(grant, "w-3"),
+        ],
+        "r-1",
+    );
+    let mut swapped = batch.receipts.clone();
+    swapped.swap(0, 2);
+    let mut edited = batch.receipts.clone();
+    edited[1] = report_of(&[claims(grant, "w-9")], "r-9").receipts[0].clone();
+    let stranger = SigningKey::from_seed(&[78; 32]);
+    let strangers = WitnessReport::sign(
+        &[claims(grant, "w-1")],
+        &stranger,
+        NOW,
+        "r-3".to_string().try_into().unwrap(),
+    );
+    let single = claims(grant, "w-1").sign(&witness_key());
+    let cases: [(&str, &[String], &str); 6] = [
+        (&batch.report, &swapped, "signature.invalid"),
+        (&batch.report, &edited, "signature.invalid"),
+        (&batch.report, &batch.receipts[..2], "token.malformed"),
+        (
+            &strangers.report,
+            &strangers.receipts,
+            "header.kid_mismatch",
+        ),
+        (&single, &batch.receipts, "header.wrong_typ"),
+        ("not a token", &batch.receipts, "token.malformed"),
+    ];
+    for (report, receipts, code) in cases {
+        let (status, res) = report_signed(&h, &witness_key(), report, receipts).await;
+        assert_eq!(
+            (status, res["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{res}"
+        );
+    }
+    assert!(
+        feed(&h).await.is_empty(),
+        "nothing of a refused report is stored"
+    );
+    let (status, res) = report_signed(&h, &witness_key(), &batch.report, &batch.receipts).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(feed(&h).await.len(), 3);
 }

@@ -1,7 +1,7 @@
 //! A receipt traced back: user intent, agent interpretation, agent
 //! decision, sub-agent action.
 
-use mandate_core::{Ledger, PublicKey, Step, TokenId};
+use mandate_core::{Ledger, PublicKey, Step};
 use serde::Serialize;
 
 use super::{ActivityRow, ReceiptStatus, SEQ_OF_ID, id_key, outcome_str};
@@ -61,7 +61,7 @@ impl History {
                 break;
             }
             let chain = self.chain_to(principal, &grant).await?;
-            let id = TokenId::of(&token).to_string();
+            let id = mandate_core::token::receipt_id(&token).to_string();
             let (at, witness): (i64, Option<String>) =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT received_at, witness FROM receipts WHERE seq IN {SEQ_OF_ID} AND id = ?"

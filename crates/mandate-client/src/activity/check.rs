@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use mandate_core::token::{GrantClaims, ReceiptClaims, WitnessClaims, peek};
+use mandate_core::token::{GrantClaims, ReceiptClaims, WitnessClaims, peek, peek_witness};
 use mandate_core::{
     BindingSet, Context, Error, Jwk, KeySet, Policy, Principal, PublicKey, Receipt, TokenId,
     VerifiedChain, Verifier,
@@ -169,7 +169,7 @@ impl Checker {
                     None,
                 ),
                 Err(e) => {
-                    let id = TokenId::of(&item.receipt);
+                    let id = mandate_core::token::receipt_id(&item.receipt);
                     let (agent, claims, trace) = unverified(item);
                     (id, agent, claims, trace, Some(e.code()))
                 }
@@ -235,8 +235,9 @@ impl Checker {
 fn made_at(receipt: &str, at: i64, witness: Option<&str>) -> i64 {
     match witness {
         None => at,
-        Some(_) => peek::<WitnessClaims>(receipt)
-            .map_or(at, |(_, c)| mandate_core::token::witness_made_at(c.iat, at)),
+        Some(_) => {
+            peek_witness(receipt).map_or(at, |c| mandate_core::token::witness_made_at(c.iat, at))
+        }
     }
 }
 
@@ -279,8 +280,8 @@ fn unverified(item: &ReceiptItem) -> (String, Option<ReceiptClaims>, Option<Stri
         .and_then(|g| peek::<GrantClaims>(g).ok())
         .map(|(_, g)| mandate_core::AgentId::from_thumbprint(g.cnf.jkt).to_string())
         .unwrap_or_default();
-    match peek::<WitnessClaims>(&item.receipt) {
-        Ok((_, w)) => {
+    match peek_witness(&item.receipt) {
+        Ok(w) => {
             let claims = ReceiptClaims {
                 grant: w.grant,
                 action: w.action,

@@ -7,7 +7,9 @@ use mandate_client::activity::{ActivityFilter, Checker};
 use mandate_client::broker::ReceiptItem;
 use mandate_client::history::History;
 use mandate_core::scope::AuthorizationDetail;
-use mandate_core::token::{Action, Outcome, WitnessClaims, digest_of};
+use mandate_core::token::{
+    Action, Outcome, Policy, WitnessClaims, WitnessReport, digest_of, open_witness_report,
+};
 use mandate_core::{Claims as _, Principal, SigningKey, TokenId};
 
 const NOW: i64 = 1_800_000_000;
@@ -25,7 +27,7 @@ fn witness_at(
     jti: &str,
     iat: i64,
 ) -> String {
-    WitnessClaims {
+    let claims = WitnessClaims {
         grant,
         holder: holder.thumbprint(),
         action: Action {
@@ -39,8 +41,28 @@ fn witness_at(
         trace: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         iat,
         jti: jti.to_owned().try_into().unwrap(),
-    }
-    .sign(key)
+    };
+    // As the gateway sends them: in a report, one signature for the batch;
+    // this one with a sibling, so that it travels with an audit path.
+    let sibling = WitnessClaims {
+        jti: format!("{jti}-sibling").try_into().unwrap(),
+        ..claims.clone()
+    };
+    let report = WitnessReport::sign(
+        &[claims, sibling],
+        key,
+        iat,
+        "r".to_owned().try_into().unwrap(),
+    );
+    let opened = open_witness_report(
+        &report.report,
+        &report.receipts,
+        key.public(),
+        &Policy::default(),
+        iat,
+    )
+    .unwrap();
+    opened[0].text.clone()
 }
 
 #[tokio::test]
@@ -140,13 +162,24 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
             revoked_at + 700,
             &gateway,
         ),
+        // Signed on its own, as a witness may still send it: it stands.
+        item(
+            8,
+            {
+                let text = witness(&gateway, id, &agent, "w-8", NOW - 300);
+                let claims = mandate_core::token::peek_witness(&text).unwrap();
+                claims.sign(&gateway)
+            },
+            NOW - 299,
+            &gateway,
+        ),
     ];
     let file = dir.path().join("h.sqlite");
     let history = History::open(&file).await.unwrap();
     let mut checker = Checker::new(principal.clone(), user.public()).unwrap();
     checker.revoked(id, revoked_at);
     let got = history.ingest(p, &user, &mut checker, &page).await.unwrap();
-    assert_eq!((got.new, got.failed), (7, 5));
+    assert_eq!((got.new, got.failed), (8, 5));
 
     let filter = ActivityFilter {
         limit: Some(10),
@@ -168,8 +201,10 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
             ("Failed".into(), Some("token.malformed".into())),
             ("Failed".into(), Some("call.out_of_scope".into())),
             ("Failed".into(), Some("chain.revoked".into())),
+            ("Verified".into(), None),
         ]
     );
+    assert!(rows[0].id != rows[7].id);
     let first = &rows[0];
     assert_eq!(first.witness.as_deref(), Some(gw.as_str()));
     assert_eq!(
@@ -187,7 +222,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
 
     // The rows, witness columns and all, are in the signed receipt chain.
     let verified = history.verify(p, user.public()).await.unwrap();
-    assert_eq!(verified.receipts, 7);
+    assert_eq!(verified.receipts, 8);
     let edit = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
         .await
         .unwrap();
@@ -231,7 +266,7 @@ async fn a_witness_receipt_is_checked_kept_and_traced() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(exported.len(), 7);
+    assert_eq!(exported.len(), 8);
     let key = serde_json::to_value(gateway.public().to_jwk()).unwrap();
     for record in &exported {
         assert_eq!(record["witness"], gw.as_str());

@@ -36,8 +36,10 @@ pub use request::{
 pub use revocation::RevocationClaims;
 pub use tools::{MAX_TOOLS, ToolHints, ToolsClaims, valid_tool_name};
 pub use witness::{
-    MAX_AGE as MAX_WITNESS_AGE, MAX_NAME as MAX_WITNESS_NAME, WitnessClaims, digest_of,
-    made_at as witness_made_at, valid_trace_id,
+    MAX_AGE as MAX_WITNESS_AGE, MAX_NAME as MAX_WITNESS_NAME, MAX_REPORT as MAX_WITNESS_REPORT,
+    Opened as OpenedWitness, WitnessClaims, WitnessReport, WitnessReportClaims, digest_of,
+    made_at as witness_made_at, open_report as open_witness_report, peek_witness, receipt_id,
+    valid_trace_id, verify_witness,
 };
 
 use crate::Error;

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::{Action, Claims, Jti, Outcome, Policy, UnixTime};
-use crate::Error;
-use crate::jws::{TokenId, TokenKind};
-use crate::key::Thumbprint;
+use crate::jws::{self, TokenId, TokenKind};
+use crate::key::{PublicKey, SigningKey, Thumbprint};
+use crate::merkle::{self, Hash};
+use crate::{Error, b64};
 
 /// The most seconds a witness receipt's `iat` may precede its arrival at
 /// the broker; the app checks its chain no earlier than that before its
@@ -96,6 +97,258 @@ pub fn valid_trace_id(t: &str) -> bool {
 
 fn is_digest(d: &str) -> bool {
     d.len() == 43 && crate::b64::decode_array::<32>(d).is_some_and(|b| crate::b64::encode(b) == d)
+}
+
+/// The most receipts one witness report holds.
+pub const MAX_REPORT: usize = 100;
+
+/// The claims of a witness report (`mandate-witness-report+jwt`): the head
+/// of an RFC 9162 Merkle tree whose leaves are witness receipts. A witness
+/// signs one report for a batch of receipts instead of one signature each;
+/// each receipt then travels as `REPORT~INDEX~PATH~PAYLOAD`
+/// (docs/protocol.md, 4.10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessReportClaims {
+    /// The tree head, in base64url: 43 characters that decode to 32 bytes.
+    pub root: String,
+    /// How many receipts the tree holds: 1 to [`MAX_REPORT`].
+    pub size: u64,
+    /// When the witness signed it.
+    pub iat: UnixTime,
+    /// Unique id.
+    pub jti: Jti,
+}
+
+impl Claims for WitnessReportClaims {
+    const KIND: TokenKind = TokenKind::WitnessReport;
+
+    fn check(&self, policy: &Policy, now: UnixTime) -> Result<(), Error> {
+        if self.iat > now.saturating_add(policy.clock_skew) {
+            return Err(Error::NotYetValid);
+        }
+        if !is_digest(&self.root) {
+            return Err(Error::Malformed("root is not a base64url SHA-256"));
+        }
+        if self.size == 0 || self.size > MAX_REPORT as u64 {
+            return Err(Error::Malformed("a report holds 1 to 100 receipts"));
+        }
+        Ok(())
+    }
+}
+
+/// A batch of witness receipts under one signature: the signed report,
+/// and the receipts' payloads (their claims' JSON in base64url), which are
+/// the tree's leaves, in order.
+#[derive(Debug, Clone)]
+pub struct WitnessReport {
+    /// The compact `mandate-witness-report+jwt`.
+    pub report: String,
+    /// Each receipt's `PAYLOAD`, in the tree's order.
+    pub receipts: Vec<String>,
+}
+
+impl WitnessReport {
+    /// Signs `receipts`, 1 to [`MAX_REPORT`] of them, as one report.
+    ///
+    /// # Panics
+    /// If there are none, or more than [`MAX_REPORT`]: the caller batches.
+    pub fn sign(receipts: &[WitnessClaims], key: &SigningKey, iat: UnixTime, jti: Jti) -> Self {
+        assert!(
+            (1..=MAX_REPORT).contains(&receipts.len()),
+            "a report holds 1 to {MAX_REPORT} receipts"
+        );
+        let payloads: Vec<String> = receipts
+            .iter()
+            .map(|c| b64::encode(jws::to_json(c)))
+            .collect();
+        let leaves: Vec<Hash> = payloads
+            .iter()
+            .map(|p| merkle::leaf_hash(p.as_bytes()))
+            .collect();
+        let claims = WitnessReportClaims {
+            root: b64::encode(merkle::root(&leaves)),
+            size: receipts.len() as u64,
+            iat,
+            jti,
+        };
+        WitnessReport {
+            report: claims.sign(key),
+            receipts: payloads,
+        }
+    }
+}
+
+/// One receipt of a report that [`open_report`] opened.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The receipt's id: the SHA-256 of its `PAYLOAD`.
+    pub id: TokenId,
+    /// Its text form, `REPORT~INDEX~PATH~PAYLOAD`, which verifies on its
+    /// own ([`verify_witness`]).
+    pub text: String,
+    /// Its claims, read and held to their own rules, or why not.
+    pub claims: Result<WitnessClaims, Error>,
+}
+
+/// Opens a report of `receipts` (their payloads, in order) signed by
+/// `key`: the report verifies (as any token, then its own rules), it holds
+/// exactly that many receipts (`token.malformed` otherwise), and its root
+/// is theirs (`signature.invalid` otherwise). Then each receipt on its
+/// own: its text form, and its claims or why they fail.
+pub fn open_report(
+    report: &str,
+    receipts: &[String],
+    key: &PublicKey,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<Vec<Opened>, Error> {
+    let claims = super::verify::<WitnessReportClaims>(report, key, policy, now)?.into_claims();
+    if claims.size != receipts.len() as u64 {
+        return Err(Error::Malformed(
+            "the report's size is not its number of receipts",
+        ));
+    }
+    let leaves: Vec<Hash> = receipts
+        .iter()
+        .map(|p| merkle::leaf_hash(p.as_bytes()))
+        .collect();
+    let (root, paths) = merkle::root_and_paths(&leaves);
+    if b64::encode(root) != claims.root {
+        return Err(Error::BadSignature);
+    }
+    Ok(receipts
+        .iter()
+        .zip(paths)
+        .enumerate()
+        .map(|(index, (payload, path))| {
+            let path: Vec<String> = path.iter().map(b64::encode).collect();
+            Opened {
+                id: TokenId::of(payload),
+                text: format!("{report}~{index}~{}~{payload}", path.join(".")),
+                claims: read_payload(payload).and_then(|c| c.check(policy, now).map(|()| c)),
+            }
+        })
+        .collect())
+}
+
+/// A witness receipt in a report, split: `REPORT~INDEX~PATH~PAYLOAD`.
+struct InReport<'a> {
+    report: &'a str,
+    index: u64,
+    path: Vec<Hash>,
+    payload: &'a str,
+}
+
+impl<'a> InReport<'a> {
+    /// `None` for the other form, a compact `mandate-witness+jwt`.
+    fn split(text: &'a str) -> Option<Result<InReport<'a>, Error>> {
+        if !text.contains('~') {
+            return None;
+        }
+        if text.len() > crate::MAX_TOKEN_BYTES {
+            return Some(Err(Error::TokenTooLarge));
+        }
+        let malformed = || Error::Malformed("not REPORT~INDEX~PATH~PAYLOAD");
+        let parts: Vec<&str> = text.split('~').collect();
+        let &[report, index, path, payload] = parts.as_slice() else {
+            return Some(Err(malformed()));
+        };
+        // INDEX: a decimal number without leading zeros, below 100.
+        let index = match index.as_bytes() {
+            [b'0'] => 0,
+            [b'1'..=b'9', rest @ ..] if rest.len() < 2 && rest.iter().all(u8::is_ascii_digit) => {
+                index.parse().unwrap_or(u64::MAX)
+            }
+            _ => return Some(Err(malformed())),
+        };
+        // PATH: hashes in base64url, nearest sibling first, joined by `.`.
+        let path: Option<Vec<Hash>> = if path.is_empty() {
+            Some(Vec::new())
+        } else {
+            path.split('.')
+                .map(|h| b64::decode_array::<32>(h).filter(|b| b64::encode(b) == h))
+                .collect()
+        };
+        let Some(path) = path else {
+            return Some(Err(malformed()));
+        };
+        Some(Ok(InReport {
+            report,
+            index,
+            path,
+            payload,
+        }))
+    }
+
+    fn verify(
+        &self,
+        key: &PublicKey,
+        policy: &Policy,
+        now: UnixTime,
+    ) -> Result<WitnessClaims, Error> {
+        let head =
+            super::verify::<WitnessReportClaims>(self.report, key, policy, now)?.into_claims();
+        if self.index >= head.size {
+            return Err(Error::Malformed("index is outside the report"));
+        }
+        let root = b64::decode_array::<32>(&head.root).ok_or(Error::Malformed("root"))?;
+        let leaf = merkle::leaf_hash(self.payload.as_bytes());
+        if !merkle::included(&leaf, self.index, head.size, &self.path, &root) {
+            return Err(Error::BadSignature);
+        }
+        let claims = read_payload(self.payload)?;
+        claims.check(policy, now)?;
+        Ok(claims)
+    }
+}
+
+fn read_payload(payload: &str) -> Result<WitnessClaims, Error> {
+    let json = b64::decode(payload).ok_or(Error::Malformed("payload is not base64url"))?;
+    jws::claims_of(&json)
+}
+
+/// Verifies a witness receipt under the witness key `key`, in either form:
+/// a compact `mandate-witness+jwt`, signed on its own, or a receipt of a
+/// report, `REPORT~INDEX~PATH~PAYLOAD` (docs/protocol.md, 4.10). Gives its
+/// id and its claims, held to their own rules.
+pub fn verify_witness(
+    text: &str,
+    key: &PublicKey,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<(TokenId, WitnessClaims), Error> {
+    match InReport::split(text) {
+        Some(split) => {
+            let split = split?;
+            let claims = split.verify(key, policy, now)?;
+            Ok((TokenId::of(split.payload), claims))
+        }
+        None => {
+            let verified = super::verify::<WitnessClaims>(text, key, policy, now)?;
+            Ok((verified.id(), verified.into_claims()))
+        }
+    }
+}
+
+/// Reads a witness receipt's claims, in either form, without verifying
+/// anything: for display of one that failed, and for its times.
+pub fn peek_witness(text: &str) -> Result<WitnessClaims, Error> {
+    match InReport::split(text) {
+        Some(split) => read_payload(split?.payload),
+        None => super::peek::<WitnessClaims>(text).map(|(_, c)| c),
+    }
+}
+
+/// A receipt's id, in any form: the SHA-256 of a compact token (an
+/// agent's receipt, or a witness receipt signed on its own), or, for a
+/// witness receipt of a report, of its `PAYLOAD`, so that the same receipt
+/// in two reports is the same receipt.
+pub fn receipt_id(text: &str) -> TokenId {
+    match InReport::split(text) {
+        Some(Ok(split)) => TokenId::of(split.payload),
+        _ => TokenId::of(text),
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +489,277 @@ mod tests {
         let got =
             verify::<WitnessClaims>(&token, witness.public(), &Policy::default(), 1_796_000_000);
         assert_eq!(got.err().map(|e| e.code()), Some("token.malformed"));
+    }
+
+    fn report_of(n: usize, key: &SigningKey) -> WitnessReport {
+        let receipts: Vec<WitnessClaims> = (0..n)
+            .map(|i| WitnessClaims {
+                jti: format!("w-{i}").try_into().unwrap(),
+                ..claims()
+            })
+            .collect();
+        WitnessReport::sign(
+            &receipts,
+            key,
+            1_796_000_000,
+            "r-1".to_string().try_into().unwrap(),
+        )
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, Error>) -> &'static str {
+        r.err().map(|e| e.code()).unwrap_or("ok")
+    }
+
+    #[test]
+    fn a_report_signs_its_receipts_once_and_each_verifies_on_its_own() {
+        let witness = SigningKey::from_seed(&[1; 32]);
+        let p = Policy::default();
+        let now = 1_796_000_000;
+        for n in [1, 2, 3, 7, 64, 100] {
+            let batch = report_of(n, &witness);
+            assert_eq!(batch.report.matches('.').count(), 2, "one compact token");
+            let opened =
+                open_report(&batch.report, &batch.receipts, witness.public(), &p, now).unwrap();
+            assert_eq!(opened.len(), n);
+            for (i, o) in opened.iter().enumerate() {
+                let expected = WitnessClaims {
+                    jti: format!("w-{i}").try_into().unwrap(),
+                    ..claims()
+                };
+                assert_eq!(o.claims.as_ref().unwrap(), &expected);
+                assert_eq!(o.id, TokenId::of(&batch.receipts[i]));
+                let (id, c) = verify_witness(&o.text, witness.public(), &p, now).unwrap();
+                assert_eq!((id, &c), (o.id, &expected));
+                assert_eq!(peek_witness(&o.text).unwrap(), expected);
+                assert_eq!(receipt_id(&o.text), o.id);
+            }
+        }
+        // The other form still verifies, with its own id.
+        let single = claims().sign(&witness);
+        let (id, c) = verify_witness(&single, witness.public(), &p, now).unwrap();
+        assert_eq!((id, c), (TokenId::of(&single), claims()));
+        assert_eq!(receipt_id(&single), TokenId::of(&single));
+        assert_eq!(peek_witness(&single).unwrap(), claims());
+    }
+
+    #[test]
+    fn a_receipt_of_a_report_is_refused_by_each_rule() {
+        let witness = SigningKey::from_seed(&[1; 32]);
+        let other = SigningKey::from_seed(&[2; 32]);
+        let p = Policy::default();
+        let now = 1_796_000_000;
+        let batch = report_of(5, &witness);
+        let opened =
+            open_report(&batch.report, &batch.receipts, witness.public(), &p, now).unwrap();
+        let text = opened[2].text.clone();
+        let parts: Vec<&str> = text.split('~').collect();
+        let with = |i: usize, v: &str| {
+            let mut q = parts.clone();
+            q[i] = v;
+            q.join("~")
+        };
+        let verify = |t: &str| code(verify_witness(t, witness.public(), &p, now));
+        assert_eq!(verify(&text), "ok");
+        assert_eq!(
+            code(verify_witness(&text, other.public(), &p, now)),
+            "header.kid_mismatch"
+        );
+        // The report's own signature, type and claims.
+        let mut bad_sig = parts[0].to_owned();
+        let last = bad_sig.pop().unwrap();
+        bad_sig.push(if last == 'A' { 'Q' } else { 'A' });
+        assert_eq!(verify(&with(0, &bad_sig)), "signature.invalid");
+        assert_eq!(
+            verify(&with(0, &claims().sign(&witness))),
+            "header.wrong_typ"
+        );
+        let report = |c: WitnessReportClaims| c.sign(&witness);
+        let head = crate::token::peek::<WitnessReportClaims>(parts[0])
+            .unwrap()
+            .1;
+        let cases = [
+            (
+                WitnessReportClaims {
+                    size: 0,
+                    ..head.clone()
+                },
+                "token.malformed",
+            ),
+            (
+                WitnessReportClaims {
+                    size: 101,
+                    ..head.clone()
+                },
+                "token.malformed",
+            ),
+            (
+                WitnessReportClaims {
+                    root: "abc".into(),
+                    ..head.clone()
+                },
+                "token.malformed",
+            ),
+            (
+                WitnessReportClaims {
+                    iat: now + 61,
+                    ..head.clone()
+                },
+                "time.not_yet_valid",
+            ),
+            // Signed, but over another tree: this receipt is not in it.
+            (
+                WitnessReportClaims {
+                    root: digest_of(b"x"),
+                    ..head.clone()
+                },
+                "signature.invalid",
+            ),
+            (
+                WitnessReportClaims {
+                    size: 2,
+                    ..head.clone()
+                },
+                "token.malformed",
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(verify(&with(0, &report(c.clone()))), want, "{c:?}");
+        }
+        let mut v = serde_json::to_value(&head).unwrap();
+        v["extra"] = serde_json::json!(1);
+        let extra = crate::jws::sign(TokenKind::WitnessReport, &witness, &v);
+        assert_eq!(verify(&with(0, &extra)), "token.malformed");
+        // INDEX: another leaf's is not this one's; outside the grammar or
+        // the report, malformed.
+        assert_eq!(verify(&with(1, "3")), "signature.invalid");
+        for index in ["5", "02", "", "-1", "2 ", "x", "100", "1000"] {
+            assert_eq!(verify(&with(1, index)), "token.malformed", "{index:?}");
+        }
+        // PATH: each hash must be there, in order, and canonical.
+        let path: Vec<&str> = parts[2].split('.').collect();
+        assert_eq!(path.len(), 3, "leaf 2 of 5");
+        let mut bent = path[0].to_owned();
+        bent.replace_range(0..1, if bent.starts_with('A') { "B" } else { "A" });
+        for changed in [
+            [bent.as_str(), path[1], path[2]].join("."),
+            [path[1], path[0], path[2]].join("."),
+            path[..2].join("."),
+            [path[0], path[1], path[2], path[2]].join("."),
+            String::new(),
+        ] {
+            assert_eq!(verify(&with(2, &changed)), "signature.invalid", "{changed}");
+        }
+        for changed in [
+            format!("{}.", parts[2]),
+            [&path[0][..42], path[1], path[2]].join("."),
+            [&format!("{}=", &path[0][..42]), path[1], path[2]].join("."),
+            parts[2].replace('.', ","),
+        ] {
+            assert_eq!(verify(&with(2, &changed)), "token.malformed", "{changed}");
+        }
+        // PAYLOAD: another receipt's, or an edited one, is not this leaf.
+        assert_eq!(verify(&with(3, &batch.receipts[3])), "signature.invalid");
+        assert_eq!(
+            verify(&with(3, &format!("{}A", parts[3]))),
+            "signature.invalid"
+        );
+        // Parts: exactly four.
+        assert_eq!(verify(&format!("{text}~")), "token.malformed");
+        assert_eq!(verify(&parts[..3].join("~")), "token.malformed");
+        assert_eq!(verify(&"~".repeat(20_000)), "token.too_large");
+    }
+
+    #[test]
+    fn a_signed_report_of_claims_outside_their_grammar_is_refused_per_receipt() {
+        let witness = SigningKey::from_seed(&[1; 32]);
+        let p = Policy::default();
+        let now = 1_796_000_000;
+        let bad = WitnessClaims {
+            dig: "abc".into(),
+            ..claims()
+        };
+        let batch = WitnessReport::sign(
+            &[
+                claims(),
+                bad,
+                WitnessClaims {
+                    iat: now + 61,
+                    ..claims()
+                },
+            ],
+            &witness,
+            now,
+            "r-2".to_string().try_into().unwrap(),
+        );
+        let opened =
+            open_report(&batch.report, &batch.receipts, witness.public(), &p, now).unwrap();
+        let codes: Vec<&str> = opened.iter().map(|o| code(o.claims.clone())).collect();
+        assert_eq!(codes, ["ok", "token.malformed", "time.not_yet_valid"]);
+        for (o, want) in opened.iter().zip(codes) {
+            assert_eq!(
+                code(verify_witness(&o.text, witness.public(), &p, now)),
+                want
+            );
+        }
+        // An unknown claim, or a payload that is not JSON, under a good
+        // signature: malformed.
+        let mut v = serde_json::to_value(claims()).unwrap();
+        v["extra"] = serde_json::json!(1);
+        let leaves = [
+            b64::encode(serde_json::to_vec(&v).unwrap()),
+            b64::encode(b"not json"),
+            "*".to_owned(),
+        ];
+        let hashes: Vec<Hash> = leaves
+            .iter()
+            .map(|l| merkle::leaf_hash(l.as_bytes()))
+            .collect();
+        let head = WitnessReportClaims {
+            root: b64::encode(merkle::root(&hashes)),
+            size: 3,
+            iat: now,
+            jti: "r-3".to_string().try_into().unwrap(),
+        }
+        .sign(&witness);
+        let opened = open_report(&head, &leaves, witness.public(), &p, now).unwrap();
+        for o in &opened {
+            assert_eq!(code(o.claims.clone()), "token.malformed");
+            assert_eq!(
+                code(verify_witness(&o.text, witness.public(), &p, now)),
+                "token.malformed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_report_opens_only_with_its_own_receipts_in_order() {
+        let witness = SigningKey::from_seed(&[1; 32]);
+        let p = Policy::default();
+        let now = 1_796_000_000;
+        let batch = report_of(4, &witness);
+        let open = |r: &[String]| code(open_report(&batch.report, r, witness.public(), &p, now));
+        assert_eq!(open(&batch.receipts), "ok");
+        let mut swapped = batch.receipts.clone();
+        swapped.swap(0, 1);
+        assert_eq!(open(&swapped), "signature.invalid");
+        let mut edited = batch.receipts.clone();
+        edited[3] = report_of(1, &witness).receipts[0].clone();
+        edited[3].push('A');
+        assert_eq!(open(&edited), "signature.invalid");
+        assert_eq!(open(&batch.receipts[..3]), "token.malformed");
+        let mut more = batch.receipts.clone();
+        more.push(more[0].clone());
+        assert_eq!(open(&more), "token.malformed");
+        let other = SigningKey::from_seed(&[2; 32]);
+        assert_eq!(
+            code(open_report(
+                &batch.report,
+                &batch.receipts,
+                other.public(),
+                &p,
+                now
+            )),
+            "header.kid_mismatch"
+        );
     }
 }

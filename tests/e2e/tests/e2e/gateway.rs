@@ -340,10 +340,23 @@ async fn witnessed(user: &User, count: usize) -> Vec<(Value, Value)> {
             .iter()
             .filter(|r| r.get("witness").is_some())
             .map(|r| {
+                // Each stands on its own: a receipt of the gateway's signed
+                // report, with its audit path, under the key the broker
+                // names as the witness.
                 let token = r["receipt"].as_str().unwrap();
-                let claims = token.split('.').nth(1).unwrap();
-                let claims = mandate_core::base64url::decode(claims).unwrap();
-                (serde_json::from_slice(&claims).unwrap(), r.clone())
+                assert_eq!(token.split('~').count(), 4, "{token}");
+                let key: mandate_core::Jwk = serde_json::from_value(r["keys"][0].clone()).unwrap();
+                let key = mandate_core::PublicKey::from_jwk(&key).unwrap();
+                assert_eq!(r["witness"], json!(key.thumbprint().to_string()));
+                let (id, claims) = mandate_core::token::verify_witness(
+                    token,
+                    &key,
+                    &mandate_core::Policy::default(),
+                    mandate_agent::unix_now(),
+                )
+                .unwrap();
+                assert_eq!(r["id"], json!(id.to_string()), "{r}");
+                (serde_json::to_value(claims).unwrap(), r.clone())
             })
             .collect();
         if found.len() >= count {
@@ -586,7 +599,7 @@ async fn tools_are_called_per_grant_with_step_up_and_revocation() {
             .unwrap()
             .extend(item["keys"].as_array().unwrap().iter().cloned());
         json!({
-            "id": mandate_core::TokenId::of(token).to_string(),
+            "id": mandate_core::token::receipt_id(token).to_string(),
             "receipt": token,
             "chain": m.chain,
             "keys": keys,
