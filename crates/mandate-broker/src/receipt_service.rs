@@ -54,6 +54,7 @@ pub async fn report(
         token: receipt.to_owned(),
         keys: serde_json::to_string(keys).map_err(|_| StoreError::Corrupt("receipt keys"))?,
         created_at: now,
+        made_at: receipt_v.claims().iat,
         witness: None,
     };
     let seq = s.store.insert_receipt(&record).await.map_err(on_conflict(

@@ -115,11 +115,13 @@ pub async fn report(
     let mut grants = HashMap::new();
     for (id, text, claims) in read {
         let judged = match claims {
-            Ok(claims) => judge(state, witness, &claims, now, &mut grants).await,
+            Ok(claims) => judge(state, witness, &claims, now, &mut grants)
+                .await
+                .map(|grant| (grant, claims.iat)),
             Err(e) => Err(e),
         };
         match judged {
-            Ok(grant) => {
+            Ok((grant, made_at)) => {
                 slots.push(results.len());
                 records.push(ReceiptRecord {
                     seq: 0,
@@ -130,6 +132,7 @@ pub async fn report(
                     token: text,
                     keys: keys.clone(),
                     created_at: now,
+                    made_at,
                     witness: Some(key.thumbprint()),
                 });
                 results.push(WitnessResult {

@@ -28,6 +28,10 @@ pub struct ReceiptRecord {
     pub keys: String,
     /// When the broker stored it.
     pub created_at: i64,
+    /// When it says it was made: its own signed `iat`. With its id, what
+    /// makes it unique (the same id is the same signed text, so the same
+    /// `iat`), and what keeps the uniqueness index growing at its end.
+    pub made_at: i64,
     /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
     /// the resource server's key that signed it; `None` for a receipt the
     /// agent signed.
@@ -44,6 +48,7 @@ struct ReceiptRow {
     token: String,
     keys: String,
     created_at: i64,
+    made_at: i64,
     witness: Option<String>,
 }
 
@@ -62,6 +67,7 @@ impl TryFrom<ReceiptRow> for ReceiptRecord {
             token: r.token,
             keys: r.keys,
             created_at: r.created_at,
+            made_at: r.made_at,
             witness: r
                 .witness
                 .map(|w| parse(&w, "receipt witness"))
@@ -100,11 +106,11 @@ impl Store {
             // Two statements for a chunk of the batch, not two a receipt:
             // one inserts the receipts, one appends their events. Chunks
             // keep the statements within the databases' limits on bound
-            // values (8 a receipt).
+            // values (9 a receipt).
             let mut seqs: Vec<Option<i64>> = Vec::with_capacity(records.len());
             for chunk in records.chunks(CHUNK) {
                 let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, witness) ",
+                    "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, keys, created_at, made_at, witness) ",
                 );
                 insert.push_values(chunk, |mut row, r| {
                     row.push_bind(r.id.to_string())
@@ -114,9 +120,10 @@ impl Store {
                         .push_bind(&r.token)
                         .push_bind(&r.keys)
                         .push_bind(r.created_at)
+                        .push_bind(r.made_at)
                         .push_bind(r.witness.map(|w| w.to_string()));
                 });
-                insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id, seq");
+                insert.push(" ON CONFLICT (made_at, id) DO NOTHING RETURNING id, seq");
                 let stored: Vec<(String, i64)> = insert.build_query_as().fetch_all(&mut *tx).await?;
                 let mut stored: HashMap<String, i64> = stored.into_iter().collect();
                 // The first of the same id in the chunk took the row.
@@ -152,7 +159,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ReceiptRecord>, StoreError> {
         let rows: Vec<ReceiptRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, keys, created_at, witness FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            sqlx::query_as("SELECT seq, id, grant_id, agent_jkt, principal, token, keys, created_at, made_at, witness FROM receipts WHERE principal = $1 AND seq > $2 ORDER BY seq LIMIT $3")
                 .bind(principal.as_str())
                 .bind(after)
                 .bind(limit)

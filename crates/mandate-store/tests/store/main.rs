@@ -142,3 +142,66 @@ async fn unsupported_urls_are_refused() {
         .expect_err("unsupported");
     assert_eq!(err.code(), "store.unsupported_url");
 }
+
+/// Receipts stored before the migration that keys them by (made_at, id)
+/// come through it whole, and their ids still refuse the same receipt
+/// arriving at the same instant (SQLite; a file migrated one step at a
+/// time, as a broker upgraded in place finds it).
+#[tokio::test]
+async fn receipts_stored_before_made_at_are_kept() {
+    use sqlx::sqlite::SqlitePoolOptions;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    let pool = SqlitePoolOptions::new().connect(&url).await.unwrap();
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 20261207000001)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    for n in 1..=3 {
+        sqlx::query(
+            "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at, keys, witness) \
+             VALUES (?, ?, ?, 'https://idp#alice', ?, ?, '[]', NULL)",
+        )
+        .bind(mandate_core::TokenId::of(&format!("id-{n}")).to_string())
+        .bind(mandate_core::TokenId::of("grant").to_string())
+        .bind(mandate_core::SigningKey::from_seed(&[9; 32]).thumbprint().to_string())
+        .bind(format!("token-{n}"))
+        .bind(1_800_000_000 + n)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let store = Store::connect(&url).await.expect("migrated");
+    let alice: mandate_core::Principal = "https://idp#alice".to_owned().try_into().unwrap();
+    let kept = store.receipts_since(&alice, 0, 10).await.unwrap();
+    let got: Vec<(i64, &str, i64)> = kept
+        .iter()
+        .map(|r| (r.seq, r.token.as_str(), r.made_at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "token-1", 1_800_000_001),
+            (2, "token-2", 1_800_000_002),
+            (3, "token-3", 1_800_000_003)
+        ]
+    );
+    // The feed goes on after them.
+    let next = mandate_store::ReceiptRecord {
+        seq: 0,
+        id: mandate_core::TokenId::of("new"),
+        made_at: 1_800_000_010,
+        ..kept[0].clone()
+    };
+    assert_eq!(store.insert_receipt(&next).await.unwrap(), 4);
+    assert!(matches!(
+        store.insert_receipt(&next).await,
+        Err(mandate_store::StoreError::Conflict)
+    ));
+}

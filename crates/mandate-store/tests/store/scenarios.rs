@@ -457,6 +457,7 @@ pub async fn receipts_feed(store: &Store) {
         token: format!("receipt.token.{n}"),
         keys: format!("[{n}]"),
         created_at: NOW,
+        made_at: NOW - i64::from(n),
         witness: None,
     };
     let first = store.insert_receipt(&receipt(1, alice())).await.unwrap();
@@ -466,11 +467,23 @@ pub async fn receipts_feed(store: &Store) {
         store.insert_receipt(&receipt(1, alice())).await,
         Err(StoreError::Conflict)
     ));
+    // Arriving later changes nothing: the same receipt has the same id and
+    // the same `made_at`.
+    assert!(matches!(
+        store
+            .insert_receipt(&ReceiptRecord {
+                created_at: NOW + 600,
+                ..receipt(3, alice())
+            })
+            .await,
+        Err(StoreError::Conflict)
+    ));
     let mine = store.receipts_since(&alice(), 0, 100).await.unwrap();
     assert_eq!(
         mine.iter().map(|r| r.token.as_str()).collect::<Vec<_>>(),
         ["receipt.token.1", "receipt.token.3"]
     );
+    assert_eq!(mine[1].made_at, NOW - 3);
     assert_eq!(mine[1].keys, "[3]", "the keys presented are kept");
     assert_eq!(
         store
