@@ -644,9 +644,16 @@ pub struct WitnessResults {
 
 /// Stores a resource server's witness receipts.
 ///
-/// No sign-in: each receipt is signed by the witness's key, which the
-/// broker must trust for the resource the receipt names
-/// (`--witness URI=THUMBPRINT`). Each is judged on its own and the rest
+/// No sign-in: the receipts are signed by the witness's key, which the
+/// broker must trust for the resource the receipts name
+/// (`--witness URI=THUMBPRINT`): with `report`, once for all of them, the
+/// head of the Merkle tree of their payloads; without, each on its own.
+/// A report that does not verify, or whose tree is not exactly the
+/// receipts sent, in order, is refused whole (400, with the rule's code:
+/// `signature.invalid` for another tree, `token.malformed` for another
+/// count). Each stored receipt of a report is kept, and served in the
+/// feed, as `REPORT~INDEX~PATH~PAYLOAD`, which verifies on its own; its id
+/// is the SHA-256 of its payload. Then each is judged on its own and the rest
 /// are stored: the reply has one result per receipt, in order, with its
 /// `seq` when stored, or with an `error` whose `code` is
 /// `witness.target` (its `action.target` is not the witness's resource),

@@ -73,10 +73,13 @@ pub async fn report(
 pub struct ReceiptItem {
     /// Its position; pass the last as `since` to resume.
     pub seq: i64,
-    /// The receipt's id.
+    /// The receipt's id: the SHA-256 of the compact token, or, for a
+    /// witness receipt of a report, of its `PAYLOAD`.
     #[schema(value_type = String)]
     pub id: TokenId,
-    /// The compact receipt.
+    /// The receipt: a compact token (`mandate-receipt+jwt`, or
+    /// `mandate-witness+jwt`), or a witness receipt of a report,
+    /// `REPORT~INDEX~PATH~PAYLOAD` (docs/protocol.md 4.10).
     pub receipt: String,
     /// The grant the agent acted under.
     #[schema(value_type = String)]
@@ -89,7 +92,7 @@ pub struct ReceiptItem {
     /// the witness's key.
     #[schema(value_type = Vec<Object>)]
     pub keys: Vec<Jwk>,
-    /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
+    /// For a witness receipt (docs/protocol.md 4.10), the thumbprint of
     /// the key that signed it, which the broker trusts as the witness of
     /// the resource the receipt names; absent for an agent's receipt.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -488,7 +488,7 @@ pub struct ReceiptItem {
     /// The agents' public keys; for a witness receipt, the witness's.
     #[serde(default)]
     pub keys: Vec<Jwk>,
-    /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
+    /// For a witness receipt (docs/protocol.md 4.10), the thumbprint of
     /// the key the broker trusts as the witness that signed it.
     #[serde(default)]
     pub witness: Option<String>,

@@ -1,6 +1,7 @@
 //! Witness receipts: the gateway's own signed account of each call to a
-//! tool, resource or prompt (`mandate-witness+jwt`, docs/protocol.md
-//! 4.10), beside the agent's receipt, reported to the broker, which
+//! tool, resource or prompt (docs/protocol.md 4.10; a batch at a time
+//! under one `mandate-witness-report+jwt`), beside the agent's receipt,
+//! reported to the broker, which
 //! trusts the gateway's key as the witness of its resource
 //! (`--witness URI=THUMBPRINT`).
 //!

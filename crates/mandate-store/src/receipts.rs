@@ -32,7 +32,7 @@ pub struct ReceiptRecord {
     /// makes it unique (the same id is the same signed text, so the same
     /// `iat`), and what keeps the uniqueness index growing at its end.
     pub made_at: i64,
-    /// For a witness receipt (`mandate-witness+jwt`), the thumbprint of
+    /// For a witness receipt (docs/protocol.md 4.10), the thumbprint of
     /// the resource server's key that signed it; `None` for a receipt the
     /// agent signed.
     pub witness: Option<Thumbprint>,

@@ -425,13 +425,16 @@ async fn main() {
         Err(_) => broker_cmd,
     };
     let broker = Proc::start("mandate-broker", broker_cmd, procs::BROKER_PREFIX).await;
-    let gateway_args: &[&str] = if witnessing {
-        &["--witness-key", witness_key]
-    } else {
-        &[]
-    };
+    // One agent's proofs fill its share of the replay cache (a sixteenth)
+    // at some 200 calls a second sustained over their two minutes; one
+    // caller on a fast machine makes 900, for rounds of up to a minute in
+    // all. Four times the default keeps six rounds of 5 s within it.
+    let mut gateway_args = vec!["--replay-capacity", "1600000"];
+    if witnessing {
+        gateway_args.extend(["--witness-key", witness_key]);
+    }
     let upstream = procs::mcp_upstream(&project, &[]).await;
-    let gateway = procs::gateway(port, &upstream.url, &broker.url, gateway_args).await;
+    let gateway = procs::gateway(port, &upstream.url, &broker.url, &gateway_args).await;
     let mut cmd = tokio::process::Command::new(procs::binary("mcp-plain-proxy"));
     cmd.args(["--listen", "127.0.0.1:0", "--upstream", &upstream.url]);
     let proxy = Proc::start("mcp-plain-proxy", cmd, "mcp-plain-proxy listening on ").await;

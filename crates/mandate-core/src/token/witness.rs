@@ -4,7 +4,10 @@
 //! The agent's receipt says what the agent meant to do; a witness receipt
 //! says what reached the resource, under which grant, and how it ended.
 //! Only a key the broker trusts as the witness for a resource signs one
-//! (docs/protocol.md, 4.10).
+//! (docs/protocol.md, 4.10): on its own, or a batch at a time, under a
+//! `mandate-witness-report+jwt` that signs the head of a Merkle tree of
+//! the batch ([`WitnessReport`]; each receipt then travels with its
+//! audit path, and verifies on its own: [`verify_witness`]).
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
