@@ -226,10 +226,17 @@ pub fn open_report(
         .enumerate()
         .map(|(index, (payload, path))| {
             let path: Vec<String> = path.iter().map(b64::encode).collect();
+            let text = format!("{report}~{index}~{}~{payload}", path.join("."));
+            // What would not verify on its own is refused here too.
+            let claims = if text.len() > crate::MAX_TOKEN_BYTES {
+                Err(Error::TokenTooLarge)
+            } else {
+                read_payload(payload).and_then(|c| c.check(policy, now).map(|()| c))
+            };
             Opened {
                 id: TokenId::of(payload),
-                text: format!("{report}~{index}~{}~{payload}", path.join(".")),
-                claims: read_payload(payload).and_then(|c| c.check(policy, now).map(|()| c)),
+                text,
+                claims,
             }
         })
         .collect())
@@ -732,6 +739,34 @@ mod tests {
                 "token.malformed"
             );
         }
+    }
+
+    #[test]
+    fn a_receipt_too_large_to_verify_alone_is_refused_when_opened() {
+        let witness = SigningKey::from_seed(&[1; 32]);
+        let p = Policy::default();
+        let now = 1_796_000_000;
+        let long = WitnessClaims {
+            action: Action {
+                summary: "x".repeat(crate::MAX_TOKEN_BYTES),
+                ..claims().action
+            },
+            ..claims()
+        };
+        let batch = WitnessReport::sign(
+            &[claims(), long],
+            &witness,
+            now,
+            "r-4".to_string().try_into().unwrap(),
+        );
+        let opened =
+            open_report(&batch.report, &batch.receipts, witness.public(), &p, now).unwrap();
+        assert_eq!(code(opened[0].claims.clone()), "ok");
+        assert_eq!(code(opened[1].claims.clone()), "token.too_large");
+        assert_eq!(
+            code(verify_witness(&opened[1].text, witness.public(), &p, now)),
+            "token.too_large"
+        );
     }
 
     #[test]
