@@ -17,6 +17,14 @@ pub async fn sqlite() -> (Store, tempfile::TempDir) {
 
 /// A store on a fresh Postgres database, or `None` when no server is configured.
 pub async fn postgres(test: &str) -> Option<(Store, PgGuard)> {
+    let (url, guard) = postgres_database(test).await?;
+    let store = Store::connect(&url).await.expect("postgres store");
+    Some((store, guard))
+}
+
+/// A fresh, empty Postgres database's URL, or `None` when no server is
+/// configured.
+pub async fn postgres_database(test: &str) -> Option<(String, PgGuard)> {
     let Ok(base) = std::env::var("MANDATE_TEST_PG_URL") else {
         assert!(
             std::env::var_os("MANDATE_REQUIRE_PG").is_none(),
@@ -45,8 +53,7 @@ pub async fn postgres(test: &str) -> Option<(Store, PgGuard)> {
         Some((server, _)) => format!("{server}/{db}"),
         None => panic!("MANDATE_TEST_PG_URL has no database part"),
     };
-    let store = Store::connect(&url).await.expect("postgres store");
-    Some((store, PgGuard { admin, db }))
+    Some((url, PgGuard { admin, db }))
 }
 
 /// Drops the test database when the test ends.
@@ -144,16 +151,23 @@ async fn unsupported_urls_are_refused() {
 }
 
 /// Receipts stored before the migration that keys them by (made_at, id)
-/// come through it whole, and their ids still refuse the same receipt
-/// arriving at the same instant (SQLite; a file migrated one step at a
-/// time, as a broker upgraded in place finds it).
-#[tokio::test]
-async fn receipts_stored_before_made_at_are_kept() {
-    use sqlx::sqlite::SqlitePoolOptions;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
-    let pool = SqlitePoolOptions::new().connect(&url).await.unwrap();
-    let mut before = sqlx::migrate!("./migrations/sqlite");
+/// come through it whole, and the feed goes on after them: a database
+/// migrated one step at a time, as a broker upgraded in place finds it.
+async fn receipts_stored_before_made_at_are_kept(url: &str, before: sqlx::migrate::Migrator) {
+    let sql = "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at, keys, witness) \
+               VALUES ($1, $2, $3, 'https://idp#alice', $4, $5, '[]', NULL)";
+    let rows = |n: i64| {
+        (
+            mandate_core::TokenId::of(&format!("id-{n}")).to_string(),
+            mandate_core::TokenId::of("grant").to_string(),
+            mandate_core::SigningKey::from_seed(&[9; 32])
+                .thumbprint()
+                .to_string(),
+            format!("token-{n}"),
+            1_800_000_000 + n,
+        )
+    };
+    let mut before = before;
     before.migrations = before
         .migrations
         .iter()
@@ -161,23 +175,32 @@ async fn receipts_stored_before_made_at_are_kept() {
         .cloned()
         .collect::<Vec<_>>()
         .into();
-    before.run(&pool).await.unwrap();
-    for n in 1..=3 {
-        sqlx::query(
-            "INSERT INTO receipts (id, grant_id, agent_jkt, principal, token, created_at, keys, witness) \
-             VALUES (?, ?, ?, 'https://idp#alice', ?, ?, '[]', NULL)",
-        )
-        .bind(mandate_core::TokenId::of(&format!("id-{n}")).to_string())
-        .bind(mandate_core::TokenId::of("grant").to_string())
-        .bind(mandate_core::SigningKey::from_seed(&[9; 32]).thumbprint().to_string())
-        .bind(format!("token-{n}"))
-        .bind(1_800_000_000 + n)
-        .execute(&pool)
-        .await
-        .unwrap();
+    macro_rules! fill {
+        ($pool:expr) => {{
+            before.run(&$pool).await.unwrap();
+            for n in 1..=3 {
+                let (id, grant, agent, token, at) = rows(n);
+                sqlx::query(sql)
+                    .bind(id)
+                    .bind(grant)
+                    .bind(agent)
+                    .bind(token)
+                    .bind(at)
+                    .execute(&$pool)
+                    .await
+                    .unwrap();
+            }
+            $pool.close().await;
+        }};
     }
-    pool.close().await;
-    let store = Store::connect(&url).await.expect("migrated");
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        fill!(pool);
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        fill!(pool);
+    }
+    let store = Store::connect(url).await.expect("migrated");
     let alice: mandate_core::Principal = "https://idp#alice".to_owned().try_into().unwrap();
     let kept = store.receipts_since(&alice, 0, 10).await.unwrap();
     let got: Vec<(i64, &str, i64)> = kept
@@ -192,7 +215,6 @@ async fn receipts_stored_before_made_at_are_kept() {
             (3, "token-3", 1_800_000_003)
         ]
     );
-    // The feed goes on after them.
     let next = mandate_store::ReceiptRecord {
         seq: 0,
         id: mandate_core::TokenId::of("new"),
@@ -204,4 +226,23 @@ async fn receipts_stored_before_made_at_are_kept() {
         store.insert_receipt(&next).await,
         Err(mandate_store::StoreError::Conflict)
     ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn receipts_stored_before_made_at_are_kept_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    receipts_stored_before_made_at_are_kept(&url, sqlx::migrate!("./migrations/sqlite")).await;
+}
+
+#[tokio::test]
+async fn receipts_stored_before_made_at_are_kept_on_postgres() {
+    let Some((url, guard)) = postgres_database("made_at").await else {
+        return;
+    };
+    receipts_stored_before_made_at_are_kept(&url, sqlx::migrate!("./migrations/postgres")).await;
+    guard
+        .drop_database(Store::connect(&url).await.unwrap())
+        .await;
 }
