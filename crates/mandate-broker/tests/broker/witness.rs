@@ -148,18 +148,7 @@ async fn each_receipt_is_judged_on_its_own() {
         assert!(r.get("seq").is_none(), "case {i}: {r}");
     }
     assert!(res["results"][cases.len()]["seq"].is_i64(), "{res}");
-    let (_, mine) = call(
-        &h.app,
-        with_bearer(get("/v1/receipts", None), &h.idp.token("alice", json!({}))),
-    )
-    .await;
-    let stored: Vec<&str> = mine["receipts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["receipt"].as_str())
-        .collect();
-    assert_eq!(stored, [first.as_str(), fine.as_str()]);
+    assert_eq!(feed(&h).await, [first, fine]);
 }
 
 #[tokio::test]

@@ -165,12 +165,8 @@ impl WitnessReport {
             .iter()
             .map(|c| b64::encode(jws::to_json(c)))
             .collect();
-        let leaves: Vec<Hash> = payloads
-            .iter()
-            .map(|p| merkle::leaf_hash(p.as_bytes()))
-            .collect();
         let claims = WitnessReportClaims {
-            root: b64::encode(merkle::root(&leaves)),
+            root: b64::encode(merkle::root(&leaves(&payloads))),
             size: receipts.len() as u64,
             iat,
             jti,
@@ -212,11 +208,7 @@ pub fn open_report(
             "the report's size is not its number of receipts",
         ));
     }
-    let leaves: Vec<Hash> = receipts
-        .iter()
-        .map(|p| merkle::leaf_hash(p.as_bytes()))
-        .collect();
-    let (root, paths) = merkle::root_and_paths(&leaves);
+    let (root, paths) = merkle::root_and_paths(&leaves(receipts));
     if b64::encode(root) != claims.root {
         return Err(Error::BadSignature);
     }
@@ -231,7 +223,7 @@ pub fn open_report(
             let claims = if text.len() > crate::MAX_TOKEN_BYTES {
                 Err(Error::TokenTooLarge)
             } else {
-                read_payload(payload).and_then(|c| c.check(policy, now).map(|()| c))
+                read_payload(payload, policy, now)
             };
             Opened {
                 id: TokenId::of(payload),
@@ -307,15 +299,29 @@ impl<'a> InReport<'a> {
         if !merkle::included(&leaf, self.index, head.size, &self.path, &root) {
             return Err(Error::BadSignature);
         }
-        let claims = read_payload(self.payload)?;
-        claims.check(policy, now)?;
-        Ok(claims)
+        read_payload(self.payload, policy, now)
     }
 }
 
-fn read_payload(payload: &str) -> Result<WitnessClaims, Error> {
+/// The tree's leaves: each receipt's `PAYLOAD` text, hashed as a leaf.
+fn leaves(payloads: &[String]) -> Vec<Hash> {
+    payloads
+        .iter()
+        .map(|p| merkle::leaf_hash(p.as_bytes()))
+        .collect()
+}
+
+/// A receipt's claims from its `PAYLOAD`, without their own rules.
+fn claims_in(payload: &str) -> Result<WitnessClaims, Error> {
     let json = b64::decode(payload).ok_or(Error::Malformed("payload is not base64url"))?;
     jws::claims_of(&json)
+}
+
+/// A receipt's claims from its `PAYLOAD`, held to their own rules.
+fn read_payload(payload: &str, policy: &Policy, now: UnixTime) -> Result<WitnessClaims, Error> {
+    let claims = claims_in(payload)?;
+    claims.check(policy, now)?;
+    Ok(claims)
 }
 
 /// Verifies a witness receipt under the witness key `key`, in either form:
@@ -345,7 +351,7 @@ pub fn verify_witness(
 /// anything: for display of one that failed, and for its times.
 pub fn peek_witness(text: &str) -> Result<WitnessClaims, Error> {
     match InReport::split(text) {
-        Some(split) => read_payload(split?.payload),
+        Some(split) => claims_in(split?.payload),
         None => super::peek::<WitnessClaims>(text).map(|(_, c)| c),
     }
 }
