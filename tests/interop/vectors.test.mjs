@@ -1,8 +1,8 @@
 // Interop test: every *valid* Mandate test vector is re-checked with an
 // independent JOSE implementation (the `jose` npm package) plus node:crypto
-// hashing: chains with their proofs and confirmations, and policy cases (a
-// policy and the request it is matched against). Nothing here shares code
-// with the Rust verifier.
+// hashing: chains with their proofs, confirmations and witness receipts, and
+// policy cases (a policy and the request it is matched against). Nothing here
+// shares code with the Rust verifier.
 //
 // Run: cd tests/interop && npm install && node --test
 
@@ -20,6 +20,8 @@ const POP_TYP = 'mandate-pop+jwt';
 const REQUEST_TYP = 'mandate-request+jwt';
 const POLICY_TYP = 'mandate-policy+jwt';
 const CONFIRMATION_TYP = 'mandate-confirmation+jwt';
+const WITNESS_TYP = 'mandate-witness+jwt';
+const REPORT_TYP = 'mandate-witness-report+jwt';
 const MAX_CONFIRMATION_LIFETIME = 600;
 const ACT_PREFIX = 'urn:ietf:params:oauth:jwk-thumbprint:sha-256:';
 const MIN_VALID_VECTORS = 15;
@@ -178,6 +180,77 @@ async function checkConfirmation(v, root, leaf) {
   );
 }
 
+/** SHA-256 of the concatenated buffers. */
+const sha256 = (...parts) => createHash('sha256').update(Buffer.concat(parts)).digest();
+
+/**
+ * RFC 9162 section 2.1.3.2: whether `path` proves `leaf` (a leaf hash) to be
+ * leaf `index` of the tree of `size` leaves whose head is `root`.
+ */
+function included(leaf, index, size, path, root) {
+  if (index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of path) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = sha256(Buffer.from([1]), p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      r = sha256(Buffer.from([1]), r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && r.equals(root);
+}
+
+/**
+ * A witness receipt (docs/protocol.md 4.10) of a call under the chain's leaf,
+ * in either form: signed on its own, verified with jose; or
+ * REPORT~INDEX~PATH~PAYLOAD, whose report jose verifies and whose path
+ * node:crypto folds to the report's root. Returns the receipt's claims.
+ */
+async function checkWitness(v, leafToken) {
+  const { token, key } = v.witness;
+  const jwk = v.keys[key];
+  assert.ok(jwk, `witness key ${key} is in keys`);
+  let claims;
+  if (!token.includes('~')) {
+    const { header, payload } = await joseVerify(token, jwk);
+    assert.equal(header.typ, WITNESS_TYP, 'witness typ');
+    assert.equal(header.kid, key, 'witness kid');
+    claims = payload;
+  } else {
+    const [report, index, path, payload, ...rest] = token.split('~');
+    assert.deepEqual(rest, [], 'four parts');
+    assert.match(index, /^(0|[1-9][0-9]?)$/, 'INDEX grammar');
+    const { header, payload: head } = await joseVerify(report, jwk);
+    assert.equal(header.typ, REPORT_TYP, 'report typ');
+    assert.equal(header.kid, key, 'report kid');
+    assert.ok(Number.isInteger(head.size) && head.size >= 1 && head.size <= 100, 'size 1 to 100');
+    const hashes = path === '' ? [] : path.split('.').map((h) => {
+      const b = Buffer.from(h, 'base64url');
+      assert.ok(b.length === 32 && b.toString('base64url') === h, `path hash ${h}`);
+      return b;
+    });
+    const leaf = sha256(Buffer.from([0]), Buffer.from(payload, 'ascii'));
+    assert.ok(
+      included(leaf, Number(index), head.size, hashes, Buffer.from(head.root, 'base64url')),
+      'the path proves the payload to be leaf INDEX under the signed root',
+    );
+    claims = JSON.parse(utf8.decode(Buffer.from(payload, 'base64url')));
+  }
+  assert.equal(claims.grant, tokenId(leafToken), "the witness receipt names the chain's leaf");
+  return claims;
+}
+
 function loadVectors() {
   return readdirSync(VECTORS_DIR)
     .filter((f) => f.endsWith('.json'))
@@ -272,6 +345,15 @@ async function checkVector(v) {
 
   // 5. The user's confirmation of the call, when the vector has one.
   if (v.confirmation) await checkConfirmation(v, root, leaf);
+
+  // 6. A witness receipt of a call under the leaf, when the vector has one.
+  if (v.witness) {
+    const claims = await checkWitness(v, v.chain[v.chain.length - 1]);
+    assert.ok(
+      leaf.authorization_details.some((d) => d.locations.some((l) => claims.action.target.startsWith(l))),
+      "a location of the leaf's details covers the witnessed target",
+    );
+  }
 }
 
 test('test vectors verify with jose', async (t) => {
@@ -321,3 +403,26 @@ for (const [what, file, tokenOf, keyFrom] of FLIPPED) {
     );
   });
 }
+
+test('every form of valid witness receipt is checked', () => {
+  const forms = valid.filter(({ v }) => v.witness).map(({ v }) => (v.witness.token.includes('~') ? 'report' : 'signed'));
+  assert.ok(forms.includes('signed'), 'a valid witness receipt signed on its own');
+  assert.ok(forms.includes('report'), 'a valid witness receipt of a report');
+});
+
+test("a witness receipt's report rejects a flipped signature, a moved index and a cut path", async () => {
+  const { v } = loadVectors().find((f) => f.file === 'valid-witness-report.json');
+  const leafToken = v.chain[v.chain.length - 1];
+  await checkWitness(v, leafToken);
+  const [report, index, path, payload] = v.witness.token.split('~');
+  const notIncluded = { message: /the path proves the payload/ };
+  const broken = [
+    [[flipSignature(report), index, path, payload], errors.JWSSignatureVerificationFailed],
+    [[report, String(Number(index) + 1), path, payload], notIncluded],
+    [[report, index, path.split('.').slice(0, -1).join('.'), payload], notIncluded],
+  ];
+  for (const [parts, error] of broken) {
+    const copy = { ...v, witness: { ...v.witness, token: parts.join('~') } };
+    await assert.rejects(checkWitness(copy, leafToken), error);
+  }
+});

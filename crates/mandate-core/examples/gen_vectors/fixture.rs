@@ -278,6 +278,8 @@ pub struct Vector {
     pub confirmation: Option<ConfirmationCase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyCase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<WitnessCase>,
     pub expect: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Value>,
@@ -317,4 +319,13 @@ pub struct ConfirmationCase {
 pub struct PolicyCase {
     pub token: String,
     pub request: String,
+}
+
+/// A witness receipt to check against the chain's leaf (4.10).
+#[derive(Serialize)]
+pub struct WitnessCase {
+    /// The receipt, in either form.
+    pub token: String,
+    /// The witness key's thumbprint; its JWK is in `keys`.
+    pub key: String,
 }

@@ -11,6 +11,7 @@ mod fixture;
 mod invalid;
 mod tiers;
 mod valid;
+mod witness;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,7 @@ fn main() -> std::io::Result<()> {
         .into_iter()
         .chain(invalid::cases(&cast))
         .chain(tiers::cases(&cast))
+        .chain(witness::cases(&cast))
         .collect();
     for (name, vector) in &cases {
         let mut text = serde_json::to_string_pretty(vector).expect("vector serializes");

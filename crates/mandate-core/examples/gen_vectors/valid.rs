@@ -38,6 +38,7 @@ pub fn vector(cast: &Cast, description: &str, chain: &Chain, expect: &str) -> Ve
         call: None,
         confirmation: None,
         policy: None,
+        witness: None,
         expect: expect.into(),
         verified: None,
     }

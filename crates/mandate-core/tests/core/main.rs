@@ -16,4 +16,5 @@ mod gen_vectors {
     pub mod invalid;
     pub mod tiers;
     pub mod valid;
+    pub mod witness;
 }

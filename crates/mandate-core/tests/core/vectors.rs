@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use mandate_core::scope::{self, Call, Money, permits};
 use mandate_core::token::{ConfirmationClaims, PolicyClaims, RequestClaims};
 use mandate_core::{
-    BindingSet, Context, Error, HttpCall, Jwk, KeySet, MemoryReplayCache, Policy, Revoked,
+    BindingSet, Context, Error, HttpCall, Jwk, KeySet, MemoryReplayCache, Policy, Receipt, Revoked,
     VerifiedChain, Verifier, verify_chain, verify_pop,
 };
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::gen_vectors::{fixture, invalid, tiers, valid};
+use crate::gen_vectors::{fixture, invalid, tiers, valid, witness};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,8 @@ pub struct VectorFile {
     pub confirmation: Option<ConfirmationIn>,
     #[serde(default)]
     pub policy: Option<PolicyIn>,
+    #[serde(default)]
+    pub witness: Option<WitnessIn>,
     pub expect: String,
     #[serde(default)]
     pub verified: Option<Value>,
@@ -72,6 +74,13 @@ pub struct ConfirmationIn {
 pub struct PolicyIn {
     pub token: String,
     pub request: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessIn {
+    pub token: String,
+    pub key: String,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +193,18 @@ pub fn run(
         Some(verifier) => verifier.verify_chain(&v.chain, &cx)?,
         None => verify_chain(&v.chain, &cx)?,
     };
+    if let Some(w) = &v.witness {
+        assert!(
+            v.pop.is_none() && v.call.is_none() && v.confirmation.is_none(),
+            "a witness case has a chain and nothing else to check (10.1)"
+        );
+        let key = inputs
+            .keys
+            .get(&w.key.parse().expect("a thumbprint"))
+            .expect("the witness key is in keys");
+        Receipt::witnessed(&w.token, chain.leaf(), key, &cx.policy, cx.now)?;
+        return Ok(Some(chain));
+    }
     if let Some(pop) = &v.pop {
         let replay = MemoryReplayCache::new(16);
         let http = HttpCall {
@@ -328,6 +349,7 @@ fn vectors_are_stable() {
         .into_iter()
         .chain(invalid::cases(&cast))
         .chain(tiers::cases(&cast))
+        .chain(witness::cases(&cast))
         .map(|(name, v)| {
             (
                 name,
