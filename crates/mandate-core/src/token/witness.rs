@@ -289,8 +289,7 @@ impl<'a> InReport<'a> {
         policy: &Policy,
         now: UnixTime,
     ) -> Result<WitnessClaims, Error> {
-        let head =
-            super::verify::<WitnessReportClaims>(self.report, key, policy, now)?.into_claims();
+        let head = report_claims(self.report, key, policy, now)?;
         if self.index >= head.size {
             return Err(Error::Malformed("index is outside the report"));
         }
@@ -301,6 +300,60 @@ impl<'a> InReport<'a> {
         }
         read_payload(self.payload, policy, now)
     }
+}
+
+/// How many reports [`report_claims`] remembers: a direct-mapped table,
+/// each slot behind its own lock. A report's receipts arrive together (a
+/// page of the receipt feed), and each verifies on its own.
+const RECENT_REPORT_SLOTS: usize = 16;
+
+/// A report verified lately: its id, the key it verified under, and its
+/// claims.
+type RecentReport = Option<(TokenId, Thumbprint, WitnessReportClaims)>;
+
+/// The reports verified lately; see [`report_claims`].
+static RECENT_REPORTS: [std::sync::Mutex<RecentReport>; RECENT_REPORT_SLOTS] =
+    [const { std::sync::Mutex::new(None) }; RECENT_REPORT_SLOTS];
+
+/// A report's claims, verified under `key` (step 2 of a receipt in a
+/// report, docs/protocol.md 4.10). Parsing it, its `kid`, its signature
+/// and reading its claims depend only on its text and the key, so a
+/// report verified lately under the same key (the same SHA-256 of its
+/// text, the same thumbprint) skips them; its own rules, which depend on
+/// the time, run every time. One signature check for a page of a report's
+/// receipts, instead of one a receipt.
+fn report_claims(
+    report: &str,
+    key: &PublicKey,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<WitnessReportClaims, Error> {
+    let id = TokenId::of(report);
+    let jkt = key.thumbprint();
+    let slot = &RECENT_REPORTS[usize::from(id.as_bytes()[0]) % RECENT_REPORT_SLOTS];
+    let held = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .filter(|(i, k, _)| *i == id && *k == jkt)
+        .map(|(_, _, claims)| claims.clone());
+    if let Some(claims) = held {
+        claims.check(policy, now)?;
+        return Ok(claims);
+    }
+    #[cfg(test)]
+    REPORTS_VERIFIED.with(|n| n.set(n.get() + 1));
+    let claims = super::verify::<WitnessReportClaims>(report, key, policy, now)?.into_claims();
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((id, jkt, claims.clone()));
+    Ok(claims)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many reports [`report_claims`] verified in full, on this thread.
+    static REPORTS_VERIFIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The tree's leaves: each receipt's `PAYLOAD` text, hashed as a leaf.
@@ -556,6 +609,44 @@ mod tests {
         assert_eq!((id, c), (TokenId::of(&single), claims()));
         assert_eq!(receipt_id(&single), TokenId::of(&single));
         assert_eq!(peek_witness(&single).unwrap(), claims());
+    }
+
+    #[test]
+    fn a_report_is_verified_once_for_its_receipts_and_its_time_rule_each_time() {
+        let witness = SigningKey::from_seed(&[5; 32]);
+        let other = SigningKey::from_seed(&[6; 32]);
+        let p = Policy::default();
+        let now = 1_796_000_000;
+        let batch = report_of(50, &witness);
+        let opened =
+            open_report(&batch.report, &batch.receipts, witness.public(), &p, now).unwrap();
+        let before = REPORTS_VERIFIED.with(std::cell::Cell::get);
+        for o in &opened {
+            verify_witness(&o.text, witness.public(), &p, now).unwrap();
+        }
+        let verified = REPORTS_VERIFIED.with(std::cell::Cell::get) - before;
+        // Once; more only if other tests' reports took its slot meanwhile.
+        assert!((1..=5).contains(&verified), "{verified} full checks for 50");
+        // What depends on the time is checked each time: the report was
+        // signed at `now`, which is ahead of a clock 61 s behind.
+        assert_eq!(
+            code(verify_witness(
+                &opened[1].text,
+                witness.public(),
+                &p,
+                now - 61
+            )),
+            "time.not_yet_valid"
+        );
+        assert_eq!(
+            code(verify_witness(&opened[1].text, witness.public(), &p, now)),
+            "ok"
+        );
+        // And a remembered report is remembered under its key alone.
+        assert_eq!(
+            code(verify_witness(&opened[1].text, other.public(), &p, now)),
+            "header.kid_mismatch"
+        );
     }
 
     #[test]
