@@ -35,6 +35,12 @@ def run(vector):
     if policy is not None and (vector["chain"] or any(k in vector for k in ("pop", "call", "confirmation",
                                                                            "verified"))):
         return "broken vector: a policy case with a chain, a proof, a call or a verified result (10.1)", None
+    witness = vector.get("witness")
+    if witness is not None and (not vector["chain"] or any(k in vector for k in ("pop", "call", "confirmation",
+                                                                                  "policy"))):
+        return "broken vector: a witness case without a chain, or with a proof, a call or a policy (10.1)", None
+    if witness is not None and not (isinstance(witness.get("key"), str) and witness["key"] in keys):
+        return "broken vector: a witness key that is not in keys (10.1)", None
     try:
         body = confirmation and verify.b64d(confirmation["body"])
     except Refused:
@@ -48,6 +54,9 @@ def run(vector):
             return "valid", None
         verified = verify.verify_chain(vector["chain"], keys, bindings, set(vector["revoked"]),
                                        revoked_keys, now)
+        if witness is not None:  # 10.2 step 4, against the chain's last grant as G
+            verify.verify_witness(witness["token"], keys[witness["key"]], verify.token_id(vector["chain"][-1]),
+                                  verified["scopes"], now)
         pop = vector.get("pop")
         if pop is not None:
             replay = {}
@@ -103,9 +112,48 @@ def set_in(path, change):
     return tamper
 
 
+def claims_of(part):
+    return json.loads(verify.b64d(part))
+
+
+def reencoded(part):
+    """A payload part re-encoded with a changed claim (`jti`), left unsigned."""
+    claims = claims_of(part)
+    claims["jti"] += "-changed"
+    return verify.b64e(json.dumps(claims, separators=(",", ":")).encode())
+
+
+def in_payload(change):
+    """A compact token with `change` applied to its payload part."""
+    def tamper(token):
+        head, payload, sig = token.split(".")
+        return ".".join((head, change(payload), sig))
+    return tamper
+
+
+def in_part(i, change):
+    """A receipt of a report, REPORT~INDEX~PATH~PAYLOAD, with `change`
+    applied to part `i` (`change` also gets the report's claims)."""
+    def tamper(text):
+        parts = text.split("~")
+        parts[i] = change(parts[i], claims_of(parts[0].split(".")[1]))
+        return "~".join(parts)
+    return set_in(("witness", "token"), tamper)
+
+
+def other_key(vector):
+    """The witness key swapped for another key of the file."""
+    others = sorted(verify.Key(jwk).thumbprint for jwk in vector["keys"].values())
+    vector["witness"]["key"] = next(t for t in others if t != vector["witness"]["key"])
+
+
+def is_report(v):
+    return "witness" in v and "~" in v["witness"]["token"]
+
+
 # Each kind of valid vector, and ways to break one that must give a code.
 KINDS = {
-    "chain": (lambda v: "policy" not in v and "confirmation" not in v, [
+    "chain": (lambda v: not any(k in v for k in ("policy", "confirmation", "witness")), [
         ("a flipped signature of the root", set_in(("chain", 0), flip), "signature.invalid"),
     ]),
     "confirmation": (lambda v: "confirmation" in v, [
@@ -119,6 +167,26 @@ KINDS = {
     "policy": (lambda v: "policy" in v, [
         ("a flipped signature of the policy", set_in(("policy", "token"), flip), "signature.invalid"),
         ("a flipped signature of the request", set_in(("policy", "request"), flip), "signature.invalid"),
+    ]),
+    "witness receipt signed on its own": (lambda v: "witness" in v and not is_report(v), [
+        ("a flipped signature", set_in(("witness", "token"), flip), "signature.invalid"),
+        ("the payload re-encoded with a changed claim", set_in(("witness", "token"), in_payload(reencoded)),
+         "signature.invalid"),
+        ("another key of the file as the witness key", other_key, "header.kid_mismatch"),
+    ]),
+    # A report of two receipts or more, so that the index can move to another leaf.
+    "witness receipt in a report": (lambda v: is_report(v) and v["witness"]["token"].split("~")[2] != "", [
+        ("a flipped signature of the report", in_part(0, lambda r, _: flip(r)), "signature.invalid"),
+        ("the index moved to another leaf", in_part(1, lambda i, r: str((int(i) + 1) % r["size"])),
+         "signature.invalid"),
+        ("a hash dropped from the path", in_part(2, lambda p, _: ".".join(p.split(".")[1:])), "signature.invalid"),
+        ("a hash added to the path", in_part(2, lambda p, _: p + "." + p.split(".")[0]), "signature.invalid"),
+        ("the payload re-encoded with a changed claim", in_part(3, lambda p, _: reencoded(p)),
+         "signature.invalid"),
+        ("the index equal to the size", in_part(1, lambda i, r: str(r["size"])), "token.malformed"),
+        ("the index with a leading zero", in_part(1, lambda i, _: "0" + i), "token.malformed"),
+        ("the path cut in the middle of a hash", in_part(2, lambda p, _: p[:-1]), "token.malformed"),
+        ("another key of the file as the witness key", other_key, "header.kid_mismatch"),
     ]),
 }
 
@@ -201,6 +269,17 @@ def doc_examples():
     if not refused(verify.M, verify.integer(0, 255), verify.Num("-0")):
         problems.append("2.5: -0 read as an integer")
     problems += new_kinds()
+    # 4.10: the example's dig, and the grammars of trace and INDEX.
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_command",' \
+           b'"arguments":{"command":"make test"}}}'
+    if len(body) != 114 or verify.b64e(hashlib.sha256(body).digest()) != "cavR7gcZDCAqkHrnbnjBqM-1LBP2sOEuOqIauoUzoDg":
+        problems.append("4.10: the dig of the example body")
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    if not verify.TRACE.fullmatch(trace) or verify.TRACE.fullmatch(trace.upper()):
+        problems.append("4.10: the trace grammar")
+    if not all(verify.INDEX.fullmatch(i) for i in ["0", "1", "9", "10", "99"]) or any(
+            verify.INDEX.fullmatch(i) for i in ["", "00", "01", "100", "-1", "+1", " 1", "1 ", "1e1", "\u0661"]):
+        problems.append("4.10: the INDEX grammar")
     if not verify.is_money({"amount": "0050.50", "currency": "EUR"}) or any(
             verify.is_money(m) for m in [{"amount": "5,000", "currency": "EUR"}, {"amount": "5"},
                                          {"amount": "5", "currency": "EUR", "x": 1}]):
@@ -284,6 +363,237 @@ def new_kinds():
     return problems
 
 
+# -- 4.10: the Merkle tree of a report, and witness receipts this runner signs ------------
+
+def mth(leaves):
+    """RFC 9162 2.1.1: the head of the tree of these leaf inputs (n >= 1)."""
+    if len(leaves) == 1:
+        return verify.leaf_hash(leaves[0])
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)  # the largest power of two below n
+    return verify.node_hash(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def audit_path(m, leaves):
+    """RFC 9162 2.1.3.1: PATH(m, D[n]), nearest sibling first."""
+    if len(leaves) == 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m < k:
+        return audit_path(m, leaves[:k]) + [mth(leaves[k:])]
+    return audit_path(m - k, leaves[k:]) + [mth(leaves[:k])]
+
+
+# RFC 6962's reference tree heads (its test data, as in certificate-transparency):
+# the head of the first n of these 8 leaves, for n = 1 to 8.
+RFC6962_LEAVES = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+                                             "606162636465666768696a6b6c6d6e6f"]]
+RFC6962_HEADS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+
+
+def merkle_checks():
+    """This tree against RFC 6962's heads, and `verify.proves` against it: every
+    leaf of trees of 1 to 100 leaves proves with its path, and not moved to
+    another index, nor with a hash dropped or added."""
+    problems = []
+    for n, head in enumerate(RFC6962_HEADS, 1):
+        if mth(RFC6962_LEAVES[:n]).hex() != head:
+            problems.append(f"RFC 6962: the head of the first {n} test leaves")
+    for n in range(1, 101):
+        leaves = [b"leaf %d of %d" % (m, n) for m in range(n)]
+        root, bad = mth(leaves), []
+        for m in range(n):
+            leaf, path = verify.leaf_hash(leaves[m]), audit_path(m, leaves)
+            if not verify.proves(leaf, m, n, path, root):
+                bad.append(f"leaf {m} does not prove")
+            if any(verify.proves(leaf, i, n, path, root) for i in range(n) if i != m):
+                bad.append(f"leaf {m} proves at another index")
+            if verify.proves(leaf, m, n, path + [path[0] if path else root], root) \
+                    or (path and verify.proves(leaf, m, n, path[:-1], root)):
+                bad.append(f"leaf {m} proves with a path of the wrong length")
+            if verify.proves(verify.leaf_hash(leaves[m] + b"!"), m, n, path, root):
+                bad.append(f"another leaf {m} proves")
+        if bad:
+            problems.append(f"RFC 9162 2.1.3.2, a tree of {n}: {bad[0]}")
+    # 4.10: a leaf's path can fold to the same head in a larger tree, which is
+    # why the size is signed: the path of leaf 2 of five (three hashes) folds
+    # to the head of five under a size of 6, 7 or 8 too, not of 3 or 4. (The
+    # path of leaf 2 of six has the same length, but its last hash differs:
+    # see README, item 25.)
+    five = [b"leaf %d" % m for m in range(5)]
+    path, root = audit_path(2, five), mth(five)
+    if audit_path(2, five + [b"leaf 5"]) != path[:-1] + [mth(five[4:] + [b"leaf 5"])] \
+            or [verify.proves(verify.leaf_hash(five[2]), 2, n, path, root) for n in range(3, 10)] != \
+            [False, False, True, True, True, True, False]:
+        problems.append("4.10: leaf 2 of five does not fold as a leaf of six, seven and eight")
+    return problems
+
+
+def signer(n):
+    """An Ed25519 key of the runner's own, its JWK and thumbprint."""
+    private = Ed25519PrivateKey.from_private_bytes(bytes([n] * 31 + [0x4D]))
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": verify.b64e(private.public_key().public_bytes_raw())}
+    return private, jwk, verify.Key(jwk).thumbprint
+
+
+def sign(private, kid, typ, claims, header=None):
+    head = verify.b64e(json.dumps(dict({"alg": "EdDSA", "typ": typ, "kid": kid}, **(header or {}))).encode())
+    signing_input = head + "." + verify.b64e(json.dumps(claims, separators=(",", ":")).encode())
+    return signing_input + "." + verify.b64e(private.sign(signing_input.encode()))
+
+
+def own_witness(vectors):
+    """Witness receipts this runner signs itself, with its own witness key, for
+    the first valid plain chain: both forms valid, then one rule of 4.10
+    broken at a time (the steps, and the order of the own rules)."""
+    chain = next((v for n, v in vectors if n.startswith("valid-") and KINDS["chain"][0](v)), None)
+    if chain is None:
+        return ["4.10: no valid chain vector to witness"]
+    private, jwk, kid = signer(0x57)
+    other, other_jwk, other_kid = signer(0x58)
+    now, leaf = chain["now"], verify.verify_chain(
+        chain["chain"], {verify.Key(k).thumbprint: verify.Key(k) for k in chain["keys"].values()},
+        {(b["sub"], b["jkt"]) for b in chain["user_bindings"]}, set(chain["revoked"]),
+        set(chain.get("revoked_keys", [])), chain["now"])
+    target = leaf["scopes"][0]["locations"][0]  # a location covers itself (5.4)
+    base = {"grant": verify.token_id(chain["chain"][-1]), "holder": leaf["leaf_key"],
+            "action": {"type": "tools/call", "target": target, "summary": "Called the tool run_command"},
+            "name": "run_command", "dig": verify.b64e(hashlib.sha256(b"{}").digest()), "outcome": "succeeded",
+            "trace": "4bf92f3577b34da6a3ce929d0e0e4736", "iat": now, "jti": "w-1"}
+
+    def outcome(text, key=kid):
+        v = {k: copy.deepcopy(x) for k, x in chain.items() if k not in ("pop", "call")}
+        v["witness"] = {"token": text, "key": key}
+        v["keys"]["second-impl witness"], v["keys"]["second-impl other"] = jwk, other_jwk
+        return run(v)[0]
+
+    def receipt(**change):
+        return dict(base, **change)
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    bad_dig = base["dig"][:-1] + alphabet[alphabet.index(base["dig"][-1]) | 1]  # non-zero trailing bits
+    cases = [  # (what, claims, code), each signed on its own and put in a report
+        ("a receipt", base, "valid"),
+        ("a receipt without name and trace", {k: v for k, v in base.items() if k not in ("name", "trace")},
+         "valid"),
+        ("a receipt with name and trace null", receipt(name=None, trace=None), "valid"),
+        ("a receipt at now + skew", receipt(iat=now + 60), "valid"),
+        ("a receipt of a call outside the grant's type and action", receipt(
+            action=dict(base["action"], type="x/y"), outcome="refused"), "valid"),
+        ("a receipt after now + skew", receipt(iat=now + 61), "time.not_yet_valid"),
+        ("a future receipt with a bad dig", receipt(iat=now + 61, dig="x"), "time.not_yet_valid"),
+        ("another grant", receipt(grant=verify.b64e(bytes(32))), "token.malformed"),
+        ("a target no location covers", receipt(action=dict(base["action"], target="zz-second-impl://nowhere")),
+         "call.out_of_scope"),
+        ("a dig of 42 characters", receipt(dig=base["dig"][:-1]), "token.malformed"),
+        ("a dig with non-zero trailing bits", receipt(dig=bad_dig), "token.malformed"),
+        ("a trace of zeros", receipt(trace="0" * 32), "token.malformed"),
+        ("an uppercase trace", receipt(trace=base["trace"].upper()), "token.malformed"),
+        ("an empty name", receipt(name=""), "token.malformed"),
+        ("a name of 2049 bytes", receipt(name="n" * 2049), "token.malformed"),
+        ("a name of 2048 bytes", receipt(name="n" * 2048), "valid"),
+        ("a name with a control character", receipt(name="run\u0085"), "token.malformed"),
+        ("another outcome", receipt(outcome="ok"), "token.malformed"),
+        ("an unknown member", receipt(x=1), "token.malformed"),
+        ("an unknown member of action", receipt(action=dict(base["action"], x="y")), "token.malformed"),
+        ("a holder that is not a thumbprint", receipt(holder="x"), "token.malformed"),
+        ("no dig", {k: v for k, v in base.items() if k != "dig"}, "token.malformed"),
+    ]
+    problems = []
+    for what, claims, code in cases:
+        got = outcome(sign(private, kid, verify.WITNESS_TYP, claims))
+        if got != code:
+            problems.append(f"4.10: {what}, signed on its own, gave {got}, not {code}")
+    for what, text, code in [
+        ("an agent's receipt", sign(private, kid, "mandate-receipt+jwt", base), "header.wrong_typ"),
+        ("a report", sign(private, kid, verify.REPORT_TYP, base), "header.wrong_typ"),
+        ("a receipt with a jwk header", sign(private, kid, verify.WITNESS_TYP, base, {"jwk": jwk}),
+         "header.untrusted_key"),
+        ("a receipt signed by another key", sign(other, other_kid, verify.WITNESS_TYP, base), "header.kid_mismatch"),
+        ("a receipt signed by another key under the witness's kid", sign(other, kid, verify.WITNESS_TYP, base),
+         "signature.invalid"),
+    ]:
+        got = outcome(text)
+        if got != code:
+            problems.append(f"4.10: {what} gave {got}, not {code}")
+    if outcome(sign(private, kid, verify.WITNESS_TYP, base), other_kid) != "header.kid_mismatch":
+        problems.append("4.10: a receipt checked under another witness key was not header.kid_mismatch")
+
+    # In a report: every leaf of reports of 1 to 9 receipts, and each case at
+    # the first and last leaves of some.
+    def report(payloads, **change):
+        return sign(private, kid, verify.REPORT_TYP,
+                    dict({"root": verify.b64e(mth([p.encode() for p in payloads])), "size": len(payloads),
+                          "iat": now, "jti": "report-1"}, **change))
+
+    def in_report(payloads, m, text=None, path=None, index=None):
+        path = audit_path(m, [p.encode() for p in payloads]) if path is None else path
+        return "~".join((text or report(payloads), str(m if index is None else index),
+                         ".".join(map(verify.b64e, path)), payloads[m]))
+
+    encode = lambda c: verify.b64e(json.dumps(c, separators=(",", ":")).encode())  # noqa: E731
+    for n in range(1, 10):
+        for m in range(n):
+            for what, claims, code in cases if n in (1, 5, 9) and m in (0, n // 2, n - 1) else cases[:1]:
+                payloads = [encode(receipt(jti=f"w-{i}")) for i in range(n)]
+                payloads[m] = encode(claims)
+                got = outcome(in_report(payloads, m))
+                if got != code:
+                    problems.append(f"4.10: {what}, leaf {m} of a report of {n}, gave {got}, not {code}")
+    five = [encode(receipt(jti=f"w-{i}")) for i in range(5)]
+    path = audit_path(2, [p.encode() for p in five])
+    for what, text, code in [
+        ("a report at now + skew", in_report(five, 2, report(five, iat=now + 60)), "valid"),
+        ("a report after now + skew", in_report(five, 2, report(five, iat=now + 61)), "time.not_yet_valid"),
+        ("a future report of 101", in_report(five, 2, report(five, iat=now + 61, size=101)), "time.not_yet_valid"),
+        ("a report of 0", in_report(five, 2, report(five, size=0)), "token.malformed"),
+        ("a report of 101", in_report(five, 2, report(five, size=101)), "token.malformed"),
+        ("a report with a size of 2.0", in_report(five, 2, report(five, size=2.0)), "token.malformed"),
+        ("a report of 4 over a tree of 5", in_report(five, 2, report(five, size=4)), "signature.invalid"),
+        ("a report with a bad root", in_report(five, 2, report(five, root="x")), "token.malformed"),
+        ("a report with an unknown member", in_report(five, 2, report(five, x=1)), "token.malformed"),
+        ("a report without jti", in_report(five, 2, sign(private, kid, verify.REPORT_TYP, {
+            "root": verify.b64e(mth([p.encode() for p in five])), "size": 5, "iat": now})), "token.malformed"),
+        ("a report signed by another key", in_report(five, 2, sign(other, other_kid, verify.REPORT_TYP, {
+            "root": verify.b64e(mth([p.encode() for p in five])), "size": 5, "iat": now, "jti": "r"})),
+         "header.kid_mismatch"),
+        ("a receipt signed on its own as the report", in_report(five, 2, sign(private, kid, verify.WITNESS_TYP,
+                                                                                base)), "header.wrong_typ"),
+        ("the index at the size", in_report(five, 2, index=5), "token.malformed"),
+        ("the index 100", in_report(five, 2, index=100), "token.malformed"),
+        ("a path of the wrong length", in_report(five, 2, path=path[:-1]), "signature.invalid"),
+        ("an empty path", in_report(five, 2, path=[]), "signature.invalid"),
+        ("a path that is not base64url", in_report(five, 2).replace("~" + verify.b64e(path[0]), "~" + "+" * 43),
+         "token.malformed"),
+        ("a path with an empty hash", in_report(five, 2).replace("~" + verify.b64e(path[0]) + ".", "~."),
+         "token.malformed"),
+        ("three parts", in_report(five, 2).rsplit("~", 1)[0], "token.malformed"),
+        ("five parts", in_report(five, 2) + "~", "token.malformed"),
+        ("a report over a payload that is not base64url", in_report(five[:2] + ["!" + five[2]] + five[3:], 2),
+         "token.malformed"),
+        ("a report over a payload that is not claims JSON", in_report(five[:2] + [verify.b64e(b"[]")] + five[3:], 2),
+         "token.malformed"),
+        ("a report over a payload with a repeated claim", in_report(five[:2] + [verify.b64e(
+            b'{"jti":"a","jti":"b"}')] + five[3:], 2), "token.duplicate_key"),
+        ("a receipt of a report longer than 16384 bytes", in_report(
+            five[:2] + [encode(receipt(jti="w" * 128, name="n" * 2048,
+                                       action=dict(base["action"], summary="s" * 14000)))] + five[3:], 2),
+         "token.too_large"),
+    ]:
+        got = outcome(text)
+        if got != code:
+            problems.append(f"4.10: {what} gave {got}, not {code}")
+    return problems
+
+
 def main():
     files = sorted(VECTORS.glob("*.json"))
     vectors = [(f.stem, json.loads(f.read_text())) for f in files]
@@ -296,7 +606,7 @@ def main():
         else:
             failed += 1
             print(f"not ok - {name}: {why}")
-    problems = self_check(vectors) + doc_examples()
+    problems = self_check(vectors) + doc_examples() + merkle_checks() + own_witness(vectors)
     if passed + failed != len(files) or not files:
         problems.append(f"ran {passed + failed} vectors of {len(files)} files")
     for problem in problems:

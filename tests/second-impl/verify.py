@@ -2,7 +2,9 @@
 
 Chains of grants (6.2), proofs of possession (6.5), the call check (5.7),
 whether a call needs a confirmation (5.8) and its confirmation (4.13, 6.8),
-requests (4.1), and policies with the matching of a request (4.12).
+requests (4.1), policies with the matching of a request (4.12), and witness
+receipts in both forms, signed on their own or in a report (4.10, with the
+RFC 9162 inclusion proof).
 Signatures go through joserfc (RFC 7515/8037/9864); the strict-Ed25519
 extras of 2.6 and 2.7 that a JOSE library does not make are checked here.
 Every rule is an allow-list: a grammar, a schema or a set of names.
@@ -350,6 +352,26 @@ CONFIRMATION = obj({  # 4.13; ath, htm, htu and bdh are compared as strings (6.8
     "cnf": (obj({"jkt": (b64_32, True)}), True),
     "ath": (string, True), "htm": (string, True), "htu": (string, True), "bdh": (string, True),
     "iat": (TIME, True), "exp": (TIME, True),
+    "jti": (JTI, True),
+})
+WITNESS = obj({  # 4.10; dig, trace and name are held to their grammars by the own rules
+    # (`witness_rules`), the rest here: `outcome` too, which no own rule names (README, item 20).
+    "grant": (b64_32, True),
+    "holder": (b64_32, True),
+    "action": (obj({"type": (string, True), "target": (string, True), "summary": (string, True)}), True),
+    "name": (string, False),
+    "dig": (string, True),
+    "outcome": (one_of("succeeded", "failed", "refused"), True),
+    "trace": (string, False),
+    "iat": (TIME, True),
+    "jti": (JTI, True),
+})
+WITNESS_REPORT = obj({  # 4.10 "In a report"; root and size are held by the own rules
+    # `size` is an integer 0 to 2^64-1 in the table, read as such here; its
+    # 1 to 100 is an own rule (README, item 21).
+    "root": (string, True),
+    "size": (integer(0, 2**64 - 1), True),
+    "iat": (TIME, True),
     "jti": (JTI, True),
 })
 
@@ -886,3 +908,132 @@ def verify_confirmation(verified, keys, bindings, revoked_keys, token, htm, htu,
     if replay.get(key, now - 1) >= now:
         raise Refused("confirm.replayed")
     replay[key] = sat(c["exp"], SKEW)
+
+
+# -- 4.10 witness receipts: a compact token, or a receipt of a report ----------------
+
+WITNESS_TYP, REPORT_TYP = "mandate-witness+jwt", "mandate-witness-report+jwt"
+MAX_REPORT_SIZE = 100
+TRACE = re.compile("[0-9a-f]{32}")
+INDEX = re.compile("0|[1-9][0-9]?")  # from 0, no leading zero, below 100
+
+
+def is_b64_32(s):
+    """base64url of exactly 32 bytes: 43 characters that decode to 32 bytes
+    and encode back to the same text (`dig`, `root`, each hash of a path)."""
+    try:
+        b64d(s, M, 32)
+    except Refused:
+        return False
+    return True
+
+
+def verify_by_witness(compact, typ, schema, key):
+    """4.10 steps 1 to 4 (and step 2 of a receipt in a report): parse, `kid`
+    against the witness key, signature, claims. The caller applies the own rules."""
+    h, payload, sig = parse_token(compact, typ)
+    if h["kid"] != key.thumbprint:
+        raise Refused("header.kid_mismatch")
+    check_signature(compact, key, h["alg"], sig)
+    return read_claims(payload, schema)
+
+
+def is_witness_name(s):
+    """4.10: 1 to 2048 bytes, no control character."""
+    return 1 <= len(s.encode()) <= 2048 and not any(map(is_cc, s))
+
+
+def witness_rules(c, now):
+    """4.10 own rules (`Claims::check`), in order: the time, then the grammars."""
+    if c["iat"] > sat(now, SKEW):
+        raise Refused("time.not_yet_valid")
+    trace = c.get("trace")
+    if not is_b64_32(c["dig"]) or (trace is not None and (not TRACE.fullmatch(trace) or set(trace) == {"0"})) \
+            or ("name" in c and not is_witness_name(c["name"])):
+        raise Refused(M)
+
+
+def report_rules(c, now):
+    """4.10 "In a report": the report's own rules, as listed."""
+    if c["iat"] > sat(now, SKEW):
+        raise Refused("time.not_yet_valid")
+    if not is_b64_32(c["root"]) or not 1 <= c["size"] <= MAX_REPORT_SIZE:
+        raise Refused(M)
+
+
+def against_grant(c, grant_id, details):
+    """4.10 steps 5 and 6, against G (its id and its details)."""
+    if c["grant"] != grant_id:
+        raise Refused(M)
+    target = c["action"]["target"]
+    # 5.3's grammar, as for a call's location, then coverage (5.4); type
+    # and action are not checked (README, item 22).
+    if not check_location(target) or \
+            not any(covers(p, target) for d in details for p in d["locations"]):
+        raise Refused("call.out_of_scope")
+
+
+def leaf_hash(data):
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def proves(leaf, index, size, path, root):
+    """RFC 9162 section 2.1.3.2: whether `path` (raw hashes, nearest sibling
+    first) proves `leaf` (a leaf hash) to be leaf `index` of the tree of
+    `size` leaves whose head is `root`. A path of the wrong length fails."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False  # a hash too many
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while fn and not fn & 1:  # fn == sn, a right edge: up to where it is a right child
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = node_hash(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root  # sn > 0: a hash too few
+
+
+def split_report_receipt(text):
+    """Step 1 of a receipt in a report: (REPORT, index, path, PAYLOAD). Each
+    hash of the path is part of its grammar: 43 characters, canonical."""
+    if len(text.encode()) > MAX_TOKEN_BYTES:
+        raise Refused("token.too_large")
+    parts = text.split("~")
+    if len(parts) != 4:
+        raise Refused(M)
+    report, index, path, payload = parts
+    hashes = path.split(".") if path else []
+    if not INDEX.fullmatch(index) or not all(map(is_b64_32, hashes)):
+        raise Refused(M)
+    return report, int(index), [b64d(x) for x in hashes], payload
+
+
+def verify_witness(text, key, grant_id, details, now):
+    """4.10: a witness receipt in either form, under the witness key `key`,
+    against the grant G whose id is `grant_id` and whose details are
+    `details`. A text with `~` is a receipt of a report (`verify_witness`),
+    one without a compact token (`Receipt::witnessed`). Returns the claims."""
+    if "~" not in text:
+        c = verify_by_witness(text, WITNESS_TYP, WITNESS, key)  # steps 1 to 4
+        witness_rules(c, now)
+    else:
+        report, index, path, payload = split_report_receipt(text)  # step 1
+        r = verify_by_witness(report, REPORT_TYP, WITNESS_REPORT, key)  # step 2
+        report_rules(r, now)
+        if index >= r["size"]:  # step 3
+            raise Refused(M)
+        # The leaf is the PAYLOAD text's bytes: UTF-8, ASCII where it is (README, item 24).
+        if not proves(leaf_hash(payload.encode()), index, r["size"], path, b64d(r["root"])):  # step 4
+            raise Refused("signature.invalid")
+        c = read_claims(b64d(payload, M), WITNESS)  # step 5
+        witness_rules(c, now)
+    against_grant(c, grant_id, details)  # steps 5 and 6 (step 6 in a report)
+    return c

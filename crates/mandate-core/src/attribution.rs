@@ -72,14 +72,14 @@ impl Receipt {
     }
 
     /// Verifies a witness receipt (protocol.md 4.10: a `mandate-witness+jwt`,
-    /// or a receipt of a `mandate-witness-report+jwt`) of a call made under `grant`, signed by `witness`, a key the
-    /// caller trusts as the witness of the resource it names. It must name
-    /// that grant, and its `action.target` must be covered by a location
-    /// of the grant (`call.out_of_scope`, whatever the type or the
+    /// or a receipt of a `mandate-witness-report+jwt`) of a call made under
+    /// `grant`, signed by `witness`, a key the caller trusts as the witness
+    /// of the resource it names. It must name that grant, and its
+    /// `action.target` must be a location in 5.3's grammar that a location
+    /// of the grant covers (`call.out_of_scope`, whatever the type or the
     /// action: a refused call is witnessed too). It stands as a receipt of
-    /// the grant's agent, whose call
-    /// the witness saw: its action and outcome, without a rationale or a
-    /// cause; its own claims come with it.
+    /// the grant's agent, whose call the witness saw: its action and
+    /// outcome, without a rationale or a cause; its own claims come with it.
     pub fn witnessed(
         compact: &str,
         grant: &Link,
@@ -93,12 +93,15 @@ impl Receipt {
         }
         // A witness speaks only of resources the grant reaches: a key
         // trusted for one resource cannot testify about the grant's use
-        // anywhere else.
-        if !grant
-            .claims
-            .authorization_details
-            .iter()
-            .any(|d| d.locations.iter().any(|l| l.covers(&w.action.target)))
+        // anywhere else. The target is held to the grammar a call's
+        // location is (5.3), so that `.../reports/../payroll` is not
+        // "under" `.../reports/`.
+        if crate::uri::check_location(&w.action.target).is_err()
+            || !grant
+                .claims
+                .authorization_details
+                .iter()
+                .any(|d| d.locations.iter().any(|l| l.covers(&w.action.target)))
         {
             return Err(Error::OutOfScope);
         }

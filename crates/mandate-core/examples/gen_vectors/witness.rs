@@ -246,6 +246,32 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "time.not_yet_valid",
     );
     add(
+        "witness-from-future-dig-short",
+        "A witness receipt made 61 s ahead whose dig has 42 characters: the own rules run in \
+         order, the time first",
+        signed(
+            &edited(&|v| {
+                v["iat"] = json!(NOW + 61);
+                v["dig"] = json!("A".repeat(42));
+            }),
+            &w,
+        ),
+        "time.not_yet_valid",
+    );
+    add(
+        "witness-from-future-holder-short",
+        "A witness receipt made 61 s ahead whose holder has 42 characters: reading the claims \
+         comes before the own rules",
+        signed(
+            &edited(&|v| {
+                v["iat"] = json!(NOW + 61);
+                v["holder"] = json!("A".repeat(42));
+            }),
+            &w,
+        ),
+        "token.malformed",
+    );
+    add(
         "witness-dig-short",
         "A dig of 42 characters",
         signed(&edited(&|v| v["dig"] = json!("A".repeat(42))), &w),
@@ -319,6 +345,19 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "A witness receipt of a resource that no location of the leaf grant covers",
         signed(
             &edited(&|v| v["action"]["target"] = json!("https://files.example/v1/other/mcp")),
+            &w,
+        ),
+        "call.out_of_scope",
+    );
+
+    add(
+        "witness-target-dot-segment",
+        "A witness receipt of a target that starts with a location of the leaf grant but \
+         climbs out of it with a dot segment: outside 5.3's grammar, as a call's location",
+        signed(
+            &edited(&|v| {
+                v["action"]["target"] = json!("https://files.example/v1/reports/../payroll/mcp")
+            }),
             &w,
         ),
         "call.out_of_scope",
@@ -529,6 +568,25 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "signature.invalid",
     );
     add(
+        "witness-report-from-future-size-negative",
+        "A report signed 61 s ahead whose size is -1: the size is read as an unsigned integer \
+         with the claims, before the own rules",
+        reported(&|c| {
+            c["iat"] = json!(NOW + 61);
+            c["size"] = json!(-1);
+        }),
+        "token.malformed",
+    );
+    add(
+        "witness-report-from-future-size-zero",
+        "A report signed 61 s ahead whose size is 0: the own rules run in order, the time first",
+        reported(&|c| {
+            c["iat"] = json!(NOW + 61);
+            c["size"] = json!(0);
+        }),
+        "time.not_yet_valid",
+    );
+    add(
         "witness-report-root-short",
         "A report whose root has 42 characters",
         reported(&|c| c["root"] = json!("A".repeat(42))),
@@ -583,6 +641,16 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "A receipt of a report, in the signed tree, of a resource no location of the leaf \
          grant covers",
         in_report(&|v| v["action"]["target"] = json!("https://erp.example/other/mcp")),
+        "call.out_of_scope",
+    );
+
+    add(
+        "witness-report-target-dot-segment",
+        "A receipt of a report, in the signed tree, of a target that climbs out of the leaf \
+         grant's location with a dot segment",
+        in_report(&|v| {
+            v["action"]["target"] = json!("https://files.example/v1/reports/../payroll/mcp")
+        }),
         "call.out_of_scope",
     );
 
