@@ -14,7 +14,8 @@
 //! same bytes go to the proxy, which ignores them. Latency comes from
 //! paired rounds, where each caller calls the gateway and the proxy in
 //! turn, so that both meet the same conditions call by call; calls a
-//! second come from rounds of each target alone, alternating. Reports p50,
+//! second come from rounds of each target alone, alternating, and which
+//! goes first alternates too. Reports p50,
 //! p99 and calls a second for one caller and for eight, and the ratios to
 //! the proxy; then what a call costs each process in CPU time over the
 //! rounds of each target alone (from `/proc/PID/stat`), and the two
@@ -463,20 +464,25 @@ async fn main() {
             },
         );
         let mandate = granted(&alice, &agent, &resource).await;
-        let token = agent.exchange(&mandate, &resource).await.unwrap();
-        agents.push((agent, mandate, token));
+        agents.push((agent, mandate));
     }
 
     println!("tools/call read_file, {rounds} rounds of {seconds} s per target, alternating; µs");
     for concurrency in [1usize, 8] {
         let mut costs = Vec::new();
+        let mut orders = Vec::new();
         println!("\n{concurrency} caller(s):\n");
         println!("| target | p50 | p99 | calls a second | p50 ratio | p99 ratio | rate ratio |");
         println!("|---|---|---|---|---|---|---|");
         for by_token in [true, false] {
+            // Access tokens drawn now: a run of many rounds outlasts one.
+            let mut tokens = Vec::new();
+            for (agent, mandate) in &agents[..concurrency] {
+                tokens.push(agent.exchange(mandate, &resource).await.unwrap());
+            }
             let mut gw_callers = Vec::new();
             let mut px_callers = Vec::new();
-            for (agent, mandate, token) in &agents[..concurrency] {
+            for ((agent, mandate), token) in agents[..concurrency].iter().zip(&tokens) {
                 let cred = if by_token {
                     Cred::Token(token)
                 } else {
@@ -495,7 +501,7 @@ async fn main() {
                 ([0.0; 5], [0.0; 5], 0usize, 0usize);
             // Latency from paired rounds; calls a second from each
             // target alone, in rounds that alternate.
-            for _ in 0..rounds {
+            for r in 0..rounds {
                 let (g, p) = paired_round(&gw_callers, &px_callers, seconds).await;
                 gw_lat.extend(g);
                 px_lat.extend(p);
@@ -504,20 +510,30 @@ async fn main() {
                 // broker stores them, before the next round begins. So
                 // neither that work nor its CPU falls in the next round.
                 tokio::time::sleep(SETTLE).await;
-                let before = pids.now();
-                let (calls, rate) = round(&gw_callers, seconds).await;
-                tokio::time::sleep(SETTLE).await;
-                let between = pids.now();
-                gw_rates.push(rate);
-                gw_calls += calls.len();
-                let (calls, rate) = round(&px_callers, seconds).await;
-                let after = pids.now();
-                px_rates.push(rate);
-                px_calls += calls.len();
-                let (g, p) = (spent(before, between), spent(between, after));
-                for i in 0..5 {
-                    gw_cpu[i] += g[i];
-                    px_cpu[i] += p[i];
+                // The gateway alone first in even rounds, the proxy in odd
+                // ones: what one round leaves the machine (the upstream's
+                // garbage, its JIT, caches) falls on each target alike.
+                for gateway_now in [r % 2 == 0, r % 2 == 1] {
+                    let before = pids.now();
+                    if gateway_now {
+                        let (calls, rate) = round(&gw_callers, seconds).await;
+                        tokio::time::sleep(SETTLE).await;
+                        gw_rates.push(rate);
+                        gw_calls += calls.len();
+                    } else {
+                        let (calls, rate) = round(&px_callers, seconds).await;
+                        px_rates.push(rate);
+                        px_calls += calls.len();
+                    }
+                    let used = spent(before, pids.now());
+                    let cpu = if gateway_now {
+                        &mut gw_cpu
+                    } else {
+                        &mut px_cpu
+                    };
+                    for (total, u) in cpu.iter_mut().zip(used) {
+                        *total += u;
+                    }
                 }
             }
             costs.push(Costs::of(
@@ -526,6 +542,25 @@ async fn main() {
                 px_cpu,
                 gw_calls,
                 px_calls,
+            ));
+            // Calls a second by place in the round: each target went first
+            // in half the rounds (the gateway in even ones).
+            let mean_of = |rates: &[f64], even: bool| {
+                let picked: Vec<f64> = rates
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| (r % 2 == 0) == even)
+                    .map(|(_, rate)| *rate)
+                    .collect();
+                picked.iter().sum::<f64>() / picked.len().max(1) as f64
+            };
+            orders.push(format!(
+                "{}: gateway {:.0} first, {:.0} second; proxy {:.0} first, {:.0} second",
+                gw_callers[0].cred.name(),
+                mean_of(&gw_rates, true),
+                mean_of(&gw_rates, false),
+                mean_of(&px_rates, false),
+                mean_of(&px_rates, true),
             ));
             let gw = summarize(gw_lat, &gw_rates);
             let px = summarize(px_lat, &px_rates);
@@ -543,6 +578,10 @@ async fn main() {
                 gw.p99 / px.p99,
                 gw.rate / px.rate
             );
+        }
+        println!("\nCalls a second by place in the round:\n");
+        for line in &orders {
+            println!("- {line}");
         }
         Costs::print(&costs);
     }
