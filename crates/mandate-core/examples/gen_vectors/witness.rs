@@ -47,30 +47,7 @@ fn json_of(claims: &WitnessClaims) -> Value {
 
 /// A payload (the claims' JSON in base64url) from a JSON value.
 fn encode(v: &Value) -> String {
-    base64url::encode(canonical(v))
-}
-
-/// `v` as JSON text with each object's members sorted by name: the same
-/// bytes whether or not the build's serde_json keeps insertion order
-/// (its `preserve_order` feature, which other crates of the workspace
-/// turn on).
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(members) => {
-            let mut sorted: Vec<_> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(b.0));
-            let inner: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), canonical(v)))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(canonical).collect();
-            format!("[{}]", inner.join(","))
-        }
-        other => other.to_string(),
-    }
+    base64url::encode(v.to_string())
 }
 
 /// A report of `payloads`, signed by `by` with `claims` edited by `edit`,
@@ -89,7 +66,7 @@ fn report_of(payloads: &[String], by: &Party, edit: impl FnOnce(&mut Value)) -> 
     })
     .expect("claims serialize");
     edit(&mut claims);
-    let report = by.raw(&by.header(REPORT), &canonical(&claims));
+    let report = by.raw(&by.header(REPORT), &claims.to_string());
     payloads
         .iter()
         .zip(paths)
@@ -134,7 +111,7 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
     let chain = Chain::straight(cast, 2, "witness");
     let holder = &cast.agents[1];
     let one = receipt(&chain, holder, 0);
-    let signed = |v: &Value, by: &Party| by.raw(&by.header(WITNESS), &canonical(v));
+    let signed = |v: &Value, by: &Party| by.raw(&by.header(WITNESS), &v.to_string());
     let edited = |edit: &dyn Fn(&mut Value)| {
         let mut v = json_of(&one);
         edit(&mut v);
@@ -206,7 +183,7 @@ pub fn cases(cast: &Cast) -> Vec<(String, Vector)> {
         "witness-agent-receipt",
         "An agent's receipt (mandate-receipt+jwt), signed by the witness key, offered as a \
          witness receipt",
-        w.raw(&w.header("mandate-receipt+jwt"), &canonical(&json_of(&one))),
+        w.raw(&w.header("mandate-receipt+jwt"), &json_of(&one).to_string()),
         "header.wrong_typ",
     );
     add(
